@@ -1,1 +1,28 @@
+//! The fleetmesh agent's protocol core.
+//!
+//! This crate is deterministic and does no I/O: it reads no clock, opens no
+//! socket, spawns no thread and draws randomness only from a seeded RNG that
+//! each [`Agent`] owns. Time is an argument of every input. The same code
+//! runs inside the simulator (`fleetmesh-simulator`) and, later, inside the
+//! tokio runtime; the crate's dependency list (no tokio, no networking
+//! crate) is the proof.
+//!
+//! Start at [`Agent`]: its doc comment gives the order in which a driver
+//! feeds inputs and drains outputs.
 
+pub mod agent;
+pub mod broadcast;
+pub mod config;
+pub mod health;
+pub mod members;
+pub mod probe;
+pub mod stats;
+pub mod suspicion;
+pub mod time;
+pub mod wire;
+
+pub use agent::{Agent, Event, Transmit};
+pub use config::Config;
+pub use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeId, NodeMeta};
+pub use stats::Stats;
+pub use time::Instant;

@@ -1,0 +1,870 @@
+//! The agent: SWIM membership with the Lifeguard refinements, piggybacked
+//! gossip and push-pull anti-entropy, as one deterministic state machine.
+
+use crate::broadcast::BroadcastQueue;
+use crate::config::Config;
+use crate::health::LocalHealth;
+use crate::members::{Change, Member, MemberTable};
+use crate::probe::ProbeCursor;
+use crate::stats::Stats;
+use crate::suspicion::Suspicions;
+use crate::time::Instant;
+use crate::wire::{self, Message, Update};
+use fleetmesh_crdt::{Incarnation, Liveness, MemberRecord, MemberState, NodeId, NodeMeta};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// Bytes of a datagram reserved for the message around piggybacked updates.
+const MESSAGE_OVERHEAD_BYTES: usize = 32;
+/// Most anti-entropy exchanges this agent has in flight as initiator.
+const SYNCS_IN_FLIGHT_MAX: usize = 8;
+/// Draws tried when picking random members; bounds the loop when few of the
+/// table's members qualify.
+const RANDOM_PICK_ATTEMPTS: usize = 32;
+
+/// A message for the driver to deliver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The recipient.
+    pub to: NodeId,
+    /// The encoded message ([`crate::wire`]).
+    pub bytes: Vec<u8>,
+}
+
+/// Something the driver (or an operator) may want to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// This agent's belief about a member's liveness changed; `previous` is
+    /// `None` for a member new to the table.
+    MemberChanged {
+        /// The member.
+        id: NodeId,
+        /// Liveness before.
+        previous: Option<Liveness>,
+        /// Liveness now.
+        current: Liveness,
+    },
+    /// A dead or departed member was forgotten.
+    MemberReaped {
+        /// The member.
+        id: NodeId,
+    },
+    /// Someone claimed this agent was suspect or dead (or announced a stale
+    /// version of it); it refuted by announcing `incarnation`.
+    Refuted {
+        /// The new incarnation.
+        incarnation: Incarnation,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Probe,
+    Gossip,
+    Sync,
+    Reconnect,
+}
+
+const TIMERS: [Timer; 4] = [Timer::Probe, Timer::Gossip, Timer::Sync, Timer::Reconnect];
+
+struct Probe {
+    seq: u32,
+    target: NodeId,
+    direct_deadline: Instant,
+    acked: bool,
+    helpers: u8,
+    nacks: u8,
+}
+
+struct Relay {
+    origin: NodeId,
+    origin_seq: u32,
+    deadline: Instant,
+}
+
+struct Sync {
+    deadline: Instant,
+    bootstrap: bool,
+}
+
+/// Where a claim came from; decides how it is applied and whether it is
+/// re-gossiped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Piggybacked or gossiped: re-gossip what is news.
+    Gossip,
+    /// Anti-entropy: a peer's view, not a fresh observation, so deaths are
+    /// held as suspicions (memberlist does the same) and the first exchange
+    /// of a joiner is not re-announced.
+    Sync { bootstrap: bool },
+    /// This agent's own observation.
+    Local,
+}
+
+/// One claim about one member, whatever message carried it.
+struct Claim<'a> {
+    id: NodeId,
+    liveness: Liveness,
+    meta: Option<(Incarnation, &'a NodeMeta)>,
+    from: NodeId,
+}
+
+/// The agent's protocol core. Deterministic: it reads no clock, spawns
+/// nothing and draws randomness only from the seeded RNG it owns.
+///
+/// The API follows `quinn-proto`'s grammar. Getters ([`Agent::id`],
+/// [`Agent::members`], [`Agent::stats`], ...) read state. Inputs are
+/// `handle_*` and the operator's mutators ([`Agent::join`],
+/// [`Agent::leave`], [`Agent::set_meta`]), each taking `now`. Outputs are
+/// drained with `poll_*`. After any input the driver drains, in order:
+///
+/// 1. [`Agent::poll_transmit`] until `None`, sending each message;
+/// 2. [`Agent::poll_event`] until `None`;
+/// 3. [`Agent::poll_timeout`], and calls [`Agent::handle_timeout`] once that
+///    instant has passed (calling it early is harmless).
+pub struct Agent {
+    config: Config,
+    id: NodeId,
+    incarnation: Incarnation,
+    meta: NodeMeta,
+    left: bool,
+    rng: ChaCha8Rng,
+    members: MemberTable,
+    broadcasts: BroadcastQueue,
+    suspicions: Suspicions,
+    health: LocalHealth,
+    cursor: ProbeCursor,
+    probe: Option<Probe>,
+    relays: BTreeMap<u32, Relay>,
+    syncs: BTreeMap<NodeId, Sync>,
+    seeds: Vec<NodeId>,
+    /// Dead and departed members in the order they went down: reap deadline,
+    /// member, incarnation. Also the candidates for reconnection attempts.
+    downed: VecDeque<(Instant, NodeId, Incarnation)>,
+    timers: BTreeMap<Timer, Instant>,
+    next_seq: u32,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+impl Agent {
+    /// A new agent named `id` announcing `meta`, seeded with `seed` (the only
+    /// source of randomness it will ever use), started at `now`.
+    ///
+    /// It knows only itself until [`Agent::join`] or a message from a peer.
+    pub fn new(config: Config, id: NodeId, meta: NodeMeta, seed: u64, now: Instant) -> Agent {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut timers = BTreeMap::new();
+        // Spread the periodic work of agents started together over a period.
+        for timer in TIMERS {
+            let period = match timer {
+                Timer::Probe => config.probe_interval,
+                Timer::Gossip => config.gossip_interval,
+                Timer::Sync => config.sync_interval,
+                Timer::Reconnect => config.reconnect_interval,
+            };
+            timers.insert(timer, now + jitter(&mut rng, period));
+        }
+        let mut agent = Agent {
+            broadcasts: BroadcastQueue::new(config.broadcast_queue_max),
+            health: LocalHealth::new(config.local_health_max),
+            config,
+            id,
+            incarnation: 0,
+            meta,
+            left: false,
+            rng,
+            members: MemberTable::default(),
+            suspicions: Suspicions::default(),
+            cursor: ProbeCursor::default(),
+            probe: None,
+            relays: BTreeMap::new(),
+            syncs: BTreeMap::new(),
+            seeds: Vec::new(),
+            downed: VecDeque::new(),
+            timers,
+            next_seq: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        };
+        let alive = Liveness { incarnation: 0, state: MemberState::Alive };
+        agent.members.merge(id, alive, Some((0, &agent.meta)));
+        agent
+    }
+
+    // --- getters -----------------------------------------------------------
+
+    /// This agent's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This agent's current incarnation.
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
+    /// The member table (this agent's view of the fleet).
+    pub fn members(&self) -> &MemberTable {
+        &self.members
+    }
+
+    /// The entry for `id` in this agent's view.
+    pub fn member(&self, id: NodeId) -> Option<Member> {
+        self.members.get(id)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The local health score (0 is healthy).
+    pub fn local_health(&self) -> u8 {
+        self.health.score()
+    }
+
+    /// Updates waiting to be gossiped.
+    pub fn queued_broadcasts(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    /// Suspicions this agent holds.
+    pub fn suspicions(&self) -> usize {
+        self.suspicions.len()
+    }
+
+    /// True once [`Agent::leave`] was called.
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    // --- inputs --------------------------------------------------------------
+
+    /// Joins the fleet through `seeds`: an anti-entropy exchange with each,
+    /// which hands this agent the seed's full view. Seeds are remembered and
+    /// retried by the reconnect timer while none of them is reachable.
+    pub fn join(&mut self, now: Instant, seeds: &[NodeId]) {
+        self.seeds = seeds.iter().copied().filter(|&seed| seed != self.id).collect();
+        self.seeds.sort_unstable();
+        self.seeds.dedup();
+        for seed in self.seeds.clone() {
+            self.start_sync(now, seed, true);
+        }
+    }
+
+    /// Leaves the fleet gracefully: announces `Left` and stops probing. The
+    /// driver should keep delivering for about a gossip round, then stop.
+    pub fn leave(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        self.left = true;
+        self.probe = None;
+        let liveness = Liveness { incarnation: self.incarnation, state: MemberState::Left };
+        self.members.merge(self.id, liveness, None);
+        let update = self.update_for(self.id, self.id);
+        self.broadcasts.push(update);
+        let fanout = usize::from(self.config.gossip_fanout.get()) * 2;
+        for peer in self.random_up_members(fanout, None) {
+            self.send_gossip(peer);
+        }
+        self.timers.insert(Timer::Gossip, now + self.config.gossip_interval);
+    }
+
+    /// Changes this agent's metadata (tags, addresses) and announces it with
+    /// a new incarnation.
+    pub fn set_meta(&mut self, meta: NodeMeta) {
+        self.meta = meta;
+        self.announce_alive(self.incarnation + 1);
+    }
+
+    /// Handles one message from `from`. The transport must authenticate
+    /// `from` (QUIC with the peer's key in the runtime; by construction in the
+    /// simulator); the contents are untrusted and fully validated.
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
+        self.stats.bytes_received += bytes.len() as u64;
+        let message = match wire::decode(bytes) {
+            Ok(message) => message,
+            Err(_) => {
+                self.stats.decode_errors += 1;
+                return;
+            }
+        };
+        self.stats.messages_received += 1;
+        if self.left || from == self.id {
+            self.stats.unexpected_messages += 1;
+            return;
+        }
+        match message {
+            Message::Ping { seq, target, updates } => self.on_ping(now, from, seq, target, &updates),
+            Message::Ack { seq, updates } => self.on_ack(now, seq, &updates),
+            Message::PingReq { seq, target, updates } => {
+                self.on_ping_req(now, from, seq, target, &updates)
+            }
+            Message::Nack { seq } => self.on_nack(seq),
+            Message::Gossip { updates } => self.apply_updates(now, &updates),
+            Message::SyncRoot { root, .. } => self.on_sync_root(from, root),
+            Message::SyncBuckets { digests } => self.on_sync_buckets(from, &digests),
+            Message::SyncRecords { buckets, records, reply } => {
+                self.on_sync_records(now, from, buckets, &records, reply)
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_direct_probe(now);
+        while let Some((member, incarnation)) = self.suspicions.pop_expired(now) {
+            self.declare_dead(now, member, incarnation);
+        }
+        self.expire_relays(now);
+        self.syncs.retain(|_, sync| sync.deadline > now);
+        self.reap(now);
+        for timer in TIMERS {
+            if self.timers[&timer] > now {
+                continue;
+            }
+            match timer {
+                Timer::Probe => {
+                    self.finish_probe(now);
+                    self.start_probe(now);
+                    let period = self.health.scale(self.config.probe_interval);
+                    self.timers.insert(timer, now + period);
+                }
+                Timer::Gossip => {
+                    self.gossip_round();
+                    self.timers.insert(timer, now + self.config.gossip_interval);
+                }
+                Timer::Sync => {
+                    if let Some(&peer) = self.random_up_members(1, None).first() {
+                        self.start_sync(now, peer, false);
+                    }
+                    self.timers.insert(timer, now + self.config.sync_interval);
+                }
+                Timer::Reconnect => {
+                    self.reconnect(now);
+                    self.timers.insert(timer, now + self.config.reconnect_interval);
+                }
+            }
+        }
+    }
+
+    // --- outputs -------------------------------------------------------------
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Agent::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = self
+            .timers
+            .iter()
+            .filter(|&(&timer, _)| timer != Timer::Gossip || !self.broadcasts.is_empty())
+            .map(|(_, &at)| at)
+            .min();
+        let mut consider = |at: Option<Instant>| {
+            if let Some(at) = at {
+                next = Some(next.map_or(at, |next| next.min(at)));
+            }
+        };
+        consider(self.suspicions.next_deadline());
+        consider(self.relays.values().map(|relay| relay.deadline).min());
+        consider(self.syncs.values().map(|sync| sync.deadline).min());
+        consider(self.downed.front().map(|&(at, _, _)| at));
+        consider(
+            self.probe
+                .as_ref()
+                .filter(|probe| !probe.acked && probe.helpers == 0)
+                .map(|probe| probe.direct_deadline),
+        );
+        next
+    }
+
+    // --- probing ---------------------------------------------------------------
+
+    fn start_probe(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        let Some(target) = self.next_probe_target() else {
+            return;
+        };
+        let seq = self.allocate_seq();
+        self.stats.probes += 1;
+        self.probe = Some(Probe {
+            seq,
+            target,
+            direct_deadline: now + self.health.scale(self.config.probe_timeout),
+            acked: false,
+            helpers: 0,
+            nacks: 0,
+        });
+        // Buddy system: a suspected member hears of it from its prober first.
+        let first = self
+            .members
+            .get(target)
+            .filter(|member| member.state() == MemberState::Suspect)
+            .map(|_| self.update_for(target, self.id));
+        let updates = self.piggyback(first);
+        self.send(target, &Message::Ping { seq, target, updates });
+    }
+
+    fn next_probe_target(&mut self) -> Option<NodeId> {
+        for _ in 0..self.members.len() {
+            let position = self.cursor.next(self.members.len(), &mut self.rng)?;
+            let member = self.members.member_at(position);
+            if member.id != self.id && member.state().is_up() {
+                return Some(member.id);
+            }
+        }
+        None
+    }
+
+    fn expire_direct_probe(&mut self, now: Instant) {
+        let Some(probe) = &self.probe else {
+            return;
+        };
+        if probe.acked || probe.helpers > 0 || probe.direct_deadline > now {
+            return;
+        }
+        let (seq, target) = (probe.seq, probe.target);
+        let helpers =
+            self.random_up_members(usize::from(self.config.indirect_probes.get()), Some(target));
+        for &helper in &helpers {
+            let updates = self.piggyback(None);
+            self.send(helper, &Message::PingReq { seq, target, updates });
+        }
+        self.stats.indirect_probes += helpers.len() as u64;
+        if let Some(probe) = &mut self.probe {
+            // With no helper at all, mark the direct phase over all the same.
+            probe.helpers = u8::try_from(helpers.len()).unwrap_or(u8::MAX).max(1);
+        }
+    }
+
+    fn finish_probe(&mut self, now: Instant) {
+        let Some(probe) = self.probe.take() else {
+            return;
+        };
+        if probe.acked {
+            self.health.improve();
+            return;
+        }
+        self.stats.probes_failed += 1;
+        if probe.nacks < probe.helpers {
+            // Helpers that did not even nack point at our own connectivity.
+            self.health.worsen();
+        }
+        let Some(member) = self.members.get(probe.target) else {
+            return;
+        };
+        if member.state() != MemberState::Alive {
+            return;
+        }
+        self.stats.suspicions_raised += 1;
+        let liveness = Liveness { incarnation: member.incarnation(), state: MemberState::Suspect };
+        self.learn(now, Claim { id: probe.target, liveness, meta: None, from: self.id }, Source::Local);
+    }
+
+    fn on_ping(&mut self, now: Instant, from: NodeId, seq: u32, target: NodeId, updates: &[Update]) {
+        self.apply_updates(now, updates);
+        if target != self.id {
+            self.stats.unexpected_messages += 1;
+            return;
+        }
+        let updates = self.piggyback(None);
+        self.send(from, &Message::Ack { seq, updates });
+    }
+
+    fn on_ack(&mut self, now: Instant, seq: u32, updates: &[Update]) {
+        self.apply_updates(now, updates);
+        if let Some(probe) = &mut self.probe
+            && probe.seq == seq
+        {
+            probe.acked = true;
+            return;
+        }
+        if let Some(relay) = self.relays.remove(&seq) {
+            let updates = self.piggyback(None);
+            let ack = Message::Ack { seq: relay.origin_seq, updates };
+            self.send(relay.origin, &ack);
+            return;
+        }
+        self.stats.unexpected_messages += 1;
+    }
+
+    fn on_ping_req(&mut self, now: Instant, from: NodeId, seq: u32, target: NodeId, updates: &[Update]) {
+        self.apply_updates(now, updates);
+        if self.relays.len() >= self.config.relayed_probes_max || target == self.id {
+            self.stats.relays_refused += 1;
+            return;
+        }
+        let own_seq = self.allocate_seq();
+        let deadline = now + self.config.probe_timeout.mul_f64(0.8);
+        self.relays.insert(own_seq, Relay { origin: from, origin_seq: seq, deadline });
+        let updates = self.piggyback(None);
+        self.send(target, &Message::Ping { seq: own_seq, target, updates });
+    }
+
+    fn on_nack(&mut self, seq: u32) {
+        match &mut self.probe {
+            Some(probe) if probe.seq == seq => probe.nacks = probe.nacks.saturating_add(1),
+            _ => self.stats.unexpected_messages += 1,
+        }
+    }
+
+    fn expire_relays(&mut self, now: Instant) {
+        let expired: Vec<u32> = self
+            .relays
+            .iter()
+            .filter(|(_, relay)| relay.deadline <= now)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in expired {
+            let relay = self.relays.remove(&seq).expect("listed just above");
+            self.send(relay.origin, &Message::Nack { seq: relay.origin_seq });
+        }
+    }
+
+    // --- membership changes -------------------------------------------------------
+
+    fn apply_updates(&mut self, now: Instant, updates: &[Update]) {
+        for update in updates {
+            let claim = Claim {
+                id: update.id,
+                liveness: Liveness { incarnation: update.incarnation, state: update.state },
+                meta: update.meta.as_ref().map(|meta| (update.incarnation, meta)),
+                from: update.from,
+            };
+            self.learn(now, claim, Source::Gossip);
+        }
+    }
+
+    /// Applies one claim: the single place where the member table changes
+    /// because of what someone said.
+    fn learn(&mut self, now: Instant, mut claim: Claim<'_>, source: Source) {
+        if claim.id == self.id {
+            self.answer_claim_about_self(&claim);
+            return;
+        }
+        let known = self.members.get(claim.id);
+        if known.is_none() && (!claim.liveness.state.is_up() || claim.meta.is_none()) {
+            // Only a member's own announcement (with its metadata) adds it;
+            // news of the death of a stranger, or of a member already reaped,
+            // is dropped so that reaped members stay forgotten.
+            return;
+        }
+        if claim.liveness.state == MemberState::Dead && matches!(source, Source::Sync { .. }) {
+            claim.liveness.state = MemberState::Suspect;
+        }
+        if let Some(member) = known
+            && claim.liveness.state == MemberState::Suspect
+            && member.liveness == claim.liveness
+        {
+            let confirmations = self.config.suspicion_confirmations.get();
+            if self.suspicions.confirm(claim.id, claim.liveness.incarnation, claim.from, confirmations)
+                && source == Source::Gossip
+            {
+                self.broadcasts.push(self.update_for(claim.id, claim.from));
+            }
+            return;
+        }
+        let Some(change) = self.members.merge(claim.id, claim.liveness, claim.meta) else {
+            return;
+        };
+        self.on_change(now, claim.id, change, claim.from);
+        let bootstrap = matches!(source, Source::Sync { bootstrap: true });
+        if !bootstrap && (change.liveness_changed() || change.meta_changed) {
+            self.broadcasts.push(self.update_for(claim.id, claim.from));
+        }
+    }
+
+    fn on_change(&mut self, now: Instant, id: NodeId, change: Change, from: NodeId) {
+        if !change.liveness_changed() {
+            return;
+        }
+        let current = change.current;
+        match current.state {
+            MemberState::Alive => self.suspicions.clear(id),
+            MemberState::Suspect => {
+                let members = self.members.up_count();
+                let timeout_min = self.config.suspicion_timeout_min(members);
+                let timeout_max = timeout_min.mul_f64(self.config.suspicion_max_mult);
+                self.suspicions.start(now, id, current.incarnation, from, timeout_min, timeout_max);
+            }
+            MemberState::Dead | MemberState::Left => {
+                self.suspicions.clear(id);
+                self.downed.push_back((now + self.config.reap_after, id, current.incarnation));
+            }
+        }
+        self.push_event(Event::MemberChanged { id, previous: change.previous, current });
+    }
+
+    fn answer_claim_about_self(&mut self, claim: &Claim<'_>) {
+        if self.left {
+            return;
+        }
+        let stale_meta = claim
+            .meta
+            .is_some_and(|(incarnation, meta)| incarnation == self.incarnation && *meta != self.meta);
+        let accused = claim.liveness.state != MemberState::Alive;
+        let refute = claim.liveness.incarnation > self.incarnation
+            || (claim.liveness.incarnation == self.incarnation && (accused || stale_meta));
+        if !refute {
+            return;
+        }
+        if accused {
+            // Lifeguard: being suspected is evidence of our own slowness.
+            self.health.worsen();
+        }
+        self.stats.refutations += 1;
+        let incarnation = claim.liveness.incarnation.max(self.incarnation) + 1;
+        self.announce_alive(incarnation);
+        self.push_event(Event::Refuted { incarnation });
+    }
+
+    fn announce_alive(&mut self, incarnation: Incarnation) {
+        self.incarnation = incarnation;
+        let liveness = Liveness { incarnation, state: MemberState::Alive };
+        let meta = self.meta.clone();
+        self.members.merge(self.id, liveness, Some((incarnation, &meta)));
+        self.broadcasts.push(self.update_for(self.id, self.id));
+    }
+
+    fn declare_dead(&mut self, now: Instant, id: NodeId, incarnation: Incarnation) {
+        let Some(member) = self.members.get(id) else {
+            return;
+        };
+        if member.liveness != (Liveness { incarnation, state: MemberState::Suspect }) {
+            return;
+        }
+        self.stats.declared_dead += 1;
+        let liveness = Liveness { incarnation, state: MemberState::Dead };
+        self.learn(now, Claim { id, liveness, meta: None, from: self.id }, Source::Local);
+    }
+
+    fn reap(&mut self, now: Instant) {
+        while let Some(&(deadline, id, incarnation)) = self.downed.front() {
+            if deadline > now {
+                return;
+            }
+            self.downed.pop_front();
+            let still_down = self
+                .members
+                .get(id)
+                .is_some_and(|member| !member.state().is_up() && member.incarnation() == incarnation);
+            if still_down && self.members.remove(id) {
+                self.stats.reaped += 1;
+                self.push_event(Event::MemberReaped { id });
+            }
+        }
+    }
+
+    /// The update that tells others what this agent believes of `id`.
+    fn update_for(&self, id: NodeId, from: NodeId) -> Update {
+        let member = self.members.get(id).expect("updates are built for known members");
+        let meta = (member.state() == MemberState::Alive
+            && member.meta_incarnation == Some(member.incarnation()))
+        .then(|| self.members.meta(id).cloned())
+        .flatten();
+        let from = if member.state() == MemberState::Alive || member.state() == MemberState::Left {
+            id
+        } else {
+            from
+        };
+        Update { id, incarnation: member.incarnation(), state: member.state(), from, meta }
+    }
+
+    // --- dissemination --------------------------------------------------------
+
+    fn gossip_round(&mut self) {
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let fanout = usize::from(self.config.gossip_fanout.get());
+        for peer in self.random_up_members(fanout, None) {
+            if self.broadcasts.is_empty() {
+                return;
+            }
+            self.send_gossip(peer);
+        }
+    }
+
+    fn send_gossip(&mut self, peer: NodeId) {
+        let updates = self.piggyback(None);
+        if updates.is_empty() {
+            return;
+        }
+        self.stats.gossip_messages += 1;
+        self.send(peer, &Message::Gossip { updates });
+    }
+
+    fn piggyback(&mut self, first: Option<Update>) -> Vec<Update> {
+        let mut updates = Vec::new();
+        let mut budget = self.config.datagram_bytes_max.saturating_sub(MESSAGE_OVERHEAD_BYTES);
+        let skip = first.as_ref().map(|update| update.id);
+        if let Some(update) = first {
+            budget = budget.saturating_sub(wire::encoded_len(&update));
+            updates.push(update);
+        }
+        let limit = self.config.retransmit_limit(self.members.up_count());
+        let before = self.broadcasts.dropped();
+        self.broadcasts.fill(budget, limit, skip, &mut updates);
+        self.stats.broadcasts_dropped += self.broadcasts.dropped() - before;
+        updates
+    }
+
+    // --- anti-entropy -------------------------------------------------------------
+
+    fn start_sync(&mut self, now: Instant, peer: NodeId, bootstrap: bool) {
+        if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX || self.syncs.contains_key(&peer) {
+            return;
+        }
+        let deadline = now + self.config.probe_interval * 4;
+        let bootstrap = bootstrap && self.members.len() <= 1;
+        self.syncs.insert(peer, Sync { deadline, bootstrap });
+        self.stats.syncs_started += 1;
+        let members = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
+        self.send(peer, &Message::SyncRoot { root: self.members.root(), members });
+    }
+
+    fn on_sync_root(&mut self, from: NodeId, root: u64) {
+        if root == self.members.root() {
+            return;
+        }
+        let digests = self.members.digests().to_vec();
+        self.send(from, &Message::SyncBuckets { digests });
+    }
+
+    fn on_sync_buckets(&mut self, from: NodeId, digests: &[u64]) {
+        if !self.syncs.contains_key(&from) {
+            self.stats.unexpected_messages += 1;
+            return;
+        }
+        let buckets = self.members.differing_buckets(digests);
+        if buckets == 0 {
+            self.syncs.remove(&from);
+            return;
+        }
+        self.stats.syncs_differing += 1;
+        let (records, _truncated) = self.members.records_in(buckets, self.config.sync_records_max);
+        self.send(from, &Message::SyncRecords { buckets, records, reply: true });
+    }
+
+    fn on_sync_records(&mut self, now: Instant, from: NodeId, buckets: u64, records: &[MemberRecord], reply: bool) {
+        let source = if reply {
+            Source::Sync { bootstrap: false }
+        } else {
+            match self.syncs.remove(&from) {
+                Some(sync) => Source::Sync { bootstrap: sync.bootstrap },
+                None => {
+                    self.stats.unexpected_messages += 1;
+                    return;
+                }
+            }
+        };
+        self.stats.sync_records_received += records.len() as u64;
+        for record in records {
+            if buckets & (1 << wire::bucket_of(record.id)) == 0 {
+                continue;
+            }
+            let claim = Claim {
+                id: record.id,
+                liveness: record.liveness,
+                meta: record.meta.as_ref().map(|version| (version.incarnation, &version.meta)),
+                from,
+            };
+            self.learn(now, claim, source);
+        }
+        if reply {
+            let (records, _truncated) = self.members.records_in(buckets, self.config.sync_records_max);
+            self.send(from, &Message::SyncRecords { buckets, records, reply: false });
+        }
+    }
+
+    /// Tries to reach one member believed dead, or an unreachable seed, with an
+    /// anti-entropy exchange: after a partition heals this is how each side
+    /// finds out the other is back.
+    fn reconnect(&mut self, now: Instant) {
+        let seeds_down: Vec<NodeId> = self
+            .seeds
+            .iter()
+            .copied()
+            .filter(|&seed| !self.members.get(seed).is_some_and(|member| member.state().is_up()))
+            .collect();
+        let candidates = self.downed.len() + seeds_down.len();
+        if candidates == 0 {
+            return;
+        }
+        let pick = self.rng.random_range(0..candidates);
+        let peer = match pick.checked_sub(self.downed.len()) {
+            Some(seed) => seeds_down[seed],
+            None => self.downed[pick].1,
+        };
+        let is_down = !self.members.get(peer).is_some_and(|member| member.state().is_up());
+        if is_down {
+            self.start_sync(now, peer, false);
+        }
+    }
+
+    // --- plumbing ---------------------------------------------------------------
+
+    fn random_up_members(&mut self, count: usize, exclude: Option<NodeId>) -> Vec<NodeId> {
+        let mut picked = Vec::with_capacity(count);
+        let eligible = self.members.up_count().saturating_sub(1 + usize::from(exclude.is_some()));
+        let wanted = count.min(eligible);
+        for _ in 0..RANDOM_PICK_ATTEMPTS + 4 * wanted {
+            if picked.len() == wanted {
+                break;
+            }
+            let member = self.members.member_at(self.rng.random_range(0..self.members.len()));
+            if member.id == self.id || Some(member.id) == exclude || !member.state().is_up() || picked.contains(&member.id)
+            {
+                continue;
+            }
+            picked.push(member.id);
+        }
+        picked
+    }
+
+    fn allocate_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    fn send(&mut self, to: NodeId, message: &Message) {
+        if self.transmits.len() >= self.config.transmit_queue_max {
+            self.stats.transmits_dropped += 1;
+            return;
+        }
+        let bytes = wire::encode(message);
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.transmits.push_back(Transmit { to, bytes });
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() >= self.config.event_queue_max {
+            self.events.pop_front();
+            self.stats.events_dropped += 1;
+        }
+        self.events.push_back(event);
+    }
+}
+
+fn jitter(rng: &mut ChaCha8Rng, period: Duration) -> Duration {
+    let nanos = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1);
+    Duration::from_nanos(rng.random_range(0..nanos))
+}
+

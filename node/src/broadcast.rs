@@ -1,0 +1,174 @@
+//! The queue of updates waiting to be piggybacked or gossiped.
+//!
+//! Each update is sent a limited number of times (the retransmit limit,
+//! about λ·log N); updates sent least often go first, newest first among
+//! equals, so fresh news overtakes old news. A newer claim about a member
+//! replaces any queued claim about the same member. The queue is bounded:
+//! when full, the update already sent most often is dropped, and the drop
+//! is counted; anti-entropy repairs anything gossip lost.
+
+use crate::wire::{Update, encoded_len};
+use fleetmesh_crdt::NodeId;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+struct Queued {
+    update: Update,
+    encoded_len: usize,
+    transmits: u8,
+}
+
+type Priority = (u8, Reverse<u64>);
+
+/// Bounded, transmit-limited queue of updates.
+pub struct BroadcastQueue {
+    capacity: usize,
+    next_sequence: u64,
+    order: BTreeSet<Priority>,
+    queued: BTreeMap<u64, Queued>,
+    by_member: BTreeMap<NodeId, u64>,
+    dropped: u64,
+}
+
+impl BroadcastQueue {
+    /// An empty queue holding at most `capacity` updates.
+    pub fn new(capacity: usize) -> BroadcastQueue {
+        assert!(capacity > 0, "a broadcast queue needs room for one update");
+        BroadcastQueue {
+            capacity,
+            next_sequence: 0,
+            order: BTreeSet::new(),
+            queued: BTreeMap::new(),
+            by_member: BTreeMap::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Updates waiting.
+    pub fn len(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.queued.is_empty()
+    }
+
+    /// Updates dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Queues `update`, replacing any queued claim about the same member.
+    pub fn push(&mut self, update: Update) {
+        if let Some(sequence) = self.by_member.remove(&update.id) {
+            self.remove(sequence);
+        }
+        if self.queued.len() == self.capacity {
+            let most_sent = *self.order.last().expect("a full queue is not empty");
+            self.remove(most_sent.1.0);
+            self.dropped += 1;
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.by_member.insert(update.id, sequence);
+        self.order.insert((0, Reverse(sequence)));
+        let encoded_len = encoded_len(&update);
+        self.queued.insert(sequence, Queued { update, encoded_len, transmits: 0 });
+    }
+
+    fn remove(&mut self, sequence: u64) -> Option<Queued> {
+        let queued = self.queued.remove(&sequence)?;
+        self.order.remove(&(queued.transmits, Reverse(sequence)));
+        if self.by_member.get(&queued.update.id) == Some(&sequence) {
+            self.by_member.remove(&queued.update.id);
+        }
+        Some(queued)
+    }
+
+    /// Appends to `out` the least-sent updates that fit in `budget_bytes`,
+    /// skipping members in `skip` (already in the message), and counts one
+    /// transmission for each; updates that reach `limit` are retired.
+    pub fn fill(&mut self, budget_bytes: usize, limit: u8, skip: Option<NodeId>, out: &mut Vec<Update>) {
+        let mut used = 0;
+        let mut taken = Vec::new();
+        for &(transmits, Reverse(sequence)) in &self.order {
+            if out.len() + taken.len() >= crate::wire::UPDATES_MAX {
+                break;
+            }
+            let queued = &self.queued[&sequence];
+            if Some(queued.update.id) == skip || used + queued.encoded_len > budget_bytes {
+                continue;
+            }
+            used += queued.encoded_len;
+            taken.push((transmits, sequence));
+        }
+        for (transmits, sequence) in taken {
+            self.order.remove(&(transmits, Reverse(sequence)));
+            let queued = self.queued.get_mut(&sequence).expect("taken from the queue");
+            out.push(queued.update.clone());
+            queued.transmits = transmits.saturating_add(1);
+            if queued.transmits >= limit {
+                self.remove_retired(sequence);
+            } else {
+                self.order.insert((queued.transmits, Reverse(sequence)));
+            }
+        }
+    }
+
+    fn remove_retired(&mut self, sequence: u64) {
+        let queued = self.queued.remove(&sequence).expect("retired entry exists");
+        if self.by_member.get(&queued.update.id) == Some(&sequence) {
+            self.by_member.remove(&queued.update.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetmesh_crdt::MemberState;
+
+    fn update(id: u64, incarnation: u32) -> Update {
+        Update { id: NodeId(id), incarnation, state: MemberState::Alive, from: NodeId(id), meta: None }
+    }
+
+    #[test]
+    fn newer_claim_replaces_older_and_limit_retires() {
+        let mut queue = BroadcastQueue::new(8);
+        queue.push(update(1, 0));
+        queue.push(update(1, 1));
+        assert_eq!(queue.len(), 1);
+        let mut out = Vec::new();
+        queue.fill(1400, 2, None, &mut out);
+        queue.fill(1400, 2, None, &mut out);
+        assert_eq!(out, vec![update(1, 1), update(1, 1)]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn least_sent_first_and_bounded() {
+        let mut queue = BroadcastQueue::new(2);
+        queue.push(update(1, 0));
+        let mut out = Vec::new();
+        queue.fill(1400, 5, None, &mut out);
+        queue.push(update(2, 0));
+        queue.push(update(3, 0));
+        assert_eq!(queue.dropped(), 1, "the most-sent update is dropped when full");
+        out.clear();
+        queue.fill(1400, 5, None, &mut out);
+        assert_eq!(out, vec![update(3, 0), update(2, 0)]);
+    }
+
+    #[test]
+    fn respects_the_byte_budget() {
+        let mut queue = BroadcastQueue::new(64);
+        for id in 0..64 {
+            queue.push(update(id, 0));
+        }
+        let mut out = Vec::new();
+        queue.fill(40, 5, None, &mut out);
+        let used: usize = out.iter().map(encoded_len).sum();
+        assert!(used <= 40 && !out.is_empty(), "{used}");
+    }
+}

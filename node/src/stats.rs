@@ -1,0 +1,51 @@
+//! Counters the agent keeps about itself; the runtime exports them as
+//! metrics and the simulator sums them into its report.
+
+/// Monotonic counters of one agent. Every drop of input or output is counted
+/// here, so that nothing is lost silently.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages handed to the driver to send.
+    pub messages_sent: u64,
+    /// Bytes handed to the driver to send.
+    pub bytes_sent: u64,
+    /// Messages received and decoded.
+    pub messages_received: u64,
+    /// Bytes received, decodable or not.
+    pub bytes_received: u64,
+    /// Messages dropped because they did not decode or broke a limit.
+    pub decode_errors: u64,
+    /// Well-formed messages that did not fit the agent's state (an ack for no
+    /// probe, a ping for another member, a reply to no sync) and were ignored.
+    pub unexpected_messages: u64,
+    /// Probes started.
+    pub probes: u64,
+    /// Probes that got no ack, direct or indirect.
+    pub probes_failed: u64,
+    /// Indirect probe requests sent.
+    pub indirect_probes: u64,
+    /// Suspicions this agent raised itself.
+    pub suspicions_raised: u64,
+    /// Members this agent declared dead at the end of a suspicion.
+    pub declared_dead: u64,
+    /// Times this agent refuted a claim about itself.
+    pub refutations: u64,
+    /// Gossip messages sent.
+    pub gossip_messages: u64,
+    /// Anti-entropy exchanges started.
+    pub syncs_started: u64,
+    /// Anti-entropy exchanges that found a difference.
+    pub syncs_differing: u64,
+    /// Member records received through anti-entropy.
+    pub sync_records_received: u64,
+    /// Queued updates dropped because the broadcast queue was full.
+    pub broadcasts_dropped: u64,
+    /// Outgoing messages dropped because the driver did not drain them.
+    pub transmits_dropped: u64,
+    /// Events dropped because the driver did not drain them.
+    pub events_dropped: u64,
+    /// Indirect probe requests refused because too many were in flight.
+    pub relays_refused: u64,
+    /// Members forgotten after `reap_after`.
+    pub reaped: u64,
+}

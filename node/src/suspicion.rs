@@ -1,0 +1,164 @@
+//! Suspicion timers with Lifeguard's dynamic timeout.
+//!
+//! A suspicion starts at the longest timeout and shrinks, logarithmically,
+//! with each *independent* confirmation (a suspect claim from another agent)
+//! down to the shortest after `K` confirmations:
+//!
+//! `timeout(c) = max(min, max - (max - min) * log(c + 1) / log(K + 1))`
+//!
+//! A real failure is noticed by many probers, so it is confirmed quickly and
+//! declared fast; a false suspicion (one lossy link, one slow agent) is
+//! usually raised by one agent only, so it lasts long enough to be refuted.
+
+use crate::time::Instant;
+use fleetmesh_crdt::{Incarnation, NodeId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+struct Suspicion {
+    incarnation: Incarnation,
+    started: Instant,
+    deadline: Instant,
+    confirmers: Vec<NodeId>,
+    timeout_min: Duration,
+    timeout_max: Duration,
+}
+
+/// All suspicions this agent holds, ordered by deadline.
+#[derive(Default)]
+pub struct Suspicions {
+    by_member: BTreeMap<NodeId, Suspicion>,
+    deadlines: BTreeSet<(Instant, NodeId)>,
+}
+
+impl Suspicions {
+    /// Suspicions held.
+    pub fn len(&self) -> usize {
+        self.by_member.len()
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_member.is_empty()
+    }
+
+    /// Starts (or restarts, for a newer incarnation) a suspicion of `member`
+    /// raised by `from`.
+    pub fn start(
+        &mut self,
+        now: Instant,
+        member: NodeId,
+        incarnation: Incarnation,
+        from: NodeId,
+        timeout_min: Duration,
+        timeout_max: Duration,
+    ) {
+        self.clear(member);
+        let deadline = now + timeout_max;
+        self.deadlines.insert((deadline, member));
+        self.by_member.insert(
+            member,
+            Suspicion {
+                incarnation,
+                started: now,
+                deadline,
+                confirmers: vec![from],
+                timeout_min,
+                timeout_max,
+            },
+        );
+    }
+
+    /// Records a suspect claim from `from`. When it is a new, independent
+    /// confirmation of the held suspicion, shortens the deadline and returns
+    /// true (the claim is worth re-gossiping).
+    pub fn confirm(&mut self, member: NodeId, incarnation: Incarnation, from: NodeId, confirmations_max: u8) -> bool {
+        let Some(suspicion) = self.by_member.get_mut(&member) else {
+            return false;
+        };
+        if suspicion.incarnation != incarnation
+            || suspicion.confirmers.contains(&from)
+            || suspicion.confirmers.len() > usize::from(confirmations_max)
+        {
+            return false;
+        }
+        suspicion.confirmers.push(from);
+        let confirmations = suspicion.confirmers.len() - 1;
+        let timeout = dynamic_timeout(
+            confirmations,
+            confirmations_max,
+            suspicion.timeout_min,
+            suspicion.timeout_max,
+        );
+        let deadline = suspicion.started + timeout;
+        if deadline < suspicion.deadline {
+            self.deadlines.remove(&(suspicion.deadline, member));
+            suspicion.deadline = deadline;
+            self.deadlines.insert((deadline, member));
+        }
+        true
+    }
+
+    /// Drops the suspicion of `member`, if any (refuted, or declared dead).
+    pub fn clear(&mut self, member: NodeId) {
+        if let Some(suspicion) = self.by_member.remove(&member) {
+            self.deadlines.remove(&(suspicion.deadline, member));
+        }
+    }
+
+    /// The earliest deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(deadline, _)| deadline)
+    }
+
+    /// Removes and returns one suspicion whose deadline has passed, with the
+    /// incarnation it was about.
+    pub fn pop_expired(&mut self, now: Instant) -> Option<(NodeId, Incarnation)> {
+        let &(deadline, member) = self.deadlines.first()?;
+        if deadline > now {
+            return None;
+        }
+        self.deadlines.pop_first();
+        let suspicion = self.by_member.remove(&member).expect("deadline has a suspicion");
+        Some((member, suspicion.incarnation))
+    }
+}
+
+/// Lifeguard's suspicion timeout after `confirmations` independent
+/// confirmations, of at most `confirmations_max` that count.
+pub fn dynamic_timeout(confirmations: usize, confirmations_max: u8, min: Duration, max: Duration) -> Duration {
+    let fraction = ((confirmations as f64) + 1.0).ln() / (f64::from(confirmations_max) + 1.0).ln();
+    let timeout = max.as_secs_f64() - (max.as_secs_f64() - min.as_secs_f64()) * fraction;
+    Duration::from_secs_f64(timeout.max(min.as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_shrinks_from_max_to_min_with_confirmations() {
+        let (min, max) = (Duration::from_secs(4), Duration::from_secs(24));
+        assert_eq!(dynamic_timeout(0, 3, min, max), max);
+        let one = dynamic_timeout(1, 3, min, max);
+        assert!(one < max && one > min, "{one:?}");
+        assert_eq!(dynamic_timeout(3, 3, min, max), min);
+        assert_eq!(dynamic_timeout(9, 3, min, max), min);
+    }
+
+    #[test]
+    fn only_independent_confirmations_count() {
+        let mut suspicions = Suspicions::default();
+        let member = NodeId(5);
+        let (min, max) = (Duration::from_secs(4), Duration::from_secs(24));
+        suspicions.start(Instant::ZERO, member, 1, NodeId(1), min, max);
+        assert!(!suspicions.confirm(member, 1, NodeId(1), 3), "same accuser twice");
+        assert!(!suspicions.confirm(member, 0, NodeId(2), 3), "other incarnation");
+        for accuser in 2..5 {
+            assert!(suspicions.confirm(member, 1, NodeId(accuser), 3));
+        }
+        assert_eq!(suspicions.next_deadline(), Some(Instant::ZERO + min));
+        assert_eq!(suspicions.pop_expired(Instant::ZERO + min), Some((member, 1)));
+        assert!(suspicions.is_empty());
+    }
+}

@@ -1,0 +1,285 @@
+//! The wire format, in one module so that it can be swapped.
+//!
+//! A message is one version byte followed by a `bincode` 2 encoding (standard
+//! configuration: little-endian, variable-length integers) of [`Message`].
+//! Decoding is bounded: the input may be at most [`MESSAGE_BYTES_MAX`] long,
+//! bincode refuses any length prefix that would read past that limit before
+//! allocating, trailing bytes are an error, and every decoded value is
+//! checked against the protocol's own limits before it is returned.
+
+use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+use fleetmesh_crdt::{Incarnation, MemberRecord, MemberState, NodeId, NodeMeta};
+use serde::{Deserialize, Serialize};
+
+/// Version of the encoding; a message with another version is dropped.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Largest message accepted, in bytes (anti-entropy deltas are the largest).
+pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
+
+/// Most updates one message may piggyback.
+pub const UPDATES_MAX: usize = 256;
+
+/// Most member records one anti-entropy message may carry.
+pub const RECORDS_MAX: usize = 65_536;
+
+/// Number of anti-entropy buckets; members are bucketed by the top bits of
+/// their id, and a `u64` bitmap names a set of buckets.
+pub const SYNC_BUCKETS: usize = 64;
+
+const BINCODE: Configuration<LittleEndian, Varint, Limit<MESSAGE_BYTES_MAX>> =
+    bincode::config::standard().with_limit::<MESSAGE_BYTES_MAX>();
+
+/// A claim about one member, piggybacked on protocol messages.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Update {
+    /// The member the claim is about.
+    pub id: NodeId,
+    /// The member's incarnation the claim is about.
+    pub incarnation: Incarnation,
+    /// The claimed state.
+    pub state: MemberState,
+    /// Who makes the claim; for suspicions this is what makes confirmations
+    /// independent (Lifeguard), for `Alive` and `Left` it is the member.
+    pub from: NodeId,
+    /// The member's metadata at `incarnation`; only the member itself sends
+    /// it, with `Alive`.
+    pub meta: Option<NodeMeta>,
+}
+
+/// Everything agents say to each other.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Message {
+    /// SWIM probe. `target` lets the receiver tell a probe meant for a
+    /// previous holder of its address from one meant for it.
+    Ping {
+        /// Sequence number echoed by the ack.
+        seq: u32,
+        /// The member the sender means to probe.
+        target: NodeId,
+        /// Piggybacked updates.
+        updates: Vec<Update>,
+    },
+    /// Answer to a [`Message::Ping`], or a helper forwarding the target's
+    /// answer to the member that asked it to probe.
+    Ack {
+        /// The probe's sequence number, in the asker's numbering.
+        seq: u32,
+        /// Piggybacked updates.
+        updates: Vec<Update>,
+    },
+    /// Asks the receiver to probe `target` and forward the ack.
+    PingReq {
+        /// The asker's sequence number for its probe.
+        seq: u32,
+        /// The member to probe.
+        target: NodeId,
+        /// Piggybacked updates.
+        updates: Vec<Update>,
+    },
+    /// Lifeguard's negative ack: the helper is alive but the target did not
+    /// answer it in time. Lets the asker tell "target down" from "I am the
+    /// one who is not hearing anything".
+    Nack {
+        /// The asker's sequence number for its probe.
+        seq: u32,
+    },
+    /// A gossip round's push of queued updates.
+    Gossip {
+        /// The updates.
+        updates: Vec<Update>,
+    },
+    /// Anti-entropy step 1: the initiator's digest of its whole table.
+    SyncRoot {
+        /// XOR of all bucket digests.
+        root: u64,
+        /// Members in the initiator's table.
+        members: u32,
+    },
+    /// Anti-entropy step 2: the responder's per-bucket digests, sent only
+    /// when the roots differ.
+    SyncBuckets {
+        /// One digest per bucket, [`SYNC_BUCKETS`] of them.
+        digests: Vec<u64>,
+    },
+    /// Anti-entropy steps 3 and 4: the records of the buckets that differ.
+    SyncRecords {
+        /// Bitmap of the buckets the records are drawn from.
+        buckets: u64,
+        /// The sender's records in those buckets.
+        records: Vec<MemberRecord>,
+        /// True from the initiator: answer with your records of `buckets`.
+        reply: bool,
+    },
+}
+
+/// Why an incoming message was dropped. Decoding never changes agent state.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Empty input.
+    #[error("empty message")]
+    Empty,
+    /// Longer than [`MESSAGE_BYTES_MAX`].
+    #[error("message of {0} bytes exceeds the {MESSAGE_BYTES_MAX}-byte limit")]
+    TooLarge(usize),
+    /// A version byte this agent does not speak.
+    #[error("unknown protocol version {0}")]
+    UnknownVersion(u8),
+    /// Not a valid encoding of a [`Message`].
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// Valid encoding followed by extra bytes.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    /// Decoded, but outside the protocol's limits.
+    #[error("message violates protocol limits: {0}")]
+    Invalid(&'static str),
+}
+
+/// Encodes a message, version byte first.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(64);
+    bytes.push(PROTOCOL_VERSION);
+    // Encoding into a Vec fails only when the limit is exceeded; the agent
+    // never builds a message that large (piggybacks and sync deltas are
+    // bounded far below), so this is an internal invariant.
+    let body = bincode::serde::encode_to_vec(message, BINCODE)
+        .expect("agent built a message over MESSAGE_BYTES_MAX");
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// Encoded size of one update, used to fill datagrams up to their budget.
+pub fn encoded_len(update: &Update) -> usize {
+    bincode::serde::encode_to_vec(update, BINCODE).map_or(usize::MAX, |bytes| bytes.len())
+}
+
+/// Decodes and validates one message.
+pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+    let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if bytes.len() > MESSAGE_BYTES_MAX {
+        return Err(DecodeError::TooLarge(bytes.len()));
+    }
+    if version != PROTOCOL_VERSION {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    let (message, read): (Message, usize) = bincode::serde::decode_from_slice(body, BINCODE)
+        .map_err(|error| DecodeError::Malformed(error.to_string()))?;
+    if read != body.len() {
+        return Err(DecodeError::TrailingBytes(body.len() - read));
+    }
+    validate(&message)?;
+    Ok(message)
+}
+
+fn validate(message: &Message) -> Result<(), DecodeError> {
+    match message {
+        Message::Ping { updates, .. }
+        | Message::Ack { updates, .. }
+        | Message::PingReq { updates, .. }
+        | Message::Gossip { updates } => validate_updates(updates),
+        Message::Nack { .. } | Message::SyncRoot { .. } => Ok(()),
+        Message::SyncBuckets { digests } => {
+            if digests.len() != SYNC_BUCKETS {
+                return Err(DecodeError::Invalid("wrong number of bucket digests"));
+            }
+            Ok(())
+        }
+        Message::SyncRecords { records, .. } => {
+            if records.len() > RECORDS_MAX {
+                return Err(DecodeError::Invalid("too many records"));
+            }
+            let metas_ok = records
+                .iter()
+                .filter_map(|record| record.meta.as_ref())
+                .all(|version| version.meta.validate().is_ok());
+            if !metas_ok {
+                return Err(DecodeError::Invalid("record metadata over limits"));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn validate_updates(updates: &[Update]) -> Result<(), DecodeError> {
+    if updates.len() > UPDATES_MAX {
+        return Err(DecodeError::Invalid("too many piggybacked updates"));
+    }
+    let metas_ok = updates
+        .iter()
+        .filter_map(|update| update.meta.as_ref())
+        .all(|meta| meta.validate().is_ok());
+    if !metas_ok {
+        return Err(DecodeError::Invalid("update metadata over limits"));
+    }
+    Ok(())
+}
+
+/// The anti-entropy bucket of a member.
+pub fn bucket_of(id: NodeId) -> usize {
+    (id.0 >> (64 - SYNC_BUCKETS.trailing_zeros())) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Message {
+        Message::Ping {
+            seq: 9,
+            target: NodeId(42),
+            updates: vec![Update {
+                id: NodeId(42),
+                incarnation: 3,
+                state: MemberState::Suspect,
+                from: NodeId(1),
+                meta: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let message = sample();
+        assert_eq!(decode(&encode(&message)), Ok(message));
+    }
+
+    #[test]
+    fn refuses_unknown_version_and_trailing_bytes() {
+        let mut bytes = encode(&sample());
+        bytes.push(0);
+        assert_eq!(decode(&bytes), Err(DecodeError::TrailingBytes(1)));
+        bytes[0] = 7;
+        assert_eq!(decode(&bytes), Err(DecodeError::UnknownVersion(7)));
+        assert_eq!(decode(&[]), Err(DecodeError::Empty));
+    }
+
+    #[test]
+    fn refuses_a_huge_length_prefix_without_allocating_it() {
+        // Gossip variant (index 4) claiming 2^60 updates.
+        let bytes = [PROTOCOL_VERSION, 4, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0x10];
+        assert!(matches!(decode(&bytes), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn bucket_uses_top_bits() {
+        assert_eq!(bucket_of(NodeId(0)), 0);
+        assert_eq!(bucket_of(NodeId(u64::MAX)), SYNC_BUCKETS - 1);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_messages_never_panic(flip in any::<prop::sample::Index>(), value in any::<u8>()) {
+            let mut bytes = encode(&sample());
+            let at = flip.index(bytes.len());
+            bytes[at] = value;
+            let _ = decode(&bytes);
+        }
+    }
+}
