@@ -1,1 +1,108 @@
-fn main() {}
+//! The `fleetmesh` command.
+
+mod bench;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fleetmesh_simulator::expect::{self, Verdict};
+use fleetmesh_simulator::{RunOptions, Scenario};
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// fleetmesh: a peer-to-peer agent mesh for self-organizing server fleets.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The deterministic simulator: chaos experiments on simulated fleets.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Runs one scenario file and prints a summary. Exit codes: 0 pass,
+    /// 1 expectation unmet, 2 usage or scenario error, 3 liveness
+    /// violation, 4 safety violation.
+    Run {
+        /// The scenario file (TOML), e.g. scenarios/partition-heal.toml.
+        scenario: PathBuf,
+        /// Root seed; defaults to the scenario's `seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write every event of the run as JSON lines to this file.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// Keep running after a violation, to see all of them.
+        #[arg(long)]
+        keep_going: bool,
+    },
+    /// Runs the benchmarks and prints a table (use a release build).
+    Bench {
+        /// Which benchmarks: all, or one of speed, spread, detect,
+        /// false-dead, traffic.
+        #[arg(long, default_value = "all")]
+        only: String,
+        /// Include the 10,000-agent runs (minutes, ~3 GiB of memory).
+        #[arg(long)]
+        large: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim { command: SimCommand::Run { scenario, seed, trace, keep_going } } => {
+            run(&scenario, seed, trace, keep_going)
+        }
+        Command::Sim { command: SimCommand::Bench { only, large } } => bench::run(&only, large).map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(path: &PathBuf, seed: Option<u64>, trace: Option<PathBuf>, keep_going: bool) -> anyhow::Result<ExitCode> {
+    let scenario = Scenario::load(path)?;
+    let seed = seed.unwrap_or(scenario.seed);
+    let writer: Option<Box<dyn std::io::Write>> = match &trace {
+        Some(file) => {
+            let file = std::fs::File::create(file)
+                .with_context(|| format!("cannot create trace file {}; check the directory exists and is writable", file.display()))?;
+            Some(Box::new(BufWriter::new(file)))
+        }
+        None => None,
+    };
+    println!("scenario {} ({}), seed {seed}", scenario.name, path.display());
+    if !scenario.description.is_empty() {
+        println!("  {}", scenario.description);
+    }
+    let options = RunOptions { seed, trace: writer, stop_on_violation: !keep_going };
+    let outcome = fleetmesh_simulator::run(&scenario, options);
+    print!("{outcome}");
+    if let Some(error) = &outcome.trace_error {
+        eprintln!("warning: the trace file is incomplete: {error}");
+    }
+    let unmet = expect::unmet(&scenario.expect, &outcome);
+    for line in &unmet {
+        println!("  UNMET          {line}");
+    }
+    let verdict = expect::verdict(&outcome, &unmet);
+    match verdict {
+        Verdict::Pass => println!("PASS"),
+        _ => {
+            println!("FAIL ({verdict:?})");
+            println!("replay: fleetmesh sim run {} --seed {seed}", path.display());
+        }
+    }
+    Ok(ExitCode::from(u8::try_from(verdict.exit_code()).unwrap_or(1)))
+}

@@ -1,6 +1,8 @@
 //! Counters the agent keeps about itself; the runtime exports them as
 //! metrics and the simulator sums them into its report.
 
+use std::ops::AddAssign;
+
 /// Monotonic counters of one agent. Every drop of input or output is counted
 /// here, so that nothing is lost silently.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,4 +50,32 @@ pub struct Stats {
     pub relays_refused: u64,
     /// Members forgotten after `reap_after`.
     pub reaped: u64,
+}
+
+/// Sums counters, e.g. over all agents of a simulated fleet or over the
+/// successive processes of one restarted agent.
+impl AddAssign<&Stats> for Stats {
+    fn add_assign(&mut self, other: &Stats) {
+        self.messages_sent += other.messages_sent;
+        self.bytes_sent += other.bytes_sent;
+        self.messages_received += other.messages_received;
+        self.bytes_received += other.bytes_received;
+        self.decode_errors += other.decode_errors;
+        self.unexpected_messages += other.unexpected_messages;
+        self.probes += other.probes;
+        self.probes_failed += other.probes_failed;
+        self.indirect_probes += other.indirect_probes;
+        self.suspicions_raised += other.suspicions_raised;
+        self.declared_dead += other.declared_dead;
+        self.refutations += other.refutations;
+        self.gossip_messages += other.gossip_messages;
+        self.syncs_started += other.syncs_started;
+        self.syncs_differing += other.syncs_differing;
+        self.sync_records_received += other.sync_records_received;
+        self.broadcasts_dropped += other.broadcasts_dropped;
+        self.transmits_dropped += other.transmits_dropped;
+        self.events_dropped += other.events_dropped;
+        self.relays_refused += other.relays_refused;
+        self.reaped += other.reaped;
+    }
 }

@@ -1,1 +1,32 @@
+//! fleetmesh's deterministic network simulator.
+//!
+//! It hosts many [`fleetmesh_node::Agent`]s (the very code the real runtime
+//! drives) on one virtual clock and one event queue, with a network and
+//! fault model ([`network`], [`schedule`]), invariant checkers that judge
+//! every event against the simulator's ground truth ([`checkers`]), and
+//! scenario files ([`scenario`]). One root seed determines everything: the
+//! same seed gives the same trace hash.
+//!
+//! No wall clock is read except to report how long a run took, no thread is
+//! spawned, and only ordered collections are iterated.
 
+pub mod checkers;
+pub mod clock;
+pub mod expect;
+pub mod ids;
+pub mod network;
+pub mod outcome;
+pub mod rng;
+pub mod scenario;
+pub mod schedule;
+pub mod trace;
+pub mod world;
+
+pub use outcome::Outcome;
+pub use scenario::{Scenario, ScenarioError};
+pub use world::{RunOptions, World};
+
+/// Runs `scenario` with `options` to the end.
+pub fn run(scenario: &Scenario, options: RunOptions) -> Outcome {
+    World::new(scenario, options).run()
+}

@@ -1,0 +1,75 @@
+//! Judging a run against its scenario's expectations, and the verdict's exit
+//! code.
+
+use crate::checkers::Kind;
+use crate::outcome::{Outcome, quantile_s};
+use crate::scenario::Expect;
+
+/// How a run ended, from best to worst; each has its own exit code so that
+/// scripts (and swarm runs) can tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every invariant held and every expectation was met.
+    Pass,
+    /// Invariants held, but an expectation was not met.
+    ExpectationUnmet,
+    /// A liveness invariant broke: something did not happen in time.
+    Liveness,
+    /// A safety invariant broke: something that must never happen did.
+    Safety,
+}
+
+impl Verdict {
+    /// The process exit code: 0 pass, 1 expectation unmet, 3 liveness,
+    /// 4 safety (2 is left to usage errors).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::ExpectationUnmet => 1,
+            Verdict::Liveness => 3,
+            Verdict::Safety => 4,
+        }
+    }
+}
+
+/// Checks `outcome` against `expect`; returns the unmet expectations, each
+/// as a sentence.
+pub fn unmet(expect: &Expect, outcome: &Outcome) -> Vec<String> {
+    let mut unmet = Vec::new();
+    if let Some(max) = expect.false_dead_max
+        && outcome.false_dead_incidents as u64 > max
+    {
+        unmet.push(format!("{} false dead incidents, expected at most {max}", outcome.false_dead_incidents));
+    }
+    if let Some(max) = expect.bytes_per_agent_second_max
+        && outcome.bytes_per_agent_second() > max
+    {
+        unmet.push(format!("{:.0} B/s per agent, expected at most {max:.0}", outcome.bytes_per_agent_second()));
+    }
+    if let Some(bound) = expect.spread_within {
+        let slowest = quantile_s(&outcome.spread_times, 1.0);
+        if slowest.is_some_and(|slowest| slowest > bound.as_secs_f64()) {
+            unmet.push(format!("news took up to {:.2}s to spread, expected at most {:.2}s", slowest.unwrap_or(0.0), bound.as_secs_f64()));
+        }
+    }
+    if expect.converge_within.is_some() && outcome.settle_times.is_empty() {
+        unmet.push("the fleet never converged after a disturbance".into());
+    }
+    if outcome.unconverged_at_end > 0 && expect.converge_within.is_some() {
+        unmet.push(format!("{} running agents disagreed with the truth at the end", outcome.unconverged_at_end));
+    }
+    unmet
+}
+
+/// The verdict of `outcome` given its unmet expectations.
+pub fn verdict(outcome: &Outcome, unmet: &[String]) -> Verdict {
+    if outcome.violations.iter().any(|violation| violation.kind == Kind::Safety) {
+        Verdict::Safety
+    } else if outcome.liveness_failed {
+        Verdict::Liveness
+    } else if !unmet.is_empty() {
+        Verdict::ExpectationUnmet
+    } else {
+        Verdict::Pass
+    }
+}

@@ -1,0 +1,185 @@
+//! What a run reports: the figures, the violations, the trace hash.
+
+use crate::checkers::Violation;
+use crate::network::DropReason;
+use fleetmesh_node::Stats;
+use std::fmt;
+use std::time::Duration;
+
+/// Message counts of the simulated network.
+#[derive(Clone, Debug, Default)]
+pub struct Traffic {
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Dropped by the partition.
+    pub dropped_partition: u64,
+    /// Dropped by random loss.
+    pub dropped_loss: u64,
+    /// Dropped because the recipient was down.
+    pub dropped_down: u64,
+    /// Dropped by a paused recipient's full buffer.
+    pub dropped_overflow: u64,
+    /// Sent to an address that names no agent.
+    pub dropped_unroutable: u64,
+    /// Refutations by agents of claims about themselves.
+    pub refutations: u64,
+}
+
+impl Traffic {
+    /// Counts one drop.
+    pub fn count_drop(&mut self, reason: DropReason) {
+        let counter = match reason {
+            DropReason::Partition => &mut self.dropped_partition,
+            DropReason::Loss => &mut self.dropped_loss,
+            DropReason::Down => &mut self.dropped_down,
+            DropReason::Overflow => &mut self.dropped_overflow,
+            DropReason::Unroutable => &mut self.dropped_unroutable,
+        };
+        *counter += 1;
+    }
+}
+
+/// The result of one run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Agents in the fleet.
+    pub agents: usize,
+    /// Simulated time covered.
+    pub simulated: Duration,
+    /// Wall-clock time the run took.
+    pub wall: Duration,
+    /// Events processed.
+    pub events: u64,
+    /// Sum over agents of the time each was running, in seconds.
+    pub agent_seconds: f64,
+    /// All agents' counters, summed.
+    pub stats: Stats,
+    /// Network counts.
+    pub traffic: Traffic,
+    /// Time from each quiet point until every running agent agreed with the
+    /// truth, in nanoseconds.
+    pub settle_times: Vec<u64>,
+    /// Running agents whose view was wrong when the run ended.
+    pub unconverged_at_end: usize,
+    /// The convergence bound in force.
+    pub converge_bound: Duration,
+    /// Time from each crash until every running agent declared it down.
+    pub detection_times: Vec<u64>,
+    /// The detection bound in force.
+    pub detect_bound: Duration,
+    /// Time for each retag to reach every running agent.
+    pub spread_times: Vec<u64>,
+    /// Distinct running agents (and incarnations) declared dead.
+    pub false_dead_incidents: usize,
+    /// Declarations of a running agent's death, counting every declarer.
+    pub false_dead_declarations: u64,
+    /// Broken invariants.
+    pub violations: Vec<Violation>,
+    /// True when a liveness invariant broke.
+    pub liveness_failed: bool,
+    /// Hash of the trace: equal seeds give equal hashes.
+    pub trace_hash: String,
+    /// Events in the trace.
+    pub trace_events: u64,
+    /// The trace file could not be written.
+    pub trace_error: Option<String>,
+}
+
+/// The `q`-quantile of `values` (nanoseconds) in seconds, nearest rank.
+pub fn quantile_s(values: &[u64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1] as f64 / 1e9)
+}
+
+impl Outcome {
+    /// Simulated agent-seconds per wall-clock second.
+    pub fn speed(&self) -> f64 {
+        self.agent_seconds / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// Messages sent per running agent per second.
+    pub fn messages_per_agent_second(&self) -> f64 {
+        self.stats.messages_sent as f64 / self.agent_seconds.max(1e-9)
+    }
+
+    /// Bytes sent per running agent per second.
+    pub fn bytes_per_agent_second(&self) -> f64 {
+        self.stats.bytes_sent as f64 / self.agent_seconds.max(1e-9)
+    }
+}
+
+fn times(values: &[u64]) -> String {
+    match (quantile_s(values, 0.5), quantile_s(values, 0.99), quantile_s(values, 1.0)) {
+        (Some(median), Some(p99), Some(max)) => {
+            format!("median {median:.2}s, p99 {p99:.2}s, max {max:.2}s (n={})", values.len())
+        }
+        _ => "none".into(),
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  simulated      {:.1}s of {} agents in {:.2}s wall ({:.0} agent-s/s, {} events)",
+            self.simulated.as_secs_f64(),
+            self.agents,
+            self.wall.as_secs_f64(),
+            self.speed(),
+            self.events
+        )?;
+        writeln!(f, "  converge       {} (bound {:.1}s)", times(&self.settle_times), self.converge_bound.as_secs_f64())?;
+        writeln!(f, "  detect         {} (bound {:.1}s)", times(&self.detection_times), self.detect_bound.as_secs_f64())?;
+        if !self.spread_times.is_empty() {
+            writeln!(f, "  spread         {}", times(&self.spread_times))?;
+        }
+        writeln!(
+            f,
+            "  false dead     {} incidents ({} declarations)",
+            self.false_dead_incidents, self.false_dead_declarations
+        )?;
+        writeln!(
+            f,
+            "  traffic        {:.2} msg/s and {:.0} B/s sent per agent",
+            self.messages_per_agent_second(),
+            self.bytes_per_agent_second()
+        )?;
+        let traffic = &self.traffic;
+        writeln!(
+            f,
+            "  network        {} delivered; dropped: {} partition, {} loss, {} down, {} overflow",
+            traffic.delivered, traffic.dropped_partition, traffic.dropped_loss, traffic.dropped_down, traffic.dropped_overflow
+        )?;
+        let stats = &self.stats;
+        writeln!(
+            f,
+            "  protocol       {} probes ({} failed), {} suspicions, {} declared dead, {} refutations, {} syncs ({} differing)",
+            stats.probes,
+            stats.probes_failed,
+            stats.suspicions_raised,
+            stats.declared_dead,
+            stats.refutations,
+            stats.syncs_started,
+            stats.syncs_differing
+        )?;
+        writeln!(
+            f,
+            "  dropped input  {} undecodable, {} broadcasts, {} transmits, {} events",
+            stats.decode_errors, stats.broadcasts_dropped, stats.transmits_dropped, stats.events_dropped
+        )?;
+        writeln!(f, "  end state      {} running agents disagree with the truth", self.unconverged_at_end)?;
+        writeln!(f, "  trace hash     {} ({} events)", self.trace_hash, self.trace_events)?;
+        if self.violations.is_empty() {
+            writeln!(f, "  violations     none")?;
+        }
+        for violation in &self.violations {
+            writeln!(f, "  VIOLATION      {violation}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,220 @@
+//! The fault timeline of one run, resolved against the fleet: every random
+//! choice (which agents crash, who is a bridge, when random pauses happen)
+//! is drawn here, once, from the run's `faults` stream, so the schedule can
+//! be printed and replayed exactly.
+
+use crate::network::{Cut, LinkModel};
+use crate::rng::Seeds;
+use crate::scenario::{Fault, Fleet, Nodes};
+use rand::RngExt;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One resolved action.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Start an agent and join it through the seeds.
+    Start(u32),
+    /// Install a partition.
+    Partition(Cut),
+    /// Remove the partition.
+    Heal,
+    /// Crash agents.
+    Crash(Vec<u32>),
+    /// Restart crashed agents (a fresh process).
+    Restart(Vec<u32>),
+    /// Pause agents.
+    Pause(Vec<u32>),
+    /// Resume paused agents.
+    Resume(Vec<u32>),
+    /// Set the default link model.
+    Network(LinkModel),
+    /// Set one agent's clock: offset in nanoseconds, drift in ppm.
+    Clock(u32, i64, i64),
+    /// Agents leave gracefully.
+    Leave(Vec<u32>),
+    /// Stop agents that left (a gossip round after they announced it).
+    Stop(Vec<u32>),
+    /// Agents change their tags.
+    Retag(Vec<u32>, BTreeMap<String, String>),
+}
+
+impl Action {
+    /// True for actions that disturb the fleet: the convergence clock
+    /// restarts after each.
+    pub fn disturbs(&self) -> bool {
+        !matches!(self, Action::Clock(..) | Action::Retag(..) | Action::Stop(..))
+    }
+}
+
+/// Time-ordered actions. Ties keep the order of the scenario file.
+pub type Schedule = Vec<(Duration, Action)>;
+
+/// Resolves `faults` for `fleet` with the `faults` stream of `seeds`.
+pub fn resolve(fleet: &Fleet, default_link: LinkModel, faults: &[Fault], seeds: &Seeds) -> Schedule {
+    let mut rng = seeds.rng("faults", 0);
+    let mut schedule: Schedule = Vec::new();
+    let mut join_rng = seeds.rng("joins", 0);
+    for agent in 0..fleet.agents {
+        let at = if agent < fleet.seeds || fleet.join_spread.is_zero() {
+            Duration::ZERO
+        } else {
+            fleet.join_spread.mul_f64(join_rng.random::<f64>())
+        };
+        schedule.push((at, Action::Start(agent)));
+    }
+    let mut link = default_link;
+    for fault in faults {
+        match fault {
+            Fault::Partition { at, heal, groups, allow, bridges } => {
+                let cut = cut(fleet, groups, allow, bridges.as_ref(), &mut rng);
+                schedule.push((*at, Action::Partition(cut)));
+                if let Some(heal) = heal {
+                    schedule.push((*heal, Action::Heal));
+                }
+            }
+            Fault::Crash { at, nodes, restart_after } => {
+                let picked = pick(fleet, nodes, None, &mut rng);
+                schedule.push((*at, Action::Crash(picked.clone())));
+                if let Some(after) = restart_after {
+                    schedule.push((*at + *after, Action::Restart(picked)));
+                }
+            }
+            Fault::Pause { at, nodes, duration } => {
+                let picked = pick(fleet, nodes, None, &mut rng);
+                schedule.push((*at, Action::Pause(picked.clone())));
+                schedule.push((*at + *duration, Action::Resume(picked)));
+            }
+            Fault::RandomPauses { from, until, per_agent_hour, duration } => {
+                random_pauses(fleet, *from, *until, *per_agent_hour, *duration, &mut rng, &mut schedule);
+            }
+            Fault::Network { at, until, model } => {
+                schedule.push((*at, Action::Network(*model)));
+                if let Some(until) = until {
+                    schedule.push((*until, Action::Network(link)));
+                }
+                link = *model;
+            }
+            Fault::Clock { at, nodes, skew, drift_ppm } => {
+                let skew = i64::try_from(skew.as_nanos()).unwrap_or(i64::MAX);
+                let drift = i64::from(*drift_ppm);
+                for agent in pick(fleet, nodes, None, &mut rng) {
+                    let offset = if skew == 0 { 0 } else { rng.random_range(-skew..=skew) };
+                    let drift = if drift == 0 { 0 } else { rng.random_range(-drift..=drift) };
+                    schedule.push((*at, Action::Clock(agent, offset, drift)));
+                }
+            }
+            Fault::Leave { at, nodes } => {
+                let picked = pick(fleet, nodes, None, &mut rng);
+                schedule.push((*at, Action::Leave(picked.clone())));
+                schedule.push((*at + Duration::from_secs(1), Action::Stop(picked)));
+            }
+            Fault::Retag { at, nodes, tags } => {
+                schedule.push((*at, Action::Retag(pick(fleet, nodes, None, &mut rng), tags.clone())));
+            }
+        }
+    }
+    // Stable: equal times keep file order.
+    schedule.sort_by_key(|(at, _)| *at);
+    schedule
+}
+
+/// The agents `nodes` names, ascending. `taken` marks agents already used
+/// (by earlier partition groups) and so not eligible.
+fn pick(fleet: &Fleet, nodes: &Nodes, taken: Option<&[bool]>, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    if let Some(ids) = &nodes.ids {
+        let mut ids = ids.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        return ids;
+    }
+    let mut eligible: Vec<u32> = (0..fleet.agents)
+        .filter(|&agent| taken.is_none_or(|taken| !taken[agent as usize]))
+        .filter(|&agent| {
+            let tags = &fleet.tags[agent as usize];
+            nodes.select.iter().all(|(key, value)| tags.get(key) == Some(value))
+        })
+        .filter(|&agent| !(nodes.exclude_seeds && agent < fleet.seeds))
+        .collect();
+    let wanted = match (nodes.count, nodes.fraction) {
+        (Some(count), _) => (count as usize).min(eligible.len()),
+        (None, Some(fraction)) => ((fleet.agents as f64) * fraction).round() as usize,
+        (None, None) => eligible.len(),
+    }
+    .min(eligible.len());
+    if wanted < eligible.len() {
+        eligible.shuffle(rng);
+        eligible.truncate(wanted);
+        eligible.sort_unstable();
+    }
+    eligible
+}
+
+fn cut(
+    fleet: &Fleet,
+    groups: &[Nodes],
+    allow: &[(u16, u16)],
+    bridges: Option<&Nodes>,
+    rng: &mut ChaCha8Rng,
+) -> Cut {
+    let agents = fleet.agents as usize;
+    let rest = u16::try_from(groups.len()).expect("at most 64 groups");
+    let mut group_of = vec![rest; agents];
+    let mut taken = vec![false; agents];
+    for (number, nodes) in groups.iter().enumerate() {
+        for agent in pick(fleet, nodes, Some(&taken), rng) {
+            taken[agent as usize] = true;
+            group_of[agent as usize] = u16::try_from(number).expect("at most 64 groups");
+        }
+    }
+    let bridge_group = rest + 1;
+    let group_count = rest + 1 + u16::from(bridges.is_some());
+    if let Some(bridges) = bridges {
+        for agent in pick(fleet, bridges, None, rng) {
+            group_of[agent as usize] = bridge_group;
+        }
+    }
+    let mut cut = Cut::isolated(group_of, group_count);
+    for &(from, to) in allow {
+        cut.allow(from, to);
+    }
+    if bridges.is_some() {
+        for group in 0..bridge_group {
+            cut.allow(group, bridge_group);
+            cut.allow(bridge_group, group);
+        }
+    }
+    cut
+}
+
+fn random_pauses(
+    fleet: &Fleet,
+    from: Duration,
+    until: Duration,
+    per_agent_hour: f64,
+    duration: Duration,
+    rng: &mut ChaCha8Rng,
+    schedule: &mut Schedule,
+) {
+    if per_agent_hour <= 0.0 {
+        return;
+    }
+    let mean_gap_s = 3600.0 / per_agent_hour;
+    for agent in 0..fleet.agents {
+        let mut at = from.as_secs_f64();
+        loop {
+            let uniform: f64 = rng.random();
+            at += -mean_gap_s * (1.0 - uniform).ln();
+            if at >= until.as_secs_f64() {
+                break;
+            }
+            let start = Duration::from_secs_f64(at);
+            schedule.push((start, Action::Pause(vec![agent])));
+            schedule.push((start + duration, Action::Resume(vec![agent])));
+            // Pauses of one agent never overlap.
+            at += duration.as_secs_f64();
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The run's trace: a running blake3 hash over every delivery, drop and
+//! membership change, and optionally the same events as JSON lines.
+//!
+//! The hash is what the determinism tests compare: equal seeds must give
+//! equal hashes. The full trace is only written when asked for, so large
+//! runs stay fast.
+
+use std::io::Write;
+
+/// One traced event, in fixed-size form for hashing.
+#[derive(Clone, Copy, Debug)]
+pub enum TraceEvent {
+    /// A message delivered to an agent.
+    Deliver {
+        /// Sender index.
+        from: u32,
+        /// Recipient index.
+        to: u32,
+        /// Size in bytes.
+        bytes: u32,
+    },
+    /// A message dropped; `reason` is a [`crate::network::DropReason`] code.
+    Drop {
+        /// Sender index.
+        from: u32,
+        /// Recipient index.
+        to: u32,
+        /// Why.
+        reason: u8,
+    },
+    /// Agent `agent` changed its belief about agent `member`.
+    Member {
+        /// Whose view.
+        agent: u32,
+        /// About whom (index, or `u32::MAX` for an id outside the fleet).
+        member: u32,
+        /// New incarnation.
+        incarnation: u32,
+        /// New state code (Alive 0, Suspect 1, Dead 2, Left 3, reaped 4).
+        state: u8,
+    },
+    /// A scheduled fault action; `code` numbers the action kind.
+    Fault {
+        /// Kind of action.
+        code: u8,
+    },
+}
+
+/// Running hash and optional JSONL writer.
+pub struct Trace {
+    hasher: blake3::Hasher,
+    events: u64,
+    writer: Option<Box<dyn Write>>,
+    write_error: Option<std::io::Error>,
+}
+
+impl Trace {
+    /// A trace that only hashes.
+    pub fn hashing() -> Trace {
+        Trace { hasher: blake3::Hasher::new(), events: 0, writer: None, write_error: None }
+    }
+
+    /// A trace that also writes JSON lines to `writer`.
+    pub fn writing(writer: Box<dyn Write>) -> Trace {
+        Trace { writer: Some(writer), ..Trace::hashing() }
+    }
+
+    /// Events recorded.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Records `event` at true time `at` (nanoseconds).
+    pub fn record(&mut self, at: u64, event: TraceEvent) {
+        self.events += 1;
+        let mut bytes = [0u8; 24];
+        bytes[..8].copy_from_slice(&at.to_le_bytes());
+        let (kind, a, b, c) = match event {
+            TraceEvent::Deliver { from, to, bytes } => (1u8, from, to, bytes),
+            TraceEvent::Drop { from, to, reason } => (2, from, to, u32::from(reason)),
+            TraceEvent::Member { agent, member, incarnation, state } => {
+                (3 + state, agent, member, incarnation)
+            }
+            TraceEvent::Fault { code } => (16 + code, 0, 0, 0),
+        };
+        bytes[8] = kind;
+        bytes[9..13].copy_from_slice(&a.to_le_bytes());
+        bytes[13..17].copy_from_slice(&b.to_le_bytes());
+        bytes[17..21].copy_from_slice(&c.to_le_bytes());
+        self.hasher.update(&bytes);
+        if let Some(writer) = &mut self.writer
+            && self.write_error.is_none()
+        {
+            let line = json_line(at, event);
+            if let Err(error) = writer.write_all(line.as_bytes()) {
+                self.write_error = Some(error);
+            }
+        }
+    }
+
+    /// The hash so far, as 16 hex digits.
+    pub fn hash(&self) -> String {
+        let hash = self.hasher.finalize();
+        hash.to_hex()[..16].to_string()
+    }
+
+    /// Flushes the writer; reports the first write error, if any.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(error) = self.write_error.take() {
+            return Err(error);
+        }
+        match &mut self.writer {
+            Some(writer) => writer.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn json_line(at: u64, event: TraceEvent) -> String {
+    let t = at as f64 / 1e9;
+    match event {
+        TraceEvent::Deliver { from, to, bytes } => {
+            format!("{{\"t\":{t:.9},\"event\":\"deliver\",\"from\":{from},\"to\":{to},\"bytes\":{bytes}}}\n")
+        }
+        TraceEvent::Drop { from, to, reason } => {
+            format!("{{\"t\":{t:.9},\"event\":\"drop\",\"from\":{from},\"to\":{to},\"reason\":{reason}}}\n")
+        }
+        TraceEvent::Member { agent, member, incarnation, state } => {
+            let state = ["alive", "suspect", "dead", "left", "reaped"].get(usize::from(state)).copied().unwrap_or("?");
+            format!(
+                "{{\"t\":{t:.9},\"event\":\"member\",\"agent\":{agent},\"member\":{member},\"incarnation\":{incarnation},\"state\":\"{state}\"}}\n"
+            )
+        }
+        TraceEvent::Fault { code } => format!("{{\"t\":{t:.9},\"event\":\"fault\",\"code\":{code}}}\n"),
+    }
+}

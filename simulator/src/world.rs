@@ -1,0 +1,685 @@
+//! The discrete-event engine: one virtual clock, one event queue ordered by
+//! `(time, sequence)`, the simulated network, and every agent of the fleet.
+//!
+//! The loop pops the earliest event, hands it to the agent or applies the
+//! fault, then drains the agent's outputs (str0m's rule: after any input,
+//! drain until the next timeout). Every delivery, drop and membership change
+//! feeds the trace hash and the invariant checkers.
+
+use crate::checkers::convergence::Convergence;
+use crate::checkers::detection::Detection;
+use crate::checkers::false_death::FalseDeath;
+use crate::checkers::spread::Spread;
+use crate::checkers::{Kind, Violation};
+use crate::clock::Clock;
+use crate::ids::{node_id, node_index};
+use crate::network::{DropReason, LinkOverride, Network, Verdict};
+use crate::outcome::{Outcome, Traffic};
+use crate::rng::Seeds;
+use crate::scenario::{Nodes, Scenario};
+use crate::schedule::{self, Action, Schedule};
+use crate::trace::{Trace, TraceEvent};
+use fleetmesh_node::{Agent, Config, Event, Liveness, MemberState, NodeId, NodeMeta, Stats};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::Duration;
+
+/// Messages a paused agent's receive buffer holds before dropping.
+const PAUSED_INBOX_MAX: usize = 4096;
+
+#[derive(Debug)]
+enum What {
+    Deliver { from: u32, to: u32, bytes: Vec<u8> },
+    Wake { node: u32, generation: u32 },
+    Act(usize),
+    CheckConvergence,
+    CheckDetection(u32),
+    CheckSpread(u32),
+}
+
+#[derive(Debug)]
+struct Entry {
+    time: u64,
+    sequence: u64,
+    what: What,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        (self.time, self.sequence) == (other.time, other.sequence)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Entry) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Entry) -> std::cmp::Ordering {
+        (self.time, self.sequence).cmp(&(other.time, other.sequence))
+    }
+}
+
+#[derive(Default)]
+struct Node {
+    agent: Option<Agent>,
+    clock: Clock,
+    paused: bool,
+    inbox: VecDeque<(u32, Vec<u8>)>,
+    wake_at: Option<u64>,
+    generation: u32,
+    running_since: Option<u64>,
+    running_nanos: u64,
+    retired: Stats,
+    meta: NodeMeta,
+}
+
+/// Options of one run.
+pub struct RunOptions {
+    /// Root seed.
+    pub seed: u64,
+    /// Where to write the full trace, if anywhere.
+    pub trace: Option<Box<dyn std::io::Write>>,
+    /// Stop at the first violation (the default); otherwise collect them all.
+    pub stop_on_violation: bool,
+}
+
+impl RunOptions {
+    /// Hash-only trace, stop at the first violation.
+    pub fn seeded(seed: u64) -> RunOptions {
+        RunOptions { seed, trace: None, stop_on_violation: true }
+    }
+}
+
+/// One simulation run in progress.
+pub struct World {
+    config: Config,
+    seeds: Seeds,
+    now: u64,
+    end: u64,
+    next_sequence: u64,
+    queue: BinaryHeap<Reverse<Entry>>,
+    nodes: Vec<Node>,
+    seed_ids: Vec<NodeId>,
+    network: Network,
+    schedule: Schedule,
+    convergence: Convergence,
+    detection: Detection,
+    false_death: FalseDeath,
+    spread: Spread,
+    spread_bound: Option<u64>,
+    trace: Trace,
+    traffic: Traffic,
+    violations: Vec<Violation>,
+    stop_on_violation: bool,
+    events_processed: u64,
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl World {
+    /// Builds the run of `scenario` with `options`.
+    pub fn new(scenario: &Scenario, options: RunOptions) -> World {
+        let seeds = Seeds::new(options.seed);
+        let agents = scenario.fleet.agents as usize;
+        let schedule = schedule::resolve(&scenario.fleet, scenario.link, &scenario.faults, &seeds);
+        let overrides = scenario
+            .links
+            .iter()
+            .map(|rule| LinkOverride {
+                from: mask(scenario, &rule.from),
+                to: mask(scenario, &rule.to),
+                model: rule.model,
+            })
+            .collect::<Vec<_>>();
+        let lossy = scenario.link.loss > 0.0 || overrides.iter().any(|rule| rule.model.loss > 0.0);
+        let network = Network::new(scenario.link, overrides, seeds.rng("network", 0));
+        let config = scenario.config.clone();
+        let bounds = Bounds::derive(&config, agents, scenario);
+        let nodes = (0..agents)
+            .map(|index| Node {
+                meta: NodeMeta { tags: scenario.fleet.tags[index].clone(), addrs: Vec::new() },
+                ..Node::default()
+            })
+            .collect();
+        let trace = match options.trace {
+            Some(writer) => Trace::writing(writer),
+            None => Trace::hashing(),
+        };
+        let mut world = World {
+            seeds,
+            now: 0,
+            end: nanos(scenario.duration),
+            next_sequence: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            seed_ids: (0..scenario.fleet.seeds).map(node_id).collect(),
+            network,
+            convergence: Convergence::new(agents, bounds.converge),
+            detection: Detection::new(bounds.detect),
+            false_death: FalseDeath::new(bounds.quiet_window, lossy),
+            spread: Spread::default(),
+            spread_bound: scenario.expect.spread_within.map(nanos),
+            trace,
+            traffic: Traffic::default(),
+            violations: Vec::new(),
+            stop_on_violation: options.stop_on_violation,
+            events_processed: 0,
+            config,
+            schedule,
+        };
+        for index in 0..world.schedule.len() {
+            let at = nanos(world.schedule[index].0);
+            world.push(at, What::Act(index));
+        }
+        world
+    }
+
+    /// The resolved fault schedule.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// Runs to the end (or the first violation) and reports.
+    pub fn run(mut self) -> Outcome {
+        let started = std::time::Instant::now();
+        while let Some(Reverse(entry)) = self.queue.pop() {
+            if entry.time > self.end {
+                break;
+            }
+            debug_assert!(entry.time >= self.now, "time went backwards");
+            self.now = entry.time;
+            self.events_processed += 1;
+            self.step(entry.what);
+            if self.stop_on_violation && !self.violations.is_empty() {
+                break;
+            }
+        }
+        let wall = started.elapsed();
+        self.finish(wall)
+    }
+
+    fn push(&mut self, time: u64, what: What) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.queue.push(Reverse(Entry { time, sequence, what }));
+    }
+
+    fn step(&mut self, what: What) {
+        match what {
+            What::Deliver { from, to, bytes } => self.deliver(from, to, bytes),
+            What::Wake { node, generation } => self.wake(node, generation),
+            What::Act(index) => {
+                let action = self.schedule[index].1.clone();
+                self.act(action);
+            }
+            What::CheckConvergence => {
+                if let Some(violation) = self.convergence.check(self.now) {
+                    self.violations.push(violation);
+                }
+            }
+            What::CheckDetection(member) => {
+                if let Some(violation) = self.detection.check(self.now, member) {
+                    self.violations.push(violation);
+                }
+            }
+            What::CheckSpread(member) => {
+                if let Some(bound) = self.spread_bound
+                    && let Some(violation) = self.spread.check(self.now, member, bound)
+                {
+                    self.violations.push(violation);
+                }
+            }
+        }
+    }
+
+    // --- agents ------------------------------------------------------------------
+
+    /// Runs `input` on agent `index` at the current time, then drains it.
+    fn with_agent(&mut self, index: u32, input: impl FnOnce(&mut Agent, fleetmesh_node::Instant)) {
+        let node = &mut self.nodes[index as usize];
+        let Some(mut agent) = node.agent.take() else {
+            return;
+        };
+        input(&mut agent, node.clock.local(self.now));
+        self.drain(index, &mut agent);
+        self.nodes[index as usize].agent = Some(agent);
+    }
+
+    fn drain(&mut self, index: u32, agent: &mut Agent) {
+        while let Some(transmit) = agent.poll_transmit() {
+            self.send(index, transmit.to, transmit.bytes);
+        }
+        while let Some(event) = agent.poll_event() {
+            self.observe(index, event);
+        }
+        let node = &mut self.nodes[index as usize];
+        if let Some(deadline) = agent.poll_timeout() {
+            let at = node.clock.true_time_of(deadline, self.now);
+            if node.wake_at.is_none_or(|scheduled| at < scheduled) {
+                node.wake_at = Some(at);
+                let generation = node.generation;
+                self.push(at, What::Wake { node: index, generation });
+            }
+        }
+    }
+
+    fn send(&mut self, from: u32, to: NodeId, bytes: Vec<u8>) {
+        let Some(to) = node_index(to, self.nodes.len()) else {
+            self.dropped(from, u32::MAX, DropReason::Unroutable);
+            return;
+        };
+        match self.network.route(from, to) {
+            Verdict::Drop(reason) => self.dropped(from, to, reason),
+            Verdict::Deliver(delay, duplicate) => {
+                if let Some(second) = duplicate {
+                    self.push(self.now + second, What::Deliver { from, to, bytes: bytes.clone() });
+                }
+                self.push(self.now + delay, What::Deliver { from, to, bytes });
+            }
+        }
+    }
+
+    fn dropped(&mut self, from: u32, to: u32, reason: DropReason) {
+        self.traffic.count_drop(reason);
+        self.trace.record(self.now, TraceEvent::Drop { from, to, reason: reason as u8 });
+    }
+
+    fn deliver(&mut self, from: u32, to: u32, bytes: Vec<u8>) {
+        let node = &mut self.nodes[to as usize];
+        if node.agent.is_none() {
+            self.dropped(from, to, DropReason::Down);
+            return;
+        }
+        if node.paused {
+            if node.inbox.len() >= PAUSED_INBOX_MAX {
+                self.dropped(from, to, DropReason::Overflow);
+            } else {
+                node.inbox.push_back((from, bytes));
+            }
+            return;
+        }
+        self.traffic.delivered += 1;
+        let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        self.trace.record(self.now, TraceEvent::Deliver { from, to, bytes: size });
+        let sender = node_id(from);
+        self.with_agent(to, |agent, now| agent.handle_message(now, sender, &bytes));
+    }
+
+    fn wake(&mut self, index: u32, generation: u32) {
+        let node = &mut self.nodes[index as usize];
+        if node.generation != generation || node.wake_at != Some(self.now) {
+            return;
+        }
+        node.wake_at = None;
+        if node.paused {
+            return;
+        }
+        self.with_agent(index, |agent, now| agent.handle_timeout(now));
+    }
+
+    /// Feeds one agent event to the trace and the checkers.
+    fn observe(&mut self, index: u32, event: Event) {
+        match event {
+            Event::MemberChanged { id, previous, current } => {
+                let member = node_index(id, self.nodes.len()).unwrap_or(u32::MAX);
+                self.trace.record(
+                    self.now,
+                    TraceEvent::Member { agent: index, member, incarnation: current.incarnation, state: current.state as u8 },
+                );
+                if member != u32::MAX {
+                    self.view_changed(index, member, previous, current);
+                }
+            }
+            Event::MemberReaped { id } => {
+                let member = node_index(id, self.nodes.len()).unwrap_or(u32::MAX);
+                self.trace.record(self.now, TraceEvent::Member { agent: index, member, incarnation: 0, state: 4 });
+            }
+            Event::Refuted { .. } => self.traffic.refutations += 1,
+        }
+    }
+
+    fn view_changed(&mut self, agent: u32, member: u32, previous: Option<Liveness>, current: Liveness) {
+        let was_up = previous.is_some_and(|liveness| liveness.state.is_up());
+        let is_up = current.state.is_up();
+        let running = self.is_running(member);
+        if was_up != is_up && self.convergence.is_tracked(agent) {
+            self.convergence.adjust(self.now, agent, is_up != running);
+            if self.detection.is_pending(member) {
+                self.detection.view_changed(self.now, member, !is_up);
+            }
+        }
+        if current.state == MemberState::Dead
+            && running
+            && let Some(violation) = self.false_death.declared(self.now, agent, member, current.incarnation)
+        {
+            self.violations.push(violation);
+        }
+        if let Some(target) = self.spread.target(member)
+            && current.incarnation >= target
+            && previous.is_none_or(|liveness| liveness.incarnation < target)
+            && self.convergence.is_tracked(agent)
+        {
+            self.spread.learned(self.now, member);
+        }
+    }
+
+    fn is_running(&self, index: u32) -> bool {
+        self.convergence.is_tracked(index)
+    }
+
+    fn sees_up(&self, agent: u32, member: u32) -> bool {
+        self.nodes[agent as usize]
+            .agent
+            .as_ref()
+            .and_then(|agent| agent.member(node_id(member)))
+            .is_some_and(|view| view.state().is_up())
+    }
+
+    fn running_agents(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.nodes.len() as u32).filter(|&index| self.convergence.is_tracked(index))
+    }
+
+    // --- faults ------------------------------------------------------------------
+
+    fn act(&mut self, action: Action) {
+        self.trace.record(self.now, TraceEvent::Fault { code: action_code(&action) });
+        if action.disturbs() {
+            let check_at = self.convergence.instant_disturbance(self.now);
+            self.false_death.instant_disturbance(self.now);
+            self.push(check_at, What::CheckConvergence);
+        }
+        match action {
+            Action::Start(index) => self.start(index),
+            Action::Restart(indices) => indices.into_iter().for_each(|index| self.start(index)),
+            Action::Crash(indices) => indices.into_iter().for_each(|index| self.stop(index, true)),
+            Action::Leave(indices) => {
+                for index in indices {
+                    if self.nodes[index as usize].agent.is_some() {
+                        self.with_agent(index, |agent, now| agent.leave(now));
+                        self.become_not_running(index);
+                    }
+                }
+            }
+            Action::Stop(indices) => indices.into_iter().for_each(|index| self.stop(index, false)),
+            Action::Partition(cut) => {
+                if self.network.cut.is_none() {
+                    self.convergence.disturbance_started();
+                    self.false_death.disturbance_started(self.now);
+                }
+                self.network.cut = Some(cut);
+            }
+            Action::Heal => {
+                if self.network.cut.take().is_some() {
+                    let check_at = self.convergence.disturbance_ended(self.now);
+                    self.false_death.disturbance_ended(self.now);
+                    self.push(check_at, What::CheckConvergence);
+                }
+            }
+            Action::Pause(indices) => {
+                for index in indices {
+                    let node = &mut self.nodes[index as usize];
+                    if node.agent.is_some() && !node.paused {
+                        node.paused = true;
+                        self.convergence.disturbance_started();
+                        self.false_death.disturbance_started(self.now);
+                    }
+                }
+            }
+            Action::Resume(indices) => {
+                for index in indices {
+                    self.resume(index);
+                }
+            }
+            Action::Network(model) => {
+                self.network.default = model;
+                let lossy = model.loss > 0.0 || self.network.overrides.iter().any(|rule| rule.model.loss > 0.0);
+                self.false_death.set_lossy(self.now, lossy);
+            }
+            Action::Clock(index, offset, drift) => {
+                let node = &mut self.nodes[index as usize];
+                node.clock = node.clock.reset(self.now, offset, drift);
+            }
+            Action::Retag(indices, tags) => {
+                for index in indices {
+                    let meta = NodeMeta { tags: tags.clone(), addrs: Vec::new() };
+                    self.nodes[index as usize].meta = meta.clone();
+                    if self.nodes[index as usize].agent.is_none() {
+                        continue;
+                    }
+                    self.with_agent(index, |agent, _| agent.set_meta(meta));
+                    self.track_spread(index);
+                }
+            }
+        }
+        self.convergence.refresh(self.now);
+    }
+
+    fn track_spread(&mut self, member: u32) {
+        let Some(agent) = &self.nodes[member as usize].agent else {
+            return;
+        };
+        let incarnation = agent.incarnation();
+        let id = node_id(member);
+        let remaining = self
+            .running_agents()
+            .filter(|&other| other != member)
+            .filter(|&other| {
+                let view = self.nodes[other as usize].agent.as_ref().and_then(|agent| agent.member(id));
+                view.is_none_or(|view| view.incarnation() < incarnation)
+            })
+            .count();
+        self.spread.announced(self.now, member, incarnation, u32::try_from(remaining).unwrap_or(u32::MAX));
+        if let Some(bound) = self.spread_bound {
+            self.push(self.now + bound, What::CheckSpread(member));
+        }
+    }
+
+    fn start(&mut self, index: u32) {
+        if self.nodes[index as usize].agent.is_some() {
+            return;
+        }
+        let node = &mut self.nodes[index as usize];
+        node.generation += 1;
+        let seed = self.seeds.seed("agent", (u64::from(index) << 32) | u64::from(node.generation));
+        let now = node.clock.local(self.now);
+        let agent = Agent::new(self.config.clone(), node_id(index), node.meta.clone(), seed, now);
+        node.agent = Some(agent);
+        node.paused = false;
+        node.running_since = Some(self.now);
+        self.detection.restarted(index);
+        // Every running agent that counted this one as gone is now wrong.
+        let others: Vec<u32> = self.running_agents().collect();
+        for other in others {
+            if !self.sees_up(other, index) {
+                self.convergence.adjust(self.now, other, true);
+            }
+        }
+        // The new agent sees only itself: it is wrong about every other
+        // running agent.
+        let wrong = self.running_agents().count();
+        self.convergence.track(index, u32::try_from(wrong).unwrap_or(u32::MAX));
+        let seeds = self.seed_ids.clone();
+        self.with_agent(index, |agent, now| agent.join(now, &seeds));
+    }
+
+    /// Removes agent `index` from the ground truth's running set: every
+    /// running agent that sees it up is now wrong, and waits that counted
+    /// on this agent's view stop counting it.
+    fn become_not_running(&mut self, index: u32) {
+        if !self.convergence.is_tracked(index) {
+            return;
+        }
+        self.convergence.untrack(index);
+        let others: Vec<u32> = self.running_agents().collect();
+        for &other in &others {
+            if self.sees_up(other, index) {
+                self.convergence.adjust(self.now, other, true);
+            }
+        }
+        // The departed agent's own view no longer counts toward pending waits.
+        let pending: Vec<u32> = (0..self.nodes.len() as u32)
+            .filter(|&member| self.detection.is_pending(member) && self.sees_up(index, member))
+            .collect();
+        for member in pending {
+            self.detection.view_changed(self.now, member, true);
+        }
+        let spreading: Vec<u32> = (0..self.nodes.len() as u32)
+            .filter(|&member| {
+                self.spread.target(member).is_some_and(|target| {
+                    let view = self.nodes[index as usize].agent.as_ref().and_then(|agent| agent.member(node_id(member)));
+                    view.is_none_or(|view| view.incarnation() < target)
+                })
+            })
+            .collect();
+        for member in spreading {
+            self.spread.learned(self.now, member);
+        }
+    }
+
+    fn stop(&mut self, index: u32, crash: bool) {
+        if self.nodes[index as usize].agent.is_none() {
+            return;
+        }
+        let was_running = self.convergence.is_tracked(index);
+        self.become_not_running(index);
+        if crash && was_running {
+            let remaining = self.running_agents().filter(|&other| self.sees_up(other, index)).count();
+            let check_at = self.detection.crashed(self.now, index, u32::try_from(remaining).unwrap_or(u32::MAX));
+            self.push(check_at, What::CheckDetection(index));
+        }
+        let node = &mut self.nodes[index as usize];
+        if node.paused {
+            node.paused = false;
+            self.convergence.disturbance_ended(self.now);
+            self.false_death.disturbance_ended(self.now);
+        }
+        let agent = node.agent.take().expect("checked above");
+        node.retired += agent.stats();
+        node.generation += 1;
+        node.wake_at = None;
+        node.inbox.clear();
+        if let Some(since) = node.running_since.take() {
+            node.running_nanos += self.now - since;
+        }
+    }
+
+    fn resume(&mut self, index: u32) {
+        let node = &mut self.nodes[index as usize];
+        if !node.paused {
+            return;
+        }
+        node.paused = false;
+        let check_at = self.convergence.disturbance_ended(self.now);
+        self.false_death.disturbance_ended(self.now);
+        self.push(check_at, What::CheckConvergence);
+        let inbox = std::mem::take(&mut self.nodes[index as usize].inbox);
+        for (from, bytes) in inbox {
+            self.traffic.delivered += 1;
+            let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            self.trace.record(self.now, TraceEvent::Deliver { from, to: index, bytes: size });
+            let sender = node_id(from);
+            self.with_agent(index, |agent, now| agent.handle_message(now, sender, &bytes));
+        }
+        self.with_agent(index, |agent, now| agent.handle_timeout(now));
+    }
+
+    // --- the end -------------------------------------------------------------------
+
+    fn finish(mut self, wall: Duration) -> Outcome {
+        let mut stats = Stats::default();
+        let mut agent_nanos = 0u64;
+        for node in &mut self.nodes {
+            if let Some(agent) = &node.agent {
+                node.retired += agent.stats();
+            }
+            if let Some(since) = node.running_since {
+                node.running_nanos += self.now.min(self.end) - since;
+            }
+            stats += &node.retired;
+            agent_nanos += node.running_nanos;
+        }
+        let trace_error = self.trace.finish().err().map(|error| error.to_string());
+        let liveness_failed = self.violations.iter().any(|violation| violation.kind == Kind::Liveness);
+        Outcome {
+            agents: self.nodes.len(),
+            simulated: Duration::from_nanos(self.now.min(self.end)),
+            wall,
+            events: self.events_processed,
+            agent_seconds: agent_nanos as f64 / 1e9,
+            stats,
+            traffic: self.traffic,
+            settle_times: self.convergence.settle_times().to_vec(),
+            unconverged_at_end: self.convergence.unconverged(),
+            converge_bound: Duration::from_nanos(self.convergence.bound()),
+            detection_times: self.detection.times().to_vec(),
+            detect_bound: Duration::from_nanos(self.detection.bound()),
+            spread_times: self.spread.times().to_vec(),
+            false_dead_incidents: self.false_death.incidents(),
+            false_dead_declarations: self.false_death.declarations(),
+            violations: self.violations,
+            liveness_failed,
+            trace_hash: self.trace.hash(),
+            trace_events: self.trace.events(),
+            trace_error,
+        }
+    }
+}
+
+/// Default bounds of the checkers, from the protocol parameters, unless the
+/// scenario sets them.
+struct Bounds {
+    converge: u64,
+    detect: u64,
+    quiet_window: u64,
+}
+
+impl Bounds {
+    fn derive(config: &Config, agents: usize, scenario: &Scenario) -> Bounds {
+        let suspicion_max = config.suspicion_timeout_min(agents).mul_f64(config.suspicion_max_mult);
+        // Worst case of an unconfirmed suspicion, plus probing and spreading.
+        let detect = suspicion_max + config.probe_interval * 4 + config.gossip_interval * 20;
+        // A heal is noticed by the next reconnect attempt; refutations then
+        // need a detection's worth of time to spread and settle.
+        let converge = config.reconnect_interval * 2 + config.sync_interval + detect;
+        let quiet_window = suspicion_max + config.probe_interval * 4 + config.gossip_interval * 20;
+        Bounds {
+            converge: nanos(scenario.expect.converge_within.unwrap_or(converge)),
+            detect: nanos(scenario.expect.detect_within.unwrap_or(detect)),
+            quiet_window: nanos(quiet_window),
+        }
+    }
+}
+
+fn mask(scenario: &Scenario, nodes: &Nodes) -> Vec<bool> {
+    let mut mask = vec![false; scenario.fleet.agents as usize];
+    match &nodes.ids {
+        Some(ids) => ids.iter().for_each(|&id| mask[id as usize] = true),
+        None => {
+            for (index, tags) in scenario.fleet.tags.iter().enumerate() {
+                mask[index] = nodes.select.iter().all(|(key, value)| tags.get(key) == Some(value));
+            }
+        }
+    }
+    mask
+}
+
+fn action_code(action: &Action) -> u8 {
+    match action {
+        Action::Start(_) => 0,
+        Action::Partition(_) => 1,
+        Action::Heal => 2,
+        Action::Crash(_) => 3,
+        Action::Restart(_) => 4,
+        Action::Pause(_) => 5,
+        Action::Resume(_) => 6,
+        Action::Network(_) => 7,
+        Action::Clock(..) => 8,
+        Action::Leave(_) => 9,
+        Action::Stop(_) => 10,
+        Action::Retag(..) => 11,
+    }
+}

@@ -1,0 +1,1 @@
+pub fn run(_only: &str, _large: bool) -> anyhow::Result<()> { Ok(()) }
