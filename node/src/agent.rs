@@ -344,7 +344,7 @@ impl Agent {
                     if let Some(&peer) = self.random_up_members(1, None).first() {
                         self.start_sync(now, peer, false);
                     }
-                    self.timers.insert(timer, now + self.config.sync_interval);
+                    self.timers.insert(timer, now + self.sync_period());
                 }
                 Timer::Reconnect => {
                     self.reconnect(now);
@@ -469,12 +469,23 @@ impl Agent {
         let Some(member) = self.members.get(probe.target) else {
             return;
         };
-        if member.state() != MemberState::Alive {
-            return;
+        match member.state() {
+            MemberState::Alive => {
+                self.stats.suspicions_raised += 1;
+                let liveness = Liveness { incarnation: member.incarnation(), state: MemberState::Suspect };
+                self.learn(now, Claim { id: probe.target, liveness, meta: None, from: self.id }, Source::Local);
+            }
+            MemberState::Suspect => {
+                // Our own failed probe of a member others suspect is an
+                // independent confirmation: count it, and tell the others so
+                // they can count it too (Lifeguard).
+                let confirmations = self.config.suspicion_confirmations.get();
+                if self.suspicions.confirm(probe.target, member.incarnation(), self.id, confirmations) {
+                    self.broadcasts.push(self.update_for(probe.target, self.id));
+                }
+            }
+            MemberState::Dead | MemberState::Left => {}
         }
-        self.stats.suspicions_raised += 1;
-        let liveness = Liveness { incarnation: member.incarnation(), state: MemberState::Suspect };
-        self.learn(now, Claim { id: probe.target, liveness, meta: None, from: self.id }, Source::Local);
     }
 
     fn on_ping(&mut self, now: Instant, from: NodeId, seq: u32, target: NodeId, updates: &[Update]) {
@@ -598,6 +609,10 @@ impl Agent {
         match current.state {
             MemberState::Alive => self.suspicions.clear(id),
             MemberState::Suspect => {
+                let sooner = now + self.sync_period();
+                if self.timers[&Timer::Sync] > sooner {
+                    self.timers.insert(Timer::Sync, sooner);
+                }
                 let members = self.members.up_count();
                 let timeout_min = self.config.suspicion_timeout_min(members);
                 let timeout_max = timeout_min.mul_f64(self.config.suspicion_max_mult);
@@ -632,6 +647,11 @@ impl Agent {
         let incarnation = claim.liveness.incarnation.max(self.incarnation) + 1;
         self.announce_alive(incarnation);
         self.push_event(Event::Refuted { incarnation });
+        if accused && claim.from != self.id {
+            // The accuser hears the refutation first-hand rather than
+            // waiting for gossip to reach it.
+            self.send_gossip(claim.from);
+        }
     }
 
     fn announce_alive(&mut self, incarnation: Incarnation) {
@@ -737,6 +757,19 @@ impl Agent {
         self.stats.syncs_started += 1;
         let members = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
         self.send(peer, &Message::SyncRoot { root: self.members.root(), members });
+    }
+
+    /// Time to the next periodic exchange. While this agent holds
+    /// suspicions it exchanges every two probe intervals instead: a
+    /// suspicion may already be refuted elsewhere, and gossip of the
+    /// refutation can miss an agent (loss, or it heard the suspicion after
+    /// the refutation's wave passed). An exchange costs one bucket.
+    fn sync_period(&self) -> Duration {
+        if self.suspicions.is_empty() {
+            self.config.sync_interval
+        } else {
+            self.config.sync_interval.min(self.config.probe_interval * 2)
+        }
     }
 
     fn on_sync_root(&mut self, from: NodeId, root: u64) {

@@ -20,6 +20,11 @@ struct Queued {
 
 type Priority = (u8, Reverse<u64>);
 
+/// Updates that did not fit, after which a fill stops looking: the budget
+/// is as good as used, and scanning a full queue per message would cost
+/// O(queue) on every send.
+const FILL_MISSES_MAX: usize = 8;
+
 /// Bounded, transmit-limited queue of updates.
 pub struct BroadcastQueue {
     capacity: usize,
@@ -92,12 +97,14 @@ impl BroadcastQueue {
     pub fn fill(&mut self, budget_bytes: usize, limit: u8, skip: Option<NodeId>, out: &mut Vec<Update>) {
         let mut used = 0;
         let mut taken = Vec::new();
+        let mut misses = 0;
         for &(transmits, Reverse(sequence)) in &self.order {
-            if out.len() + taken.len() >= crate::wire::UPDATES_MAX {
+            if out.len() + taken.len() >= crate::wire::UPDATES_MAX || misses >= FILL_MISSES_MAX {
                 break;
             }
             let queued = &self.queued[&sequence];
             if Some(queued.update.id) == skip || used + queued.encoded_len > budget_bytes {
+                misses += 1;
                 continue;
             }
             used += queued.encoded_len;
