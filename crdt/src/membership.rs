@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Short name of an agent, unique in a fleet.
 ///
@@ -158,8 +159,9 @@ impl NodeMeta {
 pub struct MetaVersion {
     /// The incarnation at which the member announced this metadata.
     pub incarnation: Incarnation,
-    /// The metadata itself.
-    pub meta: NodeMeta,
+    /// The metadata itself, shared: many records and messages hold the
+    /// same value, and copying tag maps dominated big simulations.
+    pub meta: Arc<NodeMeta>,
 }
 
 /// One agent's full belief about one member; what anti-entropy exchanges.
@@ -228,7 +230,7 @@ mod tests {
             .prop_map(|meta| {
                 meta.map(|(incarnation, tags)| MetaVersion {
                     incarnation,
-                    meta: NodeMeta { tags, addrs: Vec::new() },
+                    meta: Arc::new(NodeMeta { tags, addrs: Vec::new() }),
                 })
             });
         (0u32..4, state(), meta).prop_map(|(incarnation, state, meta)| MemberRecord {

@@ -9,11 +9,12 @@ use crate::probe::ProbeCursor;
 use crate::stats::Stats;
 use crate::suspicion::Suspicions;
 use crate::time::Instant;
-use crate::wire::{self, Message, Update};
-use fleetmesh_crdt::{Incarnation, Liveness, MemberRecord, MemberState, NodeId, NodeMeta};
+use crate::wire::{self, Message, SyncRecord, Update};
+use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeId, NodeMeta};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes of a datagram reserved for the message around piggybacked updates.
@@ -107,7 +108,7 @@ enum Source {
 struct Claim<'a> {
     id: NodeId,
     liveness: Liveness,
-    meta: Option<(Incarnation, &'a NodeMeta)>,
+    meta: Option<(Incarnation, &'a Arc<NodeMeta>)>,
     from: NodeId,
 }
 
@@ -128,7 +129,7 @@ pub struct Agent {
     config: Config,
     id: NodeId,
     incarnation: Incarnation,
-    meta: NodeMeta,
+    meta: Arc<NodeMeta>,
     left: bool,
     rng: ChaCha8Rng,
     members: MemberTable,
@@ -174,7 +175,7 @@ impl Agent {
             config,
             id,
             incarnation: 0,
-            meta,
+            meta: Arc::new(meta),
             left: false,
             rng,
             members: MemberTable::default(),
@@ -279,7 +280,7 @@ impl Agent {
     /// Changes this agent's metadata (tags, addresses) and announces it with
     /// a new incarnation.
     pub fn set_meta(&mut self, meta: NodeMeta) {
-        self.meta = meta;
+        self.meta = Arc::new(meta);
         self.announce_alive(self.incarnation + 1);
     }
 
@@ -310,8 +311,8 @@ impl Agent {
             Message::Gossip { updates } => self.apply_updates(now, &updates),
             Message::SyncRoot { root, .. } => self.on_sync_root(from, root),
             Message::SyncBuckets { digests } => self.on_sync_buckets(from, &digests),
-            Message::SyncRecords { buckets, records, reply } => {
-                self.on_sync_records(now, from, buckets, &records, reply)
+            Message::SyncRecords { buckets, metas, records, reply } => {
+                self.on_sync_records(now, from, buckets, &metas, &records, reply)
             }
         }
     }
@@ -632,7 +633,7 @@ impl Agent {
         }
         let stale_meta = claim
             .meta
-            .is_some_and(|(incarnation, meta)| incarnation == self.incarnation && *meta != self.meta);
+            .is_some_and(|(incarnation, meta)| incarnation == self.incarnation && **meta != *self.meta);
         let accused = claim.liveness.state != MemberState::Alive;
         let refute = claim.liveness.incarnation > self.incarnation
             || (claim.liveness.incarnation == self.incarnation && (accused || stale_meta));
@@ -791,11 +792,19 @@ impl Agent {
             return;
         }
         self.stats.syncs_differing += 1;
-        let (records, _truncated) = self.members.records_in(buckets, self.config.sync_records_max);
-        self.send(from, &Message::SyncRecords { buckets, records, reply: true });
+        let (metas, records, _truncated) = self.members.records_in(buckets, self.config.sync_records_max);
+        self.send(from, &Message::SyncRecords { buckets, metas, records, reply: true });
     }
 
-    fn on_sync_records(&mut self, now: Instant, from: NodeId, buckets: u64, records: &[MemberRecord], reply: bool) {
+    fn on_sync_records(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        buckets: u64,
+        metas: &[Arc<NodeMeta>],
+        records: &[SyncRecord],
+        reply: bool,
+    ) {
         let source = if reply {
             Source::Sync { bootstrap: false }
         } else {
@@ -815,14 +824,15 @@ impl Agent {
             let claim = Claim {
                 id: record.id,
                 liveness: record.liveness,
-                meta: record.meta.as_ref().map(|version| (version.incarnation, &version.meta)),
+                // The codec checked every index against the table.
+                meta: record.meta.map(|(incarnation, index)| (incarnation, &metas[index as usize])),
                 from,
             };
             self.learn(now, claim, source);
         }
         if reply {
-            let (records, _truncated) = self.members.records_in(buckets, self.config.sync_records_max);
-            self.send(from, &Message::SyncRecords { buckets, records, reply: false });
+            let (metas, records, _truncated) = self.members.records_in(buckets, self.config.sync_records_max);
+            self.send(from, &Message::SyncRecords { buckets, metas, records, reply: false });
         }
     }
 

@@ -10,14 +10,14 @@
 use crate::wire::{Update, encoded_len};
 use fleetmesh_crdt::NodeId;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 struct Queued {
     update: Update,
     encoded_len: usize,
-    transmits: u8,
 }
 
+/// Order of service: fewest transmissions first, then newest first.
 type Priority = (u8, Reverse<u64>);
 
 /// Updates that did not fit, after which a fill stops looking: the budget
@@ -29,9 +29,8 @@ const FILL_MISSES_MAX: usize = 8;
 pub struct BroadcastQueue {
     capacity: usize,
     next_sequence: u64,
-    order: BTreeSet<Priority>,
-    queued: BTreeMap<u64, Queued>,
-    by_member: BTreeMap<NodeId, u64>,
+    queued: BTreeMap<Priority, Queued>,
+    by_member: BTreeMap<NodeId, Priority>,
     dropped: u64,
 }
 
@@ -42,7 +41,6 @@ impl BroadcastQueue {
         BroadcastQueue {
             capacity,
             next_sequence: 0,
-            order: BTreeSet::new(),
             queued: BTreeMap::new(),
             by_member: BTreeMap::new(),
             dropped: 0,
@@ -66,67 +64,50 @@ impl BroadcastQueue {
 
     /// Queues `update`, replacing any queued claim about the same member.
     pub fn push(&mut self, update: Update) {
-        if let Some(sequence) = self.by_member.remove(&update.id) {
-            self.remove(sequence);
+        if let Some(priority) = self.by_member.remove(&update.id) {
+            self.queued.remove(&priority);
         }
         if self.queued.len() == self.capacity {
-            let most_sent = *self.order.last().expect("a full queue is not empty");
-            self.remove(most_sent.1.0);
+            let (_, most_sent) = self.queued.pop_last().expect("a full queue is not empty");
+            self.by_member.remove(&most_sent.update.id);
             self.dropped += 1;
         }
-        let sequence = self.next_sequence;
+        let priority = (0, Reverse(self.next_sequence));
         self.next_sequence += 1;
-        self.by_member.insert(update.id, sequence);
-        self.order.insert((0, Reverse(sequence)));
+        self.by_member.insert(update.id, priority);
         let encoded_len = encoded_len(&update);
-        self.queued.insert(sequence, Queued { update, encoded_len, transmits: 0 });
-    }
-
-    fn remove(&mut self, sequence: u64) -> Option<Queued> {
-        let queued = self.queued.remove(&sequence)?;
-        self.order.remove(&(queued.transmits, Reverse(sequence)));
-        if self.by_member.get(&queued.update.id) == Some(&sequence) {
-            self.by_member.remove(&queued.update.id);
-        }
-        Some(queued)
+        self.queued.insert(priority, Queued { update, encoded_len });
     }
 
     /// Appends to `out` the least-sent updates that fit in `budget_bytes`,
-    /// skipping members in `skip` (already in the message), and counts one
+    /// skipping the member `skip` (already in the message), and counts one
     /// transmission for each; updates that reach `limit` are retired.
     pub fn fill(&mut self, budget_bytes: usize, limit: u8, skip: Option<NodeId>, out: &mut Vec<Update>) {
         let mut used = 0;
         let mut taken = Vec::new();
         let mut misses = 0;
-        for &(transmits, Reverse(sequence)) in &self.order {
+        for (&priority, queued) in &self.queued {
             if out.len() + taken.len() >= crate::wire::UPDATES_MAX || misses >= FILL_MISSES_MAX {
                 break;
             }
-            let queued = &self.queued[&sequence];
             if Some(queued.update.id) == skip || used + queued.encoded_len > budget_bytes {
                 misses += 1;
                 continue;
             }
             used += queued.encoded_len;
-            taken.push((transmits, sequence));
+            taken.push(priority);
         }
-        for (transmits, sequence) in taken {
-            self.order.remove(&(transmits, Reverse(sequence)));
-            let queued = self.queued.get_mut(&sequence).expect("taken from the queue");
+        for priority in taken {
+            let queued = self.queued.remove(&priority).expect("taken from the queue");
             out.push(queued.update.clone());
-            queued.transmits = transmits.saturating_add(1);
-            if queued.transmits >= limit {
-                self.remove_retired(sequence);
+            let transmits = priority.0.saturating_add(1);
+            if transmits >= limit {
+                self.by_member.remove(&queued.update.id);
             } else {
-                self.order.insert((queued.transmits, Reverse(sequence)));
+                let requeued = (transmits, priority.1);
+                self.by_member.insert(queued.update.id, requeued);
+                self.queued.insert(requeued, queued);
             }
-        }
-    }
-
-    fn remove_retired(&mut self, sequence: u64) {
-        let queued = self.queued.remove(&sequence).expect("retired entry exists");
-        if self.by_member.get(&queued.update.id) == Some(&sequence) {
-            self.by_member.remove(&queued.update.id);
         }
     }
 }

@@ -13,9 +13,11 @@
 //! XOR makes the digest independent of insertion order and updatable in
 //! O(1) when a record changes.
 
-use crate::wire::{SYNC_BUCKETS, bucket_of};
+use crate::wire::{SYNC_BUCKETS, SyncRecord, bucket_of};
+use std::collections::BTreeMap;
 use fleetmesh_crdt::{Incarnation, Liveness, MemberRecord, MemberState, MetaVersion, NodeId, NodeMeta};
 use hashbrown::HashTable;
+use std::sync::Arc;
 
 /// A copy of one member's entry, as callers see it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -68,7 +70,7 @@ struct Slot {
 }
 
 struct MetaEntry {
-    meta: NodeMeta,
+    meta: Arc<NodeMeta>,
     hash: u64,
     references: u32,
 }
@@ -83,7 +85,7 @@ struct MetaTable {
 }
 
 impl MetaTable {
-    fn intern(&mut self, meta: &NodeMeta) -> u32 {
+    fn intern(&mut self, meta: &Arc<NodeMeta>) -> u32 {
         let hash = meta_hash(meta);
         let entries = &self.entries;
         let found = self.index.find(hash, |&at| {
@@ -94,7 +96,7 @@ impl MetaTable {
             entry.references += 1;
             return at;
         }
-        let entry = Some(MetaEntry { meta: meta.clone(), hash, references: 1 });
+        let entry = Some(MetaEntry { meta: Arc::clone(meta), hash, references: 1 });
         let at = match self.free.pop() {
             Some(at) => {
                 self.entries[at as usize] = entry;
@@ -229,7 +231,7 @@ impl MemberTable {
     }
 
     /// The metadata held for `id`.
-    pub fn meta(&self, id: NodeId) -> Option<&NodeMeta> {
+    pub fn meta(&self, id: NodeId) -> Option<&Arc<NodeMeta>> {
         let at = self.position(id)?;
         self.metas.get(self.slots[at].meta).map(|entry| &entry.meta)
     }
@@ -246,7 +248,7 @@ impl MemberTable {
             liveness: slot.liveness,
             meta: self.metas.get(slot.meta).map(|entry| MetaVersion {
                 incarnation: slot.meta_incarnation,
-                meta: entry.meta.clone(),
+                meta: Arc::clone(&entry.meta),
             }),
         }
     }
@@ -264,7 +266,7 @@ impl MemberTable {
         &mut self,
         id: NodeId,
         liveness: Liveness,
-        meta: Option<(Incarnation, &NodeMeta)>,
+        meta: Option<(Incarnation, &Arc<NodeMeta>)>,
     ) -> Option<Change> {
         let Some(at) = self.position(id) else {
             self.insert(id, liveness, meta);
@@ -276,7 +278,7 @@ impl MemberTable {
             (None, _) => false,
             (Some(_), None) => true,
             (Some((incarnation, meta)), Some(held)) => {
-                (incarnation, meta) > (slot.meta_incarnation, &held.meta)
+                (incarnation, &**meta) > (slot.meta_incarnation, &*held.meta)
             }
         };
         if !liveness_grows && !meta_grows {
@@ -302,7 +304,7 @@ impl MemberTable {
         Some(Change { previous: Some(previous), current, meta_changed: meta_grows })
     }
 
-    fn insert(&mut self, id: NodeId, liveness: Liveness, meta: Option<(Incarnation, &NodeMeta)>) {
+    fn insert(&mut self, id: NodeId, liveness: Liveness, meta: Option<(Incarnation, &Arc<NodeMeta>)>) {
         let (meta_incarnation, meta) = match meta {
             Some((incarnation, meta)) => (incarnation, self.metas.intern(meta)),
             None => (0, NO_META),
@@ -387,20 +389,30 @@ impl MemberTable {
             .fold(0, |bitmap, (bucket, _)| bitmap | (1 << bucket))
     }
 
-    /// Up to `limit` records in the buckets of `bitmap`. Returns the records
-    /// and whether some were left out.
-    pub fn records_in(&self, bitmap: u64, limit: usize) -> (Vec<MemberRecord>, bool) {
+    /// Up to `limit` records in the buckets of `bitmap`, with the table of
+    /// metadata they refer to. The flag tells whether some were left out.
+    pub fn records_in(&self, bitmap: u64, limit: usize) -> (Vec<Arc<NodeMeta>>, Vec<SyncRecord>, bool) {
+        let mut metas = Vec::new();
+        let mut positions: BTreeMap<u32, u32> = BTreeMap::new();
         let mut records = Vec::new();
         for at in 0..self.len() {
             if bitmap & (1 << bucket_of(self.ids[at])) == 0 {
                 continue;
             }
             if records.len() == limit {
-                return (records, true);
+                return (metas, records, true);
             }
-            records.push(self.record_at(at));
+            let slot = self.slots[at];
+            let meta = self.metas.get(slot.meta).map(|entry| {
+                let position = *positions.entry(slot.meta).or_insert_with(|| {
+                    metas.push(Arc::clone(&entry.meta));
+                    u32::try_from(metas.len() - 1).expect("fewer than 2^32 metas")
+                });
+                (slot.meta_incarnation, position)
+            });
+            records.push(SyncRecord { id: self.ids[at], liveness: slot.liveness, meta });
         }
-        (records, false)
+        (metas, records, false)
     }
 
     /// Recomputes every derived field from the entries and compares; used by
@@ -450,7 +462,7 @@ mod tests {
         let meta = prop::option::of((0u32..3, "[ab]").prop_map(|(incarnation, zone)| {
             let mut meta = NodeMeta::default();
             meta.tags.insert("zone".into(), zone);
-            MetaVersion { incarnation, meta }
+            MetaVersion { incarnation, meta: Arc::new(meta) }
         }));
         let merge = (0u64..6, 0u32..3, state, meta).prop_map(|(id, incarnation, state, meta)| {
             Op::Merge(MemberRecord {
@@ -515,6 +527,7 @@ mod tests {
         let mut table = MemberTable::default();
         let mut meta = NodeMeta::default();
         meta.tags.insert("zone".into(), "a".into());
+        let meta = Arc::new(meta);
         for id in 0..100u64 {
             let alive = Liveness { incarnation: 0, state: MemberState::Alive };
             table.merge(NodeId(id << 40), alive, Some((0, &meta)));

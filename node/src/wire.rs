@@ -8,8 +8,9 @@
 //! checked against the protocol's own limits before it is returned.
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
-use fleetmesh_crdt::{Incarnation, MemberRecord, MemberState, NodeId, NodeMeta};
+use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeId, NodeMeta};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Version of the encoding; a message with another version is dropped.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -44,7 +45,21 @@ pub struct Update {
     pub from: NodeId,
     /// The member's metadata at `incarnation`; only the member itself sends
     /// it, with `Alive`.
-    pub meta: Option<NodeMeta>,
+    pub meta: Option<Arc<NodeMeta>>,
+}
+
+/// A member record in an anti-entropy message. Its metadata is an index
+/// into the message's table of distinct metadata values: most members share
+/// a few tag sets, and decoding one copy per record dominated large
+/// exchanges.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SyncRecord {
+    /// The member.
+    pub id: NodeId,
+    /// The sender's belief about its liveness.
+    pub liveness: Liveness,
+    /// Incarnation of the metadata and its index in the message's table.
+    pub meta: Option<(Incarnation, u32)>,
 }
 
 /// Everything agents say to each other.
@@ -106,8 +121,10 @@ pub enum Message {
     SyncRecords {
         /// Bitmap of the buckets the records are drawn from.
         buckets: u64,
+        /// Distinct metadata values the records refer to.
+        metas: Vec<Arc<NodeMeta>>,
         /// The sender's records in those buckets.
-        records: Vec<MemberRecord>,
+        records: Vec<SyncRecord>,
         /// True from the initiator: answer with your records of `buckets`.
         reply: bool,
     },
@@ -185,16 +202,19 @@ fn validate(message: &Message) -> Result<(), DecodeError> {
             }
             Ok(())
         }
-        Message::SyncRecords { records, .. } => {
-            if records.len() > RECORDS_MAX {
-                return Err(DecodeError::Invalid("too many records"));
+        Message::SyncRecords { metas, records, .. } => {
+            if records.len() > RECORDS_MAX || metas.len() > records.len() {
+                return Err(DecodeError::Invalid("too many records or metadata values"));
             }
-            let metas_ok = records
-                .iter()
-                .filter_map(|record| record.meta.as_ref())
-                .all(|version| version.meta.validate().is_ok());
-            if !metas_ok {
+            if !metas.iter().all(|meta| meta.validate().is_ok()) {
                 return Err(DecodeError::Invalid("record metadata over limits"));
+            }
+            let indices_ok = records
+                .iter()
+                .filter_map(|record| record.meta)
+                .all(|(_, index)| (index as usize) < metas.len());
+            if !indices_ok {
+                return Err(DecodeError::Invalid("record refers to missing metadata"));
             }
             Ok(())
         }
