@@ -256,6 +256,13 @@ impl Agent {
         for seed in self.seeds.clone() {
             self.start_sync(now, seed, true);
         }
+        // The seeds' views miss whoever joins at the same time as this agent,
+        // and what a bootstrap exchange teaches is not re-gossiped: a second
+        // exchange, with any member, soon after the first closes that gap.
+        let soon = now + self.config.probe_interval * 2;
+        if self.timers[&Timer::Sync] > soon {
+            self.timers.insert(Timer::Sync, soon);
+        }
     }
 
     /// Leaves the fleet gracefully: announces `Left` and stops probing. The

@@ -1,0 +1,218 @@
+//! Behaviour of the agent core, driven by a minimal harness: a handful of
+//! agents, a virtual clock that jumps to the next timeout, and delivery
+//! after a fixed delay through links the test can cut. No simulator: these
+//! tests pin the protocol itself.
+
+use fleetmesh_node::wire::{self, Message, Update};
+use fleetmesh_node::{Agent, Config, Instant, MemberState, NodeId, NodeMeta};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+const LINK_DELAY: Duration = Duration::from_millis(1);
+const STEPS_MAX: usize = 1_000_000;
+
+struct Harness {
+    now: Instant,
+    agents: BTreeMap<NodeId, Agent>,
+    in_flight: BTreeMap<(Instant, u64), (NodeId, NodeId, Vec<u8>)>,
+    sequence: u64,
+    /// Agents that neither send nor receive (crashed or cut off).
+    isolated: BTreeSet<NodeId>,
+}
+
+fn id(n: u64) -> NodeId {
+    // Spread ids over the bucket space as real (hashed) ids are.
+    NodeId(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+impl Harness {
+    fn new(count: u64) -> Harness {
+        let mut harness = Harness {
+            now: Instant(1_000_000_000),
+            agents: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            sequence: 0,
+            isolated: BTreeSet::new(),
+        };
+        for n in 0..count {
+            harness.add(n);
+        }
+        harness
+    }
+
+    fn add(&mut self, n: u64) {
+        let agent = Agent::new(Config::lan(), id(n), NodeMeta::default(), n, self.now);
+        self.agents.insert(id(n), agent);
+        if n > 0 {
+            self.agents.get_mut(&id(n)).unwrap().join(self.now, &[id(0)]);
+        }
+        self.drain(id(n));
+    }
+
+    fn drain(&mut self, who: NodeId) {
+        let agent = self.agents.get_mut(&who).unwrap();
+        while let Some(transmit) = agent.poll_transmit() {
+            if self.isolated.contains(&who) || self.isolated.contains(&transmit.to) {
+                continue;
+            }
+            self.sequence += 1;
+            self.in_flight.insert((self.now + LINK_DELAY, self.sequence), (who, transmit.to, transmit.bytes));
+        }
+        while agent.poll_event().is_some() {}
+    }
+
+    /// Advances virtual time by `duration`, delivering and firing timers.
+    fn run_for(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        for _ in 0..STEPS_MAX {
+            let next_message = self.in_flight.keys().next().map(|&(at, _)| at);
+            let next_timer = self
+                .agents
+                .iter()
+                .filter(|(who, _)| !self.isolated.contains(who))
+                .filter_map(|(&who, agent)| agent.poll_timeout().map(|at| (at, who)))
+                .min();
+            let next = [next_message, next_timer.map(|(at, _)| at)].into_iter().flatten().min();
+            let Some(next) = next.filter(|&next| next <= end) else {
+                self.now = end;
+                return;
+            };
+            self.now = self.now.max(next);
+            if next_message == Some(next) {
+                let (_, (from, to, bytes)) = self.in_flight.pop_first().unwrap();
+                if self.isolated.contains(&to) {
+                    continue;
+                }
+                self.agents.get_mut(&to).unwrap().handle_message(self.now, from, &bytes);
+                self.drain(to);
+            } else if let Some((_, who)) = next_timer {
+                self.agents.get_mut(&who).unwrap().handle_timeout(self.now);
+                self.drain(who);
+            }
+        }
+        panic!("harness did not reach the end of its run within {STEPS_MAX} steps");
+    }
+
+    fn state(&self, observer: u64, member: u64) -> Option<MemberState> {
+        self.agents[&id(observer)].member(id(member)).map(|member| member.state())
+    }
+}
+
+#[test]
+fn joiners_learn_the_whole_fleet_and_everyone_learns_them() {
+    let mut harness = Harness::new(8);
+    harness.run_for(Duration::from_secs(5));
+    for observer in 0..8 {
+        for member in 0..8 {
+            assert_eq!(harness.state(observer, member), Some(MemberState::Alive), "{observer} about {member}");
+        }
+    }
+}
+
+#[test]
+fn a_late_joiner_gets_the_full_view_in_its_first_exchange() {
+    let mut harness = Harness::new(20);
+    harness.run_for(Duration::from_secs(10));
+    harness.add(20);
+    // One exchange with the seed: four one-way delays.
+    harness.run_for(LINK_DELAY * 5);
+    assert_eq!(harness.agents[&id(20)].members().up_count(), 21);
+}
+
+#[test]
+fn a_crashed_member_is_declared_dead_by_all() {
+    let mut harness = Harness::new(10);
+    harness.run_for(Duration::from_secs(5));
+    harness.isolated.insert(id(7));
+    let config = Config::lan();
+    let bound = config.suspicion_timeout_min(10).mul_f64(config.suspicion_max_mult) + Duration::from_secs(5);
+    harness.run_for(bound);
+    for observer in (0..10).filter(|&observer| observer != 7) {
+        assert_eq!(harness.state(observer, 7), Some(MemberState::Dead), "observer {observer}");
+    }
+}
+
+#[test]
+fn a_suspected_member_refutes_and_stays_alive() {
+    let mut harness = Harness::new(6);
+    harness.run_for(Duration::from_secs(5));
+    // Cut agent 3 off long enough to be suspected, not long enough to die.
+    harness.isolated.insert(id(3));
+    harness.run_for(Duration::from_secs(3));
+    let suspected = (0..6).filter(|&o| o != 3).any(|o| harness.state(o, 3) == Some(MemberState::Suspect));
+    assert!(suspected, "a 3 s silence should raise a suspicion");
+    harness.isolated.remove(&id(3));
+    harness.run_for(Duration::from_secs(30));
+    for observer in 0..6 {
+        assert_eq!(harness.state(observer, 3), Some(MemberState::Alive), "observer {observer}");
+    }
+    assert!(harness.agents[&id(3)].incarnation() > 0, "refuting takes a new incarnation");
+    assert!(harness.agents[&id(3)].stats().refutations > 0);
+}
+
+#[test]
+fn both_sides_of_a_long_partition_merge_again() {
+    let mut harness = Harness::new(6);
+    harness.run_for(Duration::from_secs(5));
+    // Agents 3..6 fall silent for two minutes: the rest declares them dead,
+    // and they, hearing nothing, declare the rest dead.
+    for n in 3..6 {
+        harness.isolated.insert(id(n));
+    }
+    harness.run_for(Duration::from_secs(120));
+    assert_eq!(harness.state(0, 4), Some(MemberState::Dead));
+    harness.isolated.clear();
+    harness.run_for(Duration::from_secs(60));
+    for observer in 0..6 {
+        for member in 0..6 {
+            assert_eq!(harness.state(observer, member), Some(MemberState::Alive), "{observer} about {member}");
+        }
+    }
+}
+
+#[test]
+fn a_leaving_member_is_marked_left_not_dead() {
+    let mut harness = Harness::new(5);
+    harness.run_for(Duration::from_secs(5));
+    let now = harness.now;
+    harness.agents.get_mut(&id(4)).unwrap().leave(now);
+    harness.drain(id(4));
+    harness.run_for(Duration::from_secs(1));
+    harness.isolated.insert(id(4));
+    harness.run_for(Duration::from_secs(60));
+    for observer in 0..4 {
+        assert_eq!(harness.state(observer, 4), Some(MemberState::Left), "observer {observer}");
+    }
+}
+
+#[test]
+fn garbage_is_counted_and_dropped_without_changing_state() {
+    let mut harness = Harness::new(3);
+    harness.run_for(Duration::from_secs(3));
+    let now = harness.now;
+    let agent = harness.agents.get_mut(&id(1)).unwrap();
+    let before = (agent.members().up_count(), agent.incarnation(), agent.members().root());
+    let mut garbage = vec![wire::PROTOCOL_VERSION];
+    for round in 0..10_000u32 {
+        garbage.truncate(1);
+        garbage.extend(round.to_le_bytes().iter().cycle().take((round % 97) as usize));
+        agent.handle_message(now, id(2), &garbage);
+    }
+    agent.handle_message(now, id(2), &[]);
+    agent.handle_message(now, id(2), &vec![0xFF; wire::MESSAGE_BYTES_MAX + 1]);
+    let after = (agent.members().up_count(), agent.incarnation(), agent.members().root());
+    assert_eq!(before, after);
+    assert!(agent.stats().decode_errors >= 9_000, "{}", agent.stats().decode_errors);
+}
+
+#[test]
+fn claims_about_strangers_do_not_add_members() {
+    let mut harness = Harness::new(2);
+    harness.run_for(Duration::from_secs(2));
+    let now = harness.now;
+    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    let stranger = |state| Update { id: id(99), incarnation: 5, state, from: id(1), meta: None };
+    let gossip = Message::Gossip { updates: vec![stranger(MemberState::Dead), stranger(MemberState::Suspect), stranger(MemberState::Alive)] };
+    agent.handle_message(now, id(1), &wire::encode(&gossip));
+    assert!(agent.member(id(99)).is_none(), "only a member's own announcement with metadata adds it");
+}
