@@ -1,1 +1,211 @@
-pub fn run(_only: &str, _large: bool) -> anyhow::Result<()> { Ok(()) }
+//! `fleetmesh sim bench`: the figures of `docs/benchmarks.md`, measured in
+//! the simulator on this machine and printed as a table.
+//!
+//! Each benchmark is an ordinary scenario built from text, so what it
+//! measures can be rerun as a file with `fleetmesh sim run`.
+
+use anyhow::{Context, bail};
+use fleetmesh_simulator::outcome::quantile_s;
+use fleetmesh_simulator::{Outcome, RunOptions, Scenario};
+use std::fmt::Write;
+
+const SEED: u64 = 1;
+
+/// One row of the results table.
+struct Row {
+    benchmark: String,
+    result: String,
+    target: &'static str,
+}
+
+/// Runs the benchmarks named by `only` (`all` for every one); `large` adds
+/// the 10,000-agent runs.
+pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
+    let known = ["all", "speed", "spread", "detect", "false-dead", "traffic"];
+    if !known.contains(&only) {
+        bail!("unknown benchmark {only:?}; use one of {}", known.join(", "));
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run `cargo run --release -- sim bench` for real figures");
+    }
+    let wanted = |name: &str| only == "all" || only == name;
+    let mut rows = Vec::new();
+    if wanted("speed") {
+        speed(&mut rows, large)?;
+    }
+    if wanted("spread") {
+        spread(&mut rows, large)?;
+    }
+    if wanted("detect") {
+        detect(&mut rows)?;
+    }
+    if wanted("false-dead") {
+        false_dead(&mut rows)?;
+    }
+    if wanted("traffic") {
+        traffic(&mut rows)?;
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+fn scenario(text: &str) -> anyhow::Result<Scenario> {
+    Scenario::parse("bench", text).context("benchmark scenario is invalid")
+}
+
+fn simulate(text: &str) -> anyhow::Result<Outcome> {
+    let scenario = scenario(text)?;
+    let outcome = fleetmesh_simulator::run(&scenario, RunOptions::seeded(SEED));
+    if let Some(violation) = outcome.violations.first() {
+        bail!("benchmark run broke an invariant: {violation}");
+    }
+    Ok(outcome)
+}
+
+fn fleet(agents: u32, duration_s: u32, extra: &str) -> String {
+    let spread = (agents / 100).clamp(5, 60);
+    format!(
+        "name = \"bench\"\nduration_s = {duration_s}\n[fleet]\nagents = {agents}\njoin_spread_s = {spread}\n{extra}"
+    )
+}
+
+/// Peak resident memory of this process so far, in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn speed(rows: &mut Vec<Row>, large: bool) -> anyhow::Result<()> {
+    let mut runs = vec![(100, 3600), (1000, 1800)];
+    if large {
+        runs.push((10_000, 600));
+    }
+    for (agents, duration_s) in runs {
+        eprintln!("speed: {agents} agents, {duration_s} s simulated ...");
+        let outcome = simulate(&fleet(agents, duration_s, ""))?;
+        let memory = peak_rss_mib().map_or(String::new(), |mib| format!(", peak RSS {mib:.0} MiB"));
+        rows.push(Row {
+            benchmark: format!("simulator speed, N={agents}, {duration_s} s simulated"),
+            result: format!(
+                "{:.0} agent-s/s ({:.1} s wall{memory})",
+                outcome.speed(),
+                outcome.wall.as_secs_f64()
+            ),
+            target: match agents {
+                1000 => ">= 100,000 agent-s/s",
+                10_000 => "10 min in < 5 min wall, < 4 GiB",
+                _ => "-",
+            },
+        });
+    }
+    Ok(())
+}
+
+fn spread(rows: &mut Vec<Row>, large: bool) -> anyhow::Result<()> {
+    let mut sizes = vec![1000];
+    if large {
+        sizes.push(10_000);
+    }
+    for agents in sizes {
+        eprintln!("spread: {agents} agents, 1% loss ...");
+        let warmup = if agents > 1000 { 120 } else { 40 };
+        let retags = 10;
+        let mut extra = String::from("[network]\nloss = 0.01\n");
+        for index in 0..retags {
+            let at = warmup + index * 15;
+            let _ = write!(
+                extra,
+                "[[faults]]\nkind = \"retag\"\nat_s = {at}\nnodes = {{ ids = [{}] }}\ntags = {{ wave = \"{index}\" }}\n",
+                (index * 37 + 11) % agents
+            );
+        }
+        let outcome = simulate(&fleet(agents, warmup + retags * 15 + 10, &extra))?;
+        let gossip_s = fleetmesh_node::Config::lan().gossip_interval.as_secs_f64();
+        let rounds = |q| quantile_s(&outcome.spread_times, q).map_or(f64::NAN, |s| s / gossip_s);
+        let seconds = |q| quantile_s(&outcome.spread_times, q).unwrap_or(f64::NAN);
+        rows.push(Row {
+            benchmark: format!("one update to 100% of N={agents}, 1% loss ({} updates)", outcome.spread_times.len()),
+            result: format!(
+                "median {:.1} rounds ({:.2} s), max {:.1} rounds ({:.2} s)",
+                rounds(0.5),
+                seconds(0.5),
+                rounds(1.0),
+                seconds(1.0)
+            ),
+            target: if agents == 1000 { "<= 8 rounds" } else { "<= 10 rounds" },
+        });
+    }
+    Ok(())
+}
+
+fn detect(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    eprintln!("detect: 1000 agents, 20 crashes ...");
+    let mut extra = String::new();
+    for index in 0..20 {
+        let _ = write!(
+            extra,
+            "[[faults]]\nkind = \"crash\"\nat_s = {}\nnodes = {{ ids = [{}] }}\n",
+            40 + index * 20,
+            100 + index * 41
+        );
+    }
+    let outcome = simulate(&fleet(1000, 40 + 20 * 20 + 30, &extra))?;
+    let times = &outcome.detection_times;
+    rows.push(Row {
+        benchmark: format!("crash declared dead by all, N=1000 ({} crashes)", times.len()),
+        result: format!(
+            "median {:.2} s, p99 {:.2} s",
+            quantile_s(times, 0.5).unwrap_or(f64::NAN),
+            quantile_s(times, 0.99).unwrap_or(f64::NAN)
+        ),
+        target: "median < 8 s",
+    });
+    Ok(())
+}
+
+fn false_dead(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    eprintln!("false-dead: 200 agents, 30 min, 10% loss, 1 s pauses ...");
+    let extra = "[network]\nloss = 0.1\n[[faults]]\nkind = \"random-pauses\"\nfrom_s = 30\nuntil_s = 1800\nper_agent_hour = 4\nduration_s = 1\n";
+    let outcome = simulate(&fleet(200, 1830, extra))?;
+    let agent_hours = outcome.agent_seconds / 3600.0;
+    rows.push(Row {
+        benchmark: format!("false dead, 10% loss + 1 s pauses ({agent_hours:.0} agent-hours)"),
+        result: format!(
+            "{} incidents ({:.3} per agent-hour), {} suspicions refuted",
+            outcome.false_dead_incidents,
+            outcome.false_dead_incidents as f64 / agent_hours,
+            outcome.stats.refutations
+        ),
+        target: "0 in 100 agent-hours",
+    });
+    Ok(())
+}
+
+fn traffic(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    eprintln!("traffic: 1000 agents at rest ...");
+    // Runs are deterministic, so the first 60 s of both runs are identical:
+    // the difference is the steady state alone, without the join storm.
+    let short = simulate(&fleet(1000, 60, ""))?;
+    let long = simulate(&fleet(1000, 360, ""))?;
+    let agent_seconds = long.agent_seconds - short.agent_seconds;
+    let bytes = (long.stats.bytes_sent - short.stats.bytes_sent) as f64 / agent_seconds;
+    let messages = (long.stats.messages_sent - short.stats.messages_sent) as f64 / agent_seconds;
+    rows.push(Row {
+        benchmark: "steady-state traffic per agent, N=1000".into(),
+        result: format!("{bytes:.0} B/s, {messages:.2} msg/s sent"),
+        target: "< 1 KB/s",
+    });
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    let width = |pick: fn(&Row) -> &str, title: &str| rows.iter().map(|row| pick(row).len()).max().unwrap_or(0).max(title.len());
+    let (w1, w2) = (width(|row| &row.benchmark, "benchmark"), width(|row| &row.result, "result"));
+    println!("| {:w1$} | {:w2$} | target |", "benchmark", "result");
+    println!("|{}|{}|--------|", "-".repeat(w1 + 2), "-".repeat(w2 + 2));
+    for row in rows {
+        println!("| {:w1$} | {:w2$} | {} |", row.benchmark, row.result, row.target);
+    }
+}

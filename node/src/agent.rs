@@ -7,13 +7,13 @@ use crate::health::LocalHealth;
 use crate::members::{Change, Member, MemberTable};
 use crate::probe::ProbeCursor;
 use crate::stats::Stats;
-use crate::suspicion::Suspicions;
+use crate::suspicion::{Expired, Suspicions};
 use crate::time::Instant;
 use crate::wire::{self, Message, SyncRecord, Update};
 use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeId, NodeMeta};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ use std::time::Duration;
 const MESSAGE_OVERHEAD_BYTES: usize = 32;
 /// Most anti-entropy exchanges this agent has in flight as initiator.
 const SYNCS_IN_FLIGHT_MAX: usize = 8;
+/// Last probes whose acks are remembered (the oldest is forgotten first).
+const LAST_PROBES_MAX: usize = 1024;
 /// Draws tried when picking random members; bounds the loop when few of the
 /// table's members qualify.
 const RANDOM_PICK_ATTEMPTS: usize = 32;
@@ -139,6 +141,8 @@ pub struct Agent {
     cursor: ProbeCursor,
     probe: Option<Probe>,
     relays: BTreeMap<u32, Relay>,
+    /// Sequence numbers of last probes awaiting their ack.
+    last_probes: BTreeSet<u32>,
     syncs: BTreeMap<NodeId, Sync>,
     seeds: Vec<NodeId>,
     /// Dead and departed members in the order they went down: reap deadline,
@@ -183,6 +187,7 @@ impl Agent {
             cursor: ProbeCursor::default(),
             probe: None,
             relays: BTreeMap::new(),
+            last_probes: BTreeSet::new(),
             syncs: BTreeMap::new(),
             seeds: Vec::new(),
             downed: VecDeque::new(),
@@ -327,8 +332,12 @@ impl Agent {
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire_direct_probe(now);
-        while let Some((member, incarnation)) = self.suspicions.pop_expired(now) {
-            self.declare_dead(now, member, incarnation);
+        let last_probe_timeout = self.health.scale(self.config.probe_timeout);
+        while let Some(expired) = self.suspicions.pop_expired(now, last_probe_timeout) {
+            match expired {
+                Expired::LastProbe(member, _) => self.last_probe(member),
+                Expired::Declare(member, incarnation) => self.declare_dead(now, member, incarnation),
+            }
         }
         self.expire_relays(now);
         self.syncs.retain(|_, sync| sync.deadline > now);
@@ -429,6 +438,22 @@ impl Agent {
         self.send(target, &Message::Ping { seq, target, updates });
     }
 
+    /// Probes a member whose suspicion ran out, carrying the suspicion. A
+    /// live member refutes on receipt, and its ack carries the refutation
+    /// first (its newest update); that ack clears the suspicion before it
+    /// turns into a death.
+    fn last_probe(&mut self, target: NodeId) {
+        self.stats.last_probes += 1;
+        let seq = self.allocate_seq();
+        if self.last_probes.len() >= LAST_PROBES_MAX {
+            self.last_probes.pop_first();
+        }
+        self.last_probes.insert(seq);
+        let claim = self.update_for(target, self.id);
+        let updates = self.piggyback(Some(claim));
+        self.send(target, &Message::Ping { seq, target, updates });
+    }
+
     fn next_probe_target(&mut self) -> Option<NodeId> {
         for _ in 0..self.members.len() {
             let position = self.cursor.next(self.members.len(), &mut self.rng)?;
@@ -518,6 +543,9 @@ impl Agent {
             let updates = self.piggyback(None);
             let ack = Message::Ack { seq: relay.origin_seq, updates };
             self.send(relay.origin, &ack);
+            return;
+        }
+        if self.last_probes.remove(&seq) {
             return;
         }
         self.stats.unexpected_messages += 1;

@@ -28,6 +28,8 @@ pub struct Stats {
     pub indirect_probes: u64,
     /// Suspicions this agent raised itself.
     pub suspicions_raised: u64,
+    /// Last probes sent to members whose suspicion ran out.
+    pub last_probes: u64,
     /// Members this agent declared dead at the end of a suspicion.
     pub declared_dead: u64,
     /// Times this agent refuted a claim about itself.
@@ -66,6 +68,7 @@ impl AddAssign<&Stats> for Stats {
         self.probes_failed += other.probes_failed;
         self.indirect_probes += other.indirect_probes;
         self.suspicions_raised += other.suspicions_raised;
+        self.last_probes += other.last_probes;
         self.declared_dead += other.declared_dead;
         self.refutations += other.refutations;
         self.gossip_messages += other.gossip_messages;

@@ -9,6 +9,11 @@
 //! A real failure is noticed by many probers, so it is confirmed quickly and
 //! declared fast; a false suspicion (one lossy link, one slow agent) is
 //! usually raised by one agent only, so it lasts long enough to be refuted.
+//!
+//! When the timeout passes, the agent does not declare at once: it gives
+//! the member one last direct probe that carries the suspicion (see
+//! [`Suspicions::pop_expired`]), so a member that refuted while this agent
+//! missed the refutation's gossip is not declared dead.
 
 use crate::time::Instant;
 use fleetmesh_crdt::{Incarnation, NodeId};
@@ -22,6 +27,16 @@ struct Suspicion {
     confirmers: Vec<NodeId>,
     timeout_min: Duration,
     timeout_max: Duration,
+    last_probe: bool,
+}
+
+/// A suspicion whose time ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expired {
+    /// Probe the member once more, then ask again after the probe timeout.
+    LastProbe(NodeId, Incarnation),
+    /// The last probe went unanswered: declare the member dead.
+    Declare(NodeId, Incarnation),
 }
 
 /// All suspicions this agent holds, ordered by deadline.
@@ -65,6 +80,7 @@ impl Suspicions {
                 confirmers: vec![from],
                 timeout_min,
                 timeout_max,
+                last_probe: false,
             },
         );
     }
@@ -91,7 +107,7 @@ impl Suspicions {
             suspicion.timeout_max,
         );
         let deadline = suspicion.started + timeout;
-        if deadline < suspicion.deadline {
+        if deadline < suspicion.deadline && !suspicion.last_probe {
             self.deadlines.remove(&(suspicion.deadline, member));
             suspicion.deadline = deadline;
             self.deadlines.insert((deadline, member));
@@ -111,16 +127,25 @@ impl Suspicions {
         self.deadlines.first().map(|&(deadline, _)| deadline)
     }
 
-    /// Removes and returns one suspicion whose deadline has passed, with the
-    /// incarnation it was about.
-    pub fn pop_expired(&mut self, now: Instant) -> Option<(NodeId, Incarnation)> {
+    /// One suspicion whose deadline has passed. The first time, it stays
+    /// held for `last_probe_timeout` more while the caller probes the member;
+    /// the second time it is removed and the member is to be declared dead.
+    pub fn pop_expired(&mut self, now: Instant, last_probe_timeout: Duration) -> Option<Expired> {
         let &(deadline, member) = self.deadlines.first()?;
         if deadline > now {
             return None;
         }
         self.deadlines.pop_first();
-        let suspicion = self.by_member.remove(&member).expect("deadline has a suspicion");
-        Some((member, suspicion.incarnation))
+        let suspicion = self.by_member.get_mut(&member).expect("deadline has a suspicion");
+        if suspicion.last_probe {
+            let incarnation = suspicion.incarnation;
+            self.by_member.remove(&member);
+            return Some(Expired::Declare(member, incarnation));
+        }
+        suspicion.last_probe = true;
+        suspicion.deadline = now + last_probe_timeout;
+        self.deadlines.insert((suspicion.deadline, member));
+        Some(Expired::LastProbe(member, suspicion.incarnation))
     }
 }
 
@@ -158,7 +183,11 @@ mod tests {
             assert!(suspicions.confirm(member, 1, NodeId(accuser), 3));
         }
         assert_eq!(suspicions.next_deadline(), Some(Instant::ZERO + min));
-        assert_eq!(suspicions.pop_expired(Instant::ZERO + min), Some((member, 1)));
+        let probe = Duration::from_millis(500);
+        let expiry = Instant::ZERO + min;
+        assert_eq!(suspicions.pop_expired(expiry, probe), Some(Expired::LastProbe(member, 1)));
+        assert_eq!(suspicions.pop_expired(expiry, probe), None, "held during the last probe");
+        assert_eq!(suspicions.pop_expired(expiry + probe, probe), Some(Expired::Declare(member, 1)));
         assert!(suspicions.is_empty());
     }
 }
