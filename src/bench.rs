@@ -23,10 +23,15 @@ struct Row {
 pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
     let known = ["all", "speed", "spread", "detect", "false-dead", "traffic"];
     if !known.contains(&only) {
-        bail!("unknown benchmark {only:?}; use one of {}", known.join(", "));
+        bail!(
+            "unknown benchmark {only:?}; use one of {}",
+            known.join(", ")
+        );
     }
     if cfg!(debug_assertions) {
-        eprintln!("warning: this is a debug build; run `cargo run --release -- sim bench` for real figures");
+        eprintln!(
+            "warning: this is a debug build; run `cargo run --release -- sim bench` for real figures"
+        );
     }
     let wanted = |name: &str| only == "all" || only == name;
     let mut rows = Vec::new();
@@ -126,7 +131,10 @@ fn spread(rows: &mut Vec<Row>, large: bool) -> anyhow::Result<()> {
         let rounds = |q| quantile_s(&outcome.spread_times, q).map_or(f64::NAN, |s| s / gossip_s);
         let seconds = |q| quantile_s(&outcome.spread_times, q).unwrap_or(f64::NAN);
         rows.push(Row {
-            benchmark: format!("one update to 100% of N={agents}, 1% loss ({} updates)", outcome.spread_times.len()),
+            benchmark: format!(
+                "one update to 100% of N={agents}, 1% loss ({} updates)",
+                outcome.spread_times.len()
+            ),
             result: format!(
                 "median {:.1} rounds ({:.2} s), max {:.1} rounds ({:.2} s)",
                 rounds(0.5),
@@ -134,7 +142,11 @@ fn spread(rows: &mut Vec<Row>, large: bool) -> anyhow::Result<()> {
                 rounds(1.0),
                 seconds(1.0)
             ),
-            target: if agents == 1000 { "<= 8 rounds" } else { "<= 10 rounds" },
+            target: if agents == 1000 {
+                "<= 8 rounds"
+            } else {
+                "<= 10 rounds"
+            },
         });
     }
     Ok(())
@@ -154,7 +166,10 @@ fn detect(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let outcome = simulate(&fleet(1000, 40 + 20 * 20 + 30, &extra))?;
     let times = &outcome.detection_times;
     rows.push(Row {
-        benchmark: format!("crash declared dead by all, N=1000 ({} crashes)", times.len()),
+        benchmark: format!(
+            "crash declared dead by all, N=1000 ({} crashes)",
+            times.len()
+        ),
         result: format!(
             "median {:.2} s, p99 {:.2} s",
             quantile_s(times, 0.5).unwrap_or(f64::NAN),
@@ -201,11 +216,23 @@ fn traffic(rows: &mut Vec<Row>) -> anyhow::Result<()> {
 }
 
 fn print_table(rows: &[Row]) {
-    let width = |pick: fn(&Row) -> &str, title: &str| rows.iter().map(|row| pick(row).len()).max().unwrap_or(0).max(title.len());
-    let (w1, w2) = (width(|row| &row.benchmark, "benchmark"), width(|row| &row.result, "result"));
+    let width = |pick: fn(&Row) -> &str, title: &str| {
+        rows.iter()
+            .map(|row| pick(row).len())
+            .max()
+            .unwrap_or(0)
+            .max(title.len())
+    };
+    let (w1, w2) = (
+        width(|row| &row.benchmark, "benchmark"),
+        width(|row| &row.result, "result"),
+    );
     println!("| {:w1$} | {:w2$} | target |", "benchmark", "result");
     println!("|{}|{}|--------|", "-".repeat(w1 + 2), "-".repeat(w2 + 2));
     for row in rows {
-        println!("| {:w1$} | {:w2$} | {} |", row.benchmark, row.result, row.target);
+        println!(
+            "| {:w1$} | {:w2$} | {} |",
+            row.benchmark, row.result, row.target
+        );
     }
 }

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use fleetmesh_simulator::expect::{self, Verdict};
 use fleetmesh_simulator::{RunOptions, Scenario};
 use std::io::BufWriter;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The simulator allocates and frees millions of small messages and table
@@ -66,10 +66,18 @@ enum SimCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Sim { command: SimCommand::Run { scenario, seed, trace, keep_going } } => {
-            run(&scenario, seed, trace, keep_going)
-        }
-        Command::Sim { command: SimCommand::Bench { only, large } } => bench::run(&only, large).map(|()| ExitCode::SUCCESS),
+        Command::Sim {
+            command:
+                SimCommand::Run {
+                    scenario,
+                    seed,
+                    trace,
+                    keep_going,
+                },
+        } => run(&scenario, seed, trace, keep_going),
+        Command::Sim {
+            command: SimCommand::Bench { only, large },
+        } => bench::run(&only, large).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -77,22 +85,39 @@ fn main() -> ExitCode {
     })
 }
 
-fn run(path: &PathBuf, seed: Option<u64>, trace: Option<PathBuf>, keep_going: bool) -> anyhow::Result<ExitCode> {
+fn run(
+    path: &Path,
+    seed: Option<u64>,
+    trace: Option<PathBuf>,
+    keep_going: bool,
+) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::load(path)?;
     let seed = seed.unwrap_or(scenario.seed);
     let writer: Option<Box<dyn std::io::Write>> = match &trace {
         Some(file) => {
-            let file = std::fs::File::create(file)
-                .with_context(|| format!("cannot create trace file {}; check the directory exists and is writable", file.display()))?;
+            let file = std::fs::File::create(file).with_context(|| {
+                format!(
+                    "cannot create trace file {}; check the directory exists and is writable",
+                    file.display()
+                )
+            })?;
             Some(Box::new(BufWriter::new(file)))
         }
         None => None,
     };
-    println!("scenario {} ({}), seed {seed}", scenario.name, path.display());
+    println!(
+        "scenario {} ({}), seed {seed}",
+        scenario.name,
+        path.display()
+    );
     if !scenario.description.is_empty() {
         println!("  {}", scenario.description);
     }
-    let options = RunOptions { seed, trace: writer, stop_on_violation: !keep_going };
+    let options = RunOptions {
+        seed,
+        trace: writer,
+        stop_on_violation: !keep_going,
+    };
     let outcome = fleetmesh_simulator::run(&scenario, options);
     print!("{outcome}");
     if let Some(error) = &outcome.trace_error {
@@ -110,5 +135,7 @@ fn run(path: &PathBuf, seed: Option<u64>, trace: Option<PathBuf>, keep_going: bo
             println!("replay: fleetmesh sim run {} --seed {seed}", path.display());
         }
     }
-    Ok(ExitCode::from(u8::try_from(verdict.exit_code()).unwrap_or(1)))
+    Ok(ExitCode::from(
+        u8::try_from(verdict.exit_code()).unwrap_or(1),
+    ))
 }

@@ -13,33 +13,56 @@ fn hash(scenario: &Scenario, seed: u64) -> (String, u64) {
 fn same_seed_same_trace_hash_other_seed_other_hash() {
     // One-way link: partition, heal, suspicion, refutation and anti-entropy
     // all happen, so most code paths feed the hash.
-    let scenario = Scenario::load(Path::new("scenarios/one-way-link.toml")).expect("scenario loads");
+    let scenario =
+        Scenario::load(Path::new("scenarios/one-way-link.toml")).expect("scenario loads");
     let first = hash(&scenario, 7);
     let again = hash(&scenario, 7);
-    assert_eq!(first, again, "one seed, two different runs: something reads unseeded state");
+    assert_eq!(
+        first, again,
+        "one seed, two different runs: something reads unseeded state"
+    );
     assert!(first.1 > 100_000, "the run traced only {} events", first.1);
     let other = hash(&scenario, 8);
-    assert_ne!(first.0, other.0, "two seeds, one trace: the seed does not reach the run");
+    assert_ne!(
+        first.0, other.0,
+        "two seeds, one trace: the seed does not reach the run"
+    );
 }
 
 #[test]
 fn the_written_trace_matches_the_hashed_one() {
-    let scenario = Scenario::load(Path::new("scenarios/rolling-leave.toml")).expect("scenario loads");
+    let scenario =
+        Scenario::load(Path::new("scenarios/rolling-leave.toml")).expect("scenario loads");
     let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
     impl std::io::Write for Shared {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .extend_from_slice(bytes);
             Ok(bytes.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let options = RunOptions { seed: 3, trace: Some(Box::new(Shared(buffer.clone()))), stop_on_violation: true };
+    let options = RunOptions {
+        seed: 3,
+        trace: Some(Box::new(Shared(buffer.clone()))),
+        stop_on_violation: true,
+    };
     let written = run(&scenario, options);
     let hashed = run(&scenario, RunOptions::seeded(3));
-    assert_eq!(written.trace_hash, hashed.trace_hash, "writing the trace changed the run");
-    let lines = buffer.lock().expect("not poisoned").iter().filter(|&&b| b == b'\n').count() as u64;
+    assert_eq!(
+        written.trace_hash, hashed.trace_hash,
+        "writing the trace changed the run"
+    );
+    let lines = buffer
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count() as u64;
     assert_eq!(lines, written.trace_events);
 }

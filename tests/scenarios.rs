@@ -21,11 +21,22 @@ fn every_scenario_file_passes() {
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 6, "expected at least six scenarios, found {}", files.len());
+    assert!(
+        files.len() >= 6,
+        "expected at least six scenarios, found {}",
+        files.len()
+    );
     for file in files {
         let scenario = Scenario::load(&file).unwrap_or_else(|error| panic!("{error}"));
         let (verdict, report) = verdict(&scenario, scenario.seed);
-        assert_eq!(verdict, Verdict::Pass, "{}:\n{report}\nreplay: fleetmesh sim run {} --seed {}", file.display(), file.display(), scenario.seed);
+        assert_eq!(
+            verdict,
+            Verdict::Pass,
+            "{}:\n{report}\nreplay: fleetmesh sim run {} --seed {}",
+            file.display(),
+            file.display(),
+            scenario.seed
+        );
     }
 }
 
@@ -66,9 +77,17 @@ fn a_small_faulty_fleet_passes_under_many_seeds() {
 
 #[test]
 fn scenario_errors_name_file_line_and_field() {
-    let error = Scenario::load(Path::new("does-not-exist.toml")).unwrap_err().to_string();
-    assert!(error.contains("does-not-exist.toml") && error.contains("cannot read"), "{error}");
+    let error = Scenario::load(Path::new("does-not-exist.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("does-not-exist.toml") && error.contains("cannot read"),
+        "{error}"
+    );
     let text = "name = \"x\"\nduration_s = 10\n[fleet]\nagents = 0\n";
     let error = Scenario::parse("x.toml", text).unwrap_err().to_string();
-    assert!(error.contains("x.toml:3") && error.contains("fleet.agents"), "{error}");
+    assert!(
+        error.contains("x.toml:3") && error.contains("fleet.agents"),
+        "{error}"
+    );
 }

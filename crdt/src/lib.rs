@@ -9,6 +9,6 @@
 pub mod membership;
 
 pub use membership::{
-    Incarnation, Liveness, MemberRecord, MemberState, Merged, MetaError, MetaVersion, NodeId, NodeMeta,
-    meta_limits,
+    Incarnation, Liveness, MemberRecord, MemberState, Merged, MetaError, MetaVersion, NodeId,
+    NodeMeta, meta_limits,
 };

@@ -230,7 +230,10 @@ mod tests {
             .prop_map(|meta| {
                 meta.map(|(incarnation, tags)| MetaVersion {
                     incarnation,
-                    meta: Arc::new(NodeMeta { tags, addrs: Vec::new() }),
+                    meta: Arc::new(NodeMeta {
+                        tags,
+                        addrs: Vec::new(),
+                    }),
                 })
             });
         (0u32..4, state(), meta).prop_map(|(incarnation, state, meta)| MemberRecord {
@@ -293,12 +296,18 @@ mod tests {
     fn higher_incarnation_refutes_suspicion() {
         let mut record = MemberRecord {
             id: NodeId(1),
-            liveness: Liveness { incarnation: 3, state: MemberState::Dead },
+            liveness: Liveness {
+                incarnation: 3,
+                state: MemberState::Dead,
+            },
             meta: None,
         };
         let refutation = MemberRecord {
             id: NodeId(1),
-            liveness: Liveness { incarnation: 4, state: MemberState::Alive },
+            liveness: Liveness {
+                incarnation: 4,
+                state: MemberState::Alive,
+            },
             meta: None,
         };
         assert!(record.merge(&refutation).liveness);

@@ -197,7 +197,10 @@ impl Agent {
             events: VecDeque::new(),
             stats: Stats::default(),
         };
-        let alive = Liveness { incarnation: 0, state: MemberState::Alive };
+        let alive = Liveness {
+            incarnation: 0,
+            state: MemberState::Alive,
+        };
         agent.members.merge(id, alive, Some((0, &agent.meta)));
         agent
     }
@@ -255,7 +258,11 @@ impl Agent {
     /// which hands this agent the seed's full view. Seeds are remembered and
     /// retried by the reconnect timer while none of them is reachable.
     pub fn join(&mut self, now: Instant, seeds: &[NodeId]) {
-        self.seeds = seeds.iter().copied().filter(|&seed| seed != self.id).collect();
+        self.seeds = seeds
+            .iter()
+            .copied()
+            .filter(|&seed| seed != self.id)
+            .collect();
         self.seeds.sort_unstable();
         self.seeds.dedup();
         for seed in self.seeds.clone() {
@@ -278,7 +285,10 @@ impl Agent {
         }
         self.left = true;
         self.probe = None;
-        let liveness = Liveness { incarnation: self.incarnation, state: MemberState::Left };
+        let liveness = Liveness {
+            incarnation: self.incarnation,
+            state: MemberState::Left,
+        };
         self.members.merge(self.id, liveness, None);
         let update = self.update_for(self.id, self.id);
         self.broadcasts.push(update);
@@ -286,7 +296,8 @@ impl Agent {
         for peer in self.random_up_members(fanout, None) {
             self.send_gossip(peer);
         }
-        self.timers.insert(Timer::Gossip, now + self.config.gossip_interval);
+        self.timers
+            .insert(Timer::Gossip, now + self.config.gossip_interval);
     }
 
     /// Changes this agent's metadata (tags, addresses) and announces it with
@@ -314,18 +325,27 @@ impl Agent {
             return;
         }
         match message {
-            Message::Ping { seq, target, updates } => self.on_ping(now, from, seq, target, &updates),
+            Message::Ping {
+                seq,
+                target,
+                updates,
+            } => self.on_ping(now, from, seq, target, &updates),
             Message::Ack { seq, updates } => self.on_ack(now, seq, &updates),
-            Message::PingReq { seq, target, updates } => {
-                self.on_ping_req(now, from, seq, target, &updates)
-            }
+            Message::PingReq {
+                seq,
+                target,
+                updates,
+            } => self.on_ping_req(now, from, seq, target, &updates),
             Message::Nack { seq } => self.on_nack(seq),
             Message::Gossip { updates } => self.apply_updates(now, &updates),
             Message::SyncRoot { root, .. } => self.on_sync_root(from, root),
             Message::SyncBuckets { digests } => self.on_sync_buckets(from, &digests),
-            Message::SyncRecords { buckets, metas, records, reply } => {
-                self.on_sync_records(now, from, buckets, &metas, &records, reply)
-            }
+            Message::SyncRecords {
+                buckets,
+                metas,
+                records,
+                reply,
+            } => self.on_sync_records(now, from, buckets, &metas, &records, reply),
         }
     }
 
@@ -336,7 +356,9 @@ impl Agent {
         while let Some(expired) = self.suspicions.pop_expired(now, last_probe_timeout) {
             match expired {
                 Expired::LastProbe(member, _) => self.last_probe(member),
-                Expired::Declare(member, incarnation) => self.declare_dead(now, member, incarnation),
+                Expired::Declare(member, incarnation) => {
+                    self.declare_dead(now, member, incarnation)
+                }
             }
         }
         self.expire_relays(now);
@@ -365,7 +387,8 @@ impl Agent {
                 }
                 Timer::Reconnect => {
                     self.reconnect(now);
-                    self.timers.insert(timer, now + self.config.reconnect_interval);
+                    self.timers
+                        .insert(timer, now + self.config.reconnect_interval);
                 }
             }
         }
@@ -435,7 +458,14 @@ impl Agent {
             .filter(|member| member.state() == MemberState::Suspect)
             .map(|_| self.update_for(target, self.id));
         let updates = self.piggyback(first);
-        self.send(target, &Message::Ping { seq, target, updates });
+        self.send(
+            target,
+            &Message::Ping {
+                seq,
+                target,
+                updates,
+            },
+        );
     }
 
     /// Probes a member whose suspicion ran out, carrying the suspicion. A
@@ -451,7 +481,14 @@ impl Agent {
         self.last_probes.insert(seq);
         let claim = self.update_for(target, self.id);
         let updates = self.piggyback(Some(claim));
-        self.send(target, &Message::Ping { seq, target, updates });
+        self.send(
+            target,
+            &Message::Ping {
+                seq,
+                target,
+                updates,
+            },
+        );
     }
 
     fn next_probe_target(&mut self) -> Option<NodeId> {
@@ -477,7 +514,14 @@ impl Agent {
             self.random_up_members(usize::from(self.config.indirect_probes.get()), Some(target));
         for &helper in &helpers {
             let updates = self.piggyback(None);
-            self.send(helper, &Message::PingReq { seq, target, updates });
+            self.send(
+                helper,
+                &Message::PingReq {
+                    seq,
+                    target,
+                    updates,
+                },
+            );
         }
         self.stats.indirect_probes += helpers.len() as u64;
         if let Some(probe) = &mut self.probe {
@@ -505,15 +549,32 @@ impl Agent {
         match member.state() {
             MemberState::Alive => {
                 self.stats.suspicions_raised += 1;
-                let liveness = Liveness { incarnation: member.incarnation(), state: MemberState::Suspect };
-                self.learn(now, Claim { id: probe.target, liveness, meta: None, from: self.id }, Source::Local);
+                let liveness = Liveness {
+                    incarnation: member.incarnation(),
+                    state: MemberState::Suspect,
+                };
+                self.learn(
+                    now,
+                    Claim {
+                        id: probe.target,
+                        liveness,
+                        meta: None,
+                        from: self.id,
+                    },
+                    Source::Local,
+                );
             }
             MemberState::Suspect => {
                 // Our own failed probe of a member others suspect is an
                 // independent confirmation: count it, and tell the others so
                 // they can count it too (Lifeguard).
                 let confirmations = self.config.suspicion_confirmations.get();
-                if self.suspicions.confirm(probe.target, member.incarnation(), self.id, confirmations) {
+                if self.suspicions.confirm(
+                    probe.target,
+                    member.incarnation(),
+                    self.id,
+                    confirmations,
+                ) {
                     self.broadcasts.push(self.update_for(probe.target, self.id));
                 }
             }
@@ -521,7 +582,14 @@ impl Agent {
         }
     }
 
-    fn on_ping(&mut self, now: Instant, from: NodeId, seq: u32, target: NodeId, updates: &[Update]) {
+    fn on_ping(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        seq: u32,
+        target: NodeId,
+        updates: &[Update],
+    ) {
         self.apply_updates(now, updates);
         if target != self.id {
             self.stats.unexpected_messages += 1;
@@ -541,7 +609,10 @@ impl Agent {
         }
         if let Some(relay) = self.relays.remove(&seq) {
             let updates = self.piggyback(None);
-            let ack = Message::Ack { seq: relay.origin_seq, updates };
+            let ack = Message::Ack {
+                seq: relay.origin_seq,
+                updates,
+            };
             self.send(relay.origin, &ack);
             return;
         }
@@ -551,7 +622,14 @@ impl Agent {
         self.stats.unexpected_messages += 1;
     }
 
-    fn on_ping_req(&mut self, now: Instant, from: NodeId, seq: u32, target: NodeId, updates: &[Update]) {
+    fn on_ping_req(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        seq: u32,
+        target: NodeId,
+        updates: &[Update],
+    ) {
         self.apply_updates(now, updates);
         if self.relays.len() >= self.config.relayed_probes_max || target == self.id {
             self.stats.relays_refused += 1;
@@ -559,9 +637,23 @@ impl Agent {
         }
         let own_seq = self.allocate_seq();
         let deadline = now + self.config.probe_timeout.mul_f64(0.8);
-        self.relays.insert(own_seq, Relay { origin: from, origin_seq: seq, deadline });
+        self.relays.insert(
+            own_seq,
+            Relay {
+                origin: from,
+                origin_seq: seq,
+                deadline,
+            },
+        );
         let updates = self.piggyback(None);
-        self.send(target, &Message::Ping { seq: own_seq, target, updates });
+        self.send(
+            target,
+            &Message::Ping {
+                seq: own_seq,
+                target,
+                updates,
+            },
+        );
     }
 
     fn on_nack(&mut self, seq: u32) {
@@ -580,7 +672,12 @@ impl Agent {
             .collect();
         for seq in expired {
             let relay = self.relays.remove(&seq).expect("listed just above");
-            self.send(relay.origin, &Message::Nack { seq: relay.origin_seq });
+            self.send(
+                relay.origin,
+                &Message::Nack {
+                    seq: relay.origin_seq,
+                },
+            );
         }
     }
 
@@ -590,7 +687,10 @@ impl Agent {
         for update in updates {
             let claim = Claim {
                 id: update.id,
-                liveness: Liveness { incarnation: update.incarnation, state: update.state },
+                liveness: Liveness {
+                    incarnation: update.incarnation,
+                    state: update.state,
+                },
                 meta: update.meta.as_ref().map(|meta| (update.incarnation, meta)),
                 from: update.from,
             };
@@ -620,8 +720,12 @@ impl Agent {
             && member.liveness == claim.liveness
         {
             let confirmations = self.config.suspicion_confirmations.get();
-            if self.suspicions.confirm(claim.id, claim.liveness.incarnation, claim.from, confirmations)
-                && source == Source::Gossip
+            if self.suspicions.confirm(
+                claim.id,
+                claim.liveness.incarnation,
+                claim.from,
+                confirmations,
+            ) && source == Source::Gossip
             {
                 self.broadcasts.push(self.update_for(claim.id, claim.from));
             }
@@ -652,23 +756,29 @@ impl Agent {
                 let members = self.members.up_count();
                 let timeout_min = self.config.suspicion_timeout_min(members);
                 let timeout_max = timeout_min.mul_f64(self.config.suspicion_max_mult);
-                self.suspicions.start(now, id, current.incarnation, from, timeout_min, timeout_max);
+                self.suspicions
+                    .start(now, id, current.incarnation, from, timeout_min, timeout_max);
             }
             MemberState::Dead | MemberState::Left => {
                 self.suspicions.clear(id);
-                self.downed.push_back((now + self.config.reap_after, id, current.incarnation));
+                self.downed
+                    .push_back((now + self.config.reap_after, id, current.incarnation));
             }
         }
-        self.push_event(Event::MemberChanged { id, previous: change.previous, current });
+        self.push_event(Event::MemberChanged {
+            id,
+            previous: change.previous,
+            current,
+        });
     }
 
     fn answer_claim_about_self(&mut self, claim: &Claim<'_>) {
         if self.left {
             return;
         }
-        let stale_meta = claim
-            .meta
-            .is_some_and(|(incarnation, meta)| incarnation == self.incarnation && **meta != *self.meta);
+        let stale_meta = claim.meta.is_some_and(|(incarnation, meta)| {
+            incarnation == self.incarnation && **meta != *self.meta
+        });
         let accused = claim.liveness.state != MemberState::Alive;
         let refute = claim.liveness.incarnation > self.incarnation
             || (claim.liveness.incarnation == self.incarnation && (accused || stale_meta));
@@ -692,9 +802,13 @@ impl Agent {
 
     fn announce_alive(&mut self, incarnation: Incarnation) {
         self.incarnation = incarnation;
-        let liveness = Liveness { incarnation, state: MemberState::Alive };
+        let liveness = Liveness {
+            incarnation,
+            state: MemberState::Alive,
+        };
         let meta = self.meta.clone();
-        self.members.merge(self.id, liveness, Some((incarnation, &meta)));
+        self.members
+            .merge(self.id, liveness, Some((incarnation, &meta)));
         self.broadcasts.push(self.update_for(self.id, self.id));
     }
 
@@ -702,12 +816,29 @@ impl Agent {
         let Some(member) = self.members.get(id) else {
             return;
         };
-        if member.liveness != (Liveness { incarnation, state: MemberState::Suspect }) {
+        if member.liveness
+            != (Liveness {
+                incarnation,
+                state: MemberState::Suspect,
+            })
+        {
             return;
         }
         self.stats.declared_dead += 1;
-        let liveness = Liveness { incarnation, state: MemberState::Dead };
-        self.learn(now, Claim { id, liveness, meta: None, from: self.id }, Source::Local);
+        let liveness = Liveness {
+            incarnation,
+            state: MemberState::Dead,
+        };
+        self.learn(
+            now,
+            Claim {
+                id,
+                liveness,
+                meta: None,
+                from: self.id,
+            },
+            Source::Local,
+        );
     }
 
     fn reap(&mut self, now: Instant) {
@@ -716,10 +847,9 @@ impl Agent {
                 return;
             }
             self.downed.pop_front();
-            let still_down = self
-                .members
-                .get(id)
-                .is_some_and(|member| !member.state().is_up() && member.incarnation() == incarnation);
+            let still_down = self.members.get(id).is_some_and(|member| {
+                !member.state().is_up() && member.incarnation() == incarnation
+            });
             if still_down && self.members.remove(id) {
                 self.stats.reaped += 1;
                 self.push_event(Event::MemberReaped { id });
@@ -729,7 +859,10 @@ impl Agent {
 
     /// The update that tells others what this agent believes of `id`.
     fn update_for(&self, id: NodeId, from: NodeId) -> Update {
-        let member = self.members.get(id).expect("updates are built for known members");
+        let member = self
+            .members
+            .get(id)
+            .expect("updates are built for known members");
         let meta = (member.state() == MemberState::Alive
             && member.meta_incarnation == Some(member.incarnation()))
         .then(|| self.members.meta(id).cloned())
@@ -739,7 +872,13 @@ impl Agent {
         } else {
             from
         };
-        Update { id, incarnation: member.incarnation(), state: member.state(), from, meta }
+        Update {
+            id,
+            incarnation: member.incarnation(),
+            state: member.state(),
+            from,
+            meta,
+        }
     }
 
     // --- dissemination --------------------------------------------------------
@@ -768,7 +907,10 @@ impl Agent {
 
     fn piggyback(&mut self, first: Option<Update>) -> Vec<Update> {
         let mut updates = Vec::new();
-        let mut budget = self.config.datagram_bytes_max.saturating_sub(MESSAGE_OVERHEAD_BYTES);
+        let mut budget = self
+            .config
+            .datagram_bytes_max
+            .saturating_sub(MESSAGE_OVERHEAD_BYTES);
         let skip = first.as_ref().map(|update| update.id);
         if let Some(update) = first {
             budget = budget.saturating_sub(wire::encoded_len(&update));
@@ -789,10 +931,22 @@ impl Agent {
         }
         let deadline = now + self.config.probe_interval * 4;
         let bootstrap = bootstrap && self.members.len() <= 1;
-        self.syncs.insert(peer, Sync { deadline, bootstrap });
+        self.syncs.insert(
+            peer,
+            Sync {
+                deadline,
+                bootstrap,
+            },
+        );
         self.stats.syncs_started += 1;
         let members = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
-        self.send(peer, &Message::SyncRoot { root: self.members.root(), members });
+        self.send(
+            peer,
+            &Message::SyncRoot {
+                root: self.members.root(),
+                members,
+            },
+        );
     }
 
     /// Time to the next periodic exchange. While this agent holds
@@ -804,7 +958,9 @@ impl Agent {
         if self.suspicions.is_empty() {
             self.config.sync_interval
         } else {
-            self.config.sync_interval.min(self.config.probe_interval * 2)
+            self.config
+                .sync_interval
+                .min(self.config.probe_interval * 2)
         }
     }
 
@@ -827,8 +983,18 @@ impl Agent {
             return;
         }
         self.stats.syncs_differing += 1;
-        let (metas, records, _truncated) = self.members.records_in(buckets, self.config.sync_records_max);
-        self.send(from, &Message::SyncRecords { buckets, metas, records, reply: true });
+        let (metas, records, _truncated) = self
+            .members
+            .records_in(buckets, self.config.sync_records_max);
+        self.send(
+            from,
+            &Message::SyncRecords {
+                buckets,
+                metas,
+                records,
+                reply: true,
+            },
+        );
     }
 
     fn on_sync_records(
@@ -844,7 +1010,9 @@ impl Agent {
             Source::Sync { bootstrap: false }
         } else {
             match self.syncs.remove(&from) {
-                Some(sync) => Source::Sync { bootstrap: sync.bootstrap },
+                Some(sync) => Source::Sync {
+                    bootstrap: sync.bootstrap,
+                },
                 None => {
                     self.stats.unexpected_messages += 1;
                     return;
@@ -860,14 +1028,26 @@ impl Agent {
                 id: record.id,
                 liveness: record.liveness,
                 // The codec checked every index against the table.
-                meta: record.meta.map(|(incarnation, index)| (incarnation, &metas[index as usize])),
+                meta: record
+                    .meta
+                    .map(|(incarnation, index)| (incarnation, &metas[index as usize])),
                 from,
             };
             self.learn(now, claim, source);
         }
         if reply {
-            let (metas, records, _truncated) = self.members.records_in(buckets, self.config.sync_records_max);
-            self.send(from, &Message::SyncRecords { buckets, metas, records, reply: false });
+            let (metas, records, _truncated) = self
+                .members
+                .records_in(buckets, self.config.sync_records_max);
+            self.send(
+                from,
+                &Message::SyncRecords {
+                    buckets,
+                    metas,
+                    records,
+                    reply: false,
+                },
+            );
         }
     }
 
@@ -879,7 +1059,12 @@ impl Agent {
             .seeds
             .iter()
             .copied()
-            .filter(|&seed| !self.members.get(seed).is_some_and(|member| member.state().is_up()))
+            .filter(|&seed| {
+                !self
+                    .members
+                    .get(seed)
+                    .is_some_and(|member| member.state().is_up())
+            })
             .collect();
         let candidates = self.downed.len() + seeds_down.len();
         if candidates == 0 {
@@ -890,7 +1075,10 @@ impl Agent {
             Some(seed) => seeds_down[seed],
             None => self.downed[pick].1,
         };
-        let is_down = !self.members.get(peer).is_some_and(|member| member.state().is_up());
+        let is_down = !self
+            .members
+            .get(peer)
+            .is_some_and(|member| member.state().is_up());
         if is_down {
             self.start_sync(now, peer, false);
         }
@@ -900,14 +1088,22 @@ impl Agent {
 
     fn random_up_members(&mut self, count: usize, exclude: Option<NodeId>) -> Vec<NodeId> {
         let mut picked = Vec::with_capacity(count);
-        let eligible = self.members.up_count().saturating_sub(1 + usize::from(exclude.is_some()));
+        let eligible = self
+            .members
+            .up_count()
+            .saturating_sub(1 + usize::from(exclude.is_some()));
         let wanted = count.min(eligible);
         for _ in 0..RANDOM_PICK_ATTEMPTS + 4 * wanted {
             if picked.len() == wanted {
                 break;
             }
-            let member = self.members.member_at(self.rng.random_range(0..self.members.len()));
-            if member.id == self.id || Some(member.id) == exclude || !member.state().is_up() || picked.contains(&member.id)
+            let member = self
+                .members
+                .member_at(self.rng.random_range(0..self.members.len()));
+            if member.id == self.id
+                || Some(member.id) == exclude
+                || !member.state().is_up()
+                || picked.contains(&member.id)
             {
                 continue;
             }
@@ -945,4 +1141,3 @@ fn jitter(rng: &mut ChaCha8Rng, period: Duration) -> Duration {
     let nanos = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1);
     Duration::from_nanos(rng.random_range(0..nanos))
 }
-

@@ -76,13 +76,25 @@ impl BroadcastQueue {
         self.next_sequence += 1;
         self.by_member.insert(update.id, priority);
         let encoded_len = encoded_len(&update);
-        self.queued.insert(priority, Queued { update, encoded_len });
+        self.queued.insert(
+            priority,
+            Queued {
+                update,
+                encoded_len,
+            },
+        );
     }
 
     /// Appends to `out` the least-sent updates that fit in `budget_bytes`,
     /// skipping the member `skip` (already in the message), and counts one
     /// transmission for each; updates that reach `limit` are retired.
-    pub fn fill(&mut self, budget_bytes: usize, limit: u8, skip: Option<NodeId>, out: &mut Vec<Update>) {
+    pub fn fill(
+        &mut self,
+        budget_bytes: usize,
+        limit: u8,
+        skip: Option<NodeId>,
+        out: &mut Vec<Update>,
+    ) {
         let mut used = 0;
         let mut taken = Vec::new();
         let mut misses = 0;
@@ -118,7 +130,13 @@ mod tests {
     use fleetmesh_crdt::MemberState;
 
     fn update(id: u64, incarnation: u32) -> Update {
-        Update { id: NodeId(id), incarnation, state: MemberState::Alive, from: NodeId(id), meta: None }
+        Update {
+            id: NodeId(id),
+            incarnation,
+            state: MemberState::Alive,
+            from: NodeId(id),
+            meta: None,
+        }
     }
 
     #[test]
@@ -142,7 +160,11 @@ mod tests {
         queue.fill(1400, 5, None, &mut out);
         queue.push(update(2, 0));
         queue.push(update(3, 0));
-        assert_eq!(queue.dropped(), 1, "the most-sent update is dropped when full");
+        assert_eq!(
+            queue.dropped(),
+            1,
+            "the most-sent update is dropped when full"
+        );
         out.clear();
         queue.fill(1400, 5, None, &mut out);
         assert_eq!(out, vec![update(3, 0), update(2, 0)]);

@@ -14,9 +14,11 @@
 //! O(1) when a record changes.
 
 use crate::wire::{SYNC_BUCKETS, SyncRecord, bucket_of};
-use std::collections::BTreeMap;
-use fleetmesh_crdt::{Incarnation, Liveness, MemberRecord, MemberState, MetaVersion, NodeId, NodeMeta};
+use fleetmesh_crdt::{
+    Incarnation, Liveness, MemberRecord, MemberState, MetaVersion, NodeId, NodeMeta,
+};
 use hashbrown::HashTable;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A copy of one member's entry, as callers see it.
@@ -89,14 +91,22 @@ impl MetaTable {
         let hash = meta_hash(meta);
         let entries = &self.entries;
         let found = self.index.find(hash, |&at| {
-            entries[at as usize].as_ref().is_some_and(|entry| entry.meta == *meta)
+            entries[at as usize]
+                .as_ref()
+                .is_some_and(|entry| entry.meta == *meta)
         });
         if let Some(&at) = found {
-            let entry = self.entries[at as usize].as_mut().expect("indexed entry exists");
+            let entry = self.entries[at as usize]
+                .as_mut()
+                .expect("indexed entry exists");
             entry.references += 1;
             return at;
         }
-        let entry = Some(MetaEntry { meta: Arc::clone(meta), hash, references: 1 });
+        let entry = Some(MetaEntry {
+            meta: Arc::clone(meta),
+            hash,
+            references: 1,
+        });
         let at = match self.free.pop() {
             Some(at) => {
                 self.entries[at as usize] = entry;
@@ -109,7 +119,9 @@ impl MetaTable {
         };
         let entries = &self.entries;
         self.index.insert_unique(hash, at, |&other| {
-            entries[other as usize].as_ref().map_or(0, |entry| entry.hash)
+            entries[other as usize]
+                .as_ref()
+                .map_or(0, |entry| entry.hash)
         });
         at
     }
@@ -118,7 +130,9 @@ impl MetaTable {
         if at == NO_META {
             return;
         }
-        let entry = self.entries[at as usize].as_mut().expect("released entry exists");
+        let entry = self.entries[at as usize]
+            .as_mut()
+            .expect("released entry exists");
         entry.references -= 1;
         if entry.references > 0 {
             return;
@@ -160,7 +174,9 @@ fn meta_hash(meta: &NodeMeta) -> u64 {
 }
 
 fn first_u64(hash: blake3::Hash) -> u64 {
-    let bytes: [u8; 8] = hash.as_bytes()[..8].try_into().expect("blake3 has 32 bytes");
+    let bytes: [u8; 8] = hash.as_bytes()[..8]
+        .try_into()
+        .expect("blake3 has 32 bytes");
     u64::from_le_bytes(bytes)
 }
 
@@ -270,7 +286,11 @@ impl MemberTable {
     ) -> Option<Change> {
         let Some(at) = self.position(id) else {
             self.insert(id, liveness, meta);
-            return Some(Change { previous: None, current: liveness, meta_changed: meta.is_some() });
+            return Some(Change {
+                previous: None,
+                current: liveness,
+                meta_changed: meta.is_some(),
+            });
         };
         let slot = self.slots[at];
         let liveness_grows = liveness > slot.liveness;
@@ -301,19 +321,33 @@ impl MemberTable {
         }
         let current = self.slots[at].liveness;
         self.rehash(at);
-        Some(Change { previous: Some(previous), current, meta_changed: meta_grows })
+        Some(Change {
+            previous: Some(previous),
+            current,
+            meta_changed: meta_grows,
+        })
     }
 
-    fn insert(&mut self, id: NodeId, liveness: Liveness, meta: Option<(Incarnation, &Arc<NodeMeta>)>) {
+    fn insert(
+        &mut self,
+        id: NodeId,
+        liveness: Liveness,
+        meta: Option<(Incarnation, &Arc<NodeMeta>)>,
+    ) {
         let (meta_incarnation, meta) = match meta {
             Some((incarnation, meta)) => (incarnation, self.metas.intern(meta)),
             None => (0, NO_META),
         };
         let at = u32::try_from(self.ids.len()).expect("fewer than 2^32 members");
         self.ids.push(id);
-        self.slots.push(Slot { liveness, meta_incarnation, meta });
+        self.slots.push(Slot {
+            liveness,
+            meta_incarnation,
+            meta,
+        });
         let ids = &self.ids;
-        self.index.insert_unique(id.0, at, |&other| ids[other as usize].0);
+        self.index
+            .insert_unique(id.0, at, |&other| ids[other as usize].0);
         self.up += usize::from(liveness.state.is_up());
         self.rehash(at as usize);
     }
@@ -328,7 +362,10 @@ impl MemberTable {
         self.up -= usize::from(slot.liveness.state.is_up());
         self.metas.release(slot.meta);
         let ids = &self.ids;
-        if let Ok(entry) = self.index.find_entry(id.0, |&other| ids[other as usize] == id) {
+        if let Ok(entry) = self
+            .index
+            .find_entry(id.0, |&other| ids[other as usize] == id)
+        {
             entry.remove();
         }
         let last = self.ids.len() - 1;
@@ -338,9 +375,10 @@ impl MemberTable {
             // The former last entry moved into the hole: repoint its index.
             let moved = self.ids[at];
             let ids = &self.ids;
-            if let Some(position) = self.index.find_mut(moved.0, |&other| {
-                other as usize == last && ids[at] == moved
-            }) {
+            if let Some(position) = self
+                .index
+                .find_mut(moved.0, |&other| other as usize == last && ids[at] == moved)
+            {
                 *position = at as u32;
             }
         }
@@ -391,7 +429,11 @@ impl MemberTable {
 
     /// Up to `limit` records in the buckets of `bitmap`, with the table of
     /// metadata they refer to. The flag tells whether some were left out.
-    pub fn records_in(&self, bitmap: u64, limit: usize) -> (Vec<Arc<NodeMeta>>, Vec<SyncRecord>, bool) {
+    pub fn records_in(
+        &self,
+        bitmap: u64,
+        limit: usize,
+    ) -> (Vec<Arc<NodeMeta>>, Vec<SyncRecord>, bool) {
         let mut metas = Vec::new();
         let mut positions: BTreeMap<u32, u32> = BTreeMap::new();
         let mut records = Vec::new();
@@ -410,7 +452,11 @@ impl MemberTable {
                 });
                 (slot.meta_incarnation, position)
             });
-            records.push(SyncRecord { id: self.ids[at], liveness: slot.liveness, meta });
+            records.push(SyncRecord {
+                id: self.ids[at],
+                liveness: slot.liveness,
+                meta,
+            });
         }
         (metas, records, false)
     }
@@ -462,7 +508,10 @@ mod tests {
         let meta = prop::option::of((0u32..3, "[ab]").prop_map(|(incarnation, zone)| {
             let mut meta = NodeMeta::default();
             meta.tags.insert("zone".into(), zone);
-            MetaVersion { incarnation, meta: Arc::new(meta) }
+            MetaVersion {
+                incarnation,
+                meta: Arc::new(meta),
+            }
         }));
         let merge = (0u64..6, 0u32..3, state, meta).prop_map(|(id, incarnation, state, meta)| {
             Op::Merge(MemberRecord {
@@ -529,7 +578,10 @@ mod tests {
         meta.tags.insert("zone".into(), "a".into());
         let meta = Arc::new(meta);
         for id in 0..100u64 {
-            let alive = Liveness { incarnation: 0, state: MemberState::Alive };
+            let alive = Liveness {
+                incarnation: 0,
+                state: MemberState::Alive,
+            };
             table.merge(NodeId(id << 40), alive, Some((0, &meta)));
         }
         assert_eq!(table.distinct_metas(), 1);

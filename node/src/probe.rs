@@ -72,7 +72,10 @@ mod tests {
             let mut seen = vec![false; size];
             for _ in 0..size {
                 let position = cursor.next(size, &mut rng).unwrap();
-                assert!(!seen[position], "position {position} twice in one round of {size}");
+                assert!(
+                    !seen[position],
+                    "position {position} twice in one round of {size}"
+                );
                 seen[position] = true;
             }
         }

@@ -88,7 +88,13 @@ impl Suspicions {
     /// Records a suspect claim from `from`. When it is a new, independent
     /// confirmation of the held suspicion, shortens the deadline and returns
     /// true (the claim is worth re-gossiping).
-    pub fn confirm(&mut self, member: NodeId, incarnation: Incarnation, from: NodeId, confirmations_max: u8) -> bool {
+    pub fn confirm(
+        &mut self,
+        member: NodeId,
+        incarnation: Incarnation,
+        from: NodeId,
+        confirmations_max: u8,
+    ) -> bool {
         let Some(suspicion) = self.by_member.get_mut(&member) else {
             return false;
         };
@@ -136,7 +142,10 @@ impl Suspicions {
             return None;
         }
         self.deadlines.pop_first();
-        let suspicion = self.by_member.get_mut(&member).expect("deadline has a suspicion");
+        let suspicion = self
+            .by_member
+            .get_mut(&member)
+            .expect("deadline has a suspicion");
         if suspicion.last_probe {
             let incarnation = suspicion.incarnation;
             self.by_member.remove(&member);
@@ -151,7 +160,12 @@ impl Suspicions {
 
 /// Lifeguard's suspicion timeout after `confirmations` independent
 /// confirmations, of at most `confirmations_max` that count.
-pub fn dynamic_timeout(confirmations: usize, confirmations_max: u8, min: Duration, max: Duration) -> Duration {
+pub fn dynamic_timeout(
+    confirmations: usize,
+    confirmations_max: u8,
+    min: Duration,
+    max: Duration,
+) -> Duration {
     let fraction = ((confirmations as f64) + 1.0).ln() / (f64::from(confirmations_max) + 1.0).ln();
     let timeout = max.as_secs_f64() - (max.as_secs_f64() - min.as_secs_f64()) * fraction;
     Duration::from_secs_f64(timeout.max(min.as_secs_f64()))
@@ -177,17 +191,33 @@ mod tests {
         let member = NodeId(5);
         let (min, max) = (Duration::from_secs(4), Duration::from_secs(24));
         suspicions.start(Instant::ZERO, member, 1, NodeId(1), min, max);
-        assert!(!suspicions.confirm(member, 1, NodeId(1), 3), "same accuser twice");
-        assert!(!suspicions.confirm(member, 0, NodeId(2), 3), "other incarnation");
+        assert!(
+            !suspicions.confirm(member, 1, NodeId(1), 3),
+            "same accuser twice"
+        );
+        assert!(
+            !suspicions.confirm(member, 0, NodeId(2), 3),
+            "other incarnation"
+        );
         for accuser in 2..5 {
             assert!(suspicions.confirm(member, 1, NodeId(accuser), 3));
         }
         assert_eq!(suspicions.next_deadline(), Some(Instant::ZERO + min));
         let probe = Duration::from_millis(500);
         let expiry = Instant::ZERO + min;
-        assert_eq!(suspicions.pop_expired(expiry, probe), Some(Expired::LastProbe(member, 1)));
-        assert_eq!(suspicions.pop_expired(expiry, probe), None, "held during the last probe");
-        assert_eq!(suspicions.pop_expired(expiry + probe, probe), Some(Expired::Declare(member, 1)));
+        assert_eq!(
+            suspicions.pop_expired(expiry, probe),
+            Some(Expired::LastProbe(member, 1))
+        );
+        assert_eq!(
+            suspicions.pop_expired(expiry, probe),
+            None,
+            "held during the last probe"
+        );
+        assert_eq!(
+            suspicions.pop_expired(expiry + probe, probe),
+            Some(Expired::Declare(member, 1))
+        );
         assert!(suspicions.is_empty());
     }
 }

@@ -44,7 +44,10 @@ impl Harness {
         let agent = Agent::new(Config::lan(), id(n), NodeMeta::default(), n, self.now);
         self.agents.insert(id(n), agent);
         if n > 0 {
-            self.agents.get_mut(&id(n)).unwrap().join(self.now, &[id(0)]);
+            self.agents
+                .get_mut(&id(n))
+                .unwrap()
+                .join(self.now, &[id(0)]);
         }
         self.drain(id(n));
     }
@@ -56,7 +59,10 @@ impl Harness {
                 continue;
             }
             self.sequence += 1;
-            self.in_flight.insert((self.now + LINK_DELAY, self.sequence), (who, transmit.to, transmit.bytes));
+            self.in_flight.insert(
+                (self.now + LINK_DELAY, self.sequence),
+                (who, transmit.to, transmit.bytes),
+            );
         }
         while agent.poll_event().is_some() {}
     }
@@ -72,7 +78,10 @@ impl Harness {
                 .filter(|(who, _)| !self.isolated.contains(who))
                 .filter_map(|(&who, agent)| agent.poll_timeout().map(|at| (at, who)))
                 .min();
-            let next = [next_message, next_timer.map(|(at, _)| at)].into_iter().flatten().min();
+            let next = [next_message, next_timer.map(|(at, _)| at)]
+                .into_iter()
+                .flatten()
+                .min();
             let Some(next) = next.filter(|&next| next <= end) else {
                 self.now = end;
                 return;
@@ -83,7 +92,10 @@ impl Harness {
                 if self.isolated.contains(&to) {
                     continue;
                 }
-                self.agents.get_mut(&to).unwrap().handle_message(self.now, from, &bytes);
+                self.agents
+                    .get_mut(&to)
+                    .unwrap()
+                    .handle_message(self.now, from, &bytes);
                 self.drain(to);
             } else if let Some((_, who)) = next_timer {
                 self.agents.get_mut(&who).unwrap().handle_timeout(self.now);
@@ -94,7 +106,9 @@ impl Harness {
     }
 
     fn state(&self, observer: u64, member: u64) -> Option<MemberState> {
-        self.agents[&id(observer)].member(id(member)).map(|member| member.state())
+        self.agents[&id(observer)]
+            .member(id(member))
+            .map(|member| member.state())
     }
 }
 
@@ -104,7 +118,11 @@ fn joiners_learn_the_whole_fleet_and_everyone_learns_them() {
     harness.run_for(Duration::from_secs(5));
     for observer in 0..8 {
         for member in 0..8 {
-            assert_eq!(harness.state(observer, member), Some(MemberState::Alive), "{observer} about {member}");
+            assert_eq!(
+                harness.state(observer, member),
+                Some(MemberState::Alive),
+                "{observer} about {member}"
+            );
         }
     }
 }
@@ -125,10 +143,17 @@ fn a_crashed_member_is_declared_dead_by_all() {
     harness.run_for(Duration::from_secs(5));
     harness.isolated.insert(id(7));
     let config = Config::lan();
-    let bound = config.suspicion_timeout_min(10).mul_f64(config.suspicion_max_mult) + Duration::from_secs(5);
+    let bound = config
+        .suspicion_timeout_min(10)
+        .mul_f64(config.suspicion_max_mult)
+        + Duration::from_secs(5);
     harness.run_for(bound);
     for observer in (0..10).filter(|&observer| observer != 7) {
-        assert_eq!(harness.state(observer, 7), Some(MemberState::Dead), "observer {observer}");
+        assert_eq!(
+            harness.state(observer, 7),
+            Some(MemberState::Dead),
+            "observer {observer}"
+        );
     }
 }
 
@@ -139,14 +164,23 @@ fn a_suspected_member_refutes_and_stays_alive() {
     // Cut agent 3 off long enough to be suspected, not long enough to die.
     harness.isolated.insert(id(3));
     harness.run_for(Duration::from_secs(3));
-    let suspected = (0..6).filter(|&o| o != 3).any(|o| harness.state(o, 3) == Some(MemberState::Suspect));
+    let suspected = (0..6)
+        .filter(|&o| o != 3)
+        .any(|o| harness.state(o, 3) == Some(MemberState::Suspect));
     assert!(suspected, "a 3 s silence should raise a suspicion");
     harness.isolated.remove(&id(3));
     harness.run_for(Duration::from_secs(30));
     for observer in 0..6 {
-        assert_eq!(harness.state(observer, 3), Some(MemberState::Alive), "observer {observer}");
+        assert_eq!(
+            harness.state(observer, 3),
+            Some(MemberState::Alive),
+            "observer {observer}"
+        );
     }
-    assert!(harness.agents[&id(3)].incarnation() > 0, "refuting takes a new incarnation");
+    assert!(
+        harness.agents[&id(3)].incarnation() > 0,
+        "refuting takes a new incarnation"
+    );
     assert!(harness.agents[&id(3)].stats().refutations > 0);
 }
 
@@ -165,7 +199,11 @@ fn both_sides_of_a_long_partition_merge_again() {
     harness.run_for(Duration::from_secs(60));
     for observer in 0..6 {
         for member in 0..6 {
-            assert_eq!(harness.state(observer, member), Some(MemberState::Alive), "{observer} about {member}");
+            assert_eq!(
+                harness.state(observer, member),
+                Some(MemberState::Alive),
+                "{observer} about {member}"
+            );
         }
     }
 }
@@ -181,7 +219,11 @@ fn a_leaving_member_is_marked_left_not_dead() {
     harness.isolated.insert(id(4));
     harness.run_for(Duration::from_secs(60));
     for observer in 0..4 {
-        assert_eq!(harness.state(observer, 4), Some(MemberState::Left), "observer {observer}");
+        assert_eq!(
+            harness.state(observer, 4),
+            Some(MemberState::Left),
+            "observer {observer}"
+        );
     }
 }
 
@@ -191,18 +233,36 @@ fn garbage_is_counted_and_dropped_without_changing_state() {
     harness.run_for(Duration::from_secs(3));
     let now = harness.now;
     let agent = harness.agents.get_mut(&id(1)).unwrap();
-    let before = (agent.members().up_count(), agent.incarnation(), agent.members().root());
+    let before = (
+        agent.members().up_count(),
+        agent.incarnation(),
+        agent.members().root(),
+    );
     let mut garbage = vec![wire::PROTOCOL_VERSION];
     for round in 0..10_000u32 {
         garbage.truncate(1);
-        garbage.extend(round.to_le_bytes().iter().cycle().take((round % 97) as usize));
+        garbage.extend(
+            round
+                .to_le_bytes()
+                .iter()
+                .cycle()
+                .take((round % 97) as usize),
+        );
         agent.handle_message(now, id(2), &garbage);
     }
     agent.handle_message(now, id(2), &[]);
     agent.handle_message(now, id(2), &vec![0xFF; wire::MESSAGE_BYTES_MAX + 1]);
-    let after = (agent.members().up_count(), agent.incarnation(), agent.members().root());
+    let after = (
+        agent.members().up_count(),
+        agent.incarnation(),
+        agent.members().root(),
+    );
     assert_eq!(before, after);
-    assert!(agent.stats().decode_errors >= 9_000, "{}", agent.stats().decode_errors);
+    assert!(
+        agent.stats().decode_errors >= 9_000,
+        "{}",
+        agent.stats().decode_errors
+    );
 }
 
 #[test]
@@ -211,8 +271,23 @@ fn claims_about_strangers_do_not_add_members() {
     harness.run_for(Duration::from_secs(2));
     let now = harness.now;
     let agent = harness.agents.get_mut(&id(0)).unwrap();
-    let stranger = |state| Update { id: id(99), incarnation: 5, state, from: id(1), meta: None };
-    let gossip = Message::Gossip { updates: vec![stranger(MemberState::Dead), stranger(MemberState::Suspect), stranger(MemberState::Alive)] };
+    let stranger = |state| Update {
+        id: id(99),
+        incarnation: 5,
+        state,
+        from: id(1),
+        meta: None,
+    };
+    let gossip = Message::Gossip {
+        updates: vec![
+            stranger(MemberState::Dead),
+            stranger(MemberState::Suspect),
+            stranger(MemberState::Alive),
+        ],
+    };
     agent.handle_message(now, id(1), &wire::encode(&gossip));
-    assert!(agent.member(id(99)).is_none(), "only a member's own announcement with metadata adds it");
+    assert!(
+        agent.member(id(99)).is_none(),
+        "only a member's own announcement with metadata adds it"
+    );
 }

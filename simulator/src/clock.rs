@@ -22,7 +22,10 @@ impl Clock {
     /// running `drift_ppm` parts per million fast (slow if negative).
     pub fn new(offset_nanos: i64, drift_ppm: i64) -> Clock {
         assert!(drift_ppm.abs() < 100_000, "drift beyond 10% is not a clock");
-        Clock { offset_nanos: i128::from(offset_nanos), drift_ppm }
+        Clock {
+            offset_nanos: i128::from(offset_nanos),
+            drift_ppm,
+        }
     }
 
     /// Local time at true time `t`.
@@ -37,7 +40,9 @@ impl Clock {
     pub fn true_time_of(&self, local: Instant, not_before: u64) -> u64 {
         let target = i128::from(local.0) - BASE_NANOS - self.offset_nanos;
         let estimate = target * PPM / (PPM + i128::from(self.drift_ppm));
-        let mut t = u64::try_from(estimate.max(0)).unwrap_or(u64::MAX).max(not_before);
+        let mut t = u64::try_from(estimate.max(0))
+            .unwrap_or(u64::MAX)
+            .max(not_before);
         // Integer rounding leaves the estimate a few nanoseconds off either
         // way; local time is monotonic, so walk to the earliest match.
         while self.local(t) < local {
@@ -59,7 +64,10 @@ impl Clock {
         }
         // Keep the requested rate but start from the current reading.
         let shortfall = i128::from(current.0) - i128::from(wanted.local(now).0);
-        Clock { offset_nanos: wanted.offset_nanos + shortfall, drift_ppm }
+        Clock {
+            offset_nanos: wanted.offset_nanos + shortfall,
+            drift_ppm,
+        }
     }
 }
 
@@ -69,7 +77,11 @@ mod tests {
 
     #[test]
     fn true_time_inverts_local_time() {
-        for clock in [Clock::new(0, 0), Clock::new(-500_000_000, 250), Clock::new(500_000_000, -300)] {
+        for clock in [
+            Clock::new(0, 0),
+            Clock::new(-500_000_000, 250),
+            Clock::new(500_000_000, -300),
+        ] {
             for t in [0u64, 1, 999_999, 5_000_000_000, 7_200_000_000_000] {
                 let local = clock.local(t);
                 let back = clock.true_time_of(local, 0);

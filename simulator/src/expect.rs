@@ -39,31 +39,48 @@ pub fn unmet(expect: &Expect, outcome: &Outcome) -> Vec<String> {
     if let Some(max) = expect.false_dead_max
         && outcome.false_dead_incidents as u64 > max
     {
-        unmet.push(format!("{} false dead incidents, expected at most {max}", outcome.false_dead_incidents));
+        unmet.push(format!(
+            "{} false dead incidents, expected at most {max}",
+            outcome.false_dead_incidents
+        ));
     }
     if let Some(max) = expect.bytes_per_agent_second_max
         && outcome.bytes_per_agent_second() > max
     {
-        unmet.push(format!("{:.0} B/s per agent, expected at most {max:.0}", outcome.bytes_per_agent_second()));
+        unmet.push(format!(
+            "{:.0} B/s per agent, expected at most {max:.0}",
+            outcome.bytes_per_agent_second()
+        ));
     }
     if let Some(bound) = expect.spread_within {
         let slowest = quantile_s(&outcome.spread_times, 1.0);
         if slowest.is_some_and(|slowest| slowest > bound.as_secs_f64()) {
-            unmet.push(format!("news took up to {:.2}s to spread, expected at most {:.2}s", slowest.unwrap_or(0.0), bound.as_secs_f64()));
+            unmet.push(format!(
+                "news took up to {:.2}s to spread, expected at most {:.2}s",
+                slowest.unwrap_or(0.0),
+                bound.as_secs_f64()
+            ));
         }
     }
     if expect.converge_within.is_some() && outcome.settle_times.is_empty() {
         unmet.push("the fleet never converged after a disturbance".into());
     }
     if outcome.unconverged_at_end > 0 && expect.converge_within.is_some() {
-        unmet.push(format!("{} running agents disagreed with the truth at the end", outcome.unconverged_at_end));
+        unmet.push(format!(
+            "{} running agents disagreed with the truth at the end",
+            outcome.unconverged_at_end
+        ));
     }
     unmet
 }
 
 /// The verdict of `outcome` given its unmet expectations.
 pub fn verdict(outcome: &Outcome, unmet: &[String]) -> Verdict {
-    if outcome.violations.iter().any(|violation| violation.kind == Kind::Safety) {
+    if outcome
+        .violations
+        .iter()
+        .any(|violation| violation.kind == Kind::Safety)
+    {
         Verdict::Safety
     } else if outcome.liveness_failed {
         Verdict::Liveness

@@ -27,7 +27,9 @@ pub fn node_index(id: NodeId, count: usize) -> Option<u32> {
     x = x.wrapping_mul(0x4F74_430C_22A5_4005);
     x ^= x >> 33;
     x ^= 0x5EED_F1EE_7000_0000;
-    u32::try_from(x).ok().filter(|&index| (index as usize) < count)
+    u32::try_from(x)
+        .ok()
+        .filter(|&index| (index as usize) < count)
 }
 
 #[cfg(test)]

@@ -87,7 +87,11 @@ impl Cut {
         for group in 0..usize::from(groups) {
             allowed[group * usize::from(groups) + group] = true;
         }
-        Cut { group_of, groups, allowed }
+        Cut {
+            group_of,
+            groups,
+            allowed,
+        }
     }
 
     /// Allows the directed link from group `from` to group `to`.
@@ -139,7 +143,12 @@ pub struct Network {
 impl Network {
     /// A network drawing from `rng`.
     pub fn new(default: LinkModel, overrides: Vec<LinkOverride>, rng: ChaCha8Rng) -> Network {
-        Network { default, overrides, cut: None, rng }
+        Network {
+            default,
+            overrides,
+            cut: None,
+            rng,
+        }
     }
 
     /// Decides the fate of a message from `from` to `to`.
@@ -191,7 +200,12 @@ mod tests {
 
     #[test]
     fn loss_and_latency_follow_the_model() {
-        let model = LinkModel { loss: 0.2, latency_min_ms: 1.0, latency_mean_ms: 3.0, ..LinkModel::default() };
+        let model = LinkModel {
+            loss: 0.2,
+            latency_min_ms: 1.0,
+            latency_mean_ms: 3.0,
+            ..LinkModel::default()
+        };
         let mut network = Network::new(model, Vec::new(), ChaCha8Rng::seed_from_u64(1));
         let (mut lost, mut total_ms, mut delivered) = (0, 0.0, 0);
         for _ in 0..20_000 {

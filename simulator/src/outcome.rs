@@ -114,9 +114,16 @@ impl Outcome {
 }
 
 fn times(values: &[u64]) -> String {
-    match (quantile_s(values, 0.5), quantile_s(values, 0.99), quantile_s(values, 1.0)) {
+    match (
+        quantile_s(values, 0.5),
+        quantile_s(values, 0.99),
+        quantile_s(values, 1.0),
+    ) {
         (Some(median), Some(p99), Some(max)) => {
-            format!("median {median:.2}s, p99 {p99:.2}s, max {max:.2}s (n={})", values.len())
+            format!(
+                "median {median:.2}s, p99 {p99:.2}s, max {max:.2}s (n={})",
+                values.len()
+            )
         }
         _ => "none".into(),
     }
@@ -133,8 +140,18 @@ impl fmt::Display for Outcome {
             self.speed(),
             self.events
         )?;
-        writeln!(f, "  converge       {} (bound {:.1}s)", times(&self.settle_times), self.converge_bound.as_secs_f64())?;
-        writeln!(f, "  detect         {} (bound {:.1}s)", times(&self.detection_times), self.detect_bound.as_secs_f64())?;
+        writeln!(
+            f,
+            "  converge       {} (bound {:.1}s)",
+            times(&self.settle_times),
+            self.converge_bound.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  detect         {} (bound {:.1}s)",
+            times(&self.detection_times),
+            self.detect_bound.as_secs_f64()
+        )?;
         if !self.spread_times.is_empty() {
             writeln!(f, "  spread         {}", times(&self.spread_times))?;
         }
@@ -153,7 +170,11 @@ impl fmt::Display for Outcome {
         writeln!(
             f,
             "  network        {} delivered; dropped: {} partition, {} loss, {} down, {} overflow",
-            traffic.delivered, traffic.dropped_partition, traffic.dropped_loss, traffic.dropped_down, traffic.dropped_overflow
+            traffic.delivered,
+            traffic.dropped_partition,
+            traffic.dropped_loss,
+            traffic.dropped_down,
+            traffic.dropped_overflow
         )?;
         let stats = &self.stats;
         writeln!(
@@ -170,10 +191,21 @@ impl fmt::Display for Outcome {
         writeln!(
             f,
             "  dropped input  {} undecodable, {} broadcasts, {} transmits, {} events",
-            stats.decode_errors, stats.broadcasts_dropped, stats.transmits_dropped, stats.events_dropped
+            stats.decode_errors,
+            stats.broadcasts_dropped,
+            stats.transmits_dropped,
+            stats.events_dropped
         )?;
-        writeln!(f, "  end state      {} running agents disagree with the truth", self.unconverged_at_end)?;
-        writeln!(f, "  trace hash     {} ({} events)", self.trace_hash, self.trace_events)?;
+        writeln!(
+            f,
+            "  end state      {} running agents disagree with the truth",
+            self.unconverged_at_end
+        )?;
+        writeln!(
+            f,
+            "  trace hash     {} ({} events)",
+            self.trace_hash, self.trace_events
+        )?;
         if self.violations.is_empty() {
             writeln!(f, "  violations     none")?;
         }

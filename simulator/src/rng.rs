@@ -26,7 +26,9 @@ impl Seeds {
         hasher.update(&self.root.to_le_bytes());
         hasher.update(name.as_bytes());
         hasher.update(&index.to_le_bytes());
-        let bytes: [u8; 8] = hasher.finalize().as_bytes()[..8].try_into().expect("32 bytes");
+        let bytes: [u8; 8] = hasher.finalize().as_bytes()[..8]
+            .try_into()
+            .expect("32 bytes");
         u64::from_le_bytes(bytes)
     }
 

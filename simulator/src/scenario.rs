@@ -411,7 +411,12 @@ impl Context<'_> {
         self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
     }
 
-    fn invalid(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ScenarioError {
+    fn invalid(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ScenarioError {
         ScenarioError::Invalid {
             path: self.path.to_string(),
             line: self.line(span),
@@ -425,8 +430,10 @@ impl Scenario {
     /// Reads and validates the scenario file at `path`.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ScenarioError::Read { path: name.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: name.clone(),
+            source,
+        })?;
         Scenario::parse(&name, &text)
     }
 
@@ -441,7 +448,11 @@ impl Scenario {
         let whole = 0..0;
         let duration = seconds(&context, whole.clone(), "duration_s", file.duration_s)?;
         if duration.as_secs_f64() > DURATION_S_MAX || duration.is_zero() {
-            return Err(context.invalid(whole, "duration_s", format!("must be in (0, {DURATION_S_MAX}] seconds")));
+            return Err(context.invalid(
+                whole,
+                "duration_s",
+                format!("must be in (0, {DURATION_S_MAX}] seconds"),
+            ));
         }
         let fleet = fleet(&context, &file.fleet)?;
         let (config, preset) = match &file.protocol {
@@ -451,13 +462,31 @@ impl Scenario {
         let (link, links) = match &file.network {
             Some(network) => {
                 let span = network.span();
-                let link = link_model(&context, span.clone(), "network", LinkModel::default(), network.get_ref().link)?;
+                let link = link_model(
+                    &context,
+                    span.clone(),
+                    "network",
+                    LinkModel::default(),
+                    network.get_ref().link,
+                )?;
                 let mut rules = Vec::new();
                 for (index, rule) in network.get_ref().links.iter().enumerate() {
                     let field = format!("network.links[{index}]");
                     rules.push(LinkRule {
-                        from: nodes(&context, span.clone(), &format!("{field}.from"), &rule.from, &fleet)?,
-                        to: nodes(&context, span.clone(), &format!("{field}.to"), &rule.to, &fleet)?,
+                        from: nodes(
+                            &context,
+                            span.clone(),
+                            &format!("{field}.from"),
+                            &rule.from,
+                            &fleet,
+                        )?,
+                        to: nodes(
+                            &context,
+                            span.clone(),
+                            &format!("{field}.to"),
+                            &rule.to,
+                            &fleet,
+                        )?,
                         model: link_model(&context, span.clone(), &field, link, rule.link)?,
                     });
                 }
@@ -469,7 +498,11 @@ impl Scenario {
         for (index, fault) in file.faults.iter().enumerate() {
             let parsed = self::fault(&context, index, fault, &fleet, link)?;
             if fault_start(&parsed) > duration {
-                return Err(context.invalid(fault.span(), format!("faults[{index}]"), "starts after the scenario ends"));
+                return Err(context.invalid(
+                    fault.span(),
+                    format!("faults[{index}]"),
+                    "starts after the scenario ends",
+                ));
             }
             faults.push(parsed);
         }
@@ -506,23 +539,46 @@ fn fault_start(fault: &Fault) -> Duration {
     }
 }
 
-fn seconds(context: &Context<'_>, span: Range<usize>, field: &str, value: f64) -> Result<Duration, ScenarioError> {
-    if !value.is_finite() || value < 0.0 || value > DURATION_S_MAX {
-        return Err(context.invalid(span, field, format!("{value} is not a duration in seconds (0 to {DURATION_S_MAX})")));
+fn seconds(
+    context: &Context<'_>,
+    span: Range<usize>,
+    field: &str,
+    value: f64,
+) -> Result<Duration, ScenarioError> {
+    if !value.is_finite() || !(0.0..=DURATION_S_MAX).contains(&value) {
+        return Err(context.invalid(
+            span,
+            field,
+            format!("{value} is not a duration in seconds (0 to {DURATION_S_MAX})"),
+        ));
     }
     Ok(Duration::from_secs_f64(value))
 }
 
-fn millis(context: &Context<'_>, span: Range<usize>, field: &str, value: u64) -> Result<Duration, ScenarioError> {
+fn millis(
+    context: &Context<'_>,
+    span: Range<usize>,
+    field: &str,
+    value: u64,
+) -> Result<Duration, ScenarioError> {
     if value == 0 || value > 3_600_000 {
         return Err(context.invalid(span, field, format!("{value} ms is outside 1 ms to 1 hour")));
     }
     Ok(Duration::from_millis(value))
 }
 
-fn probability(context: &Context<'_>, span: Range<usize>, field: &str, value: f64) -> Result<f64, ScenarioError> {
+fn probability(
+    context: &Context<'_>,
+    span: Range<usize>,
+    field: &str,
+    value: f64,
+) -> Result<f64, ScenarioError> {
     if !(0.0..=1.0).contains(&value) {
-        return Err(context.invalid(span, field, format!("{value} is not a probability in [0, 1]")));
+        return Err(context.invalid(
+            span,
+            field,
+            format!("{value} is not a probability in [0, 1]"),
+        ));
     }
     Ok(value)
 }
@@ -534,39 +590,72 @@ fn fleet(context: &Context<'_>, file: &Spanned<FleetFile>) -> Result<Fleet, Scen
         return Err(context.invalid(span, "fleet.agents", format!("must be 1 to {AGENTS_MAX}")));
     }
     if fleet.seeds == 0 || fleet.seeds > fleet.agents {
-        return Err(context.invalid(span, "fleet.seeds", "must be at least 1 and at most fleet.agents"));
+        return Err(context.invalid(
+            span,
+            "fleet.seeds",
+            "must be at least 1 and at most fleet.agents",
+        ));
     }
-    let join_spread = seconds(context, span.clone(), "fleet.join_spread_s", fleet.join_spread_s)?;
+    let join_spread = seconds(
+        context,
+        span.clone(),
+        "fleet.join_spread_s",
+        fleet.join_spread_s,
+    )?;
     let mut tags = Vec::with_capacity(fleet.agents as usize);
     for (index, group) in fleet.groups.iter().enumerate() {
         let field = format!("fleet.groups[{index}].tags");
-        let meta = fleetmesh_node::NodeMeta { tags: group.tags.clone(), addrs: Vec::new() };
-        meta.validate().map_err(|error| context.invalid(span.clone(), &field, error.to_string()))?;
-        tags.extend(std::iter::repeat_n(group.tags.clone(), group.count as usize));
+        let meta = fleetmesh_node::NodeMeta {
+            tags: group.tags.clone(),
+            addrs: Vec::new(),
+        };
+        meta.validate()
+            .map_err(|error| context.invalid(span.clone(), &field, error.to_string()))?;
+        tags.extend(std::iter::repeat_n(
+            group.tags.clone(),
+            group.count as usize,
+        ));
     }
     if !fleet.groups.is_empty() && tags.len() != fleet.agents as usize {
         return Err(context.invalid(
             span,
             "fleet.groups",
-            format!("group counts add up to {}, but fleet.agents is {}", tags.len(), fleet.agents),
+            format!(
+                "group counts add up to {}, but fleet.agents is {}",
+                tags.len(),
+                fleet.agents
+            ),
         ));
     }
     tags.resize(fleet.agents as usize, BTreeMap::new());
-    Ok(Fleet { agents: fleet.agents, seeds: fleet.seeds, join_spread, tags })
+    Ok(Fleet {
+        agents: fleet.agents,
+        seeds: fleet.seeds,
+        join_spread,
+        tags,
+    })
 }
 
-fn config(context: &Context<'_>, file: &Spanned<ProtocolFile>) -> Result<(Config, String), ScenarioError> {
+fn config(
+    context: &Context<'_>,
+    file: &Spanned<ProtocolFile>,
+) -> Result<(Config, String), ScenarioError> {
     let span = file.span();
     let protocol = file.get_ref();
     let mut config = match protocol.preset.as_str() {
         "lan" => Config::lan(),
         "wan" => Config::wan(),
         other => {
-            return Err(context.invalid(span, "protocol.preset", format!("unknown preset {other:?}; use \"lan\" or \"wan\"")));
+            return Err(context.invalid(
+                span,
+                "protocol.preset",
+                format!("unknown preset {other:?}; use \"lan\" or \"wan\""),
+            ));
         }
     };
     let non_zero = |field: &str, value: u8| {
-        NonZeroU8::new(value).ok_or_else(|| context.invalid(span.clone(), field, "must be at least 1"))
+        NonZeroU8::new(value)
+            .ok_or_else(|| context.invalid(span.clone(), field, "must be at least 1"))
     };
     if let Some(ms) = protocol.probe_interval_ms {
         config.probe_interval = millis(context, span.clone(), "protocol.probe_interval_ms", ms)?;
@@ -575,7 +664,11 @@ fn config(context: &Context<'_>, file: &Spanned<ProtocolFile>) -> Result<(Config
         config.probe_timeout = millis(context, span.clone(), "protocol.probe_timeout_ms", ms)?;
     }
     if config.probe_timeout >= config.probe_interval {
-        return Err(context.invalid(span, "protocol.probe_timeout_ms", "must be shorter than the probe interval"));
+        return Err(context.invalid(
+            span,
+            "protocol.probe_timeout_ms",
+            "must be shorter than the probe interval",
+        ));
     }
     if let Some(count) = protocol.indirect_probes {
         config.indirect_probes = non_zero("protocol.indirect_probes", count)?;
@@ -584,8 +677,16 @@ fn config(context: &Context<'_>, file: &Spanned<ProtocolFile>) -> Result<(Config
         config.gossip_fanout = non_zero("protocol.gossip_fanout", fanout)?;
     }
     for (field, value, slot) in [
-        ("protocol.suspicion_mult", protocol.suspicion_mult, &mut config.suspicion_mult),
-        ("protocol.suspicion_max_mult", protocol.suspicion_max_mult, &mut config.suspicion_max_mult),
+        (
+            "protocol.suspicion_mult",
+            protocol.suspicion_mult,
+            &mut config.suspicion_mult,
+        ),
+        (
+            "protocol.suspicion_max_mult",
+            protocol.suspicion_max_mult,
+            &mut config.suspicion_max_mult,
+        ),
     ] {
         if let Some(value) = value {
             if !(value.is_finite() && (0.1..=100.0).contains(&value)) {
@@ -607,9 +708,21 @@ fn config(context: &Context<'_>, file: &Spanned<ProtocolFile>) -> Result<(Config
         config.retransmit_mult = mult;
     }
     for (field, value, slot) in [
-        ("protocol.sync_interval_s", protocol.sync_interval_s, &mut config.sync_interval),
-        ("protocol.reconnect_interval_s", protocol.reconnect_interval_s, &mut config.reconnect_interval),
-        ("protocol.reap_after_s", protocol.reap_after_s, &mut config.reap_after),
+        (
+            "protocol.sync_interval_s",
+            protocol.sync_interval_s,
+            &mut config.sync_interval,
+        ),
+        (
+            "protocol.reconnect_interval_s",
+            protocol.reconnect_interval_s,
+            &mut config.reconnect_interval,
+        ),
+        (
+            "protocol.reap_after_s",
+            protocol.reap_after_s,
+            &mut config.reap_after,
+        ),
     ] {
         if let Some(value) = value {
             *slot = seconds(context, span.clone(), field, value)?;
@@ -640,7 +753,11 @@ fn link_model(
         && model.latency_mean_ms >= model.latency_min_ms
         && model.latency_mean_ms <= 60_000.0;
     if !latency_ok {
-        return Err(context.invalid(span, format!("{field}.latency_mean_ms"), "latencies must satisfy 0 <= min <= mean <= 60000 ms"));
+        return Err(context.invalid(
+            span,
+            format!("{field}.latency_mean_ms"),
+            "latencies must satisfy 0 <= min <= mean <= 60000 ms",
+        ));
     }
     for (name, value, slot) in [
         ("loss", file.loss, &mut model.loss),
@@ -653,7 +770,11 @@ fn link_model(
     }
     if let Some(value) = file.reorder_ms {
         if !(value.is_finite() && (0.0..=60_000.0).contains(&value)) {
-            return Err(context.invalid(span, format!("{field}.reorder_ms"), "must be 0 to 60000 ms"));
+            return Err(context.invalid(
+                span,
+                format!("{field}.reorder_ms"),
+                "must be 0 to 60000 ms",
+            ));
         }
         model.reorder_ms = value;
     }
@@ -663,7 +784,11 @@ fn link_model(
 /// Parses `key=value[,key=value]` selectors.
 pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut selector = BTreeMap::new();
-    for pair in text.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+    for pair in text
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| format!("selector term {pair:?} is not key=value"))?;
@@ -680,23 +805,39 @@ fn nodes(
     fleet: &Fleet,
 ) -> Result<Nodes, ScenarioError> {
     let select = match &file.select {
-        Some(text) => parse_selector(text).map_err(|message| context.invalid(span.clone(), format!("{field}.select"), message))?,
+        Some(text) => parse_selector(text)
+            .map_err(|message| context.invalid(span.clone(), format!("{field}.select"), message))?,
         None => BTreeMap::new(),
     };
-    let picks = usize::from(file.count.is_some()) + usize::from(file.fraction.is_some()) + usize::from(file.ids.is_some());
+    let picks = usize::from(file.count.is_some())
+        + usize::from(file.fraction.is_some())
+        + usize::from(file.ids.is_some());
     if picks > 1 {
         return Err(context.invalid(span, field, "give at most one of count, fraction, ids"));
     }
     if let Some(fraction) = file.fraction {
-        probability(context, span.clone(), &format!("{field}.fraction"), fraction)?;
+        probability(
+            context,
+            span.clone(),
+            &format!("{field}.fraction"),
+            fraction,
+        )?;
     }
-    if let Some(ids) = &file.ids {
-        if let Some(bad) = ids.iter().find(|&&id| id >= fleet.agents) {
-            return Err(context.invalid(span, format!("{field}.ids"), format!("agent {bad} does not exist (fleet has {})", fleet.agents)));
-        }
+    if let Some(ids) = &file.ids
+        && let Some(bad) = ids.iter().find(|&&id| id >= fleet.agents)
+    {
+        return Err(context.invalid(
+            span,
+            format!("{field}.ids"),
+            format!("agent {bad} does not exist (fleet has {})", fleet.agents),
+        ));
     }
     if file.count.is_some_and(|count| count > fleet.agents) {
-        return Err(context.invalid(span, format!("{field}.count"), "more agents than the fleet has"));
+        return Err(context.invalid(
+            span,
+            format!("{field}.count"),
+            "more agents than the fleet has",
+        ));
     }
     Ok(Nodes {
         select,
@@ -717,16 +858,29 @@ fn fault(
     let span = file.span();
     let field = |name: &str| format!("faults[{index}].{name}");
     let at = |value: f64| seconds(context, span.clone(), &field("at_s"), value);
-    let nodes = |name: &str, file: &NodesFile| nodes(context, span.clone(), &field(name), file, fleet);
+    let nodes =
+        |name: &str, file: &NodesFile| nodes(context, span.clone(), &field(name), file, fleet);
     Ok(match file.get_ref() {
-        FaultFile::Partition { at_s, heal_s, groups, allow, bridges } => {
+        FaultFile::Partition {
+            at_s,
+            heal_s,
+            groups,
+            allow,
+            bridges,
+        } => {
             let at = at(*at_s)?;
-            let heal = heal_s.map(|value| seconds(context, span.clone(), &field("heal_s"), value)).transpose()?;
+            let heal = heal_s
+                .map(|value| seconds(context, span.clone(), &field("heal_s"), value))
+                .transpose()?;
             if heal.is_some_and(|heal| heal <= at) {
                 return Err(context.invalid(span, field("heal_s"), "must be after at_s"));
             }
             if groups.is_empty() || groups.len() > 64 {
-                return Err(context.invalid(span, field("groups"), "give 1 to 64 groups (the agents left over form one more)"));
+                return Err(context.invalid(
+                    span,
+                    field("groups"),
+                    "give 1 to 64 groups (the agents left over form one more)",
+                ));
             }
             let groups = groups
                 .iter()
@@ -738,28 +892,54 @@ fn fault(
                 .iter()
                 .map(|&[from, to]| {
                     if usize::from(from) >= group_count || usize::from(to) >= group_count {
-                        Err(context.invalid(span.clone(), field("allow"), format!("groups are numbered 0 to {}", group_count - 1)))
+                        Err(context.invalid(
+                            span.clone(),
+                            field("allow"),
+                            format!("groups are numbered 0 to {}", group_count - 1),
+                        ))
                     } else {
                         Ok((from, to))
                     }
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let bridges = bridges.as_ref().map(|file| nodes("bridges", file)).transpose()?;
-            Fault::Partition { at, heal, groups, allow, bridges }
+            let bridges = bridges
+                .as_ref()
+                .map(|file| nodes("bridges", file))
+                .transpose()?;
+            Fault::Partition {
+                at,
+                heal,
+                groups,
+                allow,
+                bridges,
+            }
         }
-        FaultFile::Crash { at_s, nodes: file, restart_after_s } => Fault::Crash {
+        FaultFile::Crash {
+            at_s,
+            nodes: file,
+            restart_after_s,
+        } => Fault::Crash {
             at: at(*at_s)?,
             nodes: nodes("nodes", file)?,
             restart_after: restart_after_s
                 .map(|value| seconds(context, span.clone(), &field("restart_after_s"), value))
                 .transpose()?,
         },
-        FaultFile::Pause { at_s, nodes: file, duration_s } => Fault::Pause {
+        FaultFile::Pause {
+            at_s,
+            nodes: file,
+            duration_s,
+        } => Fault::Pause {
             at: at(*at_s)?,
             nodes: nodes("nodes", file)?,
             duration: seconds(context, span.clone(), &field("duration_s"), *duration_s)?,
         },
-        FaultFile::RandomPauses { from_s, until_s, per_agent_hour, duration_s } => {
+        FaultFile::RandomPauses {
+            from_s,
+            until_s,
+            per_agent_hour,
+            duration_s,
+        } => {
             let from = seconds(context, span.clone(), &field("from_s"), *from_s)?;
             let until = seconds(context, span.clone(), &field("until_s"), *until_s)?;
             if until <= from {
@@ -775,21 +955,42 @@ fn fault(
                 duration: seconds(context, span.clone(), &field("duration_s"), *duration_s)?,
             }
         }
-        FaultFile::Network { at_s, until_s, link: file } => {
+        FaultFile::Network {
+            at_s,
+            until_s,
+            link: file,
+        } => {
             let at = at(*at_s)?;
-            let until = until_s.map(|value| seconds(context, span.clone(), &field("until_s"), value)).transpose()?;
+            let until = until_s
+                .map(|value| seconds(context, span.clone(), &field("until_s"), value))
+                .transpose()?;
             if until.is_some_and(|until| until <= at) {
                 return Err(context.invalid(span, field("until_s"), "must be after at_s"));
             }
-            let model = link_model(context, span.clone(), &format!("faults[{index}]"), link, *file)?;
+            let model = link_model(
+                context,
+                span.clone(),
+                &format!("faults[{index}]"),
+                link,
+                *file,
+            )?;
             Fault::Network { at, until, model }
         }
-        FaultFile::Clock { at_s, nodes: file, skew_ms, drift_ppm } => {
+        FaultFile::Clock {
+            at_s,
+            nodes: file,
+            skew_ms,
+            drift_ppm,
+        } => {
             if !(skew_ms.is_finite() && (0.0..=3_600_000.0).contains(skew_ms)) {
                 return Err(context.invalid(span, field("skew_ms"), "must be 0 to 3600000"));
             }
             if *drift_ppm >= 100_000 {
-                return Err(context.invalid(span, field("drift_ppm"), "must be below 100000 (10%)"));
+                return Err(context.invalid(
+                    span,
+                    field("drift_ppm"),
+                    "must be below 100000 (10%)",
+                ));
             }
             Fault::Clock {
                 at: at(*at_s)?,
@@ -798,11 +999,26 @@ fn fault(
                 drift_ppm: *drift_ppm,
             }
         }
-        FaultFile::Leave { at_s, nodes: file } => Fault::Leave { at: at(*at_s)?, nodes: nodes("nodes", file)? },
-        FaultFile::Retag { at_s, nodes: file, tags } => {
-            let meta = fleetmesh_node::NodeMeta { tags: tags.clone(), addrs: Vec::new() };
-            meta.validate().map_err(|error| context.invalid(span.clone(), field("tags"), error.to_string()))?;
-            Fault::Retag { at: at(*at_s)?, nodes: nodes("nodes", file)?, tags: tags.clone() }
+        FaultFile::Leave { at_s, nodes: file } => Fault::Leave {
+            at: at(*at_s)?,
+            nodes: nodes("nodes", file)?,
+        },
+        FaultFile::Retag {
+            at_s,
+            nodes: file,
+            tags,
+        } => {
+            let meta = fleetmesh_node::NodeMeta {
+                tags: tags.clone(),
+                addrs: Vec::new(),
+            };
+            meta.validate()
+                .map_err(|error| context.invalid(span.clone(), field("tags"), error.to_string()))?;
+            Fault::Retag {
+                at: at(*at_s)?,
+                nodes: nodes("nodes", file)?,
+                tags: tags.clone(),
+            }
         }
     })
 }
@@ -818,7 +1034,11 @@ fn expect(context: &Context<'_>, file: &Spanned<ExpectFile>) -> Result<Expect, S
     if let Some(value) = expect.bytes_per_agent_second_max
         && !(value.is_finite() && value > 0.0)
     {
-        return Err(context.invalid(span, "expect.bytes_per_agent_second_max", "must be positive"));
+        return Err(context.invalid(
+            span,
+            "expect.bytes_per_agent_second_max",
+            "must be positive",
+        ));
     }
     Ok(Expect {
         converge_within: bound("converge_within_s", expect.converge_within_s)?,
@@ -853,7 +1073,9 @@ mod tests {
 
     #[test]
     fn bad_value_names_the_field() {
-        let text = format!("{MINIMAL}\n[[faults]]\nkind = \"crash\"\nat_s = 1\nnodes = {{ fraction = 1.5 }}\n");
+        let text = format!(
+            "{MINIMAL}\n[[faults]]\nkind = \"crash\"\nat_s = 1\nnodes = {{ fraction = 1.5 }}\n"
+        );
         let error = Scenario::parse("t.toml", &text).unwrap_err().to_string();
         assert!(error.contains("faults[0].nodes.fraction"), "{error}");
         assert!(error.contains("t.toml:6:"), "{error}");
@@ -863,7 +1085,10 @@ mod tests {
     fn group_counts_must_match_the_fleet() {
         let text = "name = \"t\"\nduration_s = 10\n[fleet]\nagents = 4\n[[fleet.groups]]\ncount = 3\ntags = { zone = \"a\" }\n";
         let error = Scenario::parse("t.toml", text).unwrap_err().to_string();
-        assert!(error.contains("fleet.groups") && error.contains("add up to 3"), "{error}");
+        assert!(
+            error.contains("fleet.groups") && error.contains("add up to 3"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ impl Action {
     /// True for actions that disturb the fleet: the convergence clock
     /// restarts after each.
     pub fn disturbs(&self) -> bool {
-        !matches!(self, Action::Clock(..) | Action::Retag(..) | Action::Stop(..))
+        !matches!(
+            self,
+            Action::Clock(..) | Action::Retag(..) | Action::Stop(..)
+        )
     }
 }
 
@@ -53,7 +56,12 @@ impl Action {
 pub type Schedule = Vec<(Duration, Action)>;
 
 /// Resolves `faults` for `fleet` with the `faults` stream of `seeds`.
-pub fn resolve(fleet: &Fleet, default_link: LinkModel, faults: &[Fault], seeds: &Seeds) -> Schedule {
+pub fn resolve(
+    fleet: &Fleet,
+    default_link: LinkModel,
+    faults: &[Fault],
+    seeds: &Seeds,
+) -> Schedule {
     let mut rng = seeds.rng("faults", 0);
     let mut schedule: Schedule = Vec::new();
     let mut join_rng = seeds.rng("joins", 0);
@@ -68,27 +76,54 @@ pub fn resolve(fleet: &Fleet, default_link: LinkModel, faults: &[Fault], seeds: 
     let mut link = default_link;
     for fault in faults {
         match fault {
-            Fault::Partition { at, heal, groups, allow, bridges } => {
+            Fault::Partition {
+                at,
+                heal,
+                groups,
+                allow,
+                bridges,
+            } => {
                 let cut = cut(fleet, groups, allow, bridges.as_ref(), &mut rng);
                 schedule.push((*at, Action::Partition(cut)));
                 if let Some(heal) = heal {
                     schedule.push((*heal, Action::Heal));
                 }
             }
-            Fault::Crash { at, nodes, restart_after } => {
+            Fault::Crash {
+                at,
+                nodes,
+                restart_after,
+            } => {
                 let picked = pick(fleet, nodes, None, &mut rng);
                 schedule.push((*at, Action::Crash(picked.clone())));
                 if let Some(after) = restart_after {
                     schedule.push((*at + *after, Action::Restart(picked)));
                 }
             }
-            Fault::Pause { at, nodes, duration } => {
+            Fault::Pause {
+                at,
+                nodes,
+                duration,
+            } => {
                 let picked = pick(fleet, nodes, None, &mut rng);
                 schedule.push((*at, Action::Pause(picked.clone())));
                 schedule.push((*at + *duration, Action::Resume(picked)));
             }
-            Fault::RandomPauses { from, until, per_agent_hour, duration } => {
-                random_pauses(fleet, *from, *until, *per_agent_hour, *duration, &mut rng, &mut schedule);
+            Fault::RandomPauses {
+                from,
+                until,
+                per_agent_hour,
+                duration,
+            } => {
+                random_pauses(
+                    fleet,
+                    *from,
+                    *until,
+                    *per_agent_hour,
+                    *duration,
+                    &mut rng,
+                    &mut schedule,
+                );
             }
             Fault::Network { at, until, model } => {
                 schedule.push((*at, Action::Network(*model)));
@@ -97,12 +132,25 @@ pub fn resolve(fleet: &Fleet, default_link: LinkModel, faults: &[Fault], seeds: 
                 }
                 link = *model;
             }
-            Fault::Clock { at, nodes, skew, drift_ppm } => {
+            Fault::Clock {
+                at,
+                nodes,
+                skew,
+                drift_ppm,
+            } => {
                 let skew = i64::try_from(skew.as_nanos()).unwrap_or(i64::MAX);
                 let drift = i64::from(*drift_ppm);
                 for agent in pick(fleet, nodes, None, &mut rng) {
-                    let offset = if skew == 0 { 0 } else { rng.random_range(-skew..=skew) };
-                    let drift = if drift == 0 { 0 } else { rng.random_range(-drift..=drift) };
+                    let offset = if skew == 0 {
+                        0
+                    } else {
+                        rng.random_range(-skew..=skew)
+                    };
+                    let drift = if drift == 0 {
+                        0
+                    } else {
+                        rng.random_range(-drift..=drift)
+                    };
                     schedule.push((*at, Action::Clock(agent, offset, drift)));
                 }
             }
@@ -112,7 +160,10 @@ pub fn resolve(fleet: &Fleet, default_link: LinkModel, faults: &[Fault], seeds: 
                 schedule.push((*at + Duration::from_secs(1), Action::Stop(picked)));
             }
             Fault::Retag { at, nodes, tags } => {
-                schedule.push((*at, Action::Retag(pick(fleet, nodes, None, &mut rng), tags.clone())));
+                schedule.push((
+                    *at,
+                    Action::Retag(pick(fleet, nodes, None, &mut rng), tags.clone()),
+                ));
             }
         }
     }
@@ -134,7 +185,10 @@ fn pick(fleet: &Fleet, nodes: &Nodes, taken: Option<&[bool]>, rng: &mut ChaCha8R
         .filter(|&agent| taken.is_none_or(|taken| !taken[agent as usize]))
         .filter(|&agent| {
             let tags = &fleet.tags[agent as usize];
-            nodes.select.iter().all(|(key, value)| tags.get(key) == Some(value))
+            nodes
+                .select
+                .iter()
+                .all(|(key, value)| tags.get(key) == Some(value))
         })
         .filter(|&agent| !(nodes.exclude_seeds && agent < fleet.seeds))
         .collect();

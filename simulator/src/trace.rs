@@ -57,12 +57,20 @@ pub struct Trace {
 impl Trace {
     /// A trace that only hashes.
     pub fn hashing() -> Trace {
-        Trace { hasher: blake3::Hasher::new(), events: 0, writer: None, write_error: None }
+        Trace {
+            hasher: blake3::Hasher::new(),
+            events: 0,
+            writer: None,
+            write_error: None,
+        }
     }
 
     /// A trace that also writes JSON lines to `writer`.
     pub fn writing(writer: Box<dyn Write>) -> Trace {
-        Trace { writer: Some(writer), ..Trace::hashing() }
+        Trace {
+            writer: Some(writer),
+            ..Trace::hashing()
+        }
     }
 
     /// Events recorded.
@@ -78,9 +86,12 @@ impl Trace {
         let (kind, a, b, c) = match event {
             TraceEvent::Deliver { from, to, bytes } => (1u8, from, to, bytes),
             TraceEvent::Drop { from, to, reason } => (2, from, to, u32::from(reason)),
-            TraceEvent::Member { agent, member, incarnation, state } => {
-                (3 + state, agent, member, incarnation)
-            }
+            TraceEvent::Member {
+                agent,
+                member,
+                incarnation,
+                state,
+            } => (3 + state, agent, member, incarnation),
             TraceEvent::Fault { code } => (16 + code, 0, 0, 0),
         };
         bytes[8] = kind;
@@ -120,17 +131,31 @@ fn json_line(at: u64, event: TraceEvent) -> String {
     let t = at as f64 / 1e9;
     match event {
         TraceEvent::Deliver { from, to, bytes } => {
-            format!("{{\"t\":{t:.9},\"event\":\"deliver\",\"from\":{from},\"to\":{to},\"bytes\":{bytes}}}\n")
+            format!(
+                "{{\"t\":{t:.9},\"event\":\"deliver\",\"from\":{from},\"to\":{to},\"bytes\":{bytes}}}\n"
+            )
         }
         TraceEvent::Drop { from, to, reason } => {
-            format!("{{\"t\":{t:.9},\"event\":\"drop\",\"from\":{from},\"to\":{to},\"reason\":{reason}}}\n")
+            format!(
+                "{{\"t\":{t:.9},\"event\":\"drop\",\"from\":{from},\"to\":{to},\"reason\":{reason}}}\n"
+            )
         }
-        TraceEvent::Member { agent, member, incarnation, state } => {
-            let state = ["alive", "suspect", "dead", "left", "reaped"].get(usize::from(state)).copied().unwrap_or("?");
+        TraceEvent::Member {
+            agent,
+            member,
+            incarnation,
+            state,
+        } => {
+            let state = ["alive", "suspect", "dead", "left", "reaped"]
+                .get(usize::from(state))
+                .copied()
+                .unwrap_or("?");
             format!(
                 "{{\"t\":{t:.9},\"event\":\"member\",\"agent\":{agent},\"member\":{member},\"incarnation\":{incarnation},\"state\":\"{state}\"}}\n"
             )
         }
-        TraceEvent::Fault { code } => format!("{{\"t\":{t:.9},\"event\":\"fault\",\"code\":{code}}}\n"),
+        TraceEvent::Fault { code } => {
+            format!("{{\"t\":{t:.9},\"event\":\"fault\",\"code\":{code}}}\n")
+        }
     }
 }

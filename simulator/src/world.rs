@@ -88,7 +88,11 @@ pub struct RunOptions {
 impl RunOptions {
     /// Hash-only trace, stop at the first violation.
     pub fn seeded(seed: u64) -> RunOptions {
-        RunOptions { seed, trace: None, stop_on_violation: true }
+        RunOptions {
+            seed,
+            trace: None,
+            stop_on_violation: true,
+        }
     }
 }
 
@@ -141,7 +145,10 @@ impl World {
         let bounds = Bounds::derive(&config, agents, scenario);
         let nodes = (0..agents)
             .map(|index| Node {
-                meta: NodeMeta { tags: scenario.fleet.tags[index].clone(), addrs: Vec::new() },
+                meta: NodeMeta {
+                    tags: scenario.fleet.tags[index].clone(),
+                    addrs: Vec::new(),
+                },
                 ..Node::default()
             })
             .collect();
@@ -205,7 +212,11 @@ impl World {
     fn push(&mut self, time: u64, what: What) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        self.queue.push(Reverse(Entry { time, sequence, what }));
+        self.queue.push(Reverse(Entry {
+            time,
+            sequence,
+            what,
+        }));
     }
 
     fn step(&mut self, what: What) {
@@ -262,7 +273,13 @@ impl World {
             if node.wake_at.is_none_or(|scheduled| at < scheduled) {
                 node.wake_at = Some(at);
                 let generation = node.generation;
-                self.push(at, What::Wake { node: index, generation });
+                self.push(
+                    at,
+                    What::Wake {
+                        node: index,
+                        generation,
+                    },
+                );
             }
         }
     }
@@ -276,7 +293,14 @@ impl World {
             Verdict::Drop(reason) => self.dropped(from, to, reason),
             Verdict::Deliver(delay, duplicate) => {
                 if let Some(second) = duplicate {
-                    self.push(self.now + second, What::Deliver { from, to, bytes: bytes.clone() });
+                    self.push(
+                        self.now + second,
+                        What::Deliver {
+                            from,
+                            to,
+                            bytes: bytes.clone(),
+                        },
+                    );
                 }
                 self.push(self.now + delay, What::Deliver { from, to, bytes });
             }
@@ -285,7 +309,14 @@ impl World {
 
     fn dropped(&mut self, from: u32, to: u32, reason: DropReason) {
         self.traffic.count_drop(reason);
-        self.trace.record(self.now, TraceEvent::Drop { from, to, reason: reason as u8 });
+        self.trace.record(
+            self.now,
+            TraceEvent::Drop {
+                from,
+                to,
+                reason: reason as u8,
+            },
+        );
     }
 
     fn deliver(&mut self, from: u32, to: u32, bytes: Vec<u8>) {
@@ -304,7 +335,14 @@ impl World {
         }
         self.traffic.delivered += 1;
         let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        self.trace.record(self.now, TraceEvent::Deliver { from, to, bytes: size });
+        self.trace.record(
+            self.now,
+            TraceEvent::Deliver {
+                from,
+                to,
+                bytes: size,
+            },
+        );
         let sender = node_id(from);
         self.with_agent(to, |agent, now| agent.handle_message(now, sender, &bytes));
     }
@@ -324,11 +362,20 @@ impl World {
     /// Feeds one agent event to the trace and the checkers.
     fn observe(&mut self, index: u32, event: Event) {
         match event {
-            Event::MemberChanged { id, previous, current } => {
+            Event::MemberChanged {
+                id,
+                previous,
+                current,
+            } => {
                 let member = node_index(id, self.nodes.len()).unwrap_or(u32::MAX);
                 self.trace.record(
                     self.now,
-                    TraceEvent::Member { agent: index, member, incarnation: current.incarnation, state: current.state as u8 },
+                    TraceEvent::Member {
+                        agent: index,
+                        member,
+                        incarnation: current.incarnation,
+                        state: current.state as u8,
+                    },
                 );
                 if member != u32::MAX {
                     self.view_changed(index, member, previous, current);
@@ -336,13 +383,27 @@ impl World {
             }
             Event::MemberReaped { id } => {
                 let member = node_index(id, self.nodes.len()).unwrap_or(u32::MAX);
-                self.trace.record(self.now, TraceEvent::Member { agent: index, member, incarnation: 0, state: 4 });
+                self.trace.record(
+                    self.now,
+                    TraceEvent::Member {
+                        agent: index,
+                        member,
+                        incarnation: 0,
+                        state: 4,
+                    },
+                );
             }
             Event::Refuted { .. } => self.traffic.refutations += 1,
         }
     }
 
-    fn view_changed(&mut self, agent: u32, member: u32, previous: Option<Liveness>, current: Liveness) {
+    fn view_changed(
+        &mut self,
+        agent: u32,
+        member: u32,
+        previous: Option<Liveness>,
+        current: Liveness,
+    ) {
         let was_up = previous.is_some_and(|liveness| liveness.state.is_up());
         let is_up = current.state.is_up();
         let running = self.is_running(member);
@@ -354,7 +415,9 @@ impl World {
         }
         if current.state == MemberState::Dead
             && running
-            && let Some(violation) = self.false_death.declared(self.now, agent, member, current.incarnation)
+            && let Some(violation) =
+                self.false_death
+                    .declared(self.now, agent, member, current.incarnation)
         {
             self.violations.push(violation);
         }
@@ -386,7 +449,12 @@ impl World {
     // --- faults ------------------------------------------------------------------
 
     fn act(&mut self, action: Action) {
-        self.trace.record(self.now, TraceEvent::Fault { code: action_code(&action) });
+        self.trace.record(
+            self.now,
+            TraceEvent::Fault {
+                code: action_code(&action),
+            },
+        );
         if action.disturbs() {
             let check_at = self.convergence.instant_disturbance(self.now);
             self.false_death.instant_disturbance(self.now);
@@ -404,7 +472,9 @@ impl World {
                     }
                 }
             }
-            Action::Stop(indices) => indices.into_iter().for_each(|index| self.stop(index, false)),
+            Action::Stop(indices) => indices
+                .into_iter()
+                .for_each(|index| self.stop(index, false)),
             Action::Partition(cut) => {
                 if self.network.cut.is_none() {
                     self.convergence.disturbance_started();
@@ -436,7 +506,12 @@ impl World {
             }
             Action::Network(model) => {
                 self.network.default = model;
-                let lossy = model.loss > 0.0 || self.network.overrides.iter().any(|rule| rule.model.loss > 0.0);
+                let lossy = model.loss > 0.0
+                    || self
+                        .network
+                        .overrides
+                        .iter()
+                        .any(|rule| rule.model.loss > 0.0);
                 self.false_death.set_lossy(self.now, lossy);
             }
             Action::Clock(index, offset, drift) => {
@@ -445,7 +520,10 @@ impl World {
             }
             Action::Retag(indices, tags) => {
                 for index in indices {
-                    let meta = NodeMeta { tags: tags.clone(), addrs: Vec::new() };
+                    let meta = NodeMeta {
+                        tags: tags.clone(),
+                        addrs: Vec::new(),
+                    };
                     self.nodes[index as usize].meta = meta.clone();
                     if self.nodes[index as usize].agent.is_none() {
                         continue;
@@ -468,11 +546,19 @@ impl World {
             .running_agents()
             .filter(|&other| other != member)
             .filter(|&other| {
-                let view = self.nodes[other as usize].agent.as_ref().and_then(|agent| agent.member(id));
+                let view = self.nodes[other as usize]
+                    .agent
+                    .as_ref()
+                    .and_then(|agent| agent.member(id));
                 view.is_none_or(|view| view.incarnation() < incarnation)
             })
             .count();
-        self.spread.announced(self.now, member, incarnation, u32::try_from(remaining).unwrap_or(u32::MAX));
+        self.spread.announced(
+            self.now,
+            member,
+            incarnation,
+            u32::try_from(remaining).unwrap_or(u32::MAX),
+        );
         if let Some(bound) = self.spread_bound {
             self.push(self.now + bound, What::CheckSpread(member));
         }
@@ -484,9 +570,18 @@ impl World {
         }
         let node = &mut self.nodes[index as usize];
         node.generation += 1;
-        let seed = self.seeds.seed("agent", (u64::from(index) << 32) | u64::from(node.generation));
+        let seed = self.seeds.seed(
+            "agent",
+            (u64::from(index) << 32) | u64::from(node.generation),
+        );
         let now = node.clock.local(self.now);
-        let agent = Agent::new(self.config.clone(), node_id(index), node.meta.clone(), seed, now);
+        let agent = Agent::new(
+            self.config.clone(),
+            node_id(index),
+            node.meta.clone(),
+            seed,
+            now,
+        );
         node.agent = Some(agent);
         node.paused = false;
         node.running_since = Some(self.now);
@@ -501,7 +596,8 @@ impl World {
         // The new agent sees only itself: it is wrong about every other
         // running agent.
         let wrong = self.running_agents().count();
-        self.convergence.track(index, u32::try_from(wrong).unwrap_or(u32::MAX));
+        self.convergence
+            .track(index, u32::try_from(wrong).unwrap_or(u32::MAX));
         let seeds = self.seed_ids.clone();
         self.with_agent(index, |agent, now| agent.join(now, &seeds));
     }
@@ -530,7 +626,10 @@ impl World {
         let spreading: Vec<u32> = (0..self.nodes.len() as u32)
             .filter(|&member| {
                 self.spread.target(member).is_some_and(|target| {
-                    let view = self.nodes[index as usize].agent.as_ref().and_then(|agent| agent.member(node_id(member)));
+                    let view = self.nodes[index as usize]
+                        .agent
+                        .as_ref()
+                        .and_then(|agent| agent.member(node_id(member)));
                     view.is_none_or(|view| view.incarnation() < target)
                 })
             })
@@ -547,8 +646,15 @@ impl World {
         let was_running = self.convergence.is_tracked(index);
         self.become_not_running(index);
         if crash && was_running {
-            let remaining = self.running_agents().filter(|&other| self.sees_up(other, index)).count();
-            let check_at = self.detection.crashed(self.now, index, u32::try_from(remaining).unwrap_or(u32::MAX));
+            let remaining = self
+                .running_agents()
+                .filter(|&other| self.sees_up(other, index))
+                .count();
+            let check_at = self.detection.crashed(
+                self.now,
+                index,
+                u32::try_from(remaining).unwrap_or(u32::MAX),
+            );
             self.push(check_at, What::CheckDetection(index));
         }
         let node = &mut self.nodes[index as usize];
@@ -580,9 +686,18 @@ impl World {
         for (from, bytes) in inbox {
             self.traffic.delivered += 1;
             let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-            self.trace.record(self.now, TraceEvent::Deliver { from, to: index, bytes: size });
+            self.trace.record(
+                self.now,
+                TraceEvent::Deliver {
+                    from,
+                    to: index,
+                    bytes: size,
+                },
+            );
             let sender = node_id(from);
-            self.with_agent(index, |agent, now| agent.handle_message(now, sender, &bytes));
+            self.with_agent(index, |agent, now| {
+                agent.handle_message(now, sender, &bytes)
+            });
         }
         self.with_agent(index, |agent, now| agent.handle_timeout(now));
     }
@@ -603,7 +718,10 @@ impl World {
             agent_nanos += node.running_nanos;
         }
         let trace_error = self.trace.finish().err().map(|error| error.to_string());
-        let liveness_failed = self.violations.iter().any(|violation| violation.kind == Kind::Liveness);
+        let liveness_failed = self
+            .violations
+            .iter()
+            .any(|violation| violation.kind == Kind::Liveness);
         Outcome {
             agents: self.nodes.len(),
             simulated: Duration::from_nanos(self.now.min(self.end)),
@@ -639,7 +757,9 @@ struct Bounds {
 
 impl Bounds {
     fn derive(config: &Config, agents: usize, scenario: &Scenario) -> Bounds {
-        let suspicion_max = config.suspicion_timeout_min(agents).mul_f64(config.suspicion_max_mult);
+        let suspicion_max = config
+            .suspicion_timeout_min(agents)
+            .mul_f64(config.suspicion_max_mult);
         // Worst case of an unconfirmed suspicion, plus probing and spreading.
         let detect = suspicion_max + config.probe_interval * 4 + config.gossip_interval * 20;
         // A heal is noticed by the next reconnect attempt; refutations then
@@ -660,7 +780,10 @@ fn mask(scenario: &Scenario, nodes: &Nodes) -> Vec<bool> {
         Some(ids) => ids.iter().for_each(|&id| mask[id as usize] = true),
         None => {
             for (index, tags) in scenario.fleet.tags.iter().enumerate() {
-                mask[index] = nodes.select.iter().all(|(key, value)| tags.get(key) == Some(value));
+                mask[index] = nodes
+                    .select
+                    .iter()
+                    .all(|(key, value)| tags.get(key) == Some(value));
             }
         }
     }

@@ -86,7 +86,10 @@ impl Convergence {
         if became_wrong {
             self.wrong[at] += 1;
         } else {
-            debug_assert!(self.wrong[at] > 0, "agent {agent} became right about more agents than it was wrong about");
+            debug_assert!(
+                self.wrong[at] > 0,
+                "agent {agent} became right about more agents than it was wrong about"
+            );
             self.wrong[at] = self.wrong[at].saturating_sub(1);
         }
         let after = self.wrong[at] > 0;

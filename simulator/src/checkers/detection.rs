@@ -23,7 +23,11 @@ pub struct Detection {
 impl Detection {
     /// A checker allowing `bound` nanoseconds.
     pub fn new(bound: u64) -> Detection {
-        Detection { pending: BTreeMap::new(), bound, times: Vec::new() }
+        Detection {
+            pending: BTreeMap::new(),
+            bound,
+            times: Vec::new(),
+        }
     }
 
     /// The bound, in nanoseconds.
@@ -42,7 +46,13 @@ impl Detection {
         if remaining == 0 {
             self.times.push(0);
         } else {
-            self.pending.insert(member, Pending { crashed_at: now, remaining });
+            self.pending.insert(
+                member,
+                Pending {
+                    crashed_at: now,
+                    remaining,
+                },
+            );
         }
         now + self.bound
     }

@@ -20,7 +20,14 @@ impl FalseDeath {
     /// A checker whose quiet periods start `window` nanoseconds after the
     /// last disturbance; `lossy` networks are never quiet.
     pub fn new(window: u64, lossy: bool) -> FalseDeath {
-        FalseDeath { window, disturbed_until: 0, ongoing: 0, lossy, incidents: BTreeSet::new(), declarations: 0 }
+        FalseDeath {
+            window,
+            disturbed_until: 0,
+            ongoing: 0,
+            lossy,
+            incidents: BTreeSet::new(),
+            declarations: 0,
+        }
     }
 
     /// Distinct (agent, incarnation) pairs falsely declared dead.
@@ -57,7 +64,13 @@ impl FalseDeath {
     }
 
     /// Agent `agent` declared the running agent `member` dead.
-    pub fn declared(&mut self, now: u64, agent: u32, member: u32, incarnation: u32) -> Option<Violation> {
+    pub fn declared(
+        &mut self,
+        now: u64,
+        agent: u32,
+        member: u32,
+        incarnation: u32,
+    ) -> Option<Violation> {
         self.declarations += 1;
         self.incidents.insert((member, incarnation));
         let quiet = !self.lossy && self.ongoing == 0 && now >= self.disturbed_until + self.window;

@@ -36,6 +36,13 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "t={:.3}s {} ({:?}): {}", self.at as f64 / 1e9, self.invariant, self.kind, self.details)
+        write!(
+            f,
+            "t={:.3}s {} ({:?}): {}",
+            self.at as f64 / 1e9,
+            self.invariant,
+            self.kind,
+            self.details
+        )
     }
 }

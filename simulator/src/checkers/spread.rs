@@ -36,7 +36,14 @@ impl Spread {
             self.times.push(0);
             return;
         }
-        self.pending.insert(member, Pending { incarnation, started: now, remaining });
+        self.pending.insert(
+            member,
+            Pending {
+                incarnation,
+                started: now,
+                remaining,
+            },
+        );
     }
 
     /// One running agent learned the news about `member` (or stopped running
