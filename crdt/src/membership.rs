@@ -86,6 +86,9 @@ pub mod meta_limits {
     pub const ADDRS_MAX: usize = 8;
     /// Longest advertised address, in bytes.
     pub const ADDR_BYTES_MAX: usize = 128;
+    /// Most bytes of keys, values and addresses together: keeps an update
+    /// carrying the metadata well inside one datagram.
+    pub const TOTAL_BYTES_MAX: usize = 512;
 }
 
 /// Why a [`NodeMeta`] was refused.
@@ -104,6 +107,10 @@ pub enum MetaError {
     /// More addresses than [`meta_limits::ADDRS_MAX`], or one too long.
     #[error("at most {n} addresses of at most {bytes} bytes each", n = meta_limits::ADDRS_MAX, bytes = meta_limits::ADDR_BYTES_MAX)]
     BadAddrs,
+    /// Keys, values and addresses add up to more than
+    /// [`meta_limits::TOTAL_BYTES_MAX`] bytes.
+    #[error("tags and addresses take {0} bytes, at most {max} are allowed", max = meta_limits::TOTAL_BYTES_MAX)]
+    TooLarge(usize),
 }
 
 /// What a member says about itself: selector tags (`zone=a`, `role=web`) and
@@ -139,6 +146,15 @@ impl NodeMeta {
         }
         if self.addrs.len() > ADDRS_MAX || self.addrs.iter().any(|a| a.len() > ADDR_BYTES_MAX) {
             return Err(MetaError::BadAddrs);
+        }
+        let total = self
+            .tags
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum::<usize>()
+            + self.addrs.iter().map(String::len).sum::<usize>();
+        if total > TOTAL_BYTES_MAX {
+            return Err(MetaError::TooLarge(total));
         }
         Ok(())
     }

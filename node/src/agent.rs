@@ -3,6 +3,7 @@
 
 use crate::broadcast::BroadcastQueue;
 use crate::config::Config;
+use crate::error::AgentError;
 use crate::health::LocalHealth;
 use crate::members::{Change, Member, MemberTable};
 use crate::probe::ProbeCursor;
@@ -21,6 +22,8 @@ use std::time::Duration;
 const MESSAGE_OVERHEAD_BYTES: usize = 32;
 /// Most anti-entropy exchanges this agent has in flight as initiator.
 const SYNCS_IN_FLIGHT_MAX: usize = 8;
+/// Most peers this agent is answering an anti-entropy exchange for at once.
+const SYNCS_ANSWERED_MAX: usize = 64;
 /// Last probes whose acks are remembered (the oldest is forgotten first).
 const LAST_PROBES_MAX: usize = 1024;
 /// Draws tried when picking random members; bounds the loop when few of the
@@ -77,6 +80,8 @@ struct Probe {
     target: NodeId,
     direct_deadline: Instant,
     acked: bool,
+    /// The direct phase is over and helpers were asked (if any could be).
+    indirect: bool,
     helpers: u8,
     nacks: u8,
 }
@@ -120,7 +125,8 @@ struct Claim<'a> {
 /// The API follows `quinn-proto`'s grammar. Getters ([`Agent::id`],
 /// [`Agent::members`], [`Agent::stats`], ...) read state. Inputs are
 /// `handle_*` and the operator's mutators ([`Agent::join`],
-/// [`Agent::leave`], [`Agent::set_meta`]), each taking `now`. Outputs are
+/// [`Agent::leave`], [`Agent::set_meta`]); all but `set_meta` take `now`.
+/// Outputs are
 /// drained with `poll_*`. After any input the driver drains, in order:
 ///
 /// 1. [`Agent::poll_transmit`] until `None`, sending each message;
@@ -144,6 +150,9 @@ pub struct Agent {
     /// Sequence numbers of last probes awaiting their ack.
     last_probes: BTreeSet<u32>,
     syncs: BTreeMap<NodeId, Sync>,
+    /// Peers sent our bucket digests, who may now ask for records, with the
+    /// deadline of that permission.
+    answering: BTreeMap<NodeId, Instant>,
     seeds: Vec<NodeId>,
     /// Dead and departed members in the order they went down: reap deadline,
     /// member, incarnation. Also the candidates for reconnection attempts.
@@ -160,7 +169,16 @@ impl Agent {
     /// source of randomness it will ever use), started at `now`.
     ///
     /// It knows only itself until [`Agent::join`] or a message from a peer.
-    pub fn new(config: Config, id: NodeId, meta: NodeMeta, seed: u64, now: Instant) -> Agent {
+    /// Fails, changing nothing, when `meta` breaks the limits receivers
+    /// enforce.
+    pub fn new(
+        config: Config,
+        id: NodeId,
+        meta: NodeMeta,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Agent, AgentError> {
+        meta.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut timers = BTreeMap::new();
         // Spread the periodic work of agents started together over a period.
@@ -174,7 +192,12 @@ impl Agent {
             timers.insert(timer, now + jitter(&mut rng, period));
         }
         let mut agent = Agent {
-            broadcasts: BroadcastQueue::new(config.broadcast_queue_max),
+            broadcasts: BroadcastQueue::new(
+                config.broadcast_queue_max,
+                config
+                    .datagram_bytes_max
+                    .saturating_sub(MESSAGE_OVERHEAD_BYTES),
+            ),
             health: LocalHealth::new(config.local_health_max),
             config,
             id,
@@ -189,6 +212,7 @@ impl Agent {
             relays: BTreeMap::new(),
             last_probes: BTreeSet::new(),
             syncs: BTreeMap::new(),
+            answering: BTreeMap::new(),
             seeds: Vec::new(),
             downed: VecDeque::new(),
             timers,
@@ -202,7 +226,7 @@ impl Agent {
             state: MemberState::Alive,
         };
         agent.members.merge(id, alive, Some((0, &agent.meta)));
-        agent
+        Ok(agent)
     }
 
     // --- getters -----------------------------------------------------------
@@ -301,10 +325,16 @@ impl Agent {
     }
 
     /// Changes this agent's metadata (tags, addresses) and announces it with
-    /// a new incarnation.
-    pub fn set_meta(&mut self, meta: NodeMeta) {
+    /// a new incarnation. Refused, changing nothing, for invalid metadata or
+    /// after [`Agent::leave`].
+    pub fn set_meta(&mut self, meta: NodeMeta) -> Result<(), AgentError> {
+        if self.left {
+            return Err(AgentError::Left);
+        }
+        meta.validate()?;
         self.meta = Arc::new(meta);
         self.announce_alive(self.incarnation + 1);
+        Ok(())
     }
 
     /// Handles one message from `from`. The transport must authenticate
@@ -338,7 +368,7 @@ impl Agent {
             } => self.on_ping_req(now, from, seq, target, &updates),
             Message::Nack { seq } => self.on_nack(seq),
             Message::Gossip { updates } => self.apply_updates(now, &updates),
-            Message::SyncRoot { root, .. } => self.on_sync_root(from, root),
+            Message::SyncRoot { root } => self.on_sync_root(now, from, root),
             Message::SyncBuckets { digests } => self.on_sync_buckets(from, &digests),
             Message::SyncRecords {
                 buckets,
@@ -363,9 +393,15 @@ impl Agent {
         }
         self.expire_relays(now);
         self.syncs.retain(|_, sync| sync.deadline > now);
+        self.answering.retain(|_, deadline| *deadline > now);
         self.reap(now);
         for timer in TIMERS {
             if self.timers[&timer] > now {
+                continue;
+            }
+            if self.left && timer != Timer::Gossip {
+                // A departed agent only spreads the news of its departure.
+                self.timers.insert(timer, Instant(u64::MAX));
                 continue;
             }
             match timer {
@@ -426,7 +462,7 @@ impl Agent {
         consider(
             self.probe
                 .as_ref()
-                .filter(|probe| !probe.acked && probe.helpers == 0)
+                .filter(|probe| !probe.acked && !probe.indirect)
                 .map(|probe| probe.direct_deadline),
         );
         next
@@ -448,6 +484,7 @@ impl Agent {
             target,
             direct_deadline: now + self.health.scale(self.config.probe_timeout),
             acked: false,
+            indirect: false,
             helpers: 0,
             nacks: 0,
         });
@@ -506,7 +543,7 @@ impl Agent {
         let Some(probe) = &self.probe else {
             return;
         };
-        if probe.acked || probe.helpers > 0 || probe.direct_deadline > now {
+        if probe.acked || probe.indirect || probe.direct_deadline > now {
             return;
         }
         let (seq, target) = (probe.seq, probe.target);
@@ -525,8 +562,8 @@ impl Agent {
         }
         self.stats.indirect_probes += helpers.len() as u64;
         if let Some(probe) = &mut self.probe {
-            // With no helper at all, mark the direct phase over all the same.
-            probe.helpers = u8::try_from(helpers.len()).unwrap_or(u8::MAX).max(1);
+            probe.indirect = true;
+            probe.helpers = u8::try_from(helpers.len()).unwrap_or(u8::MAX);
         }
     }
 
@@ -595,7 +632,14 @@ impl Agent {
             self.stats.unexpected_messages += 1;
             return;
         }
-        let updates = self.piggyback(None);
+        // A prober that suspects us (the buddy system, or a last probe) gets
+        // our current incarnation first in the ack, even when its claim is
+        // stale and we refuted long ago: that ack is what saves us.
+        let accused = updates
+            .iter()
+            .any(|update| update.id == self.id && update.state != MemberState::Alive);
+        let first = accused.then(|| self.update_for(self.id, self.id));
+        let updates = self.piggyback(first);
         self.send(from, &Message::Ack { seq, updates });
     }
 
@@ -636,7 +680,12 @@ impl Agent {
             return;
         }
         let own_seq = self.allocate_seq();
-        let deadline = now + self.config.probe_timeout.mul_f64(0.8);
+        // Nack before the asker's probe period ends, or it never counts.
+        let window = self
+            .config
+            .probe_interval
+            .saturating_sub(self.config.probe_timeout);
+        let deadline = now + window.mul_f64(0.8);
         self.relays.insert(
             own_seq,
             Relay {
@@ -707,9 +756,11 @@ impl Agent {
         }
         let known = self.members.get(claim.id);
         if known.is_none() && (!claim.liveness.state.is_up() || claim.meta.is_none()) {
-            // Only a member's own announcement (with its metadata) adds it;
+            // A stranger enters the table only with its own metadata, from
+            // its announcement or an anti-entropy record, and only while up:
             // news of the death of a stranger, or of a member already reaped,
             // is dropped so that reaped members stay forgotten.
+            self.stats.claims_ignored += 1;
             return;
         }
         if claim.liveness.state == MemberState::Dead && matches!(source, Source::Sync { .. }) {
@@ -719,6 +770,11 @@ impl Agent {
             && claim.liveness.state == MemberState::Suspect
             && member.liveness == claim.liveness
         {
+            if matches!(source, Source::Sync { .. }) {
+                // A peer's table names no accuser: relaying it is not an
+                // independent observation and must not shorten the timeout.
+                return;
+            }
             let confirmations = self.config.suspicion_confirmations.get();
             if self.suspicions.confirm(
                 claim.id,
@@ -749,15 +805,16 @@ impl Agent {
         match current.state {
             MemberState::Alive => self.suspicions.clear(id),
             MemberState::Suspect => {
-                let sooner = now + self.sync_period();
-                if self.timers[&Timer::Sync] > sooner {
-                    self.timers.insert(Timer::Sync, sooner);
-                }
                 let members = self.members.up_count();
                 let timeout_min = self.config.suspicion_timeout_min(members);
                 let timeout_max = timeout_min.mul_f64(self.config.suspicion_max_mult);
                 self.suspicions
                     .start(now, id, current.incarnation, from, timeout_min, timeout_max);
+                // Holding a suspicion now: exchange sooner (see sync_period).
+                let sooner = now + self.sync_period();
+                if self.timers[&Timer::Sync] > sooner {
+                    self.timers.insert(Timer::Sync, sooner);
+                }
             }
             MemberState::Dead | MemberState::Left => {
                 self.suspicions.clear(id);
@@ -926,7 +983,11 @@ impl Agent {
     // --- anti-entropy -------------------------------------------------------------
 
     fn start_sync(&mut self, now: Instant, peer: NodeId, bootstrap: bool) {
-        if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX || self.syncs.contains_key(&peer) {
+        if self.syncs.contains_key(&peer) {
+            return;
+        }
+        if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX {
+            self.stats.syncs_refused += 1;
             return;
         }
         let deadline = now + self.config.probe_interval * 4;
@@ -939,14 +1000,8 @@ impl Agent {
             },
         );
         self.stats.syncs_started += 1;
-        let members = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
-        self.send(
-            peer,
-            &Message::SyncRoot {
-                root: self.members.root(),
-                members,
-            },
-        );
+        let root = self.members.root();
+        self.send(peer, &Message::SyncRoot { root });
     }
 
     /// Time to the next periodic exchange. While this agent holds
@@ -964,12 +1019,34 @@ impl Agent {
         }
     }
 
-    fn on_sync_root(&mut self, from: NodeId, root: u64) {
+    /// Answers step 1 and remembers the peer: only a peer answered here may
+    /// ask for records (step 3), so nobody gets a table dump unprompted.
+    fn on_sync_root(&mut self, now: Instant, from: NodeId, root: u64) {
         if root == self.members.root() {
             return;
         }
+        if self.answering.len() >= SYNCS_ANSWERED_MAX && !self.answering.contains_key(&from) {
+            self.stats.syncs_refused += 1;
+            return;
+        }
+        self.answering
+            .insert(from, now + self.config.probe_interval * 4);
         let digests = self.members.digests().to_vec();
         self.send(from, &Message::SyncBuckets { digests });
+    }
+
+    fn send_records(&mut self, to: NodeId, buckets: u64, reply: bool) {
+        let (metas, records, truncated) = self
+            .members
+            .records_in(buckets, self.config.sync_records_max);
+        self.stats.sync_truncated += u64::from(truncated);
+        let message = Message::SyncRecords {
+            buckets,
+            metas,
+            records,
+            reply,
+        };
+        self.send(to, &message);
     }
 
     fn on_sync_buckets(&mut self, from: NodeId, digests: &[u64]) {
@@ -983,18 +1060,7 @@ impl Agent {
             return;
         }
         self.stats.syncs_differing += 1;
-        let (metas, records, _truncated) = self
-            .members
-            .records_in(buckets, self.config.sync_records_max);
-        self.send(
-            from,
-            &Message::SyncRecords {
-                buckets,
-                metas,
-                records,
-                reply: true,
-            },
-        );
+        self.send_records(from, buckets, true);
     }
 
     fn on_sync_records(
@@ -1007,6 +1073,10 @@ impl Agent {
         reply: bool,
     ) {
         let source = if reply {
+            if self.answering.remove(&from).is_none() {
+                self.stats.unexpected_messages += 1;
+                return;
+            }
             Source::Sync { bootstrap: false }
         } else {
             match self.syncs.remove(&from) {
@@ -1022,6 +1092,7 @@ impl Agent {
         self.stats.sync_records_received += records.len() as u64;
         for record in records {
             if buckets & (1 << wire::bucket_of(record.id)) == 0 {
+                self.stats.claims_ignored += 1;
                 continue;
             }
             let claim = Claim {
@@ -1036,18 +1107,7 @@ impl Agent {
             self.learn(now, claim, source);
         }
         if reply {
-            let (metas, records, _truncated) = self
-                .members
-                .records_in(buckets, self.config.sync_records_max);
-            self.send(
-                from,
-                &Message::SyncRecords {
-                    buckets,
-                    metas,
-                    records,
-                    reply: false,
-                },
-            );
+            self.send_records(from, buckets, false);
         }
     }
 
@@ -1122,7 +1182,10 @@ impl Agent {
             self.stats.transmits_dropped += 1;
             return;
         }
-        let bytes = wire::encode(message);
+        let Ok(bytes) = wire::encode(message) else {
+            self.stats.encode_errors += 1;
+            return;
+        };
         self.stats.messages_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
         self.transmits.push_back(Transmit { to, bytes });

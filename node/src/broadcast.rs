@@ -28,6 +28,7 @@ const FILL_MISSES_MAX: usize = 8;
 /// Bounded, transmit-limited queue of updates.
 pub struct BroadcastQueue {
     capacity: usize,
+    update_bytes_max: usize,
     next_sequence: u64,
     queued: BTreeMap<Priority, Queued>,
     by_member: BTreeMap<NodeId, Priority>,
@@ -35,11 +36,13 @@ pub struct BroadcastQueue {
 }
 
 impl BroadcastQueue {
-    /// An empty queue holding at most `capacity` updates.
-    pub fn new(capacity: usize) -> BroadcastQueue {
+    /// An empty queue holding at most `capacity` updates of at most
+    /// `update_bytes_max` encoded bytes (what fits in one datagram).
+    pub fn new(capacity: usize, update_bytes_max: usize) -> BroadcastQueue {
         assert!(capacity > 0, "a broadcast queue needs room for one update");
         BroadcastQueue {
             capacity,
+            update_bytes_max,
             next_sequence: 0,
             queued: BTreeMap::new(),
             by_member: BTreeMap::new(),
@@ -57,7 +60,7 @@ impl BroadcastQueue {
         self.queued.is_empty()
     }
 
-    /// Updates dropped because the queue was full.
+    /// Updates dropped because the queue was full or they were too large.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -67,6 +70,12 @@ impl BroadcastQueue {
         if let Some(priority) = self.by_member.remove(&update.id) {
             self.queued.remove(&priority);
         }
+        let encoded_len = encoded_len(&update);
+        if encoded_len > self.update_bytes_max {
+            // Only anti-entropy can carry an update no datagram can.
+            self.dropped += 1;
+            return;
+        }
         if self.queued.len() == self.capacity {
             let (_, most_sent) = self.queued.pop_last().expect("a full queue is not empty");
             self.by_member.remove(&most_sent.update.id);
@@ -75,7 +84,6 @@ impl BroadcastQueue {
         let priority = (0, Reverse(self.next_sequence));
         self.next_sequence += 1;
         self.by_member.insert(update.id, priority);
-        let encoded_len = encoded_len(&update);
         self.queued.insert(
             priority,
             Queued {
@@ -141,7 +149,7 @@ mod tests {
 
     #[test]
     fn newer_claim_replaces_older_and_limit_retires() {
-        let mut queue = BroadcastQueue::new(8);
+        let mut queue = BroadcastQueue::new(8, 1400);
         queue.push(update(1, 0));
         queue.push(update(1, 1));
         assert_eq!(queue.len(), 1);
@@ -154,7 +162,7 @@ mod tests {
 
     #[test]
     fn least_sent_first_and_bounded() {
-        let mut queue = BroadcastQueue::new(2);
+        let mut queue = BroadcastQueue::new(2, 1400);
         queue.push(update(1, 0));
         let mut out = Vec::new();
         queue.fill(1400, 5, None, &mut out);
@@ -172,7 +180,7 @@ mod tests {
 
     #[test]
     fn respects_the_byte_budget() {
-        let mut queue = BroadcastQueue::new(64);
+        let mut queue = BroadcastQueue::new(64, 1400);
         for id in 0..64 {
             queue.push(update(id, 0));
         }

@@ -41,7 +41,7 @@ pub struct Config {
     pub gossip_interval: Duration,
     /// Members each gossip round is sent to.
     pub gossip_fanout: NonZeroU8,
-    /// Lambda in the retransmit limit `ceil(lambda * log10(members + 1))`:
+    /// Lambda in the retransmit limit `lambda * ceil(log10(members + 1))`:
     /// how often each agent forwards one update before dropping it.
     pub retransmit_mult: u32,
     /// Largest datagram the agent builds, in bytes. Piggybacked updates fill

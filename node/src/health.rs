@@ -1,10 +1,11 @@
 //! Lifeguard's local health multiplier.
 //!
 //! An agent that is itself slow or cut off sees everyone else as failing.
-//! The score counts evidence of that (missed acks, missed nacks from
-//! helpers, having to refute a suspicion of oneself) and decays with each
-//! successful probe; probe interval and timeout are multiplied by
-//! `1 + score`, so an unhealthy agent slows down instead of accusing.
+//! The score counts evidence of that (a failed probe in which helpers did
+//! not even send a nack, having to refute a suspicion of oneself) and
+//! decays with each successful probe; probe interval and timeout are
+//! multiplied by `1 + score`, so an unhealthy agent slows down instead of
+//! accusing.
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod broadcast;
 pub mod config;
+pub mod error;
 pub mod health;
 pub mod members;
 pub mod probe;
@@ -23,6 +24,7 @@ pub mod wire;
 
 pub use agent::{Agent, Event, Transmit};
 pub use config::Config;
+pub use error::AgentError;
 pub use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeId, NodeMeta};
 pub use stats::Stats;
 pub use time::Instant;

@@ -13,7 +13,10 @@
 //! XOR makes the digest independent of insertion order and updatable in
 //! O(1) when a record changes.
 
-use crate::wire::{SYNC_BUCKETS, SyncRecord, bucket_of};
+use crate::wire::{
+    SYNC_BUCKETS, SYNC_RECORD_BYTES_MAX, SYNC_RECORDS_BYTES_MAX, SyncRecord, bucket_of,
+    meta_encoded_len,
+};
 use fleetmesh_crdt::{
     Incarnation, Liveness, MemberRecord, MemberState, MetaVersion, NodeId, NodeMeta,
 };
@@ -74,6 +77,7 @@ struct Slot {
 struct MetaEntry {
     meta: Arc<NodeMeta>,
     hash: u64,
+    encoded_len: usize,
     references: u32,
 }
 
@@ -105,6 +109,7 @@ impl MetaTable {
         let entry = Some(MetaEntry {
             meta: Arc::clone(meta),
             hash,
+            encoded_len: meta_encoded_len(meta),
             references: 1,
         });
         let at = match self.free.pop() {
@@ -428,7 +433,8 @@ impl MemberTable {
     }
 
     /// Up to `limit` records in the buckets of `bitmap`, with the table of
-    /// metadata they refer to. The flag tells whether some were left out.
+    /// metadata they refer to, within [`SYNC_RECORDS_BYTES_MAX`] encoded
+    /// bytes. The flag tells whether some were left out.
     pub fn records_in(
         &self,
         bitmap: u64,
@@ -437,15 +443,20 @@ impl MemberTable {
         let mut metas = Vec::new();
         let mut positions: BTreeMap<u32, u32> = BTreeMap::new();
         let mut records = Vec::new();
+        let mut bytes = 0;
         for at in 0..self.len() {
             if bitmap & (1 << bucket_of(self.ids[at])) == 0 {
                 continue;
             }
-            if records.len() == limit {
+            let slot = self.slots[at];
+            let entry = self.metas.get(slot.meta);
+            let new_meta = entry.filter(|_| !positions.contains_key(&slot.meta));
+            let cost = SYNC_RECORD_BYTES_MAX + new_meta.map_or(0, |entry| entry.encoded_len);
+            if records.len() == limit || bytes + cost > SYNC_RECORDS_BYTES_MAX {
                 return (metas, records, true);
             }
-            let slot = self.slots[at];
-            let meta = self.metas.get(slot.meta).map(|entry| {
+            bytes += cost;
+            let meta = entry.map(|entry| {
                 let position = *positions.entry(slot.meta).or_insert_with(|| {
                     metas.push(Arc::clone(&entry.meta));
                     u32::try_from(metas.len() - 1).expect("fewer than 2^32 metas")

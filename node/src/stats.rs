@@ -17,6 +17,12 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Messages dropped because they did not decode or broke a limit.
     pub decode_errors: u64,
+    /// Messages this agent built but could not encode (over the size limit);
+    /// dropped.
+    pub encode_errors: u64,
+    /// Claims dropped unapplied: about strangers that carry no metadata or
+    /// are not up, or anti-entropy records outside the exchanged buckets.
+    pub claims_ignored: u64,
     /// Well-formed messages that did not fit the agent's state (an ack for no
     /// probe, a ping for another member, a reply to no sync) and were ignored.
     pub unexpected_messages: u64,
@@ -40,6 +46,12 @@ pub struct Stats {
     pub syncs_started: u64,
     /// Anti-entropy exchanges that found a difference.
     pub syncs_differing: u64,
+    /// Anti-entropy exchanges not started or not answered because too many
+    /// were open.
+    pub syncs_refused: u64,
+    /// Anti-entropy messages cut short by the record or byte limit; the rest
+    /// follows in later exchanges.
+    pub sync_truncated: u64,
     /// Member records received through anti-entropy.
     pub sync_records_received: u64,
     /// Queued updates dropped because the broadcast queue was full.
@@ -48,7 +60,8 @@ pub struct Stats {
     pub transmits_dropped: u64,
     /// Events dropped because the driver did not drain them.
     pub events_dropped: u64,
-    /// Indirect probe requests refused because too many were in flight.
+    /// Indirect probe requests refused: too many in flight, or naming this
+    /// agent as the target.
     pub relays_refused: u64,
     /// Members forgotten after `reap_after`.
     pub reaped: u64,
@@ -63,6 +76,8 @@ impl AddAssign<&Stats> for Stats {
         self.messages_received += other.messages_received;
         self.bytes_received += other.bytes_received;
         self.decode_errors += other.decode_errors;
+        self.encode_errors += other.encode_errors;
+        self.claims_ignored += other.claims_ignored;
         self.unexpected_messages += other.unexpected_messages;
         self.probes += other.probes;
         self.probes_failed += other.probes_failed;
@@ -74,6 +89,8 @@ impl AddAssign<&Stats> for Stats {
         self.gossip_messages += other.gossip_messages;
         self.syncs_started += other.syncs_started;
         self.syncs_differing += other.syncs_differing;
+        self.syncs_refused += other.syncs_refused;
+        self.sync_truncated += other.sync_truncated;
         self.sync_records_received += other.sync_records_received;
         self.broadcasts_dropped += other.broadcasts_dropped;
         self.transmits_dropped += other.transmits_dropped;

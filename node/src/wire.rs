@@ -28,8 +28,19 @@ pub const RECORDS_MAX: usize = 65_536;
 /// their id, and a `u64` bitmap names a set of buckets.
 pub const SYNC_BUCKETS: usize = 64;
 
-const BINCODE: Configuration<LittleEndian, Varint, Limit<MESSAGE_BYTES_MAX>> =
-    bincode::config::standard().with_limit::<MESSAGE_BYTES_MAX>();
+/// The limit bincode enforces on the body (the message less its version byte).
+const BODY_BYTES_MAX: usize = MESSAGE_BYTES_MAX - 1;
+
+const BINCODE: Configuration<LittleEndian, Varint, Limit<BODY_BYTES_MAX>> =
+    bincode::config::standard().with_limit::<BODY_BYTES_MAX>();
+
+/// Budget for the records of one anti-entropy message, leaving room for its
+/// header and metadata table bookkeeping.
+pub const SYNC_RECORDS_BYTES_MAX: usize = MESSAGE_BYTES_MAX - 4096;
+
+/// Most bytes one [`SyncRecord`] encodes to (varint id, incarnations and
+/// index at their widest).
+pub const SYNC_RECORD_BYTES_MAX: usize = 9 + 5 + 1 + 1 + 5 + 5;
 
 /// A claim about one member, piggybacked on protocol messages.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -108,8 +119,6 @@ pub enum Message {
     SyncRoot {
         /// XOR of all bucket digests.
         root: u64,
-        /// Members in the initiator's table.
-        members: u32,
     },
     /// Anti-entropy step 2: the responder's per-bucket digests, sent only
     /// when the roots differ.
@@ -153,17 +162,26 @@ pub enum DecodeError {
     Invalid(&'static str),
 }
 
-/// Encodes a message, version byte first.
-pub fn encode(message: &Message) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(64);
-    bytes.push(PROTOCOL_VERSION);
-    // Encoding into a Vec fails only when the limit is exceeded; the agent
-    // never builds a message that large (piggybacks and sync deltas are
-    // bounded far below), so this is an internal invariant.
+/// Why a message could not be encoded.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode message: {0}")]
+pub struct EncodeError(String);
+
+/// Encodes a message, version byte first. Fails only for a message over
+/// [`MESSAGE_BYTES_MAX`], which the agent's own bounds prevent; the agent
+/// counts and drops such a message rather than trusting that.
+pub fn encode(message: &Message) -> Result<Vec<u8>, EncodeError> {
     let body = bincode::serde::encode_to_vec(message, BINCODE)
-        .expect("agent built a message over MESSAGE_BYTES_MAX");
+        .map_err(|error| EncodeError(error.to_string()))?;
+    let mut bytes = Vec::with_capacity(body.len() + 1);
+    bytes.push(PROTOCOL_VERSION);
     bytes.extend_from_slice(&body);
-    bytes
+    Ok(bytes)
+}
+
+/// Encoded size of a metadata value, for budgeting anti-entropy messages.
+pub fn meta_encoded_len(meta: &NodeMeta) -> usize {
+    bincode::serde::encode_to_vec(meta, BINCODE).map_or(usize::MAX, |bytes| bytes.len())
 }
 
 /// Encoded size of one update, used to fill datagrams up to their budget.
@@ -262,12 +280,12 @@ mod tests {
     #[test]
     fn round_trips() {
         let message = sample();
-        assert_eq!(decode(&encode(&message)), Ok(message));
+        assert_eq!(decode(&encode(&message).unwrap()), Ok(message));
     }
 
     #[test]
     fn refuses_unknown_version_and_trailing_bytes() {
-        let mut bytes = encode(&sample());
+        let mut bytes = encode(&sample()).unwrap();
         bytes.push(0);
         assert_eq!(decode(&bytes), Err(DecodeError::TrailingBytes(1)));
         bytes[0] = 7;
@@ -296,7 +314,7 @@ mod tests {
 
         #[test]
         fn mutated_messages_never_panic(flip in any::<prop::sample::Index>(), value in any::<u8>()) {
-            let mut bytes = encode(&sample());
+            let mut bytes = encode(&sample()).unwrap();
             let at = flip.index(bytes.len());
             bytes[at] = value;
             let _ = decode(&bytes);

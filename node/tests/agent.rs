@@ -41,7 +41,8 @@ impl Harness {
     }
 
     fn add(&mut self, n: u64) {
-        let agent = Agent::new(Config::lan(), id(n), NodeMeta::default(), n, self.now);
+        let agent = Agent::new(Config::lan(), id(n), NodeMeta::default(), n, self.now)
+            .expect("empty metadata is valid");
         self.agents.insert(id(n), agent);
         if n > 0 {
             self.agents
@@ -285,9 +286,97 @@ fn claims_about_strangers_do_not_add_members() {
             stranger(MemberState::Alive),
         ],
     };
-    agent.handle_message(now, id(1), &wire::encode(&gossip));
+    agent.handle_message(now, id(1), &wire::encode(&gossip).unwrap());
     assert!(
         agent.member(id(99)).is_none(),
         "only a member's own announcement with metadata adds it"
+    );
+}
+
+#[test]
+fn invalid_metadata_and_changes_after_leaving_are_refused() {
+    let mut meta = NodeMeta::default();
+    meta.tags.insert("bad key".into(), "x".into());
+    let refused = Agent::new(Config::lan(), id(1), meta.clone(), 1, Instant(0));
+    assert!(matches!(
+        refused,
+        Err(fleetmesh_node::AgentError::InvalidMeta(_))
+    ));
+    let mut agent = Agent::new(Config::lan(), id(1), NodeMeta::default(), 1, Instant(0)).unwrap();
+    assert!(agent.set_meta(meta).is_err());
+    assert_eq!(
+        agent.incarnation(),
+        0,
+        "a refused change must not announce anything"
+    );
+    agent.leave(Instant(1));
+    assert_eq!(
+        agent.set_meta(NodeMeta::default()),
+        Err(fleetmesh_node::AgentError::Left)
+    );
+}
+
+#[test]
+fn records_are_only_sent_to_a_peer_that_opened_an_exchange() {
+    let mut harness = Harness::new(3);
+    harness.run_for(Duration::from_secs(3));
+    let now = harness.now;
+    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    while agent.poll_transmit().is_some() {}
+    let ask = Message::SyncRecords {
+        buckets: u64::MAX,
+        metas: Vec::new(),
+        records: Vec::new(),
+        reply: true,
+    };
+    agent.handle_message(now, id(2), &wire::encode(&ask).unwrap());
+    assert!(
+        agent.poll_transmit().is_none(),
+        "an unsolicited request for records must get no answer"
+    );
+    assert_eq!(agent.stats().unexpected_messages, 1);
+}
+
+#[test]
+fn an_accused_member_answers_a_stale_accusation_with_its_current_incarnation() {
+    let mut harness = Harness::new(2);
+    harness.run_for(Duration::from_secs(2));
+    let now = harness.now;
+    let agent = harness.agents.get_mut(&id(1)).unwrap();
+    // Refute once, so that incarnation 0 claims are stale afterwards.
+    let accusation = |incarnation| Update {
+        id: id(1),
+        incarnation,
+        state: MemberState::Suspect,
+        from: id(0),
+        meta: None,
+    };
+    let gossip = Message::Gossip {
+        updates: vec![accusation(0)],
+    };
+    agent.handle_message(now, id(0), &wire::encode(&gossip).unwrap());
+    assert_eq!(agent.incarnation(), 1);
+    // Drain everything the refutation queued, as if gossip had spread it.
+    for _ in 0..100 {
+        agent.handle_timeout(now + Duration::from_secs(60));
+        while agent.poll_transmit().is_some() {}
+    }
+    let ping = Message::Ping {
+        seq: 9,
+        target: id(1),
+        updates: vec![accusation(0)],
+    };
+    agent.handle_message(now, id(0), &wire::encode(&ping).unwrap());
+    let ack = std::iter::from_fn(|| agent.poll_transmit())
+        .find_map(|transmit| match wire::decode(&transmit.bytes) {
+            Ok(Message::Ack { seq: 9, updates }) => Some(updates),
+            _ => None,
+        })
+        .expect("the ping is acked");
+    assert!(
+        ack.iter().any(|update| update.id == id(1)
+            && update.incarnation == 1
+            && update.state == MemberState::Alive),
+        "the ack must carry the refutation: {ack:?}"
     );
 }

@@ -112,9 +112,9 @@ pub struct Nodes {
     pub select: BTreeMap<String, String>,
     /// Then pick this many at random.
     pub count: Option<u32>,
-    /// Or this fraction at random.
+    /// Or this fraction of the agents the selection leaves, at random.
     pub fraction: Option<f64>,
-    /// Or exactly these indices.
+    /// Or exactly these indices (not combinable with the fields above).
     pub ids: Option<Vec<u32>>,
     /// Leave the seeds out of random picks.
     pub exclude_seeds: bool,
@@ -472,6 +472,16 @@ impl Scenario {
                 let mut rules = Vec::new();
                 for (index, rule) in network.get_ref().links.iter().enumerate() {
                     let field = format!("network.links[{index}]");
+                    for (end, nodes) in [("from", &rule.from), ("to", &rule.to)] {
+                        if nodes.count.is_some() || nodes.fraction.is_some() || nodes.exclude_seeds
+                        {
+                            return Err(context.invalid(
+                                span.clone(),
+                                format!("{field}.{end}"),
+                                "a link selects agents by select or ids only (random picks would change per run)",
+                            ));
+                        }
+                    }
                     rules.push(LinkRule {
                         from: nodes(
                             &context,
@@ -814,6 +824,13 @@ fn nodes(
         + usize::from(file.ids.is_some());
     if picks > 1 {
         return Err(context.invalid(span, field, "give at most one of count, fraction, ids"));
+    }
+    if file.ids.is_some() && (file.select.is_some() || file.exclude_seeds) {
+        return Err(context.invalid(
+            span,
+            field,
+            "ids names agents exactly; it cannot be combined with select or exclude_seeds",
+        ));
     }
     if let Some(fraction) = file.fraction {
         probability(

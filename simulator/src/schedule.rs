@@ -73,7 +73,6 @@ pub fn resolve(
         };
         schedule.push((at, Action::Start(agent)));
     }
-    let mut link = default_link;
     for fault in faults {
         match fault {
             Fault::Partition {
@@ -128,9 +127,10 @@ pub fn resolve(
             Fault::Network { at, until, model } => {
                 schedule.push((*at, Action::Network(*model)));
                 if let Some(until) = until {
-                    schedule.push((*until, Action::Network(link)));
+                    // Back to the scenario's [network] model, whatever other
+                    // network faults did meanwhile.
+                    schedule.push((*until, Action::Network(default_link)));
                 }
-                link = *model;
             }
             Fault::Clock {
                 at,
@@ -167,8 +167,9 @@ pub fn resolve(
             }
         }
     }
-    // Stable: equal times keep file order.
-    schedule.sort_by_key(|(at, _)| *at);
+    // Stable: equal times keep file order, except that clocks are set before
+    // agents start, so a skew at t=0 is the clock the process starts with.
+    schedule.sort_by_key(|(at, action)| (*at, !matches!(action, Action::Clock(..))));
     schedule
 }
 
@@ -176,7 +177,11 @@ pub fn resolve(
 /// (by earlier partition groups) and so not eligible.
 fn pick(fleet: &Fleet, nodes: &Nodes, taken: Option<&[bool]>, rng: &mut ChaCha8Rng) -> Vec<u32> {
     if let Some(ids) = &nodes.ids {
-        let mut ids = ids.clone();
+        let mut ids: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|&agent| taken.is_none_or(|taken| !taken[agent as usize]))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         return ids;
@@ -194,7 +199,7 @@ fn pick(fleet: &Fleet, nodes: &Nodes, taken: Option<&[bool]>, rng: &mut ChaCha8R
         .collect();
     let wanted = match (nodes.count, nodes.fraction) {
         (Some(count), _) => (count as usize).min(eligible.len()),
-        (None, Some(fraction)) => ((fleet.agents as f64) * fraction).round() as usize,
+        (None, Some(fraction)) => ((eligible.len() as f64) * fraction).round() as usize,
         (None, None) => eligible.len(),
     }
     .min(eligible.len());

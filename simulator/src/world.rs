@@ -65,7 +65,12 @@ impl Ord for Entry {
 struct Node {
     agent: Option<Agent>,
     clock: Clock,
-    paused: bool,
+    /// Pause depth: overlapping pauses nest, and the agent runs again when
+    /// the last one ends.
+    paused: u32,
+    /// Operator actions aimed at the agent while it was paused, applied when
+    /// it resumes (a stopped process does nothing).
+    deferred: Vec<Deferred>,
     inbox: VecDeque<(u32, Vec<u8>)>,
     wake_at: Option<u64>,
     generation: u32,
@@ -73,6 +78,13 @@ struct Node {
     running_nanos: u64,
     retired: Stats,
     meta: NodeMeta,
+}
+
+/// An operator action that waits for a paused agent to resume.
+#[derive(Debug)]
+enum Deferred {
+    Leave,
+    Retag(NodeMeta),
 }
 
 /// Options of one run.
@@ -325,7 +337,7 @@ impl World {
             self.dropped(from, to, DropReason::Down);
             return;
         }
-        if node.paused {
+        if node.paused > 0 {
             if node.inbox.len() >= PAUSED_INBOX_MAX {
                 self.dropped(from, to, DropReason::Overflow);
             } else {
@@ -353,7 +365,7 @@ impl World {
             return;
         }
         node.wake_at = None;
-        if node.paused {
+        if node.paused > 0 {
             return;
         }
         self.with_agent(index, |agent, now| agent.handle_timeout(now));
@@ -421,12 +433,12 @@ impl World {
         {
             self.violations.push(violation);
         }
-        if let Some(target) = self.spread.target(member)
-            && current.incarnation >= target
-            && previous.is_none_or(|liveness| liveness.incarnation < target)
-            && self.convergence.is_tracked(agent)
+        if self
+            .spread
+            .target(member)
+            .is_some_and(|target| current.incarnation >= target)
         {
-            self.spread.learned(self.now, member);
+            self.spread.learned(self.now, member, agent);
         }
     }
 
@@ -466,10 +478,7 @@ impl World {
             Action::Crash(indices) => indices.into_iter().for_each(|index| self.stop(index, true)),
             Action::Leave(indices) => {
                 for index in indices {
-                    if self.nodes[index as usize].agent.is_some() {
-                        self.with_agent(index, |agent, now| agent.leave(now));
-                        self.become_not_running(index);
-                    }
+                    self.operate(index, Deferred::Leave);
                 }
             }
             Action::Stop(indices) => indices
@@ -492,8 +501,8 @@ impl World {
             Action::Pause(indices) => {
                 for index in indices {
                     let node = &mut self.nodes[index as usize];
-                    if node.agent.is_some() && !node.paused {
-                        node.paused = true;
+                    if node.agent.is_some() {
+                        node.paused += 1;
                         self.convergence.disturbance_started();
                         self.false_death.disturbance_started(self.now);
                     }
@@ -516,7 +525,12 @@ impl World {
             }
             Action::Clock(index, offset, drift) => {
                 let node = &mut self.nodes[index as usize];
-                node.clock = node.clock.reset(self.now, offset, drift);
+                node.clock = if node.agent.is_none() {
+                    // Not running: the next process starts on this clock.
+                    Clock::new(offset, drift)
+                } else {
+                    node.clock.reset(self.now, offset, drift)
+                };
             }
             Action::Retag(indices, tags) => {
                 for index in indices {
@@ -524,16 +538,41 @@ impl World {
                         tags: tags.clone(),
                         addrs: Vec::new(),
                     };
-                    self.nodes[index as usize].meta = meta.clone();
-                    if self.nodes[index as usize].agent.is_none() {
-                        continue;
-                    }
-                    self.with_agent(index, |agent, _| agent.set_meta(meta));
-                    self.track_spread(index);
+                    self.operate(index, Deferred::Retag(meta));
                 }
             }
         }
         self.convergence.refresh(self.now);
+    }
+
+    /// Applies an operator action to agent `index`, or defers it until the
+    /// agent resumes if it is paused.
+    fn operate(&mut self, index: u32, operation: Deferred) {
+        let node = &mut self.nodes[index as usize];
+        if let Deferred::Retag(meta) = &operation {
+            // A restarted process announces the new tags too.
+            node.meta = meta.clone();
+        }
+        if node.agent.is_none() {
+            return;
+        }
+        if node.paused > 0 {
+            node.deferred.push(operation);
+            return;
+        }
+        match operation {
+            Deferred::Leave => {
+                self.with_agent(index, |agent, now| agent.leave(now));
+                self.become_not_running(index);
+            }
+            Deferred::Retag(meta) => {
+                let mut accepted = false;
+                self.with_agent(index, |agent, _| accepted = agent.set_meta(meta).is_ok());
+                if accepted {
+                    self.track_spread(index);
+                }
+            }
+        }
     }
 
     fn track_spread(&mut self, member: u32) {
@@ -542,7 +581,7 @@ impl World {
         };
         let incarnation = agent.incarnation();
         let id = node_id(member);
-        let remaining = self
+        let waiting = self
             .running_agents()
             .filter(|&other| other != member)
             .filter(|&other| {
@@ -552,13 +591,9 @@ impl World {
                     .and_then(|agent| agent.member(id));
                 view.is_none_or(|view| view.incarnation() < incarnation)
             })
-            .count();
-        self.spread.announced(
-            self.now,
-            member,
-            incarnation,
-            u32::try_from(remaining).unwrap_or(u32::MAX),
-        );
+            .collect();
+        self.spread
+            .announced(self.now, member, incarnation, waiting);
         if let Some(bound) = self.spread_bound {
             self.push(self.now + bound, What::CheckSpread(member));
         }
@@ -581,9 +616,10 @@ impl World {
             node.meta.clone(),
             seed,
             now,
-        );
+        )
+        .expect("scenario loading validated every agent's tags");
         node.agent = Some(agent);
-        node.paused = false;
+        node.paused = 0;
         node.running_since = Some(self.now);
         self.detection.restarted(index);
         // Every running agent that counted this one as gone is now wrong.
@@ -623,20 +659,7 @@ impl World {
         for member in pending {
             self.detection.view_changed(self.now, member, true);
         }
-        let spreading: Vec<u32> = (0..self.nodes.len() as u32)
-            .filter(|&member| {
-                self.spread.target(member).is_some_and(|target| {
-                    let view = self.nodes[index as usize]
-                        .agent
-                        .as_ref()
-                        .and_then(|agent| agent.member(node_id(member)));
-                    view.is_none_or(|view| view.incarnation() < target)
-                })
-            })
-            .collect();
-        for member in spreading {
-            self.spread.learned(self.now, member);
-        }
+        self.spread.forget(self.now, index);
     }
 
     fn stop(&mut self, index: u32, crash: bool) {
@@ -658,11 +681,12 @@ impl World {
             self.push(check_at, What::CheckDetection(index));
         }
         let node = &mut self.nodes[index as usize];
-        if node.paused {
-            node.paused = false;
+        for _ in 0..node.paused {
             self.convergence.disturbance_ended(self.now);
             self.false_death.disturbance_ended(self.now);
         }
+        node.paused = 0;
+        node.deferred.clear();
         let agent = node.agent.take().expect("checked above");
         node.retired += agent.stats();
         node.generation += 1;
@@ -675,13 +699,16 @@ impl World {
 
     fn resume(&mut self, index: u32) {
         let node = &mut self.nodes[index as usize];
-        if !node.paused {
+        if node.paused == 0 {
             return;
         }
-        node.paused = false;
+        node.paused -= 1;
         let check_at = self.convergence.disturbance_ended(self.now);
         self.false_death.disturbance_ended(self.now);
         self.push(check_at, What::CheckConvergence);
+        if self.nodes[index as usize].paused > 0 {
+            return;
+        }
         let inbox = std::mem::take(&mut self.nodes[index as usize].inbox);
         for (from, bytes) in inbox {
             self.traffic.delivered += 1;
@@ -700,6 +727,10 @@ impl World {
             });
         }
         self.with_agent(index, |agent, now| agent.handle_timeout(now));
+        let deferred = std::mem::take(&mut self.nodes[index as usize].deferred);
+        for operation in deferred {
+            self.operate(index, operation);
+        }
     }
 
     // --- the end -------------------------------------------------------------------

@@ -3,12 +3,14 @@
 //! figure of the benchmarks.
 
 use super::{Kind, Violation};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 struct Pending {
     incarnation: u32,
     started: u64,
-    remaining: u32,
+    /// Running agents at the announcement that have not learned it yet.
+    /// Agents started later are not waited for.
+    waiting: BTreeSet<u32>,
 }
 
 /// The spread tracker.
@@ -29,10 +31,10 @@ impl Spread {
         self.pending.get(&member).map(|pending| pending.incarnation)
     }
 
-    /// `member` announced `incarnation` at `now`; `remaining` running agents
-    /// do not know it yet.
-    pub fn announced(&mut self, now: u64, member: u32, incarnation: u32, remaining: u32) {
-        if remaining == 0 {
+    /// `member` announced `incarnation` at `now`; the running agents in
+    /// `waiting` do not know it yet.
+    pub fn announced(&mut self, now: u64, member: u32, incarnation: u32, waiting: BTreeSet<u32>) {
+        if waiting.is_empty() {
             self.times.push(0);
             return;
         }
@@ -41,21 +43,28 @@ impl Spread {
             Pending {
                 incarnation,
                 started: now,
-                remaining,
+                waiting,
             },
         );
     }
 
-    /// One running agent learned the news about `member` (or stopped running
-    /// before it did).
-    pub fn learned(&mut self, now: u64, member: u32) {
+    /// Agent `agent` learned the news about `member`.
+    pub fn learned(&mut self, now: u64, member: u32, agent: u32) {
         let Some(pending) = self.pending.get_mut(&member) else {
             return;
         };
-        pending.remaining -= 1;
-        if pending.remaining == 0 {
+        pending.waiting.remove(&agent);
+        if pending.waiting.is_empty() {
             self.times.push(now - pending.started);
             self.pending.remove(&member);
+        }
+    }
+
+    /// Agent `agent` stopped running: nobody waits for it any more.
+    pub fn forget(&mut self, now: u64, agent: u32) {
+        let members: Vec<u32> = self.pending.keys().copied().collect();
+        for member in members {
+            self.learned(now, member, agent);
         }
     }
 
@@ -71,7 +80,7 @@ impl Spread {
                 "incarnation {} of agent {member} announced at t={:.3}s has not reached {} running agents in {:.1}s",
                 pending.incarnation,
                 pending.started as f64 / 1e9,
-                pending.remaining,
+                pending.waiting.len(),
                 bound as f64 / 1e9
             ),
         })

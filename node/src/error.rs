@@ -1,0 +1,16 @@
+//! Errors the agent's API returns to its driver.
+
+use fleetmesh_crdt::MetaError;
+
+/// Why the agent refused an operator's request. A refused request does not
+/// change the agent's state.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AgentError {
+    /// The metadata breaks the limits every receiver enforces; announcing it
+    /// would get every message carrying it dropped.
+    #[error("invalid node metadata: {0}")]
+    InvalidMeta(#[from] MetaError),
+    /// The agent has left the fleet; it announces nothing more.
+    #[error("the agent has left the fleet")]
+    Left,
+}
