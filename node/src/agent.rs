@@ -94,7 +94,18 @@ struct Relay {
 
 struct Sync {
     deadline: Instant,
+    /// The exchange teaches a joiner the fleet: not re-gossiped.
     bootstrap: bool,
+    /// Our request left records out.
+    truncated: bool,
+}
+
+/// The payload of one `SyncRecords` message.
+struct Batch<'a> {
+    buckets: u64,
+    metas: &'a [Arc<NodeMeta>],
+    records: &'a [SyncRecord],
+    truncated: bool,
 }
 
 /// Where a claim came from; decides how it is applied and whether it is
@@ -289,8 +300,9 @@ impl Agent {
             .collect();
         self.seeds.sort_unstable();
         self.seeds.dedup();
+        let bootstrap = self.members.len() <= 1;
         for seed in self.seeds.clone() {
-            self.start_sync(now, seed, true);
+            self.start_sync(now, seed, bootstrap);
         }
         // The seeds' views miss whoever joins at the same time as this agent,
         // and what a bootstrap exchange teaches is not re-gossiped: a second
@@ -375,7 +387,16 @@ impl Agent {
                 metas,
                 records,
                 reply,
-            } => self.on_sync_records(now, from, buckets, &metas, &records, reply),
+                truncated,
+            } => {
+                let batch = Batch {
+                    buckets,
+                    metas: &metas,
+                    records: &records,
+                    truncated,
+                };
+                self.on_sync_records(now, from, batch, reply)
+            }
         }
     }
 
@@ -423,6 +444,7 @@ impl Agent {
                 }
                 Timer::Reconnect => {
                     self.reconnect(now);
+                    self.members.shrink_slack();
                     self.timers
                         .insert(timer, now + self.config.reconnect_interval);
                 }
@@ -991,12 +1013,12 @@ impl Agent {
             return;
         }
         let deadline = now + self.config.probe_interval * 4;
-        let bootstrap = bootstrap && self.members.len() <= 1;
         self.syncs.insert(
             peer,
             Sync {
                 deadline,
                 bootstrap,
+                truncated: false,
             },
         );
         self.stats.syncs_started += 1;
@@ -1035,7 +1057,8 @@ impl Agent {
         self.send(from, &Message::SyncBuckets { digests });
     }
 
-    fn send_records(&mut self, to: NodeId, buckets: u64, reply: bool) {
+    /// Sends our records of `buckets`; returns whether some were left out.
+    fn send_records(&mut self, to: NodeId, buckets: u64, reply: bool) -> bool {
         let (metas, records, truncated) = self
             .members
             .records_in(buckets, self.config.sync_records_max);
@@ -1045,8 +1068,10 @@ impl Agent {
             metas,
             records,
             reply,
+            truncated,
         };
         self.send(to, &message);
+        truncated
     }
 
     fn on_sync_buckets(&mut self, from: NodeId, digests: &[u64]) {
@@ -1060,34 +1085,37 @@ impl Agent {
             return;
         }
         self.stats.syncs_differing += 1;
-        self.send_records(from, buckets, true);
+        let truncated = self.send_records(from, buckets, true);
+        if let Some(sync) = self.syncs.get_mut(&from) {
+            sync.truncated = truncated;
+        }
     }
 
-    fn on_sync_records(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        buckets: u64,
-        metas: &[Arc<NodeMeta>],
-        records: &[SyncRecord],
-        reply: bool,
-    ) {
-        let source = if reply {
+    fn on_sync_records(&mut self, now: Instant, from: NodeId, batch: Batch<'_>, reply: bool) {
+        let Batch {
+            buckets,
+            metas,
+            records,
+            truncated,
+        } = batch;
+        let (source, continue_with) = if reply {
             if self.answering.remove(&from).is_none() {
                 self.stats.unexpected_messages += 1;
                 return;
             }
-            Source::Sync { bootstrap: false }
+            (Source::Sync { bootstrap: false }, None)
         } else {
-            match self.syncs.remove(&from) {
-                Some(sync) => Source::Sync {
+            let Some(sync) = self.syncs.remove(&from) else {
+                self.stats.unexpected_messages += 1;
+                return;
+            };
+            let more = truncated || sync.truncated;
+            (
+                Source::Sync {
                     bootstrap: sync.bootstrap,
                 },
-                None => {
-                    self.stats.unexpected_messages += 1;
-                    return;
-                }
-            }
+                more.then_some(sync.bootstrap),
+            )
         };
         self.stats.sync_records_received += records.len() as u64;
         for record in records {
@@ -1108,6 +1136,11 @@ impl Agent {
         }
         if reply {
             self.send_records(from, buckets, false);
+        }
+        if let Some(bootstrap) = continue_with {
+            // Part of the difference is still unrepaired: go on with the same
+            // peer, as part of the same (bootstrap or not) exchange.
+            self.start_sync(now, from, bootstrap);
         }
     }
 

@@ -60,7 +60,11 @@ pub struct Config {
     /// Bound of the queue of updates waiting to be gossiped. When full, the
     /// updates forwarded most often are dropped first; anti-entropy repairs.
     pub broadcast_queue_max: usize,
-    /// Most member records one anti-entropy message carries.
+    /// Most member records one anti-entropy message carries. A larger
+    /// difference is repaired in successive exchanges, started one after the
+    /// other; the bound keeps any single message (and burst) small while a
+    /// large fleet is forming, when almost every bucket differs between any
+    /// two agents.
     pub sync_records_max: usize,
     /// Most probes this agent runs on behalf of others at once.
     pub relayed_probes_max: usize,
@@ -94,8 +98,8 @@ impl Config {
             sync_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(5),
             reap_after: Duration::from_secs(15 * 60),
-            broadcast_queue_max: 4096,
-            sync_records_max: 16_384,
+            broadcast_queue_max: 1024,
+            sync_records_max: 1024,
             relayed_probes_max: 256,
             transmit_queue_max: 4096,
             event_queue_max: 65_536,

@@ -136,6 +136,9 @@ pub enum Message {
         records: Vec<SyncRecord>,
         /// True from the initiator: answer with your records of `buckets`.
         reply: bool,
+        /// The sender had more records in `buckets` than one message may
+        /// carry; the initiator continues with another exchange at once.
+        truncated: bool,
     },
 }
 

@@ -12,6 +12,7 @@ const LINK_DELAY: Duration = Duration::from_millis(1);
 const STEPS_MAX: usize = 1_000_000;
 
 struct Harness {
+    config: Config,
     now: Instant,
     agents: BTreeMap<NodeId, Agent>,
     in_flight: BTreeMap<(Instant, u64), (NodeId, NodeId, Vec<u8>)>,
@@ -27,7 +28,12 @@ fn id(n: u64) -> NodeId {
 
 impl Harness {
     fn new(count: u64) -> Harness {
+        Harness::with_config(count, Config::lan())
+    }
+
+    fn with_config(count: u64, config: Config) -> Harness {
         let mut harness = Harness {
+            config,
             now: Instant(1_000_000_000),
             agents: BTreeMap::new(),
             in_flight: BTreeMap::new(),
@@ -41,7 +47,7 @@ impl Harness {
     }
 
     fn add(&mut self, n: u64) {
-        let agent = Agent::new(Config::lan(), id(n), NodeMeta::default(), n, self.now)
+        let agent = Agent::new(self.config.clone(), id(n), NodeMeta::default(), n, self.now)
             .expect("empty metadata is valid");
         self.agents.insert(id(n), agent);
         if n > 0 {
@@ -328,6 +334,7 @@ fn records_are_only_sent_to_a_peer_that_opened_an_exchange() {
         metas: Vec::new(),
         records: Vec::new(),
         reply: true,
+        truncated: false,
     };
     agent.handle_message(now, id(2), &wire::encode(&ask).unwrap());
     assert!(
@@ -379,4 +386,20 @@ fn an_accused_member_answers_a_stale_accusation_with_its_current_incarnation() {
             && update.state == MemberState::Alive),
         "the ack must carry the refutation: {ack:?}"
     );
+}
+
+#[test]
+fn a_difference_larger_than_one_message_is_repaired_in_successive_exchanges() {
+    let config = Config {
+        sync_records_max: 8,
+        ..Config::lan()
+    };
+    let mut harness = Harness::with_config(60, config);
+    harness.run_for(Duration::from_secs(20));
+    harness.add(60);
+    // Eight records per message: the 61-member table takes several
+    // exchanges, which follow each other at once.
+    harness.run_for(Duration::from_millis(100));
+    assert_eq!(harness.agents[&id(60)].members().up_count(), 61);
+    assert!(harness.agents[&id(0)].stats().sync_truncated > 0);
 }
