@@ -308,9 +308,7 @@ impl Agent {
         // and what a bootstrap exchange teaches is not re-gossiped: a second
         // exchange, with any member, soon after the first closes that gap.
         let soon = now + self.config.probe_interval * 2;
-        if self.timers[&Timer::Sync] > soon {
-            self.timers.insert(Timer::Sync, soon);
-        }
+        self.pull_timer(Timer::Sync, soon);
     }
 
     /// Leaves the fleet gracefully: announces `Left` and stops probing. The
@@ -320,14 +318,21 @@ impl Agent {
             return;
         }
         self.left = true;
+        // Nothing but the news of the departure goes out from now on.
         self.probe = None;
+        self.suspicions = Suspicions::default();
+        self.relays.clear();
+        self.last_probes.clear();
+        self.syncs.clear();
+        self.answering.clear();
+        self.timers.retain(|&timer, _| timer == Timer::Gossip);
         let liveness = Liveness {
             incarnation: self.incarnation,
             state: MemberState::Left,
         };
         self.members.merge(self.id, liveness, None);
         let update = self.update_for(self.id, self.id);
-        self.broadcasts.push(update);
+        self.queue_broadcast(update);
         let fanout = usize::from(self.config.gossip_fanout.get()) * 2;
         for peer in self.random_up_members(fanout, None) {
             self.send_gossip(peer);
@@ -417,12 +422,7 @@ impl Agent {
         self.answering.retain(|_, deadline| *deadline > now);
         self.reap(now);
         for timer in TIMERS {
-            if self.timers[&timer] > now {
-                continue;
-            }
-            if self.left && timer != Timer::Gossip {
-                // A departed agent only spreads the news of its departure.
-                self.timers.insert(timer, Instant(u64::MAX));
+            if self.timers.get(&timer).is_none_or(|&at| at > now) {
                 continue;
             }
             match timer {
@@ -634,7 +634,7 @@ impl Agent {
                     self.id,
                     confirmations,
                 ) {
-                    self.broadcasts.push(self.update_for(probe.target, self.id));
+                    self.queue_broadcast(self.update_for(probe.target, self.id));
                 }
             }
             MemberState::Dead | MemberState::Left => {}
@@ -805,7 +805,7 @@ impl Agent {
                 confirmations,
             ) && source == Source::Gossip
             {
-                self.broadcasts.push(self.update_for(claim.id, claim.from));
+                self.queue_broadcast(self.update_for(claim.id, claim.from));
             }
             return;
         }
@@ -815,7 +815,7 @@ impl Agent {
         self.on_change(now, claim.id, change, claim.from);
         let bootstrap = matches!(source, Source::Sync { bootstrap: true });
         if !bootstrap && (change.liveness_changed() || change.meta_changed) {
-            self.broadcasts.push(self.update_for(claim.id, claim.from));
+            self.queue_broadcast(self.update_for(claim.id, claim.from));
         }
     }
 
@@ -834,9 +834,7 @@ impl Agent {
                     .start(now, id, current.incarnation, from, timeout_min, timeout_max);
                 // Holding a suspicion now: exchange sooner (see sync_period).
                 let sooner = now + self.sync_period();
-                if self.timers[&Timer::Sync] > sooner {
-                    self.timers.insert(Timer::Sync, sooner);
-                }
+                self.pull_timer(Timer::Sync, sooner);
             }
             MemberState::Dead | MemberState::Left => {
                 self.suspicions.clear(id);
@@ -888,7 +886,7 @@ impl Agent {
         let meta = self.meta.clone();
         self.members
             .merge(self.id, liveness, Some((incarnation, &meta)));
-        self.broadcasts.push(self.update_for(self.id, self.id));
+        self.queue_broadcast(self.update_for(self.id, self.id));
     }
 
     fn declare_dead(&mut self, now: Instant, id: NodeId, incarnation: Incarnation) {
@@ -996,10 +994,23 @@ impl Agent {
             updates.push(update);
         }
         let limit = self.config.retransmit_limit(self.members.up_count());
-        let before = self.broadcasts.dropped();
         self.broadcasts.fill(budget, limit, skip, &mut updates);
-        self.stats.broadcasts_dropped += self.broadcasts.dropped() - before;
         updates
+    }
+
+    fn queue_broadcast(&mut self, update: Update) {
+        let before = self.broadcasts.dropped();
+        self.broadcasts.push(update);
+        self.stats.broadcasts_dropped += self.broadcasts.dropped() - before;
+    }
+
+    /// Brings `timer` forward to `at` if it is set later.
+    fn pull_timer(&mut self, timer: Timer, at: Instant) {
+        if let Some(set) = self.timers.get_mut(&timer)
+            && *set > at
+        {
+            *set = at;
+        }
     }
 
     // --- anti-entropy -------------------------------------------------------------
@@ -1057,16 +1068,18 @@ impl Agent {
         self.send(from, &Message::SyncBuckets { digests });
     }
 
-    /// Sends our records of `buckets`; returns whether some were left out.
+    /// Sends our records of as many of `buckets` as fit in one message;
+    /// returns whether some were left out.
     fn send_records(&mut self, to: NodeId, buckets: u64, reply: bool) -> bool {
-        let (metas, records, truncated) = self
+        let batch = self
             .members
             .records_in(buckets, self.config.sync_records_max);
+        let truncated = !batch.complete;
         self.stats.sync_truncated += u64::from(truncated);
         let message = Message::SyncRecords {
-            buckets,
-            metas,
-            records,
+            buckets: batch.covered,
+            metas: batch.metas,
+            records: batch.records,
             reply,
             truncated,
         };
@@ -1109,12 +1122,15 @@ impl Agent {
                 self.stats.unexpected_messages += 1;
                 return;
             };
-            let more = truncated || sync.truncated;
+            // Only a joiner needs the whole difference at once; elsewhere a
+            // large difference means gossip is in flight (a fleet forming),
+            // and chasing it would turn every exchange into a table dump.
+            let more = sync.bootstrap && (truncated || sync.truncated);
             (
                 Source::Sync {
                     bootstrap: sync.bootstrap,
                 },
-                more.then_some(sync.bootstrap),
+                more.then_some(true),
             )
         };
         self.stats.sync_records_received += records.len() as u64;
@@ -1138,8 +1154,8 @@ impl Agent {
             self.send_records(from, buckets, false);
         }
         if let Some(bootstrap) = continue_with {
-            // Part of the difference is still unrepaired: go on with the same
-            // peer, as part of the same (bootstrap or not) exchange.
+            // The joiner's view is still incomplete: go on with the same peer,
+            // as part of the same bootstrap.
             self.start_sync(now, from, bootstrap);
         }
     }

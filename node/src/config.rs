@@ -60,11 +60,12 @@ pub struct Config {
     /// Bound of the queue of updates waiting to be gossiped. When full, the
     /// updates forwarded most often are dropped first; anti-entropy repairs.
     pub broadcast_queue_max: usize,
-    /// Most member records one anti-entropy message carries. A larger
-    /// difference is repaired in successive exchanges, started one after the
-    /// other; the bound keeps any single message (and burst) small while a
-    /// large fleet is forming, when almost every bucket differs between any
-    /// two agents.
+    /// Most member records one anti-entropy message carries. A joiner's
+    /// bootstrap continues with exchange after exchange until it has the
+    /// whole table; any other larger difference is repaired over later
+    /// exchanges and gossip. The bound keeps messages small while a large
+    /// fleet is forming, when almost every bucket differs between any two
+    /// agents.
     pub sync_records_max: usize,
     /// Most probes this agent runs on behalf of others at once.
     pub relayed_probes_max: usize,

@@ -24,6 +24,18 @@ use hashbrown::HashTable;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// One anti-entropy message's worth of records.
+pub struct SyncBatch {
+    /// The buckets whose records the batch holds (a subset of those asked).
+    pub covered: u64,
+    /// False when some asked-for records were left out.
+    pub complete: bool,
+    /// Distinct metadata the records refer to.
+    pub metas: Vec<Arc<NodeMeta>>,
+    /// The records.
+    pub records: Vec<SyncRecord>,
+}
+
 /// A copy of one member's entry, as callers see it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Member {
@@ -192,6 +204,7 @@ pub struct MemberTable {
     index: HashTable<u32>,
     metas: MetaTable,
     digests: [u64; SYNC_BUCKETS],
+    bucket_sizes: [u32; SYNC_BUCKETS],
     up: usize,
 }
 
@@ -203,6 +216,7 @@ impl Default for MemberTable {
             index: HashTable::new(),
             metas: MetaTable::default(),
             digests: [0; SYNC_BUCKETS],
+            bucket_sizes: [0; SYNC_BUCKETS],
             up: 0,
         }
     }
@@ -354,6 +368,7 @@ impl MemberTable {
         self.index
             .insert_unique(id.0, at, |&other| ids[other as usize].0);
         self.up += usize::from(liveness.state.is_up());
+        self.bucket_sizes[bucket_of(id)] += 1;
         self.rehash(at as usize);
     }
 
@@ -379,6 +394,7 @@ impl MemberTable {
         self.unhash(at);
         let slot = self.slots[at];
         self.up -= usize::from(slot.liveness.state.is_up());
+        self.bucket_sizes[bucket_of(id)] -= 1;
         self.metas.release(slot.meta);
         let ids = &self.ids;
         if let Ok(entry) = self
@@ -446,44 +462,61 @@ impl MemberTable {
             .fold(0, |bitmap, (bucket, _)| bitmap | (1 << bucket))
     }
 
-    /// Up to `limit` records in the buckets of `bitmap`, with the table of
-    /// metadata they refer to, within [`SYNC_RECORDS_BYTES_MAX`] encoded
-    /// bytes. The flag tells whether some were left out.
-    pub fn records_in(
-        &self,
-        bitmap: u64,
-        limit: usize,
-    ) -> (Vec<Arc<NodeMeta>>, Vec<SyncRecord>, bool) {
-        let mut metas = Vec::new();
+    /// The records of as many whole buckets of `bitmap` as fit in one
+    /// message (`limit` records and [`SYNC_RECORDS_BYTES_MAX`] bytes), lowest
+    /// bucket first and at least one, with the metadata table they refer to.
+    ///
+    /// Whole buckets, and the bitmap of the ones covered, are what let a
+    /// large difference be repaired in successive exchanges: the buckets of
+    /// one batch compare equal afterwards, so the next batch moves on. (Only
+    /// a single bucket larger than a batch, past ~65,000 members at the
+    /// default limit, is cut short; it is then repaired over time.)
+    pub fn records_in(&self, bitmap: u64, limit: usize) -> SyncBatch {
+        let mut covered = 0u64;
+        let mut count = 0usize;
+        for bucket in (0..SYNC_BUCKETS).filter(|&bucket| bitmap & (1 << bucket) != 0) {
+            let size = self.bucket_sizes[bucket] as usize;
+            if covered != 0 && count + size > limit {
+                break;
+            }
+            covered |= 1 << bucket;
+            count += size;
+        }
+        let mut batch = SyncBatch {
+            covered,
+            complete: covered == bitmap,
+            metas: Vec::new(),
+            records: Vec::new(),
+        };
         let mut positions: BTreeMap<u32, u32> = BTreeMap::new();
-        let mut records = Vec::new();
         let mut bytes = 0;
         for at in 0..self.len() {
-            if bitmap & (1 << bucket_of(self.ids[at])) == 0 {
+            if covered & (1 << bucket_of(self.ids[at])) == 0 {
                 continue;
             }
             let slot = self.slots[at];
             let entry = self.metas.get(slot.meta);
             let new_meta = entry.filter(|_| !positions.contains_key(&slot.meta));
             let cost = SYNC_RECORD_BYTES_MAX + new_meta.map_or(0, |entry| entry.encoded_len);
-            if records.len() == limit || bytes + cost > SYNC_RECORDS_BYTES_MAX {
-                return (metas, records, true);
+            if batch.records.len() == limit || bytes + cost > SYNC_RECORDS_BYTES_MAX {
+                batch.complete = false;
+                break;
             }
             bytes += cost;
             let meta = entry.map(|entry| {
                 let position = *positions.entry(slot.meta).or_insert_with(|| {
-                    metas.push(Arc::clone(&entry.meta));
-                    u32::try_from(metas.len() - 1).expect("fewer than 2^32 metas")
+                    batch.metas.push(Arc::clone(&entry.meta));
+                    u32::try_from(batch.metas.len() - 1).expect("fewer than 2^32 metas")
                 });
                 (slot.meta_incarnation, position)
             });
-            records.push(SyncRecord {
+            batch.records.push(SyncRecord {
                 id: self.ids[at],
                 liveness: slot.liveness,
                 meta,
             });
         }
-        (metas, records, false)
+        batch
     }
 
     /// Recomputes every derived field from the entries and compares; used by
@@ -506,6 +539,11 @@ impl MemberTable {
         }
         if self.index.len() != self.len() {
             return Err("index and entries differ in size".into());
+        }
+        let mut sizes = [0u32; SYNC_BUCKETS];
+        self.ids.iter().for_each(|&id| sizes[bucket_of(id)] += 1);
+        if sizes != self.bucket_sizes {
+            return Err("bucket sizes drifted from the entries".into());
         }
         Ok(())
     }

@@ -24,17 +24,29 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
+/// How long a leaving agent keeps running to gossip its departure (the
+/// schedule's `Stop` comes this long after `Leave`).
+const LEAVE_GOSSIP_NANOS: u64 = 1_000_000_000;
 /// Messages a paused agent's receive buffer holds before dropping.
 const PAUSED_INBOX_MAX: usize = 4096;
 
 #[derive(Debug)]
 enum What {
-    Deliver { from: u32, to: u32, bytes: Vec<u8> },
-    Wake { node: u32, generation: u32 },
+    Deliver {
+        from: u32,
+        to: u32,
+        bytes: Vec<u8>,
+    },
+    Wake {
+        node: u32,
+        generation: u32,
+    },
     Act(usize),
     CheckConvergence,
     CheckDetection(u32),
-    CheckSpread(u32),
+    CheckSpread(u32, u32),
+    /// Stop an agent whose leave had to wait for the end of a pause.
+    StopAfterLeave(u32),
 }
 
 #[derive(Debug)]
@@ -249,13 +261,14 @@ impl World {
                     self.violations.push(violation);
                 }
             }
-            What::CheckSpread(member) => {
+            What::CheckSpread(member, incarnation) => {
                 if let Some(bound) = self.spread_bound
-                    && let Some(violation) = self.spread.check(self.now, member, bound)
+                    && let Some(violation) = self.spread.check(self.now, member, incarnation, bound)
                 {
                     self.violations.push(violation);
                 }
             }
+            What::StopAfterLeave(index) => self.stop(index, false),
         }
     }
 
@@ -433,13 +446,8 @@ impl World {
         {
             self.violations.push(violation);
         }
-        if self
-            .spread
-            .target(member)
-            .is_some_and(|target| current.incarnation >= target)
-        {
-            self.spread.learned(self.now, member, agent);
-        }
+        self.spread
+            .learned(self.now, member, current.incarnation, agent);
     }
 
     fn is_running(&self, index: u32) -> bool {
@@ -478,12 +486,22 @@ impl World {
             Action::Crash(indices) => indices.into_iter().for_each(|index| self.stop(index, true)),
             Action::Leave(indices) => {
                 for index in indices {
-                    self.operate(index, Deferred::Leave);
+                    self.operate(index, Deferred::Leave, false);
                 }
             }
-            Action::Stop(indices) => indices
-                .into_iter()
-                .for_each(|index| self.stop(index, false)),
+            Action::Stop(indices) => {
+                for index in indices {
+                    // A leave still waiting for a pause to end is followed
+                    // by its own stop (StopAfterLeave) once it happens.
+                    let waiting = self.nodes[index as usize]
+                        .deferred
+                        .iter()
+                        .any(|operation| matches!(operation, Deferred::Leave));
+                    if !waiting {
+                        self.stop(index, false);
+                    }
+                }
+            }
             Action::Partition(cut) => {
                 if self.network.cut.is_none() {
                     self.convergence.disturbance_started();
@@ -538,7 +556,7 @@ impl World {
                         tags: tags.clone(),
                         addrs: Vec::new(),
                     };
-                    self.operate(index, Deferred::Retag(meta));
+                    self.operate(index, Deferred::Retag(meta), false);
                 }
             }
         }
@@ -547,7 +565,7 @@ impl World {
 
     /// Applies an operator action to agent `index`, or defers it until the
     /// agent resumes if it is paused.
-    fn operate(&mut self, index: u32, operation: Deferred) {
+    fn operate(&mut self, index: u32, operation: Deferred, deferred: bool) {
         let node = &mut self.nodes[index as usize];
         if let Deferred::Retag(meta) = &operation {
             // A restarted process announces the new tags too.
@@ -564,6 +582,11 @@ impl World {
             Deferred::Leave => {
                 self.with_agent(index, |agent, now| agent.leave(now));
                 self.become_not_running(index);
+                if deferred {
+                    // The scheduled stop passed during the pause: give the
+                    // departure its round of gossip, then stop.
+                    self.push(self.now + LEAVE_GOSSIP_NANOS, What::StopAfterLeave(index));
+                }
             }
             Deferred::Retag(meta) => {
                 let mut accepted = false;
@@ -595,7 +618,7 @@ impl World {
         self.spread
             .announced(self.now, member, incarnation, waiting);
         if let Some(bound) = self.spread_bound {
-            self.push(self.now + bound, What::CheckSpread(member));
+            self.push(self.now + bound, What::CheckSpread(member, incarnation));
         }
     }
 
@@ -729,7 +752,7 @@ impl World {
         self.with_agent(index, |agent, now| agent.handle_timeout(now));
         let deferred = std::mem::take(&mut self.nodes[index as usize].deferred);
         for operation in deferred {
-            self.operate(index, operation);
+            self.operate(index, operation, true);
         }
     }
 

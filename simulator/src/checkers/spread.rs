@@ -6,17 +6,17 @@ use super::{Kind, Violation};
 use std::collections::{BTreeMap, BTreeSet};
 
 struct Pending {
-    incarnation: u32,
     started: u64,
     /// Running agents at the announcement that have not learned it yet.
     /// Agents started later are not waited for.
     waiting: BTreeSet<u32>,
 }
 
-/// The spread tracker.
+/// The spread tracker, keyed by (member, incarnation): a member retagged
+/// twice in quick succession is measured twice.
 #[derive(Default)]
 pub struct Spread {
-    pending: BTreeMap<u32, Pending>,
+    pending: BTreeMap<(u32, u32), Pending>,
     times: Vec<u64>,
 }
 
@@ -24,11 +24,6 @@ impl Spread {
     /// Time for each tracked news to reach everyone, in nanoseconds.
     pub fn times(&self) -> &[u64] {
         &self.times
-    }
-
-    /// The incarnation of `member` being waited for, if any.
-    pub fn target(&self, member: u32) -> Option<u32> {
-        self.pending.get(&member).map(|pending| pending.incarnation)
     }
 
     /// `member` announced `incarnation` at `now`; the running agents in
@@ -39,46 +34,49 @@ impl Spread {
             return;
         }
         self.pending.insert(
-            member,
+            (member, incarnation),
             Pending {
-                incarnation,
                 started: now,
                 waiting,
             },
         );
     }
 
-    /// Agent `agent` learned the news about `member`.
-    pub fn learned(&mut self, now: u64, member: u32, agent: u32) {
-        let Some(pending) = self.pending.get_mut(&member) else {
-            return;
-        };
-        pending.waiting.remove(&agent);
-        if pending.waiting.is_empty() {
-            self.times.push(now - pending.started);
-            self.pending.remove(&member);
+    /// Agent `agent` now holds `incarnation` (or later) of `member`.
+    pub fn learned(&mut self, now: u64, member: u32, incarnation: u32, agent: u32) {
+        let keys: Vec<(u32, u32)> = self
+            .pending
+            .range((member, 0)..=(member, incarnation))
+            .map(|(&key, _)| key)
+            .collect();
+        for key in keys {
+            let pending = self.pending.get_mut(&key).expect("listed just above");
+            pending.waiting.remove(&agent);
+            if pending.waiting.is_empty() {
+                self.times.push(now - pending.started);
+                self.pending.remove(&key);
+            }
         }
     }
 
     /// Agent `agent` stopped running: nobody waits for it any more.
     pub fn forget(&mut self, now: u64, agent: u32) {
-        let members: Vec<u32> = self.pending.keys().copied().collect();
-        for member in members {
-            self.learned(now, member, agent);
+        let keys: Vec<(u32, u32)> = self.pending.keys().copied().collect();
+        for (member, incarnation) in keys {
+            self.learned(now, member, incarnation, agent);
         }
     }
 
-    /// Checks, at `now`, that news of `member` announced at least `bound` ago
-    /// reached everyone.
-    pub fn check(&self, now: u64, member: u32, bound: u64) -> Option<Violation> {
-        let pending = self.pending.get(&member)?;
+    /// Checks, at `now`, that incarnation `incarnation` of `member`,
+    /// announced at least `bound` ago, reached everyone.
+    pub fn check(&self, now: u64, member: u32, incarnation: u32, bound: u64) -> Option<Violation> {
+        let pending = self.pending.get(&(member, incarnation))?;
         (now >= pending.started + bound).then(|| Violation {
             invariant: "news-spread",
             kind: Kind::Liveness,
             at: now,
             details: format!(
-                "incarnation {} of agent {member} announced at t={:.3}s has not reached {} running agents in {:.1}s",
-                pending.incarnation,
+                "incarnation {incarnation} of agent {member} announced at t={:.3}s has not reached {} running agents in {:.1}s",
                 pending.started as f64 / 1e9,
                 pending.waiting.len(),
                 bound as f64 / 1e9
