@@ -129,6 +129,18 @@ fn times(values: &[u64]) -> String {
     }
 }
 
+/// The time to agree after the last disturbance, and the worst over all.
+fn convergence(settle_times: &[u64]) -> String {
+    match (settle_times.last(), quantile_s(settle_times, 1.0)) {
+        (Some(&last), Some(max)) => format!(
+            "{:.2}s after the last disturbance, at worst {max:.2}s over {} quiet points",
+            last as f64 / 1e9,
+            settle_times.len()
+        ),
+        _ => "never reached".into(),
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -143,7 +155,7 @@ impl fmt::Display for Outcome {
         writeln!(
             f,
             "  converge       {} (bound {:.1}s)",
-            times(&self.settle_times),
+            convergence(&self.settle_times),
             self.converge_bound.as_secs_f64()
         )?;
         writeln!(

@@ -358,6 +358,11 @@ impl World {
             }
             return;
         }
+        self.hand_over(from, to, &bytes);
+    }
+
+    /// Gives a message to a running agent: counted, traced, handled.
+    fn hand_over(&mut self, from: u32, to: u32, bytes: &[u8]) {
         self.traffic.delivered += 1;
         let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         self.trace.record(
@@ -369,7 +374,7 @@ impl World {
             },
         );
         let sender = node_id(from);
-        self.with_agent(to, |agent, now| agent.handle_message(now, sender, &bytes));
+        self.with_agent(to, |agent, now| agent.handle_message(now, sender, bytes));
     }
 
     fn wake(&mut self, index: u32, generation: u32) {
@@ -734,20 +739,7 @@ impl World {
         }
         let inbox = std::mem::take(&mut self.nodes[index as usize].inbox);
         for (from, bytes) in inbox {
-            self.traffic.delivered += 1;
-            let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-            self.trace.record(
-                self.now,
-                TraceEvent::Deliver {
-                    from,
-                    to: index,
-                    bytes: size,
-                },
-            );
-            let sender = node_id(from);
-            self.with_agent(index, |agent, now| {
-                agent.handle_message(now, sender, &bytes)
-            });
+            self.hand_over(from, index, &bytes);
         }
         self.with_agent(index, |agent, now| agent.handle_timeout(now));
         let deferred = std::mem::take(&mut self.nodes[index as usize].deferred);
