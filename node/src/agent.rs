@@ -1189,7 +1189,10 @@ impl Agent {
             .get(peer)
             .is_some_and(|member| member.state().is_up());
         if is_down {
-            self.start_sync(now, peer, false);
+            // A joiner whose seeds were unreachable still knows only itself:
+            // this exchange is its bootstrap.
+            let bootstrap = self.members.len() <= 1;
+            self.start_sync(now, peer, bootstrap);
         }
     }
 

@@ -403,3 +403,34 @@ fn a_difference_larger_than_one_message_is_repaired_in_successive_exchanges() {
     assert_eq!(harness.agents[&id(60)].members().up_count(), 61);
     assert!(harness.agents[&id(0)].stats().sync_truncated > 0);
 }
+
+#[test]
+fn a_joiner_whose_seed_was_down_joins_later_without_re_announcing_the_fleet() {
+    let mut harness = Harness::new(6);
+    harness.run_for(Duration::from_secs(5));
+    harness.isolated.insert(id(0));
+    harness.add(6);
+    harness.run_for(Duration::from_secs(3));
+    assert_eq!(
+        harness.agents[&id(6)].members().len(),
+        1,
+        "the seed was unreachable"
+    );
+    harness.isolated.remove(&id(0));
+    // The reconnect timer retries the seed; that exchange is the bootstrap.
+    // Step until it lands, then look at once, before gossip could drain.
+    let reconnect = Config::lan().reconnect_interval * 2;
+    for _ in 0..reconnect.as_millis() {
+        harness.run_for(Duration::from_millis(1));
+        if harness.agents[&id(6)].members().len() > 1 {
+            break;
+        }
+    }
+    let joiner = &harness.agents[&id(6)];
+    assert_eq!(joiner.members().up_count(), 7);
+    assert!(
+        joiner.queued_broadcasts() <= 1,
+        "a bootstrap must not re-gossip the fleet ({} queued)",
+        joiner.queued_broadcasts()
+    );
+}
