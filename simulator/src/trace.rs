@@ -7,6 +7,10 @@
 
 use std::io::Write;
 
+/// State code of a member forgotten by reaping, after the four
+/// [`fleetmesh_node::MemberState`] codes (Alive 0, Suspect 1, Dead 2, Left 3).
+pub const REAPED: u8 = 4;
+
 /// One traced event, in fixed-size form for hashing.
 #[derive(Clone, Copy, Debug)]
 pub enum TraceEvent {

@@ -18,7 +18,7 @@ use crate::outcome::{Outcome, Traffic};
 use crate::rng::Seeds;
 use crate::scenario::{Nodes, Scenario};
 use crate::schedule::{self, Action, Schedule};
-use crate::trace::{Trace, TraceEvent};
+use crate::trace::{REAPED, Trace, TraceEvent};
 use fleetmesh_node::{Agent, Config, Event, Liveness, MemberState, NodeId, NodeMeta, Stats};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -397,34 +397,31 @@ impl World {
                 previous,
                 current,
             } => {
-                let member = node_index(id, self.nodes.len()).unwrap_or(u32::MAX);
-                self.trace.record(
-                    self.now,
-                    TraceEvent::Member {
-                        agent: index,
-                        member,
-                        incarnation: current.incarnation,
-                        state: current.state as u8,
-                    },
-                );
+                let state = current.state as u8;
+                let member = self.trace_member(index, id, current.incarnation, state);
                 if member != u32::MAX {
                     self.view_changed(index, member, previous, current);
                 }
             }
             Event::MemberReaped { id } => {
-                let member = node_index(id, self.nodes.len()).unwrap_or(u32::MAX);
-                self.trace.record(
-                    self.now,
-                    TraceEvent::Member {
-                        agent: index,
-                        member,
-                        incarnation: 0,
-                        state: 4,
-                    },
-                );
+                self.trace_member(index, id, 0, REAPED);
             }
             Event::Refuted { .. } => self.traffic.refutations += 1,
         }
+    }
+
+    /// Traces a change of `agent`'s view of `id`; returns the member's
+    /// index, or `u32::MAX` for an id that names no simulated agent.
+    fn trace_member(&mut self, agent: u32, id: NodeId, incarnation: u32, state: u8) -> u32 {
+        let member = node_index(id, self.nodes.len()).unwrap_or(u32::MAX);
+        let event = TraceEvent::Member {
+            agent,
+            member,
+            incarnation,
+            state,
+        };
+        self.trace.record(self.now, event);
+        member
     }
 
     fn view_changed(
