@@ -57,7 +57,8 @@ enum SimCommand {
         /// false-dead, traffic.
         #[arg(long, default_value = "all")]
         only: String,
-        /// Include the 10,000-agent runs (minutes, ~3 GiB of memory).
+        /// Include the 10,000-agent runs. Today they take tens of minutes and
+        /// more than 6 GiB of memory (see docs/benchmarks.md).
         #[arg(long)]
         large: bool,
     },

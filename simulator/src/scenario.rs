@@ -22,12 +22,14 @@ pub const DURATION_S_MAX: f64 = 7.0 * 24.0 * 3600.0;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error(
+        "{path}: cannot read the scenario file: {error}; check the path (scenarios/ holds examples)"
+    )]
     Read {
         /// The file.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not valid TOML, an unknown field, or a value of the wrong type.
     #[error("{path}:{line}: {message}")]
@@ -430,9 +432,9 @@ impl Scenario {
     /// Reads and validates the scenario file at `path`.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read {
             path: name.clone(),
-            source,
+            error,
         })?;
         Scenario::parse(&name, &text)
     }
