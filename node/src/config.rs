@@ -94,7 +94,7 @@ impl Config {
             suspicion_confirmations: NonZeroU8::new(3).expect("non-zero"),
             gossip_interval: Duration::from_millis(200),
             gossip_fanout: NonZeroU8::new(4).expect("non-zero"),
-            retransmit_mult: 3,
+            retransmit_mult: 4,
             datagram_bytes_max: 1400,
             sync_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(5),
