@@ -267,24 +267,9 @@ impl Agent {
         &self.stats
     }
 
-    /// The local health score (0 is healthy).
-    pub fn local_health(&self) -> u8 {
-        self.health.score()
-    }
-
     /// Updates waiting to be gossiped.
     pub fn queued_broadcasts(&self) -> usize {
         self.broadcasts.len()
-    }
-
-    /// Suspicions this agent holds.
-    pub fn suspicions(&self) -> usize {
-        self.suspicions.len()
-    }
-
-    /// True once [`Agent::leave`] was called.
-    pub fn has_left(&self) -> bool {
-        self.left
     }
 
     // --- inputs --------------------------------------------------------------

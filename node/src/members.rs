@@ -288,12 +288,6 @@ impl MemberTable {
         }
     }
 
-    /// Iterates all entries in table order (deterministic: it depends only on
-    /// the sequence of operations).
-    pub fn iter(&self) -> impl Iterator<Item = Member> + '_ {
-        (0..self.len()).map(|at| self.member_at(at))
-    }
-
     /// Joins a claim into the table: the least upper bound of what is held and
     /// `liveness`/`meta`, exactly as [`MemberRecord::merge`] defines it.
     /// Returns `None` when nothing changed.

@@ -5,7 +5,7 @@
 //! origin. The simulator maps virtual time (with per-agent skew and drift) to
 //! it; the runtime maps `std::time::Instant` to it.
 
-use std::ops::{Add, Sub};
+use std::ops::Add;
 use std::time::Duration;
 
 /// A point on the driver's monotonic clock, in nanoseconds from its origin.
@@ -15,16 +15,6 @@ pub struct Instant(pub u64);
 impl Instant {
     /// The clock's origin.
     pub const ZERO: Instant = Instant(0);
-
-    /// Nanoseconds since the origin.
-    pub fn as_nanos(self) -> u64 {
-        self.0
-    }
-
-    /// Time elapsed since `earlier`, or zero if `earlier` is later.
-    pub fn saturating_since(self, earlier: Instant) -> Duration {
-        Duration::from_nanos(self.0.saturating_sub(earlier.0))
-    }
 }
 
 impl Add<Duration> for Instant {
@@ -32,13 +22,5 @@ impl Add<Duration> for Instant {
     fn add(self, rhs: Duration) -> Instant {
         let nanos = u64::try_from(rhs.as_nanos()).unwrap_or(u64::MAX);
         Instant(self.0.saturating_add(nanos))
-    }
-}
-
-impl Sub<Duration> for Instant {
-    type Output = Instant;
-    fn sub(self, rhs: Duration) -> Instant {
-        let nanos = u64::try_from(rhs.as_nanos()).unwrap_or(u64::MAX);
-        Instant(self.0.saturating_sub(nanos))
     }
 }

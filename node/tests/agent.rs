@@ -406,13 +406,15 @@ fn a_difference_larger_than_one_message_is_repaired_in_successive_exchanges() {
         sync_records_max: 8,
         ..Config::lan()
     };
-    let mut harness = Harness::with_config(60, config);
+    // 200 members over 64 buckets: about three per bucket, so a batch of
+    // eight records covers only a few buckets, and only batches of whole
+    // buckets make the next exchange move on.
+    let mut harness = Harness::with_config(200, config);
     harness.run_for(Duration::from_secs(20));
-    harness.add(60);
-    // Eight records per message: the 61-member table takes several
-    // exchanges, which follow each other at once.
-    harness.run_for(Duration::from_millis(100));
-    assert_eq!(harness.agents[&id(60)].members().up_count(), 61);
+    harness.add(200);
+    // The 201-member table takes dozens of exchanges, one after the other.
+    harness.run_for(Duration::from_millis(500));
+    assert_eq!(harness.agents[&id(200)].members().up_count(), 201);
     assert!(harness.agents[&id(0)].stats().sync_truncated > 0);
 }
 
