@@ -6,9 +6,20 @@
 //! clock, draws randomness or performs I/O; the protocol core and the
 //! simulator decide when merges happen.
 
+pub mod cert;
+pub mod hlc;
+pub mod keys;
 pub mod membership;
+pub mod replica;
+pub mod trust;
 
 pub use membership::{
     Incarnation, Liveness, MemberRecord, MemberState, Merged, MetaError, MetaVersion, NodeId,
     NodeMeta, meta_limits,
 };
+
+pub use cert::{CertBody, CertError, NodeCert};
+pub use hlc::{Hlc, HlcClock};
+pub use keys::{Digest, Ed25519, Keypair, PublicKey, Signature, SignatureCheck, Verifier};
+pub use replica::{Ctx, Merge, Rejected, Replica};
+pub use trust::{Role, SignedTrust, TrustChain, TrustDoc, TrustError, TrustInsert};
