@@ -9,16 +9,19 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::keys::{Digest, Verifier};
+use crate::keys::{Digest, PublicKey, Verifier};
 use crate::trust::TrustChain;
 
-/// What a merge may consult: the fleet's trust, a signature verifier and
-/// the replica's current HLC time (for expiries). Nothing else, so a merge
-/// is a function of the replica's state and the entry.
+/// What a merge may consult: the fleet's trust, the admitted nodes, a
+/// signature verifier and the replica's current HLC time (for expiries).
+/// Nothing else, so a merge is a function of the replica's state and the
+/// entry.
 #[derive(Clone, Copy)]
 pub struct Ctx<'a> {
     /// The fleet's trust chain as this replica resolves it.
     pub trust: &'a TrustChain,
+    /// Whether a node key holds a valid, unrevoked certificate.
+    pub admitted: &'a dyn Fn(&PublicKey) -> bool,
     /// Checks signatures.
     pub verifier: &'a dyn Verifier,
     /// HLC milliseconds now.
@@ -60,6 +63,19 @@ pub trait Replica {
     /// idempotent over valid entries; an invalid entry is refused and
     /// changes nothing.
     fn merge(&mut self, entry: Self::Entry, ctx: &Ctx<'_>) -> Result<Merge, Rejected>;
+
+    /// Merges many entries; collections whose verification or application
+    /// is cheaper in batches override this.
+    fn merge_batch(
+        &mut self,
+        entries: Vec<Self::Entry>,
+        ctx: &Ctx<'_>,
+    ) -> Vec<Result<Merge, Rejected>> {
+        entries
+            .into_iter()
+            .map(|entry| self.merge(entry, ctx))
+            .collect()
+    }
 
     /// Re-checks held entries after the trust chain changed: entries whose
     /// signer is now revoked are dropped (and entries queued for a newer

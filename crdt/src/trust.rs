@@ -99,7 +99,9 @@ impl TrustDoc {
 
     /// Whether `key` holds `role` in this version.
     pub fn has_role(&self, key: &PublicKey, role: Role) -> bool {
-        self.keys.get(key).is_some_and(|roles| roles.contains(&role))
+        self.keys
+            .get(key)
+            .is_some_and(|roles| roles.contains(&role))
     }
 
     /// Checks the document's own consistency.
@@ -364,13 +366,15 @@ impl TrustChain {
             .get(&(version - 1))
             .into_iter()
             .flat_map(|held| held.values())
-            .any(|previous| match doc.verify_successor(&previous.doc, verifier) {
-                Ok(()) => true,
-                Err(error) => {
-                    last_error = error;
-                    false
-                }
-            });
+            .any(
+                |previous| match doc.verify_successor(&previous.doc, verifier) {
+                    Ok(()) => true,
+                    Err(error) => {
+                        last_error = error;
+                        false
+                    }
+                },
+            );
         if !follows_held {
             return Err(last_error);
         }
