@@ -5,13 +5,17 @@ use crate::broadcast::BroadcastQueue;
 use crate::config::Config;
 use crate::error::AgentError;
 use crate::health::LocalHealth;
+use crate::identity::Identity;
 use crate::members::{Change, Member, MemberTable};
 use crate::probe::ProbeCursor;
+use crate::state::{Entry, Kind, Merged, Replicas, cert_key};
 use crate::stats::Stats;
 use crate::suspicion::{Expired, Suspicions};
 use crate::time::Instant;
-use crate::wire::{self, Message, SyncRecord, Update};
-use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeId, NodeMeta};
+use crate::wire::{self, Message, StateMessage, SyncRecord, Update};
+use fleetmesh_crdt::{
+    HlcClock, Incarnation, Keypair, Liveness, MemberState, NodeCert, NodeId, NodeMeta, Verifier,
+};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -26,6 +30,13 @@ const SYNCS_IN_FLIGHT_MAX: usize = 8;
 const SYNCS_ANSWERED_MAX: usize = 64;
 /// Last probes whose acks are remembered (the oldest is forgotten first).
 const LAST_PROBES_MAX: usize = 1024;
+/// Most peers remembered as recently introduced to (see `introduce`).
+const INTRODUCTIONS_MAX: usize = 1024;
+/// Most claims parked waiting for their member's certificate: a joiner's
+/// first exchange names the whole fleet before it holds any certificate.
+const PARKED_MAX: usize = 65_536;
+/// How far ahead of the local clock a peer's HLC timestamp may be.
+const HLC_MAX_AHEAD_MILLIS: u64 = 60_000;
 /// Draws tried when picking random members; bounds the loop when few of the
 /// table's members qualify.
 const RANDOM_PICK_ATTEMPTS: usize = 32;
@@ -130,6 +141,15 @@ struct Claim<'a> {
     from: NodeId,
 }
 
+/// A claim about a member whose certificate has not arrived yet, held
+/// until it does (or another claim about the member replaces it).
+struct Parked {
+    liveness: Liveness,
+    meta: Option<(Incarnation, Arc<NodeMeta>)>,
+    from: NodeId,
+    source: Source,
+}
+
 /// The agent's protocol core. Deterministic: it reads no clock, spawns
 /// nothing and draws randomness only from the seeded RNG it owns.
 ///
@@ -147,6 +167,13 @@ struct Claim<'a> {
 pub struct Agent {
     config: Config,
     id: NodeId,
+    keypair: Keypair,
+    cert: Arc<NodeCert>,
+    hlc: HlcClock,
+    replicas: Replicas,
+    introduced: BTreeMap<NodeId, Instant>,
+    missing_certs: Vec<NodeId>,
+    parked: BTreeMap<NodeId, Parked>,
     incarnation: Incarnation,
     meta: Arc<NodeMeta>,
     left: bool,
@@ -176,20 +203,27 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// A new agent named `id` announcing `meta`, seeded with `seed` (the only
-    /// source of randomness it will ever use), started at `now`.
+    /// A new agent with `identity`, announcing `meta`, seeded with `seed`
+    /// (the only source of randomness it will ever use), started at `now`;
+    /// `verifier` checks every signature it receives.
     ///
     /// It knows only itself until [`Agent::join`] or a message from a peer.
     /// Fails, changing nothing, when `meta` breaks the limits receivers
-    /// enforce.
+    /// enforce or the identity does not verify.
     pub fn new(
         config: Config,
-        id: NodeId,
+        identity: Identity,
         meta: NodeMeta,
         seed: u64,
         now: Instant,
+        verifier: Arc<dyn Verifier>,
     ) -> Result<Agent, AgentError> {
         meta.validate()?;
+        let mut hlc = HlcClock::new(HLC_MAX_AHEAD_MILLIS);
+        let now_millis = hlc.now(millis(now)).millis;
+        let trust = identity.verify(&verifier, now_millis)?;
+        let id = identity.node_id();
+        let replicas = Replicas::new(trust, identity.cert.clone(), verifier, now_millis);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut timers = BTreeMap::new();
         // Spread the periodic work of agents started together over a period.
@@ -212,6 +246,13 @@ impl Agent {
             health: LocalHealth::new(config.local_health_max),
             config,
             id,
+            keypair: identity.keypair,
+            cert: Arc::new(identity.cert),
+            hlc,
+            replicas,
+            introduced: BTreeMap::new(),
+            missing_certs: Vec::new(),
+            parked: BTreeMap::new(),
             incarnation: 0,
             meta: Arc::new(meta),
             left: false,
@@ -245,6 +286,11 @@ impl Agent {
     /// This agent's id.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// The fleet's replicated state as this agent holds it.
+    pub fn replicas(&self) -> &Replicas {
+        &self.replicas
     }
 
     /// This agent's current incarnation.
@@ -356,6 +402,16 @@ impl Agent {
             self.stats.unexpected_messages += 1;
             return;
         }
+        let now_millis = self.now_millis(now);
+        let message = match message {
+            Message::Hello { cert, reply } => return self.on_hello(now, from, *cert, reply),
+            _ if !self.replicas.certs().admits(from, now_millis) => {
+                self.stats.unadmitted_messages += 1;
+                self.introduce(now, from);
+                return;
+            }
+            message => message,
+        };
         match message {
             Message::Ping {
                 seq,
@@ -387,7 +443,10 @@ impl Agent {
                 };
                 self.on_sync_records(now, from, batch, reply)
             }
+            Message::State(message) => self.on_state(now, from, message),
+            Message::Hello { .. } => {}
         }
+        self.fetch_missing_certs(now, from);
     }
 
     /// Runs every timer due at `now`.
@@ -454,7 +513,11 @@ impl Agent {
         let mut next = self
             .timers
             .iter()
-            .filter(|&(&timer, _)| timer != Timer::Gossip || !self.broadcasts.is_empty())
+            .filter(|&(&timer, _)| {
+                timer != Timer::Gossip
+                    || !self.broadcasts.is_empty()
+                    || self.replicas.push_len() > 0
+            })
             .map(|(_, &at)| at)
             .min();
         let mut consider = |at: Option<Instant>| {
@@ -762,6 +825,20 @@ impl Agent {
             return;
         }
         let known = self.members.get(claim.id);
+        if !self
+            .replicas
+            .certs()
+            .admits(claim.id, self.hlc.last().millis)
+        {
+            self.stats.unadmitted_claims += 1;
+            if known.is_none()
+                && claim.liveness.state.is_up()
+                && !self.replicas.is_revoked_id(claim.id)
+            {
+                self.park(claim, source);
+            }
+            return;
+        }
         if known.is_none() && (!claim.liveness.state.is_up() || claim.meta.is_none()) {
             // A stranger enters the table only with its own metadata, from
             // its announcement or an anti-entropy record, and only while up:
@@ -946,15 +1023,22 @@ impl Agent {
     // --- dissemination --------------------------------------------------------
 
     fn gossip_round(&mut self) {
-        if self.broadcasts.is_empty() {
+        if self.broadcasts.is_empty() && self.replicas.push_len() == 0 {
             return;
         }
         let fanout = usize::from(self.config.gossip_fanout.get());
+        let limit = self.config.retransmit_limit(self.members.up_count());
+        let budget = self
+            .config
+            .datagram_bytes_max
+            .saturating_sub(MESSAGE_OVERHEAD_BYTES);
         for peer in self.random_up_members(fanout, None) {
-            if self.broadcasts.is_empty() {
-                return;
+            if !self.broadcasts.is_empty() {
+                self.send_gossip(peer);
             }
-            self.send_gossip(peer);
+            if let Some(push) = self.replicas.next_push(budget, limit as u32) {
+                self.send(peer, &Message::State(push));
+            }
         }
     }
 
@@ -1018,8 +1102,16 @@ impl Agent {
             },
         );
         self.stats.syncs_started += 1;
+        // The peer may not hold our certificate (a joiner's seed, a member
+        // back from a partition that outlived a revocation sweep): an
+        // introduction first costs a few hundred bytes per exchange and
+        // saves the exchange.
+        let now_millis = self.now_millis(now);
+        let known = self.replicas.certs().admits(peer, now_millis);
+        self.send_hello(peer, !known);
         let root = self.members.root();
         self.send(peer, &Message::SyncRoot { root });
+        self.send(peer, &Message::State(self.replicas.roots()));
     }
 
     /// Time to the next periodic exchange. While this agent holds
@@ -1214,6 +1306,132 @@ impl Agent {
         self.next_seq
     }
 
+    // --- admission and replicated state -----------------------------------------
+
+    fn now_millis(&mut self, now: Instant) -> u64 {
+        self.hlc.now(millis(now)).millis
+    }
+
+    fn send_hello(&mut self, to: NodeId, reply: bool) {
+        let cert = Box::new(NodeCert::clone(&self.cert));
+        self.send(to, &Message::Hello { cert, reply });
+    }
+
+    /// A peer this agent cannot admit yet talked to it: introduce ourselves
+    /// and ask for its certificate, at most once a probe interval per peer.
+    fn introduce(&mut self, now: Instant, peer: NodeId) {
+        self.introduced.retain(|_, until| *until > now);
+        if self.introduced.contains_key(&peer) || self.introduced.len() >= INTRODUCTIONS_MAX {
+            return;
+        }
+        self.introduced
+            .insert(peer, now + self.config.probe_interval);
+        self.send_hello(peer, true);
+    }
+
+    fn on_hello(&mut self, now: Instant, from: NodeId, cert: NodeCert, reply: bool) {
+        if cert.node_id() != from {
+            self.stats.unadmitted_messages += 1;
+            return;
+        }
+        let now_millis = self.now_millis(now);
+        let (result, effects) = self.replicas.merge(Entry::Cert(Box::new(cert)), now_millis);
+        if result.is_err() {
+            self.stats.unadmitted_messages += 1;
+            return;
+        }
+        self.apply_state_effects(now, effects);
+        if reply {
+            self.send_hello(from, false);
+        }
+    }
+
+    fn on_state(&mut self, now: Instant, from: NodeId, message: StateMessage) {
+        let now_millis = self.now_millis(now);
+        let mut answers = Vec::new();
+        let effects = self.replicas.handle(message, now_millis, &mut answers);
+        for answer in answers {
+            self.send(from, &Message::State(answer));
+        }
+        self.apply_state_effects(now, effects);
+    }
+
+    /// Asks the sender of the message just handled for the certificates of
+    /// members it told us about that we cannot admit yet.
+    fn fetch_missing_certs(&mut self, now: Instant, from: NodeId) {
+        if self.missing_certs.is_empty() {
+            return;
+        }
+        let keys: Vec<_> = self.missing_certs.drain(..).map(cert_key).collect();
+        let now_millis = self.now_millis(now);
+        if let Some(want) = self.replicas.want(Kind::Cert, keys, now_millis) {
+            self.send(from, &Message::State(want));
+        }
+    }
+
+    /// Holds a claim about a member we cannot admit yet and asks for its
+    /// certificate.
+    fn park(&mut self, claim: Claim<'_>, source: Source) {
+        if self.parked.len() >= PARKED_MAX && !self.parked.contains_key(&claim.id) {
+            self.stats.claims_ignored += 1;
+            return;
+        }
+        let parked = Parked {
+            liveness: claim.liveness,
+            meta: claim
+                .meta
+                .map(|(incarnation, meta)| (incarnation, Arc::clone(meta))),
+            from: claim.from,
+            source,
+        };
+        if self.parked.insert(claim.id, parked).is_none() {
+            self.missing_certs.push(claim.id);
+        }
+    }
+
+    fn apply_state_effects(&mut self, now: Instant, effects: Merged) {
+        for id in effects.admitted {
+            if let Some(parked) = self.parked.remove(&id) {
+                let claim = Claim {
+                    id,
+                    liveness: parked.liveness,
+                    meta: parked
+                        .meta
+                        .as_ref()
+                        .map(|(incarnation, meta)| (*incarnation, meta)),
+                    from: parked.from,
+                };
+                self.learn(now, claim, parked.source);
+            }
+        }
+        if effects.trust_changed {
+            self.parked
+                .retain(|_, parked| parked.liveness.state.is_up());
+            self.expel_unadmitted(now);
+        }
+    }
+
+    /// Declares dead every member whose certificate no longer holds (its key
+    /// or its issuer was revoked); their messages are already dropped.
+    fn expel_unadmitted(&mut self, now: Instant) {
+        let now_millis = self.now_millis(now);
+        let expelled: Vec<Member> = (0..self.members.len())
+            .map(|at| self.members.member_at(at))
+            .filter(|member| member.id != self.id && member.state().is_up())
+            .filter(|member| !self.replicas.certs().admits(member.id, now_millis))
+            .collect();
+        for member in expelled {
+            let dead = Liveness {
+                incarnation: member.incarnation(),
+                state: MemberState::Dead,
+            };
+            if let Some(change) = self.members.merge(member.id, dead, None) {
+                self.stats.expelled += 1;
+                self.on_change(now, member.id, change, self.id);
+            }
+        }
+    }
+
     fn send(&mut self, to: NodeId, message: &Message) {
         if self.transmits.len() >= self.config.transmit_queue_max {
             self.stats.transmits_dropped += 1;
@@ -1235,6 +1453,11 @@ impl Agent {
         }
         self.events.push_back(event);
     }
+}
+
+/// Milliseconds of an agent clock reading, the physical part of its HLC.
+fn millis(now: Instant) -> u64 {
+    now.0 / 1_000_000
 }
 
 fn jitter(rng: &mut ChaCha8Rng, period: Duration) -> Duration {

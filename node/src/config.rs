@@ -65,7 +65,9 @@ pub struct Config {
     /// whole table; any other larger difference is repaired over later
     /// exchanges and gossip. The bound keeps messages small while a large
     /// fleet is forming, when almost every bucket differs between any two
-    /// agents.
+    /// agents. Records travel in whole buckets, so this must exceed the
+    /// fullest of the 64 buckets (about N/64 members, plus slack): 1024
+    /// serves fleets of up to about 50,000.
     pub sync_records_max: usize,
     /// Most probes this agent runs on behalf of others at once.
     pub relayed_probes_max: usize,

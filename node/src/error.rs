@@ -10,6 +10,9 @@ pub enum AgentError {
     /// would get every message carrying it dropped.
     #[error("invalid node metadata: {0}")]
     InvalidMeta(#[from] MetaError),
+    /// The key, certificate or genesis trust document is unusable.
+    #[error("identity refused: {0}")]
+    Identity(String),
     /// The agent has left the fleet; it announces nothing more.
     #[error("the agent has left the fleet")]
     Left,

@@ -26,6 +26,13 @@ pub struct Stats {
     /// Well-formed messages that did not fit the agent's state (an ack for no
     /// probe, a ping for another member, a reply to no sync) and were ignored.
     pub unexpected_messages: u64,
+    /// Messages dropped because their sender holds no valid certificate.
+    pub unadmitted_messages: u64,
+    /// Claims dropped because they are about a node holding no valid
+    /// certificate (yet: its certificate is fetched from the claimer).
+    pub unadmitted_claims: u64,
+    /// Members expelled because their key or certificate was revoked.
+    pub expelled: u64,
     /// Probes started.
     pub probes: u64,
     /// Probes that got no ack, direct or indirect.
@@ -79,6 +86,9 @@ impl AddAssign<&Stats> for Stats {
         self.encode_errors += other.encode_errors;
         self.claims_ignored += other.claims_ignored;
         self.unexpected_messages += other.unexpected_messages;
+        self.unadmitted_messages += other.unadmitted_messages;
+        self.unadmitted_claims += other.unadmitted_claims;
+        self.expelled += other.expelled;
         self.probes += other.probes;
         self.probes_failed += other.probes_failed;
         self.indirect_probes += other.indirect_probes;

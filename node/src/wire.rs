@@ -8,7 +8,9 @@
 //! checked against the protocol's own limits before it is returned.
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
-use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeId, NodeMeta};
+use fleetmesh_crdt::{Digest, Incarnation, Liveness, MemberState, NodeCert, NodeId, NodeMeta};
+
+use crate::state::{Entry, Kind, PAIRS_MAX, STATE_BUCKETS, WANTS_MAX};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -71,6 +73,50 @@ pub struct SyncRecord {
     pub liveness: Liveness,
     /// Incarnation of the metadata and its index in the message's table.
     pub meta: Option<(Incarnation, u32)>,
+}
+
+/// The replicated state's messages ([`crate::state`] explains the exchange).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum StateMessage {
+    /// Anti-entropy step 1: one root digest per collection, in
+    /// [`Kind::ALL`] order.
+    Roots {
+        /// The roots.
+        roots: Vec<Digest>,
+    },
+    /// Step 2: bucket digests of the collections whose roots differ.
+    Buckets {
+        /// Per collection, [`STATE_BUCKETS`] digests.
+        kinds: Vec<(Kind, Vec<Digest>)>,
+    },
+    /// Step 3: the initiator's `(key, version)` pairs of differing buckets.
+    Versions {
+        /// The collection.
+        kind: Kind,
+        /// Bitmap of the buckets the pairs are drawn from.
+        buckets: u64,
+        /// The pairs.
+        pairs: Vec<(Digest, Digest)>,
+    },
+    /// Asks for entries by key.
+    Want {
+        /// The collection.
+        kind: Kind,
+        /// Their keys.
+        keys: Vec<Digest>,
+    },
+    /// Entries answering a want or filling a difference.
+    Entries {
+        /// The entries.
+        entries: Vec<Entry>,
+    },
+    /// A gossip round's push: small entries whole, large ones announced.
+    Push {
+        /// Entries.
+        entries: Vec<Entry>,
+        /// Keys of entries to fetch if missing.
+        announces: Vec<(Kind, Digest)>,
+    },
 }
 
 /// Everything agents say to each other.
@@ -140,6 +186,16 @@ pub enum Message {
         /// carry; the initiator continues with another exchange at once.
         truncated: bool,
     },
+    /// Introduces the sender: the only message accepted from a peer whose
+    /// certificate the receiver does not hold yet.
+    Hello {
+        /// The sender's certificate.
+        cert: Box<NodeCert>,
+        /// Asks the receiver to introduce itself in turn.
+        reply: bool,
+    },
+    /// Replicated state.
+    State(StateMessage),
 }
 
 /// Why an incoming message was dropped. Decoding never changes agent state.
@@ -192,6 +248,11 @@ pub fn encoded_len(update: &Update) -> usize {
     bincode::serde::encode_to_vec(update, BINCODE).map_or(usize::MAX, |bytes| bytes.len())
 }
 
+/// Encoded size of one replicated entry.
+pub fn entry_len(entry: &Entry) -> usize {
+    bincode::serde::encode_to_vec(entry, BINCODE).map_or(usize::MAX, |bytes| bytes.len())
+}
+
 /// Decodes and validates one message.
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
@@ -216,7 +277,8 @@ fn validate(message: &Message) -> Result<(), DecodeError> {
         | Message::Ack { updates, .. }
         | Message::PingReq { updates, .. }
         | Message::Gossip { updates } => validate_updates(updates),
-        Message::Nack { .. } | Message::SyncRoot { .. } => Ok(()),
+        Message::Nack { .. } | Message::SyncRoot { .. } | Message::Hello { .. } => Ok(()),
+        Message::State(state) => validate_state(state),
         Message::SyncBuckets { digests } => {
             if digests.len() != SYNC_BUCKETS {
                 return Err(DecodeError::Invalid("wrong number of bucket digests"));
@@ -239,6 +301,28 @@ fn validate(message: &Message) -> Result<(), DecodeError> {
             }
             Ok(())
         }
+    }
+}
+
+fn validate_state(message: &StateMessage) -> Result<(), DecodeError> {
+    let ok = match message {
+        StateMessage::Roots { roots } => roots.len() == Kind::ALL.len(),
+        StateMessage::Buckets { kinds } => {
+            kinds.len() <= Kind::ALL.len()
+                && kinds
+                    .iter()
+                    .all(|(_, digests)| digests.len() == STATE_BUCKETS)
+        }
+        StateMessage::Versions { pairs, .. } => pairs.len() <= PAIRS_MAX,
+        StateMessage::Want { keys, .. } => keys.len() <= WANTS_MAX,
+        // Entries are bounded by the message size; each is verified on merge.
+        StateMessage::Entries { .. } => true,
+        StateMessage::Push { announces, .. } => announces.len() <= WANTS_MAX,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError::Invalid("state message over its limits"))
     }
 }
 

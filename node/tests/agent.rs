@@ -3,9 +3,13 @@
 //! after a fixed delay through links the test can cut. No simulator: these
 //! tests pin the protocol itself.
 
+use fleetmesh_node::crdt::{
+    CertBody, Ed25519, Keypair, NodeCert, Role, SignedTrust, TrustDoc, Verifier,
+};
 use fleetmesh_node::wire::{self, Message, Update};
-use fleetmesh_node::{Agent, Config, Instant, MemberState, NodeId, NodeMeta};
+use fleetmesh_node::{Agent, Config, Identity, Instant, MemberState, NodeId, NodeMeta};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 const LINK_DELAY: Duration = Duration::from_millis(1);
@@ -21,9 +25,56 @@ struct Harness {
     isolated: BTreeSet<NodeId>,
 }
 
+fn key(n: u64) -> Keypair {
+    Keypair::from_seed(*blake3::hash(&n.to_le_bytes()).as_bytes())
+}
+
+/// The test fleet's operator (root, config and admit) and genesis.
+static FLEET: LazyLock<(Keypair, SignedTrust)> = LazyLock::new(|| {
+    let operator = key(u64::MAX);
+    let doc = TrustDoc {
+        fleet: "test".into(),
+        version: 1,
+        keys: BTreeMap::from([(
+            operator.public(),
+            BTreeSet::from([Role::Root, Role::Config, Role::Admit]),
+        )]),
+        root_threshold: 1,
+        config_threshold: 1,
+        revoked: BTreeSet::new(),
+    };
+    let signature = operator.sign_digest(&doc.signing_digest());
+    let genesis = SignedTrust {
+        signatures: BTreeMap::from([(operator.public(), signature)]),
+        doc,
+    };
+    (operator, genesis)
+});
+
 fn id(n: u64) -> NodeId {
-    // Spread ids over the bucket space as real (hashed) ids are.
-    NodeId(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    key(n).public().node_id()
+}
+
+fn identity(n: u64) -> Identity {
+    let (operator, genesis) = &*FLEET;
+    let body = CertBody {
+        fleet: genesis.digest(),
+        node_key: key(n).public(),
+        name: format!("node-{n}"),
+        tags: BTreeMap::new(),
+        expires_millis: None,
+        issuer: operator.public(),
+        trust_version: 1,
+    };
+    Identity {
+        keypair: key(n),
+        cert: NodeCert::issue(body, operator),
+        genesis: genesis.clone(),
+    }
+}
+
+fn verifier() -> Arc<dyn Verifier> {
+    Arc::new(Ed25519)
 }
 
 impl Harness {
@@ -47,8 +98,15 @@ impl Harness {
     }
 
     fn add(&mut self, n: u64) {
-        let agent = Agent::new(self.config.clone(), id(n), NodeMeta::default(), n, self.now)
-            .expect("empty metadata is valid");
+        let agent = Agent::new(
+            self.config.clone(),
+            identity(n),
+            NodeMeta::default(),
+            n,
+            self.now,
+            verifier(),
+        )
+        .expect("empty metadata is valid");
         self.agents.insert(id(n), agent);
         if n > 0 {
             self.agents
@@ -315,12 +373,27 @@ fn claims_about_strangers_do_not_add_members() {
 fn invalid_metadata_and_changes_after_leaving_are_refused() {
     let mut meta = NodeMeta::default();
     meta.tags.insert("bad key".into(), "x".into());
-    let refused = Agent::new(Config::lan(), id(1), meta.clone(), 1, Instant(0));
+    let refused = Agent::new(
+        Config::lan(),
+        identity(1),
+        meta.clone(),
+        1,
+        Instant(0),
+        verifier(),
+    );
     assert!(matches!(
         refused,
         Err(fleetmesh_node::AgentError::InvalidMeta(_))
     ));
-    let mut agent = Agent::new(Config::lan(), id(1), NodeMeta::default(), 1, Instant(0)).unwrap();
+    let mut agent = Agent::new(
+        Config::lan(),
+        identity(1),
+        NodeMeta::default(),
+        1,
+        Instant(0),
+        verifier(),
+    )
+    .unwrap();
     assert!(agent.set_meta(meta).is_err());
     assert_eq!(
         agent.incarnation(),
@@ -403,12 +476,13 @@ fn an_accused_member_answers_a_stale_accusation_with_its_current_incarnation() {
 #[test]
 fn a_difference_larger_than_one_message_is_repaired_in_successive_exchanges() {
     let config = Config {
-        sync_records_max: 8,
+        sync_records_max: 16,
         ..Config::lan()
     };
-    // 200 members over 64 buckets: about three per bucket, so a batch of
-    // eight records covers only a few buckets, and only batches of whole
-    // buckets make the next exchange move on.
+    // 200 members over 64 buckets: about three per bucket (the fullest,
+    // with these ids, holds 10), so a batch of sixteen records covers only
+    // a few buckets, and only batches of whole buckets make the next
+    // exchange move on.
     let mut harness = Harness::with_config(200, config);
     harness.run_for(Duration::from_secs(20));
     harness.add(200);
@@ -434,9 +508,11 @@ fn a_joiner_whose_seed_was_down_joins_later_without_re_announcing_the_fleet() {
     // The reconnect timer retries the seed; that exchange is the bootstrap.
     // Step until it lands, then look at once, before gossip could drain.
     let reconnect = Config::lan().reconnect_interval * 2;
+    // Records about members whose certificates the joiner lacks wait one
+    // round trip for them.
     for _ in 0..reconnect.as_millis() {
         harness.run_for(Duration::from_millis(1));
-        if harness.agents[&id(6)].members().len() > 1 {
+        if harness.agents[&id(6)].members().up_count() == 7 {
             break;
         }
     }

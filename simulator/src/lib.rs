@@ -13,7 +13,7 @@
 pub mod checkers;
 pub mod clock;
 pub mod expect;
-pub mod ids;
+pub mod fleet;
 pub mod network;
 pub mod outcome;
 pub mod rng;

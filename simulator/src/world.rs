@@ -12,7 +12,7 @@ use crate::checkers::false_death::FalseDeath;
 use crate::checkers::spread::Spread;
 use crate::checkers::{Kind, Violation};
 use crate::clock::Clock;
-use crate::ids::{node_id, node_index};
+use crate::fleet::Fleet;
 use crate::network::{DropReason, LinkOverride, Network, Verdict};
 use crate::outcome::{Outcome, Traffic};
 use crate::rng::Seeds;
@@ -124,6 +124,7 @@ impl RunOptions {
 pub struct World {
     config: Config,
     seeds: Seeds,
+    fleet: Fleet,
     now: u64,
     end: u64,
     next_sequence: u64,
@@ -176,6 +177,7 @@ impl World {
                 ..Node::default()
             })
             .collect();
+        let fleet = Fleet::new(&seeds, &scenario.fleet.tags);
         let trace = match options.trace {
             Some(writer) => Trace::writing(writer),
             None => Trace::hashing(),
@@ -187,7 +189,10 @@ impl World {
             next_sequence: 0,
             queue: BinaryHeap::new(),
             nodes,
-            seed_ids: (0..scenario.fleet.seeds).map(node_id).collect(),
+            seed_ids: (0..scenario.fleet.seeds)
+                .map(|index| fleet.node_id(index))
+                .collect(),
+            fleet,
             network,
             convergence: Convergence::new(agents, bounds.converge),
             detection: Detection::new(bounds.detect),
@@ -310,7 +315,7 @@ impl World {
     }
 
     fn send(&mut self, from: u32, to: NodeId, bytes: Vec<u8>) {
-        let Some(to) = node_index(to, self.nodes.len()) else {
+        let Some(to) = self.fleet.node_index(to) else {
             self.dropped(from, u32::MAX, DropReason::Unroutable);
             return;
         };
@@ -373,7 +378,7 @@ impl World {
                 bytes: size,
             },
         );
-        let sender = node_id(from);
+        let sender = self.fleet.node_id(from);
         self.with_agent(to, |agent, now| agent.handle_message(now, sender, bytes));
     }
 
@@ -413,7 +418,7 @@ impl World {
     /// Traces a change of `agent`'s view of `id`; returns the member's
     /// index, or `u32::MAX` for an id that names no simulated agent.
     fn trace_member(&mut self, agent: u32, id: NodeId, incarnation: u32, state: u8) -> u32 {
-        let member = node_index(id, self.nodes.len()).unwrap_or(u32::MAX);
+        let member = self.fleet.node_index(id).unwrap_or(u32::MAX);
         let event = TraceEvent::Member {
             agent,
             member,
@@ -460,7 +465,7 @@ impl World {
         self.nodes[agent as usize]
             .agent
             .as_ref()
-            .and_then(|agent| agent.member(node_id(member)))
+            .and_then(|agent| agent.member(self.fleet.node_id(member)))
             .is_some_and(|view| view.state().is_up())
     }
 
@@ -605,7 +610,7 @@ impl World {
             return;
         };
         let incarnation = agent.incarnation();
-        let id = node_id(member);
+        let id = self.fleet.node_id(member);
         let waiting = self
             .running_agents()
             .filter(|&other| other != member)
@@ -637,10 +642,11 @@ impl World {
         let now = node.clock.local(self.now);
         let agent = Agent::new(
             self.config.clone(),
-            node_id(index),
+            self.fleet.identity(index),
             node.meta.clone(),
             seed,
             now,
+            self.fleet.verifier.clone(),
         )
         .expect("scenario loading validated every agent's tags");
         node.agent = Some(agent);

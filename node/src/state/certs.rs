@@ -1,0 +1,119 @@
+//! The admitted nodes: one certificate per node, replicated.
+
+use std::collections::BTreeMap;
+
+use fleetmesh_crdt::keys::domain;
+use fleetmesh_crdt::{Ctx, Digest, Merge, NodeCert, NodeId, PublicKey, Rejected, Replica};
+
+/// Most certificates held: a fleet larger than this needs a bigger bound.
+pub const CERTS_MAX: usize = 100_000;
+
+/// The key a node's certificate is held under: derivable from the node id
+/// alone, so a claim about an unknown member can ask for its certificate.
+pub fn cert_key(id: NodeId) -> Digest {
+    Digest::of(domain::CONTENT, &("cert", id))
+}
+
+/// Certificates by node id. A node re-admitted with a new certificate
+/// (new tags, a later expiry) replaces its old one: the newer trust
+/// version wins, then the later expiry, then the lower digest.
+#[derive(Clone, Debug, Default)]
+pub struct CertTable {
+    certs: BTreeMap<NodeId, NodeCert>,
+}
+
+fn rank(cert: &NodeCert) -> (u64, u64, std::cmp::Reverse<Digest>) {
+    (
+        cert.body.trust_version,
+        cert.body.expires_millis.unwrap_or(u64::MAX),
+        std::cmp::Reverse(cert.digest()),
+    )
+}
+
+impl CertTable {
+    /// The certificate of `id`, if it is admitted.
+    pub fn get(&self, id: NodeId) -> Option<&NodeCert> {
+        self.certs.get(&id)
+    }
+
+    /// Whether `id` holds a certificate valid at `now_millis`.
+    pub fn admits(&self, id: NodeId, now_millis: u64) -> bool {
+        self.certs.get(&id).is_some_and(|cert| {
+            cert.body
+                .expires_millis
+                .is_none_or(|expiry| now_millis < expiry)
+        })
+    }
+
+    /// Whether `key` is an admitted node's key at `now_millis`.
+    pub fn admits_key(&self, key: &PublicKey, now_millis: u64) -> bool {
+        self.certs
+            .get(&key.node_id())
+            .is_some_and(|cert| cert.body.node_key == *key)
+            && self.admits(key.node_id(), now_millis)
+    }
+
+    /// Number of certificates held.
+    pub fn len(&self) -> usize {
+        self.certs.len()
+    }
+
+    /// Whether no certificate is held.
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+}
+
+impl Replica for CertTable {
+    type Entry = NodeCert;
+
+    fn versions(&self) -> Vec<(Digest, Digest)> {
+        self.certs
+            .iter()
+            .map(|(&id, cert)| (cert_key(id), cert.digest()))
+            .collect()
+    }
+
+    fn entry(&self, key: &Digest) -> Option<NodeCert> {
+        // Keys are hashes of ids; a table of a fleet's size is scanned only
+        // for anti-entropy requests, which name few keys.
+        self.certs
+            .iter()
+            .find(|(id, _)| cert_key(**id) == *key)
+            .map(|(_, cert)| cert.clone())
+    }
+
+    fn merge(&mut self, cert: NodeCert, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
+        let id = cert.node_id();
+        let held = self.certs.get(&id);
+        if held.is_some_and(|held| rank(held) >= rank(&cert)) {
+            return Ok(Merge::Unchanged);
+        }
+        cert.check(ctx.trust, ctx.now_millis, ctx.verifier)
+            .map_err(|error| match error {
+                fleetmesh_crdt::CertError::BadSignature => Rejected::BadSignature,
+                other => Rejected::Unauthorized(other.to_string()),
+            })?;
+        if held.is_none() && self.certs.len() >= CERTS_MAX {
+            return Err(Rejected::QueueFull("certificates"));
+        }
+        let version = cert.digest();
+        let replaced = self.certs.insert(id, cert).map(|old| old.digest());
+        Ok(Merge::Changed {
+            key: cert_key(id),
+            version,
+            replaced,
+        })
+    }
+
+    fn trust_changed(&mut self, ctx: &Ctx<'_>) {
+        self.certs.retain(|_, cert| {
+            !ctx.trust.is_revoked(&cert.body.node_key)
+                && ctx.trust.authorizes(
+                    &cert.body.issuer,
+                    fleetmesh_crdt::Role::Admit,
+                    cert.body.trust_version,
+                )
+        });
+    }
+}

@@ -1,0 +1,499 @@
+//! The fleet's replicated state as one agent holds it, and how it travels.
+//!
+//! Every collection (trust chain, certificates, and the collections of
+//! `fleetmesh-crdt`) is carried the same way:
+//!
+//! - **Push.** An entry this agent authors or merges for the first time is
+//!   queued and sent to `gossip_fanout` random peers on each gossip round,
+//!   `retransmit_limit` times in all. Small entries travel whole; large
+//!   ones (config changes) are *announced* by key, and a peer that lacks
+//!   one fetches it from the announcer, so a 100 KB change crosses each
+//!   link at most about once instead of being flooded.
+//! - **Anti-entropy.** On each sync the initiator sends one root digest per
+//!   collection; the peer answers with the bucket digests of the
+//!   collections that differ; the initiator sends its `(key, version)`
+//!   pairs of the differing buckets; the peer pushes what the initiator
+//!   lacks and asks for what it lacks itself. Everything is verified on
+//!   merge, whoever sent it.
+//!
+//! Message and queue sizes are bounded; see the constants.
+
+mod certs;
+mod digests;
+mod push;
+mod trust;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fleetmesh_crdt::{
+    Ctx, Digest, Merge, NodeCert, NodeId, PublicKey, Rejected, Replica, SignedTrust, TrustChain,
+    Verifier,
+};
+use serde::{Deserialize, Serialize};
+
+pub use certs::{CERTS_MAX, CertTable, cert_key};
+pub use digests::{Digests, STATE_BUCKETS, bucket_of};
+pub use push::PushQueue;
+
+use crate::wire::{self, StateMessage};
+
+/// Most `(key, version)` pairs one message carries.
+pub const PAIRS_MAX: usize = 8_192;
+
+/// Most keys one fetch asks for.
+pub const WANTS_MAX: usize = 1_024;
+
+/// Byte budget for the entries of one message (leaves room for framing).
+pub const ENTRIES_BYTES_MAX: usize = wire::MESSAGE_BYTES_MAX / 2;
+
+/// Entries larger than this are announced, not pushed whole.
+pub const INLINE_ENTRY_BYTES_MAX: usize = 1_024;
+
+/// Most fetches in flight; a fetch not answered within its deadline may be
+/// retried from another announcer.
+pub const FETCHES_MAX: usize = 4_096;
+
+/// The replicated collections, in the order their digests travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// Trust documents.
+    Trust,
+    /// Node certificates.
+    Cert,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 2] = [Kind::Trust, Kind::Cert];
+
+    /// Whether new entries are pushed. Certificates are not: every agent
+    /// learns every other's in a fleet's formation, and pushing them would
+    /// cost O(N² log N) transfers of a few hundred bytes; they come by
+    /// anti-entropy and on demand (a claim about an unknown member fetches
+    /// its certificate from the claimer).
+    fn pushed(self) -> bool {
+        self != Kind::Cert
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One replicated entry of any collection, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Entry {
+    /// A trust document.
+    Trust(Box<SignedTrust>),
+    /// A node certificate.
+    Cert(Box<NodeCert>),
+}
+
+impl Entry {
+    /// The collection the entry belongs to.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Entry::Trust(_) => Kind::Trust,
+            Entry::Cert(_) => Kind::Cert,
+        }
+    }
+}
+
+/// Counters of the replicated state's traffic and refusals.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateStats {
+    /// Entries merged that changed something.
+    pub merged: u64,
+    /// Entries that were already known or older.
+    pub redundant: u64,
+    /// Entries held back waiting for something.
+    pub pending: u64,
+    /// Entries refused: bad signature.
+    pub bad_signatures: u64,
+    /// Entries refused: signer not authorized (or revoked, quarantined).
+    pub unauthorized: u64,
+    /// Entries refused: malformed or over a bound.
+    pub malformed: u64,
+    /// Pushes dropped because the push queue was full.
+    pub push_dropped: u64,
+    /// Fetches not started because too many were in flight.
+    pub fetches_refused: u64,
+}
+
+impl StateStats {
+    fn count(&mut self, result: &Result<Merge, Rejected>) {
+        match result {
+            Ok(Merge::Changed { .. }) => self.merged += 1,
+            Ok(Merge::Unchanged) => self.redundant += 1,
+            Ok(Merge::Pending) => self.pending += 1,
+            Err(Rejected::BadSignature) => self.bad_signatures += 1,
+            Err(Rejected::Unauthorized(_) | Rejected::Quarantined) => self.unauthorized += 1,
+            Err(Rejected::Malformed(_) | Rejected::QueueFull(_)) => self.malformed += 1,
+        }
+    }
+}
+
+/// What merging some entries did that the agent must act on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// The trust chain changed: revocations must be enforced.
+    pub trust_changed: bool,
+    /// Nodes newly admitted (or re-admitted with a new certificate).
+    pub admitted: Vec<NodeId>,
+}
+
+/// One agent's replica of the fleet's state.
+pub struct Replicas {
+    trust: TrustChain,
+    certs: CertTable,
+    digests: [Digests; Kind::ALL.len()],
+    push: PushQueue,
+    fetching: BTreeMap<(Kind, Digest), u64>,
+    verifier: Arc<dyn Verifier>,
+    stats: StateStats,
+}
+
+impl Replicas {
+    /// A replica trusting `trust`, admitting `own` (this agent's
+    /// certificate, checked by the caller).
+    pub fn new(
+        trust: TrustChain,
+        own: NodeCert,
+        verifier: Arc<dyn Verifier>,
+        now_millis: u64,
+    ) -> Replicas {
+        let mut replicas = Replicas {
+            trust,
+            certs: CertTable::default(),
+            digests: Default::default(),
+            push: PushQueue::default(),
+            fetching: BTreeMap::new(),
+            verifier,
+            stats: StateStats::default(),
+        };
+        replicas.rebuild_digests();
+        let _ = replicas.merge(Entry::Cert(Box::new(own)), now_millis);
+        replicas
+    }
+
+    /// The trust chain.
+    pub fn trust(&self) -> &TrustChain {
+        &self.trust
+    }
+
+    /// Whether the trust chain revokes the key whose id is `id`.
+    pub fn is_revoked_id(&self, id: NodeId) -> bool {
+        self.trust
+            .head()
+            .doc
+            .revoked
+            .iter()
+            .any(|key| key.node_id() == id)
+    }
+
+    /// The admitted nodes.
+    pub fn certs(&self) -> &CertTable {
+        &self.certs
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &StateStats {
+        &self.stats
+    }
+
+    /// Entries waiting to be pushed.
+    pub fn push_len(&self) -> usize {
+        self.push.len()
+    }
+
+    /// The verifier every merge uses.
+    pub fn verifier(&self) -> &dyn Verifier {
+        self.verifier.as_ref()
+    }
+
+    /// Verifies and merges one entry; new entries are queued for pushing.
+    pub fn merge(&mut self, entry: Entry, now_millis: u64) -> (Result<Merge, Rejected>, Merged) {
+        let kind = entry.kind();
+        let mut effects = Merged::default();
+        let result = match entry {
+            Entry::Trust(doc) => trust::merge_trust(&mut self.trust, *doc, self.verifier.as_ref()),
+            Entry::Cert(cert) => {
+                let id = cert.node_id();
+                let admitted = |_: &PublicKey| true;
+                let ctx = Ctx {
+                    trust: &self.trust,
+                    admitted: &admitted,
+                    verifier: self.verifier.as_ref(),
+                    now_millis,
+                };
+                let result = self.certs.merge(*cert, &ctx);
+                if matches!(result, Ok(Merge::Changed { .. })) {
+                    effects.admitted.push(id);
+                }
+                result
+            }
+        };
+        self.stats.count(&result);
+        if let Ok(merge @ Merge::Changed { key, .. }) = &result {
+            self.fetching.remove(&(kind, *key));
+            if kind == Kind::Trust {
+                effects.trust_changed = true;
+                self.after_trust_change(now_millis);
+            } else {
+                self.digests[kind.index()].apply(merge);
+            }
+            if kind.pushed() && !self.push.push(kind, *key) {
+                self.stats.push_dropped += 1;
+            }
+        }
+        (result, effects)
+    }
+
+    fn after_trust_change(&mut self, now_millis: u64) {
+        let admitted = |_: &PublicKey| true;
+        let ctx = Ctx {
+            trust: &self.trust,
+            admitted: &admitted,
+            verifier: self.verifier.as_ref(),
+            now_millis,
+        };
+        self.certs.trust_changed(&ctx);
+        self.rebuild_digests();
+    }
+
+    fn rebuild_digests(&mut self) {
+        for kind in Kind::ALL {
+            self.digests[kind.index()] = Digests::of(&self.versions(kind));
+        }
+    }
+
+    fn versions(&self, kind: Kind) -> Vec<(Digest, Digest)> {
+        match kind {
+            Kind::Trust => trust::trust_versions(&self.trust),
+            Kind::Cert => self.certs.versions(),
+        }
+    }
+
+    /// The entry of `kind` held under `key`.
+    pub fn entry(&self, kind: Kind, key: &Digest) -> Option<Entry> {
+        match kind {
+            Kind::Trust => {
+                trust::trust_entry(&self.trust, key).map(|doc| Entry::Trust(Box::new(doc)))
+            }
+            Kind::Cert => self
+                .certs
+                .entry(key)
+                .map(|cert| Entry::Cert(Box::new(cert))),
+        }
+    }
+
+    fn holds(&self, kind: Kind, key: &Digest, version: &Digest) -> bool {
+        // Holding another version counts as not holding it: for registers
+        // the merge decides which one wins, and it is cheap to ask.
+        self.versions_in(kind, 1 << bucket_of(key))
+            .iter()
+            .any(|pair| pair == &(*key, *version))
+    }
+
+    fn versions_in(&self, kind: Kind, buckets: u64) -> Vec<(Digest, Digest)> {
+        let mut pairs = self.versions(kind);
+        pairs.retain(|(key, _)| buckets & (1 << bucket_of(key)) != 0);
+        pairs
+    }
+
+    // --- anti-entropy ---------------------------------------------------------
+
+    /// Step 1: the roots to send to a sync peer.
+    pub fn roots(&self) -> StateMessage {
+        StateMessage::Roots {
+            roots: self.digests.iter().map(Digests::root).collect(),
+        }
+    }
+
+    /// Handles one state message from an admitted peer, appending the
+    /// answers to send it to `out`; returns what the merges did.
+    pub fn handle(
+        &mut self,
+        message: StateMessage,
+        now_millis: u64,
+        out: &mut Vec<StateMessage>,
+    ) -> Merged {
+        let mut effects = Merged::default();
+        match message {
+            StateMessage::Roots { roots } => {
+                let kinds: Vec<(Kind, Vec<Digest>)> = Kind::ALL
+                    .into_iter()
+                    .zip(&roots)
+                    .filter(|(kind, root)| self.digests[kind.index()].root() != **root)
+                    .map(|(kind, _)| (kind, self.digests[kind.index()].buckets().to_vec()))
+                    .collect();
+                if !kinds.is_empty() {
+                    out.push(StateMessage::Buckets { kinds });
+                }
+            }
+            StateMessage::Buckets { kinds } => {
+                for (kind, digests) in kinds {
+                    let buckets = self.digests[kind.index()].differing(&digests);
+                    if buckets == 0 {
+                        continue;
+                    }
+                    let mut pairs = self.versions_in(kind, buckets);
+                    pairs.truncate(PAIRS_MAX);
+                    out.push(StateMessage::Versions {
+                        kind,
+                        buckets,
+                        pairs,
+                    });
+                }
+            }
+            StateMessage::Versions {
+                kind,
+                buckets,
+                pairs,
+            } => {
+                let theirs: std::collections::BTreeSet<(Digest, Digest)> =
+                    pairs.iter().copied().collect();
+                let want: Vec<Digest> = pairs
+                    .iter()
+                    .filter(|(key, version)| !self.holds(kind, key, version))
+                    .map(|(key, _)| *key)
+                    .take(WANTS_MAX)
+                    .collect();
+                let missing: Vec<Digest> = self
+                    .versions_in(kind, buckets)
+                    .into_iter()
+                    .filter(|pair| !theirs.contains(pair))
+                    .map(|(key, _)| key)
+                    .collect();
+                self.send_entries(kind, &missing, out);
+                self.fetch(kind, want, now_millis, out);
+            }
+            StateMessage::Want { kind, keys } => self.send_entries(kind, &keys, out),
+            StateMessage::Entries { entries } => {
+                for entry in entries {
+                    let (_, merged) = self.merge(entry, now_millis);
+                    effects.absorb(merged);
+                }
+            }
+            StateMessage::Push { entries, announces } => {
+                for entry in entries {
+                    let (_, merged) = self.merge(entry, now_millis);
+                    effects.absorb(merged);
+                }
+                for (kind, keys) in group(announces) {
+                    let keys: Vec<Digest> = keys
+                        .into_iter()
+                        .filter(|key| self.entry(kind, key).is_none())
+                        .collect();
+                    self.fetch(kind, keys, now_millis, out);
+                }
+            }
+        }
+        effects
+    }
+
+    /// A request for `keys` not already being fetched, if any remain.
+    pub fn want(&mut self, kind: Kind, keys: Vec<Digest>, now_millis: u64) -> Option<StateMessage> {
+        let mut out = Vec::new();
+        self.fetch(kind, keys, now_millis, &mut out);
+        out.pop()
+    }
+
+    /// Asks the sender for `keys` not already being fetched from someone
+    /// (or whose fetch timed out).
+    fn fetch(
+        &mut self,
+        kind: Kind,
+        keys: Vec<Digest>,
+        now_millis: u64,
+        out: &mut Vec<StateMessage>,
+    ) {
+        const FETCH_TIMEOUT_MILLIS: u64 = 2_000;
+        self.fetching.retain(|_, deadline| *deadline > now_millis);
+        let mut asked = Vec::new();
+        for key in keys {
+            if self.fetching.contains_key(&(kind, key)) {
+                continue;
+            }
+            if self.fetching.len() >= FETCHES_MAX {
+                self.stats.fetches_refused += 1;
+                continue;
+            }
+            self.fetching
+                .insert((kind, key), now_millis + FETCH_TIMEOUT_MILLIS);
+            asked.push(key);
+        }
+        if !asked.is_empty() {
+            out.push(StateMessage::Want { kind, keys: asked });
+        }
+    }
+
+    fn send_entries(&self, kind: Kind, keys: &[Digest], out: &mut Vec<StateMessage>) {
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        for key in keys {
+            let Some(entry) = self.entry(kind, key) else {
+                continue;
+            };
+            let size = wire::entry_len(&entry);
+            if bytes + size > ENTRIES_BYTES_MAX && !entries.is_empty() {
+                out.push(StateMessage::Entries {
+                    entries: std::mem::take(&mut entries),
+                });
+                bytes = 0;
+            }
+            if size <= ENTRIES_BYTES_MAX {
+                bytes += size;
+                entries.push(entry);
+            }
+        }
+        if !entries.is_empty() {
+            out.push(StateMessage::Entries { entries });
+        }
+    }
+
+    /// A push for one gossip peer: queued entries, whole or announced, up
+    /// to `budget` bytes; `None` when nothing is queued. `limit` is how
+    /// many times each entry is pushed in all.
+    pub fn next_push(&mut self, budget: usize, limit: u32) -> Option<StateMessage> {
+        let mut entries = Vec::new();
+        let mut announces = Vec::new();
+        let mut used = 0;
+        for (kind, key) in self.push.candidates() {
+            let Some(entry) = self.entry(kind, &key) else {
+                self.push.forget(kind, key);
+                continue;
+            };
+            self.push.sent(kind, key, limit);
+            let size = wire::entry_len(&entry);
+            if size <= INLINE_ENTRY_BYTES_MAX && used + size <= budget {
+                used += size;
+                entries.push(entry);
+            } else {
+                used += 40;
+                announces.push((kind, key));
+            }
+            if used >= budget {
+                break;
+            }
+        }
+        (!entries.is_empty() || !announces.is_empty())
+            .then_some(StateMessage::Push { entries, announces })
+    }
+}
+
+impl Merged {
+    fn absorb(&mut self, other: Merged) {
+        self.trust_changed |= other.trust_changed;
+        self.admitted.extend(other.admitted);
+    }
+}
+
+fn group(announces: Vec<(Kind, Digest)>) -> BTreeMap<Kind, Vec<Digest>> {
+    let mut grouped: BTreeMap<Kind, Vec<Digest>> = BTreeMap::new();
+    for (kind, key) in announces {
+        grouped.entry(kind).or_default().push(key);
+    }
+    grouped
+}
