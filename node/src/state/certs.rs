@@ -19,7 +19,17 @@ pub fn cert_key(id: NodeId) -> Digest {
 /// version wins, then the later expiry, then the lower digest.
 #[derive(Clone, Debug, Default)]
 pub struct CertTable {
-    certs: BTreeMap<NodeId, NodeCert>,
+    certs: BTreeMap<NodeId, Held>,
+    by_key: BTreeMap<Digest, NodeId>,
+}
+
+/// A certificate with its digests computed once: anti-entropy lists every
+/// `(key, version)` pair of a bucket on each exchange.
+#[derive(Clone, Debug)]
+struct Held {
+    cert: NodeCert,
+    key: Digest,
+    version: Digest,
 }
 
 fn rank(cert: &NodeCert) -> (u64, u64, std::cmp::Reverse<Digest>) {
@@ -33,13 +43,14 @@ fn rank(cert: &NodeCert) -> (u64, u64, std::cmp::Reverse<Digest>) {
 impl CertTable {
     /// The certificate of `id`, if it is admitted.
     pub fn get(&self, id: NodeId) -> Option<&NodeCert> {
-        self.certs.get(&id)
+        self.certs.get(&id).map(|held| &held.cert)
     }
 
     /// Whether `id` holds a certificate valid at `now_millis`.
     pub fn admits(&self, id: NodeId, now_millis: u64) -> bool {
-        self.certs.get(&id).is_some_and(|cert| {
-            cert.body
+        self.certs.get(&id).is_some_and(|held| {
+            held.cert
+                .body
                 .expires_millis
                 .is_none_or(|expiry| now_millis < expiry)
         })
@@ -49,7 +60,7 @@ impl CertTable {
     pub fn admits_key(&self, key: &PublicKey, now_millis: u64) -> bool {
         self.certs
             .get(&key.node_id())
-            .is_some_and(|cert| cert.body.node_key == *key)
+            .is_some_and(|held| held.cert.body.node_key == *key)
             && self.admits(key.node_id(), now_millis)
     }
 
@@ -69,24 +80,20 @@ impl Replica for CertTable {
 
     fn versions(&self) -> Vec<(Digest, Digest)> {
         self.certs
-            .iter()
-            .map(|(&id, cert)| (cert_key(id), cert.digest()))
+            .values()
+            .map(|held| (held.key, held.version))
             .collect()
     }
 
     fn entry(&self, key: &Digest) -> Option<NodeCert> {
-        // Keys are hashes of ids; a table of a fleet's size is scanned only
-        // for anti-entropy requests, which name few keys.
-        self.certs
-            .iter()
-            .find(|(id, _)| cert_key(**id) == *key)
-            .map(|(_, cert)| cert.clone())
+        let id = self.by_key.get(key)?;
+        self.certs.get(id).map(|held| held.cert.clone())
     }
 
     fn merge(&mut self, cert: NodeCert, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
         let id = cert.node_id();
         let held = self.certs.get(&id);
-        if held.is_some_and(|held| rank(held) >= rank(&cert)) {
+        if held.is_some_and(|held| rank(&held.cert) >= rank(&cert)) {
             return Ok(Merge::Unchanged);
         }
         cert.check(ctx.trust, ctx.now_millis, ctx.verifier)
@@ -97,23 +104,29 @@ impl Replica for CertTable {
         if held.is_none() && self.certs.len() >= CERTS_MAX {
             return Err(Rejected::QueueFull("certificates"));
         }
+        let key = cert_key(id);
         let version = cert.digest();
-        let replaced = self.certs.insert(id, cert).map(|old| old.digest());
+        self.by_key.insert(key, id);
+        let replaced = self
+            .certs
+            .insert(id, Held { cert, key, version })
+            .map(|old| old.version);
         Ok(Merge::Changed {
-            key: cert_key(id),
+            key,
             version,
             replaced,
         })
     }
 
     fn trust_changed(&mut self, ctx: &Ctx<'_>) {
-        self.certs.retain(|_, cert| {
-            !ctx.trust.is_revoked(&cert.body.node_key)
-                && ctx.trust.authorizes(
-                    &cert.body.issuer,
-                    fleetmesh_crdt::Role::Admit,
-                    cert.body.trust_version,
-                )
+        self.certs.retain(|_, held| {
+            let body = &held.cert.body;
+            !ctx.trust.is_revoked(&body.node_key)
+                && ctx
+                    .trust
+                    .authorizes(&body.issuer, fleetmesh_crdt::Role::Admit, body.trust_version)
         });
+        let certs = &self.certs;
+        self.by_key.retain(|_, id| certs.contains_key(id));
     }
 }

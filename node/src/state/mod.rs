@@ -23,7 +23,7 @@ mod digests;
 mod push;
 mod trust;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fleetmesh_crdt::{
@@ -288,14 +288,6 @@ impl Replicas {
         }
     }
 
-    fn holds(&self, kind: Kind, key: &Digest, version: &Digest) -> bool {
-        // Holding another version counts as not holding it: for registers
-        // the merge decides which one wins, and it is cheap to ask.
-        self.versions_in(kind, 1 << bucket_of(key))
-            .iter()
-            .any(|pair| pair == &(*key, *version))
-    }
-
     fn versions_in(&self, kind: Kind, buckets: u64) -> Vec<(Digest, Digest)> {
         let mut pairs = self.versions(kind);
         pairs.retain(|(key, _)| buckets & (1 << bucket_of(key)) != 0);
@@ -352,16 +344,18 @@ impl Replicas {
                 buckets,
                 pairs,
             } => {
-                let theirs: std::collections::BTreeSet<(Digest, Digest)> =
-                    pairs.iter().copied().collect();
+                let theirs: BTreeSet<(Digest, Digest)> = pairs.iter().copied().collect();
+                let mine: BTreeSet<(Digest, Digest)> =
+                    self.versions_in(kind, buckets).into_iter().collect();
+                // Holding another version counts as not holding it: for
+                // registers the merge decides which one wins.
                 let want: Vec<Digest> = pairs
                     .iter()
-                    .filter(|(key, version)| !self.holds(kind, key, version))
+                    .filter(|pair| !mine.contains(pair))
                     .map(|(key, _)| *key)
                     .take(WANTS_MAX)
                     .collect();
-                let missing: Vec<Digest> = self
-                    .versions_in(kind, buckets)
+                let missing: Vec<Digest> = mine
                     .into_iter()
                     .filter(|pair| !theirs.contains(pair))
                     .map(|(key, _)| key)
