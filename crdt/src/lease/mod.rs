@@ -15,3 +15,6 @@ mod voter;
 pub use grant::{Grant, GrantBody, Lease, LeaseKind, SignedLease, lease_limits};
 pub use table::LeaseTable;
 pub use voter::{Current, GrantDecision, GrantRequest, Refusal, Voter, VoterRecord};
+
+#[cfg(test)]
+mod tests;
