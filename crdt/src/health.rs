@@ -258,3 +258,86 @@ impl Replica for HealthTable {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Fleet, Pooled, check_crdt_laws};
+    use crate::trust::tests::key;
+
+    fn report(node: &Keypair, check: &str, millis: u64, state: HealthState) -> SignedHealth {
+        let report = HealthReport {
+            node: node.public(),
+            check: check.into(),
+            state,
+            at: Hlc { millis, counter: 0 },
+            detail: String::new(),
+            cause: None,
+        };
+        SignedHealth::sign(report, node)
+    }
+
+    fn pool(nodes: &[Keypair], outsider: &Keypair) -> Vec<Pooled<SignedHealth>> {
+        let mut pool = Vec::new();
+        for node in nodes {
+            for (check, millis) in [("disk", 10), ("disk", 20), ("http", 10), ("tcp", 5)] {
+                pool.push((report(node, check, millis, HealthState::Healthy), true));
+            }
+            // Same instant, another state: the digest breaks the tie.
+            pool.push((report(node, "http", 10, HealthState::Unhealthy), true));
+        }
+        let mut forged = report(&nodes[0], "disk", 99, HealthState::Unhealthy);
+        forged.signature = report(&nodes[1], "disk", 99, HealthState::Unhealthy).signature;
+        let mut long = report(&nodes[0], "disk", 99, HealthState::Unknown);
+        long.report.detail = "x".repeat(health_limits::DETAIL_MAX + 1);
+        let long = SignedHealth::sign(long.report, &nodes[0]);
+        pool.extend([
+            (forged, false),
+            (report(outsider, "disk", 99, HealthState::Unhealthy), false),
+            (long, false),
+        ]);
+        pool
+    }
+
+    #[test]
+    fn health_table_is_a_crdt_where_the_latest_report_wins() {
+        let nodes: Vec<Keypair> = (20..23).map(key).collect();
+        let fleet = Fleet::new(&nodes.iter().collect::<Vec<_>>());
+        let table = check_crdt_laws(&fleet, &HealthTable::new(), &pool(&nodes, &key(30)));
+        assert_eq!(table.len(), 9);
+        let disk = table.get(&nodes[0].public(), "disk").unwrap();
+        assert_eq!(disk.report.at.millis, 20);
+        assert_eq!(table.for_node(&nodes[1].public()).count(), 3);
+        assert_eq!(table.iter().count(), 9);
+    }
+
+    #[test]
+    fn bounds_evict_by_key_whatever_the_order() {
+        let nodes: Vec<Keypair> = (20..23).map(key).collect();
+        let fleet = Fleet::new(&nodes.iter().collect::<Vec<_>>());
+        let bounded = HealthTable::with_limits(2, 5);
+        let table = check_crdt_laws(&fleet, &bounded, &pool(&nodes, &key(30)));
+        assert_eq!(table.len(), 5);
+        for node in &nodes {
+            assert!(table.for_node(&node.public()).count() <= 2);
+        }
+    }
+
+    #[test]
+    fn revoked_nodes_reports_are_dropped() {
+        let nodes: Vec<Keypair> = (20..23).map(key).collect();
+        let mut fleet = Fleet::new(&nodes.iter().collect::<Vec<_>>());
+        let mut table = HealthTable::new();
+        fleet.with_ctx(0, |ctx| {
+            let reports = nodes
+                .iter()
+                .map(|node| report(node, "disk", 1, HealthState::Healthy))
+                .collect();
+            assert!(table.merge_batch(reports, ctx).iter().all(Result::is_ok));
+        });
+        fleet.revoke(&[nodes[0].public()]);
+        fleet.with_ctx(0, |ctx| table.trust_changed(ctx));
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.for_node(&nodes[0].public()).count(), 0);
+    }
+}

@@ -371,3 +371,175 @@ impl Replica for Ledger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Fleet, Pooled, check_crdt_laws};
+    use crate::trust::tests::key;
+
+    fn incident(target: &Keypair) -> IdempotencyKey {
+        IdempotencyKey {
+            rule: "restart-web".into(),
+            target: target.public(),
+            incident: "http-down@1000".into(),
+        }
+    }
+
+    fn record(
+        author: &Keypair,
+        key: IdempotencyKey,
+        kind: RecordKind,
+        millis: u64,
+    ) -> SignedRecord {
+        let record = LedgerRecord {
+            key,
+            kind,
+            author: author.public(),
+            at: Hlc { millis, counter: 0 },
+        };
+        SignedRecord::sign(record, author)
+    }
+
+    fn intent(planner: &Keypair, epoch: u64) -> RecordKind {
+        RecordKind::Intent {
+            scope: "remediate:web".into(),
+            epoch,
+            action: "restart".into(),
+            planner: planner.public(),
+            dry_run: false,
+        }
+    }
+
+    struct World {
+        fleet: Fleet,
+        first: Keypair,
+        second: Keypair,
+        target: Keypair,
+    }
+
+    fn world() -> World {
+        let (first, second, target) = (key(20), key(21), key(22));
+        World {
+            fleet: Fleet::new(&[&first, &second, &target]),
+            first,
+            second,
+            target,
+        }
+    }
+
+    fn pool(world: &World) -> Vec<Pooled<SignedRecord>> {
+        let (first, second, target) = (&world.first, &world.second, &world.target);
+        let about = incident(target);
+        let approver = key(100);
+        let approval = |trust_version| RecordKind::Approval {
+            approver: approver.public(),
+            expires_millis: 5_000,
+            trust_version,
+        };
+        let mut forged = record(first, about.clone(), intent(first, 9), 30);
+        forged.signature = record(second, about.clone(), intent(first, 9), 30).signature;
+        vec![
+            (record(first, about.clone(), intent(first, 1), 10), true),
+            (record(second, about.clone(), intent(second, 2), 11), true),
+            (record(second, about.clone(), intent(second, 2), 12), true),
+            (
+                record(target, about.clone(), RecordKind::Started { epoch: 2 }, 13),
+                true,
+            ),
+            (
+                record(
+                    target,
+                    about.clone(),
+                    RecordKind::Outcome {
+                        success: true,
+                        exit_code: Some(0),
+                        detail: "ok".into(),
+                    },
+                    14,
+                ),
+                true,
+            ),
+            (record(&approver, about.clone(), approval(1), 9), true),
+            // Not a trust version this replica knows.
+            (record(&approver, about.clone(), approval(7), 9), false),
+            // Only an approver may approve, and only as itself.
+            (record(first, about.clone(), approval(1), 9), false),
+            // An intent signed for someone else's plan.
+            (record(first, about.clone(), intent(second, 9), 30), false),
+            (forged, false),
+            (
+                record(&key(30), about.clone(), intent(&key(30), 9), 30),
+                false,
+            ),
+            (
+                record(
+                    target,
+                    about,
+                    RecordKind::Skipped {
+                        reason: "x".repeat(2_000),
+                    },
+                    30,
+                ),
+                false,
+            ),
+        ]
+    }
+
+    #[test]
+    fn ledger_is_a_crdt_and_duplicate_intents_collapse_on_their_key() {
+        let world = world();
+        let ledger = check_crdt_laws(&world.fleet, &Ledger::new(), &pool(&world));
+        let about = incident(&world.target);
+        assert_eq!(ledger.len(), 6);
+        assert_eq!(ledger.records_for(&about).count(), 6);
+        assert_eq!(ledger.intents_for(&about).count(), 3);
+        let winner = ledger.winning_intent(&about).unwrap();
+        assert_eq!(winner.record.kind.intent_epoch(), Some(2));
+        assert_eq!(winner.record.author, world.second.public());
+        let ages: Vec<u64> = ledger
+            .iter()
+            .map(|signed| signed.record.at.millis)
+            .collect();
+        assert!(ages.is_sorted());
+    }
+
+    #[test]
+    fn the_bound_keeps_the_newest_records_whatever_the_order() {
+        let world = world();
+        let ledger = check_crdt_laws(&world.fleet, &Ledger::with_max_records(3), &pool(&world));
+        let ages: Vec<u64> = ledger
+            .iter()
+            .map(|signed| signed.record.at.millis)
+            .collect();
+        assert_eq!(ages, [12, 13, 14]);
+        assert_eq!(ledger.intents_for(&incident(&world.target)).count(), 1);
+    }
+
+    #[test]
+    fn revoked_authors_records_are_dropped() {
+        let mut world = world();
+        let records: Vec<SignedRecord> = pool(&world)
+            .into_iter()
+            .filter(|(_, valid)| *valid)
+            .map(|(signed, _)| signed)
+            .collect();
+        let mut ledger = Ledger::new();
+        world.fleet.with_ctx(0, |ctx| {
+            assert!(ledger.merge_batch(records, ctx).iter().all(Result::is_ok));
+        });
+        world.fleet.revoke(&[world.second.public()]);
+        world.fleet.with_ctx(0, |ctx| ledger.trust_changed(ctx));
+        let about = incident(&world.target);
+        assert_eq!(ledger.len(), 4);
+        assert_eq!(
+            ledger
+                .winning_intent(&about)
+                .unwrap()
+                .record
+                .kind
+                .intent_epoch(),
+            Some(1)
+        );
+    }
+}
