@@ -221,6 +221,23 @@ pub struct SignatureCheck {
     pub signature: Signature,
 }
 
+impl SignatureCheck {
+    /// The check that `key` signed `body` under `domain`: how every signed
+    /// entry names what its signature covers.
+    pub fn of<T: Serialize + ?Sized>(
+        key: PublicKey,
+        domain: &str,
+        body: &T,
+        signature: Signature,
+    ) -> SignatureCheck {
+        SignatureCheck {
+            key,
+            digest: Digest::of(domain, body),
+            signature,
+        }
+    }
+}
+
 /// Checks signatures. The runtime uses [`Ed25519`]; the simulator wraps it in
 /// a cache shared by all simulated agents, which changes how fast a run is
 /// and nothing else (a cache hit answers exactly what ed25519 answered).

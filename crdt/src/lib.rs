@@ -7,10 +7,16 @@
 //! simulator decide when merges happen.
 
 pub mod cert;
+pub mod health;
 pub mod hlc;
 pub mod keys;
+pub mod lease;
+pub mod ledger;
 pub mod membership;
+mod register;
 pub mod replica;
+#[cfg(test)]
+mod testing;
 pub mod trust;
 
 pub use membership::{
@@ -19,7 +25,13 @@ pub use membership::{
 };
 
 pub use cert::{CertBody, CertError, NodeCert};
+pub use health::{HealthReport, HealthState, HealthTable, SignedHealth, health_limits};
 pub use hlc::{Hlc, HlcClock};
 pub use keys::{Digest, Ed25519, Keypair, PublicKey, Signature, SignatureCheck, Verifier};
+pub use lease::{
+    Current, Grant, GrantBody, GrantDecision, GrantRequest, Lease, LeaseKind, LeaseTable, Refusal,
+    SignedLease, Voter, VoterRecord, lease_limits,
+};
+pub use ledger::{IdempotencyKey, Ledger, LedgerRecord, RecordKind, SignedRecord, ledger_limits};
 pub use replica::{Ctx, Merge, Rejected, Replica};
 pub use trust::{Role, SignedTrust, TrustChain, TrustDoc, TrustError, TrustInsert};

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::keys::{Digest, PublicKey, Verifier};
+use crate::keys::{Digest, PublicKey, SignatureCheck, Verifier};
 use crate::trust::TrustChain;
 
 /// What a merge may consult: the fleet's trust, the admitted nodes, a
@@ -103,4 +103,91 @@ pub enum Rejected {
     /// The signer is quarantined after equivocating.
     #[error("signer quarantined")]
     Quarantined,
+}
+
+/// A collection whose entries are valid when their shape, their signers'
+/// authority and their signatures check out, independently of what the
+/// collection holds. Validity being stateless is what lets signatures of
+/// many entries be verified in one batch, and lets `trust_changed` re-run
+/// exactly the predicate `merge` ran.
+pub(crate) trait Verified: Replica {
+    /// Checks everything but the signatures and returns the signatures the
+    /// entry needs.
+    fn admit(entry: &Self::Entry, ctx: &Ctx<'_>) -> Result<Vec<SignatureCheck>, Rejected>;
+
+    /// Merges an entry that passed [`Verified::admit`] and whose signatures
+    /// verified.
+    fn apply(&mut self, entry: Self::Entry) -> Merge;
+}
+
+/// An entry that passed [`Verified::admit`], with the signatures it needs.
+type Admitted<E> = (E, Vec<SignatureCheck>);
+
+/// Admits, verifies and applies `entries`: all signatures in one batch, and
+/// entry by entry only when the batch fails, so one forgery costs its
+/// sender's batch its speed but never lets a bad entry in.
+pub(crate) fn merge_verified<R: Verified>(
+    replica: &mut R,
+    entries: Vec<R::Entry>,
+    ctx: &Ctx<'_>,
+) -> Vec<Result<Merge, Rejected>> {
+    let admitted: Vec<Result<Admitted<R::Entry>, Rejected>> = entries
+        .into_iter()
+        .map(|entry| R::admit(&entry, ctx).map(|checks| (entry, checks)))
+        .collect();
+    let all: Vec<SignatureCheck> = admitted
+        .iter()
+        .flatten()
+        .flat_map(|(_, checks)| checks.iter().copied())
+        .collect();
+    let batch_verified = ctx.verifier.verify_all(&all);
+    admitted
+        .into_iter()
+        .map(|admitted| {
+            let (entry, checks) = admitted?;
+            if !batch_verified && !ctx.verifier.verify_all(&checks) {
+                return Err(Rejected::BadSignature);
+            }
+            Ok(replica.apply(entry))
+        })
+        .collect()
+}
+
+/// Merges one entry through [`merge_verified`].
+pub(crate) fn merge_one<R: Verified>(
+    replica: &mut R,
+    entry: R::Entry,
+    ctx: &Ctx<'_>,
+) -> Result<Merge, Rejected> {
+    merge_verified(replica, vec![entry], ctx)
+        .pop()
+        .unwrap_or(Ok(Merge::Unchanged))
+}
+
+/// Refuses a text field that is empty (when `non_empty`) or longer than
+/// `max_bytes`.
+pub(crate) fn check_text(
+    field: &str,
+    text: &str,
+    non_empty: bool,
+    max_bytes: usize,
+) -> Result<(), Rejected> {
+    if (non_empty && text.is_empty()) || text.len() > max_bytes {
+        let least = usize::from(non_empty);
+        return Err(Rejected::Malformed(format!(
+            "{field} must be {least}..={max_bytes} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a signer that is revoked or not admitted; `role` names the signer
+/// in the refusal.
+pub(crate) fn check_admitted(key: &PublicKey, role: &str, ctx: &Ctx<'_>) -> Result<(), Rejected> {
+    if ctx.trust.is_revoked(key) || !(ctx.admitted)(key) {
+        return Err(Rejected::Unauthorized(format!(
+            "{role} {key:?} is revoked or not admitted"
+        )));
+    }
+    Ok(())
 }

@@ -1,0 +1,545 @@
+//! The remediation ledger: the fleet's audit trail of what was planned,
+//! started, finished, skipped, escalated and approved.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hlc::Hlc;
+use crate::keys::{Digest, Keypair, PublicKey, Signature, SignatureCheck, domain};
+use crate::replica::{
+    Ctx, Merge, Rejected, Replica, Verified, check_admitted, check_text, merge_one, merge_verified,
+};
+use crate::trust::Role;
+
+/// Bounds on ledger records.
+pub mod ledger_limits {
+    /// Longest rule name, scope or action name, in bytes.
+    pub const NAME_MAX: usize = 64;
+    /// Longest incident id, in bytes.
+    pub const INCIDENT_MAX: usize = 128;
+    /// Longest free text (outcome detail, reasons), in bytes.
+    pub const TEXT_MAX: usize = 1_024;
+    /// Most records kept; the oldest by (`at`, digest) are evicted past it.
+    pub const RECORDS_MAX: usize = 100_000;
+}
+
+/// Names one remediation of one incident on one target: every record about
+/// it carries this key, and duplicate intents (say from two holders after a
+/// partition heals) collapse on it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IdempotencyKey {
+    /// The remediation rule, from config.
+    pub rule: String,
+    /// The node the action runs on.
+    pub target: PublicKey,
+    /// The incident, as the planner names it (e.g. the check and when it
+    /// first failed).
+    pub incident: String,
+}
+
+/// What a record states.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordKind {
+    /// A lease holder plans an action; the target runs it only if `epoch`
+    /// is the highest it has seen for `scope`.
+    Intent {
+        /// The lease scope the planner holds.
+        scope: String,
+        /// The planner's lease epoch: the fencing token.
+        epoch: u64,
+        /// The action's name, from config.
+        action: String,
+        /// The planner, who must be the record's author.
+        planner: PublicKey,
+        /// Record what would be done, do nothing.
+        dry_run: bool,
+    },
+    /// The target started the action of the intent with `epoch`.
+    Started {
+        /// The intent's epoch.
+        epoch: u64,
+    },
+    /// The action finished.
+    Outcome {
+        /// Whether it succeeded.
+        success: bool,
+        /// The process exit code, if it ran a process to completion.
+        exit_code: Option<i32>,
+        /// Output or error, shortened.
+        detail: String,
+    },
+    /// A safety rail stopped the remediation.
+    Skipped {
+        /// Which rail, for operators.
+        reason: String,
+    },
+    /// The rule gave up on the target and escalates to a human.
+    NeedsHuman {
+        /// Why.
+        reason: String,
+    },
+    /// An operator approves a risky action.
+    Approval {
+        /// The approving operator key, who must be the record's author.
+        approver: PublicKey,
+        /// When the approval lapses, in HLC milliseconds.
+        expires_millis: u64,
+        /// The trust version under which the approver holds `approve`.
+        trust_version: u64,
+    },
+}
+
+impl RecordKind {
+    /// The epoch of an intent; `None` for every other kind.
+    pub fn intent_epoch(&self) -> Option<u64> {
+        let RecordKind::Intent { epoch, .. } = self else {
+            return None;
+        };
+        Some(*epoch)
+    }
+}
+
+/// One signed statement in the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRecord {
+    /// The remediation it is about.
+    pub key: IdempotencyKey,
+    /// What it states.
+    pub kind: RecordKind,
+    /// The signer: an admitted node, or for an approval an operator key.
+    pub author: PublicKey,
+    /// When, on the author's HLC.
+    pub at: Hlc,
+}
+
+/// A record signed by its author: the entry the ledger replicates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRecord {
+    /// The record.
+    pub record: LedgerRecord,
+    /// `record.author`'s signature over the record (domain LEDGER).
+    pub signature: Signature,
+}
+
+impl SignedRecord {
+    /// Signs `record` with `author`, which must be the key named in
+    /// `record.author`.
+    pub fn sign(record: LedgerRecord, author: &Keypair) -> SignedRecord {
+        let signature = author.sign(domain::LEDGER, &record);
+        SignedRecord { record, signature }
+    }
+
+    /// The record's content address: its key and version in the ledger.
+    pub fn digest(&self) -> Digest {
+        Digest::of(domain::CONTENT, self)
+    }
+}
+
+/// The fleet's remediation ledger: a grow-only set of signed records.
+///
+/// Past `max_records`, the oldest records by (`at`, digest) are evicted, so
+/// the state is the newest `max_records` of the union of everything seen.
+/// That is still a join-semilattice: the join of two states is the newest
+/// `max_records` of their union, and a record evicted once is older than
+/// `max_records` held ones and stays evicted, whatever arrives later.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    records: BTreeMap<Digest, SignedRecord>,
+    by_age: BTreeSet<(Hlc, Digest)>,
+    by_key: BTreeMap<IdempotencyKey, BTreeSet<Digest>>,
+    max_records: usize,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger::with_max_records(ledger_limits::RECORDS_MAX)
+    }
+}
+
+impl Ledger {
+    /// An empty ledger keeping up to [`ledger_limits::RECORDS_MAX`]
+    /// records.
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    /// An empty ledger keeping up to `max_records` records.
+    pub fn with_max_records(max_records: usize) -> Ledger {
+        Ledger {
+            records: BTreeMap::new(),
+            by_age: BTreeSet::new(),
+            by_key: BTreeMap::new(),
+            max_records,
+        }
+    }
+
+    /// Every record about `key`, in digest order.
+    pub fn records_for<'a>(
+        &'a self,
+        key: &IdempotencyKey,
+    ) -> impl Iterator<Item = &'a SignedRecord> + use<'a> {
+        self.by_key
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|digest| self.records.get(digest))
+    }
+
+    /// The intents about `key`, in digest order.
+    pub fn intents_for<'a>(
+        &'a self,
+        key: &IdempotencyKey,
+    ) -> impl Iterator<Item = &'a SignedRecord> + use<'a> {
+        self.records_for(key)
+            .filter(|signed| signed.record.kind.intent_epoch().is_some())
+    }
+
+    /// The intent that counts for `key`: highest epoch, then lowest digest.
+    /// Duplicate intents from two holders collapse onto it.
+    pub fn winning_intent(&self, key: &IdempotencyKey) -> Option<&SignedRecord> {
+        self.records_for(key)
+            .filter_map(|signed| {
+                let epoch = signed.record.kind.intent_epoch()?;
+                Some(((epoch, Reverse(signed.digest())), signed))
+            })
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, signed)| signed)
+    }
+
+    /// Every record, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &SignedRecord> {
+        self.by_age
+            .iter()
+            .filter_map(|(_, digest)| self.records.get(digest))
+    }
+
+    /// How many records are held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn remove(&mut self, digest: &Digest) {
+        let Some(signed) = self.records.remove(digest) else {
+            return;
+        };
+        self.by_age.remove(&(signed.record.at, *digest));
+        if let Some(digests) = self.by_key.get_mut(&signed.record.key) {
+            digests.remove(digest);
+            if digests.is_empty() {
+                self.by_key.remove(&signed.record.key);
+            }
+        }
+    }
+}
+
+/// Checks a record's text fields and who may have written it.
+fn admit_record(record: &LedgerRecord, ctx: &Ctx<'_>) -> Result<(), Rejected> {
+    use ledger_limits::*;
+    check_text("rule", &record.key.rule, true, NAME_MAX)?;
+    check_text("incident", &record.key.incident, true, INCIDENT_MAX)?;
+    let not_author = |field: &str| {
+        Err(Rejected::Unauthorized(format!(
+            "the {field} must be the record's author"
+        )))
+    };
+    match &record.kind {
+        RecordKind::Intent {
+            scope,
+            action,
+            planner,
+            ..
+        } => {
+            check_text("scope", scope, true, NAME_MAX)?;
+            check_text("action", action, true, NAME_MAX)?;
+            if *planner != record.author {
+                return not_author("planner");
+            }
+        }
+        RecordKind::Started { .. } => {}
+        RecordKind::Outcome { detail, .. } => check_text("detail", detail, false, TEXT_MAX)?,
+        RecordKind::Skipped { reason } | RecordKind::NeedsHuman { reason } => {
+            check_text("reason", reason, false, TEXT_MAX)?;
+        }
+        RecordKind::Approval {
+            approver,
+            trust_version,
+            ..
+        } => {
+            if *approver != record.author {
+                return not_author("approver");
+            }
+            if !ctx
+                .trust
+                .authorizes(approver, Role::Approve, *trust_version)
+            {
+                return Err(Rejected::Unauthorized(format!(
+                    "{approver:?} may not approve under trust version {trust_version}"
+                )));
+            }
+            return Ok(());
+        }
+    }
+    check_admitted(&record.author, "author", ctx)
+}
+
+impl Verified for Ledger {
+    fn admit(signed: &SignedRecord, ctx: &Ctx<'_>) -> Result<Vec<SignatureCheck>, Rejected> {
+        admit_record(&signed.record, ctx)?;
+        Ok(vec![SignatureCheck::of(
+            signed.record.author,
+            domain::LEDGER,
+            &signed.record,
+            signed.signature,
+        )])
+    }
+
+    fn apply(&mut self, signed: SignedRecord) -> Merge {
+        let digest = signed.digest();
+        let age = (signed.record.at, digest);
+        if self.records.contains_key(&digest) {
+            return Merge::Unchanged;
+        }
+        // Older than everything held at the bound: it would be evicted at
+        // once.
+        if self.records.len() >= self.max_records
+            && self.by_age.first().is_none_or(|oldest| age < *oldest)
+        {
+            return Merge::Unchanged;
+        }
+        self.by_key
+            .entry(signed.record.key.clone())
+            .or_default()
+            .insert(digest);
+        self.by_age.insert(age);
+        self.records.insert(digest, signed);
+        while self.records.len() > self.max_records {
+            let Some((_, oldest)) = self.by_age.first().copied() else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+        Merge::Changed {
+            key: digest,
+            version: digest,
+            replaced: None,
+        }
+    }
+}
+
+impl Replica for Ledger {
+    type Entry = SignedRecord;
+
+    fn versions(&self) -> Vec<(Digest, Digest)> {
+        self.records
+            .keys()
+            .map(|digest| (*digest, *digest))
+            .collect()
+    }
+
+    fn entry(&self, key: &Digest) -> Option<SignedRecord> {
+        self.records.get(key).cloned()
+    }
+
+    fn merge(&mut self, entry: SignedRecord, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
+        merge_one(self, entry, ctx)
+    }
+
+    fn merge_batch(
+        &mut self,
+        entries: Vec<SignedRecord>,
+        ctx: &Ctx<'_>,
+    ) -> Vec<Result<Merge, Rejected>> {
+        merge_verified(self, entries, ctx)
+    }
+
+    fn trust_changed(&mut self, ctx: &Ctx<'_>) {
+        let dropped: Vec<Digest> = self
+            .records
+            .iter()
+            .filter(|(_, signed)| admit_record(&signed.record, ctx).is_err())
+            .map(|(digest, _)| *digest)
+            .collect();
+        for digest in &dropped {
+            self.remove(digest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Fleet, Pooled, check_crdt_laws};
+    use crate::trust::tests::key;
+
+    fn incident(target: &Keypair) -> IdempotencyKey {
+        IdempotencyKey {
+            rule: "restart-web".into(),
+            target: target.public(),
+            incident: "http-down@1000".into(),
+        }
+    }
+
+    fn record(
+        author: &Keypair,
+        key: IdempotencyKey,
+        kind: RecordKind,
+        millis: u64,
+    ) -> SignedRecord {
+        let record = LedgerRecord {
+            key,
+            kind,
+            author: author.public(),
+            at: Hlc { millis, counter: 0 },
+        };
+        SignedRecord::sign(record, author)
+    }
+
+    fn intent(planner: &Keypair, epoch: u64) -> RecordKind {
+        RecordKind::Intent {
+            scope: "remediate:web".into(),
+            epoch,
+            action: "restart".into(),
+            planner: planner.public(),
+            dry_run: false,
+        }
+    }
+
+    struct World {
+        fleet: Fleet,
+        first: Keypair,
+        second: Keypair,
+        target: Keypair,
+    }
+
+    fn world() -> World {
+        let (first, second, target) = (key(20), key(21), key(22));
+        World {
+            fleet: Fleet::new(&[&first, &second, &target]),
+            first,
+            second,
+            target,
+        }
+    }
+
+    fn pool(world: &World) -> Vec<Pooled<SignedRecord>> {
+        let (first, second, target) = (&world.first, &world.second, &world.target);
+        let about = incident(target);
+        let approver = key(100);
+        let approval = |trust_version| RecordKind::Approval {
+            approver: approver.public(),
+            expires_millis: 5_000,
+            trust_version,
+        };
+        let mut forged = record(first, about.clone(), intent(first, 9), 30);
+        forged.signature = record(second, about.clone(), intent(first, 9), 30).signature;
+        vec![
+            (record(first, about.clone(), intent(first, 1), 10), true),
+            (record(second, about.clone(), intent(second, 2), 11), true),
+            (record(second, about.clone(), intent(second, 2), 12), true),
+            (
+                record(target, about.clone(), RecordKind::Started { epoch: 2 }, 13),
+                true,
+            ),
+            (
+                record(
+                    target,
+                    about.clone(),
+                    RecordKind::Outcome {
+                        success: true,
+                        exit_code: Some(0),
+                        detail: "ok".into(),
+                    },
+                    14,
+                ),
+                true,
+            ),
+            (record(&approver, about.clone(), approval(1), 9), true),
+            // Not a trust version this replica knows.
+            (record(&approver, about.clone(), approval(7), 9), false),
+            // Only an approver may approve, and only as itself.
+            (record(first, about.clone(), approval(1), 9), false),
+            // An intent signed for someone else's plan.
+            (record(first, about.clone(), intent(second, 9), 30), false),
+            (forged, false),
+            (
+                record(&key(30), about.clone(), intent(&key(30), 9), 30),
+                false,
+            ),
+            (
+                record(
+                    target,
+                    about,
+                    RecordKind::Skipped {
+                        reason: "x".repeat(2_000),
+                    },
+                    30,
+                ),
+                false,
+            ),
+        ]
+    }
+
+    #[test]
+    fn ledger_is_a_crdt_and_duplicate_intents_collapse_on_their_key() {
+        let world = world();
+        let ledger = check_crdt_laws(&world.fleet, &Ledger::new(), &pool(&world));
+        let about = incident(&world.target);
+        assert_eq!(ledger.len(), 6);
+        assert_eq!(ledger.records_for(&about).count(), 6);
+        assert_eq!(ledger.intents_for(&about).count(), 3);
+        let winner = ledger.winning_intent(&about).unwrap();
+        assert_eq!(winner.record.kind.intent_epoch(), Some(2));
+        assert_eq!(winner.record.author, world.second.public());
+        let ages: Vec<u64> = ledger
+            .iter()
+            .map(|signed| signed.record.at.millis)
+            .collect();
+        assert!(ages.is_sorted());
+    }
+
+    #[test]
+    fn the_bound_keeps_the_newest_records_whatever_the_order() {
+        let world = world();
+        let ledger = check_crdt_laws(&world.fleet, &Ledger::with_max_records(3), &pool(&world));
+        let ages: Vec<u64> = ledger
+            .iter()
+            .map(|signed| signed.record.at.millis)
+            .collect();
+        assert_eq!(ages, [12, 13, 14]);
+        assert_eq!(ledger.intents_for(&incident(&world.target)).count(), 1);
+    }
+
+    #[test]
+    fn revoked_authors_records_are_dropped() {
+        let mut world = world();
+        let records: Vec<SignedRecord> = pool(&world)
+            .into_iter()
+            .filter(|(_, valid)| *valid)
+            .map(|(signed, _)| signed)
+            .collect();
+        let mut ledger = Ledger::new();
+        world.fleet.with_ctx(0, |ctx| {
+            assert!(ledger.merge_batch(records, ctx).iter().all(Result::is_ok));
+        });
+        world.fleet.revoke(&[world.second.public()]);
+        world.fleet.with_ctx(0, |ctx| ledger.trust_changed(ctx));
+        let about = incident(&world.target);
+        assert_eq!(ledger.len(), 4);
+        assert_eq!(
+            ledger
+                .winning_intent(&about)
+                .unwrap()
+                .record
+                .kind
+                .intent_epoch(),
+            Some(1)
+        );
+    }
+}
