@@ -14,7 +14,8 @@ use crate::suspicion::{Expired, Suspicions};
 use crate::time::Instant;
 use crate::wire::{self, Message, StateMessage, SyncRecord, Update};
 use fleetmesh_crdt::{
-    HlcClock, Incarnation, Keypair, Liveness, MemberState, NodeCert, NodeId, NodeMeta, Verifier,
+    HealthReport, HealthState, HlcClock, Incarnation, Keypair, Liveness, MemberState, NodeCert,
+    NodeId, NodeMeta, SignedHealth, Verifier,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -383,6 +384,43 @@ impl Agent {
         self.meta = Arc::new(meta);
         self.announce_alive(self.incarnation + 1);
         Ok(())
+    }
+
+    /// Publishes this agent's health for `check`, signed with its key; the
+    /// report replaces its previous one for the check everywhere.
+    pub fn report_health(
+        &mut self,
+        now: Instant,
+        check: &str,
+        state: HealthState,
+        detail: &str,
+    ) -> Result<(), AgentError> {
+        let report = HealthReport {
+            node: self.keypair.public(),
+            check: check.to_owned(),
+            state,
+            at: self.hlc.now(millis(now)),
+            detail: detail.to_owned(),
+            cause: None,
+        };
+        let entry = Entry::Health(Box::new(SignedHealth::sign(report, &self.keypair)));
+        self.publish(now, entry)
+    }
+
+    /// Merges an entry signed elsewhere (an operator's trust document, a
+    /// ledger record) and spreads it. Refused, changing nothing, when it
+    /// does not verify.
+    pub fn publish(&mut self, now: Instant, entry: Entry) -> Result<(), AgentError> {
+        if self.left {
+            return Err(AgentError::Left);
+        }
+        let now_millis = self.now_millis(now);
+        let (result, effects) = self.replicas.merge(entry, now_millis);
+        self.apply_state_effects(now, effects);
+        match result {
+            Ok(_) => Ok(()),
+            Err(rejected) => Err(AgentError::Rejected(rejected)),
+        }
     }
 
     /// Handles one message from `from`. The transport must authenticate

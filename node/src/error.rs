@@ -1,6 +1,6 @@
 //! Errors the agent's API returns to its driver.
 
-use fleetmesh_crdt::MetaError;
+use fleetmesh_crdt::{MetaError, Rejected};
 
 /// Why the agent refused an operator's request. A refused request does not
 /// change the agent's state.
@@ -13,6 +13,9 @@ pub enum AgentError {
     /// The key, certificate or genesis trust document is unusable.
     #[error("identity refused: {0}")]
     Identity(String),
+    /// A published entry did not verify.
+    #[error("entry refused: {0}")]
+    Rejected(#[from] Rejected),
     /// The agent has left the fleet; it announces nothing more.
     #[error("the agent has left the fleet")]
     Left,

@@ -524,3 +524,48 @@ fn a_joiner_whose_seed_was_down_joins_later_without_re_announcing_the_fleet() {
         joiner.queued_broadcasts()
     );
 }
+
+#[test]
+fn a_health_report_reaches_every_agent_and_a_forged_one_reaches_none() {
+    use fleetmesh_node::crdt::{HealthReport, HealthState, Hlc, SignedHealth};
+    use fleetmesh_node::state::Entry;
+    let mut harness = Harness::new(12);
+    harness.run_for(Duration::from_secs(10));
+    let now = harness.now;
+    harness
+        .agents
+        .get_mut(&id(3))
+        .unwrap()
+        .report_health(now, "nginx", HealthState::Unhealthy, "exit 1")
+        .unwrap();
+    // Agent 5 claims a report about agent 3, signed with its own key.
+    let forged = SignedHealth::sign(
+        HealthReport {
+            node: key(3).public(),
+            check: "sshd".into(),
+            state: HealthState::Unhealthy,
+            at: Hlc::default(),
+            detail: String::new(),
+            cause: None,
+        },
+        &key(5),
+    );
+    let refused = harness
+        .agents
+        .get_mut(&id(5))
+        .unwrap()
+        .publish(now, Entry::Health(Box::new(forged)));
+    assert!(refused.is_err());
+    harness.drain(id(3));
+    harness.run_for(Duration::from_secs(2));
+    for (who, agent) in &harness.agents {
+        let health = agent.replicas().health();
+        let report = health.get(&key(3).public(), "nginx");
+        assert_eq!(
+            report.map(|signed| signed.report.state),
+            Some(HealthState::Unhealthy),
+            "{who} lacks the report"
+        );
+        assert!(health.get(&key(3).public(), "sshd").is_none());
+    }
+}

@@ -122,9 +122,11 @@ impl Replica for CertTable {
         self.certs.retain(|_, held| {
             let body = &held.cert.body;
             !ctx.trust.is_revoked(&body.node_key)
-                && ctx
-                    .trust
-                    .authorizes(&body.issuer, fleetmesh_crdt::Role::Admit, body.trust_version)
+                && ctx.trust.authorizes(
+                    &body.issuer,
+                    fleetmesh_crdt::Role::Admit,
+                    body.trust_version,
+                )
         });
         let certs = &self.certs;
         self.by_key.retain(|_, id| certs.contains_key(id));

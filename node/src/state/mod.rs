@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fleetmesh_crdt::{
-    Ctx, Digest, Merge, NodeCert, NodeId, PublicKey, Rejected, Replica, SignedTrust, TrustChain,
-    Verifier,
+    Ctx, Digest, HealthTable, LeaseTable, Ledger, Merge, NodeCert, NodeId, PublicKey, Rejected,
+    Replica, SignedHealth, SignedLease, SignedRecord, SignedTrust, TrustChain, Verifier,
 };
 use serde::{Deserialize, Serialize};
 
@@ -61,11 +61,23 @@ pub enum Kind {
     Trust,
     /// Node certificates.
     Cert,
+    /// Leases, one per scope.
+    Lease,
+    /// Health reports, one per (node, check).
+    Health,
+    /// The remediation ledger.
+    Ledger,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 2] = [Kind::Trust, Kind::Cert];
+    pub const ALL: [Kind; 5] = [
+        Kind::Trust,
+        Kind::Cert,
+        Kind::Lease,
+        Kind::Health,
+        Kind::Ledger,
+    ];
 
     /// Whether new entries are pushed. Certificates are not: every agent
     /// learns every other's in a fleet's formation, and pushing them would
@@ -88,6 +100,12 @@ pub enum Entry {
     Trust(Box<SignedTrust>),
     /// A node certificate.
     Cert(Box<NodeCert>),
+    /// A lease.
+    Lease(Box<SignedLease>),
+    /// A health report.
+    Health(Box<SignedHealth>),
+    /// A ledger record.
+    Ledger(Box<SignedRecord>),
 }
 
 impl Entry {
@@ -96,6 +114,9 @@ impl Entry {
         match self {
             Entry::Trust(_) => Kind::Trust,
             Entry::Cert(_) => Kind::Cert,
+            Entry::Lease(_) => Kind::Lease,
+            Entry::Health(_) => Kind::Health,
+            Entry::Ledger(_) => Kind::Ledger,
         }
     }
 }
@@ -147,9 +168,13 @@ pub struct Merged {
 pub struct Replicas {
     trust: TrustChain,
     certs: CertTable,
+    leases: LeaseTable,
+    health: HealthTable,
+    ledger: Ledger,
     digests: [Digests; Kind::ALL.len()],
     push: PushQueue,
     fetching: BTreeMap<(Kind, Digest), u64>,
+    digests_rebuilt: bool,
     verifier: Arc<dyn Verifier>,
     stats: StateStats,
 }
@@ -166,9 +191,13 @@ impl Replicas {
         let mut replicas = Replicas {
             trust,
             certs: CertTable::default(),
+            leases: LeaseTable::new(),
+            health: HealthTable::new(),
+            ledger: Ledger::new(),
             digests: Default::default(),
             push: PushQueue::default(),
             fetching: BTreeMap::new(),
+            digests_rebuilt: false,
             verifier,
             stats: StateStats::default(),
         };
@@ -195,6 +224,21 @@ impl Replicas {
     /// The admitted nodes.
     pub fn certs(&self) -> &CertTable {
         &self.certs
+    }
+
+    /// The leases.
+    pub fn leases(&self) -> &LeaseTable {
+        &self.leases
+    }
+
+    /// The health reports.
+    pub fn health(&self) -> &HealthTable {
+        &self.health
+    }
+
+    /// The remediation ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Counters.
@@ -233,6 +277,15 @@ impl Replicas {
                 }
                 result
             }
+            Entry::Lease(lease) => self.merge_signed(kind, now_millis, |split, ctx| {
+                merge_counted(split.leases, *lease, ctx, LeaseTable::len)
+            }),
+            Entry::Health(report) => self.merge_signed(kind, now_millis, |split, ctx| {
+                merge_counted(split.health, *report, ctx, HealthTable::len)
+            }),
+            Entry::Ledger(record) => self.merge_signed(kind, now_millis, |split, ctx| {
+                merge_counted(split.ledger, *record, ctx, Ledger::len)
+            }),
         };
         self.stats.count(&result);
         if let Ok(merge @ Merge::Changed { key, .. }) = &result {
@@ -240,9 +293,10 @@ impl Replicas {
             if kind == Kind::Trust {
                 effects.trust_changed = true;
                 self.after_trust_change(now_millis);
-            } else {
+            } else if !self.digests_rebuilt {
                 self.digests[kind.index()].apply(merge);
             }
+            self.digests_rebuilt = false;
             if kind.pushed() && !self.push.push(kind, *key) {
                 self.stats.push_dropped += 1;
             }
@@ -250,15 +304,63 @@ impl Replicas {
         (result, effects)
     }
 
+    /// Merges into one of the collections whose writers must be admitted
+    /// nodes; a merge that evicted another entry (a collection at its
+    /// bound) rebuilds that collection's digests.
+    fn merge_signed(
+        &mut self,
+        kind: Kind,
+        now_millis: u64,
+        merge: impl FnOnce(Split<'_>, &Ctx<'_>) -> (Result<Merge, Rejected>, bool),
+    ) -> Result<Merge, Rejected> {
+        let (result, evicted) = {
+            let certs = &self.certs;
+            let admitted = |key: &PublicKey| certs.admits_key(key, now_millis);
+            let ctx = Ctx {
+                trust: &self.trust,
+                admitted: &admitted,
+                verifier: self.verifier.as_ref(),
+                now_millis,
+            };
+            let split = Split {
+                leases: &mut self.leases,
+                health: &mut self.health,
+                ledger: &mut self.ledger,
+            };
+            merge(split, &ctx)
+        };
+        if evicted {
+            self.digests[kind.index()] = Digests::of(&self.versions(kind));
+            self.digests_rebuilt = true;
+        }
+        result
+    }
+
+    /// Drops whatever the new trust chain no longer vouches for: the
+    /// certificates first, since the other collections' writers must hold
+    /// one.
     fn after_trust_change(&mut self, now_millis: u64) {
-        let admitted = |_: &PublicKey| true;
+        {
+            let admitted = |_: &PublicKey| true;
+            let ctx = Ctx {
+                trust: &self.trust,
+                admitted: &admitted,
+                verifier: self.verifier.as_ref(),
+                now_millis,
+            };
+            self.certs.trust_changed(&ctx);
+        }
+        let certs = &self.certs;
+        let admitted = |key: &PublicKey| certs.admits_key(key, now_millis);
         let ctx = Ctx {
             trust: &self.trust,
             admitted: &admitted,
             verifier: self.verifier.as_ref(),
             now_millis,
         };
-        self.certs.trust_changed(&ctx);
+        self.leases.trust_changed(&ctx);
+        self.health.trust_changed(&ctx);
+        self.ledger.trust_changed(&ctx);
         self.rebuild_digests();
     }
 
@@ -272,6 +374,9 @@ impl Replicas {
         match kind {
             Kind::Trust => trust::trust_versions(&self.trust),
             Kind::Cert => self.certs.versions(),
+            Kind::Lease => self.leases.versions(),
+            Kind::Health => self.health.versions(),
+            Kind::Ledger => self.ledger.versions(),
         }
     }
 
@@ -285,6 +390,18 @@ impl Replicas {
                 .certs
                 .entry(key)
                 .map(|cert| Entry::Cert(Box::new(cert))),
+            Kind::Lease => self
+                .leases
+                .entry(key)
+                .map(|lease| Entry::Lease(Box::new(lease))),
+            Kind::Health => self
+                .health
+                .entry(key)
+                .map(|report| Entry::Health(Box::new(report))),
+            Kind::Ledger => self
+                .ledger
+                .entry(key)
+                .map(|record| Entry::Ledger(Box::new(record))),
         }
     }
 
@@ -482,6 +599,28 @@ impl Merged {
         self.trust_changed |= other.trust_changed;
         self.admitted.extend(other.admitted);
     }
+}
+
+/// The collections a signed merge may touch, borrowed apart from the
+/// certificates and trust chain its context reads.
+struct Split<'a> {
+    leases: &'a mut LeaseTable,
+    health: &'a mut HealthTable,
+    ledger: &'a mut Ledger,
+}
+
+/// Merges `entry` into `collection`; also says whether the merge evicted
+/// some other entry (the collection did not grow by the new key).
+fn merge_counted<R: Replica>(
+    collection: &mut R,
+    entry: R::Entry,
+    ctx: &Ctx<'_>,
+    len: impl Fn(&R) -> usize,
+) -> (Result<Merge, Rejected>, bool) {
+    let before = len(collection);
+    let result = collection.merge(entry, ctx);
+    let grew = usize::from(matches!(result, Ok(Merge::Changed { replaced: None, .. })));
+    (result, len(collection) != before + grew)
 }
 
 fn group(announces: Vec<(Kind, Digest)>) -> BTreeMap<Kind, Vec<Digest>> {
