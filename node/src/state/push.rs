@@ -23,11 +23,11 @@ pub struct PushQueue {
 impl PushQueue {
     /// Queues an entry (again, if it changed); false if the queue is full.
     pub fn push(&mut self, kind: Kind, key: Digest) -> bool {
+        if !self.sent.contains_key(&(kind, key)) && self.sent.len() >= PUSH_QUEUE_MAX {
+            return false;
+        }
         if let Some(count) = self.sent.insert((kind, key), 0) {
             self.order.remove(&(count, kind, key));
-        } else if self.sent.len() > PUSH_QUEUE_MAX {
-            self.sent.remove(&(kind, key));
-            return false;
         }
         self.order.insert((0, kind, key));
         true
@@ -95,7 +95,7 @@ mod tests {
             key[31] = 9;
             queue.push(Kind::Trust, Digest(key));
         }
-        assert!(queue.len() <= PUSH_QUEUE_MAX + 1);
+        assert_eq!(queue.len(), PUSH_QUEUE_MAX);
         assert!(!queue.push(Kind::Trust, Digest([7; 32])));
     }
 }
