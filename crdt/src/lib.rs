@@ -7,6 +7,7 @@
 //! simulator decide when merges happen.
 
 pub mod cert;
+pub mod config;
 pub mod hlc;
 pub mod keys;
 pub mod membership;
@@ -19,6 +20,10 @@ pub use membership::{
 };
 
 pub use cert::{CertBody, CertError, NodeCert};
+pub use config::{
+    AppliedRelease, ConfigEntry, ConfigError, ConfigStore, Equivocation, Release, ReleaseError,
+    ReleaseLog, SignedChange, SignedRelease, Value,
+};
 pub use hlc::{Hlc, HlcClock};
 pub use keys::{Digest, Ed25519, Keypair, PublicKey, Signature, SignatureCheck, Verifier};
 pub use replica::{Ctx, Merge, Rejected, Replica};
