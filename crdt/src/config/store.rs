@@ -197,6 +197,10 @@ impl ConfigStore {
         standing: Standing,
         touched: &mut BTreeMap<String, Vec<Digest>>,
     ) -> Result<Merge, Rejected> {
+        // Screening happened before the batch's own evidence came to light.
+        if self.is_quarantined(&parsed.envelope.author) {
+            return Err(Rejected::Quarantined);
+        }
         if self.pending_len() >= limits::PENDING_MAX
             || self.pending_bytes() + parsed.envelope.change.len() > limits::PENDING_BYTES_MAX
         {

@@ -387,3 +387,265 @@ fn agents_walk_forward_and_never_roll_back() {
         Err(ReleaseError::Expired(10))
     );
 }
+
+/// A small deterministic generator for delivery orders, seeded by proptest.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// `items` shuffled, with some duplicated, cut into batches.
+    fn deliveries<T: Clone>(&mut self, items: &[T]) -> Vec<Vec<T>> {
+        let mut all: Vec<T> = items.to_vec();
+        for _ in 0..items.len() / 3 {
+            all.push(items[self.below(items.len())].clone());
+        }
+        for index in (1..all.len()).rev() {
+            all.swap(index, self.below(index + 1));
+        }
+        let mut batches = Vec::new();
+        while !all.is_empty() {
+            let size = 1 + self.below(all.len().min(8));
+            batches.push(all.drain(..size).collect());
+        }
+        batches
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Edit { author: usize, key: u8, value: i64 },
+    Sync { author: usize },
+    Unauthorized { key: u8, value: i64 },
+    BadSignature { key: u8, value: i64 },
+    Equivocate,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..2usize, 0..4u8, 0..5i64).prop_map(|(author, key, value)| Op::Edit { author, key, value }),
+        3 => (0..2usize).prop_map(|author| Op::Sync { author }),
+        1 => (0..4u8, 0..5i64).prop_map(|(key, value)| Op::Unauthorized { key, value }),
+        1 => (0..4u8, 0..5i64).prop_map(|(key, value)| Op::BadSignature { key, value }),
+        1 => Just(Op::Equivocate),
+    ]
+}
+
+/// The changes a run of `ops` produces: valid ones and ones no replica may
+/// apply, and whether key 101 equivocated.
+struct Scenario {
+    good: Vec<ConfigEntry>,
+    bad: Vec<ConfigEntry>,
+    equivocated: bool,
+}
+
+fn play(ops: &[Op], ctx: &Ctx<'_>) -> Scenario {
+    let authors = [key(100), key(101)];
+    let mut stores = [ConfigStore::new(), ConfigStore::new()];
+    let mut scenario = Scenario {
+        good: Vec::new(),
+        bad: Vec::new(),
+        equivocated: false,
+    };
+    for op in ops {
+        match *op {
+            Op::Edit { author, key, value } => {
+                let Value::Map(mut content) = current(&stores[author], "app") else {
+                    unreachable!()
+                };
+                content.insert(format!("k{key}"), Value::Int(value));
+                if let Ok(Some(change)) =
+                    stores[author].author("app", &authors[author], 1, &Value::Map(content), ctx)
+                {
+                    scenario.good.push(ConfigEntry::Change(change));
+                }
+            }
+            Op::Sync { author } => {
+                stores[author].merge_batch(scenario.good.clone(), ctx);
+            }
+            Op::Unauthorized { key: k, value } => {
+                let change = raw_change(&key(50), &format!("k{k}"), value);
+                scenario.bad.push(ConfigEntry::Change(change));
+            }
+            Op::BadSignature { key: k, value } => {
+                let mut change = raw_change(&key(102), &format!("k{k}"), value);
+                change.signature = key(102).sign_digest(&Digest::of("x", &value));
+                scenario.bad.push(ConfigEntry::Change(change));
+            }
+            Op::Equivocate if !scenario.equivocated => {
+                let (one, two) = equivocate(&stores[1], &authors[1], ctx);
+                scenario.good.push(ConfigEntry::Change(one));
+                scenario.good.push(ConfigEntry::Change(two));
+                scenario.equivocated = true;
+            }
+            Op::Equivocate => {}
+        }
+    }
+    scenario
+}
+
+fn change_keys(entries: &[ConfigEntry]) -> BTreeSet<Digest> {
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            ConfigEntry::Change(change) => change.key(),
+            ConfigEntry::Evidence(_) => None,
+        })
+        .collect()
+}
+
+fn sorted_versions(replica: &impl Replica) -> Vec<(Digest, Digest)> {
+    let mut versions = replica.versions();
+    versions.sort();
+    versions
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn config_replicas_converge_whatever_the_order(
+        ops in prop::collection::vec(op(), 1..24),
+        seeds in prop::collection::vec(any::<u64>(), 3),
+    ) {
+        let trust = chain();
+        let ctx = ctx(&trust);
+        let scenario = play(&ops, &ctx);
+        let mut all = scenario.good.clone();
+        all.extend(scenario.bad.iter().cloned());
+        let bad = change_keys(&scenario.bad);
+        let mut replicas = Vec::new();
+        for seed in seeds {
+            let mut replica = ConfigStore::new();
+            for batch in Mix(seed).deliveries(&all) {
+                replica.merge_batch(batch, &ctx);
+            }
+            replicas.push(replica);
+        }
+        // A key that forked three ways may be caught on different pairs;
+        // anti-entropy spreads the evidence and the lowest key wins.
+        let evidence: Vec<ConfigEntry> = replicas
+            .iter()
+            .flat_map(|replica| replica.versions().into_iter().filter_map(|(key, _)| replica.entry(&key)))
+            .filter(|entry| matches!(entry, ConfigEntry::Evidence(_)))
+            .collect();
+        let mut outcomes = Vec::new();
+        for mut replica in replicas {
+            replica.merge_batch(evidence.clone(), &ctx);
+            let versions = sorted_versions(&replica);
+            prop_assert!(versions.iter().all(|(key, _)| !bad.contains(key)));
+            let quarantined: Vec<PublicKey> = replica.quarantined().copied().collect();
+            if scenario.equivocated {
+                prop_assert_eq!(&quarantined, &vec![key(101).public()]);
+            } else {
+                prop_assert!(quarantined.is_empty());
+                prop_assert_eq!(versions.len(), scenario.good.len());
+                prop_assert_eq!(replica.pending_len(), 0);
+            }
+            outcomes.push((versions, replica.value_at("app", &replica.heads("app"))));
+        }
+        prop_assert!(outcomes.windows(2).all(|pair| pair[0] == pair[1]));
+    }
+
+    #[test]
+    fn revocation_mid_stream_converges(
+        ops in prop::collection::vec(op(), 1..24),
+        seeds in prop::collection::vec(any::<u64>(), 3),
+    ) {
+        let scenario = play(&ops, &ctx(&chain()));
+        let revoked = key(101).public();
+        let mut outcomes = Vec::new();
+        for seed in seeds {
+            let mut mix = Mix(seed);
+            let mut trust = chain();
+            let mut replica = ConfigStore::new();
+            let batches = mix.deliveries(&scenario.good);
+            let revoke_at = mix.below(batches.len() + 1);
+            for (index, batch) in batches.into_iter().enumerate() {
+                if index == revoke_at {
+                    trust.insert(signed_trust(2, &[revoked]), &Ed25519).unwrap();
+                    replica.trust_changed(&ctx(&trust));
+                }
+                replica.merge_batch(batch, &ctx(&trust));
+            }
+            if trust.head().doc.version == 1 {
+                trust.insert(signed_trust(2, &[revoked]), &Ed25519).unwrap();
+                replica.trust_changed(&ctx(&trust));
+            }
+            let versions = sorted_versions(&replica);
+            for (key, _) in &versions {
+                if let Some(ConfigEntry::Change(change)) = replica.entry(key) {
+                    prop_assert_ne!(change.author, revoked);
+                }
+            }
+            outcomes.push((versions, replica.value_at("app", &replica.heads("app"))));
+        }
+        prop_assert!(outcomes.windows(2).all(|pair| pair[0] == pair[1]));
+    }
+
+    #[test]
+    fn release_logs_converge_and_agents_never_roll_back(
+        picks in prop::collection::vec((1..6u64, 0..2u8, 0..7usize), 1..16),
+        seeds in prop::collection::vec(any::<u64>(), 3),
+    ) {
+        let trust = chain();
+        let ctx = ctx(&trust);
+        let signer_sets: [&[u8]; 7] = [
+            &[100, 101], &[100, 102], &[101, 102], &[100, 101, 102],
+            &[100], &[100, 50], &[101, 102],
+        ];
+        let mut bad = Vec::new();
+        let copies: Vec<SignedRelease> = picks
+            .iter()
+            .map(|&(version, variant, set)| {
+                let mut copy = release(version, signer_sets[set]);
+                copy.release.heads = vec![Digest([variant; 32])];
+                let mut copy = SignedRelease::new(copy.release);
+                for signer in signer_sets[set] {
+                    copy.sign(&key(*signer));
+                }
+                if set == 6 {
+                    copy.signatures.insert(key(100).public(), key(100).sign_digest(&Digest::default()));
+                }
+                if set >= 4 {
+                    bad.push(copy.clone());
+                }
+                copy
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for seed in seeds {
+            let mut log = ReleaseLog::new();
+            let mut applied: Option<AppliedRelease> = None;
+            for batch in Mix(seed).deliveries(&copies) {
+                for copy in batch {
+                    let result = log.merge(copy.clone(), &ctx);
+                    if bad.contains(&copy) {
+                        prop_assert!(result.is_err());
+                    }
+                }
+                while let Some(next) = log.next("app", applied.as_ref().map(|held| held.version)) {
+                    let moved = AppliedRelease::advance(applied.as_ref(), next, 0);
+                    prop_assert!(moved.is_ok());
+                    applied = moved.ok();
+                }
+            }
+            for (held_key, _) in log.versions() {
+                let held = log.entry(&held_key).unwrap();
+                prop_assert!(held.signatures.keys().all(|signer| *signer != key(50).public()));
+            }
+            outcomes.push(sorted_versions(&log));
+        }
+        prop_assert!(outcomes.windows(2).all(|pair| pair[0] == pair[1]));
+    }
+}
