@@ -40,6 +40,7 @@ pub(crate) struct Document {
 }
 
 impl Document {
+    /// An empty document.
     pub fn new() -> Document {
         Document {
             automerge: Automerge::new(),
@@ -51,18 +52,22 @@ impl Document {
         }
     }
 
+    /// Whether the change is applied or pending.
     pub fn holds(&self, hash: &Digest) -> bool {
         self.applied.contains_key(hash) || self.pending.contains_key(hash)
     }
 
+    /// Whether the change is applied.
     pub fn is_applied(&self, hash: &Digest) -> bool {
         self.applied.contains_key(hash)
     }
 
+    /// Whether the change waits in the queue.
     pub fn is_pending(&self, hash: &Digest) -> bool {
         self.pending.contains_key(hash)
     }
 
+    /// Whether the document holds no change at all.
     pub fn is_empty(&self) -> bool {
         self.applied.is_empty() && self.pending.is_empty()
     }
@@ -265,14 +270,17 @@ impl Document {
         self.remove_pending(hash);
     }
 
+    /// How many changes wait.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }
 
+    /// How many bytes of changes wait.
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes
     }
 
+    /// The current heads.
     pub fn heads(&self) -> Vec<Digest> {
         self.automerge
             .get_heads()
@@ -281,6 +289,7 @@ impl Document {
             .collect()
     }
 
+    /// Whether every one of `heads` is applied.
     pub fn has_all(&self, heads: &[Digest]) -> bool {
         heads.iter().all(|head| self.applied.contains_key(head))
     }

@@ -38,6 +38,8 @@ pub mod limits {
     pub const RELEASE_CANDIDATES_MAX: usize = 4;
     /// Most release versions kept per document; the oldest go first.
     pub const RELEASE_VERSIONS_MAX: usize = 1_024;
+    /// Most heads one release names.
+    pub const RELEASE_HEADS_MAX: usize = 1_024;
     /// Most signatures one release carries.
     pub const RELEASE_SIGNATURES_MAX: usize = 64;
     /// Most releases waiting for a newer trust version.

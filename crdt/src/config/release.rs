@@ -49,10 +49,14 @@ impl Release {
                 limits::DOC_ID_MAX
             )));
         }
-        if self.version == 0 || !self.heads.windows(2).all(|pair| pair[0] < pair[1]) {
-            return Err(Rejected::Malformed(
-                "release versions start at 1 and heads are sorted and distinct".into(),
-            ));
+        if self.version == 0
+            || self.heads.len() > limits::RELEASE_HEADS_MAX
+            || !self.heads.windows(2).all(|pair| pair[0] < pair[1])
+        {
+            return Err(Rejected::Malformed(format!(
+                "release versions start at 1; at most {} heads, sorted and distinct",
+                limits::RELEASE_HEADS_MAX
+            )));
         }
         Ok(())
     }

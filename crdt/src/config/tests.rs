@@ -121,6 +121,27 @@ fn authored_content_reads_back_and_nested_maps_merge() {
 }
 
 #[test]
+fn a_toml_file_deserializes_into_a_value() {
+    let value: Value =
+        toml::from_str("n = 3\nf = 1.5\n[db]\nhosts = [\"a\", \"b\"]\ntls = true\n").unwrap();
+    let expected = map(&[
+        ("n", Value::Int(3)),
+        ("f", Value::Float(1.5)),
+        (
+            "db",
+            map(&[
+                (
+                    "hosts",
+                    Value::List(vec![Value::Str("a".into()), Value::Str("b".into())]),
+                ),
+                ("tls", Value::Bool(true)),
+            ]),
+        ),
+    ]);
+    assert_eq!(value, expected);
+}
+
+#[test]
 fn bad_unauthorized_and_mismatched_changes_are_refused() {
     let trust = chain();
     let ctx = ctx(&trust);
