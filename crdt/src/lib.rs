@@ -7,6 +7,7 @@
 //! simulator decide when merges happen.
 
 pub mod cert;
+pub mod config;
 pub mod health;
 pub mod hlc;
 pub mod keys;
@@ -25,6 +26,10 @@ pub use membership::{
 };
 
 pub use cert::{CertBody, CertError, NodeCert};
+pub use config::{
+    AppliedRelease, ConfigEntry, ConfigError, ConfigStore, Equivocation, Release, ReleaseError,
+    ReleaseLog, SignedChange, SignedRelease, Value,
+};
 pub use health::{HealthReport, HealthState, HealthTable, SignedHealth, health_limits};
 pub use hlc::{Hlc, HlcClock};
 pub use keys::{Digest, Ed25519, Keypair, PublicKey, Signature, SignatureCheck, Verifier};

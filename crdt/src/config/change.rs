@@ -1,0 +1,242 @@
+//! Signed config changes and proof of equivocation.
+//!
+//! A change is a raw automerge change whose actor id is its author's public
+//! key, wrapped in an envelope the author signs. Binding the actor id to the
+//! key means one key cannot write under another's actor, so two different
+//! changes with one (actor, sequence number) are proof that the key holder
+//! forked its own history: equivocation.
+
+use automerge::Change;
+use serde::{Deserialize, Serialize};
+
+use super::limits;
+use crate::keys::{Digest, Keypair, PublicKey, Signature, SignatureCheck, domain};
+use crate::replica::{Ctx, Rejected};
+use crate::trust::Role;
+
+/// A config change as it travels: the automerge change bytes with the
+/// author's signature binding them to a document and a trust version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedChange {
+    /// The document id, 1..=[`limits::DOC_ID_MAX`] bytes.
+    pub doc: String,
+    /// The trust version under which the author holds `config`.
+    pub trust_version: u64,
+    /// The author; also the change's automerge actor id.
+    pub author: PublicKey,
+    /// The raw automerge change, at most [`limits::CHANGE_BYTES_MAX`] bytes.
+    pub change: Vec<u8>,
+    /// The author's signature over [`SignedChange::signing_digest`].
+    pub signature: Signature,
+}
+
+impl SignedChange {
+    /// Wraps and signs automerge change bytes made with `author`'s key as
+    /// actor.
+    pub fn sign(
+        doc: &str,
+        trust_version: u64,
+        author: &Keypair,
+        change: Vec<u8>,
+    ) -> Result<SignedChange, Rejected> {
+        let hash = Digest(parse_bytes(&change)?.hash().0);
+        let signature = author.sign_digest(&signing_digest(doc, &hash, trust_version));
+        Ok(SignedChange {
+            doc: doc.to_owned(),
+            trust_version,
+            author: author.public(),
+            change,
+            signature,
+        })
+    }
+
+    /// The entry key: the automerge change hash, or `None` when the bytes do
+    /// not parse.
+    pub fn key(&self) -> Option<Digest> {
+        parse_bytes(&self.change)
+            .ok()
+            .map(|change| Digest(change.hash().0))
+    }
+
+    /// The digest the author signs: the document, the change hash and the
+    /// trust version.
+    pub fn signing_digest(&self, hash: &Digest) -> Digest {
+        signing_digest(&self.doc, hash, self.trust_version)
+    }
+
+    /// Fully verifies the change against the current trust: shape, actor,
+    /// authorization and signature. Returns the change hash.
+    pub fn verify(&self, ctx: &Ctx<'_>) -> Result<Digest, Rejected> {
+        let parsed = Parsed::new(self.clone())?;
+        parsed.verify(ctx)?;
+        Ok(parsed.hash)
+    }
+}
+
+fn signing_digest(doc: &str, hash: &Digest, trust_version: u64) -> Digest {
+    Digest::of(domain::CHANGE, &(doc, hash, trust_version))
+}
+
+fn parse_bytes(bytes: &[u8]) -> Result<Change, Rejected> {
+    if bytes.len() > limits::CHANGE_BYTES_MAX {
+        return Err(Rejected::Malformed(format!(
+            "change over {} bytes",
+            limits::CHANGE_BYTES_MAX
+        )));
+    }
+    Change::from_bytes(bytes.to_vec())
+        .map_err(|error| Rejected::Malformed(format!("change does not parse: {error}")))
+}
+
+/// Whether a change's trust version is one this replica can judge yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// The author holds `config` under the stated version.
+    Authorized,
+    /// The stated version is newer than the replica's trust head.
+    Future,
+}
+
+/// A change whose envelope is well formed, with its parsed automerge change.
+/// Its signature and authorization may not be checked yet.
+#[derive(Clone, Debug)]
+pub(crate) struct Parsed {
+    pub envelope: SignedChange,
+    pub change: Change,
+    pub hash: Digest,
+}
+
+impl Parsed {
+    /// Checks everything about `envelope` that needs no trust: sizes, that
+    /// the bytes parse, that the actor is the author.
+    pub fn new(envelope: SignedChange) -> Result<Parsed, Rejected> {
+        if envelope.doc.is_empty() || envelope.doc.len() > limits::DOC_ID_MAX {
+            return Err(Rejected::Malformed(format!(
+                "document id must be 1..={} bytes",
+                limits::DOC_ID_MAX
+            )));
+        }
+        let change = parse_bytes(&envelope.change)?;
+        if change.actor_id().to_bytes() != envelope.author.0 {
+            return Err(Rejected::Unauthorized(
+                "change actor is not the envelope's author".into(),
+            ));
+        }
+        // Automerge refuses a second actor claiming an author name and
+        // numbers an actor's changes from 1; either slip would make a batch
+        // fail at apply time instead of here.
+        if change.author().is_some() || change.seq() == 0 {
+            return Err(Rejected::Malformed(
+                "change carries an author name or sequence number 0".into(),
+            ));
+        }
+        let hash = Digest(change.hash().0);
+        Ok(Parsed {
+            envelope,
+            change,
+            hash,
+        })
+    }
+
+    /// Whether the author may write under the stated trust version.
+    pub fn standing(&self, ctx: &Ctx<'_>) -> Result<Standing, Rejected> {
+        let version = self.envelope.trust_version;
+        if version > ctx.trust.head().doc.version {
+            return Ok(Standing::Future);
+        }
+        if ctx
+            .trust
+            .authorizes(&self.envelope.author, Role::Config, version)
+        {
+            Ok(Standing::Authorized)
+        } else {
+            Err(Rejected::Unauthorized(format!(
+                "{:?} lacks config at trust version {version} or is revoked",
+                self.envelope.author
+            )))
+        }
+    }
+
+    /// Checks authorization under the current trust and the signature.
+    pub fn verify(&self, ctx: &Ctx<'_>) -> Result<(), Rejected> {
+        if self.standing(ctx)? == Standing::Future {
+            return Err(Rejected::Unauthorized(format!(
+                "trust version {} is newer than this replica's",
+                self.envelope.trust_version
+            )));
+        }
+        if !ctx.verifier.verify(&self.check()) {
+            return Err(Rejected::BadSignature);
+        }
+        Ok(())
+    }
+
+    /// The signature check for the envelope.
+    pub fn check(&self) -> SignatureCheck {
+        SignatureCheck {
+            key: self.envelope.author,
+            digest: self.envelope.signing_digest(&self.hash),
+            signature: self.envelope.signature,
+        }
+    }
+
+    /// The author's automerge sequence number.
+    pub fn seq(&self) -> u64 {
+        self.change.seq()
+    }
+
+    /// The hashes of the changes this one depends on.
+    pub fn deps(&self) -> impl Iterator<Item = Digest> + '_ {
+        self.change.deps().iter().map(|hash| Digest(hash.0))
+    }
+}
+
+/// Self-verifying proof that a key equivocated: two verified changes with
+/// one author, document and sequence number but different hashes. `a` has
+/// the lower hash, so one pair has one encoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Equivocation {
+    /// The change with the lower hash.
+    pub a: SignedChange,
+    /// The change with the higher hash.
+    pub b: SignedChange,
+}
+
+impl Equivocation {
+    /// The evidence made of two conflicting changes, in canonical order.
+    pub(crate) fn new(one: &Parsed, other: &Parsed) -> Equivocation {
+        let (a, b) = if one.hash < other.hash {
+            (one, other)
+        } else {
+            (other, one)
+        };
+        Equivocation {
+            a: a.envelope.clone(),
+            b: b.envelope.clone(),
+        }
+    }
+
+    /// Verifies the evidence; returns its key and the equivocating author.
+    pub fn verify(&self, ctx: &Ctx<'_>) -> Result<(Digest, PublicKey), Rejected> {
+        let a = Parsed::new(self.a.clone())?;
+        let b = Parsed::new(self.b.clone())?;
+        if a.envelope.doc != b.envelope.doc
+            || a.envelope.author != b.envelope.author
+            || a.seq() != b.seq()
+            || a.hash >= b.hash
+        {
+            return Err(Rejected::Malformed(
+                "evidence is not two ordered changes with one author, document and sequence number"
+                    .into(),
+            ));
+        }
+        a.verify(ctx)?;
+        b.verify(ctx)?;
+        Ok((evidence_key(&a.hash, &b.hash), a.envelope.author))
+    }
+}
+
+/// The entry key of evidence about changes `a` < `b`.
+pub(crate) fn evidence_key(a: &Digest, b: &Digest) -> Digest {
+    Digest::of(domain::CONTENT, &(a, b))
+}

@@ -1,0 +1,47 @@
+//! Config documents and releases.
+//!
+//! A config document is an automerge document edited by keys holding the
+//! `config` role; every change is signed and verified before it is applied,
+//! so concurrent edits merge and every replica converges on the same
+//! content. What agents actually run is a *release*: a document's heads
+//! signed by the config threshold, so no single key can push config to the
+//! fleet.
+
+mod change;
+mod document;
+mod release;
+mod store;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+pub use change::{Equivocation, SignedChange};
+pub use release::{AppliedRelease, Release, ReleaseError, ReleaseLog, SignedRelease};
+pub use store::{ConfigEntry, ConfigError, ConfigStore};
+pub use value::Value;
+
+/// Bounds on what the config store and release log hold, so a flood of
+/// entries cannot exhaust an agent's memory.
+pub mod limits {
+    /// Most documents a store holds.
+    pub const DOCS_MAX: usize = 64;
+    /// Longest document id, in bytes.
+    pub const DOC_ID_MAX: usize = 64;
+    /// Largest automerge change, in bytes.
+    pub const CHANGE_BYTES_MAX: usize = 256 * 1024;
+    /// Most changes waiting for parents or a newer trust version.
+    pub const PENDING_MAX: usize = 4_096;
+    /// Most bytes of changes waiting.
+    pub const PENDING_BYTES_MAX: usize = 32 * 1024 * 1024;
+    /// Most candidate releases kept per (document, version).
+    pub const RELEASE_CANDIDATES_MAX: usize = 4;
+    /// Most release versions kept per document; the oldest go first.
+    pub const RELEASE_VERSIONS_MAX: usize = 1_024;
+    /// Most heads one release names.
+    pub const RELEASE_HEADS_MAX: usize = 1_024;
+    /// Most signatures one release carries.
+    pub const RELEASE_SIGNATURES_MAX: usize = 64;
+    /// Most releases waiting for a newer trust version.
+    pub const RELEASE_PENDING_MAX: usize = 256;
+}
