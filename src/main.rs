@@ -53,7 +53,7 @@ enum SimCommand {
     },
     /// Runs the benchmarks and prints a table (use a release build).
     Bench {
-        /// Which benchmarks: all, or one of speed, spread, detect,
+        /// Which benchmarks: all, or one of speed, spread, detect, config-merge,
         /// false-dead, traffic.
         #[arg(long, default_value = "all")]
         only: String,

@@ -9,7 +9,7 @@ use crate::hlc::Hlc;
 use crate::keys::{Digest, Keypair, PublicKey, Signature, SignatureCheck, domain};
 use crate::register::{Held, Registers};
 use crate::replica::{
-    Ctx, Merge, Rejected, Replica, Verified, check_admitted, check_text, merge_one, merge_verified,
+    Ctx, Merge, Rejected, Replica, Verified, check_admitted, check_text, merge_one,
 };
 
 /// Bounds on health reports.
@@ -237,14 +237,6 @@ impl Replica for HealthTable {
 
     fn merge(&mut self, entry: SignedHealth, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
         merge_one(self, entry, ctx)
-    }
-
-    fn merge_batch(
-        &mut self,
-        entries: Vec<SignedHealth>,
-        ctx: &Ctx<'_>,
-    ) -> Vec<Result<Merge, Rejected>> {
-        merge_verified(self, entries, ctx)
     }
 
     fn trust_changed(&mut self, ctx: &Ctx<'_>) {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::hlc::Hlc;
 use crate::keys::{Digest, Keypair, PublicKey, Signature, SignatureCheck, domain};
 use crate::replica::{
-    Ctx, Merge, Rejected, Replica, Verified, check_admitted, check_text, merge_one, merge_verified,
+    Ctx, Merge, Rejected, Replica, Verified, check_admitted, check_text, merge_one,
 };
 use crate::trust::Role;
 
@@ -349,14 +349,6 @@ impl Replica for Ledger {
 
     fn merge(&mut self, entry: SignedRecord, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
         merge_one(self, entry, ctx)
-    }
-
-    fn merge_batch(
-        &mut self,
-        entries: Vec<SignedRecord>,
-        ctx: &Ctx<'_>,
-    ) -> Vec<Result<Merge, Rejected>> {
-        merge_verified(self, entries, ctx)
     }
 
     fn trust_changed(&mut self, ctx: &Ctx<'_>) {

@@ -64,8 +64,8 @@ pub trait Replica {
     /// changes nothing.
     fn merge(&mut self, entry: Self::Entry, ctx: &Ctx<'_>) -> Result<Merge, Rejected>;
 
-    /// Merges many entries; collections whose verification or application
-    /// is cheaper in batches override this.
+    /// Merges many entries; collections whose application is cheaper in
+    /// batches (automerge documents) override this.
     fn merge_batch(
         &mut self,
         entries: Vec<Self::Entry>,
@@ -107,9 +107,8 @@ pub enum Rejected {
 
 /// A collection whose entries are valid when their shape, their signers'
 /// authority and their signatures check out, independently of what the
-/// collection holds. Validity being stateless is what lets signatures of
-/// many entries be verified in one batch, and lets `trust_changed` re-run
-/// exactly the predicate `merge` ran.
+/// collection holds. Validity being stateless is what lets `trust_changed`
+/// re-run exactly the predicate `merge` ran.
 pub(crate) trait Verified: Replica {
     /// Checks everything but the signatures and returns the signatures the
     /// entry needs.
@@ -120,48 +119,18 @@ pub(crate) trait Verified: Replica {
     fn apply(&mut self, entry: Self::Entry) -> Merge;
 }
 
-/// An entry that passed [`Verified::admit`], with the signatures it needs.
-type Admitted<E> = (E, Vec<SignatureCheck>);
-
-/// Admits, verifies and applies `entries`: all signatures in one batch, and
-/// entry by entry only when the batch fails, so one forgery costs its
-/// sender's batch its speed but never lets a bad entry in.
-pub(crate) fn merge_verified<R: Verified>(
-    replica: &mut R,
-    entries: Vec<R::Entry>,
-    ctx: &Ctx<'_>,
-) -> Vec<Result<Merge, Rejected>> {
-    let admitted: Vec<Result<Admitted<R::Entry>, Rejected>> = entries
-        .into_iter()
-        .map(|entry| R::admit(&entry, ctx).map(|checks| (entry, checks)))
-        .collect();
-    let all: Vec<SignatureCheck> = admitted
-        .iter()
-        .flatten()
-        .flat_map(|(_, checks)| checks.iter().copied())
-        .collect();
-    let batch_verified = ctx.verifier.verify_all(&all);
-    admitted
-        .into_iter()
-        .map(|admitted| {
-            let (entry, checks) = admitted?;
-            if !batch_verified && !ctx.verifier.verify_all(&checks) {
-                return Err(Rejected::BadSignature);
-            }
-            Ok(replica.apply(entry))
-        })
-        .collect()
-}
-
-/// Merges one entry through [`merge_verified`].
+/// Admits, verifies and applies one entry: nothing reaches `apply` before
+/// its signatures verified.
 pub(crate) fn merge_one<R: Verified>(
     replica: &mut R,
     entry: R::Entry,
     ctx: &Ctx<'_>,
 ) -> Result<Merge, Rejected> {
-    merge_verified(replica, vec![entry], ctx)
-        .pop()
-        .unwrap_or(Ok(Merge::Unchanged))
+    let checks = R::admit(&entry, ctx)?;
+    if !ctx.verifier.verify_all(&checks) {
+        return Err(Rejected::BadSignature);
+    }
+    Ok(replica.apply(entry))
 }
 
 /// Refuses a text field that is empty (when `non_empty`) or longer than

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{Digest, PublicKey, Signature, SignatureCheck, Verifier, domain};
+use crate::keys::{Digest, Keypair, PublicKey, Signature, SignatureCheck, Verifier, domain};
 
 /// What a key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -154,6 +154,17 @@ pub struct SignedTrust {
 }
 
 impl SignedTrust {
+    /// `doc` signed by each of `signers` (the root keys at hand; whether
+    /// they are enough is for the verifier to say).
+    pub fn sign(doc: TrustDoc, signers: &[&Keypair]) -> SignedTrust {
+        let digest = doc.signing_digest();
+        let signatures = signers
+            .iter()
+            .map(|signer| (signer.public(), signer.sign_digest(&digest)))
+            .collect();
+        SignedTrust { doc, signatures }
+    }
+
     /// The content address of this document (its signing digest: the
     /// signatures are evidence about it, not part of it).
     pub fn digest(&self) -> Digest {
@@ -444,12 +455,7 @@ pub(crate) mod tests {
     }
 
     pub fn sign(doc: TrustDoc, signers: &[&Keypair]) -> SignedTrust {
-        let digest = doc.signing_digest();
-        let signatures = signers
-            .iter()
-            .map(|signer| (signer.public(), signer.sign_digest(&digest)))
-            .collect();
-        SignedTrust { doc, signatures }
+        SignedTrust::sign(doc, signers)
     }
 
     #[test]

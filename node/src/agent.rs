@@ -220,8 +220,8 @@ impl Agent {
         verifier: Arc<dyn Verifier>,
     ) -> Result<Agent, AgentError> {
         meta.validate()?;
-        let mut hlc = HlcClock::new(HLC_MAX_AHEAD_MILLIS);
-        let now_millis = hlc.now(millis(now)).millis;
+        let hlc = HlcClock::new(HLC_MAX_AHEAD_MILLIS);
+        let now_millis = millis(now);
         let trust = identity.verify(&verifier, now_millis)?;
         let id = identity.node_id();
         let replicas = Replicas::new(trust, identity.cert.clone(), verifier, now_millis);
@@ -440,16 +440,12 @@ impl Agent {
             self.stats.unexpected_messages += 1;
             return;
         }
-        let now_millis = self.now_millis(now);
-        let message = match message {
-            Message::Hello { cert, reply } => return self.on_hello(now, from, *cert, reply),
-            _ if !self.replicas.certs().admits(from, now_millis) => {
-                self.stats.unadmitted_messages += 1;
-                self.introduce(now, from);
-                return;
-            }
-            message => message,
-        };
+        let introduction = matches!(message, Message::Hello { .. });
+        if !introduction && !self.replicas.certs().admits(from, self.now_millis(now)) {
+            self.stats.unadmitted_messages += 1;
+            self.introduce(now, from);
+            return;
+        }
         match message {
             Message::Ping {
                 seq,
@@ -482,7 +478,7 @@ impl Agent {
                 self.on_sync_records(now, from, batch, reply)
             }
             Message::State(message) => self.on_state(now, from, message),
-            Message::Hello { .. } => {}
+            Message::Hello { cert, reply } => self.on_hello(now, from, *cert, reply),
         }
         self.fetch_missing_certs(now, from);
     }
@@ -863,11 +859,7 @@ impl Agent {
             return;
         }
         let known = self.members.get(claim.id);
-        if !self
-            .replicas
-            .certs()
-            .admits(claim.id, self.hlc.last().millis)
-        {
+        if !self.replicas.certs().admits(claim.id, self.now_millis(now)) {
             self.stats.unadmitted_claims += 1;
             if known.is_none()
                 && claim.liveness.state.is_up()
@@ -1346,8 +1338,10 @@ impl Agent {
 
     // --- admission and replicated state -----------------------------------------
 
-    fn now_millis(&mut self, now: Instant) -> u64 {
-        self.hlc.now(millis(now)).millis
+    /// The physical time of this agent's HLC: never earlier than a
+    /// timestamp it issued.
+    fn now_millis(&self, now: Instant) -> u64 {
+        millis(now).max(self.hlc.last().millis)
     }
 
     fn send_hello(&mut self, to: NodeId, reply: bool) {

@@ -43,11 +43,7 @@ static FLEET: LazyLock<(Keypair, SignedTrust)> = LazyLock::new(|| {
         config_threshold: 1,
         revoked: BTreeSet::new(),
     };
-    let signature = operator.sign_digest(&doc.signing_digest());
-    let genesis = SignedTrust {
-        signatures: BTreeMap::from([(operator.public(), signature)]),
-        doc,
-    };
+    let genesis = SignedTrust::sign(doc, &[&operator]);
     (operator, genesis)
 });
 

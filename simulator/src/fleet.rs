@@ -64,7 +64,7 @@ impl Fleet {
             config_threshold: 1,
             revoked: BTreeSet::new(),
         };
-        let genesis = sign_trust(doc, &[&root]);
+        let genesis = SignedTrust::sign(doc, &[&root]);
         let fleet_id = genesis.digest();
         let keys: Vec<Keypair> = (0..tags.len() as u64)
             .map(|index| keypair(seeds, "node-key", index))
@@ -127,16 +127,6 @@ impl Fleet {
     pub fn node_key(&self, index: u32) -> PublicKey {
         self.keys[index as usize].public()
     }
-}
-
-/// Signs a trust document with `signers`.
-pub fn sign_trust(doc: TrustDoc, signers: &[&Keypair]) -> SignedTrust {
-    let digest = doc.signing_digest();
-    let signatures = signers
-        .iter()
-        .map(|signer| (signer.public(), signer.sign_digest(&digest)))
-        .collect();
-    SignedTrust { doc, signatures }
 }
 
 /// Most verdicts remembered before the cache starts over.

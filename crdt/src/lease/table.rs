@@ -7,7 +7,7 @@ use crate::hlc::Hlc;
 use crate::keys::{Digest, PublicKey, SignatureCheck, domain};
 use crate::register::{Held, Registers};
 use crate::replica::{
-    Ctx, Merge, Rejected, Replica, Verified, check_admitted, check_text, merge_one, merge_verified,
+    Ctx, Merge, Rejected, Replica, Verified, check_admitted, check_text, merge_one,
 };
 
 use super::grant::{Grant, Lease, LeaseKind, SignedLease, lease_limits};
@@ -183,14 +183,6 @@ impl Replica for LeaseTable {
 
     fn merge(&mut self, entry: SignedLease, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
         merge_one(self, entry, ctx)
-    }
-
-    fn merge_batch(
-        &mut self,
-        entries: Vec<SignedLease>,
-        ctx: &Ctx<'_>,
-    ) -> Vec<Result<Merge, Rejected>> {
-        merge_verified(self, entries, ctx)
     }
 
     fn trust_changed(&mut self, ctx: &Ctx<'_>) {

@@ -33,8 +33,10 @@ use fleetmesh_crdt::{
 use serde::{Deserialize, Serialize};
 
 pub use certs::{CERTS_MAX, CertTable, cert_key};
-pub use digests::{Digests, STATE_BUCKETS, bucket_of};
-pub use push::PushQueue;
+pub use digests::STATE_BUCKETS;
+
+use digests::{Digests, bucket_of};
+use push::PushQueue;
 
 use crate::wire::{self, StateMessage};
 
@@ -53,6 +55,9 @@ pub const INLINE_ENTRY_BYTES_MAX: usize = 1_024;
 /// Most fetches in flight; a fetch not answered within its deadline may be
 /// retried from another announcer.
 pub const FETCHES_MAX: usize = 4_096;
+
+/// How long a fetch may go unanswered before another announcer is asked.
+const FETCH_TIMEOUT_MILLIS: u64 = 2_000;
 
 /// The replicated collections, in the order their digests travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -174,7 +179,7 @@ pub struct Replicas {
     digests: [Digests; Kind::ALL.len()],
     push: PushQueue,
     fetching: BTreeMap<(Kind, Digest), u64>,
-    digests_rebuilt: bool,
+    revoked_ids: BTreeSet<NodeId>,
     verifier: Arc<dyn Verifier>,
     stats: StateStats,
 }
@@ -197,11 +202,11 @@ impl Replicas {
             digests: Default::default(),
             push: PushQueue::default(),
             fetching: BTreeMap::new(),
-            digests_rebuilt: false,
+            revoked_ids: BTreeSet::new(),
             verifier,
             stats: StateStats::default(),
         };
-        replicas.rebuild_digests();
+        replicas.after_trust_change(now_millis);
         let _ = replicas.merge(Entry::Cert(Box::new(own)), now_millis);
         replicas
     }
@@ -213,12 +218,7 @@ impl Replicas {
 
     /// Whether the trust chain revokes the key whose id is `id`.
     pub fn is_revoked_id(&self, id: NodeId) -> bool {
-        self.trust
-            .head()
-            .doc
-            .revoked
-            .iter()
-            .any(|key| key.node_id() == id)
+        self.revoked_ids.contains(&id)
     }
 
     /// The admitted nodes.
@@ -251,40 +251,40 @@ impl Replicas {
         self.push.len()
     }
 
-    /// The verifier every merge uses.
-    pub fn verifier(&self) -> &dyn Verifier {
-        self.verifier.as_ref()
-    }
-
     /// Verifies and merges one entry; new entries are queued for pushing.
     pub fn merge(&mut self, entry: Entry, now_millis: u64) -> (Result<Merge, Rejected>, Merged) {
         let kind = entry.kind();
         let mut effects = Merged::default();
-        let result = match entry {
-            Entry::Trust(doc) => trust::merge_trust(&mut self.trust, *doc, self.verifier.as_ref()),
+        let Replicas {
+            trust: chain,
+            certs,
+            leases,
+            health,
+            ledger,
+            verifier,
+            ..
+        } = self;
+        let verifier = verifier.as_ref();
+        let (result, evicted) = match entry {
+            Entry::Trust(doc) => (trust::merge_trust(chain, *doc, verifier), false),
             Entry::Cert(cert) => {
                 let id = cert.node_id();
-                let admitted = |_: &PublicKey| true;
-                let ctx = Ctx {
-                    trust: &self.trust,
-                    admitted: &admitted,
-                    verifier: self.verifier.as_ref(),
-                    now_millis,
-                };
-                let result = self.certs.merge(*cert, &ctx);
+                let result = with_ctx(chain, None, verifier, now_millis, |ctx| {
+                    certs.merge(*cert, ctx)
+                });
                 if matches!(result, Ok(Merge::Changed { .. })) {
                     effects.admitted.push(id);
                 }
-                result
+                (result, false)
             }
-            Entry::Lease(lease) => self.merge_signed(kind, now_millis, |split, ctx| {
-                merge_counted(split.leases, *lease, ctx, LeaseTable::len)
+            Entry::Lease(lease) => with_ctx(chain, Some(certs), verifier, now_millis, |ctx| {
+                merge_counted(leases, *lease, ctx, LeaseTable::len)
             }),
-            Entry::Health(report) => self.merge_signed(kind, now_millis, |split, ctx| {
-                merge_counted(split.health, *report, ctx, HealthTable::len)
+            Entry::Health(report) => with_ctx(chain, Some(certs), verifier, now_millis, |ctx| {
+                merge_counted(health, *report, ctx, HealthTable::len)
             }),
-            Entry::Ledger(record) => self.merge_signed(kind, now_millis, |split, ctx| {
-                merge_counted(split.ledger, *record, ctx, Ledger::len)
+            Entry::Ledger(record) => with_ctx(chain, Some(certs), verifier, now_millis, |ctx| {
+                merge_counted(ledger, *record, ctx, Ledger::len)
             }),
         };
         self.stats.count(&result);
@@ -293,10 +293,12 @@ impl Replicas {
             if kind == Kind::Trust {
                 effects.trust_changed = true;
                 self.after_trust_change(now_millis);
-            } else if !self.digests_rebuilt {
+            } else if evicted {
+                // A collection at its bound dropped another entry.
+                self.digests[kind.index()] = Digests::of(&self.versions(kind));
+            } else {
                 self.digests[kind.index()].apply(merge);
             }
-            self.digests_rebuilt = false;
             if kind.pushed() && !self.push.push(kind, *key) {
                 self.stats.push_dropped += 1;
             }
@@ -304,63 +306,33 @@ impl Replicas {
         (result, effects)
     }
 
-    /// Merges into one of the collections whose writers must be admitted
-    /// nodes; a merge that evicted another entry (a collection at its
-    /// bound) rebuilds that collection's digests.
-    fn merge_signed(
-        &mut self,
-        kind: Kind,
-        now_millis: u64,
-        merge: impl FnOnce(Split<'_>, &Ctx<'_>) -> (Result<Merge, Rejected>, bool),
-    ) -> Result<Merge, Rejected> {
-        let (result, evicted) = {
-            let certs = &self.certs;
-            let admitted = |key: &PublicKey| certs.admits_key(key, now_millis);
-            let ctx = Ctx {
-                trust: &self.trust,
-                admitted: &admitted,
-                verifier: self.verifier.as_ref(),
-                now_millis,
-            };
-            let split = Split {
-                leases: &mut self.leases,
-                health: &mut self.health,
-                ledger: &mut self.ledger,
-            };
-            merge(split, &ctx)
-        };
-        if evicted {
-            self.digests[kind.index()] = Digests::of(&self.versions(kind));
-            self.digests_rebuilt = true;
-        }
-        result
-    }
-
-    /// Drops whatever the new trust chain no longer vouches for: the
+    /// Drops whatever the trust chain no longer vouches for: the
     /// certificates first, since the other collections' writers must hold
     /// one.
     fn after_trust_change(&mut self, now_millis: u64) {
-        {
-            let admitted = |_: &PublicKey| true;
-            let ctx = Ctx {
-                trust: &self.trust,
-                admitted: &admitted,
-                verifier: self.verifier.as_ref(),
-                now_millis,
-            };
-            self.certs.trust_changed(&ctx);
-        }
-        let certs = &self.certs;
-        let admitted = |key: &PublicKey| certs.admits_key(key, now_millis);
-        let ctx = Ctx {
-            trust: &self.trust,
-            admitted: &admitted,
-            verifier: self.verifier.as_ref(),
+        let verifier = self.verifier.as_ref();
+        with_ctx(&self.trust, None, verifier, now_millis, |ctx| {
+            self.certs.trust_changed(ctx)
+        });
+        with_ctx(
+            &self.trust,
+            Some(&self.certs),
+            verifier,
             now_millis,
-        };
-        self.leases.trust_changed(&ctx);
-        self.health.trust_changed(&ctx);
-        self.ledger.trust_changed(&ctx);
+            |ctx| {
+                self.leases.trust_changed(ctx);
+                self.health.trust_changed(ctx);
+                self.ledger.trust_changed(ctx);
+            },
+        );
+        self.revoked_ids = self
+            .trust
+            .head()
+            .doc
+            .revoked
+            .iter()
+            .map(PublicKey::node_id)
+            .collect();
         self.rebuild_digests();
     }
 
@@ -520,7 +492,6 @@ impl Replicas {
         now_millis: u64,
         out: &mut Vec<StateMessage>,
     ) {
-        const FETCH_TIMEOUT_MILLIS: u64 = 2_000;
         self.fetching.retain(|_, deadline| *deadline > now_millis);
         let mut asked = Vec::new();
         for key in keys {
@@ -601,12 +572,22 @@ impl Merged {
     }
 }
 
-/// The collections a signed merge may touch, borrowed apart from the
-/// certificates and trust chain its context reads.
-struct Split<'a> {
-    leases: &'a mut LeaseTable,
-    health: &'a mut HealthTable,
-    ledger: &'a mut Ledger,
+/// Runs `f` with a merge context. `certs` says who is admitted; `None`
+/// admits everybody, for merging the certificates themselves.
+fn with_ctx<T>(
+    trust: &TrustChain,
+    certs: Option<&CertTable>,
+    verifier: &dyn Verifier,
+    now_millis: u64,
+    f: impl FnOnce(&Ctx<'_>) -> T,
+) -> T {
+    let admitted = |key: &PublicKey| certs.is_none_or(|certs| certs.admits_key(key, now_millis));
+    f(&Ctx {
+        trust,
+        admitted: &admitted,
+        verifier,
+        now_millis,
+    })
 }
 
 /// Merges `entry` into `collection`; also says whether the merge evicted

@@ -68,11 +68,6 @@ impl PushQueue {
     pub fn len(&self) -> usize {
         self.sent.len()
     }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.sent.is_empty()
-    }
 }
 
 #[cfg(test)]
