@@ -32,11 +32,11 @@ struct Held {
     version: Digest,
 }
 
-fn rank(cert: &NodeCert) -> (u64, u64, std::cmp::Reverse<Digest>) {
+fn rank(cert: &NodeCert, digest: Digest) -> (u64, u64, std::cmp::Reverse<Digest>) {
     (
         cert.body.trust_version,
         cert.body.expires_millis.unwrap_or(u64::MAX),
-        std::cmp::Reverse(cert.digest()),
+        std::cmp::Reverse(digest),
     )
 }
 
@@ -93,7 +93,13 @@ impl Replica for CertTable {
     fn merge(&mut self, cert: NodeCert, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
         let id = cert.node_id();
         let held = self.certs.get(&id);
-        if held.is_some_and(|held| rank(&held.cert) >= rank(&cert)) {
+        // Most certificates offered are ones already held (every Hello,
+        // every anti-entropy overlap): spot those before hashing anything.
+        if held.is_some_and(|held| held.cert == cert) {
+            return Ok(Merge::Unchanged);
+        }
+        let version = cert.digest();
+        if held.is_some_and(|held| rank(&held.cert, held.version) >= rank(&cert, version)) {
             return Ok(Merge::Unchanged);
         }
         cert.check(ctx.trust, ctx.now_millis, ctx.verifier)
@@ -105,7 +111,6 @@ impl Replica for CertTable {
             return Err(Rejected::QueueFull("certificates"));
         }
         let key = cert_key(id);
-        let version = cert.digest();
         self.by_key.insert(key, id);
         let replaced = self
             .certs
