@@ -3,6 +3,7 @@
 
 use crate::broadcast::BroadcastQueue;
 use crate::config::Config;
+use crate::durable::{Durable, Persist};
 use crate::error::AgentError;
 use crate::health::LocalHealth;
 use crate::identity::Identity;
@@ -13,9 +14,10 @@ use crate::stats::Stats;
 use crate::suspicion::{Expired, Suspicions};
 use crate::time::Instant;
 use crate::wire::{self, Message, StateMessage, SyncRecord, Update};
+use fleetmesh_crdt::config::limits::RELEASE_VERSIONS_MAX;
 use fleetmesh_crdt::{
-    HealthReport, HealthState, HlcClock, Incarnation, Keypair, Liveness, MemberState, NodeCert,
-    NodeId, NodeMeta, SignedHealth, Verifier,
+    AppliedRelease, HealthReport, HealthState, HlcClock, Incarnation, Keypair, Liveness,
+    MemberState, NodeCert, NodeId, NodeMeta, Replica, SignedHealth, SignedRelease, Value, Verifier,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -74,6 +76,21 @@ pub enum Event {
     Refuted {
         /// The new incarnation.
         incarnation: Incarnation,
+    },
+    /// This agent moved to a new release of a config document: from now on
+    /// it runs the document's content at the release's heads.
+    ReleaseApplied {
+        /// The document.
+        doc: String,
+        /// The release version now running.
+        version: u64,
+    },
+    /// A release this agent runs expired or turned void (`entered`), or a
+    /// valid newer one ended that: in safe mode the agent starts no new
+    /// disruptive action.
+    SafeMode {
+        /// Whether the agent is in safe mode now.
+        entered: bool,
     },
 }
 
@@ -158,12 +175,16 @@ struct Parked {
 /// [`Agent::members`], [`Agent::stats`], ...) read state. Inputs are
 /// `handle_*` and the operator's mutators ([`Agent::join`],
 /// [`Agent::leave`], [`Agent::set_meta`]); all but `set_meta` take `now`.
-/// Outputs are
-/// drained with `poll_*`. After any input the driver drains, in order:
+/// A restarted agent gets its persisted state back with [`Agent::restore`]
+/// before any other input. Outputs are drained with `poll_*`. After any
+/// input the driver drains, in order:
 ///
-/// 1. [`Agent::poll_transmit`] until `None`, sending each message;
-/// 2. [`Agent::poll_event`] until `None`;
-/// 3. [`Agent::poll_timeout`], and calls [`Agent::handle_timeout`] once that
+/// 1. [`Agent::poll_persist`] until `None`, making each record durable:
+///    what the agent promised must survive a crash before anyone hears of
+///    it;
+/// 2. [`Agent::poll_transmit`] until `None`, sending each message;
+/// 3. [`Agent::poll_event`] until `None`;
+/// 4. [`Agent::poll_timeout`], and calls [`Agent::handle_timeout`] once that
 ///    instant has passed (calling it early is harmless).
 pub struct Agent {
     config: Config,
@@ -172,6 +193,13 @@ pub struct Agent {
     cert: Arc<NodeCert>,
     hlc: HlcClock,
     replicas: Replicas,
+    /// The release run per document: only ever moves forward.
+    applied: BTreeMap<String, AppliedRelease>,
+    /// The signed releases behind `applied`, re-verified when the trust
+    /// chain changes; a restarted agent finds them again in the log.
+    running: BTreeMap<String, SignedRelease>,
+    safe_mode: bool,
+    persists: VecDeque<Persist>,
     introduced: BTreeMap<NodeId, Instant>,
     missing_certs: Vec<NodeId>,
     parked: BTreeMap<NodeId, Parked>,
@@ -251,6 +279,10 @@ impl Agent {
             cert: Arc::new(identity.cert),
             hlc,
             replicas,
+            applied: BTreeMap::new(),
+            running: BTreeMap::new(),
+            safe_mode: false,
+            persists: VecDeque::new(),
             introduced: BTreeMap::new(),
             missing_certs: Vec::new(),
             parked: BTreeMap::new(),
@@ -319,7 +351,44 @@ impl Agent {
         self.broadcasts.len()
     }
 
+    /// The release this agent runs for `doc`, if any.
+    pub fn applied_release(&self, doc: &str) -> Option<&AppliedRelease> {
+        self.applied.get(doc)
+    }
+
+    /// The releases this agent runs, per document.
+    pub fn applied_releases(&self) -> &BTreeMap<String, AppliedRelease> {
+        &self.applied
+    }
+
+    /// The content of `doc` at the release this agent runs; `None` with no
+    /// release applied, or while the released changes have not all arrived
+    /// (a restarted agent catching up).
+    pub fn released_config(&self, doc: &str) -> Option<Value> {
+        let applied = self.applied.get(doc).filter(|applied| !applied.void)?;
+        let release = self.replicas.releases().entry(&applied.digest)?;
+        self.replicas.config().value_at(doc, &release.release.heads)
+    }
+
+    /// Whether the agent is in safe mode: a release it runs has expired or
+    /// turned void (a signer was revoked), so it must start no new
+    /// disruptive action until a valid, newer one arrives.
+    pub fn is_safe_mode(&self, now: Instant) -> bool {
+        let now_millis = self.now_millis(now);
+        self.applied
+            .values()
+            .any(|applied| applied.void || applied.is_expired(now_millis))
+    }
+
     // --- inputs --------------------------------------------------------------
+
+    /// Gives a restarted agent what it persisted before; call before any
+    /// other input. Releases are never taken back: an agent restored at
+    /// version 5 refuses every release up to 5, whatever the mesh offers.
+    pub fn restore(&mut self, now: Instant, durable: Durable) {
+        self.applied = durable.releases;
+        self.advance_releases(now);
+    }
 
     /// Joins the fleet through `seeds`: an anti-entropy exchange with each,
     /// which hands this agent the seed's full view. Seeds are remembered and
@@ -496,6 +565,7 @@ impl Agent {
             }
         }
         self.expire_relays(now);
+        self.update_safe_mode(now);
         self.syncs.retain(|_, sync| sync.deadline > now);
         self.answering.retain(|_, deadline| *deadline > now);
         self.reap(now);
@@ -531,6 +601,11 @@ impl Agent {
     }
 
     // --- outputs -------------------------------------------------------------
+
+    /// The next record to make durable; drain before [`Agent::poll_transmit`].
+    pub fn poll_persist(&mut self) -> Option<Persist> {
+        self.persists.pop_front()
+    }
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -1440,6 +1515,103 @@ impl Agent {
             self.parked
                 .retain(|_, parked| parked.liveness.state.is_up());
             self.expel_unadmitted(now);
+        }
+        if effects.trust_changed {
+            self.void_revoked_releases(now);
+        }
+        if effects.config_changed {
+            self.advance_releases(now);
+        }
+    }
+
+    /// Marks void every release run whose signatures no longer reach the
+    /// threshold under the new trust: a revoked key signed it. A void
+    /// release may be replaced by another of its version (see
+    /// [`AppliedRelease::void`]).
+    fn void_revoked_releases(&mut self, now: Instant) {
+        let now_millis = self.now_millis(now);
+        let revoked: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, release)| !self.replicas.release_holds(release, now_millis))
+            .map(|(doc, _)| doc.clone())
+            .collect();
+        for doc in revoked {
+            self.running.remove(&doc);
+            let Some(applied) = self.applied.get(&doc) else {
+                continue;
+            };
+            let void = applied.voided();
+            self.stats.releases_voided += 1;
+            self.persists.push_back(Persist::Release(void.clone()));
+            self.applied.insert(doc, void);
+        }
+    }
+
+    /// Moves each document to its next release while that release's
+    /// changes have all arrived, one version at a time.
+    fn advance_releases(&mut self, now: Instant) {
+        let now_millis = self.now_millis(now);
+        let docs: Vec<String> = self
+            .replicas
+            .releases()
+            .documents()
+            .map(str::to_owned)
+            .collect();
+        for doc in docs {
+            self.find_running(&doc);
+            for _ in 0..RELEASE_VERSIONS_MAX {
+                let current = self.applied.get(&doc);
+                let releases = self.replicas.releases();
+                let Some(next) = releases.next_after(&doc, current) else {
+                    break;
+                };
+                if !self.replicas.config().has_all(&doc, &next.release.heads) {
+                    break;
+                }
+                let applied = match AppliedRelease::advance(current, next, now_millis) {
+                    Ok(applied) => applied,
+                    Err(_) => {
+                        self.stats.releases_refused += 1;
+                        break;
+                    }
+                };
+                self.stats.releases_applied += 1;
+                self.running.insert(doc.clone(), next.clone());
+                self.persists.push_back(Persist::Release(applied.clone()));
+                self.push_event(Event::ReleaseApplied {
+                    doc: doc.clone(),
+                    version: applied.version,
+                });
+                self.applied.insert(doc.clone(), applied);
+            }
+        }
+        self.update_safe_mode(now);
+    }
+
+    /// Picks up the signed release behind a restored record once the log
+    /// holds it again.
+    fn find_running(&mut self, doc: &str) {
+        if self.running.contains_key(doc) {
+            return;
+        }
+        let Some(applied) = self.applied.get(doc).filter(|applied| !applied.void) else {
+            return;
+        };
+        if let Some(release) = self.replicas.releases().entry(&applied.digest) {
+            self.running.insert(doc.to_owned(), release);
+        }
+    }
+
+    /// Announces entering or leaving safe mode.
+    fn update_safe_mode(&mut self, now: Instant) {
+        let safe_mode = self.is_safe_mode(now);
+        if safe_mode != self.safe_mode {
+            self.safe_mode = safe_mode;
+            if safe_mode {
+                self.stats.safe_mode_entered += 1;
+            }
+            self.push_event(Event::SafeMode { entered: safe_mode });
         }
     }
 

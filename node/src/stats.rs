@@ -72,6 +72,15 @@ pub struct Stats {
     pub relays_refused: u64,
     /// Members forgotten after `reap_after`.
     pub reaped: u64,
+    /// Config releases this agent moved to.
+    pub releases_applied: u64,
+    /// Releases next in line that this agent refused to move to: expired,
+    /// or not newer than the one it runs (rollback protection).
+    pub releases_refused: u64,
+    /// Times this agent entered safe mode (its release expired).
+    pub safe_mode_entered: u64,
+    /// Releases this agent ran that stopped counting (a signer revoked).
+    pub releases_voided: u64,
 }
 
 /// Sums counters, e.g. over all agents of a simulated fleet or over the
@@ -107,5 +116,9 @@ impl AddAssign<&Stats> for Stats {
         self.events_dropped += other.events_dropped;
         self.relays_refused += other.relays_refused;
         self.reaped += other.reaped;
+        self.releases_applied += other.releases_applied;
+        self.releases_refused += other.releases_refused;
+        self.safe_mode_entered += other.safe_mode_entered;
+        self.releases_voided += other.releases_voided;
     }
 }

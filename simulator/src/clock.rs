@@ -8,6 +8,14 @@
 use fleetmesh_node::Instant;
 
 const BASE_NANOS: i128 = 3_600_000_000_000;
+
+/// Milliseconds on a perfect clock at true time `t` (nanoseconds): what an
+/// operator's workstation, synchronized to the fleet's time, reads. Release
+/// expiries are stamped with it.
+pub fn wall_millis(t: u64) -> u64 {
+    let nanos = BASE_NANOS as u64 + t;
+    nanos / 1_000_000
+}
 const PPM: i128 = 1_000_000;
 
 /// One agent's clock.

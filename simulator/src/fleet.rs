@@ -29,6 +29,8 @@ pub struct Fleet {
     pub root: Keypair,
     /// Holds `config`, `admit` and `approve`.
     pub operator: Keypair,
+    /// Holds `config`: the second config key, for scenarios that revoke one.
+    pub operator_2: Keypair,
     /// The genesis trust document every agent is installed with.
     pub genesis: SignedTrust,
     /// The verifier all agents share.
@@ -39,7 +41,8 @@ pub struct Fleet {
     index: HashMap<NodeId, u32, Fixed>,
 }
 
-fn keypair(seeds: &Seeds, name: &str, index: u64) -> Keypair {
+/// The key of stream `name`/`index`: every simulated key comes from the run's seed.
+pub(crate) fn keypair(seeds: &Seeds, name: &str, index: u64) -> Keypair {
     let mut seed = [0; 32];
     seeds.rng(name, index).fill_bytes(&mut seed);
     Keypair::from_seed(seed)
@@ -50,6 +53,7 @@ impl Fleet {
     pub fn new(seeds: &Seeds, tags: &[BTreeMap<String, String>]) -> Fleet {
         let root = keypair(seeds, "root-key", 0);
         let operator = keypair(seeds, "operator-key", 0);
+        let operator_2 = keypair(seeds, "operator-key", 1);
         let doc = TrustDoc {
             fleet: "simulated".into(),
             version: 1,
@@ -59,6 +63,7 @@ impl Fleet {
                     operator.public(),
                     BTreeSet::from([Role::Config, Role::Admit, Role::Approve]),
                 ),
+                (operator_2.public(), BTreeSet::from([Role::Config])),
             ]),
             root_threshold: 1,
             config_threshold: 1,
@@ -95,6 +100,7 @@ impl Fleet {
         Fleet {
             root,
             operator,
+            operator_2,
             genesis,
             verifier: Arc::new(CachedVerifier::default()),
             keys,

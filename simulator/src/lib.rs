@@ -15,6 +15,7 @@ pub mod clock;
 pub mod expect;
 pub mod fleet;
 pub mod network;
+pub mod operator;
 pub mod outcome;
 pub mod rng;
 pub mod scenario;

@@ -3,6 +3,7 @@
 use crate::checkers::Violation;
 use crate::network::DropReason;
 use fleetmesh_node::Stats;
+use fleetmesh_node::state::StateStats;
 use std::fmt;
 use std::time::Duration;
 
@@ -23,6 +24,15 @@ pub struct Traffic {
     pub dropped_unroutable: u64,
     /// Refutations by agents of claims about themselves.
     pub refutations: u64,
+    /// Attack attempts a hostile agent sent.
+    pub attacks: u64,
+    /// Operator publications that found no running agent to take them.
+    pub publications_lost: u64,
+    /// Operator entries the agent handed them refused (a revoked key's,
+    /// for one).
+    pub publications_refused: u64,
+    /// Times an agent entered safe mode.
+    pub safe_mode_entered: u64,
 }
 
 impl Traffic {
@@ -54,6 +64,8 @@ pub struct Outcome {
     pub agent_seconds: f64,
     /// All agents' counters, summed.
     pub stats: Stats,
+    /// All agents' replicated-state counters, summed.
+    pub state: StateStats,
     /// Network counts.
     pub traffic: Traffic,
     /// Time from each quiet point until every running agent agreed with the
@@ -69,6 +81,8 @@ pub struct Outcome {
     pub detect_bound: Duration,
     /// Time for each retag to reach every running agent.
     pub spread_times: Vec<u64>,
+    /// Time for each release to reach every running agent.
+    pub release_times: Vec<u64>,
     /// Distinct running agents (and incarnations) declared dead.
     pub false_dead_incidents: usize,
     /// Declarations of a running agent's death, counting every declarer.
@@ -167,6 +181,19 @@ impl fmt::Display for Outcome {
         if !self.spread_times.is_empty() {
             writeln!(f, "  spread         {}", times(&self.spread_times))?;
         }
+        if self.stats.releases_applied > 0 || !self.release_times.is_empty() {
+            writeln!(
+                f,
+                "  releases       to every running agent: {}; {} moves, {} refused, safe mode {} times",
+                times(&self.release_times),
+                self.stats.releases_applied,
+                self.stats.releases_refused,
+                self.traffic.safe_mode_entered
+            )?;
+        }
+        if self.traffic.attacks > 0 {
+            writeln!(f, "  attacks        {} attempts sent", self.traffic.attacks)?;
+        }
         writeln!(
             f,
             "  false dead     {} incidents ({} declarations)",
@@ -207,6 +234,17 @@ impl fmt::Display for Outcome {
             stats.broadcasts_dropped,
             stats.transmits_dropped,
             stats.events_dropped
+        )?;
+        let state = &self.state;
+        writeln!(
+            f,
+            "  state entries  {} merged, {} redundant, {} pending; refused: {} bad signature, {} unauthorized, {} malformed",
+            state.merged,
+            state.redundant,
+            state.pending,
+            state.bad_signatures,
+            state.unauthorized,
+            state.malformed
         )?;
         writeln!(
             f,

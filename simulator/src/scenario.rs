@@ -205,6 +205,98 @@ pub enum Fault {
         /// The new tags.
         tags: BTreeMap<String, String>,
     },
+    /// An operator writes a config document and (usually) releases it.
+    Config {
+        /// When.
+        at: Duration,
+        /// What is written.
+        publication: Publication,
+    },
+    /// The root signs a new trust document.
+    Trust {
+        /// When.
+        at: Duration,
+        /// What it changes.
+        change: TrustChange,
+        /// Agents it may be handed to (one running agent is picked).
+        via: Nodes,
+    },
+    /// An admitted agent turns hostile: it sends forged, replayed and
+    /// malformed input to random agents while still running the protocol.
+    Attack {
+        /// Window start.
+        from: Duration,
+        /// Window end.
+        until: Duration,
+        /// Attempts in all, spread evenly over the window.
+        attempts: u32,
+        /// The attacking agent.
+        attacker: u32,
+    },
+}
+
+/// The simulated fleet's operator keys, by the names scenarios use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OperatorKey {
+    /// `operator`: holds config, admit and approve.
+    Operator,
+    /// `operator-2`: holds config.
+    Operator2,
+}
+
+impl OperatorKey {
+    /// Both keys.
+    pub const ALL: [OperatorKey; 2] = [OperatorKey::Operator, OperatorKey::Operator2];
+
+    /// The key's name in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            OperatorKey::Operator => "operator",
+            OperatorKey::Operator2 => "operator-2",
+        }
+    }
+
+    fn parse(text: &str) -> Option<OperatorKey> {
+        OperatorKey::ALL.into_iter().find(|key| key.name() == text)
+    }
+}
+
+/// The content of a published config document.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Content {
+    /// Given in the scenario file.
+    Inline(fleetmesh_node::crdt::Value),
+    /// About this many bytes of generated keys and values, new each time.
+    Generated {
+        /// Approximate size.
+        bytes: usize,
+    },
+}
+
+/// One config write by an operator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Publication {
+    /// The document.
+    pub doc: String,
+    /// Who writes (and signs the release).
+    pub author: OperatorKey,
+    /// The document's new content.
+    pub content: Content,
+    /// Whether a release of the new heads follows.
+    pub release: bool,
+    /// The release expires this long after it is published.
+    pub expires_after: Option<Duration>,
+    /// Agents it may be handed to (one running agent is picked).
+    pub via: Nodes,
+}
+
+/// A change of the trust document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrustChange {
+    /// Revoke an operator key.
+    Revoke(OperatorKey),
+    /// Replace the root key with a new one (signed by old and new).
+    RotateRoot,
 }
 
 /// What a run must meet; unset bounds fall back to defaults derived from
@@ -223,6 +315,10 @@ pub struct Expect {
     pub spread_within: Option<Duration>,
     /// Ceiling of bytes sent per agent per second, averaged over the run.
     pub bytes_per_agent_second_max: Option<f64>,
+    /// A release (and a trust document) reaches every running agent within
+    /// this bound of its publication or, if the network is cut then, of
+    /// the heal.
+    pub release_within: Option<Duration>,
 }
 
 // --- the file format, as serde sees it --------------------------------------
@@ -387,7 +483,56 @@ enum FaultFile {
         nodes: NodesFile,
         tags: BTreeMap<String, String>,
     },
+    Config {
+        at_s: f64,
+        #[serde(default = "default_doc")]
+        doc: String,
+        #[serde(default = "default_author")]
+        author: String,
+        content: Option<toml::Table>,
+        size_kb: Option<u32>,
+        #[serde(default = "default_true")]
+        release: bool,
+        expires_after_s: Option<f64>,
+        #[serde(default)]
+        via: NodesFile,
+    },
+    Revoke {
+        at_s: f64,
+        key: String,
+        #[serde(default)]
+        via: NodesFile,
+    },
+    RotateRoot {
+        at_s: f64,
+        #[serde(default)]
+        via: NodesFile,
+    },
+    Attack {
+        from_s: f64,
+        until_s: f64,
+        attempts: u32,
+        attacker: u32,
+    },
 }
+
+fn default_doc() -> String {
+    "fleet".into()
+}
+
+fn default_author() -> String {
+    "operator".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Most attack attempts one fault may ask for.
+const ATTEMPTS_MAX: u32 = 1_000_000;
+/// Largest generated config document, in KiB: a change must stay under the
+/// store's per-change bound.
+const CONTENT_KB_MAX: u32 = 200;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -397,6 +542,7 @@ struct ExpectFile {
     false_dead_max: Option<u64>,
     spread_within_s: Option<f64>,
     bytes_per_agent_second_max: Option<f64>,
+    release_within_s: Option<f64>,
 }
 
 // --- loading -----------------------------------------------------------------
@@ -546,8 +692,10 @@ fn fault_start(fault: &Fault) -> Duration {
         | Fault::Network { at, .. }
         | Fault::Clock { at, .. }
         | Fault::Leave { at, .. }
-        | Fault::Retag { at, .. } => *at,
-        Fault::RandomPauses { from, .. } => *from,
+        | Fault::Retag { at, .. }
+        | Fault::Config { at, .. }
+        | Fault::Trust { at, .. } => *at,
+        Fault::RandomPauses { from, .. } | Fault::Attack { from, .. } => *from,
     }
 }
 
@@ -1039,6 +1187,122 @@ fn fault(
                 tags: tags.clone(),
             }
         }
+        FaultFile::Config {
+            at_s,
+            doc,
+            author,
+            content,
+            size_kb,
+            release,
+            expires_after_s,
+            via,
+        } => {
+            if doc.is_empty() || doc.len() > fleetmesh_node::crdt::config::limits::DOC_ID_MAX {
+                return Err(context.invalid(span, field("doc"), "must be 1 to 64 bytes"));
+            }
+            let author = OperatorKey::parse(author).ok_or_else(|| {
+                context.invalid(
+                    span.clone(),
+                    field("author"),
+                    format!("unknown key {author:?}; use \"operator\" or \"operator-2\""),
+                )
+            })?;
+            let content = match (content, size_kb) {
+                (Some(table), None) => {
+                    let value = toml::Value::Table(table.clone()).try_into().map_err(
+                        |error: toml::de::Error| {
+                            context.invalid(span.clone(), field("content"), error.to_string())
+                        },
+                    )?;
+                    Content::Inline(value)
+                }
+                (None, Some(kb)) if (1..=CONTENT_KB_MAX).contains(kb) => Content::Generated {
+                    bytes: *kb as usize * 1024,
+                },
+                (None, Some(_)) => {
+                    return Err(context.invalid(
+                        span,
+                        field("size_kb"),
+                        format!("must be 1 to {CONTENT_KB_MAX}"),
+                    ));
+                }
+                _ => {
+                    return Err(context.invalid(
+                        span,
+                        field("content"),
+                        "give exactly one of content (a table) or size_kb",
+                    ));
+                }
+            };
+            let expires_after = expires_after_s
+                .map(|value| seconds(context, span.clone(), &field("expires_after_s"), value))
+                .transpose()?;
+            Fault::Config {
+                at: at(*at_s)?,
+                publication: Publication {
+                    doc: doc.clone(),
+                    author,
+                    content,
+                    release: *release,
+                    expires_after,
+                    via: nodes("via", via)?,
+                },
+            }
+        }
+        FaultFile::Revoke { at_s, key, via } => {
+            let key = OperatorKey::parse(key).ok_or_else(|| {
+                context.invalid(
+                    span.clone(),
+                    field("key"),
+                    format!("unknown key {key:?}; use \"operator\" or \"operator-2\""),
+                )
+            })?;
+            Fault::Trust {
+                at: at(*at_s)?,
+                change: TrustChange::Revoke(key),
+                via: nodes("via", via)?,
+            }
+        }
+        FaultFile::RotateRoot { at_s, via } => Fault::Trust {
+            at: at(*at_s)?,
+            change: TrustChange::RotateRoot,
+            via: nodes("via", via)?,
+        },
+        FaultFile::Attack {
+            from_s,
+            until_s,
+            attempts,
+            attacker,
+        } => {
+            let from = seconds(context, span.clone(), &field("from_s"), *from_s)?;
+            let until = seconds(context, span.clone(), &field("until_s"), *until_s)?;
+            if until <= from {
+                return Err(context.invalid(span, field("until_s"), "must be after from_s"));
+            }
+            if *attempts == 0 || *attempts > ATTEMPTS_MAX {
+                return Err(context.invalid(
+                    span,
+                    field("attempts"),
+                    format!("must be 1 to {ATTEMPTS_MAX}"),
+                ));
+            }
+            if *attacker >= fleet.agents {
+                return Err(context.invalid(
+                    span,
+                    field("attacker"),
+                    format!(
+                        "agent {attacker} does not exist (fleet has {})",
+                        fleet.agents
+                    ),
+                ));
+            }
+            Fault::Attack {
+                from,
+                until,
+                attempts: *attempts,
+                attacker: *attacker,
+            }
+        }
     })
 }
 
@@ -1065,6 +1329,7 @@ fn expect(context: &Context<'_>, file: &Spanned<ExpectFile>) -> Result<Expect, S
         false_dead_max: expect.false_dead_max,
         spread_within: bound("spread_within_s", expect.spread_within_s)?,
         bytes_per_agent_second_max: expect.bytes_per_agent_second_max,
+        release_within: bound("release_within_s", expect.release_within_s)?,
     })
 }
 

@@ -5,7 +5,7 @@
 
 use crate::network::{Cut, LinkModel};
 use crate::rng::Seeds;
-use crate::scenario::{Fault, Fleet, Nodes};
+use crate::scenario::{Fault, Fleet, Nodes, Publication, TrustChange};
 use rand::RngExt;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -39,6 +39,21 @@ pub enum Action {
     Stop(Vec<u32>),
     /// Agents change their tags.
     Retag(Vec<u32>, BTreeMap<String, String>),
+    /// An operator writes config and hands it to one running agent of the
+    /// candidates.
+    Publish(Box<Publication>, Vec<u32>),
+    /// The root signs a trust document and hands it to one running agent of
+    /// the candidates.
+    Trust(TrustChange, Vec<u32>),
+    /// One attempt of a hostile agent against another.
+    Attack {
+        /// The hostile agent.
+        attacker: u32,
+        /// Its victim.
+        target: u32,
+        /// The attempt's number: picks what is forged.
+        attempt: u32,
+    },
 }
 
 impl Action {
@@ -47,7 +62,12 @@ impl Action {
     pub fn disturbs(&self) -> bool {
         !matches!(
             self,
-            Action::Clock(..) | Action::Retag(..) | Action::Stop(..)
+            Action::Clock(..)
+                | Action::Retag(..)
+                | Action::Stop(..)
+                | Action::Publish(..)
+                | Action::Trust(..)
+                | Action::Attack { .. }
         )
     }
 }
@@ -164,6 +184,34 @@ pub fn resolve(
                     *at,
                     Action::Retag(pick(fleet, nodes, None, &mut rng), tags.clone()),
                 ));
+            }
+            Fault::Config { at, publication } => {
+                let via = pick(fleet, &publication.via, None, &mut rng);
+                schedule.push((*at, Action::Publish(Box::new(publication.clone()), via)));
+            }
+            Fault::Trust { at, change, via } => {
+                let via = pick(fleet, via, None, &mut rng);
+                schedule.push((*at, Action::Trust(*change, via)));
+            }
+            Fault::Attack {
+                from,
+                until,
+                attempts,
+                attacker,
+            } => {
+                let step = (*until - *from) / *attempts;
+                for attempt in 0..*attempts {
+                    let mut target = rng.random_range(0..fleet.agents.max(2) - 1);
+                    if target >= *attacker {
+                        target += 1;
+                    }
+                    let action = Action::Attack {
+                        attacker: *attacker,
+                        target: target.min(fleet.agents - 1),
+                        attempt,
+                    };
+                    schedule.push((*from + step * attempt, action));
+                }
             }
         }
     }

@@ -48,6 +48,13 @@ pub enum TraceEvent {
         /// Kind of action.
         code: u8,
     },
+    /// Agent `agent` moved to release `version` of a config document.
+    Release {
+        /// The agent.
+        agent: u32,
+        /// The release version it runs now.
+        version: u32,
+    },
 }
 
 /// Running hash and optional JSONL writer.
@@ -97,6 +104,7 @@ impl Trace {
                 state,
             } => (3 + state, agent, member, incarnation),
             TraceEvent::Fault { code } => (16 + code, 0, 0, 0),
+            TraceEvent::Release { agent, version } => (8, agent, version, 0),
         };
         bytes[8] = kind;
         bytes[9..13].copy_from_slice(&a.to_le_bytes());
@@ -160,6 +168,11 @@ fn json_line(at: u64, event: TraceEvent) -> String {
         }
         TraceEvent::Fault { code } => {
             format!("{{\"t\":{t:.9},\"event\":\"fault\",\"code\":{code}}}\n")
+        }
+        TraceEvent::Release { agent, version } => {
+            format!(
+                "{{\"t\":{t:.9},\"event\":\"release\",\"agent\":{agent},\"version\":{version}}}\n"
+            )
         }
     }
 }

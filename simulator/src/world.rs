@@ -6,20 +6,27 @@
 //! drain until the next timeout). Every delivery, drop and membership change
 //! feeds the trace hash and the invariant checkers.
 
+use crate::checkers::config::{Awaited, ConfigChecks};
 use crate::checkers::convergence::Convergence;
 use crate::checkers::detection::Detection;
 use crate::checkers::false_death::FalseDeath;
 use crate::checkers::spread::Spread;
 use crate::checkers::{Kind, Violation};
-use crate::clock::Clock;
+use crate::clock::{Clock, wall_millis};
 use crate::fleet::Fleet;
 use crate::network::{DropReason, LinkOverride, Network, Verdict};
+use crate::operator::Operators;
 use crate::outcome::{Outcome, Traffic};
 use crate::rng::Seeds;
-use crate::scenario::{Nodes, Scenario};
+use crate::scenario::{Fault, Nodes, Publication, Scenario, TrustChange};
 use crate::schedule::{self, Action, Schedule};
 use crate::trace::{REAPED, Trace, TraceEvent};
-use fleetmesh_node::{Agent, Config, Event, Liveness, MemberState, NodeId, NodeMeta, Stats};
+use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
+use fleetmesh_node::{
+    Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Stats,
+};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
@@ -45,6 +52,7 @@ enum What {
     CheckConvergence,
     CheckDetection(u32),
     CheckSpread(u32, u32),
+    CheckPublications,
     /// Stop an agent whose leave had to wait for the end of a pause.
     StopAfterLeave(u32),
 }
@@ -89,7 +97,11 @@ struct Node {
     running_since: Option<u64>,
     running_nanos: u64,
     retired: Stats,
+    retired_state: StateStats,
     meta: NodeMeta,
+    /// What the agent persisted: survives crashes, handed to the next
+    /// process.
+    durable: Durable,
 }
 
 /// An operator action that waits for a paused agent to resume.
@@ -138,6 +150,16 @@ pub struct World {
     false_death: FalseDeath,
     spread: Spread,
     spread_bound: Option<u64>,
+    operators: Operators,
+    config_checks: ConfigChecks,
+    /// Picks which agent an operator hands a publication to.
+    operator_rng: ChaCha8Rng,
+    /// The scenario writes config or trust, or attacks: check agents'
+    /// config state whenever it changes.
+    watch_config: bool,
+    /// An agent just moved to a release: see whether it was the last one
+    /// missing it.
+    release_moved: bool,
     trace: Trace,
     traffic: Traffic,
     violations: Vec<Violation>,
@@ -178,6 +200,13 @@ impl World {
             })
             .collect();
         let fleet = Fleet::new(&seeds, &scenario.fleet.tags);
+        let operators = Operators::new(&fleet, &seeds);
+        let watch_config = scenario.faults.iter().any(|fault| {
+            matches!(
+                fault,
+                Fault::Config { .. } | Fault::Trust { .. } | Fault::Attack { .. }
+            )
+        });
         let trace = match options.trace {
             Some(writer) => Trace::writing(writer),
             None => Trace::hashing(),
@@ -199,6 +228,11 @@ impl World {
             false_death: FalseDeath::new(bounds.quiet_window, lossy),
             spread: Spread::default(),
             spread_bound: scenario.expect.spread_within.map(nanos),
+            operators,
+            config_checks: ConfigChecks::new(agents, bounds.publication),
+            operator_rng: seeds.rng("operator-picks", 0),
+            watch_config,
+            release_moved: false,
             trace,
             traffic: Traffic::default(),
             violations: Vec::new(),
@@ -274,6 +308,7 @@ impl World {
                 }
             }
             What::StopAfterLeave(index) => self.stop(index, false),
+            What::CheckPublications => self.check_publications(),
         }
     }
 
@@ -285,17 +320,47 @@ impl World {
         let Some(mut agent) = node.agent.take() else {
             return;
         };
+        let before = self.watch_config.then(|| config_state(&agent));
         input(&mut agent, node.clock.local(self.now));
         self.drain(index, &mut agent);
+        if let Some(before) = before
+            && config_state(&agent) != before
+        {
+            let trust_version = agent.replicas().trust().head().doc.version;
+            let held = agent.replicas().config().applied();
+            let running = agent
+                .applied_releases()
+                .values()
+                .filter(|applied| !applied.void)
+                .map(|applied| &applied.digest);
+            if let Some(violation) = self.config_checks.store_changed(
+                self.now,
+                index,
+                trust_version,
+                held,
+                running,
+                self.operators.truth(),
+            ) {
+                self.violations.push(violation);
+            }
+        }
         self.nodes[index as usize].agent = Some(agent);
+        if std::mem::take(&mut self.release_moved) {
+            self.note_reach();
+        }
     }
 
     fn drain(&mut self, index: u32, agent: &mut Agent) {
+        // Durable before anything leaves the agent: a crash between the two
+        // must not lose a promise someone already heard.
+        while let Some(record) = agent.poll_persist() {
+            self.nodes[index as usize].durable.absorb(record);
+        }
         while let Some(transmit) = agent.poll_transmit() {
             self.send(index, transmit.to, transmit.bytes);
         }
         while let Some(event) = agent.poll_event() {
-            self.observe(index, event);
+            self.observe(index, agent, event);
         }
         let node = &mut self.nodes[index as usize];
         if let Some(deadline) = agent.poll_timeout() {
@@ -395,7 +460,7 @@ impl World {
     }
 
     /// Feeds one agent event to the trace and the checkers.
-    fn observe(&mut self, index: u32, event: Event) {
+    fn observe(&mut self, index: u32, agent: &Agent, event: Event) {
         match event {
             Event::MemberChanged {
                 id,
@@ -412,6 +477,34 @@ impl World {
                 self.trace_member(index, id, 0, REAPED);
             }
             Event::Refuted { .. } => self.traffic.refutations += 1,
+            Event::ReleaseApplied { doc, version } => {
+                self.trace.record(
+                    self.now,
+                    TraceEvent::Release {
+                        agent: index,
+                        version: u32::try_from(version).unwrap_or(u32::MAX),
+                    },
+                );
+                let Some(applied) = agent.applied_release(&doc) else {
+                    return;
+                };
+                let trust_version = agent.replicas().trust().head().doc.version;
+                if let Some(violation) = self.config_checks.release_applied(
+                    self.now,
+                    index,
+                    trust_version,
+                    (&doc, version, applied.digest),
+                    self.operators.truth(),
+                ) {
+                    self.violations.push(violation);
+                }
+                self.release_moved = true;
+            }
+            Event::SafeMode { entered } => {
+                if entered {
+                    self.traffic.safe_mode_entered += 1;
+                }
+            }
         }
     }
 
@@ -521,6 +614,9 @@ impl World {
                     let check_at = self.convergence.disturbance_ended(self.now);
                     self.false_death.disturbance_ended(self.now);
                     self.push(check_at, What::CheckConvergence);
+                    if let Some(check_at) = self.config_checks.healed(self.now) {
+                        self.push(check_at, What::CheckPublications);
+                    }
                 }
             }
             Action::Pause(indices) => {
@@ -566,6 +662,13 @@ impl World {
                     self.operate(index, Deferred::Retag(meta), false);
                 }
             }
+            Action::Publish(publication, via) => self.publish_config(&publication, &via),
+            Action::Trust(change, via) => self.change_trust(change, &via),
+            Action::Attack {
+                attacker,
+                target,
+                attempt,
+            } => self.attack(attacker, target, attempt),
         }
         self.convergence.refresh(self.now);
     }
@@ -649,16 +752,18 @@ impl World {
             self.fleet.verifier.clone(),
         )
         .expect("scenario loading validated every agent's tags");
+        let mut agent = agent;
+        agent.restore(now, node.durable.clone());
         node.agent = Some(agent);
         node.paused = 0;
         node.running_since = Some(self.now);
         self.detection.restarted(index);
-        // Every running agent that counted this one as gone is now wrong.
+        // Every running agent that counted this one as gone is now wrong,
+        // and one that still saw it up is right again.
         let others: Vec<u32> = self.running_agents().collect();
         for other in others {
-            if !self.sees_up(other, index) {
-                self.convergence.adjust(self.now, other, true);
-            }
+            let sees_up = self.sees_up(other, index);
+            self.convergence.adjust(self.now, other, !sees_up);
         }
         // The new agent sees only itself: it is wrong about every other
         // running agent.
@@ -677,11 +782,12 @@ impl World {
             return;
         }
         self.convergence.untrack(index);
+        // Every running agent that sees it up is now wrong, and one that
+        // already counted it gone (across a partition, say) is right again.
         let others: Vec<u32> = self.running_agents().collect();
         for &other in &others {
-            if self.sees_up(other, index) {
-                self.convergence.adjust(self.now, other, true);
-            }
+            let sees_up = self.sees_up(other, index);
+            self.convergence.adjust(self.now, other, sees_up);
         }
         // The departed agent's own view no longer counts toward pending waits.
         let pending: Vec<u32> = (0..self.nodes.len() as u32)
@@ -720,6 +826,7 @@ impl World {
         node.deferred.clear();
         let agent = node.agent.take().expect("checked above");
         node.retired += agent.stats();
+        node.retired_state += agent.replicas().stats();
         node.generation += 1;
         node.wake_at = None;
         node.inbox.clear();
@@ -751,19 +858,160 @@ impl World {
         }
     }
 
+    // --- operators ---------------------------------------------------------------
+
+    /// One running agent of `via`, drawn at random; `None` when none runs.
+    fn pick_running(&mut self, via: &[u32]) -> Option<u32> {
+        let running: Vec<u32> = via
+            .iter()
+            .copied()
+            .filter(|&index| self.is_running(index) && self.nodes[index as usize].paused == 0)
+            .collect();
+        if running.is_empty() {
+            return None;
+        }
+        Some(running[self.operator_rng.random_range(0..running.len())])
+    }
+
+    /// Hands `entries` to agent `index`, as an operator's CLI would.
+    fn hand(&mut self, index: u32, entries: Vec<StateEntry>) {
+        let mut refused = 0;
+        self.with_agent(index, |agent, now| {
+            for entry in entries {
+                // A refusal is the agent's verdict, and what a scenario
+                // about a revoked key shows.
+                if agent.publish(now, entry).is_err() {
+                    refused += 1;
+                }
+            }
+        });
+        self.traffic.publications_refused += refused;
+    }
+
+    fn publish_config(&mut self, publication: &Publication, via: &[u32]) {
+        let Some(index) = self.pick_running(via) else {
+            self.traffic.publications_lost += 1;
+            return;
+        };
+        let now_millis = wall_millis(self.now);
+        let Ok(entries) = self.operators.publish(publication, now_millis) else {
+            self.traffic.publications_lost += 1;
+            return;
+        };
+        let released = self
+            .operators
+            .truth()
+            .latest_release
+            .get(&publication.doc)
+            .copied();
+        let legit = entries.iter().any(|entry| match entry {
+            StateEntry::Release(release) => Some(release.release.version) == released,
+            _ => false,
+        });
+        self.hand(index, entries);
+        if legit && let Some(version) = released {
+            let awaited = Awaited::Release {
+                doc: publication.doc.clone(),
+                version,
+            };
+            let check_at = self.config_checks.published(self.now, awaited);
+            self.push(check_at, What::CheckPublications);
+            self.note_reach();
+        }
+    }
+
+    fn change_trust(&mut self, change: TrustChange, via: &[u32]) {
+        let Some(index) = self.pick_running(via) else {
+            self.traffic.publications_lost += 1;
+            return;
+        };
+        let entry = self.operators.change_trust(change, wall_millis(self.now));
+        self.hand(index, vec![entry]);
+        let version = self.operators.truth().trust_version;
+        let check_at = self
+            .config_checks
+            .published(self.now, Awaited::Trust { version });
+        self.push(check_at, What::CheckPublications);
+    }
+
+    fn attack(&mut self, attacker: u32, target: u32, attempt: u32) {
+        if attacker == target || !self.is_running(attacker) {
+            return;
+        }
+        let key = self.fleet.identity(attacker).keypair;
+        let bytes = self.operators.attack(&key, attempt, wall_millis(self.now));
+        self.traffic.attacks += 1;
+        let to = self.fleet.node_id(target);
+        self.send(attacker, to, bytes);
+    }
+
+    fn has(&self, index: u32, awaited: &Awaited) -> bool {
+        let Some(agent) = &self.nodes[index as usize].agent else {
+            return false;
+        };
+        match awaited {
+            Awaited::Release { doc, version } => agent
+                .applied_release(doc)
+                .is_some_and(|applied| applied.version >= *version),
+            Awaited::Trust { version } => agent.replicas().trust().head().doc.version >= *version,
+        }
+    }
+
+    fn note_reach(&mut self) {
+        let running: Vec<u32> = self.running_agents().collect();
+        let mut checks = std::mem::replace(&mut self.config_checks, ConfigChecks::new(0, 0));
+        checks.note_reach(self.now, |awaited| {
+            running.iter().all(|&index| self.has(index, awaited))
+        });
+        self.config_checks = checks;
+    }
+
+    fn check_publications(&mut self) {
+        if self.network.cut.is_some() {
+            // The heal schedules the next check.
+            return;
+        }
+        // An agent that (re)started less than a bound ago may still be
+        // catching up: judged at a later check.
+        let settled_since = self.now.saturating_sub(self.config_checks.bound());
+        let settled: Vec<u32> = self
+            .running_agents()
+            .filter(|&index| {
+                self.nodes[index as usize]
+                    .running_since
+                    .is_some_and(|since| since <= settled_since)
+            })
+            .collect();
+        let mut checks = std::mem::replace(&mut self.config_checks, ConfigChecks::new(0, 0));
+        let violation = checks.check(self.now, |awaited| {
+            settled
+                .iter()
+                .copied()
+                .filter(|&index| !self.has(index, awaited))
+                .collect()
+        });
+        self.config_checks = checks;
+        if let Some(violation) = violation {
+            self.violations.push(violation);
+        }
+    }
+
     // --- the end -------------------------------------------------------------------
 
     fn finish(mut self, wall: Duration) -> Outcome {
         let mut stats = Stats::default();
+        let mut state = StateStats::default();
         let mut agent_nanos = 0u64;
         for node in &mut self.nodes {
             if let Some(agent) = &node.agent {
                 node.retired += agent.stats();
+                node.retired_state += agent.replicas().stats();
             }
             if let Some(since) = node.running_since {
                 node.running_nanos += self.now.min(self.end) - since;
             }
             stats += &node.retired;
+            state += &node.retired_state;
             agent_nanos += node.running_nanos;
         }
         let trace_error = self.trace.finish().err().map(|error| error.to_string());
@@ -778,6 +1026,7 @@ impl World {
             events: self.events_processed,
             agent_seconds: agent_nanos as f64 / 1e9,
             stats,
+            state,
             traffic: self.traffic,
             settle_times: self.convergence.settle_times().to_vec(),
             unconverged_at_end: self.convergence.unconverged(),
@@ -785,6 +1034,7 @@ impl World {
             detection_times: self.detection.times().to_vec(),
             detect_bound: Duration::from_nanos(self.detection.bound()),
             spread_times: self.spread.times().to_vec(),
+            release_times: self.config_checks.reach_times().to_vec(),
             false_dead_incidents: self.false_death.incidents(),
             false_dead_declarations: self.false_death.declarations(),
             violations: self.violations,
@@ -802,6 +1052,7 @@ struct Bounds {
     converge: u64,
     detect: u64,
     quiet_window: u64,
+    publication: u64,
 }
 
 impl Bounds {
@@ -815,7 +1066,11 @@ impl Bounds {
         // need a detection's worth of time to spread and settle.
         let converge = config.reconnect_interval * 2 + config.sync_interval + detect;
         let quiet_window = suspicion_max + config.probe_interval * 4 + config.gossip_interval * 20;
+        // A heal is noticed by the next reconnect; anti-entropy then needs a
+        // few exchanges to carry a release across.
+        let publication = config.reconnect_interval * 2 + config.sync_interval * 4;
         Bounds {
+            publication: nanos(scenario.expect.release_within.unwrap_or(publication)),
             converge: nanos(scenario.expect.converge_within.unwrap_or(converge)),
             detect: nanos(scenario.expect.detect_within.unwrap_or(detect)),
             quiet_window: nanos(quiet_window),
@@ -853,5 +1108,17 @@ fn action_code(action: &Action) -> u8 {
         Action::Leave(_) => 9,
         Action::Stop(_) => 10,
         Action::Retag(..) => 11,
+        Action::Publish(..) => 12,
+        Action::Trust(..) => 13,
+        Action::Attack { .. } => 14,
     }
+}
+
+/// What the config checkers look at to tell that an agent's config state
+/// changed: its trust head and the root digest of its config changes.
+fn config_state(agent: &Agent) -> (u64, fleetmesh_node::crdt::Digest) {
+    (
+        agent.replicas().trust().head().doc.version,
+        agent.replicas().root(StateKind::Config),
+    )
 }

@@ -170,11 +170,35 @@ pub struct AppliedRelease {
     pub version: u64,
     /// The release's digest.
     pub digest: Digest,
+    /// When the release expires (HLC milliseconds), if ever: past it the
+    /// agent is in safe mode until a newer release arrives.
+    pub expires_millis: Option<u64>,
+    /// The release stopped counting after it was applied: a key that
+    /// signed it was revoked and the others no longer reach the threshold.
+    /// Another release of the same version may then replace it, so an agent
+    /// that ran a compromised key's release before it heard of the
+    /// revocation is not wedged at that version.
+    pub void: bool,
 }
 
 impl AppliedRelease {
+    /// Whether the release has expired at `now_millis`.
+    pub fn is_expired(&self, now_millis: u64) -> bool {
+        self.expires_millis
+            .is_some_and(|expires| now_millis >= expires)
+    }
+
+    /// The same release, marked void.
+    pub fn voided(&self) -> AppliedRelease {
+        AppliedRelease {
+            void: true,
+            ..self.clone()
+        }
+    }
+
     /// The record of moving from `current` (none on a fresh install) to
-    /// `release`; refuses anything not newer than `current`, and expired
+    /// `release`; refuses anything not newer than `current` (or, when
+    /// `current` is void, older than it or `current` itself), and expired
     /// releases.
     pub fn advance(
         current: Option<&AppliedRelease>,
@@ -186,7 +210,9 @@ impl AppliedRelease {
             if current.doc != body.doc {
                 return Err(ReleaseError::OtherDocument(body.doc.clone()));
             }
-            if body.version <= current.version {
+            let replaces_void =
+                current.void && body.version == current.version && body.digest() != current.digest;
+            if body.version <= current.version && !replaces_void {
                 return Err(ReleaseError::Rollback {
                     applied: current.version,
                     offered: body.version,
@@ -200,6 +226,8 @@ impl AppliedRelease {
             doc: body.doc.clone(),
             version: body.version,
             digest: body.digest(),
+            expires_millis: body.expires_millis,
+            void: false,
         })
     }
 }
@@ -219,6 +247,11 @@ impl ReleaseLog {
     /// An empty log.
     pub fn new() -> ReleaseLog {
         ReleaseLog::default()
+    }
+
+    /// The documents that have releases.
+    pub fn documents(&self) -> impl Iterator<Item = &str> {
+        self.docs.keys().map(String::as_str)
     }
 
     /// The release an agent should move to next. With nothing applied, the
@@ -247,6 +280,30 @@ impl ReleaseLog {
             }
         };
         candidates.values().next()
+    }
+
+    /// The release an agent running `current` should move to next: as
+    /// [`ReleaseLog::next`], except that a void release is first replaced
+    /// by another of its own version, if the log holds one.
+    pub fn next_after(
+        &self,
+        doc: &str,
+        current: Option<&AppliedRelease>,
+    ) -> Option<&SignedRelease> {
+        match current {
+            Some(current) if current.void => self
+                .docs
+                .get(doc)?
+                .get(&current.version)
+                .and_then(|candidates| {
+                    candidates
+                        .iter()
+                        .find(|(digest, _)| **digest != current.digest)
+                        .map(|(_, release)| release)
+                })
+                .or_else(|| self.next(doc, Some(current.version))),
+            other => self.next(doc, other.map(|applied| applied.version)),
+        }
     }
 
     /// Stores a verified release, bounded; returns the merge outcome.

@@ -91,6 +91,11 @@ impl ConfigStore {
         }
     }
 
+    /// The hashes of every change applied, all documents together.
+    pub fn applied(&self) -> impl Iterator<Item = &Digest> {
+        self.docs.values().flat_map(Document::applied_keys)
+    }
+
     /// How many verified changes wait for parents or a newer trust version.
     pub fn pending_len(&self) -> usize {
         self.docs.values().map(Document::pending_len).sum::<usize>() + self.future.len()

@@ -409,6 +409,34 @@ fn agents_walk_forward_and_never_roll_back() {
     );
 }
 
+#[test]
+fn a_void_release_is_replaced_at_its_version_and_nothing_older() {
+    let trust = chain();
+    let ctx = ctx(&trust);
+    let mut log = ReleaseLog::new();
+    let ours = release(2, &[100, 101]);
+    let mut theirs = release(2, &[]);
+    theirs.release.heads = vec![Digest([7; 32])];
+    theirs.sign(&key(100));
+    theirs.sign(&key(101));
+    log.merge(release(1, &[100, 101]), &ctx).unwrap();
+    log.merge(ours.clone(), &ctx).unwrap();
+    log.merge(theirs.clone(), &ctx).unwrap();
+    let running = AppliedRelease::advance(None, &ours, 0).unwrap();
+    // Running, a release is never replaced by another of its version.
+    assert!(AppliedRelease::advance(Some(&running), &theirs, 0).is_err());
+    assert_eq!(log.next_after("app", Some(&running)), None);
+    let void = running.voided();
+    let replacement = log.next_after("app", Some(&void)).unwrap();
+    assert_eq!(replacement.release.version, 2);
+    assert_ne!(replacement.release.digest(), void.digest);
+    let moved = AppliedRelease::advance(Some(&void), replacement, 0).unwrap();
+    assert!(!moved.void);
+    // Void or not, nothing older and not the void release itself.
+    assert!(AppliedRelease::advance(Some(&void), log.next("app", Some(0)).unwrap(), 0).is_err());
+    assert!(AppliedRelease::advance(Some(&void), &ours, 0).is_err());
+}
+
 /// A small deterministic generator for delivery orders, seeded by proptest.
 struct Mix(u64);
 

@@ -27,8 +27,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fleetmesh_crdt::{
-    Ctx, Digest, HealthTable, LeaseTable, Ledger, Merge, NodeCert, NodeId, PublicKey, Rejected,
-    Replica, SignedHealth, SignedLease, SignedRecord, SignedTrust, TrustChain, Verifier,
+    ConfigEntry, ConfigStore, Ctx, Digest, HealthTable, LeaseTable, Ledger, Merge, NodeCert,
+    NodeId, PublicKey, Rejected, ReleaseLog, Replica, SignedHealth, SignedLease, SignedRecord,
+    SignedRelease, SignedTrust, TrustChain, Verifier,
 };
 use serde::{Deserialize, Serialize};
 
@@ -72,16 +73,22 @@ pub enum Kind {
     Health,
     /// The remediation ledger.
     Ledger,
+    /// Config document changes and equivocation evidence.
+    Config,
+    /// Config releases.
+    Release,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Trust,
         Kind::Cert,
         Kind::Lease,
         Kind::Health,
         Kind::Ledger,
+        Kind::Config,
+        Kind::Release,
     ];
 
     /// Whether new entries are pushed. Certificates are not: every agent
@@ -111,6 +118,10 @@ pub enum Entry {
     Health(Box<SignedHealth>),
     /// A ledger record.
     Ledger(Box<SignedRecord>),
+    /// A config change or equivocation evidence.
+    Config(Box<ConfigEntry>),
+    /// A config release.
+    Release(Box<SignedRelease>),
 }
 
 impl Entry {
@@ -122,6 +133,8 @@ impl Entry {
             Entry::Lease(_) => Kind::Lease,
             Entry::Health(_) => Kind::Health,
             Entry::Ledger(_) => Kind::Ledger,
+            Entry::Config(_) => Kind::Config,
+            Entry::Release(_) => Kind::Release,
         }
     }
 }
@@ -147,6 +160,20 @@ pub struct StateStats {
     pub fetches_refused: u64,
 }
 
+/// Sums counters, e.g. over the agents of a simulated fleet.
+impl std::ops::AddAssign<&StateStats> for StateStats {
+    fn add_assign(&mut self, other: &StateStats) {
+        self.merged += other.merged;
+        self.redundant += other.redundant;
+        self.pending += other.pending;
+        self.bad_signatures += other.bad_signatures;
+        self.unauthorized += other.unauthorized;
+        self.malformed += other.malformed;
+        self.push_dropped += other.push_dropped;
+        self.fetches_refused += other.fetches_refused;
+    }
+}
+
 impl StateStats {
     fn count(&mut self, result: &Result<Merge, Rejected>) {
         match result {
@@ -167,6 +194,9 @@ pub struct Merged {
     pub trust_changed: bool,
     /// Nodes newly admitted (or re-admitted with a new certificate).
     pub admitted: Vec<NodeId>,
+    /// Config documents or releases changed: the release to run may have
+    /// moved.
+    pub config_changed: bool,
 }
 
 /// One agent's replica of the fleet's state.
@@ -176,6 +206,8 @@ pub struct Replicas {
     leases: LeaseTable,
     health: HealthTable,
     ledger: Ledger,
+    config: ConfigStore,
+    releases: ReleaseLog,
     digests: [Digests; Kind::ALL.len()],
     push: PushQueue,
     fetching: BTreeMap<(Kind, Digest), u64>,
@@ -199,6 +231,8 @@ impl Replicas {
             leases: LeaseTable::new(),
             health: HealthTable::new(),
             ledger: Ledger::new(),
+            config: ConfigStore::new(),
+            releases: ReleaseLog::new(),
             digests: Default::default(),
             push: PushQueue::default(),
             fetching: BTreeMap::new(),
@@ -241,6 +275,16 @@ impl Replicas {
         &self.ledger
     }
 
+    /// The config documents.
+    pub fn config(&self) -> &ConfigStore {
+        &self.config
+    }
+
+    /// The config releases.
+    pub fn releases(&self) -> &ReleaseLog {
+        &self.releases
+    }
+
     /// Counters.
     pub fn stats(&self) -> &StateStats {
         &self.stats
@@ -261,6 +305,7 @@ impl Replicas {
             leases,
             health,
             ledger,
+            releases,
             verifier,
             ..
         } = self;
@@ -286,12 +331,27 @@ impl Replicas {
             Entry::Ledger(record) => with_ctx(chain, Some(certs), verifier, now_millis, |ctx| {
                 merge_counted(ledger, *record, ctx, Ledger::len)
             }),
+            Entry::Config(change) => {
+                let (mut results, effects) = self.merge_config(vec![*change], now_millis);
+                return (results.pop().unwrap_or(Ok(Merge::Unchanged)), effects);
+            }
+            // A release can prune older versions or candidates: the digest
+            // is rebuilt rather than patched (releases are rare).
+            Entry::Release(release) => (
+                with_ctx(chain, Some(certs), verifier, now_millis, |ctx| {
+                    releases.merge(*release, ctx)
+                }),
+                true,
+            ),
         };
         self.stats.count(&result);
         if let Ok(merge @ Merge::Changed { key, .. }) = &result {
             self.fetching.remove(&(kind, *key));
+            // A trust change can revoke config authors and release signers.
+            effects.config_changed = matches!(kind, Kind::Trust | Kind::Release);
             if kind == Kind::Trust {
                 effects.trust_changed = true;
+                // Rebuilds every digest.
                 self.after_trust_change(now_millis);
             } else if evicted {
                 // A collection at its bound dropped another entry.
@@ -304,6 +364,66 @@ impl Replicas {
             }
         }
         (result, effects)
+    }
+
+    /// Merges config entries in one batch: signatures are checked one by
+    /// one, and each document's ready changes are applied by one automerge
+    /// call, which is what makes a large document's history cheap to catch
+    /// up on.
+    fn merge_config(
+        &mut self,
+        entries: Vec<ConfigEntry>,
+        now_millis: u64,
+    ) -> (Vec<Result<Merge, Rejected>>, Merged) {
+        let Replicas {
+            trust,
+            certs,
+            config,
+            verifier,
+            ..
+        } = self;
+        let results = with_ctx(trust, Some(certs), verifier.as_ref(), now_millis, |ctx| {
+            config.merge_batch(entries, ctx)
+        });
+        let mut effects = Merged::default();
+        for result in &results {
+            self.stats.count(result);
+            if let Ok(Merge::Changed { key, .. }) = result {
+                effects.config_changed = true;
+                self.fetching.remove(&(Kind::Config, *key));
+                if !self.push.push(Kind::Config, *key) {
+                    self.stats.push_dropped += 1;
+                }
+            }
+        }
+        // Results do not show everything a batch did: changes waiting for
+        // a parent are applied along with it, and a quarantine rebuilds
+        // documents without the equivocator's changes.
+        let quarantined = results
+            .iter()
+            .any(|result| matches!(result, Err(Rejected::Quarantined)));
+        if effects.config_changed || quarantined {
+            effects.config_changed = true;
+            self.digests[Kind::Config.index()] = Digests::of(&self.config.versions());
+        }
+        (results, effects)
+    }
+
+    /// Merges entries as they arrived in one message, config changes in one
+    /// batch.
+    fn merge_entries(&mut self, entries: Vec<Entry>, now_millis: u64) -> Merged {
+        let mut effects = Merged::default();
+        let mut changes = Vec::new();
+        for entry in entries {
+            match entry {
+                Entry::Config(change) => changes.push(*change),
+                other => effects.absorb(self.merge(other, now_millis).1),
+            }
+        }
+        if !changes.is_empty() {
+            effects.absorb(self.merge_config(changes, now_millis).1);
+        }
+        effects
     }
 
     /// Drops whatever the trust chain no longer vouches for: the
@@ -323,6 +443,8 @@ impl Replicas {
                 self.leases.trust_changed(ctx);
                 self.health.trust_changed(ctx);
                 self.ledger.trust_changed(ctx);
+                self.config.trust_changed(ctx);
+                self.releases.trust_changed(ctx);
             },
         );
         self.revoked_ids = self
@@ -349,6 +471,8 @@ impl Replicas {
             Kind::Lease => self.leases.versions(),
             Kind::Health => self.health.versions(),
             Kind::Ledger => self.ledger.versions(),
+            Kind::Config => self.config.versions(),
+            Kind::Release => self.releases.versions(),
         }
     }
 
@@ -374,6 +498,14 @@ impl Replicas {
                 .ledger
                 .entry(key)
                 .map(|record| Entry::Ledger(Box::new(record))),
+            Kind::Config => self
+                .config
+                .entry(key)
+                .map(|change| Entry::Config(Box::new(change))),
+            Kind::Release => self
+                .releases
+                .entry(key)
+                .map(|release| Entry::Release(Box::new(release))),
         }
     }
 
@@ -384,6 +516,24 @@ impl Replicas {
     }
 
     // --- anti-entropy ---------------------------------------------------------
+
+    /// Whether `release` still verifies under the trust chain now: it
+    /// stops once a signer is revoked and the rest miss the threshold.
+    pub fn release_holds(&self, release: &SignedRelease, now_millis: u64) -> bool {
+        with_ctx(
+            &self.trust,
+            Some(&self.certs),
+            self.verifier.as_ref(),
+            now_millis,
+            |ctx| release.verify(ctx).is_ok(),
+        )
+    }
+
+    /// The root digest of one collection: equal on two replicas holding
+    /// the same entries.
+    pub fn root(&self, kind: Kind) -> Digest {
+        self.digests[kind.index()].root()
+    }
 
     /// Step 1: the roots to send to a sync peer.
     pub fn roots(&self) -> StateMessage {
@@ -454,16 +604,10 @@ impl Replicas {
             }
             StateMessage::Want { kind, keys } => self.send_entries(kind, &keys, out),
             StateMessage::Entries { entries } => {
-                for entry in entries {
-                    let (_, merged) = self.merge(entry, now_millis);
-                    effects.absorb(merged);
-                }
+                effects.absorb(self.merge_entries(entries, now_millis));
             }
             StateMessage::Push { entries, announces } => {
-                for entry in entries {
-                    let (_, merged) = self.merge(entry, now_millis);
-                    effects.absorb(merged);
-                }
+                effects.absorb(self.merge_entries(entries, now_millis));
                 for (kind, keys) in group(announces) {
                     let keys: Vec<Digest> = keys
                         .into_iter()
@@ -569,6 +713,7 @@ impl Merged {
     fn absorb(&mut self, other: Merged) {
         self.trust_changed |= other.trust_changed;
         self.admitted.extend(other.admitted);
+        self.config_changed |= other.config_changed;
     }
 }
 

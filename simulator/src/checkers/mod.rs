@@ -4,6 +4,7 @@
 //! They judge agents against the simulator's ground truth (who is really
 //! running), never against another agent's view.
 
+pub mod config;
 pub mod convergence;
 pub mod detection;
 pub mod false_death;

@@ -1,0 +1,269 @@
+//! Config and trust: agents run only what operators released, never go
+//! back, and every running agent gets each release and trust document.
+//!
+//! Safety is judged against the operators' ground truth
+//! ([`crate::operator::Truth`]) each time an agent's config or release
+//! changes, so a forged, revoked or rolled-back entry is caught on the
+//! event that let it in. Liveness is judged against the network's ground
+//! truth: a release published while the network is cut must arrive within
+//! the bound of the heal.
+
+use std::collections::BTreeMap;
+
+use fleetmesh_node::crdt::Digest;
+
+use super::{Kind, Violation};
+use crate::operator::Truth;
+
+/// What a release spread waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Awaited {
+    /// Every running agent runs `doc` at `version` or later.
+    Release {
+        /// The document.
+        doc: String,
+        /// The version.
+        version: u64,
+    },
+    /// Every running agent holds trust `version` or later.
+    Trust {
+        /// The version.
+        version: u64,
+    },
+}
+
+/// The release an agent last moved to.
+#[derive(Clone, Copy)]
+struct Ran {
+    version: u64,
+    digest: Digest,
+}
+
+struct Pending {
+    awaited: Awaited,
+    published_at: u64,
+    reached_all: bool,
+}
+
+/// The config checkers of one run.
+pub struct ConfigChecks {
+    /// The release each agent last moved to, per document, over all its
+    /// restarts.
+    highest: Vec<BTreeMap<String, Ran>>,
+    bound: u64,
+    pending: Vec<Pending>,
+    reach_times: Vec<u64>,
+}
+
+impl ConfigChecks {
+    /// Checkers for `agents` agents; publications must reach everyone
+    /// within `bound` nanoseconds.
+    pub fn new(agents: usize, bound: u64) -> ConfigChecks {
+        ConfigChecks {
+            highest: vec![BTreeMap::new(); agents],
+            bound,
+            pending: Vec::new(),
+            reach_times: Vec::new(),
+        }
+    }
+
+    /// The bound in force.
+    pub fn bound(&self) -> u64 {
+        self.bound
+    }
+
+    /// Times from each release's publication until every running agent
+    /// ran it, in nanoseconds.
+    pub fn reach_times(&self) -> &[u64] {
+        &self.reach_times
+    }
+
+    /// Agent `agent`, holding trust `trust_version`, moved to `version` of
+    /// `doc`, whose digest is `digest`.
+    ///
+    /// An agent may run a revoked key's release only while it has not heard
+    /// of the revocation (nothing can do better: that is the freeze TUF
+    /// describes), and may then replace it by another release of the same
+    /// version; anything else not newer is a rollback.
+    pub fn release_applied(
+        &mut self,
+        now: u64,
+        agent: u32,
+        trust_version: u64,
+        (doc, version, digest): (&str, u64, Digest),
+        truth: &Truth,
+    ) -> Option<Violation> {
+        let ran = self.highest[agent as usize].get(doc).copied();
+        if let Some(ran) = ran {
+            let replaces_rogue = version == ran.version
+                && digest != ran.digest
+                && truth.rogue_releases.contains_key(&ran.digest);
+            if version <= ran.version && !replaces_rogue {
+                return Some(safety(
+                    now,
+                    "release-rollback",
+                    format!(
+                        "agent {agent} moved {doc} to version {version} after running {}",
+                        ran.version
+                    ),
+                ));
+            }
+        }
+        self.highest[agent as usize].insert(doc.to_owned(), Ran { version, digest });
+        if let Some(signer) = truth.rogue_releases.get(&digest) {
+            let revoked_at = truth.revoked.get(signer).copied().unwrap_or(0);
+            if trust_version >= revoked_at {
+                return Some(safety(
+                    now,
+                    "release-revoked",
+                    format!(
+                        "agent {agent} holds trust version {trust_version}, which revokes the \
+                         signer of {doc} version {version}, and moved to it"
+                    ),
+                ));
+            }
+            return None;
+        }
+        match truth.legit_releases.get(&digest) {
+            Some((released_doc, released)) if released_doc == doc && *released == version => None,
+            _ => Some(safety(
+                now,
+                "release-forged",
+                format!(
+                    "agent {agent} runs {doc} version {version}, which no trusted operator signed"
+                ),
+            )),
+        }
+    }
+
+    /// Agent `agent`, holding trust `trust_version`, holds the config
+    /// changes `held` and runs the (non-void) releases `running`.
+    pub fn store_changed<'a>(
+        &self,
+        now: u64,
+        agent: u32,
+        trust_version: u64,
+        held: impl Iterator<Item = &'a Digest>,
+        mut running: impl Iterator<Item = &'a Digest>,
+        truth: &Truth,
+    ) -> Option<Violation> {
+        let runs_revoked = running.any(|digest| {
+            truth
+                .rogue_releases
+                .get(digest)
+                .and_then(|signer| truth.revoked.get(signer))
+                .is_some_and(|&revoked_at| trust_version >= revoked_at)
+        });
+        if runs_revoked {
+            return Some(safety(
+                now,
+                "release-revoked",
+                format!(
+                    "agent {agent} holds trust version {trust_version} and still runs a release \
+                     its signer's revocation voids"
+                ),
+            ));
+        }
+        for hash in held {
+            if !truth.legit_changes.contains(hash) && !truth.rogue_changes.contains(hash) {
+                return Some(safety(
+                    now,
+                    "change-forged",
+                    format!("agent {agent} applied a change no trusted operator wrote"),
+                ));
+            }
+            let revoked_at = truth
+                .authors
+                .get(hash)
+                .and_then(|author| truth.revoked.get(author));
+            if let Some(&revoked_at) = revoked_at
+                && trust_version >= revoked_at
+            {
+                return Some(safety(
+                    now,
+                    "change-revoked",
+                    format!(
+                        "agent {agent} holds trust version {trust_version}, which revokes an \
+                         author, and still applies that author's change"
+                    ),
+                ));
+            }
+        }
+        None
+    }
+
+    /// `awaited` was published at `now`; returns when to check it.
+    pub fn published(&mut self, now: u64, awaited: Awaited) -> u64 {
+        self.pending.push(Pending {
+            awaited,
+            published_at: now,
+            reached_all: false,
+        });
+        now + self.bound
+    }
+
+    /// The network healed at `now`: when to check what is still spreading.
+    pub fn healed(&self, now: u64) -> Option<u64> {
+        self.pending
+            .iter()
+            .any(|pending| !pending.reached_all)
+            .then_some(now + self.bound)
+    }
+
+    /// Records a release reaching everyone once `has(awaited)` says every
+    /// running agent has it.
+    pub fn note_reach(&mut self, now: u64, mut everyone_has: impl FnMut(&Awaited) -> bool) {
+        for pending in &mut self.pending {
+            if !pending.reached_all && everyone_has(&pending.awaited) {
+                pending.reached_all = true;
+                if matches!(pending.awaited, Awaited::Release { .. }) {
+                    self.reach_times.push(now - pending.published_at);
+                }
+            }
+        }
+    }
+
+    /// The bound passed for whatever was published at least `bound` ago:
+    /// `missing(awaited)` names the running agents (that ran all along)
+    /// still without it. Not called while the network is cut.
+    pub fn check(
+        &mut self,
+        now: u64,
+        mut missing: impl FnMut(&Awaited) -> Vec<u32>,
+    ) -> Option<Violation> {
+        for pending in &mut self.pending {
+            if pending.reached_all || now < pending.published_at + self.bound {
+                continue;
+            }
+            let lacking = missing(&pending.awaited);
+            if lacking.is_empty() {
+                continue;
+            }
+            let shown: Vec<String> = lacking.iter().take(8).map(u32::to_string).collect();
+            return Some(Violation {
+                invariant: "publication-spread",
+                kind: Kind::Liveness,
+                at: now,
+                details: format!(
+                    "{:?} published at t={:.3}s is missing on {} running agents (first: {}) \
+                     {:.1}s later",
+                    pending.awaited,
+                    pending.published_at as f64 / 1e9,
+                    lacking.len(),
+                    shown.join(", "),
+                    (now - pending.published_at) as f64 / 1e9
+                ),
+            });
+        }
+        None
+    }
+}
+
+fn safety(now: u64, invariant: &'static str, details: String) -> Violation {
+    Violation {
+        invariant,
+        kind: Kind::Safety,
+        at: now,
+        details,
+    }
+}
