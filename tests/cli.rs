@@ -567,3 +567,76 @@ fn a_revoked_config_key_cannot_draft() {
         "{stdout}"
     );
 }
+
+#[test]
+fn roots_sign_a_pending_update_one_at_a_time() {
+    let scratch = Scratch::new();
+    scratch.keygen("root-1");
+    scratch.keygen("root-2");
+    let config = scratch.keygen("config");
+    scratch.ok(&[
+        "fleet",
+        "init",
+        "--name",
+        "prod",
+        "--root-key",
+        "root-1.key",
+        "--root-key",
+        "root-2.key",
+        "--key",
+        &format!("{config}=config"),
+        "--out",
+        "trust.json",
+    ]);
+    let update = |pending: bool| {
+        let mut args = vec![
+            "fleet",
+            "update",
+            "--trust",
+            "trust.json",
+            "--root-key",
+            "root-1.key",
+            "--config-threshold",
+            "1",
+            "--out",
+            "next.json",
+        ];
+        if pending {
+            args.push("--pending");
+        }
+        args
+    };
+    scratch.refused(
+        &update(false),
+        &[
+            "trust version 2 needs 2 signatures by the current root keys",
+            "has 1",
+            "--pending",
+        ],
+    );
+    let stdout = scratch.ok(&update(true));
+    assert!(stdout.contains("wrote pending trust version 2"), "{stdout}");
+    assert!(!scratch.read("trust.json").contains("\"version\": 2"));
+    let sign = [
+        "fleet",
+        "sign",
+        "--trust",
+        "trust.json",
+        "--pending",
+        "next.json",
+        "--root-key",
+        "root-2.key",
+        "--out",
+        "trust.json",
+    ];
+    let stdout = scratch.ok(&sign);
+    assert!(
+        stdout.contains("wrote trust chain trust.json (version 2)"),
+        "{stdout}"
+    );
+    // The chain moved on: the pending update no longer follows it.
+    scratch.refused(
+        &sign,
+        &["pending trust version 2 does not follow the chain"],
+    );
+}

@@ -16,6 +16,8 @@ use super::keys;
 
 /// The `format` of a trust chain file.
 pub const CHAIN_FORMAT: &str = "fleetmesh-trust-chain";
+/// The `format` of a pending trust update file.
+pub const PENDING_FORMAT: &str = "fleetmesh-trust-pending";
 /// The `format` of a node certificate file.
 pub const CERT_FORMAT: &str = "fleetmesh-node-cert";
 
@@ -338,8 +340,12 @@ pub struct Update<'a> {
     pub root_threshold: Option<u32>,
     /// A new config threshold.
     pub config_threshold: Option<u32>,
-    /// The chain file to write (may be `trust` itself).
+    /// The chain file to write (may be `trust` itself), or the pending
+    /// update file with `pending`.
     pub out: &'a Path,
+    /// Write the update to `out` as a pending update when it lacks root
+    /// signatures, for `fleet sign` to complete.
+    pub pending: bool,
 }
 
 /// `fleetmesh fleet update`: the next trust version, signed by enough of
@@ -381,19 +387,59 @@ pub fn update(args: &Update<'_>) -> anyhow::Result<()> {
     let signers = load_keys(args.root_keys)?;
     check_signers(&signers, &previous, &doc)?;
     let signed = SignedTrust::sign(doc, &signers.iter().collect::<Vec<_>>());
-    chain
-        .insert(signed.clone(), &Ed25519)
-        .map_err(|error| explain(error, &signed.doc, Some(&previous)))?;
-    save_chain(&chain, args.out, true)?;
-    println!(
-        "wrote trust chain {} (version {version})",
-        args.out.display()
-    );
+    let pending = args.pending.then_some(args.out);
+    finish(&mut chain, signed, args.out, pending)
+}
+
+/// Appends `signed` to `chain` and writes the chain to `out` when it
+/// carries every root signature it needs; otherwise writes it as a pending
+/// update to `pending` for `fleet sign` to complete, or refuses when there
+/// is nowhere to put it.
+fn finish(
+    chain: &mut TrustChain,
+    signed: SignedTrust,
+    out: &Path,
+    pending: Option<&Path>,
+) -> anyhow::Result<()> {
+    let previous = chain.head().doc.clone();
+    let version = signed.doc.version;
+    match (missing_signatures(&signed, &previous), pending) {
+        (None, _) => {
+            chain
+                .insert(signed.clone(), &Ed25519)
+                .map_err(|error| explain(error, &signed.doc, Some(&previous)))?;
+            save_chain(chain, out, true)?;
+            println!("wrote trust chain {} (version {version})", out.display());
+        }
+        (Some(missing), Some(path)) => {
+            let file = PendingFile {
+                fleet_id: chain.fleet_id().to_hex(),
+                doc: TrustJson::new(&signed),
+            };
+            files::write_atomic(
+                path,
+                &files::to_json(PENDING_FORMAT, &file)?,
+                Mode::Public,
+                true,
+            )?;
+            println!(
+                "wrote pending trust version {version} to {}: {missing}",
+                path.display()
+            );
+            println!(
+                "next: another root signs with `fleetmesh fleet sign --trust CHAIN --pending {} --root-key FILE --out CHAIN`",
+                path.display()
+            );
+        }
+        (Some(missing), None) => bail!(
+            "{missing}: pass more --root-key files, or write a pending update with --pending and let each root add its signature with `fleetmesh fleet sign`"
+        ),
+    }
     Ok(())
 }
 
-/// Says which root signatures are missing before anything is signed, in
-/// terms of the keys the operator holds.
+/// Refuses signing keys that are roots of neither the current nor the new
+/// version: their signatures would not count, which is surely a mistake.
 fn check_signers(signers: &[Keypair], previous: &TrustDoc, next: &TrustDoc) -> anyhow::Result<()> {
     if let Some(stranger) = signers.iter().find(|signer| {
         !previous.has_role(&signer.public(), Role::Root)
@@ -406,23 +452,77 @@ fn check_signers(signers: &[Keypair], previous: &TrustDoc, next: &TrustDoc) -> a
             next.version
         );
     }
-    for (authority, role) in [(previous, "current"), (next, "new")] {
-        let signing = signers
-            .iter()
-            .filter(|signer| authority.has_role(&signer.public(), Role::Root))
-            .count();
-        if signing < authority.root_threshold as usize {
-            let roots: Vec<String> = authority.holders(Role::Root).map(short).collect();
-            bail!(
-                "trust version {} needs {} signatures by the {role} root keys (version {}: {}), got {signing}: pass more --root-key files",
-                next.version,
-                authority.root_threshold,
-                authority.version,
-                roots.join(", ")
-            );
-        }
-    }
     Ok(())
+}
+
+/// Which root signatures `next` still lacks as the successor of
+/// `previous`, in words; `None` when it has them all.
+fn missing_signatures(next: &SignedTrust, previous: &TrustDoc) -> Option<String> {
+    [(previous, "current"), (&next.doc, "new")]
+        .into_iter()
+        .find_map(|(authority, role)| {
+            let signing = next
+                .signatures
+                .keys()
+                .filter(|key| authority.has_role(key, Role::Root))
+                .count();
+            (signing < authority.root_threshold as usize).then(|| {
+                let roots: Vec<String> = authority.holders(Role::Root).map(short).collect();
+                format!(
+                    "trust version {} needs {} signatures by the {role} root keys (version {}: {}), has {signing}",
+                    next.doc.version,
+                    authority.root_threshold,
+                    authority.version,
+                    roots.join(", ")
+                )
+            })
+        })
+}
+
+/// A pending trust update: the next version with the root signatures
+/// collected so far, passed from root holder to root holder.
+#[derive(Serialize, Deserialize)]
+struct PendingFile {
+    /// The fleet the update is for, checked against the chain.
+    fleet_id: String,
+    doc: TrustJson,
+}
+
+/// `fleetmesh fleet sign`: adds root signatures to a pending update; once
+/// it has all it needs, appends it to the chain written to `out`.
+pub fn sign(trust: &Path, pending: &Path, root_keys: &[PathBuf], out: &Path) -> anyhow::Result<()> {
+    let mut chain = load_chain(trust)?;
+    let file: PendingFile = files::read_json(pending, PENDING_FORMAT, "pending trust update")?;
+    let context = || format!("pending trust update {}", pending.display());
+    let mut signed = file.doc.decode().with_context(context)?;
+    if files::parse_digest(&file.fleet_id, "the fleet id").with_context(context)?
+        != chain.fleet_id()
+    {
+        bail!(
+            "pending trust update {} is for fleet {}, not this chain's fleet {}",
+            pending.display(),
+            file.fleet_id,
+            chain.fleet_id()
+        );
+    }
+    let previous = chain.head().doc.clone();
+    if signed.doc.version != previous.version + 1 {
+        bail!(
+            "pending trust version {} does not follow the chain, whose head is version {}: make a new update with `fleetmesh fleet update`",
+            signed.doc.version,
+            previous.version
+        );
+    }
+    check_signatures(&signed).with_context(context)?;
+    let signers = load_keys(root_keys)?;
+    check_signers(&signers, &previous, &signed.doc)?;
+    let digest = signed.digest();
+    for signer in &signers {
+        signed
+            .signatures
+            .insert(signer.public(), signer.sign_digest(&digest));
+    }
+    finish(&mut chain, signed, out, Some(pending))
 }
 
 /// A node certificate file's body.

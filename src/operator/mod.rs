@@ -71,6 +71,30 @@ pub enum FleetCommand {
         #[arg(long, value_name = "N")]
         config_threshold: Option<u32>,
         /// The trust chain file to write; may be the --trust file itself.
+        /// With --pending, where the pending update goes when it still
+        /// lacks root signatures.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// When the root keys given are not enough, write a pending update
+        /// to --out for the other roots to sign with `fleet sign`.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Adds root signatures to a pending update; once it has every
+    /// signature it needs, appends it to the trust chain.
+    Sign {
+        /// The trust chain file the update extends.
+        #[arg(long, value_name = "CHAIN")]
+        trust: PathBuf,
+        /// The pending update file (`fleet update --pending`), updated in
+        /// place while signatures are missing.
+        #[arg(long, value_name = "FILE")]
+        pending: PathBuf,
+        /// A root key file that signs; repeatable.
+        #[arg(long = "root-key", value_name = "FILE", required = true)]
+        root_keys: Vec<PathBuf>,
+        /// The trust chain file to write when the update is complete; may
+        /// be the --trust file itself.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
@@ -233,6 +257,7 @@ pub fn fleet(command: FleetCommand) -> anyhow::Result<()> {
             root_threshold,
             config_threshold,
             out,
+            pending,
         } => fleet::update(&fleet::Update {
             trust: &trust,
             root_keys: &root_keys,
@@ -242,7 +267,14 @@ pub fn fleet(command: FleetCommand) -> anyhow::Result<()> {
             root_threshold,
             config_threshold,
             out: &out,
+            pending,
         }),
+        FleetCommand::Sign {
+            trust,
+            pending,
+            root_keys,
+            out,
+        } => fleet::sign(&trust, &pending, &root_keys, &out),
         FleetCommand::Admit {
             trust,
             admit_key,
