@@ -609,7 +609,7 @@ pub fn release(args: &ReleaseArgs<'_>) -> anyhow::Result<()> {
         path.display(),
         args.doc
     );
-    print_tally(&tally, &path);
+    print_tally(&tally, &path, args.trust);
     Ok(())
 }
 
@@ -628,7 +628,7 @@ fn load_release(path: &Path) -> anyhow::Result<SignedRelease> {
         .with_context(|| format!("release file {}", path.display()))
 }
 
-fn print_tally(tally: &Tally, path: &Path) {
+fn print_tally(tally: &Tally, path: &Path, trust: &Path) {
     println!(
         "signatures: {} of the {} required",
         tally.counted.len(),
@@ -642,8 +642,9 @@ fn print_tally(tally: &Tally, path: &Path) {
     }
     if !tally.is_complete() {
         println!(
-            "next: another config key signs with `fleetmesh config sign --release {} --trust CHAIN --key FILE`",
-            path.display()
+            "next: another config key signs with `fleetmesh config sign --release {} --trust {} --key FILE`",
+            path.display(),
+            trust.display()
         );
     }
 }
@@ -678,7 +679,7 @@ pub fn sign(release_path: &Path, trust: &Path, key: &Path) -> anyhow::Result<()>
         release.release.doc,
         release.release.version
     );
-    print_tally(&tally, release_path);
+    print_tally(&tally, release_path, trust);
     Ok(())
 }
 
@@ -706,7 +707,7 @@ pub fn verify(
     if let Some(expires) = body.expires_millis {
         println!("expires {}", files::format_time(expires));
     }
-    print_tally(&tally, release_path);
+    print_tally(&tally, release_path, trust);
     if !tally.is_complete() {
         bail!(
             "release {} version {} has {} valid config signature(s) but trust version {} requires {}: add signatures with `fleetmesh config sign`",
