@@ -16,7 +16,7 @@ use fleetmesh_crdt::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::files::{self, Mode};
+use super::files::{self, Existing, Mode};
 use super::fleet::{self, short};
 use super::keys;
 
@@ -223,7 +223,7 @@ impl Store {
         }
         if store.pending_len() > 0 {
             eprintln!(
-                "warning: {} changes in {} wait for earlier changes that are not there (copy in the missing change files)",
+                "warning: {} changes in {} wait for earlier changes that are not there (copy in the missing change files) or for a newer trust chain",
                 store.pending_len(),
                 dir.display()
             );
@@ -499,7 +499,9 @@ pub fn draft(args: &Draft<'_>) -> anyhow::Result<()> {
         &path,
         &files::to_json(CHANGE_FORMAT, &ChangeJson::new(&change))?,
         Mode::Public,
-        false,
+        Existing::Refuse {
+            hint: "the store holds a file of that name it could not load: move it out",
+        },
     )?;
     println!("wrote change {} (hash {hash})", path.display());
     let heads: Vec<String> = store
@@ -603,7 +605,13 @@ pub fn release(args: &ReleaseArgs<'_>) -> anyhow::Result<()> {
         },
         Path::to_path_buf,
     );
-    write_release(&path, &signed, false)?;
+    write_release(
+        &path,
+        &signed,
+        Existing::Refuse {
+            hint: "this release was already made: sign that file with `fleetmesh config sign`, or choose another --out",
+        },
+    )?;
     println!(
         "wrote release {} of document {} version {version} (digest {digest})",
         path.display(),
@@ -613,12 +621,12 @@ pub fn release(args: &ReleaseArgs<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_release(path: &Path, release: &SignedRelease, overwrite: bool) -> anyhow::Result<()> {
+fn write_release(path: &Path, release: &SignedRelease, existing: Existing) -> anyhow::Result<()> {
     files::write_atomic(
         path,
         &files::to_json(RELEASE_FORMAT, &ReleaseJson::new(release))?,
         Mode::Public,
-        overwrite,
+        existing,
     )
 }
 
@@ -655,7 +663,8 @@ pub fn sign(release_path: &Path, trust: &Path, key: &Path) -> anyhow::Result<()>
     let chain = fleet::load_chain(trust)?;
     let signer = keys::load(key)?;
     let mut release = load_release(release_path)?;
-    check_release(&release, &chain).with_context(|| format!("{}", release_path.display()))?;
+    check_release(&release, &chain)
+        .with_context(|| format!("release file {}", release_path.display()))?;
     fleet::require_role(
         &chain,
         &signer.public(),
@@ -672,7 +681,7 @@ pub fn sign(release_path: &Path, trust: &Path, key: &Path) -> anyhow::Result<()>
     }
     release.sign(&signer);
     let tally = check_release(&release, &chain)?;
-    write_release(release_path, &release, true)?;
+    write_release(release_path, &release, Existing::Replace)?;
     println!(
         "signed release {} of document {} version {}",
         release_path.display(),

@@ -40,6 +40,32 @@ pub enum Mode {
     Secret,
 }
 
+/// What writing does when the target file exists.
+#[derive(Clone, Copy)]
+pub enum Existing {
+    /// Replace it: files a command updates in place (a chain it extends,
+    /// a release it signs).
+    Replace,
+    /// Leave it and fail; `hint` says what to do instead.
+    Refuse {
+        /// The way out, as the command offers it.
+        hint: &'static str,
+    },
+}
+
+impl Existing {
+    /// For commands with a `--force` flag.
+    pub fn unless_forced(force: bool) -> Existing {
+        if force {
+            Existing::Replace
+        } else {
+            Existing::Refuse {
+                hint: "choose another path, or pass --force to replace it",
+            }
+        }
+    }
+}
+
 /// Serializes `body` as the pretty JSON file of kind `format`.
 pub fn to_json<T: Serialize>(format: &str, body: &T) -> anyhow::Result<Vec<u8>> {
     let envelope = Envelope {
@@ -90,14 +116,20 @@ pub fn parse_json<T: DeserializeOwned>(text: &str, format: &str, what: &str) -> 
 /// the new one, never a torn mix: write a temporary file in the same
 /// directory (a rename is atomic only within one file system), fsync it,
 /// rename it over `path`, then fsync the directory so the rename itself is
-/// durable. With `overwrite` false an existing `path` is refused, checked
-/// again at the rename (a hard link fails if the target appeared meanwhile).
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode, overwrite: bool) -> anyhow::Result<()> {
-    if !overwrite && path.exists() {
-        bail!(
-            "{} already exists: choose another path, or pass --force to replace it",
-            path.display()
-        );
+/// durable. An existing `path` is refused unless `existing` says replace,
+/// checked again at the rename (a hard link fails if the target appeared
+/// meanwhile).
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: Mode,
+    existing: Existing,
+) -> anyhow::Result<()> {
+    let overwrite = matches!(existing, Existing::Replace);
+    if let Existing::Refuse { hint } = existing
+        && path.exists()
+    {
+        bail!("{} already exists: {hint}", path.display());
     }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,

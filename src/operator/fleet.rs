@@ -11,7 +11,7 @@ use fleetmesh_crdt::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::files::{self, Mode};
+use super::files::{self, Existing, Mode};
 use super::keys;
 
 /// The `format` of a trust chain file.
@@ -205,7 +205,7 @@ fn explain(error: TrustError, doc: &TrustDoc, previous: Option<&TrustDoc>) -> an
 }
 
 /// Writes `chain` (all its versions) to `path`.
-fn save_chain(chain: &TrustChain, path: &Path, overwrite: bool) -> anyhow::Result<()> {
+fn save_chain(chain: &TrustChain, path: &Path, existing: Existing) -> anyhow::Result<()> {
     let file = ChainFile {
         fleet_id: chain.fleet_id().to_hex(),
         chain: chain.chain().map(TrustJson::new).collect(),
@@ -214,7 +214,7 @@ fn save_chain(chain: &TrustChain, path: &Path, overwrite: bool) -> anyhow::Resul
         path,
         &files::to_json(CHAIN_FORMAT, &file)?,
         Mode::Public,
-        overwrite,
+        existing,
     )
 }
 
@@ -314,7 +314,7 @@ pub fn init(args: &Genesis<'_>) -> anyhow::Result<()> {
     let signed = SignedTrust::sign(doc, &signers);
     let chain = TrustChain::new(signed.clone(), &Ed25519)
         .map_err(|error| explain(error, &signed.doc, None))?;
-    save_chain(&chain, args.out, args.force)?;
+    save_chain(&chain, args.out, Existing::unless_forced(args.force))?;
     println!(
         "wrote trust chain {} (fleet {}, version 1)",
         args.out.display(),
@@ -408,7 +408,7 @@ fn finish(
             chain
                 .insert(signed.clone(), &Ed25519)
                 .map_err(|error| explain(error, &signed.doc, Some(&previous)))?;
-            save_chain(chain, out, true)?;
+            save_chain(chain, out, Existing::Replace)?;
             println!("wrote trust chain {} (version {version})", out.display());
         }
         (Some(missing), Some(path)) => {
@@ -420,7 +420,7 @@ fn finish(
                 path,
                 &files::to_json(PENDING_FORMAT, &file)?,
                 Mode::Public,
-                true,
+                Existing::Replace,
             )?;
             println!(
                 "wrote pending trust version {version} to {}: {missing}",
@@ -607,7 +607,7 @@ pub fn admit(args: &Admission<'_>) -> anyhow::Result<()> {
         args.out,
         &files::to_json(CERT_FORMAT, &json)?,
         Mode::Public,
-        args.force,
+        Existing::unless_forced(args.force),
     )?;
     println!(
         "wrote certificate {} for node {} ({})",

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use fleetmesh_crdt::Keypair;
 use serde::{Deserialize, Serialize};
 
-use super::files::{self, Mode};
+use super::files::{self, Existing, Mode};
 
 /// The `format` of a key file.
 pub const KEY_FORMAT: &str = "fleetmesh-key";
@@ -36,7 +36,7 @@ pub fn keygen(out: &Path, force: bool) -> anyhow::Result<()> {
         out,
         &files::to_json(KEY_FORMAT, &body)?,
         Mode::Secret,
-        force,
+        Existing::unless_forced(force),
     )?;
     println!("wrote key {}", out.display());
     println!("public key {}", keypair.public());
