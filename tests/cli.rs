@@ -395,7 +395,7 @@ fn damaged_files_give_clear_errors() {
     );
     scratch.refused(
         &init("future.key"),
-        &["key format version 2 is not supported"],
+        &["has key format version 2, which this fleetmesh does not read"],
     );
     let seed_at = good.find("\"seed\": \"").expect("seed") + 9;
     let mut truncated = good.clone();

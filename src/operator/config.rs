@@ -181,19 +181,21 @@ impl Store {
             let format = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|value| value.get("format")?.as_str().map(str::to_owned));
+            // Parse errors read "file NAME is not ...", decode errors are
+            // about a field; both end with the way out.
             let loaded = match format.as_deref() {
                 Some(RELEASE_FORMAT) => {
                     files::parse_json::<ReleaseJson>(&text, RELEASE_FORMAT, "config release")
-                        .and_then(|json| json.decode())
+                        .and_then(|json| json.decode().context("holds bad data"))
                         .map(|release| releases.push((path.clone(), release)))
                 }
                 _ => files::parse_json::<ChangeJson>(&text, CHANGE_FORMAT, "config change")
-                    .and_then(|json| json.decode())
+                    .and_then(|json| json.decode().context("holds bad data"))
                     .map(|change| changes.push((path.clone(), change))),
             };
-            loaded.with_context(|| {
-                format!(
-                    "file {} in store {}: remove it or restore an intact copy",
+            loaded.map_err(|error| {
+                anyhow::anyhow!(
+                    "file {} in store {} {error:#}; remove it or restore an intact copy",
                     path.display(),
                     dir.display()
                 )

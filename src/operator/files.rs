@@ -86,11 +86,13 @@ pub fn read_json<T: DeserializeOwned>(path: &Path, format: &str, what: &str) -> 
             path.display()
         )
     })?;
-    parse_json(&text, format, what).with_context(|| format!("file {}", path.display()))
+    parse_json(&text, format, what)
+        .map_err(|error| anyhow::anyhow!("file {} {error:#}", path.display()))
 }
 
 /// Parses `text` as a file of kind `format`: checks `format` and `version`
 /// first, so a wrong file is named as such rather than as a missing field.
+/// Errors read as the rest of a sentence starting "file NAME ".
 pub fn parse_json<T: DeserializeOwned>(text: &str, format: &str, what: &str) -> anyhow::Result<T> {
     let value: serde_json::Value = serde_json::from_str(text).with_context(|| {
         format!("is not a fleetmesh {what} (expected a JSON object with \"format\": \"{format}\"): invalid JSON")
@@ -105,11 +107,11 @@ pub fn parse_json<T: DeserializeOwned>(text: &str, format: &str, what: &str) -> 
     let version = value.get("version").and_then(serde_json::Value::as_u64);
     if version != Some(u64::from(FORMAT_VERSION)) {
         bail!(
-            "{what} format version {} is not supported: this fleetmesh reads version {FORMAT_VERSION}; use a matching fleetmesh",
+            "has {what} format version {}, which this fleetmesh does not read (it reads version {FORMAT_VERSION}): use a matching fleetmesh",
             version.map_or("(missing)".to_owned(), |version| version.to_string())
         );
     }
-    serde_json::from_value(value).with_context(|| format!("malformed {what}"))
+    serde_json::from_value(value).map_err(|error| anyhow::anyhow!("is a malformed {what}: {error}"))
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or
