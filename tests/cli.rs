@@ -640,3 +640,62 @@ fn roots_sign_a_pending_update_one_at_a_time() {
         &["pending trust version 2 does not follow the chain"],
     );
 }
+
+#[test]
+fn damaged_chains_stores_and_past_expiries_are_refused() {
+    let fleet = Fleet::new();
+    let scratch = &fleet.scratch;
+    let release = fleet.release(&[]);
+    let past = [
+        "config",
+        "release",
+        "--trust",
+        "trust.json",
+        "--key",
+        "alice.key",
+        "--doc",
+        "app",
+        "--store",
+        "store",
+        "--expires",
+        "2020-01-01T00:00:00Z",
+    ];
+    scratch.refused(&past, &["--expires is in the past"]);
+
+    let text = scratch.read(&release);
+    let head_at = text.find("\"heads\": [\n    \"").expect("heads") + 16;
+    let mut truncated = text.clone();
+    truncated.replace_range(head_at..head_at + 1, "");
+    scratch.write(&release, &truncated);
+    scratch.refused(
+        &verify(&release),
+        &["a head is not whole hex bytes (63 digits, an odd number)"],
+    );
+    scratch.refused(
+        &[
+            "config",
+            "show",
+            "--store",
+            "store",
+            "--trust",
+            "trust.json",
+            "--doc",
+            "app",
+        ],
+        &[
+            "in store store holds bad data: a head is not whole hex bytes",
+            "remove it or restore an intact copy",
+        ],
+    );
+    scratch.write(&release, &text);
+
+    let chain = scratch.read("trust.json");
+    scratch.write("trust.json", &chain[..chain.len() / 2]);
+    scratch.refused(
+        &verify(&release),
+        &[
+            "file trust.json is not a fleetmesh trust chain",
+            "invalid JSON",
+        ],
+    );
+}
