@@ -352,6 +352,25 @@ fn tampered_files_are_refused() {
         ],
     );
 
+    // A change passed off as bob's: its automerge actor is still alice.
+    let change = fs::read_dir(scratch.path("store"))
+        .expect("store")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| path.to_string_lossy().contains("change-"))
+        .expect("a change file");
+    let text = fs::read_to_string(&change).expect("change");
+    let forged = text.replace(
+        &format!("\"author\": \"{}\"", fleet.alice),
+        &format!("\"author\": \"{}\"", fleet.bob),
+    );
+    assert_ne!(forged, text);
+    fs::write(&change, forged).expect("write");
+    scratch.refused(
+        &draft("bob.key", "app.toml"),
+        &["is refused", "change actor is not the envelope's author"],
+    );
+    fs::write(&change, &text).expect("write");
+
     flip_after(&scratch.path("trust.json"), "\"signatures\": {\n        \"");
     scratch.refused(
         &draft("alice.key", "app.toml"),

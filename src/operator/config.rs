@@ -202,17 +202,30 @@ impl Store {
             })?;
         }
         let mut store = ConfigStore::new();
+        // Whether the chain itself refuses each author: then the change is
+        // left out, while any other refusal means a damaged or forged file.
+        let distrusted: Vec<bool> = changes
+            .iter()
+            .map(|(_, change)| {
+                change.trust_version <= chain.head().doc.version
+                    && !chain.authorizes(&change.author, Role::Config, change.trust_version)
+            })
+            .collect();
         let (paths, entries): (Vec<PathBuf>, Vec<ConfigEntry>) = changes
             .into_iter()
             .map(|(path, change)| (path, ConfigEntry::Change(change)))
             .unzip();
         let results = with_ctx(chain, |ctx| store.merge_batch(entries, ctx));
-        for (path, result) in paths.iter().zip(results) {
+        for ((path, result), distrusted) in paths.iter().zip(results).zip(distrusted) {
             match result {
                 Ok(_) => {}
-                Err(error @ (Rejected::Unauthorized(_) | Rejected::Quarantined)) => {
+                Err(error @ Rejected::Unauthorized(_)) if distrusted => {
                     eprintln!("warning: leaving out change {}: {error}", path.display())
                 }
+                Err(Rejected::Quarantined) => eprintln!(
+                    "warning: leaving out change {}: its author is quarantined for signing conflicting changes",
+                    path.display()
+                ),
                 Err(Rejected::BadSignature) => bail!(
                     "signature on config change {} does not verify: the file was altered or damaged; remove it or restore an intact copy",
                     path.display()
