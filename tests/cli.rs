@@ -709,6 +709,15 @@ fn damaged_chains_stores_and_past_expiries_are_refused() {
     scratch.write(&release, &text);
 
     let chain = scratch.read("trust.json");
+    let signatures = chain.find("\"signatures\": {").expect("signatures");
+    let end = signatures + chain[signatures..].find('}').expect("closing brace");
+    let mut unsigned = chain.clone();
+    unsigned.replace_range(signatures..=end, "\"signatures\": {}");
+    scratch.write("trust.json", &unsigned);
+    scratch.refused(
+        &verify(&release),
+        &["trust version 1 lacks the root signatures it needs (1 by its own root keys)"],
+    );
     scratch.write("trust.json", &chain[..chain.len() / 2]);
     scratch.refused(
         &verify(&release),

@@ -190,13 +190,15 @@ fn explain(error: TrustError, doc: &TrustDoc, previous: Option<&TrustDoc>) -> an
     let version = doc.version;
     match error {
         TrustError::Unauthorized => {
-            let (authority, needed) = match previous {
-                Some(previous) => (previous.version, previous.root_threshold),
-                None => (version, doc.root_threshold),
+            let needed = match previous {
+                Some(previous) => format!(
+                    "{} by the root keys of version {} and {} by its own",
+                    previous.root_threshold, previous.version, doc.root_threshold
+                ),
+                None => format!("{} by its own root keys", doc.root_threshold),
             };
             anyhow::anyhow!(
-                "trust version {version} lacks the root signatures it needs ({needed} by the root keys of version {authority} and {} by its own): sign it with more root keys",
-                doc.root_threshold
+                "trust version {version} lacks the root signatures it needs ({needed}): sign it with more root keys"
             )
         }
         TrustError::Malformed(reason) => anyhow::anyhow!("trust version {version}: {reason}"),
