@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-pub use config::Format;
+use config::Format;
 
 /// `fleetmesh fleet ...`
 #[derive(Subcommand)]
