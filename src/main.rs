@@ -1,6 +1,7 @@
 //! The `fleetmesh` command.
 
 mod bench;
+mod operator;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -30,6 +31,26 @@ enum Command {
     Sim {
         #[command(subcommand)]
         command: SimCommand,
+    },
+    /// Makes a new ed25519 key from the operating system's randomness and
+    /// writes it (mode 0600); prints its public key and node id.
+    Keygen {
+        /// The key file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace an existing file (the old key is lost).
+        #[arg(long)]
+        force: bool,
+    },
+    /// The fleet's trust chain and node certificates, as local files.
+    Fleet {
+        #[command(subcommand)]
+        command: operator::FleetCommand,
+    },
+    /// Signed config documents and releases, as local files.
+    Config {
+        #[command(subcommand)]
+        command: operator::ConfigCommand,
     },
 }
 
@@ -79,11 +100,26 @@ fn main() -> ExitCode {
         Command::Sim {
             command: SimCommand::Bench { only, large },
         } => bench::run(&only, large).map(|()| ExitCode::SUCCESS),
+        Command::Keygen { out, force } => return operator_result(operator::keygen(&out, force)),
+        Command::Fleet { command } => return operator_result(operator::fleet(command)),
+        Command::Config { command } => return operator_result(operator::config(command)),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
         ExitCode::from(2)
     })
+}
+
+/// Operator commands exit 1 when they refuse (a bad file, a missing
+/// signature), keeping 2 for command-line mistakes as clap reports them.
+fn operator_result(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run(

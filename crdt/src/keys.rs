@@ -71,6 +71,25 @@ impl Signature {
     fn to_dalek(self) -> ed25519_dalek::Signature {
         ed25519_dalek::Signature::from_components(self.r, self.s)
     }
+
+    /// The 64 signature bytes (R then s), for files that show signatures
+    /// as text.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut bytes = [0; 64];
+        bytes[..32].copy_from_slice(&self.r);
+        bytes[32..].copy_from_slice(&self.s);
+        bytes
+    }
+
+    /// The signature whose bytes are `bytes` (R then s); whether it is valid
+    /// is for a [`Verifier`] to say.
+    pub fn from_bytes(bytes: [u8; 64]) -> Signature {
+        let mut r = [0; 32];
+        let mut s = [0; 32];
+        r.copy_from_slice(&bytes[..32]);
+        s.copy_from_slice(&bytes[32..]);
+        Signature { r, s }
+    }
 }
 
 impl fmt::Debug for Signature {

@@ -1,0 +1,352 @@
+//! The operator commands: keys, the fleet's trust chain and node
+//! certificates, signed config. They work on local files only (formats in
+//! docs/operations.md), so root and config keys can stay on machines that
+//! never join the mesh.
+
+mod config;
+mod files;
+mod fleet;
+mod keys;
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use config::Format;
+
+/// `fleetmesh fleet ...`
+#[derive(Subcommand)]
+pub enum FleetCommand {
+    /// Makes the genesis trust document (version 1), signed by the root
+    /// keys given, as a new trust chain file.
+    Init {
+        /// The fleet's name (1 to 64 bytes).
+        #[arg(long)]
+        name: String,
+        /// A root key file; repeat for several roots. Each signs and
+        /// becomes a root.
+        #[arg(long = "root-key", value_name = "FILE", required = true)]
+        root_keys: Vec<PathBuf>,
+        /// An operator key and its roles (root, config, admit, approve);
+        /// repeatable.
+        #[arg(long = "key", value_name = "PUBHEX=ROLE,ROLE")]
+        keys: Vec<String>,
+        /// Root signatures each later version needs; all the roots given by
+        /// default.
+        #[arg(long, value_name = "N")]
+        root_threshold: Option<u32>,
+        /// Config signatures a release needs.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        config_threshold: u32,
+        /// The trust chain file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Makes the next trust version, signed by enough root keys of the
+    /// current version and of the new one (rotating a root: add the new
+    /// root, remove the old, sign with both).
+    Update {
+        /// The trust chain file.
+        #[arg(long, value_name = "CHAIN")]
+        trust: PathBuf,
+        /// A root key file that signs; repeatable.
+        #[arg(long = "root-key", value_name = "FILE", required = true)]
+        root_keys: Vec<PathBuf>,
+        /// Gives a key roles (added to any it has); repeatable.
+        #[arg(long, value_name = "PUBHEX=ROLE,ROLE")]
+        add: Vec<String>,
+        /// Retires a key: it loses its roles, what it signed stays valid.
+        #[arg(long, value_name = "PUBHEX")]
+        remove: Vec<String>,
+        /// Revokes a key (operator or node): nothing it ever signed counts.
+        #[arg(long, value_name = "PUBHEX")]
+        revoke: Vec<String>,
+        /// A new root threshold.
+        #[arg(long, value_name = "N")]
+        root_threshold: Option<u32>,
+        /// A new config threshold.
+        #[arg(long, value_name = "N")]
+        config_threshold: Option<u32>,
+        /// The trust chain file to write; may be the --trust file itself.
+        /// With --pending, where the pending update goes when it still
+        /// lacks root signatures.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// When the root keys given are not enough, write a pending update
+        /// to --out for the other roots to sign with `fleet sign`.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Adds root signatures to a pending update; once it has every
+    /// signature it needs, appends it to the trust chain.
+    Sign {
+        /// The trust chain file the update extends.
+        #[arg(long, value_name = "CHAIN")]
+        trust: PathBuf,
+        /// The pending update file (`fleet update --pending`), updated in
+        /// place while signatures are missing.
+        #[arg(long, value_name = "FILE")]
+        pending: PathBuf,
+        /// A root key file that signs; repeatable.
+        #[arg(long = "root-key", value_name = "FILE", required = true)]
+        root_keys: Vec<PathBuf>,
+        /// The trust chain file to write when the update is complete; may
+        /// be the --trust file itself.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Signs a node certificate with an `admit` key.
+    Admit {
+        /// The trust chain file.
+        #[arg(long, value_name = "CHAIN")]
+        trust: PathBuf,
+        /// The `admit` key file that signs.
+        #[arg(long, value_name = "FILE")]
+        admit_key: PathBuf,
+        /// The node's public key (`fleetmesh keygen` prints it).
+        #[arg(long, value_name = "PUBHEX")]
+        node: String,
+        /// The node's name.
+        #[arg(long)]
+        name: String,
+        /// A tag the certificate vouches for; repeatable.
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// Expiry: RFC 3339 (2027-01-31T12:00:00Z) or Unix milliseconds.
+        #[arg(long, value_name = "TIME")]
+        expires: Option<String>,
+        /// The certificate file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `fleetmesh config ...`
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Turns a TOML or JSON file into one signed change on top of what the
+    /// store directory holds, written into it.
+    Draft {
+        /// The trust chain file.
+        #[arg(long, value_name = "CHAIN")]
+        trust: PathBuf,
+        /// The author's `config` key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The document id.
+        #[arg(long, value_name = "ID")]
+        doc: String,
+        /// The new content (FILE.toml or FILE.json).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The store directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+    },
+    /// Releases the document's current heads, signed by one config key.
+    Release {
+        /// The trust chain file.
+        #[arg(long, value_name = "CHAIN")]
+        trust: PathBuf,
+        /// The signer's `config` key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The document id.
+        #[arg(long, value_name = "ID")]
+        doc: String,
+        /// The store directory.
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// The release number: the store's highest release + 1 by default.
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+        /// Expiry: RFC 3339 (2027-01-31T12:00:00Z) or Unix milliseconds.
+        #[arg(long, value_name = "TIME")]
+        expires: Option<String>,
+        /// The release file; inside the store by default, where the next
+        /// release looks for the previous one.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Adds a config key's signature to a release file, in place.
+    Sign {
+        /// The release file.
+        #[arg(long, value_name = "FILE")]
+        release: PathBuf,
+        /// The trust chain file.
+        #[arg(long, value_name = "CHAIN")]
+        trust: PathBuf,
+        /// The signer's `config` key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Says whether a release reaches the config threshold, and shows what
+    /// it releases. Exits 1 when it does not.
+    Verify {
+        /// The release file.
+        #[arg(long, value_name = "FILE")]
+        release: PathBuf,
+        /// The trust chain file.
+        #[arg(long, value_name = "CHAIN")]
+        trust: PathBuf,
+        /// The store directory holding the document's changes.
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// How to print the content.
+        #[arg(long, value_enum, default_value_t = Format::Toml)]
+        format: Format,
+    },
+    /// Prints a document's content: the store's current heads, or those a
+    /// verified release names.
+    Show {
+        /// The store directory.
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// The trust chain file, to verify the store's changes.
+        #[arg(long, value_name = "CHAIN")]
+        trust: PathBuf,
+        /// The document id.
+        #[arg(long, value_name = "ID")]
+        doc: String,
+        /// Show this release's content instead of the current heads.
+        #[arg(long, value_name = "FILE")]
+        release: Option<PathBuf>,
+        /// How to print the content.
+        #[arg(long, value_enum, default_value_t = Format::Toml)]
+        format: Format,
+    },
+}
+
+/// `fleetmesh keygen`.
+pub fn keygen(out: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    keys::keygen(out, force)
+}
+
+/// Runs a `fleetmesh fleet` command.
+pub fn fleet(command: FleetCommand) -> anyhow::Result<()> {
+    match command {
+        FleetCommand::Init {
+            name,
+            root_keys,
+            keys,
+            root_threshold,
+            config_threshold,
+            out,
+            force,
+        } => fleet::init(&fleet::Genesis {
+            name: &name,
+            root_keys: &root_keys,
+            grants: &keys,
+            root_threshold,
+            config_threshold,
+            out: &out,
+            force,
+        }),
+        FleetCommand::Update {
+            trust,
+            root_keys,
+            add,
+            remove,
+            revoke,
+            root_threshold,
+            config_threshold,
+            out,
+            pending,
+        } => fleet::update(&fleet::Update {
+            trust: &trust,
+            root_keys: &root_keys,
+            add: &add,
+            remove: &remove,
+            revoke: &revoke,
+            root_threshold,
+            config_threshold,
+            out: &out,
+            pending,
+        }),
+        FleetCommand::Sign {
+            trust,
+            pending,
+            root_keys,
+            out,
+        } => fleet::sign(&trust, &pending, &root_keys, &out),
+        FleetCommand::Admit {
+            trust,
+            admit_key,
+            node,
+            name,
+            tags,
+            expires,
+            out,
+            force,
+        } => fleet::admit(&fleet::Admission {
+            trust: &trust,
+            admit_key: &admit_key,
+            node: &node,
+            name: &name,
+            tags: &tags,
+            expires: expires.as_deref(),
+            out: &out,
+            force,
+        }),
+    }
+}
+
+/// Runs a `fleetmesh config` command.
+pub fn config(command: ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Draft {
+            trust,
+            key,
+            doc,
+            from,
+            store,
+        } => config::draft(&config::Draft {
+            trust: &trust,
+            key: &key,
+            doc: &doc,
+            from: &from,
+            store: &store,
+        }),
+        ConfigCommand::Release {
+            trust,
+            key,
+            doc,
+            store,
+            version,
+            expires,
+            out,
+        } => config::release(&config::ReleaseArgs {
+            trust: &trust,
+            key: &key,
+            doc: &doc,
+            store: &store,
+            version,
+            expires: expires.as_deref(),
+            out: out.as_deref(),
+        }),
+        ConfigCommand::Sign {
+            release,
+            trust,
+            key,
+        } => config::sign(&release, &trust, &key),
+        ConfigCommand::Verify {
+            release,
+            trust,
+            store,
+            format,
+        } => config::verify(&release, &trust, &store, format),
+        ConfigCommand::Show {
+            store,
+            trust,
+            doc,
+            release,
+            format,
+        } => config::show(&store, &trust, &doc, release.as_deref(), format),
+    }
+}

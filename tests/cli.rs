@@ -1,0 +1,729 @@
+//! The operator CLI end to end: the built `fleetmesh` binary run on files
+//! in temporary directories, asserting on exit status and on what it says.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+/// A scratch directory the commands run in.
+struct Scratch {
+    dir: TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_fleetmesh"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("the fleetmesh binary runs")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{args:?} failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    /// Runs a command that must be refused (exit 1, no panic) with an error
+    /// containing every one of `expected`; returns its stderr.
+    fn refused(&self, args: &[&str], expected: &[&str]) -> String {
+        let output = self.run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?} should be refused: {}{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        for text in expected {
+            assert!(stderr.contains(text), "{args:?}: {stderr:?} lacks {text:?}");
+        }
+        stderr
+    }
+
+    /// Makes a key file `name.key`; returns its public key in hex.
+    fn keygen(&self, name: &str) -> String {
+        let out = format!("{name}.key");
+        let stdout = self.ok(&["keygen", "--out", &out]);
+        let public = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("public key "))
+            .expect("keygen prints the public key");
+        assert_eq!(public.len(), 64);
+        public.to_owned()
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        fs::write(self.path(name), text).expect("write");
+    }
+
+    fn read(&self, name: &str) -> String {
+        fs::read_to_string(self.path(name)).expect("read")
+    }
+}
+
+/// A fleet with root key `root`, config keys `alice` (also admit) and
+/// `bob`, config threshold 2, and document `app` drafted by alice into
+/// `store`.
+struct Fleet {
+    scratch: Scratch,
+    alice: String,
+    bob: String,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let scratch = Scratch::new();
+        scratch.keygen("root");
+        let alice = scratch.keygen("alice");
+        let bob = scratch.keygen("bob");
+        let stdout = scratch.ok(&[
+            "fleet",
+            "init",
+            "--name",
+            "prod",
+            "--root-key",
+            "root.key",
+            "--key",
+            &format!("{alice}=config,admit"),
+            "--key",
+            &format!("{bob}=config"),
+            "--config-threshold",
+            "2",
+            "--out",
+            "trust.json",
+        ]);
+        assert!(stdout.contains("version 1"), "{stdout}");
+        scratch.write("app.toml", "[web]\nport = 8080\nhosts = [\"a\", \"b\"]\n");
+        let stdout = scratch.ok(&draft("alice.key", "app.toml"));
+        assert!(stdout.contains("wrote change"), "{stdout}");
+        Fleet {
+            scratch,
+            alice,
+            bob,
+        }
+    }
+
+    /// Releases `app` signed by alice; returns the release file's path.
+    fn release(&self, extra: &[&str]) -> String {
+        let mut args = vec![
+            "config",
+            "release",
+            "--trust",
+            "trust.json",
+            "--key",
+            "alice.key",
+            "--doc",
+            "app",
+            "--store",
+            "store",
+        ];
+        args.extend(extra);
+        let stdout = self.scratch.ok(&args);
+        assert!(
+            stdout.contains("signatures: 1 of the 2 required"),
+            "{stdout}"
+        );
+        let path = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("wrote release "))
+            .and_then(|rest| rest.split(' ').next())
+            .expect("release prints its file");
+        path.to_owned()
+    }
+
+    fn sign(&self, release: &str, key: &str) -> String {
+        self.scratch.ok(&[
+            "config",
+            "sign",
+            "--release",
+            release,
+            "--trust",
+            "trust.json",
+            "--key",
+            key,
+        ])
+    }
+}
+
+fn draft<'a>(key: &'a str, from: &'a str) -> [&'a str; 12] {
+    [
+        "config",
+        "draft",
+        "--trust",
+        "trust.json",
+        "--key",
+        key,
+        "--doc",
+        "app",
+        "--from",
+        from,
+        "--store",
+        "store",
+    ]
+}
+
+fn verify(release: &str) -> [&str; 8] {
+    [
+        "config",
+        "verify",
+        "--release",
+        release,
+        "--trust",
+        "trust.json",
+        "--store",
+        "store",
+    ]
+}
+
+/// Replaces the first hex digit of the value of `field` in a JSON file
+/// (the first occurrence of `"field": {"key": "…"}` or `"field": "…"`).
+fn flip_after(path: &Path, marker: &str) {
+    let text = fs::read_to_string(path).expect("read");
+    let start = text.find(marker).expect("marker present") + marker.len();
+    let quote = start + text[start..].find(": \"").expect("a string value") + 3;
+    let digit = text.as_bytes()[quote];
+    let flipped = if digit == b'0' { '1' } else { '0' };
+    let mut changed = text.clone();
+    changed.replace_range(quote..quote + 1, &flipped.to_string());
+    fs::write(path, changed).expect("write");
+}
+
+#[test]
+fn keygen_to_admitted_node_and_released_config() {
+    let fleet = Fleet::new();
+    let scratch = &fleet.scratch;
+    let node = scratch.keygen("node");
+    let stdout = scratch.ok(&[
+        "fleet",
+        "admit",
+        "--trust",
+        "trust.json",
+        "--admit-key",
+        "alice.key",
+        "--node",
+        &node,
+        "--name",
+        "web-1",
+        "--tag",
+        "zone=a",
+        "--expires",
+        "2099-01-01T00:00:00Z",
+        "--out",
+        "web-1.cert.json",
+    ]);
+    assert!(stdout.contains("wrote certificate"), "{stdout}");
+    assert!(scratch.read("web-1.cert.json").contains(&node));
+
+    let release = fleet.release(&["--expires", "2099-01-01T00:00:00Z"]);
+    scratch.refused(
+        &verify(&release),
+        &["has 1 valid config signature(s) but trust version 1 requires 2"],
+    );
+    let stdout = fleet.sign(&release, "bob.key");
+    assert!(
+        stdout.contains("signatures: 2 of the 2 required"),
+        "{stdout}"
+    );
+    let stdout = scratch.ok(&verify(&release));
+    assert!(stdout.contains("OK: the release reaches the config threshold"));
+    assert!(stdout.contains("port = 8080"), "{stdout}");
+    assert!(
+        stdout.contains("expires 2099-01-01T00:00:00.000Z"),
+        "{stdout}"
+    );
+
+    let stdout = scratch.ok(&[
+        "config",
+        "show",
+        "--store",
+        "store",
+        "--trust",
+        "trust.json",
+        "--doc",
+        "app",
+        "--release",
+        &release,
+        "--format",
+        "json",
+    ]);
+    assert!(stdout.contains("\"port\": 8080"), "{stdout}");
+
+    // A second draft on top of the first, then release 2 by default.
+    scratch.write("app.json", r#"{"web": {"port": 9090, "hosts": ["a"]}}"#);
+    scratch.ok(&draft("bob.key", "app.json"));
+    let second = fleet.release(&[]);
+    assert!(second.contains("-v2-"), "{second}");
+}
+
+#[test]
+fn a_key_without_the_role_is_refused() {
+    let fleet = Fleet::new();
+    let scratch = &fleet.scratch;
+    let carol = scratch.keygen("carol");
+    scratch.refused(
+        &draft("carol.key", "app.toml"),
+        &[
+            "lacks the `config` role in trust version 1",
+            "fleetmesh fleet update --add",
+            &format!("{}…", &carol[..16]),
+        ],
+    );
+    scratch.refused(
+        &[
+            "fleet",
+            "admit",
+            "--trust",
+            "trust.json",
+            "--admit-key",
+            "bob.key",
+            "--node",
+            &carol,
+            "--name",
+            "web-2",
+            "--out",
+            "web-2.cert.json",
+        ],
+        &["lacks the `admit` role in trust version 1"],
+    );
+}
+
+#[test]
+fn a_stale_or_skipping_release_version_is_refused() {
+    let fleet = Fleet::new();
+    let scratch = &fleet.scratch;
+    let release = fleet.release(&[]);
+    fleet.sign(&release, "bob.key");
+    let args = |version: &'static str| {
+        [
+            "config",
+            "release",
+            "--trust",
+            "trust.json",
+            "--key",
+            "alice.key",
+            "--doc",
+            "app",
+            "--store",
+            "store",
+            "--version",
+            version,
+        ]
+    };
+    scratch.refused(
+        &args("1"),
+        &["release version 1 is stale: version 1 is already released in store"],
+    );
+    scratch.refused(&args("3"), &["release version 3 would skip version 2"]);
+}
+
+#[test]
+fn tampered_files_are_refused() {
+    let fleet = Fleet::new();
+    let scratch = &fleet.scratch;
+    let release = fleet.release(&[]);
+    fleet.sign(&release, "bob.key");
+    flip_after(&scratch.path(&release), &fleet.bob);
+    scratch.refused(
+        &verify(&release),
+        &[
+            "signature by key",
+            "on release app version 1 does not verify",
+        ],
+    );
+
+    // A change passed off as bob's: its automerge actor is still alice.
+    let change = fs::read_dir(scratch.path("store"))
+        .expect("store")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| path.to_string_lossy().contains("change-"))
+        .expect("a change file");
+    let text = fs::read_to_string(&change).expect("change");
+    let forged = text.replace(
+        &format!("\"author\": \"{}\"", fleet.alice),
+        &format!("\"author\": \"{}\"", fleet.bob),
+    );
+    assert_ne!(forged, text);
+    fs::write(&change, forged).expect("write");
+    scratch.refused(
+        &draft("bob.key", "app.toml"),
+        &["is refused", "change actor is not the envelope's author"],
+    );
+    fs::write(&change, &text).expect("write");
+
+    flip_after(&scratch.path("trust.json"), "\"signatures\": {\n        \"");
+    scratch.refused(
+        &draft("alice.key", "app.toml"),
+        &["signature by key", "on trust version 1 does not verify"],
+    );
+}
+
+#[test]
+fn damaged_files_give_clear_errors() {
+    let scratch = Scratch::new();
+    scratch.keygen("root");
+    scratch.write("broken.key", "{\"format\": \"fleetmesh-key\", \"vers");
+    let init = |key: &'static str| {
+        [
+            "fleet",
+            "init",
+            "--name",
+            "prod",
+            "--root-key",
+            key,
+            "--out",
+            "trust.json",
+        ]
+    };
+    scratch.refused(
+        &init("broken.key"),
+        &["is not a fleetmesh key", "invalid JSON"],
+    );
+    scratch.write(
+        "other.key",
+        "{\"format\": \"fleetmesh-trust-chain\", \"version\": 1}",
+    );
+    scratch.refused(
+        &init("other.key"),
+        &["is not a fleetmesh key (expected \"format\": \"fleetmesh-key\""],
+    );
+    let good = scratch.read("root.key");
+    scratch.write(
+        "future.key",
+        &good.replace("\"version\": 1", "\"version\": 2"),
+    );
+    scratch.refused(
+        &init("future.key"),
+        &["has key format version 2, which this fleetmesh does not read"],
+    );
+    let seed_at = good.find("\"seed\": \"").expect("seed") + 9;
+    let mut truncated = good.clone();
+    truncated.replace_range(seed_at..seed_at + 3, "");
+    scratch.write("truncated.key", &truncated);
+    scratch.refused(&init("truncated.key"), &["the seed is not whole hex bytes"]);
+    let mut swapped = good.clone();
+    let digit = if &good[seed_at..=seed_at] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    swapped.replace_range(seed_at..=seed_at, digit);
+    scratch.write("swapped.key", &swapped);
+    scratch.refused(
+        &init("swapped.key"),
+        &["the seed does not match the public key"],
+    );
+    scratch.refused(&init("missing.key"), &["cannot read key file"]);
+}
+
+#[test]
+fn key_files_are_private_and_never_overwritten_by_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new();
+    let first = scratch.keygen("op");
+    let mode = fs::metadata(scratch.path("op.key"))
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    scratch.refused(
+        &["keygen", "--out", "op.key"],
+        &["op.key already exists", "--force"],
+    );
+    assert!(scratch.read("op.key").contains(&first));
+    let stdout = scratch.ok(&["keygen", "--out", "op.key", "--force"]);
+    assert!(!stdout.contains(&first));
+    assert!(!scratch.read("op.key").contains(&first));
+}
+
+#[test]
+fn a_rotated_out_root_can_no_longer_sign() {
+    let scratch = Scratch::new();
+    let old = scratch.keygen("old-root");
+    let new = scratch.keygen("new-root");
+    let config = scratch.keygen("config");
+    scratch.ok(&[
+        "fleet",
+        "init",
+        "--name",
+        "prod",
+        "--root-key",
+        "old-root.key",
+        "--key",
+        &format!("{config}=config"),
+        "--out",
+        "trust.json",
+    ]);
+    // Only the old root: the new root must sign the version naming it.
+    scratch.refused(
+        &[
+            "fleet",
+            "update",
+            "--trust",
+            "trust.json",
+            "--root-key",
+            "old-root.key",
+            "--add",
+            &format!("{new}=root"),
+            "--remove",
+            &old,
+            "--out",
+            "trust.json",
+        ],
+        &["trust version 2 needs 1 signatures by the new root keys"],
+    );
+    let stdout = scratch.ok(&[
+        "fleet",
+        "update",
+        "--trust",
+        "trust.json",
+        "--root-key",
+        "old-root.key",
+        "--root-key",
+        "new-root.key",
+        "--add",
+        &format!("{new}=root"),
+        "--remove",
+        &old,
+        "--out",
+        "trust.json",
+    ]);
+    assert!(stdout.contains("version 2"), "{stdout}");
+    scratch.refused(
+        &[
+            "fleet",
+            "update",
+            "--trust",
+            "trust.json",
+            "--root-key",
+            "old-root.key",
+            "--config-threshold",
+            "1",
+            "--out",
+            "trust.json",
+        ],
+        &[&format!(
+            "key {}… is not a root key of trust version 2",
+            &old[..16]
+        )],
+    );
+    let stdout = scratch.ok(&[
+        "fleet",
+        "update",
+        "--trust",
+        "trust.json",
+        "--root-key",
+        "new-root.key",
+        "--config-threshold",
+        "1",
+        "--out",
+        "trust.json",
+    ]);
+    assert!(stdout.contains("version 3"), "{stdout}");
+}
+
+#[test]
+fn a_revoked_config_key_cannot_draft() {
+    let fleet = Fleet::new();
+    let scratch = &fleet.scratch;
+    scratch.ok(&[
+        "fleet",
+        "update",
+        "--trust",
+        "trust.json",
+        "--root-key",
+        "root.key",
+        "--revoke",
+        &fleet.alice,
+        "--add",
+        &format!("{}=config", scratch.keygen("carol")),
+        "--out",
+        "trust.json",
+    ]);
+    scratch.write("app.toml", "[web]\nport = 1\n");
+    scratch.refused(
+        &draft("alice.key", "app.toml"),
+        &["is revoked in trust version 2"],
+    );
+    // Alice's earlier change no longer counts: bob's draft is built
+    // without it, and the store says so.
+    let output = scratch.run(&draft("bob.key", "app.toml"));
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("warning: leaving out change"), "{stderr}");
+    let stdout = scratch.ok(&[
+        "config",
+        "show",
+        "--store",
+        "store",
+        "--trust",
+        "trust.json",
+        "--doc",
+        "app",
+    ]);
+    assert!(
+        stdout.contains("port = 1") && !stdout.contains("hosts"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn roots_sign_a_pending_update_one_at_a_time() {
+    let scratch = Scratch::new();
+    scratch.keygen("root-1");
+    scratch.keygen("root-2");
+    let config = scratch.keygen("config");
+    scratch.ok(&[
+        "fleet",
+        "init",
+        "--name",
+        "prod",
+        "--root-key",
+        "root-1.key",
+        "--root-key",
+        "root-2.key",
+        "--key",
+        &format!("{config}=config"),
+        "--out",
+        "trust.json",
+    ]);
+    let update = |pending: bool| {
+        let mut args = vec![
+            "fleet",
+            "update",
+            "--trust",
+            "trust.json",
+            "--root-key",
+            "root-1.key",
+            "--config-threshold",
+            "1",
+            "--out",
+            "next.json",
+        ];
+        if pending {
+            args.push("--pending");
+        }
+        args
+    };
+    scratch.refused(
+        &update(false),
+        &[
+            "trust version 2 needs 2 signatures by the current root keys",
+            "has 1",
+            "--pending",
+        ],
+    );
+    let stdout = scratch.ok(&update(true));
+    assert!(stdout.contains("wrote pending trust version 2"), "{stdout}");
+    assert!(!scratch.read("trust.json").contains("\"version\": 2"));
+    let sign = [
+        "fleet",
+        "sign",
+        "--trust",
+        "trust.json",
+        "--pending",
+        "next.json",
+        "--root-key",
+        "root-2.key",
+        "--out",
+        "trust.json",
+    ];
+    let stdout = scratch.ok(&sign);
+    assert!(
+        stdout.contains("wrote trust chain trust.json (version 2)"),
+        "{stdout}"
+    );
+    // The chain moved on: the pending update no longer follows it.
+    scratch.refused(
+        &sign,
+        &["pending trust version 2 does not follow the chain"],
+    );
+}
+
+#[test]
+fn damaged_chains_stores_and_past_expiries_are_refused() {
+    let fleet = Fleet::new();
+    let scratch = &fleet.scratch;
+    let release = fleet.release(&[]);
+    let past = [
+        "config",
+        "release",
+        "--trust",
+        "trust.json",
+        "--key",
+        "alice.key",
+        "--doc",
+        "app",
+        "--store",
+        "store",
+        "--expires",
+        "2020-01-01T00:00:00Z",
+    ];
+    scratch.refused(&past, &["--expires is in the past"]);
+
+    let text = scratch.read(&release);
+    let head_at = text.find("\"heads\": [\n    \"").expect("heads") + 16;
+    let mut truncated = text.clone();
+    truncated.replace_range(head_at..head_at + 1, "");
+    scratch.write(&release, &truncated);
+    scratch.refused(
+        &verify(&release),
+        &["a head is not whole hex bytes (63 digits, an odd number)"],
+    );
+    scratch.refused(
+        &[
+            "config",
+            "show",
+            "--store",
+            "store",
+            "--trust",
+            "trust.json",
+            "--doc",
+            "app",
+        ],
+        &[
+            "in store store holds bad data: a head is not whole hex bytes",
+            "remove it or restore an intact copy",
+        ],
+    );
+    scratch.write(&release, &text);
+
+    let chain = scratch.read("trust.json");
+    let signatures = chain.find("\"signatures\": {").expect("signatures");
+    let end = signatures + chain[signatures..].find('}').expect("closing brace");
+    let mut unsigned = chain.clone();
+    unsigned.replace_range(signatures..=end, "\"signatures\": {}");
+    scratch.write("trust.json", &unsigned);
+    scratch.refused(
+        &verify(&release),
+        &["trust version 1 lacks the root signatures it needs (1 by its own root keys)"],
+    );
+    scratch.write("trust.json", &chain[..chain.len() / 2]);
+    scratch.refused(
+        &verify(&release),
+        &[
+            "file trust.json is not a fleetmesh trust chain",
+            "invalid JSON",
+        ],
+    );
+}
