@@ -591,6 +591,9 @@ impl Agent {
                     self.timers.insert(timer, now + self.sync_period());
                 }
                 Timer::Reconnect => {
+                    // Certificates also expire on their own, between
+                    // trust changes.
+                    self.expel_unadmitted(now);
                     self.reconnect(now);
                     self.members.shrink_slack();
                     self.timers

@@ -565,3 +565,279 @@ fn a_health_report_reaches_every_agent_and_a_forged_one_reaches_none() {
         assert!(health.get(&key(3).public(), "sshd").is_none());
     }
 }
+
+/// An operator's own copy of trust and config, as the CLI keeps it: writes
+/// signed changes and releases for agents to spread.
+struct Laptop {
+    chain: fleetmesh_node::crdt::TrustChain,
+    store: fleetmesh_node::crdt::ConfigStore,
+}
+
+impl Laptop {
+    fn new() -> Laptop {
+        let (_, genesis) = &*FLEET;
+        Laptop {
+            chain: fleetmesh_node::crdt::TrustChain::new(genesis.clone(), &Ed25519).unwrap(),
+            store: fleetmesh_node::crdt::ConfigStore::new(),
+        }
+    }
+
+    fn trust(&mut self, doc: SignedTrust) -> fleetmesh_node::state::Entry {
+        self.chain.insert(doc.clone(), &Ed25519).unwrap();
+        let admitted = |_: &fleetmesh_node::crdt::PublicKey| true;
+        let ctx = fleetmesh_node::crdt::Ctx {
+            trust: &self.chain,
+            admitted: &admitted,
+            verifier: &Ed25519,
+            now_millis: 0,
+        };
+        fleetmesh_node::crdt::Replica::trust_changed(&mut self.store, &ctx);
+        fleetmesh_node::state::Entry::Trust(Box::new(doc))
+    }
+
+    /// A change making `doc` hold `content` by `author`, and release
+    /// `version` of the result.
+    fn write(
+        &mut self,
+        author: &Keypair,
+        content: &[(&str, i64)],
+        version: u64,
+        expires_millis: Option<u64>,
+    ) -> Vec<fleetmesh_node::state::Entry> {
+        use fleetmesh_node::crdt::{ConfigEntry, Release, SignedRelease, Value};
+        use fleetmesh_node::state::Entry;
+        let value = Value::Map(
+            content
+                .iter()
+                .map(|(key, value)| (key.to_string(), Value::Int(*value)))
+                .collect(),
+        );
+        let admitted = |_: &fleetmesh_node::crdt::PublicKey| true;
+        let ctx = fleetmesh_node::crdt::Ctx {
+            trust: &self.chain,
+            admitted: &admitted,
+            verifier: &Ed25519,
+            now_millis: 0,
+        };
+        let trust_version = self.chain.head().doc.version;
+        let change = self
+            .store
+            .author("app", author, trust_version, &value, &ctx)
+            .unwrap()
+            .unwrap();
+        let mut heads = self.store.heads("app");
+        heads.sort_unstable();
+        let mut release = SignedRelease::new(Release {
+            doc: "app".into(),
+            version,
+            heads,
+            expires_millis,
+            trust_version,
+        });
+        release.sign(author);
+        vec![
+            Entry::Config(Box::new(ConfigEntry::Change(change))),
+            Entry::Release(Box::new(release)),
+        ]
+    }
+}
+
+impl Harness {
+    fn publish(&mut self, to: u64, entries: Vec<fleetmesh_node::state::Entry>) {
+        let now = self.now;
+        let agent = self.agents.get_mut(&id(to)).unwrap();
+        for entry in entries {
+            agent.publish(now, entry).unwrap();
+        }
+        self.drain(id(to));
+    }
+
+    fn release_of(&self, n: u64) -> Option<(u64, bool)> {
+        self.agents[&id(n)]
+            .applied_release("app")
+            .map(|applied| (applied.version, applied.void))
+    }
+}
+
+fn content(pairs: &[(&str, i64)]) -> fleetmesh_node::crdt::Value {
+    use fleetmesh_node::crdt::Value;
+    Value::Map(
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), Value::Int(*value)))
+            .collect(),
+    )
+}
+
+#[test]
+fn a_release_reaches_every_agent_which_then_runs_its_content() {
+    let (operator, _) = &*FLEET;
+    let mut harness = Harness::new(8);
+    harness.run_for(Duration::from_secs(5));
+    let mut laptop = Laptop::new();
+    harness.publish(2, laptop.write(operator, &[("replicas", 3)], 1, None));
+    harness.run_for(Duration::from_secs(3));
+    for n in 0..8 {
+        assert_eq!(harness.release_of(n), Some((1, false)), "agent {n}");
+        let running = harness.agents[&id(n)].released_config("app");
+        assert_eq!(running, Some(content(&[("replicas", 3)])), "agent {n}");
+    }
+    // A draft without a release changes nothing agents run.
+    let mut draft = laptop.write(operator, &[("replicas", 9)], 2, None);
+    draft.pop();
+    harness.publish(5, draft);
+    harness.run_for(Duration::from_secs(3));
+    for n in 0..8 {
+        assert_eq!(harness.release_of(n), Some((1, false)));
+        let running = harness.agents[&id(n)].released_config("app");
+        assert_eq!(running, Some(content(&[("replicas", 3)])));
+    }
+}
+
+#[test]
+fn a_restarted_agent_never_goes_back_to_an_older_release() {
+    use fleetmesh_node::{Durable, Persist};
+    let (operator, _) = &*FLEET;
+    let mut laptop = Laptop::new();
+    let first = laptop.write(operator, &[("replicas", 3)], 1, None);
+    let second = laptop.write(operator, &[("replicas", 4)], 2, None);
+    let mut harness = Harness::new(1);
+    harness.publish(0, first.clone());
+    harness.publish(0, second);
+    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    let mut durable = Durable::default();
+    while let Some(record) = agent.poll_persist() {
+        assert!(matches!(record, Persist::Release(_)));
+        durable.absorb(record);
+    }
+    assert_eq!(durable.releases["app"].version, 2);
+    // A new process with the persisted state is offered only release 1.
+    let mut restarted = Agent::new(
+        Config::lan(),
+        identity(0),
+        NodeMeta::default(),
+        7,
+        harness.now,
+        verifier(),
+    )
+    .unwrap();
+    restarted.restore(harness.now, durable);
+    for entry in first {
+        restarted.publish(harness.now, entry).unwrap();
+    }
+    assert_eq!(restarted.applied_release("app").unwrap().version, 2);
+    assert_eq!(restarted.stats().releases_applied, 0);
+    assert!(restarted.poll_persist().is_none());
+}
+
+#[test]
+fn an_expired_release_holds_the_agent_in_safe_mode_until_a_newer_one() {
+    let (operator, _) = &*FLEET;
+    let mut harness = Harness::new(3);
+    harness.run_for(Duration::from_secs(3));
+    let expires = harness.now.0 / 1_000_000 + 2_000;
+    let mut laptop = Laptop::new();
+    harness.publish(
+        0,
+        laptop.write(operator, &[("replicas", 3)], 1, Some(expires)),
+    );
+    harness.run_for(Duration::from_secs(1));
+    assert!((0..3).all(|n| !harness.agents[&id(n)].is_safe_mode(harness.now)));
+    harness.run_for(Duration::from_secs(2));
+    assert!((0..3).all(|n| harness.agents[&id(n)].is_safe_mode(harness.now)));
+    harness.publish(1, laptop.write(operator, &[("replicas", 4)], 2, None));
+    harness.run_for(Duration::from_secs(2));
+    for n in 0..3 {
+        let agent = &harness.agents[&id(n)];
+        assert!(!agent.is_safe_mode(harness.now), "agent {n}");
+        assert_eq!(agent.stats().safe_mode_entered, 1);
+    }
+}
+
+#[test]
+fn a_revoked_signers_release_turns_void_and_is_replaced_at_its_version() {
+    let (operator, genesis) = &*FLEET;
+    let rogue = key(1_000);
+    let trust = |version: u64, revoked: &[&Keypair]| {
+        let mut doc = genesis.doc.clone();
+        doc.version = version;
+        if revoked.is_empty() {
+            doc.keys
+                .insert(rogue.public(), BTreeSet::from([Role::Config]));
+        }
+        doc.revoked = revoked.iter().map(|key| key.public()).collect();
+        SignedTrust::sign(doc, &[operator])
+    };
+    let mut harness = Harness::new(4);
+    harness.run_for(Duration::from_secs(3));
+    let mut laptop = Laptop::new();
+    let mut rogue_laptop = Laptop::new();
+    harness.publish(0, vec![laptop.trust(trust(2, &[]))]);
+    rogue_laptop.trust(trust(2, &[]));
+    harness.publish(
+        1,
+        rogue_laptop.write(&rogue, &[("replicas", 1_000)], 1, None),
+    );
+    harness.run_for(Duration::from_secs(2));
+    for n in 0..4 {
+        assert_eq!(harness.release_of(n), Some((1, false)), "agent {n}");
+    }
+    // The root revokes the key: its release stops counting everywhere.
+    harness.publish(2, vec![laptop.trust(trust(3, &[&rogue]))]);
+    harness.run_for(Duration::from_secs(2));
+    for n in 0..4 {
+        let agent = &harness.agents[&id(n)];
+        assert_eq!(harness.release_of(n), Some((1, true)), "agent {n}");
+        assert!(agent.is_safe_mode(harness.now));
+        assert_eq!(agent.released_config("app"), None);
+        assert_eq!(agent.stats().releases_voided, 1);
+    }
+    // The other operator's release of the same version replaces it.
+    harness.publish(3, laptop.write(operator, &[("replicas", 3)], 1, None));
+    harness.run_for(Duration::from_secs(2));
+    for n in 0..4 {
+        let agent = &harness.agents[&id(n)];
+        assert_eq!(harness.release_of(n), Some((1, false)), "agent {n}");
+        assert!(!agent.is_safe_mode(harness.now));
+        assert_eq!(
+            agent.released_config("app"),
+            Some(content(&[("replicas", 3)]))
+        );
+    }
+}
+
+#[test]
+fn an_entry_dated_far_ahead_is_refused_until_the_clock_catches_up() {
+    use fleetmesh_node::crdt::{HealthReport, HealthState, Hlc, SignedHealth};
+    use fleetmesh_node::state::{AHEAD_MAX_MILLIS, Entry};
+    let mut harness = Harness::new(2);
+    harness.run_for(Duration::from_secs(2));
+    let now_millis = harness.now.0 / 1_000_000;
+    let report = |ahead_millis: u64| {
+        let report = HealthReport {
+            node: key(1).public(),
+            check: "nginx".into(),
+            state: HealthState::Healthy,
+            at: Hlc {
+                millis: now_millis + ahead_millis,
+                counter: 0,
+            },
+            detail: String::new(),
+            cause: None,
+        };
+        Entry::Health(Box::new(SignedHealth::sign(report, &key(1))))
+    };
+    let now = harness.now;
+    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    assert!(
+        agent
+            .publish(now, report(AHEAD_MAX_MILLIS + 1_000))
+            .is_err()
+    );
+    assert_eq!(agent.replicas().stats().future_dated, 1);
+    assert!(agent.publish(now, report(AHEAD_MAX_MILLIS / 2)).is_ok());
+    harness.run_for(Duration::from_millis(AHEAD_MAX_MILLIS));
+    let now = harness.now;
+    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    assert!(agent.publish(now, report(AHEAD_MAX_MILLIS + 1_000)).is_ok());
+}

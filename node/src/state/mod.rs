@@ -57,6 +57,13 @@ pub const INLINE_ENTRY_BYTES_MAX: usize = 1_024;
 /// retried from another announcer.
 pub const FETCHES_MAX: usize = 4_096;
 
+/// How far ahead of this replica's clock an entry's timestamp may be. A
+/// later timestamp wins a health register and outlives the ledger's
+/// eviction, so a node dating its entries far ahead would make its later
+/// honest ones lose, or pin its records in the audit trail: such entries
+/// are refused until the clock catches up (anti-entropy offers them again).
+pub const AHEAD_MAX_MILLIS: u64 = 60_000;
+
 /// How long a fetch may go unanswered before another announcer is asked.
 const FETCH_TIMEOUT_MILLIS: u64 = 2_000;
 
@@ -125,6 +132,17 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// The writer's HLC time the entry carries and that decides how it
+    /// ranks, if any.
+    fn dated_millis(&self) -> Option<u64> {
+        match self {
+            Entry::Lease(lease) => Some(lease.lease.granted_at.millis),
+            Entry::Health(report) => Some(report.report.at.millis),
+            Entry::Ledger(record) => Some(record.record.at.millis),
+            Entry::Trust(_) | Entry::Cert(_) | Entry::Config(_) | Entry::Release(_) => None,
+        }
+    }
+
     /// The collection the entry belongs to.
     pub fn kind(&self) -> Kind {
         match self {
@@ -158,6 +176,9 @@ pub struct StateStats {
     pub push_dropped: u64,
     /// Fetches not started because too many were in flight.
     pub fetches_refused: u64,
+    /// Entries refused for a timestamp more than [`AHEAD_MAX_MILLIS`]
+    /// ahead of this replica's clock.
+    pub future_dated: u64,
 }
 
 /// Sums counters, e.g. over the agents of a simulated fleet.
@@ -171,6 +192,7 @@ impl std::ops::AddAssign<&StateStats> for StateStats {
         self.malformed += other.malformed;
         self.push_dropped += other.push_dropped;
         self.fetches_refused += other.fetches_refused;
+        self.future_dated += other.future_dated;
     }
 }
 
@@ -298,6 +320,14 @@ impl Replicas {
     /// Verifies and merges one entry; new entries are queued for pushing.
     pub fn merge(&mut self, entry: Entry, now_millis: u64) -> (Result<Merge, Rejected>, Merged) {
         let kind = entry.kind();
+        if let Some(dated) = entry.dated_millis()
+            && dated > now_millis.saturating_add(AHEAD_MAX_MILLIS)
+        {
+            self.stats.future_dated += 1;
+            let ahead = dated - now_millis;
+            let refused = Rejected::Malformed(format!("dated {ahead} ms ahead of this clock"));
+            return (Err(refused), Merged::default());
+        }
         let mut effects = Merged::default();
         let Replicas {
             trust: chain,
@@ -430,6 +460,16 @@ impl Replicas {
     /// certificates first, since the other collections' writers must hold
     /// one.
     fn after_trust_change(&mut self, now_millis: u64) {
+        // Entries signed under a trust version this replica lacked were
+        // held back; the ones the new trust admits are pushed like any
+        // other news, not left to anti-entropy.
+        let waiting = [Kind::Config, Kind::Release];
+        let before = waiting.map(|kind| {
+            self.versions(kind)
+                .into_iter()
+                .map(|(key, _)| key)
+                .collect::<BTreeSet<Digest>>()
+        });
         let verifier = self.verifier.as_ref();
         with_ctx(&self.trust, None, verifier, now_millis, |ctx| {
             self.certs.trust_changed(ctx)
@@ -456,6 +496,13 @@ impl Replicas {
             .map(PublicKey::node_id)
             .collect();
         self.rebuild_digests();
+        for (kind, before) in waiting.into_iter().zip(before) {
+            for (key, _) in self.versions(kind) {
+                if !before.contains(&key) && !self.push.push(kind, key) {
+                    self.stats.push_dropped += 1;
+                }
+            }
+        }
     }
 
     fn rebuild_digests(&mut self) {
