@@ -30,6 +30,17 @@ fn same_seed_same_trace_hash_other_seed_other_hash() {
 }
 
 #[test]
+fn operators_and_an_attacker_replay_exactly() {
+    // Config writes, releases, a revocation-free attack of every kind and
+    // an expiring release: the operator and attacker streams feed the hash.
+    let scenario =
+        Scenario::load(Path::new("scenarios/attack-forgeries.toml")).expect("scenario loads");
+    let first = hash(&scenario, 3);
+    assert_eq!(first, hash(&scenario, 3), "one seed, two different runs");
+    assert_ne!(first.0, hash(&scenario, 4).0, "two seeds, one trace");
+}
+
+#[test]
 fn the_written_trace_matches_the_hashed_one() {
     let scenario =
         Scenario::load(Path::new("scenarios/rolling-leave.toml")).expect("scenario loads");
