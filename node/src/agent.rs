@@ -370,14 +370,19 @@ impl Agent {
         self.replicas.config().value_at(doc, &release.release.heads)
     }
 
-    /// Whether the agent is in safe mode: a release it runs has expired or
-    /// turned void (a signer was revoked), so it must start no new
-    /// disruptive action until a valid, newer one arrives.
+    /// Whether the agent is in safe mode: a release it runs has expired,
+    /// turned void (a signer was revoked), or names changes it does not hold
+    /// (a restart still catching up, or a quarantined author's changes), so
+    /// it must start no new disruptive action until that is over.
     pub fn is_safe_mode(&self, now: Instant) -> bool {
         let now_millis = self.now_millis(now);
-        self.applied
-            .values()
-            .any(|applied| applied.void || applied.is_expired(now_millis))
+        self.applied.iter().any(|(doc, applied)| {
+            let readable = self
+                .running
+                .get(doc)
+                .is_some_and(|release| self.replicas.config().has_all(doc, &release.release.heads));
+            applied.void || applied.is_expired(now_millis) || !readable
+        })
     }
 
     // --- inputs --------------------------------------------------------------
@@ -585,7 +590,15 @@ impl Agent {
                     self.timers.insert(timer, now + self.config.gossip_interval);
                 }
                 Timer::Sync => {
-                    if let Some(&peer) = self.random_up_members(1, None).first() {
+                    // A peer still in an exchange would refuse this one
+                    // silently: a joiner's follow-up exchange, meant to
+                    // catch what its bootstrap missed, could be lost to
+                    // drawing its own seed again.
+                    let peer = self
+                        .random_up_members(2, None)
+                        .into_iter()
+                        .find(|peer| !self.syncs.contains_key(peer));
+                    if let Some(peer) = peer {
                         self.start_sync(now, peer, false);
                     }
                     self.timers.insert(timer, now + self.sync_period());

@@ -140,6 +140,11 @@ impl Operators {
         }
     }
 
+    /// The public half of an operator key.
+    pub fn key(&self, key: OperatorKey) -> PublicKey {
+        self.keys[&key].public()
+    }
+
     /// What the operators did.
     pub fn truth(&self) -> &Truth {
         &self.truth
@@ -239,6 +244,71 @@ impl Operators {
                 });
             }
         }
+    }
+
+    /// Two different changes to `doc` by `author` with one sequence number:
+    /// the second is made on a twin of the author's laptop that holds the
+    /// same history but not the first. Both are signed by a trusted key, so
+    /// each verifies alone; together they prove the key forked its history.
+    pub fn equivocate(
+        &mut self,
+        author: OperatorKey,
+        doc: &str,
+        now_millis: u64,
+    ) -> Option<(Entry, Entry)> {
+        let key = self.keys[&author].clone();
+        let verifier = self.verifier.clone();
+        let laptop = self.laptops.get(&author)?;
+        let mut twin = Laptop {
+            chain: laptop.chain.clone(),
+            store: ConfigStore::new(),
+        };
+        let history: Vec<ConfigEntry> = self
+            .published
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Config(change) => Some(ConfigEntry::clone(change)),
+                _ => None,
+            })
+            .collect();
+        twin.with_ctx(verifier.as_ref(), now_millis, |store, ctx| {
+            store.merge_batch(history, ctx)
+        });
+        let write = |laptop: &mut Laptop, fork: &str| {
+            let content = Value::Map(BTreeMap::from([(
+                "fork".to_owned(),
+                Value::Str(fork.to_owned()),
+            )]));
+            let trust_version = laptop.chain.head().doc.version;
+            laptop
+                .with_ctx(verifier.as_ref(), now_millis, |store, ctx| {
+                    store.author(doc, &key, trust_version, &content, ctx)
+                })
+                .ok()
+                .flatten()
+        };
+        let first = write(self.laptops.get_mut(&author)?, "a")?;
+        let second = write(&mut twin, "b")?;
+        for change in [&first, &second] {
+            let hash = change.key()?;
+            self.truth.legit_changes.insert(hash);
+            self.truth.authors.insert(hash, change.author);
+        }
+        // The other operators see both, quarantine the key and write on
+        // without its changes from then on.
+        for (other, laptop) in &mut self.laptops {
+            if *other != author && !self.revoked.contains(other) {
+                let pair = vec![
+                    ConfigEntry::Change(first.clone()),
+                    ConfigEntry::Change(second.clone()),
+                ];
+                laptop.with_ctx(verifier.as_ref(), now_millis, |store, ctx| {
+                    store.merge_batch(pair, ctx)
+                });
+            }
+        }
+        let entry = |change: SignedChange| Entry::Config(Box::new(ConfigEntry::Change(change)));
+        Some((entry(first), entry(second)))
     }
 
     /// Content of about `bytes` bytes, new in every value.

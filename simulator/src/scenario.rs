@@ -221,6 +221,19 @@ pub enum Fault {
         /// Agents it may be handed to (one running agent is picked).
         via: Nodes,
     },
+    /// An operator key equivocates: it signs two different changes with one
+    /// sequence number and hands each to a different agent.
+    Equivocate {
+        /// When.
+        at: Duration,
+        /// The misbehaving key.
+        author: OperatorKey,
+        /// The document.
+        doc: String,
+        /// Agents the two changes may be handed to (two running ones are
+        /// picked).
+        via: Nodes,
+    },
     /// An admitted agent turns hostile: it sends forged, replayed and
     /// malformed input to random agents while still running the protocol.
     Attack {
@@ -514,6 +527,15 @@ enum FaultFile {
         attempts: u32,
         attacker: u32,
     },
+    Equivocate {
+        at_s: f64,
+        #[serde(default = "default_doc")]
+        doc: String,
+        #[serde(default = "default_author")]
+        author: String,
+        #[serde(default)]
+        via: NodesFile,
+    },
 }
 
 fn default_doc() -> String {
@@ -694,7 +716,8 @@ fn fault_start(fault: &Fault) -> Duration {
         | Fault::Leave { at, .. }
         | Fault::Retag { at, .. }
         | Fault::Config { at, .. }
-        | Fault::Trust { at, .. } => *at,
+        | Fault::Trust { at, .. }
+        | Fault::Equivocate { at, .. } => *at,
         Fault::RandomPauses { from, .. } | Fault::Attack { from, .. } => *from,
     }
 }
@@ -1200,13 +1223,7 @@ fn fault(
             if doc.is_empty() || doc.len() > fleetmesh_node::crdt::config::limits::DOC_ID_MAX {
                 return Err(context.invalid(span, field("doc"), "must be 1 to 64 bytes"));
             }
-            let author = OperatorKey::parse(author).ok_or_else(|| {
-                context.invalid(
-                    span.clone(),
-                    field("author"),
-                    format!("unknown key {author:?}; use \"operator\" or \"operator-2\""),
-                )
-            })?;
+            let author = operator_key(context, span.clone(), &field("author"), author)?;
             let content = match (content, size_kb) {
                 (Some(table), None) => {
                     let value = toml::Value::Table(table.clone()).try_into().map_err(
@@ -1249,14 +1266,24 @@ fn fault(
                 },
             }
         }
+        FaultFile::Equivocate {
+            at_s,
+            doc,
+            author,
+            via,
+        } => {
+            if doc.is_empty() || doc.len() > fleetmesh_node::crdt::config::limits::DOC_ID_MAX {
+                return Err(context.invalid(span, field("doc"), "must be 1 to 64 bytes"));
+            }
+            Fault::Equivocate {
+                at: at(*at_s)?,
+                author: operator_key(context, span.clone(), &field("author"), author)?,
+                doc: doc.clone(),
+                via: nodes("via", via)?,
+            }
+        }
         FaultFile::Revoke { at_s, key, via } => {
-            let key = OperatorKey::parse(key).ok_or_else(|| {
-                context.invalid(
-                    span.clone(),
-                    field("key"),
-                    format!("unknown key {key:?}; use \"operator\" or \"operator-2\""),
-                )
-            })?;
+            let key = operator_key(context, span.clone(), &field("key"), key)?;
             Fault::Trust {
                 at: at(*at_s)?,
                 change: TrustChange::Revoke(key),
@@ -1303,6 +1330,21 @@ fn fault(
                 attacker: *attacker,
             }
         }
+    })
+}
+
+fn operator_key(
+    context: &Context<'_>,
+    span: Range<usize>,
+    field: &str,
+    name: &str,
+) -> Result<OperatorKey, ScenarioError> {
+    OperatorKey::parse(name).ok_or_else(|| {
+        context.invalid(
+            span,
+            field,
+            format!("unknown key {name:?}; use \"operator\" or \"operator-2\""),
+        )
     })
 }
 

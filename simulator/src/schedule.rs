@@ -5,7 +5,7 @@
 
 use crate::network::{Cut, LinkModel};
 use crate::rng::Seeds;
-use crate::scenario::{Fault, Fleet, Nodes, Publication, TrustChange};
+use crate::scenario::{Fault, Fleet, Nodes, OperatorKey, Publication, TrustChange};
 use rand::RngExt;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -45,6 +45,9 @@ pub enum Action {
     /// The root signs a trust document and hands it to one running agent of
     /// the candidates.
     Trust(TrustChange, Vec<u32>),
+    /// An operator key signs two changes with one sequence number, each
+    /// handed to another running agent of the candidates.
+    Equivocate(OperatorKey, String, Vec<u32>),
     /// One attempt of a hostile agent against another.
     Attack {
         /// The hostile agent.
@@ -67,6 +70,7 @@ impl Action {
                 | Action::Stop(..)
                 | Action::Publish(..)
                 | Action::Trust(..)
+                | Action::Equivocate(..)
                 | Action::Attack { .. }
         )
     }
@@ -188,6 +192,15 @@ pub fn resolve(
             Fault::Config { at, publication } => {
                 let via = pick(fleet, &publication.via, None, &mut rng);
                 schedule.push((*at, Action::Publish(Box::new(publication.clone()), via)));
+            }
+            Fault::Equivocate {
+                at,
+                author,
+                doc,
+                via,
+            } => {
+                let via = pick(fleet, via, None, &mut rng);
+                schedule.push((*at, Action::Equivocate(*author, doc.clone(), via)));
             }
             Fault::Trust { at, change, via } => {
                 let via = pick(fleet, via, None, &mut rng);

@@ -6,7 +6,7 @@
 //! drain until the next timeout). Every delivery, drop and membership change
 //! feeds the trace hash and the invariant checkers.
 
-use crate::checkers::config::{Awaited, ConfigChecks};
+use crate::checkers::config::{AgentConfig, Awaited, ConfigChecks};
 use crate::checkers::convergence::Convergence;
 use crate::checkers::detection::Detection;
 use crate::checkers::false_death::FalseDeath;
@@ -18,7 +18,7 @@ use crate::network::{DropReason, LinkOverride, Network, Verdict};
 use crate::operator::Operators;
 use crate::outcome::{Outcome, Traffic};
 use crate::rng::Seeds;
-use crate::scenario::{Fault, Nodes, Publication, Scenario, TrustChange};
+use crate::scenario::{Fault, Nodes, OperatorKey, Publication, Scenario, TrustChange};
 use crate::schedule::{self, Action, Schedule};
 use crate::trace::{REAPED, Trace, TraceEvent};
 use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
@@ -204,7 +204,10 @@ impl World {
         let watch_config = scenario.faults.iter().any(|fault| {
             matches!(
                 fault,
-                Fault::Config { .. } | Fault::Trust { .. } | Fault::Attack { .. }
+                Fault::Config { .. }
+                    | Fault::Trust { .. }
+                    | Fault::Attack { .. }
+                    | Fault::Equivocate { .. }
             )
         });
         let trace = match options.trace {
@@ -326,21 +329,22 @@ impl World {
         if let Some(before) = before
             && config_state(&agent) != before
         {
-            let trust_version = agent.replicas().trust().head().doc.version;
-            let held = agent.replicas().config().applied();
-            let running = agent
-                .applied_releases()
-                .values()
-                .filter(|applied| !applied.void)
-                .map(|applied| &applied.digest);
-            if let Some(violation) = self.config_checks.store_changed(
-                self.now,
-                index,
-                trust_version,
-                held,
-                running,
-                self.operators.truth(),
-            ) {
+            let replicas = agent.replicas();
+            let state = AgentConfig {
+                trust_version: replicas.trust().head().doc.version,
+                held: replicas.config().applied().collect(),
+                running: agent
+                    .applied_releases()
+                    .values()
+                    .filter(|applied| !applied.void)
+                    .map(|applied| &applied.digest)
+                    .collect(),
+                quarantined: replicas.config().quarantined().collect(),
+            };
+            if let Some(violation) =
+                self.config_checks
+                    .store_changed(self.now, index, &state, self.operators.truth())
+            {
                 self.violations.push(violation);
             }
         }
@@ -664,6 +668,7 @@ impl World {
             }
             Action::Publish(publication, via) => self.publish_config(&publication, &via),
             Action::Trust(change, via) => self.change_trust(change, &via),
+            Action::Equivocate(author, doc, via) => self.equivocate(author, &doc, &via),
             Action::Attack {
                 attacker,
                 target,
@@ -934,6 +939,36 @@ impl World {
         self.push(check_at, What::CheckPublications);
     }
 
+    fn equivocate(&mut self, author: OperatorKey, doc: &str, via: &[u32]) {
+        let Some(first_agent) = self.pick_running(via) else {
+            self.traffic.publications_lost += 1;
+            return;
+        };
+        let others: Vec<u32> = via
+            .iter()
+            .copied()
+            .filter(|&index| index != first_agent)
+            .collect();
+        let Some(second_agent) = self.pick_running(&others) else {
+            self.traffic.publications_lost += 1;
+            return;
+        };
+        let Some((first, second)) = self
+            .operators
+            .equivocate(author, doc, wall_millis(self.now))
+        else {
+            self.traffic.publications_lost += 1;
+            return;
+        };
+        self.hand(first_agent, vec![first]);
+        self.hand(second_agent, vec![second]);
+        let key = self.operators.key(author);
+        let check_at = self
+            .config_checks
+            .published(self.now, Awaited::Quarantine { key });
+        self.push(check_at, What::CheckPublications);
+    }
+
     fn attack(&mut self, attacker: u32, target: u32, attempt: u32) {
         if attacker == target || !self.is_running(attacker) {
             return;
@@ -954,6 +989,11 @@ impl World {
                 .applied_release(doc)
                 .is_some_and(|applied| applied.version >= *version),
             Awaited::Trust { version } => agent.replicas().trust().head().doc.version >= *version,
+            Awaited::Quarantine { key } => agent
+                .replicas()
+                .config()
+                .quarantined()
+                .any(|held| held == key),
         }
     }
 
@@ -1111,6 +1151,7 @@ fn action_code(action: &Action) -> u8 {
         Action::Publish(..) => 12,
         Action::Trust(..) => 13,
         Action::Attack { .. } => 14,
+        Action::Equivocate(..) => 15,
     }
 }
 

@@ -118,6 +118,11 @@ impl ConfigStore {
         self.evidence.keys()
     }
 
+    /// The keys of the equivocation evidence held, one per quarantined key.
+    pub fn evidence_keys(&self) -> impl Iterator<Item = &Digest> {
+        self.evidence.values().map(|(key, _)| key)
+    }
+
     fn is_quarantined(&self, key: &PublicKey) -> bool {
         self.evidence.contains_key(key)
     }

@@ -436,6 +436,16 @@ impl Replicas {
             effects.config_changed = true;
             self.digests[Kind::Config.index()] = Digests::of(&self.config.versions());
         }
+        if quarantined {
+            // Evidence found here is news the results do not name: every
+            // replica must quarantine the key, so it is pushed at once.
+            let evidence: Vec<Digest> = self.config.evidence_keys().copied().collect();
+            for key in evidence {
+                if !self.push.push(Kind::Config, key) {
+                    self.stats.push_dropped += 1;
+                }
+            }
+        }
         (results, effects)
     }
 

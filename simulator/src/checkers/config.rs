@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use fleetmesh_node::crdt::Digest;
+use fleetmesh_node::crdt::{Digest, PublicKey};
 
 use super::{Kind, Violation};
 use crate::operator::Truth;
@@ -30,6 +30,23 @@ pub enum Awaited {
         /// The version.
         version: u64,
     },
+    /// Every running agent quarantines `key`.
+    Quarantine {
+        /// The equivocating key.
+        key: PublicKey,
+    },
+}
+
+/// One agent's config state, as the store checker sees it.
+pub struct AgentConfig<'a> {
+    /// Its trust head's version.
+    pub trust_version: u64,
+    /// The changes it holds applied.
+    pub held: Vec<&'a Digest>,
+    /// The digests of the releases it runs (not void).
+    pub running: Vec<&'a Digest>,
+    /// The keys it quarantines.
+    pub quarantined: Vec<&'a PublicKey>,
 }
 
 /// The release an agent last moved to.
@@ -53,6 +70,9 @@ pub struct ConfigChecks {
     bound: u64,
     pending: Vec<Pending>,
     reach_times: Vec<u64>,
+    /// When the network last healed: what was published before it is due
+    /// a bound after it.
+    last_heal: u64,
 }
 
 impl ConfigChecks {
@@ -64,6 +84,7 @@ impl ConfigChecks {
             bound,
             pending: Vec::new(),
             reach_times: Vec::new(),
+            last_heal: 0,
         }
     }
 
@@ -136,18 +157,16 @@ impl ConfigChecks {
         }
     }
 
-    /// Agent `agent`, holding trust `trust_version`, holds the config
-    /// changes `held` and runs the (non-void) releases `running`.
-    pub fn store_changed<'a>(
+    /// Agent `agent`'s config state changed to `state`.
+    pub fn store_changed(
         &self,
         now: u64,
         agent: u32,
-        trust_version: u64,
-        held: impl Iterator<Item = &'a Digest>,
-        mut running: impl Iterator<Item = &'a Digest>,
+        state: &AgentConfig<'_>,
         truth: &Truth,
     ) -> Option<Violation> {
-        let runs_revoked = running.any(|digest| {
+        let trust_version = state.trust_version;
+        let runs_revoked = state.running.iter().any(|digest| {
             truth
                 .rogue_releases
                 .get(digest)
@@ -164,7 +183,7 @@ impl ConfigChecks {
                 ),
             ));
         }
-        for hash in held {
+        for &hash in &state.held {
             if !truth.legit_changes.contains(hash) && !truth.rogue_changes.contains(hash) {
                 return Some(safety(
                     now,
@@ -172,10 +191,15 @@ impl ConfigChecks {
                     format!("agent {agent} applied a change no trusted operator wrote"),
                 ));
             }
-            let revoked_at = truth
-                .authors
-                .get(hash)
-                .and_then(|author| truth.revoked.get(author));
+            let author = truth.authors.get(hash);
+            if author.is_some_and(|author| state.quarantined.contains(&author)) {
+                return Some(safety(
+                    now,
+                    "change-quarantined",
+                    format!("agent {agent} quarantines a key and still applies its change"),
+                ));
+            }
+            let revoked_at = author.and_then(|author| truth.revoked.get(author));
             if let Some(&revoked_at) = revoked_at
                 && trust_version >= revoked_at
             {
@@ -203,7 +227,8 @@ impl ConfigChecks {
     }
 
     /// The network healed at `now`: when to check what is still spreading.
-    pub fn healed(&self, now: u64) -> Option<u64> {
+    pub fn healed(&mut self, now: u64) -> Option<u64> {
+        self.last_heal = now;
         self.pending
             .iter()
             .any(|pending| !pending.reached_all)
@@ -223,16 +248,17 @@ impl ConfigChecks {
         }
     }
 
-    /// The bound passed for whatever was published at least `bound` ago:
-    /// `missing(awaited)` names the running agents (that ran all along)
-    /// still without it. Not called while the network is cut.
+    /// Judges whatever was published at least a bound ago and at least a
+    /// bound before now since the last heal: `missing(awaited)` names the running agents (that ran all
+    /// along) still without it. Not called while the network is cut.
     pub fn check(
         &mut self,
         now: u64,
         mut missing: impl FnMut(&Awaited) -> Vec<u32>,
     ) -> Option<Violation> {
         for pending in &mut self.pending {
-            if pending.reached_all || now < pending.published_at + self.bound {
+            let due = pending.published_at.max(self.last_heal) + self.bound;
+            if pending.reached_all || now < due {
                 continue;
             }
             let lacking = missing(&pending.awaited);
