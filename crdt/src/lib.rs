@@ -7,6 +7,7 @@
 //! simulator decide when merges happen.
 
 pub mod cert;
+pub mod cert_table;
 pub mod config;
 pub mod health;
 pub mod hlc;
@@ -26,6 +27,7 @@ pub use membership::{
 };
 
 pub use cert::{CertBody, CertError, NodeCert};
+pub use cert_table::{CERTS_MAX, CertTable, cert_key};
 pub use config::{
     AppliedRelease, ConfigEntry, ConfigError, ConfigStore, Equivocation, Release, ReleaseError,
     ReleaseLog, SignedChange, SignedRelease, Value,

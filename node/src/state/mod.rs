@@ -18,7 +18,6 @@
 //!
 //! Message and queue sizes are bounded; see the constants.
 
-mod certs;
 mod digests;
 mod push;
 mod trust;
@@ -33,8 +32,8 @@ use fleetmesh_crdt::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use certs::{CERTS_MAX, CertTable, cert_key};
 pub use digests::STATE_BUCKETS;
+pub use fleetmesh_crdt::{CERTS_MAX, CertTable, cert_key};
 
 use digests::{Digests, bucket_of};
 use push::PushQueue;

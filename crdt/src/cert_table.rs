@@ -2,8 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use fleetmesh_crdt::keys::domain;
-use fleetmesh_crdt::{Ctx, Digest, Merge, NodeCert, NodeId, PublicKey, Rejected, Replica};
+use crate::cert::{CertError, NodeCert};
+use crate::keys::{Digest, PublicKey, domain};
+use crate::membership::NodeId;
+use crate::replica::{Ctx, Merge, Rejected, Replica};
+use crate::trust::Role;
 
 /// Most certificates held: a fleet larger than this needs a bigger bound.
 pub const CERTS_MAX: usize = 100_000;
@@ -104,7 +107,7 @@ impl Replica for CertTable {
         }
         cert.check(ctx.trust, ctx.now_millis, ctx.verifier)
             .map_err(|error| match error {
-                fleetmesh_crdt::CertError::BadSignature => Rejected::BadSignature,
+                CertError::BadSignature => Rejected::BadSignature,
                 other => Rejected::Unauthorized(other.to_string()),
             })?;
         if held.is_none() && self.certs.len() >= CERTS_MAX {
@@ -127,13 +130,91 @@ impl Replica for CertTable {
         self.certs.retain(|_, held| {
             let body = &held.cert.body;
             !ctx.trust.is_revoked(&body.node_key)
-                && ctx.trust.authorizes(
-                    &body.issuer,
-                    fleetmesh_crdt::Role::Admit,
-                    body.trust_version,
-                )
+                && ctx
+                    .trust
+                    .authorizes(&body.issuer, Role::Admit, body.trust_version)
         });
         let certs = &self.certs;
         self.by_key.retain(|_, id| certs.contains_key(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::CertBody;
+    use crate::testing::{Fleet, Pooled, check_crdt_laws};
+    use crate::trust::tests::key;
+
+    fn cert(node: u8, trust_version: u64, expires_millis: Option<u64>, issuer: u8) -> NodeCert {
+        let fleet = Fleet::new(&[]);
+        let body = CertBody {
+            fleet: fleet.trust.fleet_id(),
+            node_key: key(node).public(),
+            name: format!("node-{node}"),
+            tags: Default::default(),
+            expires_millis,
+            issuer: key(issuer).public(),
+            trust_version,
+        };
+        NodeCert::issue(body, &key(issuer))
+    }
+
+    #[test]
+    fn cert_table_is_a_crdt_where_the_newest_certificate_wins() {
+        let mut fleet = Fleet::new(&[]);
+        fleet.revoke(&[]);
+        let mut forged = cert(14, 1, None, 100);
+        forged.body.name = "renamed".into();
+        let pool: Vec<Pooled<NodeCert>> = vec![
+            (cert(10, 1, None, 100), true),
+            // Re-admitted under a newer trust version, then with an expiry:
+            // the newer trust version ranks first.
+            (cert(10, 2, Some(5_000), 100), true),
+            (cert(11, 1, Some(9_000), 100), true),
+            (cert(11, 1, Some(8_000), 100), true),
+            (cert(12, 1, None, 100), true),
+            // Issued by a key without `admit`, and a body changed after
+            // signing: never held.
+            (cert(13, 1, None, 7), false),
+            (forged, false),
+        ];
+        let converged = check_crdt_laws(&fleet, &CertTable::default(), &pool);
+        assert_eq!(converged.len(), 3);
+        assert_eq!(
+            converged
+                .get(key(10).public().node_id())
+                .unwrap()
+                .body
+                .trust_version,
+            2
+        );
+        assert_eq!(
+            converged
+                .get(key(11).public().node_id())
+                .unwrap()
+                .body
+                .expires_millis,
+            Some(9_000)
+        );
+        assert!(converged.admits_key(&key(12).public(), 0));
+        assert!(!converged.admits(key(13).public().node_id(), 0));
+        assert!(!converged.admits(key(14).public().node_id(), 0));
+    }
+
+    #[test]
+    fn revoking_a_node_drops_its_certificate() {
+        let mut fleet = Fleet::new(&[]);
+        let mut table = CertTable::default();
+        fleet.with_ctx(0, |ctx| {
+            for node in [10, 11] {
+                table.merge(cert(node, 1, None, 100), ctx).unwrap();
+            }
+        });
+        fleet.revoke(&[key(10).public()]);
+        fleet.with_ctx(0, |ctx| table.trust_changed(ctx));
+        assert!(!table.admits(key(10).public().node_id(), 0));
+        assert!(table.admits(key(11).public().node_id(), 0));
+        assert!(table.entry(&cert_key(key(10).public().node_id())).is_none());
     }
 }
