@@ -129,6 +129,16 @@ impl Fleet {
         self.index.get(&id).copied()
     }
 
+    /// Number of nodes.
+    pub fn len(&self) -> u32 {
+        self.keys.len() as u32
+    }
+
+    /// Whether the fleet has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// The public key of node `index`.
     pub fn node_key(&self, index: u32) -> PublicKey {
         self.keys[index as usize].public()

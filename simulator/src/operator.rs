@@ -94,6 +94,8 @@ pub struct Operators {
     trust: Vec<SignedTrust>,
     /// Legitimate entries published, for replay attacks.
     published: Vec<Entry>,
+    /// Every agent's node key, by index.
+    nodes: Vec<PublicKey>,
     verifier: Arc<dyn Verifier>,
     rng: ChaCha8Rng,
     truth: Truth,
@@ -131,6 +133,9 @@ impl Operators {
             laptops,
             trust: vec![fleet.genesis.clone()],
             published: Vec::new(),
+            nodes: (0..fleet.len())
+                .map(|index| fleet.node_key(index))
+                .collect(),
             verifier: verifier.clone(),
             rng: seeds.rng("operators", 0),
             truth: Truth {
@@ -337,6 +342,9 @@ impl Operators {
                 doc.revoked.insert(public);
                 self.revoked.insert(key);
                 self.truth.revoked.insert(public, doc.version);
+            }
+            TrustChange::RevokeNode(index) => {
+                doc.revoked.insert(self.nodes[index as usize]);
             }
             TrustChange::RotateRoot => {
                 let next = keypair(&self.seeds, "root-key", self.roots);

@@ -308,6 +308,8 @@ pub struct Publication {
 pub enum TrustChange {
     /// Revoke an operator key.
     Revoke(OperatorKey),
+    /// Revoke an agent's node key: the fleet expels it.
+    RevokeNode(u32),
     /// Replace the root key with a new one (signed by old and new).
     RotateRoot,
 }
@@ -512,7 +514,8 @@ enum FaultFile {
     },
     Revoke {
         at_s: f64,
-        key: String,
+        key: Option<String>,
+        node: Option<u32>,
         #[serde(default)]
         via: NodesFile,
     },
@@ -1282,11 +1285,35 @@ fn fault(
                 via: nodes("via", via)?,
             }
         }
-        FaultFile::Revoke { at_s, key, via } => {
-            let key = operator_key(context, span.clone(), &field("key"), key)?;
+        FaultFile::Revoke {
+            at_s,
+            key,
+            node,
+            via,
+        } => {
+            let change = match (key, node) {
+                (Some(key), None) => {
+                    TrustChange::Revoke(operator_key(context, span.clone(), &field("key"), key)?)
+                }
+                (None, Some(node)) if *node < fleet.agents => TrustChange::RevokeNode(*node),
+                (None, Some(node)) => {
+                    return Err(context.invalid(
+                        span,
+                        field("node"),
+                        format!("agent {node} does not exist (fleet has {})", fleet.agents),
+                    ));
+                }
+                _ => {
+                    return Err(context.invalid(
+                        span,
+                        field("key"),
+                        "give exactly one of key (an operator) or node (an agent index)",
+                    ));
+                }
+            };
             Fault::Trust {
                 at: at(*at_s)?,
-                change: TrustChange::Revoke(key),
+                change,
                 via: nodes("via", via)?,
             }
         }

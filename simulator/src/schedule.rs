@@ -61,18 +61,19 @@ pub enum Action {
 
 impl Action {
     /// True for actions that disturb the fleet: the convergence clock
-    /// restarts after each.
+    /// restarts after each. Expelling a node changes who is in the fleet;
+    /// other operator actions do not.
     pub fn disturbs(&self) -> bool {
-        !matches!(
-            self,
+        match self {
+            Action::Trust(change, _) => matches!(change, TrustChange::RevokeNode(_)),
             Action::Clock(..)
-                | Action::Retag(..)
-                | Action::Stop(..)
-                | Action::Publish(..)
-                | Action::Trust(..)
-                | Action::Equivocate(..)
-                | Action::Attack { .. }
-        )
+            | Action::Retag(..)
+            | Action::Stop(..)
+            | Action::Publish(..)
+            | Action::Equivocate(..)
+            | Action::Attack { .. } => false,
+            _ => true,
+        }
     }
 }
 

@@ -102,6 +102,9 @@ struct Node {
     /// What the agent persisted: survives crashes, handed to the next
     /// process.
     durable: Durable,
+    /// The root revoked the node's key: it is out of the fleet for good,
+    /// whether its process runs on or not.
+    expelled: bool,
 }
 
 /// An operator action that waits for a paused agent to resume.
@@ -542,8 +545,11 @@ impl World {
                 self.detection.view_changed(self.now, member, !is_up);
             }
         }
+        // An expelled agent hears from nobody and may declare anyone dead:
+        // only the views of agents in the fleet count.
         if current.state == MemberState::Dead
             && running
+            && self.is_running(agent)
             && let Some(violation) =
                 self.false_death
                     .declared(self.now, agent, member, current.incarnation)
@@ -738,7 +744,8 @@ impl World {
     }
 
     fn start(&mut self, index: u32) {
-        if self.nodes[index as usize].agent.is_some() {
+        let node = &self.nodes[index as usize];
+        if node.agent.is_some() || node.expelled {
             return;
         }
         let node = &mut self.nodes[index as usize];
@@ -932,6 +939,13 @@ impl World {
         };
         let entry = self.operators.change_trust(change, wall_millis(self.now));
         self.hand(index, vec![entry]);
+        if let TrustChange::RevokeNode(expelled) = change {
+            // The truth changes at once: agents that still see the node up
+            // are wrong until the revocation reaches them. Its process runs
+            // on, ignored, as a compromised host's would.
+            self.nodes[expelled as usize].expelled = true;
+            self.become_not_running(expelled);
+        }
         let version = self.operators.truth().trust_version;
         let check_at = self
             .config_checks
