@@ -10,6 +10,7 @@
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use fleetmesh_crdt::{Digest, Incarnation, Liveness, MemberState, NodeCert, NodeId, NodeMeta};
 
+use crate::lease::LeaseMessage;
 use crate::state::{Entry, Kind, PAIRS_MAX, STATE_BUCKETS, WANTS_MAX};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -196,6 +197,8 @@ pub enum Message {
     },
     /// Replicated state.
     State(StateMessage),
+    /// The lease protocol: grant requests and answers.
+    Lease(LeaseMessage),
 }
 
 /// Why an incoming message was dropped. Decoding never changes agent state.
@@ -279,6 +282,12 @@ fn validate(message: &Message) -> Result<(), DecodeError> {
         | Message::Gossip { updates } => validate_updates(updates),
         Message::Nack { .. } | Message::SyncRoot { .. } | Message::Hello { .. } => Ok(()),
         Message::State(state) => validate_state(state),
+        Message::Lease(lease) => {
+            if !lease.is_valid() {
+                return Err(DecodeError::Invalid("lease scope out of bounds"));
+            }
+            Ok(())
+        }
         Message::SyncBuckets { digests } => {
             if digests.len() != SYNC_BUCKETS {
                 return Err(DecodeError::Invalid("wrong number of bucket digests"));
