@@ -90,6 +90,14 @@ pub enum LeaseMessage {
         /// How long until the voter could grant a new epoch, on its clock.
         retry_after_millis: u64,
     },
+    /// The sender gives back its grant of `epoch`: it did not win with it,
+    /// or it stopped holding. The voter may grant a new epoch at once.
+    Release {
+        /// The scope.
+        scope: String,
+        /// The epoch given back.
+        epoch: u64,
+    },
 }
 
 impl LeaseMessage {
@@ -98,7 +106,7 @@ impl LeaseMessage {
         let scope = match self {
             LeaseMessage::Request { request, .. } => &request.scope,
             LeaseMessage::Granted { grant, .. } => &grant.body.scope,
-            LeaseMessage::Refused { scope, .. } => scope,
+            LeaseMessage::Refused { scope, .. } | LeaseMessage::Release { scope, .. } => scope,
         };
         !scope.is_empty() && scope.len() <= lease_limits::SCOPE_MAX
     }
@@ -305,10 +313,13 @@ impl Leases {
     /// Stops wanting `scope`; a lease held is lost at once (the voters still
     /// wait out their promises before granting anyone else).
     pub(crate) fn release(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
-        if let Some(wanted) = self.wanted.remove(scope)
-            && let Some(held) = wanted.valid(cx.now)
-        {
+        let Some(wanted) = self.wanted.remove(scope) else {
+            return;
+        };
+        if let Some(held) = wanted.valid(cx.now) {
             lost(cx, scope, held.epoch, out);
+            let voters: Vec<PublicKey> = wanted.voters.into_iter().collect();
+            self.give_back(cx, scope, held.epoch, &voters, out);
         }
     }
 
@@ -326,9 +337,13 @@ impl Leases {
                 .as_ref()
                 .is_some_and(|attempt| attempt.deadline <= cx.now)
             {
-                end_attempt(cx, wanted);
+                self.end_attempt(cx, &scope, out);
             }
-            if wanted.attempt.is_none() && wanted.next_try <= cx.now {
+            let due = self
+                .wanted
+                .get(&scope)
+                .is_some_and(|wanted| wanted.attempt.is_none() && wanted.next_try <= cx.now);
+            if due {
                 self.start_attempt(cx, &scope, out);
             }
         }
@@ -359,6 +374,18 @@ impl Leases {
         let Some(wanted) = self.wanted.get_mut(scope) else {
             return;
         };
+        if wanted.valid(cx.now).is_none()
+            && let Some(wait) = others_lease_left(cx, scope, me)
+        {
+            // Asking now would only be refused, and grants of voters the
+            // holder's renewals missed would race other candidates for
+            // epochs: wait until the lease and the lock-delay run out (by
+            // the holder's HLC stamp, capped at a ttl against skew).
+            let wait = wait.min(wanted.ttl) + cx.config.lease_lock_delay;
+            let jitter = cx.jitter(wanted.ttl / 4);
+            wanted.next_try = cx.now + wait + jitter;
+            return;
+        }
         let floor = wanted
             .seen_epoch
             .max(cx.table.max_epoch(scope).unwrap_or(0));
@@ -387,19 +414,45 @@ impl Leases {
             retry_after: Duration::ZERO,
         });
         let voters: Vec<PublicKey> = wanted.voters.iter().copied().collect();
-        for voter in voters {
+        for voter in voters.into_iter().filter(|&voter| voter != me) {
             cx.stats.requests_sent += 1;
-            if voter == me {
-                let answer = self.vote(cx, me, number, request.clone(), out);
-                self.on_answer(cx, me, answer, out);
-            } else {
-                let message = LeaseMessage::Request {
-                    attempt: number,
-                    request: request.clone(),
-                };
-                out.push(Out::Send(voter.node_id(), message));
-            }
+            let message = LeaseMessage::Request {
+                attempt: number,
+                request: request.clone(),
+            };
+            out.push(Out::Send(voter.node_id(), message));
         }
+        self.maybe_vote_for_self(cx, scope, out);
+    }
+
+    /// A candidate that is one of its own voters grants itself only when
+    /// that grant completes a majority: an attempt that fails then leaves
+    /// no promise at its own voter blocking every other candidate for a
+    /// ttl plus lock-delay. Deciding later than the attempt started is
+    /// safe: the voter's promise then starts later than the holder's
+    /// validity does.
+    fn maybe_vote_for_self(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
+        let me = cx.keypair.public();
+        let Some(wanted) = self.wanted.get(scope) else {
+            return;
+        };
+        let Some(attempt) = &wanted.attempt else {
+            return;
+        };
+        let answered = attempt.grants.contains_key(&me) || attempt.refused.contains(&me);
+        if !wanted.voters.contains(&me) || answered || attempt.grants.len() + 1 < wanted.majority()
+        {
+            return;
+        }
+        let request = GrantRequest {
+            scope: scope.to_owned(),
+            epoch: attempt.epoch,
+            holder: me,
+            ttl_millis: u64::try_from(wanted.ttl.as_millis()).unwrap_or(u64::MAX),
+        };
+        let number = attempt.number;
+        let answer = self.vote(cx, me, number, request, out);
+        self.on_answer(cx, me, answer, out);
     }
 
     /// Handles a lease message from `from`, authenticated by the transport.
@@ -422,6 +475,21 @@ impl Leases {
                 let answer = self.vote(cx, sender, attempt, request, out);
                 out.push(Out::Send(from, answer));
             }
+            LeaseMessage::Release { scope, epoch } => {
+                let holder = self.voter.records().get(&scope).map(|record| record.holder);
+                let lock_delay = lock_delay_millis(cx);
+                let released = holder
+                    .filter(|holder| holder.node_id() == from)
+                    .is_some_and(|holder| {
+                        self.voter
+                            .release(&scope, epoch, holder, cx.millis(), lock_delay)
+                    });
+                if released {
+                    cx.stats.releases_applied += 1;
+                } else {
+                    cx.stats.answers_ignored += 1;
+                }
+            }
             answer => match self.voter_key(&answer, from) {
                 Some(voter) => self.on_answer(cx, voter, answer, out),
                 None => cx.stats.answers_ignored += 1,
@@ -434,7 +502,7 @@ impl Leases {
         let scope = match answer {
             LeaseMessage::Granted { grant, .. } => &grant.body.scope,
             LeaseMessage::Refused { scope, .. } => scope,
-            LeaseMessage::Request { .. } => return None,
+            LeaseMessage::Request { .. } | LeaseMessage::Release { .. } => return None,
         };
         self.wanted
             .get(scope)?
@@ -457,8 +525,7 @@ impl Leases {
         let (scope, epoch) = (request.scope.clone(), request.epoch);
         let ttl_ok = (1..=TTL_MAX.as_millis()).contains(&u128::from(request.ttl_millis));
         let decision = if ttl_ok {
-            let lock_delay =
-                u64::try_from(cx.config.lease_lock_delay.as_millis()).unwrap_or(u64::MAX);
+            let lock_delay = lock_delay_millis(cx);
             self.voter.decide(request, cx.millis(), lock_delay)
         } else {
             Err(Refusal::BadScope)
@@ -527,7 +594,7 @@ impl Leases {
         let (number, scope) = match &answer {
             LeaseMessage::Granted { attempt, grant } => (*attempt, grant.body.scope.clone()),
             LeaseMessage::Refused { attempt, scope, .. } => (*attempt, scope.clone()),
-            LeaseMessage::Request { .. } => return,
+            LeaseMessage::Request { .. } | LeaseMessage::Release { .. } => return,
         };
         let Some(wanted) = self.wanted.get_mut(&scope) else {
             cx.stats.answers_ignored += 1;
@@ -579,13 +646,74 @@ impl Leases {
                     }
                 }
             }
-            LeaseMessage::Request { .. } => return,
+            LeaseMessage::Request { .. } | LeaseMessage::Release { .. } => return,
         }
         let (granted, refused) = (attempt.grants.len(), attempt.refused.len());
         if granted >= wanted.majority() {
             self.won(cx, &scope, out);
         } else if refused > wanted.voters.len() - wanted.majority() {
-            end_attempt(cx, wanted);
+            self.end_attempt(cx, &scope, out);
+        } else if voter != me {
+            self.maybe_vote_for_self(cx, &scope, out);
+        }
+    }
+
+    /// Ends an attempt that cannot win (refused, or answers late), gives
+    /// back its grants unless they back the lease held, and picks when to
+    /// try again: soon while a lease is held (the renewal must land before
+    /// it runs out); otherwise after the voters' longest hint, but at most
+    /// half a ttl (a competitor's grants may be given back sooner), plus a
+    /// jitter of up to a quarter ttl so that candidates waiting out the
+    /// same promise do not all ask at once.
+    fn end_attempt(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
+        let Some(wanted) = self.wanted.get_mut(scope) else {
+            return;
+        };
+        let Some(attempt) = wanted.attempt.take() else {
+            return;
+        };
+        let held = wanted.valid(cx.now);
+        wanted.next_try = if held.is_some() {
+            let timeout = cx.answer_timeout();
+            cx.now + cx.jitter(timeout)
+        } else {
+            let jitter = cx.jitter(wanted.ttl / 4);
+            cx.now + attempt.retry_after.min(wanted.ttl / 2) + jitter
+        };
+        if held.is_none_or(|held| held.epoch != attempt.epoch) {
+            let granted: Vec<PublicKey> = attempt.grants.into_keys().collect();
+            self.give_back(cx, scope, attempt.epoch, &granted, out);
+        }
+    }
+
+    /// Gives the grants of `epoch` back to `voters`; this agent must not
+    /// hold the lease on them any more.
+    fn give_back(
+        &mut self,
+        cx: &mut Cx<'_>,
+        scope: &str,
+        epoch: u64,
+        voters: &[PublicKey],
+        out: &mut Vec<Out>,
+    ) {
+        let me = cx.keypair.public();
+        for &voter in voters {
+            cx.stats.releases_sent += 1;
+            if voter == me {
+                let lock_delay = lock_delay_millis(cx);
+                if self
+                    .voter
+                    .release(scope, epoch, me, cx.millis(), lock_delay)
+                {
+                    cx.stats.releases_applied += 1;
+                }
+            } else {
+                let message = LeaseMessage::Release {
+                    scope: scope.to_owned(),
+                    epoch,
+                };
+                out.push(Out::Send(voter.node_id(), message));
+            }
         }
     }
 
@@ -630,22 +758,19 @@ impl Leases {
     }
 }
 
-/// Ends an attempt that cannot win (refused, or answers late) and picks
-/// when to try again: soon while a lease is held (the renewal must land
-/// before it runs out), otherwise after the voters' longest hint, plus a
-/// jitter of up to a quarter ttl so that candidates waiting out the same
-/// promise do not all ask at once.
-fn end_attempt(cx: &mut Cx<'_>, wanted: &mut Wanted) {
-    let Some(attempt) = wanted.attempt.take() else {
-        return;
-    };
-    wanted.next_try = if wanted.valid(cx.now).is_some() {
-        let timeout = cx.answer_timeout();
-        cx.now + cx.jitter(timeout)
-    } else {
-        let jitter = cx.jitter(wanted.ttl / 4);
-        cx.now + attempt.retry_after + jitter
-    };
+/// How long another holder's lease in the table still runs, by this
+/// agent's clock against the holder's HLC stamp.
+fn others_lease_left(cx: &Cx<'_>, scope: &str, me: PublicKey) -> Option<Duration> {
+    let signed = cx
+        .table
+        .get(scope)
+        .filter(|signed| signed.lease.holder != me)?;
+    let left = signed.lease.expires_at_millis().checked_sub(cx.millis())?;
+    (left > 0).then(|| Duration::from_millis(left))
+}
+
+fn lock_delay_millis(cx: &Cx<'_>) -> u64 {
+    u64::try_from(cx.config.lease_lock_delay.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn lost(cx: &mut Cx<'_>, scope: &str, epoch: u64, out: &mut Vec<Out>) {

@@ -106,6 +106,11 @@ pub struct LeaseStats {
     pub lost: u64,
     /// Own leases the replicated lease table refused to merge.
     pub publish_rejected: u64,
+    /// Grants given back: of attempts that did not win, or of a lease
+    /// released.
+    pub releases_sent: u64,
+    /// Grants withdrawn as a voter at their holder's request.
+    pub releases_applied: u64,
 }
 
 impl AddAssign<&LeaseStats> for LeaseStats {
@@ -122,6 +127,8 @@ impl AddAssign<&LeaseStats> for LeaseStats {
         self.renewed += other.renewed;
         self.lost += other.lost;
         self.publish_rejected += other.publish_rejected;
+        self.releases_sent += other.releases_sent;
+        self.releases_applied += other.releases_applied;
     }
 }
 

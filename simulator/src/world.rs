@@ -19,10 +19,15 @@ use crate::rng::Seeds;
 use crate::scenario::{Nodes, Scenario};
 use crate::schedule::{self, Action, Schedule};
 use crate::trace::{REAPED, Trace, TraceEvent};
-use fleetmesh_node::{Agent, Config, Event, Liveness, MemberState, NodeId, NodeMeta, Stats};
+use fleetmesh_node::{
+    Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Stats,
+};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
+
+mod leases;
+use leases::SimLease;
 
 /// How long a leaving agent keeps running to gossip its departure (the
 /// schedule's `Stop` comes this long after `Leave`).
@@ -90,6 +95,8 @@ struct Node {
     running_nanos: u64,
     retired: Stats,
     meta: NodeMeta,
+    /// What the agent persisted, kept across its crashes.
+    durable: Durable,
 }
 
 /// An operator action that waits for a paused agent to resume.
@@ -143,6 +150,9 @@ pub struct World {
     violations: Vec<Violation>,
     stop_on_violation: bool,
     events_processed: u64,
+    leases: Vec<SimLease>,
+    /// Whether clocks are good enough for "one lease holder at a time".
+    clocks_exclusive: bool,
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -178,6 +188,7 @@ impl World {
             })
             .collect();
         let fleet = Fleet::new(&seeds, &scenario.fleet.tags);
+        let leases = SimLease::resolve(scenario, |index| fleet.identity(index).keypair.public());
         let trace = match options.trace {
             Some(writer) => Trace::writing(writer),
             None => Trace::hashing(),
@@ -204,6 +215,8 @@ impl World {
             violations: Vec::new(),
             stop_on_violation: options.stop_on_violation,
             events_processed: 0,
+            leases,
+            clocks_exclusive: true,
             config,
             schedule,
         };
@@ -230,6 +243,9 @@ impl World {
             self.now = entry.time;
             self.events_processed += 1;
             self.step(entry.what);
+            if !self.leases.is_empty() {
+                self.check_leases();
+            }
             if self.stop_on_violation && !self.violations.is_empty() {
                 break;
             }
@@ -291,11 +307,12 @@ impl World {
     }
 
     fn drain(&mut self, index: u32, agent: &mut Agent) {
+        World::persist(&mut self.nodes[index as usize], agent);
         while let Some(transmit) = agent.poll_transmit() {
             self.send(index, transmit.to, transmit.bytes);
         }
         while let Some(event) = agent.poll_event() {
-            self.observe(index, event);
+            self.observe(index, agent, event);
         }
         let node = &mut self.nodes[index as usize];
         if let Some(deadline) = agent.poll_timeout() {
@@ -395,7 +412,7 @@ impl World {
     }
 
     /// Feeds one agent event to the trace and the checkers.
-    fn observe(&mut self, index: u32, event: Event) {
+    fn observe(&mut self, index: u32, agent: &Agent, event: Event) {
         match event {
             Event::MemberChanged {
                 id,
@@ -412,6 +429,9 @@ impl World {
                 self.trace_member(index, id, 0, REAPED);
             }
             Event::Refuted { .. } => self.traffic.refutations += 1,
+            Event::LeaseAcquired { .. } | Event::LeaseLost { .. } => {
+                self.lease_event(index, agent, &event)
+            }
         }
     }
 
@@ -549,6 +569,7 @@ impl World {
                 self.false_death.set_lossy(self.now, lossy);
             }
             Action::Clock(index, offset, drift) => {
+                self.clock_changed(index, offset, drift);
                 let node = &mut self.nodes[index as usize];
                 node.clock = if node.agent.is_none() {
                     // Not running: the next process starts on this clock.
@@ -566,6 +587,7 @@ impl World {
                     self.operate(index, Deferred::Retag(meta), false);
                 }
             }
+            Action::CrashHolder(scope, restart_after) => self.crash_holder(&scope, restart_after),
         }
         self.convergence.refresh(self.now);
     }
@@ -665,8 +687,10 @@ impl World {
         let wrong = self.running_agents().count();
         self.convergence
             .track(index, u32::try_from(wrong).unwrap_or(u32::MAX));
+        self.restore_durable(index);
         let seeds = self.seed_ids.clone();
         self.with_agent(index, |agent, now| agent.join(now, &seeds));
+        self.acquire_leases(index);
     }
 
     /// Removes agent `index` from the ground truth's running set: every
@@ -754,6 +778,7 @@ impl World {
     // --- the end -------------------------------------------------------------------
 
     fn finish(mut self, wall: Duration) -> Outcome {
+        let leases = self.finish_leases();
         let mut stats = Stats::default();
         let mut agent_nanos = 0u64;
         for node in &mut self.nodes {
@@ -787,6 +812,7 @@ impl World {
             spread_times: self.spread.times().to_vec(),
             false_dead_incidents: self.false_death.incidents(),
             false_dead_declarations: self.false_death.declarations(),
+            leases,
             violations: self.violations,
             liveness_failed,
             trace_hash: self.trace.hash(),
@@ -853,5 +879,6 @@ fn action_code(action: &Action) -> u8 {
         Action::Leave(_) => 9,
         Action::Stop(_) => 10,
         Action::Retag(..) => 11,
+        Action::CrashHolder(..) => 12,
     }
 }

@@ -7,6 +7,7 @@
 pub mod convergence;
 pub mod detection;
 pub mod false_death;
+pub mod lease;
 pub mod spread;
 
 use std::fmt;
