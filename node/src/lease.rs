@@ -350,7 +350,10 @@ impl Leases {
     }
 
     /// Drops the held lease of `scope` if it expired or a higher epoch
-    /// superseded it.
+    /// superseded it, and gives its grants back: this agent acts on it no
+    /// more, and voters whose promises a failing renewal kept extending
+    /// would otherwise block every candidate, this one included, for a ttl
+    /// plus lock-delay more.
     fn check_held(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
         let Some(wanted) = self.wanted.get_mut(scope) else {
             return;
@@ -366,7 +369,9 @@ impl Leases {
             return;
         }
         wanted.held = None;
+        let voters: Vec<PublicKey> = wanted.voters.iter().copied().collect();
         lost(cx, scope, held.epoch, out);
+        self.give_back(cx, scope, held.epoch, &voters, out);
     }
 
     fn start_attempt(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
