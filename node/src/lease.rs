@@ -611,6 +611,17 @@ impl Leases {
                 && !attempt.refused.contains(&voter)
         }) else {
             cx.stats.answers_ignored += 1;
+            // A grant that came too late for its attempt still binds its
+            // voter: give it back, unless it may back what is held or
+            // asked for now.
+            if let LeaseMessage::Granted { grant, .. } = &answer {
+                let epoch = grant.body.epoch;
+                let in_use = wanted.valid(cx.now).is_some_and(|held| held.epoch == epoch)
+                    || wanted.attempt.as_ref().is_some_and(|a| a.epoch == epoch);
+                if grant.body.holder == me && grant.body.voter == voter && !in_use {
+                    self.give_back(cx, &scope, epoch, &[voter], out);
+                }
+            }
             return;
         };
         match answer {
@@ -692,7 +703,9 @@ impl Leases {
     }
 
     /// Gives the grants of `epoch` back to `voters`; this agent must not
-    /// hold the lease on them any more.
+    /// hold the lease on them any more, and never asks for `epoch` again: a
+    /// release overtaken on the way by a later request of the same epoch
+    /// would otherwise withdraw the grant that answered it.
     fn give_back(
         &mut self,
         cx: &mut Cx<'_>,
@@ -702,6 +715,12 @@ impl Leases {
         out: &mut Vec<Out>,
     ) {
         let me = cx.keypair.public();
+        if let Some(wanted) = self.wanted.get_mut(scope) {
+            wanted.seen_epoch = wanted.seen_epoch.max(epoch);
+            if wanted.own_epoch.is_some_and(|own| own <= epoch) {
+                wanted.own_epoch = None;
+            }
+        }
         for &voter in voters {
             cx.stats.releases_sent += 1;
             if voter == me {
