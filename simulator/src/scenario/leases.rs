@@ -118,3 +118,49 @@ pub(super) fn leases(
     }
     Ok(specs)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::Scenario;
+
+    const FLEET: &str = "name = \"t\"\nduration_s = 10\n[fleet]\nagents = 4\n[[fleet.groups]]\ncount = 3\ntags = { role = \"db\" }\n[[fleet.groups]]\ncount = 1\ntags = { role = \"web\" }\n";
+
+    #[test]
+    fn leases_and_crash_holder_load() {
+        let text = format!(
+            "{FLEET}[[leases]]\nscope = \"s\"\nvoters = \"role=db\"\ncandidates = \"role=db\"\nttl_s = 10\n[[faults]]\nkind = \"crash-holder\"\nat_s = 5\nscope = \"s\"\n[expect]\nlease_held_within_s = 20\n"
+        );
+        let scenario = Scenario::parse("t.toml", &text).unwrap();
+        let lease = &scenario.leases[0];
+        assert_eq!(lease.voter_indices(&scenario.fleet), vec![0, 1, 2]);
+        assert_eq!(lease.candidate_indices(&scenario.fleet), vec![0, 1, 2]);
+        assert!(scenario.expect.lease_held_within.is_some());
+    }
+
+    #[test]
+    fn lease_errors_name_file_line_and_field() {
+        let cases = [
+            (
+                "voters = \"role=none\"\ncandidates = \"role=db\"\nttl_s = 10",
+                "leases[0].voters",
+            ),
+            (
+                "voters = \"role=db\"\ncandidates = \"role\"\nttl_s = 10",
+                "leases[0].candidates",
+            ),
+            (
+                "voters = \"role=db\"\ncandidates = \"role=db\"\nttl_s = 0.1",
+                "leases[0].ttl_s",
+            ),
+        ];
+        for (body, field) in cases {
+            let text = format!("{FLEET}[[leases]]\nscope = \"s\"\n{body}\n");
+            let error = Scenario::parse("t.toml", &text).unwrap_err().to_string();
+            assert!(error.starts_with("t.toml:11:"), "{error}");
+            assert!(error.contains(field), "{error}");
+        }
+        let text = format!("{FLEET}[[faults]]\nkind = \"crash-holder\"\nat_s = 5\nscope = \"x\"\n");
+        let error = Scenario::parse("t.toml", &text).unwrap_err().to_string();
+        assert!(error.contains("faults[0].scope"), "{error}");
+    }
+}
