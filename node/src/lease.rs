@@ -310,16 +310,24 @@ impl Leases {
         Ok(())
     }
 
-    /// Stops wanting `scope`; a lease held is lost at once (the voters still
-    /// wait out their promises before granting anyone else).
+    /// Stops wanting `scope`: a lease held is lost at once, and its grants
+    /// (and those of an attempt in flight) are given back, so the voters
+    /// may grant another candidate without waiting out their promises.
     pub(crate) fn release(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
         let Some(wanted) = self.wanted.remove(scope) else {
             return;
         };
-        if let Some(held) = wanted.valid(cx.now) {
+        let voters: Vec<PublicKey> = wanted.voters.iter().copied().collect();
+        let held = wanted.valid(cx.now);
+        if let Some(held) = held {
             lost(cx, scope, held.epoch, out);
-            let voters: Vec<PublicKey> = wanted.voters.into_iter().collect();
             self.give_back(cx, scope, held.epoch, &voters, out);
+        }
+        if let Some(attempt) = wanted.attempt
+            && held.is_none_or(|held| held.epoch != attempt.epoch)
+        {
+            let granted: Vec<PublicKey> = attempt.grants.into_keys().collect();
+            self.give_back(cx, scope, attempt.epoch, &granted, out);
         }
     }
 

@@ -453,3 +453,44 @@ fn a_forged_grant_is_not_counted() {
     harness.inject(3, 0, &grant(3, 3));
     assert_eq!(harness.holds(0), Some(1));
 }
+
+#[test]
+fn a_released_lease_stops_at_once_and_its_grants_are_given_back() {
+    let mut harness = Harness::new(5);
+    let now = harness.now;
+    harness
+        .agent(0)
+        .acquire(now, SCOPE, voters(0..5), TTL)
+        .unwrap();
+    harness.drain(0);
+    harness.run_for(Duration::from_secs(5));
+    let now = harness.now;
+    harness
+        .agent(1)
+        .acquire(now, SCOPE, voters(0..5), TTL)
+        .unwrap();
+    harness.drain(1);
+    harness.run_for(Duration::from_secs(5));
+    assert_eq!(harness.holders(), vec![(0, 1)]);
+    let now = harness.now;
+    harness.agent(0).release_lease(now, SCOPE);
+    harness.drain(0);
+    assert_eq!(harness.holds(0), None);
+    assert!(harness.events.contains(&(
+        0,
+        Event::LeaseLost {
+            scope: SCOPE.into(),
+            epoch: 1
+        }
+    )));
+    harness.run_checking(TTL * 2, |harness| {
+        assert!(harness.holders().len() <= 1, "{:?}", harness.holders());
+    });
+    let applied: u64 = harness
+        .agents
+        .values()
+        .map(|agent| agent.stats().leases.releases_applied)
+        .sum();
+    assert!(applied >= 3, "{applied} grants given back");
+    assert_eq!(harness.holders(), vec![(1, 2)]);
+}
