@@ -145,3 +145,45 @@ impl LeaseCheck {
         self.acquisitions
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn two_holders_of_one_epoch_break_safety() {
+        let mut check = LeaseCheck::new("s", None);
+        assert!(check.observe(0, &[(1, 4)], true, true).is_empty());
+        assert!(check.claimed(SECOND, 1, 4).is_none());
+        let violation = check.claimed(2 * SECOND, 2, 4).expect("a second holder");
+        assert_eq!(violation.kind, Kind::Safety);
+        assert_eq!(check.max_epoch(), 4);
+    }
+
+    #[test]
+    fn two_holders_at_once_break_safety_only_under_good_clocks() {
+        let mut check = LeaseCheck::new("s", None);
+        let holders = [(1, 4), (2, 5)];
+        assert!(check.observe(0, &holders, false, true).is_empty());
+        let violations = check.observe(1, &holders, true, true);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].invariant, "one lease holder at a time");
+    }
+
+    #[test]
+    fn a_vacancy_past_its_bound_breaks_liveness_once() {
+        let mut check = LeaseCheck::new("s", Some(10 * SECOND));
+        assert!(check.observe(0, &[], true, true).is_empty());
+        assert!(check.observe(10 * SECOND, &[], true, true).is_empty());
+        let late = check.observe(11 * SECOND, &[], true, true);
+        assert_eq!(late[0].kind, Kind::Liveness);
+        assert!(check.observe(12 * SECOND, &[], true, true).is_empty());
+        assert!(check.observe(13 * SECOND, &[(1, 1)], true, true).is_empty());
+        assert_eq!(check.vacancies(), [13 * SECOND]);
+        // No candidate running: no vacancy.
+        assert!(check.observe(14 * SECOND, &[], true, false).is_empty());
+        assert!(check.finish(100 * SECOND).is_none());
+    }
+}
