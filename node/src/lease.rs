@@ -10,8 +10,9 @@
 //! majority holds the lease until `asked + ttl - drift_bound` on its own
 //! clock, counted from when it *sent* the requests. It publishes the lease
 //! (with its grants) to the replicated lease table and renews every third of
-//! the ttl. Refusals and lost answers end an attempt; the next one starts
-//! after the voters' hints plus a jitter drawn from the agent's RNG.
+//! the ttl. Refusals and lost answers end an attempt and its grants are
+//! given back; the next one starts after the voters' hints plus a jitter
+//! drawn from the agent's RNG.
 //!
 //! Pure logic: the agent lends it the time, its key, its HLC, its RNG and
 //! the lease table ([`Cx`]) and turns what it returns ([`Out`]) into
@@ -203,11 +204,9 @@ struct Wanted {
     attempt: Option<Attempt>,
     /// When to start the next attempt, if none is in flight.
     next_try: Instant,
-    /// The highest epoch voters told of (standing grants in refusals).
+    /// The highest epoch voters told of (standing grants in refusals), or
+    /// this agent gave back.
     seen_epoch: u64,
-    /// The last epoch some voter granted to this agent, unless a voter
-    /// since said another holder has it.
-    own_epoch: Option<u64>,
 }
 
 impl Wanted {
@@ -301,7 +300,6 @@ impl Leases {
                     attempt: None,
                     next_try: cx.now,
                     seen_epoch: 0,
-                    own_epoch: None,
                 };
                 self.wanted.insert(scope.to_owned(), wanted);
             }
@@ -372,7 +370,6 @@ impl Leases {
         let max = cx.table.max_epoch(scope).unwrap_or(0);
         if max > held.epoch {
             wanted.seen_epoch = wanted.seen_epoch.max(max);
-            wanted.own_epoch = None;
         } else if cx.now < held.until {
             return;
         }
@@ -402,10 +399,9 @@ impl Leases {
         let floor = wanted
             .seen_epoch
             .max(cx.table.max_epoch(scope).unwrap_or(0));
-        let epoch = match (wanted.valid(cx.now), wanted.own_epoch) {
-            (Some(held), _) => held.epoch,
-            (None, Some(own)) if own >= floor => own,
-            _ => floor.saturating_add(1),
+        let epoch = match wanted.valid(cx.now) {
+            Some(held) => held.epoch,
+            None => floor.saturating_add(1),
         };
         self.next_attempt += 1;
         let number = self.next_attempt;
@@ -646,13 +642,11 @@ impl Leases {
                     return;
                 }
                 attempt.grants.insert(voter, *grant);
-                wanted.own_epoch = Some(attempt.epoch);
             }
             LeaseMessage::Refused {
                 epoch,
                 current,
                 retry_after_millis,
-                reason,
                 ..
             } => {
                 if epoch != attempt.epoch {
@@ -662,12 +656,8 @@ impl Leases {
                 attempt.refused.insert(voter);
                 let hint = Duration::from_millis(retry_after_millis).min(RETRY_HINT_MAX);
                 attempt.retry_after = attempt.retry_after.max(hint);
-                if let Some((standing, holder)) = current {
+                if let Some((standing, _)) = current {
                     wanted.seen_epoch = wanted.seen_epoch.max(standing);
-                    let taken = reason == RefusalReason::HeldByOther && holder != me;
-                    if taken && wanted.own_epoch == Some(standing) {
-                        wanted.own_epoch = None;
-                    }
                 }
             }
             LeaseMessage::Request { .. } | LeaseMessage::Release { .. } => return,
@@ -725,9 +715,6 @@ impl Leases {
         let me = cx.keypair.public();
         if let Some(wanted) = self.wanted.get_mut(scope) {
             wanted.seen_epoch = wanted.seen_epoch.max(epoch);
-            if wanted.own_epoch.is_some_and(|own| own <= epoch) {
-                wanted.own_epoch = None;
-            }
         }
         for &voter in voters {
             cx.stats.releases_sent += 1;
