@@ -3,11 +3,12 @@
 
 use crate::broadcast::BroadcastQueue;
 use crate::config::Config;
-use crate::durable::{Durable, Persist};
 use crate::error::AgentError;
 use crate::health::LocalHealth;
 use crate::identity::Identity;
+use crate::lease::{Cx, LeaseMessage, Leases, Out};
 use crate::members::{Change, Member, MemberTable};
+use crate::persist::{Durable, Persist, PersistQueue};
 use crate::probe::ProbeCursor;
 use crate::state::{Entry, Kind, Merged, Replicas, cert_key};
 use crate::stats::Stats;
@@ -17,7 +18,8 @@ use crate::wire::{self, Message, StateMessage, SyncRecord, Update};
 use fleetmesh_crdt::config::limits::RELEASE_VERSIONS_MAX;
 use fleetmesh_crdt::{
     AppliedRelease, HealthReport, HealthState, HlcClock, Incarnation, Keypair, Liveness,
-    MemberState, NodeCert, NodeId, NodeMeta, Replica, SignedHealth, SignedRelease, Value, Verifier,
+    MemberState, NodeCert, NodeId, NodeMeta, PublicKey, Replica, SignedHealth, SignedRelease,
+    Value, Verifier,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -91,6 +93,21 @@ pub enum Event {
     SafeMode {
         /// Whether the agent is in safe mode now.
         entered: bool,
+    },
+    /// This agent now holds `scope` at `epoch` ([`Agent::holds`]).
+    LeaseAcquired {
+        /// The scope.
+        scope: String,
+        /// The fencing epoch.
+        epoch: u64,
+    },
+    /// This agent no longer holds `scope` at `epoch`: it ran out unrenewed,
+    /// was released, or a higher epoch superseded it.
+    LeaseLost {
+        /// The scope.
+        scope: String,
+        /// The epoch that was held.
+        epoch: u64,
     },
 }
 
@@ -179,13 +196,25 @@ struct Parked {
 /// before any other input. Outputs are drained with `poll_*`. After any
 /// input the driver drains, in order:
 ///
-/// 1. [`Agent::poll_persist`] until `None`, making each record durable:
-///    what the agent promised must survive a crash before anyone hears of
-///    it;
+/// 1. [`Agent::poll_persist`] until `None`, making each output durable
+///    (written and synced) before going on: what the agent promised must
+///    survive a crash before anyone hears of it (a voter's grant, the
+///    release it moved to), so this comes before step 2, and before the
+///    driver acts on [`Agent::holds`];
 /// 2. [`Agent::poll_transmit`] until `None`, sending each message;
 /// 3. [`Agent::poll_event`] until `None`;
 /// 4. [`Agent::poll_timeout`], and calls [`Agent::handle_timeout`] once that
 ///    instant has passed (calling it early is harmless).
+///
+/// A restarted agent gets what it persisted back through [`Agent::restore`],
+/// right after [`Agent::new`] and before any other input.
+///
+/// Leases ([`Agent::acquire`], [`Agent::holds`]; `docs/protocol.md`): every
+/// agent votes on the grant requests it receives; a candidate names the
+/// scope's voters itself. The lease table checks grants only against the
+/// voter set a lease names, so the caller must pass the scope's real voter
+/// set (for now every caller passes the same set; later it comes from the
+/// released config).
 pub struct Agent {
     config: Config,
     id: NodeId,
@@ -199,7 +228,6 @@ pub struct Agent {
     /// chain changes; a restarted agent finds them again in the log.
     running: BTreeMap<String, SignedRelease>,
     safe_mode: bool,
-    persists: VecDeque<Persist>,
     introduced: BTreeMap<NodeId, Instant>,
     missing_certs: Vec<NodeId>,
     parked: BTreeMap<NodeId, Parked>,
@@ -229,6 +257,8 @@ pub struct Agent {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    leases: Leases,
+    persists: PersistQueue,
 }
 
 impl Agent {
@@ -252,6 +282,7 @@ impl Agent {
         let now_millis = millis(now);
         let trust = identity.verify(&verifier, now_millis)?;
         let id = identity.node_id();
+        let leases = Leases::new(Arc::clone(&verifier));
         let replicas = Replicas::new(trust, identity.cert.clone(), verifier, now_millis);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut timers = BTreeMap::new();
@@ -282,7 +313,6 @@ impl Agent {
             applied: BTreeMap::new(),
             running: BTreeMap::new(),
             safe_mode: false,
-            persists: VecDeque::new(),
             introduced: BTreeMap::new(),
             missing_certs: Vec::new(),
             parked: BTreeMap::new(),
@@ -305,6 +335,8 @@ impl Agent {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            leases,
+            persists: PersistQueue::default(),
         };
         let alive = Liveness {
             incarnation: 0,
@@ -386,14 +418,6 @@ impl Agent {
     }
 
     // --- inputs --------------------------------------------------------------
-
-    /// Gives a restarted agent what it persisted before; call before any
-    /// other input. Releases are never taken back: an agent restored at
-    /// version 5 refuses every release up to 5, whatever the mesh offers.
-    pub fn restore(&mut self, now: Instant, durable: Durable) {
-        self.applied = durable.releases;
-        self.advance_releases(now);
-    }
 
     /// Joins the fleet through `seeds`: an anti-entropy exchange with each,
     /// which hands this agent the seed's full view. Seeds are remembered and
@@ -553,6 +577,7 @@ impl Agent {
             }
             Message::State(message) => self.on_state(now, from, message),
             Message::Hello { cert, reply } => self.on_hello(now, from, *cert, reply),
+            Message::Lease(message) => self.on_lease(now, from, message),
         }
         self.fetch_missing_certs(now, from);
     }
@@ -574,6 +599,7 @@ impl Agent {
         self.syncs.retain(|_, sync| sync.deadline > now);
         self.answering.retain(|_, deadline| *deadline > now);
         self.reap(now);
+        self.lease_timeout(now);
         for timer in TIMERS {
             if self.timers.get(&timer).is_none_or(|&at| at > now) {
                 continue;
@@ -618,11 +644,6 @@ impl Agent {
 
     // --- outputs -------------------------------------------------------------
 
-    /// The next record to make durable; drain before [`Agent::poll_transmit`].
-    pub fn poll_persist(&mut self) -> Option<Persist> {
-        self.persists.pop_front()
-    }
-
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
@@ -654,6 +675,7 @@ impl Agent {
         consider(self.relays.values().map(|relay| relay.deadline).min());
         consider(self.syncs.values().map(|sync| sync.deadline).min());
         consider(self.downed.front().map(|&(at, _, _)| at));
+        consider(self.leases.next_deadline().filter(|_| !self.left));
         consider(
             self.probe
                 .as_ref()
@@ -661,6 +683,113 @@ impl Agent {
                 .map(|probe| probe.direct_deadline),
         );
         next
+    }
+
+    // --- leases -----------------------------------------------------------------
+
+    /// Restores what this agent persisted before a restart (see
+    /// [`Agent::poll_persist`]); call before any other input. The voter
+    /// treats each restored grant as made now, its clock reading across the
+    /// restart being moot, and grants no new epoch of that scope for a full
+    /// ttl plus lock-delay from `now`. Releases are never taken back: an
+    /// agent restored at version 5 refuses every release up to 5, whatever
+    /// the mesh offers.
+    pub fn restore(&mut self, now: Instant, durable: Durable) {
+        self.leases.restore(durable.voter_records, millis(now));
+        self.applied = durable.releases;
+        self.advance_releases(now);
+    }
+
+    /// The next output to make durable before any message is sent.
+    pub fn poll_persist(&mut self) -> Option<Persist> {
+        self.persists.pop()
+    }
+
+    /// Starts asking `voters` for `scope`, for leases of `ttl`, and keeps it
+    /// held (renewing every third of `ttl`) until [`Agent::release_lease`].
+    /// Calling it again changes voters and ttl. Refused for a bad scope,
+    /// voter set or ttl (which must exceed `lease_drift_bound`), past
+    /// [`crate::lease::WANTED_MAX`] scopes, or after [`Agent::leave`].
+    pub fn acquire(
+        &mut self,
+        now: Instant,
+        scope: &str,
+        voters: BTreeSet<PublicKey>,
+        ttl: Duration,
+    ) -> Result<(), AgentError> {
+        if self.left {
+            return Err(AgentError::Left);
+        }
+        let result = self.with_leases(now, |leases, cx, out| {
+            leases.acquire(cx, scope, voters, ttl, out)
+        });
+        Ok(result?)
+    }
+
+    /// Stops wanting `scope`; a lease held is lost at once.
+    pub fn release_lease(&mut self, now: Instant, scope: &str) {
+        self.with_leases(now, |leases, cx, out| leases.release(cx, scope, out));
+    }
+
+    /// The epoch at which this agent holds `scope` at `now`: only until
+    /// `asked + ttl - lease_drift_bound` on this agent's clock, counted from
+    /// when it sent the requests that won, and never once its lease table
+    /// shows a higher epoch. Act on it only after draining
+    /// [`Agent::poll_persist`].
+    pub fn holds(&self, now: Instant, scope: &str) -> Option<u64> {
+        if self.left {
+            return None;
+        }
+        self.leases.holds(now, scope, self.replicas.leases())
+    }
+
+    /// Runs `input` on the lease logic, then carries out what it asked for.
+    fn with_leases<R>(
+        &mut self,
+        now: Instant,
+        input: impl FnOnce(&mut Leases, &mut Cx<'_>, &mut Vec<Out>) -> R,
+    ) -> R {
+        let mut out = Vec::new();
+        let mut cx = Cx {
+            now,
+            config: &self.config,
+            keypair: &self.keypair,
+            hlc: &mut self.hlc,
+            rng: &mut self.rng,
+            table: self.replicas.leases(),
+            stats: &mut self.stats.leases,
+        };
+        let result = input(&mut self.leases, &mut cx, &mut out);
+        self.apply_lease_outs(now, out);
+        result
+    }
+
+    fn on_lease(&mut self, now: Instant, from: NodeId, message: LeaseMessage) {
+        self.with_leases(now, |leases, cx, out| {
+            leases.on_message(cx, from, message, out)
+        });
+    }
+
+    fn lease_timeout(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        self.with_leases(now, |leases, cx, out| leases.tick(cx, out));
+    }
+
+    fn apply_lease_outs(&mut self, now: Instant, out: Vec<Out>) {
+        for out in out {
+            match out {
+                Out::Persist(persist) => self.persists.push(persist),
+                Out::Send(to, message) => self.send(to, &Message::Lease(message)),
+                Out::Publish(lease) => {
+                    if self.publish(now, Entry::Lease(lease)).is_err() {
+                        self.stats.leases.publish_rejected += 1;
+                    }
+                }
+                Out::Event(event) => self.push_event(event),
+            }
+        }
     }
 
     // --- probing ---------------------------------------------------------------
@@ -1559,7 +1688,7 @@ impl Agent {
             };
             let void = applied.voided();
             self.stats.releases_voided += 1;
-            self.persists.push_back(Persist::Release(void.clone()));
+            self.persists.push(Persist::Release(void.clone()));
             self.applied.insert(doc, void);
         }
     }
@@ -1594,7 +1723,7 @@ impl Agent {
                 };
                 self.stats.releases_applied += 1;
                 self.running.insert(doc.clone(), next.clone());
-                self.persists.push_back(Persist::Release(applied.clone()));
+                self.persists.push(Persist::Release(applied.clone()));
                 self.push_event(Event::ReleaseApplied {
                     doc: doc.clone(),
                     version: applied.version,

@@ -75,6 +75,19 @@ pub struct Config {
     pub transmit_queue_max: usize,
     /// Most events buffered between two drains by the driver.
     pub event_queue_max: usize,
+    /// How much shorter than its ttl a lease holder trusts its lease: it
+    /// holds until `asked + ttl - lease_drift_bound` on its own clock,
+    /// counted from when it sent its requests. It must cover how far the
+    /// holder's clock may run slow against any voter's over one ttl (rate
+    /// drift, not offset: both sides measure durations on monotonic
+    /// clocks). Clocks worse than this void the promise that two agents
+    /// never hold one scope at the same moment; one holder per epoch holds
+    /// regardless.
+    pub lease_drift_bound: Duration,
+    /// How long a voter waits past its last grant's ttl before it grants a
+    /// new epoch of the scope, on its own clock: slack for the old holder
+    /// to notice its lease ran out and stop.
+    pub lease_lock_delay: Duration,
 }
 
 impl Config {
@@ -106,6 +119,8 @@ impl Config {
             relayed_probes_max: 256,
             transmit_queue_max: 4096,
             event_queue_max: 65_536,
+            lease_drift_bound: Duration::from_millis(500),
+            lease_lock_delay: Duration::from_secs(2),
         }
     }
 

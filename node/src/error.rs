@@ -19,4 +19,7 @@ pub enum AgentError {
     /// The agent has left the fleet; it announces nothing more.
     #[error("the agent has left the fleet")]
     Left,
+    /// A lease cannot be asked for with these parameters.
+    #[error("lease refused: {0}")]
+    Lease(#[from] crate::lease::LeaseError),
 }

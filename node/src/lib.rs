@@ -13,11 +13,12 @@
 pub mod agent;
 pub mod broadcast;
 pub mod config;
-pub mod durable;
 pub mod error;
 pub mod health;
 pub mod identity;
+pub mod lease;
 pub mod members;
+pub mod persist;
 pub mod probe;
 pub mod state;
 pub mod stats;
@@ -27,10 +28,10 @@ pub mod wire;
 
 pub use agent::{Agent, Event, Transmit};
 pub use config::Config;
-pub use durable::{Durable, Persist};
 pub use error::AgentError;
 pub use fleetmesh_crdt as crdt;
 pub use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeId, NodeMeta};
 pub use identity::Identity;
+pub use persist::{Durable, Persist};
 pub use stats::Stats;
 pub use time::Instant;

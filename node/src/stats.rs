@@ -81,6 +81,64 @@ pub struct Stats {
     pub safe_mode_entered: u64,
     /// Releases this agent ran that stopped counting (a signer revoked).
     pub releases_voided: u64,
+    /// The lease protocol's counters.
+    pub leases: LeaseStats,
+}
+
+/// Counters of the lease protocol, both sides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseStats {
+    /// Grants this agent gave as a voter (renewals included).
+    pub grants_given: u64,
+    /// Requests refused: the epoch is below the one granted.
+    pub refused_stale_epoch: u64,
+    /// Requests refused: the epoch is granted to another holder.
+    pub refused_held_by_other: u64,
+    /// Requests refused: a new epoch before ttl plus lock-delay had passed.
+    pub refused_too_early: u64,
+    /// Requests refused as malformed: bad scope or ttl, too many scopes, or
+    /// asking on behalf of another key.
+    pub refused_bad_request: u64,
+    /// Grant requests this agent sent as a candidate.
+    pub requests_sent: u64,
+    /// Answers dropped unused: for no attempt in flight (late, duplicated),
+    /// or from a key that is not one of the scope's voters.
+    pub answers_ignored: u64,
+    /// Grants dropped because their signature, scope, epoch, holder, voter
+    /// or ttl did not match the request.
+    pub grants_rejected: u64,
+    /// Leases acquired (a new epoch, or holding again after a gap).
+    pub acquired: u64,
+    /// Leases renewed while held.
+    pub renewed: u64,
+    /// Leases lost: expired unrenewed, released, or stepped down from.
+    pub lost: u64,
+    /// Own leases the replicated lease table refused to merge.
+    pub publish_rejected: u64,
+    /// Grants given back: of attempts that did not win, or of a lease
+    /// released.
+    pub releases_sent: u64,
+    /// Grants withdrawn as a voter at their holder's request.
+    pub releases_applied: u64,
+}
+
+impl AddAssign<&LeaseStats> for LeaseStats {
+    fn add_assign(&mut self, other: &LeaseStats) {
+        self.grants_given += other.grants_given;
+        self.refused_stale_epoch += other.refused_stale_epoch;
+        self.refused_held_by_other += other.refused_held_by_other;
+        self.refused_too_early += other.refused_too_early;
+        self.refused_bad_request += other.refused_bad_request;
+        self.requests_sent += other.requests_sent;
+        self.answers_ignored += other.answers_ignored;
+        self.grants_rejected += other.grants_rejected;
+        self.acquired += other.acquired;
+        self.renewed += other.renewed;
+        self.lost += other.lost;
+        self.publish_rejected += other.publish_rejected;
+        self.releases_sent += other.releases_sent;
+        self.releases_applied += other.releases_applied;
+    }
 }
 
 /// Sums counters, e.g. over all agents of a simulated fleet or over the
@@ -120,5 +178,6 @@ impl AddAssign<&Stats> for Stats {
         self.releases_refused += other.releases_refused;
         self.safe_mode_entered += other.safe_mode_entered;
         self.releases_voided += other.releases_voided;
+        self.leases += &other.leases;
     }
 }

@@ -10,6 +10,7 @@
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use fleetmesh_crdt::{Digest, Incarnation, Liveness, MemberState, NodeCert, NodeId, NodeMeta};
 
+use crate::lease::LeaseMessage;
 use crate::state::{Entry, Kind, PAIRS_MAX, STATE_BUCKETS, WANTS_MAX};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -196,6 +197,8 @@ pub enum Message {
     },
     /// Replicated state.
     State(StateMessage),
+    /// The lease protocol: grant requests and answers.
+    Lease(LeaseMessage),
 }
 
 /// Why an incoming message was dropped. Decoding never changes agent state.
@@ -279,6 +282,12 @@ fn validate(message: &Message) -> Result<(), DecodeError> {
         | Message::Gossip { updates } => validate_updates(updates),
         Message::Nack { .. } | Message::SyncRoot { .. } | Message::Hello { .. } => Ok(()),
         Message::State(state) => validate_state(state),
+        Message::Lease(lease) => {
+            if !lease.is_valid() {
+                return Err(DecodeError::Invalid("lease scope out of bounds"));
+            }
+            Ok(())
+        }
         Message::SyncBuckets { digests } => {
             if digests.len() != SYNC_BUCKETS {
                 return Err(DecodeError::Invalid("wrong number of bucket digests"));
@@ -387,6 +396,27 @@ mod tests {
         assert!(matches!(decode(&bytes), Err(DecodeError::Malformed(_))));
     }
 
+    fn lease_sample(scope: &str) -> Message {
+        let key = fleetmesh_crdt::Keypair::from_seed([7; 32]);
+        Message::Lease(LeaseMessage::Request {
+            attempt: 3,
+            request: fleetmesh_crdt::GrantRequest {
+                scope: scope.into(),
+                epoch: 2,
+                holder: key.public(),
+                ttl_millis: 10_000,
+            },
+        })
+    }
+
+    #[test]
+    fn lease_messages_round_trip_and_bound_their_scope() {
+        let message = lease_sample("singleton:backup");
+        assert_eq!(decode(&encode(&message).unwrap()), Ok(message));
+        let long = encode(&lease_sample(&"x".repeat(65))).unwrap();
+        assert!(matches!(decode(&long), Err(DecodeError::Invalid(_))));
+    }
+
     #[test]
     fn bucket_uses_top_bits() {
         assert_eq!(bucket_of(NodeId(0)), 0);
@@ -402,6 +432,14 @@ mod tests {
         #[test]
         fn mutated_messages_never_panic(flip in any::<prop::sample::Index>(), value in any::<u8>()) {
             let mut bytes = encode(&sample()).unwrap();
+            let at = flip.index(bytes.len());
+            bytes[at] = value;
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_lease_messages_never_panic(flip in any::<prop::sample::Index>(), value in any::<u8>()) {
+            let mut bytes = encode(&lease_sample("s")).unwrap();
             let at = flip.index(bytes.len());
             bytes[at] = value;
             let _ = decode(&bytes);

@@ -708,7 +708,7 @@ fn a_restarted_agent_never_goes_back_to_an_older_release() {
     let mut durable = Durable::default();
     while let Some(record) = agent.poll_persist() {
         assert!(matches!(record, Persist::Release(_)));
-        durable.absorb(record);
+        durable.apply(record);
     }
     assert_eq!(durable.releases["app"].version, 2);
     // A new process with the persisted state is offered only release 1.

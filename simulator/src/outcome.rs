@@ -49,6 +49,20 @@ impl Traffic {
     }
 }
 
+/// What one lease scope did over a run.
+#[derive(Clone, Debug)]
+pub struct LeaseOutcome {
+    /// The scope.
+    pub scope: String,
+    /// Acquisitions (a new epoch, or holding again after a gap).
+    pub acquisitions: u64,
+    /// The highest epoch held.
+    pub max_epoch: u64,
+    /// How long each vacancy lasted (no holder while a candidate ran),
+    /// in nanoseconds.
+    pub vacancies: Vec<u64>,
+}
+
 /// The result of one run.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -87,6 +101,8 @@ pub struct Outcome {
     pub false_dead_incidents: usize,
     /// Declarations of a running agent's death, counting every declarer.
     pub false_dead_declarations: u64,
+    /// What each lease scope did.
+    pub leases: Vec<LeaseOutcome>,
     /// Broken invariants.
     pub violations: Vec<Violation>,
     /// True when a liveness invariant broke.
@@ -246,6 +262,25 @@ impl fmt::Display for Outcome {
             state.unauthorized,
             state.malformed
         )?;
+        for lease in &self.leases {
+            let longest = lease.vacancies.iter().max().copied().unwrap_or(0);
+            let leases = &stats.leases;
+            writeln!(
+                f,
+                "  lease          {}: {} acquisitions, epochs up to {}, {} vacancies (longest {:.1}s); fleet: {} grants, refused {} too early / {} held / {} stale, {} renewals, {} lost",
+                lease.scope,
+                lease.acquisitions,
+                lease.max_epoch,
+                lease.vacancies.len(),
+                longest as f64 / 1e9,
+                leases.grants_given,
+                leases.refused_too_early,
+                leases.refused_held_by_other,
+                leases.refused_stale_epoch,
+                leases.renewed,
+                leases.lost
+            )?;
+        }
         writeln!(
             f,
             "  end state      {} running agents disagree with the truth",

@@ -13,6 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
+mod leases;
+pub use leases::LeaseSpec;
+
 /// Most agents a scenario may ask for; the simulator's memory budget.
 pub const AGENTS_MAX: u32 = 100_000;
 /// Longest simulated duration, in seconds (one week).
@@ -78,6 +81,8 @@ pub struct Scenario {
     pub links: Vec<LinkRule>,
     /// The fault timeline.
     pub faults: Vec<Fault>,
+    /// Scopes the fleet runs the lease protocol for.
+    pub leases: Vec<LeaseSpec>,
     /// What a run must meet.
     pub expect: Expect,
 }
@@ -204,6 +209,16 @@ pub enum Fault {
         nodes: Nodes,
         /// The new tags.
         tags: BTreeMap<String, String>,
+    },
+    /// Crash whichever agent holds a lease's scope when the fault fires (no
+    /// one, if nobody holds it then).
+    CrashHolder {
+        /// When.
+        at: Duration,
+        /// The scope, one of the scenario's `[[leases]]`.
+        scope: String,
+        /// Restart after this long, if at all.
+        restart_after: Option<Duration>,
     },
     /// An operator writes a config document and (usually) releases it.
     Config {
@@ -334,6 +349,9 @@ pub struct Expect {
     /// this bound of its publication or, if the network is cut then, of
     /// the heal.
     pub release_within: Option<Duration>,
+    /// Whenever a lease scope has no holder while one of its candidates
+    /// runs, some candidate holds it again within this bound.
+    pub lease_held_within: Option<Duration>,
 }
 
 // --- the file format, as serde sees it --------------------------------------
@@ -356,6 +374,8 @@ struct File {
     faults: Vec<Spanned<FaultFile>>,
     #[serde(default)]
     expect: Option<Spanned<ExpectFile>>,
+    #[serde(default)]
+    leases: Vec<Spanned<leases::LeaseFile>>,
 }
 
 fn default_seed() -> u64 {
@@ -401,6 +421,8 @@ struct ProtocolFile {
     sync_interval_s: Option<f64>,
     reconnect_interval_s: Option<f64>,
     reap_after_s: Option<f64>,
+    lease_drift_bound_ms: Option<u64>,
+    lease_lock_delay_ms: Option<u64>,
 }
 
 fn default_preset() -> String {
@@ -539,6 +561,11 @@ enum FaultFile {
         #[serde(default)]
         via: NodesFile,
     },
+    CrashHolder {
+        at_s: f64,
+        scope: String,
+        restart_after_s: Option<f64>,
+    },
 }
 
 fn default_doc() -> String {
@@ -568,6 +595,7 @@ struct ExpectFile {
     spread_within_s: Option<f64>,
     bytes_per_agent_second_max: Option<f64>,
     release_within_s: Option<f64>,
+    lease_held_within_s: Option<f64>,
 }
 
 // --- loading -----------------------------------------------------------------
@@ -689,6 +717,18 @@ impl Scenario {
             }
             faults.push(parsed);
         }
+        let leases = leases::leases(&context, &file.leases, &fleet, &config)?;
+        for (index, fault) in faults.iter().enumerate() {
+            if let Fault::CrashHolder { scope, .. } = fault
+                && !leases.iter().any(|lease| &lease.scope == scope)
+            {
+                return Err(context.invalid(
+                    file.faults[index].span(),
+                    format!("faults[{index}].scope"),
+                    format!("{scope:?} is not a scope of [[leases]]"),
+                ));
+            }
+        }
         let expect = match &file.expect {
             Some(expect) => self::expect(&context, expect)?,
             None => Expect::default(),
@@ -704,6 +744,7 @@ impl Scenario {
             link,
             links,
             faults,
+            leases,
             expect,
         })
     }
@@ -720,7 +761,8 @@ fn fault_start(fault: &Fault) -> Duration {
         | Fault::Retag { at, .. }
         | Fault::Config { at, .. }
         | Fault::Trust { at, .. }
-        | Fault::Equivocate { at, .. } => *at,
+        | Fault::Equivocate { at, .. }
+        | Fault::CrashHolder { at, .. } => *at,
         Fault::RandomPauses { from, .. } | Fault::Attack { from, .. } => *from,
     }
 }
@@ -916,6 +958,14 @@ fn config(
                 return Err(context.invalid(span, field, "must be positive"));
             }
         }
+    }
+    if let Some(ms) = protocol.lease_drift_bound_ms {
+        let field = "protocol.lease_drift_bound_ms";
+        config.lease_drift_bound = millis(context, span.clone(), field, ms)?;
+    }
+    if let Some(ms) = protocol.lease_lock_delay_ms {
+        let field = "protocol.lease_lock_delay_ms";
+        config.lease_lock_delay = millis(context, span.clone(), field, ms)?;
     }
     Ok((config, protocol.preset.clone()))
 }
@@ -1213,6 +1263,17 @@ fn fault(
                 tags: tags.clone(),
             }
         }
+        FaultFile::CrashHolder {
+            at_s,
+            scope,
+            restart_after_s,
+        } => Fault::CrashHolder {
+            at: at(*at_s)?,
+            scope: scope.clone(),
+            restart_after: restart_after_s
+                .map(|value| seconds(context, span.clone(), &field("restart_after_s"), value))
+                .transpose()?,
+        },
         FaultFile::Config {
             at_s,
             doc,
@@ -1399,6 +1460,7 @@ fn expect(context: &Context<'_>, file: &Spanned<ExpectFile>) -> Result<Expect, S
         spread_within: bound("spread_within_s", expect.spread_within_s)?,
         bytes_per_agent_second_max: expect.bytes_per_agent_second_max,
         release_within: bound("release_within_s", expect.release_within_s)?,
+        lease_held_within: bound("lease_held_within_s", expect.lease_held_within_s)?,
     })
 }
 

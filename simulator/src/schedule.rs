@@ -57,6 +57,9 @@ pub enum Action {
         /// The attempt's number: picks what is forged.
         attempt: u32,
     },
+    /// Crash the agent holding a lease scope when the action runs,
+    /// restarting it after the delay, if any.
+    CrashHolder(String, Option<Duration>),
 }
 
 impl Action {
@@ -184,6 +187,11 @@ pub fn resolve(
                 schedule.push((*at, Action::Leave(picked.clone())));
                 schedule.push((*at + Duration::from_secs(1), Action::Stop(picked)));
             }
+            Fault::CrashHolder {
+                at,
+                scope,
+                restart_after,
+            } => schedule.push((*at, Action::CrashHolder(scope.clone(), *restart_after))),
             Fault::Retag { at, nodes, tags } => {
                 schedule.push((
                     *at,

@@ -31,6 +31,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
+mod leases;
+use leases::SimLease;
+
 /// How long a leaving agent keeps running to gossip its departure (the
 /// schedule's `Stop` comes this long after `Leave`).
 const LEAVE_GOSSIP_NANOS: u64 = 1_000_000_000;
@@ -168,6 +171,9 @@ pub struct World {
     violations: Vec<Violation>,
     stop_on_violation: bool,
     events_processed: u64,
+    leases: Vec<SimLease>,
+    /// Whether clocks are good enough for "one lease holder at a time".
+    clocks_exclusive: bool,
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -213,6 +219,7 @@ impl World {
                     | Fault::Equivocate { .. }
             )
         });
+        let leases = SimLease::resolve(scenario, |index| fleet.identity(index).keypair.public());
         let trace = match options.trace {
             Some(writer) => Trace::writing(writer),
             None => Trace::hashing(),
@@ -244,6 +251,8 @@ impl World {
             violations: Vec::new(),
             stop_on_violation: options.stop_on_violation,
             events_processed: 0,
+            leases,
+            clocks_exclusive: true,
             config,
             schedule,
         };
@@ -270,6 +279,9 @@ impl World {
             self.now = entry.time;
             self.events_processed += 1;
             self.step(entry.what);
+            if !self.leases.is_empty() {
+                self.check_leases();
+            }
             if self.stop_on_violation && !self.violations.is_empty() {
                 break;
             }
@@ -358,11 +370,7 @@ impl World {
     }
 
     fn drain(&mut self, index: u32, agent: &mut Agent) {
-        // Durable before anything leaves the agent: a crash between the two
-        // must not lose a promise someone already heard.
-        while let Some(record) = agent.poll_persist() {
-            self.nodes[index as usize].durable.absorb(record);
-        }
+        World::persist(&mut self.nodes[index as usize], agent);
         while let Some(transmit) = agent.poll_transmit() {
             self.send(index, transmit.to, transmit.bytes);
         }
@@ -512,6 +520,9 @@ impl World {
                     self.traffic.safe_mode_entered += 1;
                 }
             }
+            Event::LeaseAcquired { .. } | Event::LeaseLost { .. } => {
+                self.lease_event(index, agent, &event)
+            }
         }
     }
 
@@ -655,6 +666,7 @@ impl World {
                 self.false_death.set_lossy(self.now, lossy);
             }
             Action::Clock(index, offset, drift) => {
+                self.clock_changed(index, offset, drift);
                 let node = &mut self.nodes[index as usize];
                 node.clock = if node.agent.is_none() {
                     // Not running: the next process starts on this clock.
@@ -680,6 +692,7 @@ impl World {
                 target,
                 attempt,
             } => self.attack(attacker, target, attempt),
+            Action::CrashHolder(scope, restart_after) => self.crash_holder(&scope, restart_after),
         }
         self.convergence.refresh(self.now);
     }
@@ -764,8 +777,6 @@ impl World {
             self.fleet.verifier.clone(),
         )
         .expect("scenario loading validated every agent's tags");
-        let mut agent = agent;
-        agent.restore(now, node.durable.clone());
         node.agent = Some(agent);
         node.paused = 0;
         node.running_since = Some(self.now);
@@ -782,8 +793,10 @@ impl World {
         let wrong = self.running_agents().count();
         self.convergence
             .track(index, u32::try_from(wrong).unwrap_or(u32::MAX));
+        self.restore_durable(index);
         let seeds = self.seed_ids.clone();
         self.with_agent(index, |agent, now| agent.join(now, &seeds));
+        self.acquire_leases(index);
     }
 
     /// Removes agent `index` from the ground truth's running set: every
@@ -1053,6 +1066,7 @@ impl World {
     // --- the end -------------------------------------------------------------------
 
     fn finish(mut self, wall: Duration) -> Outcome {
+        let leases = self.finish_leases();
         let mut stats = Stats::default();
         let mut state = StateStats::default();
         let mut agent_nanos = 0u64;
@@ -1091,6 +1105,7 @@ impl World {
             release_times: self.config_checks.reach_times().to_vec(),
             false_dead_incidents: self.false_death.incidents(),
             false_dead_declarations: self.false_death.declarations(),
+            leases,
             violations: self.violations,
             liveness_failed,
             trace_hash: self.trace.hash(),
@@ -1166,6 +1181,7 @@ fn action_code(action: &Action) -> u8 {
         Action::Trust(..) => 13,
         Action::Attack { .. } => 14,
         Action::Equivocate(..) => 15,
+        Action::CrashHolder(..) => 16,
     }
 }
 

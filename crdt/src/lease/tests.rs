@@ -289,6 +289,32 @@ fn a_restored_voter_waits_a_full_ttl_from_its_restart() {
 }
 
 #[test]
+fn a_released_grant_frees_the_voter_but_keeps_the_epoch() {
+    let (first, second) = (key(20), key(21));
+    let mut voter = Voter::new();
+    voter
+        .decide(request("s", 3, &first, 100), 1_000, 50)
+        .unwrap();
+    // Only the holder's own grant of that epoch can be released.
+    assert!(!voter.release("s", 3, second.public(), 1_010, 50));
+    assert!(!voter.release("s", 2, first.public(), 1_010, 50));
+    assert!(matches!(
+        voter.decide(request("s", 4, &second, 100), 1_010, 50),
+        Err(Refusal::TooEarly { .. })
+    ));
+    assert!(voter.release("s", 3, first.public(), 1_010, 50));
+    assert!(matches!(
+        voter.decide(request("s", 3, &second, 100), 1_010, 50),
+        Err(Refusal::HeldByOther { .. })
+    ));
+    assert!(
+        voter
+            .decide(request("s", 4, &second, 100), 1_010, 50)
+            .is_ok()
+    );
+}
+
+#[test]
 fn voter_refuses_scopes_past_its_bound() {
     let holder = key(20);
     let records = (0..lease_limits::SCOPES_MAX).map(|n| {

@@ -146,6 +146,33 @@ impl Voter {
         &self.records
     }
 
+    /// Withdraws the grant of `epoch` of `scope` to `holder`, at the
+    /// holder's own (authenticated) request: it did not reach a majority
+    /// with it, or it stopped holding and acts no more. The promise ends at
+    /// `now_local_millis`, so a new epoch may be granted at once (the
+    /// lock-delay is slack for a holder that may still act, and this one
+    /// says it will not); the epoch stays recorded, so it is never granted
+    /// to another holder nor gone back from. Returns whether a grant was
+    /// withdrawn; nothing changes for any other epoch or holder.
+    pub fn release(
+        &mut self,
+        scope: &str,
+        epoch: u64,
+        holder: PublicKey,
+        now_local_millis: u64,
+        lock_delay_millis: u64,
+    ) -> bool {
+        let Some(record) = self.records.get_mut(scope) else {
+            return false;
+        };
+        if record.epoch != epoch || record.holder != holder {
+            return false;
+        }
+        record.ttl_millis = 0;
+        record.granted_local_millis = now_local_millis.saturating_sub(lock_delay_millis);
+        true
+    }
+
     /// Decides `request` at local time `now_local_millis`.
     pub fn decide(
         &mut self,

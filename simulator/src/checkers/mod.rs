@@ -8,6 +8,7 @@ pub mod config;
 pub mod convergence;
 pub mod detection;
 pub mod false_death;
+pub mod lease;
 pub mod spread;
 
 use std::fmt;

@@ -1,0 +1,801 @@
+//! The quorum lease protocol (DESIGN §4; `docs/protocol.md`, "Leases").
+//!
+//! **Voter side**: every agent answers grant requests with
+//! [`fleetmesh_crdt::Voter`] on its local monotonic clock and signs its
+//! grants; the agent queues the voter's records to persist before the
+//! answer, so a grant is durable before it leaves.
+//!
+//! **Candidate side**: for each scope the agent wants, it asks every voter
+//! for one epoch, counts signed grants from distinct voters, and at a strict
+//! majority holds the lease until `asked + ttl - drift_bound` on its own
+//! clock, counted from when it *sent* the requests. It publishes the lease
+//! (with its grants) to the replicated lease table and renews every third of
+//! the ttl. Refusals and lost answers end an attempt and its grants are
+//! given back; the next one starts after the voters' hints plus a jitter
+//! drawn from the agent's RNG.
+//!
+//! Pure logic: the agent lends it the time, its key, its HLC, its RNG and
+//! the lease table ([`Cx`]) and turns what it returns ([`Out`]) into
+//! messages, persisted records, published leases and events.
+
+use crate::agent::Event;
+use crate::config::Config;
+use crate::persist::Persist;
+use crate::stats::LeaseStats;
+use crate::time::Instant;
+use fleetmesh_crdt::{
+    Grant, GrantBody, GrantRequest, Hlc, HlcClock, Keypair, Lease, LeaseKind, LeaseTable, NodeId,
+    PublicKey, Refusal, SignedLease, Verifier, Voter, VoterRecord, lease_limits,
+};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most scopes one agent asks to hold at once.
+pub const WANTED_MAX: usize = 64;
+/// Longest ttl a candidate asks for and a voter grants.
+pub const TTL_MAX: Duration = Duration::from_secs(3600);
+/// Longest a candidate waits on a voter's hint before asking again, so a
+/// misbehaving voter cannot park it.
+const RETRY_HINT_MAX: Duration = Duration::from_secs(2 * 3600);
+
+/// Why a voter refused, as the wire carries it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RefusalReason {
+    /// The epoch is below the one granted.
+    StaleEpoch,
+    /// The epoch is granted to another holder.
+    HeldByOther,
+    /// A new epoch, before the last grant's ttl plus lock-delay passed.
+    TooEarly,
+    /// The scope or ttl is out of bounds, the voter holds records for too
+    /// many scopes, or the sender asked on behalf of another key.
+    BadRequest,
+}
+
+/// The lease protocol's messages. `attempt` numbers the candidate's
+/// attempt; an answer counts only for the attempt it names, so a late grant
+/// from an earlier round is never credited to a later one (whose validity
+/// is counted from a later send).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum LeaseMessage {
+    /// A candidate asks a voter for a grant.
+    Request {
+        /// The candidate's attempt number.
+        attempt: u64,
+        /// What it asks for; `holder` must be the sender's key.
+        request: GrantRequest,
+    },
+    /// The voter granted.
+    Granted {
+        /// The attempt answered.
+        attempt: u64,
+        /// The signed grant.
+        grant: Box<Grant>,
+    },
+    /// The voter refused; nothing changed at the voter.
+    Refused {
+        /// The attempt answered.
+        attempt: u64,
+        /// The scope asked for.
+        scope: String,
+        /// The epoch asked for.
+        epoch: u64,
+        /// Why.
+        reason: RefusalReason,
+        /// The voter's standing grant: epoch and holder.
+        current: Option<(u64, PublicKey)>,
+        /// How long until the voter could grant a new epoch, on its clock.
+        retry_after_millis: u64,
+    },
+    /// The sender gives back its grant of `epoch`: it did not win with it,
+    /// or it stopped holding. The voter may grant a new epoch at once.
+    Release {
+        /// The scope.
+        scope: String,
+        /// The epoch given back.
+        epoch: u64,
+    },
+}
+
+impl LeaseMessage {
+    /// Whether the message is within the protocol's limits (scope names).
+    pub fn is_valid(&self) -> bool {
+        let scope = match self {
+            LeaseMessage::Request { request, .. } => &request.scope,
+            LeaseMessage::Granted { grant, .. } => &grant.body.scope,
+            LeaseMessage::Refused { scope, .. } | LeaseMessage::Release { scope, .. } => scope,
+        };
+        !scope.is_empty() && scope.len() <= lease_limits::SCOPE_MAX
+    }
+}
+
+/// Why [`crate::Agent::acquire`] refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    /// The scope name is empty or too long.
+    #[error("scope must be 1..={} bytes", lease_limits::SCOPE_MAX)]
+    BadScope,
+    /// The voter set is empty or larger than a lease may name.
+    #[error("a lease names 1..={} voters", lease_limits::VOTERS_MAX)]
+    BadVoters,
+    /// The ttl does not exceed the drift bound, or exceeds [`TTL_MAX`].
+    #[error("ttl must exceed lease_drift_bound and be at most {TTL_MAX:?}")]
+    BadTtl,
+    /// The agent already wants [`WANTED_MAX`] scopes.
+    #[error("at most {WANTED_MAX} scopes may be wanted at once")]
+    TooManyScopes,
+}
+
+/// What the agent lends the lease logic for one input.
+pub(crate) struct Cx<'a> {
+    pub now: Instant,
+    pub config: &'a Config,
+    pub keypair: &'a Keypair,
+    pub hlc: &'a mut HlcClock,
+    pub rng: &'a mut ChaCha8Rng,
+    pub table: &'a LeaseTable,
+    pub stats: &'a mut LeaseStats,
+}
+
+impl Cx<'_> {
+    fn millis(&self) -> u64 {
+        self.now.0 / 1_000_000
+    }
+
+    fn stamp(&mut self) -> Hlc {
+        let physical = self.millis().max(self.hlc.last().millis);
+        self.hlc.now(physical)
+    }
+
+    /// A jitter in `[0, span)` from the agent's RNG.
+    fn jitter(&mut self, span: Duration) -> Duration {
+        let nanos = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX).max(1);
+        Duration::from_nanos(self.rng.random_range(0..nanos))
+    }
+
+    /// How long a candidate waits for answers.
+    fn answer_timeout(&self) -> Duration {
+        self.config.probe_timeout * 2
+    }
+}
+
+/// What the agent must do on behalf of the lease logic, in order.
+pub(crate) enum Out {
+    /// Make this durable (before any later `Send`).
+    Persist(Persist),
+    /// Send a lease message.
+    Send(NodeId, LeaseMessage),
+    /// Merge an own lease into the replicated table, which spreads it.
+    Publish(Box<SignedLease>),
+    /// Tell the driver.
+    Event(Event),
+}
+
+/// A lease this agent holds.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    epoch: u64,
+    /// Local time until which it holds: `asked + ttl - drift_bound`.
+    until: Instant,
+}
+
+/// One round of requests for one epoch.
+struct Attempt {
+    number: u64,
+    epoch: u64,
+    asked: Instant,
+    asked_hlc: Hlc,
+    deadline: Instant,
+    grants: BTreeMap<PublicKey, Grant>,
+    refused: BTreeSet<PublicKey>,
+    /// The longest retry hint among the refusals.
+    retry_after: Duration,
+}
+
+/// A scope this agent wants to hold.
+struct Wanted {
+    voters: BTreeSet<PublicKey>,
+    ttl: Duration,
+    held: Option<Held>,
+    attempt: Option<Attempt>,
+    /// When to start the next attempt, if none is in flight.
+    next_try: Instant,
+    /// The highest epoch voters told of (standing grants in refusals), or
+    /// this agent gave back.
+    seen_epoch: u64,
+}
+
+impl Wanted {
+    fn majority(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    fn valid(&self, now: Instant) -> Option<Held> {
+        self.held.filter(|held| now < held.until)
+    }
+}
+
+/// Both sides of the lease protocol for one agent.
+pub(crate) struct Leases {
+    verifier: Arc<dyn Verifier>,
+    voter: Voter,
+    wanted: BTreeMap<String, Wanted>,
+    next_attempt: u64,
+}
+
+impl Leases {
+    pub(crate) fn new(verifier: Arc<dyn Verifier>) -> Leases {
+        Leases {
+            verifier,
+            voter: Voter::new(),
+            wanted: BTreeMap::new(),
+            next_attempt: 0,
+        }
+    }
+
+    /// Restores the voter's persisted records at local time `now_millis`:
+    /// no new epoch for a full ttl plus lock-delay from now.
+    pub(crate) fn restore(&mut self, records: BTreeMap<String, VoterRecord>, now_millis: u64) {
+        self.voter = Voter::restore(records, now_millis);
+    }
+
+    /// The epoch of `scope` this agent holds at `now`, if any: only until
+    /// `asked + ttl - drift_bound`, and never once the table shows a
+    /// higher epoch.
+    pub(crate) fn holds(&self, now: Instant, scope: &str, table: &LeaseTable) -> Option<u64> {
+        let held = self.wanted.get(scope)?.valid(now)?;
+        let superseded = table.max_epoch(scope).is_some_and(|max| max > held.epoch);
+        (!superseded).then_some(held.epoch)
+    }
+
+    /// When [`Leases::tick`] must next run.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.wanted
+            .values()
+            .flat_map(|wanted| {
+                let attempt = match &wanted.attempt {
+                    Some(attempt) => attempt.deadline,
+                    None => wanted.next_try,
+                };
+                [Some(attempt), wanted.held.map(|held| held.until)]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// Starts wanting `scope` (or changes its voters and ttl).
+    pub(crate) fn acquire(
+        &mut self,
+        cx: &mut Cx<'_>,
+        scope: &str,
+        voters: BTreeSet<PublicKey>,
+        ttl: Duration,
+        out: &mut Vec<Out>,
+    ) -> Result<(), LeaseError> {
+        if scope.is_empty() || scope.len() > lease_limits::SCOPE_MAX {
+            return Err(LeaseError::BadScope);
+        }
+        if voters.is_empty() || voters.len() > lease_limits::VOTERS_MAX {
+            return Err(LeaseError::BadVoters);
+        }
+        if ttl <= cx.config.lease_drift_bound || ttl > TTL_MAX {
+            return Err(LeaseError::BadTtl);
+        }
+        let full = self.wanted.len() >= WANTED_MAX;
+        match self.wanted.get_mut(scope) {
+            Some(wanted) => {
+                wanted.voters = voters;
+                wanted.ttl = ttl;
+            }
+            None if full => return Err(LeaseError::TooManyScopes),
+            None => {
+                let wanted = Wanted {
+                    voters,
+                    ttl,
+                    held: None,
+                    attempt: None,
+                    next_try: cx.now,
+                    seen_epoch: 0,
+                };
+                self.wanted.insert(scope.to_owned(), wanted);
+            }
+        }
+        self.tick(cx, out);
+        Ok(())
+    }
+
+    /// Stops wanting `scope`: a lease held is lost at once, and its grants
+    /// (and those of an attempt in flight) are given back, so the voters
+    /// may grant another candidate without waiting out their promises.
+    pub(crate) fn release(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
+        let Some(wanted) = self.wanted.remove(scope) else {
+            return;
+        };
+        let voters: Vec<PublicKey> = wanted.voters.iter().copied().collect();
+        let held = wanted.valid(cx.now);
+        if let Some(held) = held {
+            lost(cx, scope, held.epoch, out);
+            self.give_back(cx, scope, held.epoch, &voters, out);
+        }
+        if let Some(attempt) = wanted.attempt
+            && held.is_none_or(|held| held.epoch != attempt.epoch)
+        {
+            let granted: Vec<PublicKey> = attempt.grants.into_keys().collect();
+            self.give_back(cx, scope, attempt.epoch, &granted, out);
+        }
+    }
+
+    /// Expires leases, steps down from superseded ones, ends attempts whose
+    /// answers are late, and starts due attempts.
+    pub(crate) fn tick(&mut self, cx: &mut Cx<'_>, out: &mut Vec<Out>) {
+        let scopes: Vec<String> = self.wanted.keys().cloned().collect();
+        for scope in scopes {
+            self.check_held(cx, &scope, out);
+            let Some(wanted) = self.wanted.get_mut(&scope) else {
+                continue;
+            };
+            if wanted
+                .attempt
+                .as_ref()
+                .is_some_and(|attempt| attempt.deadline <= cx.now)
+            {
+                self.end_attempt(cx, &scope, out);
+            }
+            let due = self
+                .wanted
+                .get(&scope)
+                .is_some_and(|wanted| wanted.attempt.is_none() && wanted.next_try <= cx.now);
+            if due {
+                self.start_attempt(cx, &scope, out);
+            }
+        }
+    }
+
+    /// Drops the held lease of `scope` if it expired or a higher epoch
+    /// superseded it, and gives its grants back: this agent acts on it no
+    /// more, and voters whose promises a failing renewal kept extending
+    /// would otherwise block every candidate, this one included, for a ttl
+    /// plus lock-delay more.
+    fn check_held(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
+        let Some(wanted) = self.wanted.get_mut(scope) else {
+            return;
+        };
+        let Some(held) = wanted.held else {
+            return;
+        };
+        let max = cx.table.max_epoch(scope).unwrap_or(0);
+        if max > held.epoch {
+            wanted.seen_epoch = wanted.seen_epoch.max(max);
+        } else if cx.now < held.until {
+            return;
+        }
+        wanted.held = None;
+        let voters: Vec<PublicKey> = wanted.voters.iter().copied().collect();
+        lost(cx, scope, held.epoch, out);
+        self.give_back(cx, scope, held.epoch, &voters, out);
+    }
+
+    fn start_attempt(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
+        let me = cx.keypair.public();
+        let Some(wanted) = self.wanted.get_mut(scope) else {
+            return;
+        };
+        if wanted.valid(cx.now).is_none()
+            && let Some(wait) = others_lease_left(cx, scope, me)
+        {
+            // Asking now would only be refused, and grants of voters the
+            // holder's renewals missed would race other candidates for
+            // epochs: wait until the lease and the lock-delay run out (by
+            // the holder's HLC stamp, capped at a ttl against skew).
+            let wait = wait.min(wanted.ttl) + cx.config.lease_lock_delay;
+            let jitter = cx.jitter(wanted.ttl / 4);
+            wanted.next_try = cx.now + wait + jitter;
+            return;
+        }
+        let floor = wanted
+            .seen_epoch
+            .max(cx.table.max_epoch(scope).unwrap_or(0));
+        let epoch = match wanted.valid(cx.now) {
+            Some(held) => held.epoch,
+            None => floor.saturating_add(1),
+        };
+        self.next_attempt += 1;
+        let number = self.next_attempt;
+        let request = GrantRequest {
+            scope: scope.to_owned(),
+            epoch,
+            holder: me,
+            ttl_millis: u64::try_from(wanted.ttl.as_millis()).unwrap_or(u64::MAX),
+        };
+        let asked_hlc = cx.stamp();
+        wanted.attempt = Some(Attempt {
+            number,
+            epoch,
+            asked: cx.now,
+            asked_hlc,
+            deadline: cx.now + cx.answer_timeout(),
+            grants: BTreeMap::new(),
+            refused: BTreeSet::new(),
+            retry_after: Duration::ZERO,
+        });
+        let voters: Vec<PublicKey> = wanted.voters.iter().copied().collect();
+        for voter in voters.into_iter().filter(|&voter| voter != me) {
+            cx.stats.requests_sent += 1;
+            let message = LeaseMessage::Request {
+                attempt: number,
+                request: request.clone(),
+            };
+            out.push(Out::Send(voter.node_id(), message));
+        }
+        self.maybe_vote_for_self(cx, scope, out);
+    }
+
+    /// A candidate that is one of its own voters grants itself only when
+    /// that grant completes a majority: an attempt that fails then leaves
+    /// no promise at its own voter blocking every other candidate for a
+    /// ttl plus lock-delay. Deciding later than the attempt started is
+    /// safe: the voter's promise then starts later than the holder's
+    /// validity does.
+    fn maybe_vote_for_self(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
+        let me = cx.keypair.public();
+        let Some(wanted) = self.wanted.get(scope) else {
+            return;
+        };
+        let Some(attempt) = &wanted.attempt else {
+            return;
+        };
+        let answered = attempt.grants.contains_key(&me) || attempt.refused.contains(&me);
+        if !wanted.voters.contains(&me) || answered || attempt.grants.len() + 1 < wanted.majority()
+        {
+            return;
+        }
+        let request = GrantRequest {
+            scope: scope.to_owned(),
+            epoch: attempt.epoch,
+            holder: me,
+            ttl_millis: u64::try_from(wanted.ttl.as_millis()).unwrap_or(u64::MAX),
+        };
+        let number = attempt.number;
+        let answer = self.vote(cx, me, number, request, out);
+        self.on_answer(cx, me, answer, out);
+    }
+
+    /// Handles a lease message from `from`, authenticated by the transport.
+    pub(crate) fn on_message(
+        &mut self,
+        cx: &mut Cx<'_>,
+        from: NodeId,
+        message: LeaseMessage,
+        out: &mut Vec<Out>,
+    ) {
+        match message {
+            LeaseMessage::Request { attempt, request } => {
+                let sender = request.holder;
+                if sender.node_id() != from {
+                    // Only a candidate asks for itself: no grant on behalf
+                    // of another key, and no answer to a forged sender.
+                    cx.stats.refused_bad_request += 1;
+                    return;
+                }
+                let answer = self.vote(cx, sender, attempt, request, out);
+                out.push(Out::Send(from, answer));
+            }
+            LeaseMessage::Release { scope, epoch } => {
+                let holder = self.voter.records().get(&scope).map(|record| record.holder);
+                let lock_delay = lock_delay_millis(cx);
+                let released = holder
+                    .filter(|holder| holder.node_id() == from)
+                    .is_some_and(|holder| {
+                        self.voter
+                            .release(&scope, epoch, holder, cx.millis(), lock_delay)
+                    });
+                if released {
+                    cx.stats.releases_applied += 1;
+                } else {
+                    cx.stats.answers_ignored += 1;
+                }
+            }
+            answer => match self.voter_key(&answer, from) {
+                Some(voter) => self.on_answer(cx, voter, answer, out),
+                None => cx.stats.answers_ignored += 1,
+            },
+        }
+    }
+
+    /// The voter key of the scope an answer is about, matching `from`.
+    fn voter_key(&self, answer: &LeaseMessage, from: NodeId) -> Option<PublicKey> {
+        let scope = match answer {
+            LeaseMessage::Granted { grant, .. } => &grant.body.scope,
+            LeaseMessage::Refused { scope, .. } => scope,
+            LeaseMessage::Request { .. } | LeaseMessage::Release { .. } => return None,
+        };
+        self.wanted
+            .get(scope)?
+            .voters
+            .iter()
+            .copied()
+            .find(|voter| voter.node_id() == from)
+    }
+
+    /// Decides a request as a voter; the decision's records are queued to
+    /// persist before the answer is returned for sending.
+    fn vote(
+        &mut self,
+        cx: &mut Cx<'_>,
+        holder: PublicKey,
+        attempt: u64,
+        request: GrantRequest,
+        out: &mut Vec<Out>,
+    ) -> LeaseMessage {
+        let (scope, epoch) = (request.scope.clone(), request.epoch);
+        let ttl_ok = (1..=TTL_MAX.as_millis()).contains(&u128::from(request.ttl_millis));
+        let decision = if ttl_ok {
+            let lock_delay = lock_delay_millis(cx);
+            self.voter.decide(request, cx.millis(), lock_delay)
+        } else {
+            Err(Refusal::BadScope)
+        };
+        let refusal = match decision {
+            Ok(decision) => {
+                cx.stats.grants_given += 1;
+                out.push(Out::Persist(Persist::VoterRecords(
+                    self.voter.records().clone(),
+                )));
+                let body = GrantBody {
+                    scope,
+                    epoch,
+                    holder,
+                    ttl_millis: decision.record.ttl_millis,
+                    voter: cx.keypair.public(),
+                    issued: cx.stamp(),
+                };
+                let grant = Box::new(Grant::sign(body, cx.keypair));
+                return LeaseMessage::Granted { attempt, grant };
+            }
+            Err(refusal) => refusal,
+        };
+        let (reason, current) = match refusal {
+            Refusal::StaleEpoch { current, .. } => {
+                cx.stats.refused_stale_epoch += 1;
+                (RefusalReason::StaleEpoch, Some(current))
+            }
+            Refusal::HeldByOther { current } => {
+                cx.stats.refused_held_by_other += 1;
+                (RefusalReason::HeldByOther, Some(current))
+            }
+            Refusal::TooEarly { current } => {
+                cx.stats.refused_too_early += 1;
+                (RefusalReason::TooEarly, Some(current))
+            }
+            Refusal::BadScope | Refusal::TooManyScopes => {
+                cx.stats.refused_bad_request += 1;
+                (RefusalReason::BadRequest, None)
+            }
+        };
+        let retry_after_millis = current.map_or(0, |current| {
+            current
+                .new_epoch_at_local_millis
+                .saturating_sub(cx.millis())
+        });
+        LeaseMessage::Refused {
+            attempt,
+            scope,
+            epoch,
+            reason,
+            current: current.map(|current| (current.epoch, current.holder)),
+            retry_after_millis,
+        }
+    }
+
+    /// Counts an answer from `voter` (authenticated by the transport).
+    fn on_answer(
+        &mut self,
+        cx: &mut Cx<'_>,
+        voter: PublicKey,
+        answer: LeaseMessage,
+        out: &mut Vec<Out>,
+    ) {
+        let me = cx.keypair.public();
+        let (number, scope) = match &answer {
+            LeaseMessage::Granted { attempt, grant } => (*attempt, grant.body.scope.clone()),
+            LeaseMessage::Refused { attempt, scope, .. } => (*attempt, scope.clone()),
+            LeaseMessage::Request { .. } | LeaseMessage::Release { .. } => return,
+        };
+        let Some(wanted) = self.wanted.get_mut(&scope) else {
+            cx.stats.answers_ignored += 1;
+            return;
+        };
+        let Some(attempt) = wanted.attempt.as_mut().filter(|attempt| {
+            attempt.number == number
+                && !attempt.grants.contains_key(&voter)
+                && !attempt.refused.contains(&voter)
+        }) else {
+            cx.stats.answers_ignored += 1;
+            // A grant that came too late for its attempt still binds its
+            // voter: give it back, unless it may back what is held or
+            // asked for now.
+            if let LeaseMessage::Granted { grant, .. } = &answer {
+                let epoch = grant.body.epoch;
+                let in_use = wanted.valid(cx.now).is_some_and(|held| held.epoch == epoch)
+                    || wanted.attempt.as_ref().is_some_and(|a| a.epoch == epoch);
+                if grant.body.holder == me && grant.body.voter == voter && !in_use {
+                    self.give_back(cx, &scope, epoch, &[voter], out);
+                }
+            }
+            return;
+        };
+        match answer {
+            LeaseMessage::Granted { grant, .. } => {
+                let body = &grant.body;
+                let ttl_millis = u64::try_from(wanted.ttl.as_millis()).unwrap_or(u64::MAX);
+                let matches = body.scope == scope
+                    && body.epoch == attempt.epoch
+                    && body.holder == me
+                    && body.voter == voter
+                    && body.ttl_millis >= ttl_millis;
+                if !matches || !self.verifier.verify(&grant.check()) {
+                    cx.stats.grants_rejected += 1;
+                    return;
+                }
+                attempt.grants.insert(voter, *grant);
+            }
+            LeaseMessage::Refused {
+                epoch,
+                current,
+                retry_after_millis,
+                ..
+            } => {
+                if epoch != attempt.epoch {
+                    cx.stats.answers_ignored += 1;
+                    return;
+                }
+                attempt.refused.insert(voter);
+                let hint = Duration::from_millis(retry_after_millis).min(RETRY_HINT_MAX);
+                attempt.retry_after = attempt.retry_after.max(hint);
+                if let Some((standing, _)) = current {
+                    wanted.seen_epoch = wanted.seen_epoch.max(standing);
+                }
+            }
+            LeaseMessage::Request { .. } | LeaseMessage::Release { .. } => return,
+        }
+        let (granted, refused) = (attempt.grants.len(), attempt.refused.len());
+        if granted >= wanted.majority() {
+            self.won(cx, &scope, out);
+        } else if refused > wanted.voters.len() - wanted.majority() {
+            self.end_attempt(cx, &scope, out);
+        } else if voter != me {
+            self.maybe_vote_for_self(cx, &scope, out);
+        }
+    }
+
+    /// Ends an attempt that cannot win (refused, or answers late), gives
+    /// back its grants unless they back the lease held, and picks when to
+    /// try again: soon while a lease is held (the renewal must land before
+    /// it runs out); otherwise after the voters' longest hint, but at most
+    /// half a ttl (a competitor's grants may be given back sooner), plus a
+    /// jitter of up to a quarter ttl so that candidates waiting out the
+    /// same promise do not all ask at once.
+    fn end_attempt(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
+        let Some(wanted) = self.wanted.get_mut(scope) else {
+            return;
+        };
+        let Some(attempt) = wanted.attempt.take() else {
+            return;
+        };
+        let held = wanted.valid(cx.now);
+        wanted.next_try = if held.is_some() {
+            let timeout = cx.answer_timeout();
+            cx.now + cx.jitter(timeout)
+        } else {
+            let jitter = cx.jitter(wanted.ttl / 4);
+            cx.now + attempt.retry_after.min(wanted.ttl / 2) + jitter
+        };
+        if held.is_none_or(|held| held.epoch != attempt.epoch) {
+            let granted: Vec<PublicKey> = attempt.grants.into_keys().collect();
+            self.give_back(cx, scope, attempt.epoch, &granted, out);
+        }
+    }
+
+    /// Gives the grants of `epoch` back to `voters`; this agent must not
+    /// hold the lease on them any more, and never asks for `epoch` again: a
+    /// release overtaken on the way by a later request of the same epoch
+    /// would otherwise withdraw the grant that answered it.
+    fn give_back(
+        &mut self,
+        cx: &mut Cx<'_>,
+        scope: &str,
+        epoch: u64,
+        voters: &[PublicKey],
+        out: &mut Vec<Out>,
+    ) {
+        let me = cx.keypair.public();
+        if let Some(wanted) = self.wanted.get_mut(scope) {
+            wanted.seen_epoch = wanted.seen_epoch.max(epoch);
+        }
+        for &voter in voters {
+            cx.stats.releases_sent += 1;
+            if voter == me {
+                let lock_delay = lock_delay_millis(cx);
+                if self
+                    .voter
+                    .release(scope, epoch, me, cx.millis(), lock_delay)
+                {
+                    cx.stats.releases_applied += 1;
+                }
+            } else {
+                let message = LeaseMessage::Release {
+                    scope: scope.to_owned(),
+                    epoch,
+                };
+                out.push(Out::Send(voter.node_id(), message));
+            }
+        }
+    }
+
+    /// A strict majority granted: hold, publish, schedule the renewal.
+    fn won(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
+        let Some(wanted) = self.wanted.get_mut(scope) else {
+            return;
+        };
+        let Some(attempt) = wanted.attempt.take() else {
+            return;
+        };
+        let renewal = wanted
+            .valid(cx.now)
+            .is_some_and(|held| held.epoch == attempt.epoch);
+        let until = attempt.asked + wanted.ttl.saturating_sub(cx.config.lease_drift_bound);
+        wanted.held = Some(Held {
+            epoch: attempt.epoch,
+            until,
+        });
+        wanted.next_try = attempt.asked + wanted.ttl / 3;
+        if renewal {
+            cx.stats.renewed += 1;
+        } else {
+            cx.stats.acquired += 1;
+            out.push(Out::Event(Event::LeaseAcquired {
+                scope: scope.to_owned(),
+                epoch: attempt.epoch,
+            }));
+        }
+        let lease = Lease {
+            scope: scope.to_owned(),
+            epoch: attempt.epoch,
+            holder: cx.keypair.public(),
+            granted_at: attempt.asked_hlc,
+            ttl_millis: u64::try_from(wanted.ttl.as_millis()).unwrap_or(u64::MAX),
+            kind: LeaseKind::Quorum {
+                voters: wanted.voters.clone(),
+                grants: attempt.grants.into_values().collect(),
+            },
+        };
+        out.push(Out::Publish(Box::new(SignedLease::sign(lease, cx.keypair))));
+    }
+}
+
+/// How long another holder's lease in the table still runs, by this
+/// agent's clock against the holder's HLC stamp.
+fn others_lease_left(cx: &Cx<'_>, scope: &str, me: PublicKey) -> Option<Duration> {
+    let signed = cx
+        .table
+        .get(scope)
+        .filter(|signed| signed.lease.holder != me)?;
+    let left = signed.lease.expires_at_millis().checked_sub(cx.millis())?;
+    (left > 0).then(|| Duration::from_millis(left))
+}
+
+fn lock_delay_millis(cx: &Cx<'_>) -> u64 {
+    u64::try_from(cx.config.lease_lock_delay.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn lost(cx: &mut Cx<'_>, scope: &str, epoch: u64, out: &mut Vec<Out>) {
+    cx.stats.lost += 1;
+    out.push(Out::Event(Event::LeaseLost {
+        scope: scope.to_owned(),
+        epoch,
+    }));
+}

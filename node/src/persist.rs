@@ -1,0 +1,85 @@
+//! State the agent must not lose across a restart, and how it hands it to
+//! the driver.
+//!
+//! The agent never writes anything itself: it queues [`Persist`] outputs,
+//! the driver drains them with [`crate::Agent::poll_persist`] and makes each
+//! durable *before* it drains [`crate::Agent::poll_transmit`]. That order is
+//! what makes "a voter persists its grant before sending it" true. After a
+//! restart the driver hands the folded result back with
+//! [`crate::Agent::restore`].
+
+use fleetmesh_crdt::{AppliedRelease, VoterRecord};
+use std::collections::{BTreeMap, VecDeque};
+
+/// One piece of state to make durable. Each is a full snapshot of its part
+/// of [`Durable`] (the voter records; one document's release): a later one
+/// supersedes an earlier one of the same part, so the queue holds at most
+/// one per part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Persist {
+    /// This agent's lease voter records, every scope it ever granted.
+    VoterRecords(BTreeMap<String, VoterRecord>),
+    /// The release this agent now runs for a document; it must never go
+    /// back to an older one, even after a restart (rollback protection).
+    Release(AppliedRelease),
+}
+
+impl Persist {
+    /// Whether `self` and `other` snapshot the same part of [`Durable`].
+    fn same_part(&self, other: &Persist) -> bool {
+        match (self, other) {
+            (Persist::VoterRecords(_), Persist::VoterRecords(_)) => true,
+            (Persist::Release(one), Persist::Release(other)) => one.doc == other.doc,
+            (Persist::VoterRecords(_) | Persist::Release(_), _) => false,
+        }
+    }
+}
+
+/// Everything an agent persisted, as the driver keeps it and hands it back
+/// on restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// The lease voter's last grant per scope.
+    pub voter_records: BTreeMap<String, VoterRecord>,
+    /// The release run per document.
+    pub releases: BTreeMap<String, AppliedRelease>,
+}
+
+impl Durable {
+    /// Folds one drained output into the durable state.
+    pub fn apply(&mut self, persist: Persist) {
+        match persist {
+            Persist::VoterRecords(records) => self.voter_records = records,
+            Persist::Release(applied) => {
+                self.releases.insert(applied.doc.clone(), applied);
+            }
+        }
+    }
+}
+
+/// The agent's queue of outputs to persist; bounded by construction (one
+/// entry for the voter records, one per config document, and documents
+/// are bounded by `DOCS_MAX`).
+#[derive(Debug, Default)]
+pub(crate) struct PersistQueue {
+    queue: VecDeque<Persist>,
+}
+
+impl PersistQueue {
+    /// Queues `persist`, replacing a queued snapshot of the same variant.
+    pub(crate) fn push(&mut self, persist: Persist) {
+        match self
+            .queue
+            .iter_mut()
+            .find(|queued| queued.same_part(&persist))
+        {
+            Some(queued) => *queued = persist,
+            None => self.queue.push_back(persist),
+        }
+    }
+
+    /// The oldest queued output.
+    pub(crate) fn pop(&mut self) -> Option<Persist> {
+        self.queue.pop_front()
+    }
+}

@@ -1,0 +1,190 @@
+//! The world's side of leases: every candidate asks once it starts, each
+//! agent's persisted state survives its crashes, `crash-holder` faults find
+//! their target, and [`LeaseCheck`] judges every event.
+
+use super::{Action, Node, What, World, nanos};
+use crate::checkers::Violation;
+use crate::checkers::lease::LeaseCheck;
+use crate::outcome::LeaseOutcome;
+use crate::scenario::Scenario;
+use fleetmesh_node::crdt::PublicKey;
+use fleetmesh_node::{Agent, Event};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// One lease scope of the run, resolved against the fleet.
+pub(super) struct SimLease {
+    scope: String,
+    voters: BTreeSet<PublicKey>,
+    candidates: Vec<u32>,
+    ttl: Duration,
+    check: LeaseCheck,
+}
+
+impl SimLease {
+    /// The scenario's leases, with voter keys from the fleet.
+    pub(super) fn resolve(scenario: &Scenario, keys: impl Fn(u32) -> PublicKey) -> Vec<SimLease> {
+        let bound = scenario.expect.lease_held_within.map(nanos);
+        scenario
+            .leases
+            .iter()
+            .map(|spec| SimLease {
+                scope: spec.scope.clone(),
+                voters: spec
+                    .voter_indices(&scenario.fleet)
+                    .into_iter()
+                    .map(&keys)
+                    .collect(),
+                candidates: spec.candidate_indices(&scenario.fleet),
+                ttl: spec.ttl,
+                check: LeaseCheck::new(&spec.scope, bound),
+            })
+            .collect()
+    }
+}
+
+impl World {
+    /// Hands a starting agent what it persisted before it crashed.
+    pub(super) fn restore_durable(&mut self, index: u32) {
+        let durable = self.nodes[index as usize].durable.clone();
+        self.with_agent(index, |agent, now| agent.restore(now, durable));
+    }
+
+    /// Makes agent `index` ask for the leases it is a candidate of.
+    pub(super) fn acquire_leases(&mut self, index: u32) {
+        let wanted: Vec<(String, BTreeSet<PublicKey>, Duration)> = self
+            .leases
+            .iter()
+            .filter(|lease| lease.candidates.contains(&index))
+            .map(|lease| (lease.scope.clone(), lease.voters.clone(), lease.ttl))
+            .collect();
+        for (scope, voters, ttl) in wanted {
+            self.with_agent(index, |agent, now| {
+                agent
+                    .acquire(now, &scope, voters, ttl)
+                    .expect("scenario loading validated every lease");
+            });
+        }
+    }
+
+    /// Drains what the agent asked to persist into its durable state; the
+    /// driver contract puts this before sending anything.
+    pub(super) fn persist(node: &mut Node, agent: &mut Agent) {
+        while let Some(persist) = agent.poll_persist() {
+            node.durable.apply(persist);
+        }
+    }
+
+    /// A lease event: agent `index` claims the epoch, and so does the
+    /// holder its own published lease of that epoch names (the same agent,
+    /// unless two valid leases exist for one epoch).
+    pub(super) fn lease_event(&mut self, index: u32, agent: &Agent, event: &Event) {
+        let Event::LeaseAcquired { scope, epoch } = event else {
+            return;
+        };
+        let now = self.now;
+        let published = agent.replicas().leases().get(scope).map(|signed| {
+            let holder = self.fleet.node_index(signed.lease.holder.node_id());
+            (signed.lease.epoch, holder.unwrap_or(u32::MAX))
+        });
+        let Some(lease) = self.leases.iter_mut().find(|lease| &lease.scope == scope) else {
+            return;
+        };
+        lease.check.acquired();
+        let mut claims = vec![index];
+        if let Some((published_epoch, holder)) = published
+            && published_epoch == *epoch
+        {
+            claims.push(holder);
+        }
+        for agent in claims {
+            if let Some(violation) = lease.check.claimed(now, agent, *epoch) {
+                self.violations.push(violation);
+            }
+        }
+    }
+
+    /// Checks every lease scope against what the candidates hold now.
+    pub(super) fn check_leases(&mut self) {
+        let now = self.now;
+        let mut violations: Vec<Violation> = Vec::new();
+        for lease in &mut self.leases {
+            let mut running = false;
+            let mut holders = Vec::new();
+            for &candidate in &lease.candidates {
+                let node = &self.nodes[candidate as usize];
+                let Some(agent) = &node.agent else {
+                    continue;
+                };
+                running |= self.convergence.is_tracked(candidate);
+                if let Some(epoch) = agent.holds(node.clock.local(now), &lease.scope) {
+                    holders.push((candidate, epoch));
+                }
+            }
+            let exclusive = self.clocks_exclusive;
+            violations.extend(lease.check.observe(now, &holders, exclusive, running));
+        }
+        self.violations.extend(violations);
+    }
+
+    /// A clock fault: does the one holder at a time promise still apply?
+    /// Not once a running agent's clock is stepped, nor with a drift that
+    /// over one ttl outgrows the drift bound plus the lock-delay.
+    pub(super) fn clock_changed(&mut self, index: u32, offset: i64, drift_ppm: i64) {
+        let slack = self.config.lease_drift_bound + self.config.lease_lock_delay;
+        let stepped = offset != 0 && self.nodes[index as usize].agent.is_some();
+        let drifting = self.leases.iter().any(|lease| {
+            let error = lease.ttl.as_secs_f64() * 2.0 * drift_ppm.unsigned_abs() as f64 / 1e6;
+            error > slack.as_secs_f64()
+        });
+        if stepped || drifting {
+            self.clocks_exclusive = false;
+        }
+    }
+
+    /// Crashes whoever holds `scope` now, restarting it later if asked.
+    pub(super) fn crash_holder(&mut self, scope: &str, restart_after: Option<Duration>) {
+        let now = self.now;
+        let holder = self
+            .leases
+            .iter()
+            .find(|lease| lease.scope == scope)
+            .and_then(|lease| {
+                lease.candidates.iter().copied().find(|&candidate| {
+                    let node = &self.nodes[candidate as usize];
+                    node.agent
+                        .as_ref()
+                        .is_some_and(|agent| agent.holds(node.clock.local(now), scope).is_some())
+                })
+            });
+        let Some(holder) = holder else {
+            return;
+        };
+        self.stop(holder, true);
+        if let Some(after) = restart_after {
+            let at = now + nanos(after);
+            self.schedule
+                .push((Duration::from_nanos(at), Action::Restart(vec![holder])));
+            let act = self.schedule.len() - 1;
+            self.push(at, What::Act(act));
+        }
+    }
+
+    /// The leases' summary, with a vacancy still open past its bound.
+    pub(super) fn finish_leases(&mut self) -> Vec<LeaseOutcome> {
+        let end = self.now.min(self.end);
+        let mut outcomes = Vec::new();
+        for lease in &mut self.leases {
+            if let Some(violation) = lease.check.finish(end) {
+                self.violations.push(violation);
+            }
+            outcomes.push(LeaseOutcome {
+                scope: lease.check.scope().to_owned(),
+                acquisitions: lease.check.acquisitions(),
+                max_epoch: lease.check.max_epoch(),
+                vacancies: lease.check.vacancies().to_vec(),
+            });
+        }
+        outcomes
+    }
+}
