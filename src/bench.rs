@@ -29,6 +29,7 @@ pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
         "false-dead",
         "traffic",
         "config-merge",
+        "lease-health-traffic",
     ];
     if !known.contains(&only) {
         bail!(
@@ -60,6 +61,9 @@ pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
     }
     if wanted("config-merge") {
         config_merge(&mut rows)?;
+    }
+    if wanted("lease-health-traffic") {
+        lease_health_traffic(&mut rows)?;
     }
     print_table(&rows);
     Ok(())
@@ -211,17 +215,61 @@ fn false_dead(rows: &mut Vec<Row>) -> anyhow::Result<()> {
 
 fn traffic(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     eprintln!("traffic: 1000 agents at rest ...");
-    // Runs are deterministic, so the first 60 s of both runs are identical:
-    // the difference is the steady state alone, without the join storm.
-    let short = simulate(&fleet(1000, 60, ""))?;
-    let long = simulate(&fleet(1000, 360, ""))?;
-    let agent_seconds = long.agent_seconds - short.agent_seconds;
-    let bytes = (long.stats.bytes_sent - short.stats.bytes_sent) as f64 / agent_seconds;
-    let messages = (long.stats.messages_sent - short.stats.messages_sent) as f64 / agent_seconds;
+    // The steady state alone, without the join storm.
+    let (bytes, messages) = steady_traffic(1000, "")?;
     rows.push(Row {
         benchmark: "steady-state traffic per agent, N=1000".into(),
         result: format!("{bytes:.0} B/s, {messages:.2} msg/s sent"),
         target: "< 1 KB/s",
+    });
+    Ok(())
+}
+
+/// Bytes and messages per agent per second between 60 s and 360 s of a
+/// fleet built from `extra`: the difference of a 60 s and a 360 s run, which
+/// are identical for their first 60 s (runs are deterministic and every
+/// fault is drawn the same in both).
+fn steady_traffic(agents: u32, extra: &str) -> anyhow::Result<(f64, f64)> {
+    let short = simulate(&fleet(agents, 60, extra))?;
+    let long = simulate(&fleet(agents, 360, extra))?;
+    let agent_seconds = long.agent_seconds - short.agent_seconds;
+    let bytes = (long.stats.bytes_sent - short.stats.bytes_sent) as f64 / agent_seconds;
+    let messages = (long.stats.messages_sent - short.stats.messages_sent) as f64 / agent_seconds;
+    Ok((bytes, messages))
+}
+
+/// What leases and health reports add to steady-state traffic at N=1,000:
+/// 10 quorum lease scopes (5 voters each, who also compete for it, ttl
+/// 10 s, renewed every third of it) and 2 health checks per agent, each
+/// flipping once an hour on average, against the same fleet without them.
+fn lease_health_traffic(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    const SCOPES: usize = 10;
+    eprintln!("lease-health-traffic: 1000 agents, {SCOPES} lease scopes, 2 checks each ...");
+    let mut groups = String::new();
+    let mut leases = String::new();
+    for scope in 0..SCOPES {
+        groups.push_str(&format!(
+            "[[fleet.groups]]\ncount = 5\ntags = {{ voter = \"s{scope}\" }}\n"
+        ));
+        leases.push_str(&format!(
+            "[[leases]]\nscope = \"remediate:s{scope}\"\nvoters = \"voter=s{scope}\"\ncandidates = \"voter=s{scope}\"\nttl_s = 10\n"
+        ));
+    }
+    let rest = 1000 - 5 * SCOPES;
+    groups.push_str(&format!("[[fleet.groups]]\ncount = {rest}\ntags = {{ role = \"web\" }}\n"));
+    let health = "[[faults]]\nkind = \"health-flaps\"\nfrom_s = 0\nuntil_s = 360\nchecks = 2\nper_agent_hour = 1\n";
+    let (base_bytes, base_messages) = steady_traffic(1000, &groups)?;
+    let (bytes, messages) = steady_traffic(1000, &format!("{groups}{leases}{health}"))?;
+    rows.push(Row {
+        benchmark: format!(
+            "lease + health traffic added per agent, N=1000, {SCOPES} scopes, 2 checks flipping 1/h"
+        ),
+        result: format!(
+            "{:.0} B/s, {:.2} msg/s ({bytes:.0} B/s with, {base_bytes:.0} B/s without)",
+            bytes - base_bytes,
+            messages - base_messages
+        ),
+        target: "< 200 B/s",
     });
     Ok(())
 }

@@ -88,6 +88,14 @@ pub struct Config {
     /// new epoch of the scope, on its own clock: slack for the old holder
     /// to notice its lease ran out and stop.
     pub lease_lock_delay: Duration,
+    /// How often a holder republishes its renewed lease to the whole fleet.
+    /// A new epoch is published at once (it is the fencing token every
+    /// target must learn); renewals only refresh the voters' promises, and
+    /// flooding each one would cost every agent a lease entry per scope per
+    /// renewal. Between republications the table shows the holder's last
+    /// published claim, which may look expired: other candidates then ask,
+    /// and the voters' refusals tell them the scope is held.
+    pub lease_publish_interval: Duration,
 }
 
 impl Config {
@@ -121,6 +129,7 @@ impl Config {
             event_queue_max: 65_536,
             lease_drift_bound: Duration::from_millis(500),
             lease_lock_delay: Duration::from_secs(2),
+            lease_publish_interval: Duration::from_secs(120),
         }
     }
 

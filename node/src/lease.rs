@@ -207,6 +207,8 @@ struct Wanted {
     /// The highest epoch voters told of (standing grants in refusals), or
     /// this agent gave back.
     seen_epoch: u64,
+    /// When this agent last published its lease of the scope to the fleet.
+    published: Option<Instant>,
 }
 
 impl Wanted {
@@ -300,6 +302,7 @@ impl Leases {
                     attempt: None,
                     next_try: cx.now,
                     seen_epoch: 0,
+                    published: None,
                 };
                 self.wanted.insert(scope.to_owned(), wanted);
             }
@@ -753,8 +756,14 @@ impl Leases {
             until,
         });
         wanted.next_try = attempt.asked + wanted.ttl / 3;
+        let republish = wanted
+            .published
+            .is_none_or(|at| cx.now >= at + cx.config.lease_publish_interval);
         if renewal {
             cx.stats.renewed += 1;
+            if !republish {
+                return;
+            }
         } else {
             cx.stats.acquired += 1;
             out.push(Out::Event(Event::LeaseAcquired {
@@ -762,6 +771,7 @@ impl Leases {
                 epoch: attempt.epoch,
             }));
         }
+        wanted.published = Some(cx.now);
         let lease = Lease {
             scope: scope.to_owned(),
             epoch: attempt.epoch,

@@ -173,6 +173,18 @@ pub enum Fault {
         /// Length of each pause.
         duration: Duration,
     },
+    /// Agents report health checks: every check healthy at `from`, then
+    /// each check flips between unhealthy and healthy as a Poisson process.
+    HealthFlaps {
+        /// Window start.
+        from: Duration,
+        /// Window end.
+        until: Duration,
+        /// Checks per agent.
+        checks: u8,
+        /// Flips per check per agent per hour.
+        per_agent_hour: f64,
+    },
     /// Change the default link model for a while.
     Network {
         /// When.
@@ -503,6 +515,12 @@ enum FaultFile {
         #[serde(flatten)]
         link: LinkFile,
     },
+    HealthFlaps {
+        from_s: f64,
+        until_s: f64,
+        checks: u8,
+        per_agent_hour: f64,
+    },
     Clock {
         #[serde(default)]
         at_s: f64,
@@ -763,7 +781,9 @@ fn fault_start(fault: &Fault) -> Duration {
         | Fault::Trust { at, .. }
         | Fault::Equivocate { at, .. }
         | Fault::CrashHolder { at, .. } => *at,
-        Fault::RandomPauses { from, .. } | Fault::Attack { from, .. } => *from,
+        Fault::RandomPauses { from, .. }
+        | Fault::Attack { from, .. }
+        | Fault::HealthFlaps { from, .. } => *from,
     }
 }
 
@@ -1196,6 +1216,37 @@ fn fault(
                 until,
                 per_agent_hour: *per_agent_hour,
                 duration: seconds(context, span.clone(), &field("duration_s"), *duration_s)?,
+            }
+        }
+        FaultFile::HealthFlaps {
+            from_s,
+            until_s,
+            checks,
+            per_agent_hour,
+        } => {
+            let from = seconds(context, span.clone(), &field("from_s"), *from_s)?;
+            let until = seconds(context, span.clone(), &field("until_s"), *until_s)?;
+            if until <= from {
+                return Err(context.invalid(span, field("until_s"), "must be after from_s"));
+            }
+            if *checks == 0 || usize::from(*checks) > fleetmesh_node::crdt::health_limits::CHECKS_PER_NODE_MAX {
+                return Err(context.invalid(
+                    span,
+                    field("checks"),
+                    format!(
+                        "must be 1 to {}",
+                        fleetmesh_node::crdt::health_limits::CHECKS_PER_NODE_MAX
+                    ),
+                ));
+            }
+            if !(per_agent_hour.is_finite() && (0.0..=3600.0).contains(per_agent_hour)) {
+                return Err(context.invalid(span, field("per_agent_hour"), "must be 0 to 3600"));
+            }
+            Fault::HealthFlaps {
+                from,
+                until,
+                checks: *checks,
+                per_agent_hour: *per_agent_hour,
             }
         }
         FaultFile::Network {

@@ -57,6 +57,15 @@ pub enum Action {
         /// The attempt's number: picks what is forged.
         attempt: u32,
     },
+    /// An agent reports health check number `check` healthy or not.
+    Health {
+        /// The agent.
+        agent: u32,
+        /// The check's number.
+        check: u8,
+        /// Its new state.
+        healthy: bool,
+    },
     /// Crash the agent holding a lease scope when the action runs,
     /// restarting it after the delay, if any.
     CrashHolder(String, Option<Duration>),
@@ -74,6 +83,7 @@ impl Action {
             | Action::Stop(..)
             | Action::Publish(..)
             | Action::Equivocate(..)
+            | Action::Health { .. }
             | Action::Attack { .. } => false,
             _ => true,
         }
@@ -152,6 +162,19 @@ pub fn resolve(
                     &mut schedule,
                 );
             }
+            Fault::HealthFlaps {
+                from,
+                until,
+                checks,
+                per_agent_hour,
+            } => health_flaps(
+                fleet,
+                (*from, *until),
+                *checks,
+                *per_agent_hour,
+                &mut rng,
+                &mut schedule,
+            ),
             Fault::Network { at, until, model } => {
                 schedule.push((*at, Action::Network(*model)));
                 if let Some(until) = until {
@@ -316,6 +339,50 @@ fn cut(
         }
     }
     cut
+}
+
+/// Every agent reports its `checks` healthy at the window's start; then
+/// each check flips as a Poisson process of `per_agent_hour`.
+fn health_flaps(
+    fleet: &Fleet,
+    (from, until): (Duration, Duration),
+    checks: u8,
+    per_agent_hour: f64,
+    rng: &mut ChaCha8Rng,
+    schedule: &mut Schedule,
+) {
+    for agent in 0..fleet.agents {
+        for check in 0..checks {
+            schedule.push((
+                from,
+                Action::Health {
+                    agent,
+                    check,
+                    healthy: true,
+                },
+            ));
+            if per_agent_hour <= 0.0 {
+                continue;
+            }
+            let mean_gap_s = 3600.0 / per_agent_hour;
+            let mut at = from.as_secs_f64();
+            let mut healthy = true;
+            loop {
+                let uniform: f64 = rng.random();
+                at += -mean_gap_s * (1.0 - uniform).ln();
+                if at >= until.as_secs_f64() {
+                    break;
+                }
+                healthy = !healthy;
+                let action = Action::Health {
+                    agent,
+                    check,
+                    healthy,
+                };
+                schedule.push((Duration::from_secs_f64(at), action));
+            }
+        }
+    }
 }
 
 fn random_pauses(

@@ -22,6 +22,7 @@ use crate::scenario::{Fault, Nodes, OperatorKey, Publication, Scenario, TrustCha
 use crate::schedule::{self, Action, Schedule};
 use crate::trace::{REAPED, Trace, TraceEvent};
 use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
+use fleetmesh_node::crdt::HealthState;
 use fleetmesh_node::{
     Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Stats,
 };
@@ -693,6 +694,11 @@ impl World {
                 attempt,
             } => self.attack(attacker, target, attempt),
             Action::CrashHolder(scope, restart_after) => self.crash_holder(&scope, restart_after),
+            Action::Health {
+                agent,
+                check,
+                healthy,
+            } => self.report_health(agent, check, healthy),
         }
         self.convergence.refresh(self.now);
     }
@@ -1007,6 +1013,23 @@ impl World {
         self.send(attacker, to, bytes);
     }
 
+    /// A running, unpaused agent reports a check; a stopped process reports
+    /// nothing.
+    fn report_health(&mut self, index: u32, check: u8, healthy: bool) {
+        if self.nodes[index as usize].paused > 0 {
+            return;
+        }
+        let state = if healthy {
+            HealthState::Healthy
+        } else {
+            HealthState::Unhealthy
+        };
+        self.with_agent(index, |agent, now| {
+            // Refused only after `leave`, when the agent reports nothing.
+            let _ = agent.report_health(now, &format!("check-{check}"), state, "");
+        });
+    }
+
     fn has(&self, index: u32, awaited: &Awaited) -> bool {
         let Some(agent) = &self.nodes[index as usize].agent else {
             return false;
@@ -1182,6 +1205,7 @@ fn action_code(action: &Action) -> u8 {
         Action::Attack { .. } => 14,
         Action::Equivocate(..) => 15,
         Action::CrashHolder(..) => 16,
+        Action::Health { .. } => 17,
     }
 }
 
