@@ -7,8 +7,9 @@
 //!   queued and sent to `gossip_fanout` random peers on each gossip round,
 //!   `retransmit_limit` times in all. Small entries travel whole; large
 //!   ones (config changes) are *announced* by key, and a peer that lacks
-//!   one fetches it from the announcer, so a 100 KB change crosses each
-//!   link at most about once instead of being flooded.
+//!   one fetches it from the announcer (from the next announcer if that
+//!   goes unanswered), so a 100 KB change crosses each link at most about
+//!   once instead of being flooded.
 //! - **Anti-entropy.** On each sync the initiator sends one root digest per
 //!   collection; the peer answers with the bucket digests of the
 //!   collections that differ; the initiator sends its `(key, version)`
