@@ -17,7 +17,7 @@ use crate::time::Instant;
 use crate::wire::{self, Message, StateMessage, SyncRecord, Update};
 use fleetmesh_crdt::config::limits::RELEASE_VERSIONS_MAX;
 use fleetmesh_crdt::{
-    AppliedRelease, HealthReport, HealthState, HlcClock, Incarnation, Keypair, Liveness,
+    AppliedRelease, Digest, HealthReport, HealthState, HlcClock, Incarnation, Keypair, Liveness,
     MemberState, NodeCert, NodeId, NodeMeta, PublicKey, Replica, SignedHealth, SignedRelease,
     Value, Verifier,
 };
@@ -86,6 +86,10 @@ pub enum Event {
         doc: String,
         /// The release version now running.
         version: u64,
+        /// The release's digest. An agent can move several versions in one
+        /// step, so by the time the event is read the document may already
+        /// run a later release: the event says which one it was.
+        digest: Digest,
     },
     /// A release this agent runs expired or turned void (`entered`), or a
     /// valid newer one ended that: in safe mode the agent starts no new
@@ -283,7 +287,16 @@ impl Agent {
         let trust = identity.verify(&verifier, now_millis)?;
         let id = identity.node_id();
         let leases = Leases::new(Arc::clone(&verifier));
-        let replicas = Replicas::new(trust, identity.cert.clone(), verifier, now_millis);
+        // A fetch is one round trip, as a probe is; one answered late only
+        // costs a second transfer from another announcer.
+        let fetch_timeout_millis = config.probe_timeout.as_millis() as u64;
+        let replicas = Replicas::new(
+            trust,
+            identity.cert.clone(),
+            verifier,
+            now_millis,
+            fetch_timeout_millis,
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut timers = BTreeMap::new();
         // Spread the periodic work of agents started together over a period.
@@ -612,6 +625,7 @@ impl Agent {
                     self.timers.insert(timer, now + period);
                 }
                 Timer::Gossip => {
+                    self.retry_fetches(now);
                     self.gossip_round();
                     self.timers.insert(timer, now + self.config.gossip_interval);
                 }
@@ -1292,6 +1306,14 @@ impl Agent {
         }
     }
 
+    /// Asks other announcers for entries whose fetch went unanswered.
+    fn retry_fetches(&mut self, now: Instant) {
+        let now_millis = self.now_millis(now);
+        for (peer, want) in self.replicas.retry_fetches(now_millis) {
+            self.send(peer, &Message::State(want));
+        }
+    }
+
     fn send_gossip(&mut self, peer: NodeId) {
         let updates = self.piggyback(None);
         if updates.is_empty() {
@@ -1601,7 +1623,9 @@ impl Agent {
     fn on_state(&mut self, now: Instant, from: NodeId, message: StateMessage) {
         let now_millis = self.now_millis(now);
         let mut answers = Vec::new();
-        let effects = self.replicas.handle(message, now_millis, &mut answers);
+        let effects = self
+            .replicas
+            .handle(message, from, now_millis, &mut answers);
         for answer in answers {
             self.send(from, &Message::State(answer));
         }
@@ -1616,7 +1640,7 @@ impl Agent {
         }
         let keys: Vec<_> = self.missing_certs.drain(..).map(cert_key).collect();
         let now_millis = self.now_millis(now);
-        if let Some(want) = self.replicas.want(Kind::Cert, keys, now_millis) {
+        if let Some(want) = self.replicas.want(Kind::Cert, keys, from, now_millis) {
             self.send(from, &Message::State(want));
         }
     }
@@ -1727,6 +1751,7 @@ impl Agent {
                 self.push_event(Event::ReleaseApplied {
                     doc: doc.clone(),
                     version: applied.version,
+                    digest: applied.digest,
                 });
                 self.applied.insert(doc.clone(), applied);
             }

@@ -841,3 +841,50 @@ fn an_entry_dated_far_ahead_is_refused_until_the_clock_catches_up() {
     let agent = harness.agents.get_mut(&id(0)).unwrap();
     assert!(agent.publish(now, report(AHEAD_MAX_MILLIS + 1_000)).is_ok());
 }
+
+/// A fetch whose request or answer is lost is asked of the next peer that
+/// announced the entry, once its deadline passes, and given up when no
+/// announcer is left.
+#[test]
+fn unanswered_fetches_are_asked_of_the_next_announcer() {
+    use fleetmesh_node::crdt::Digest;
+    use fleetmesh_node::state::{Kind, Replicas};
+    use fleetmesh_node::wire::StateMessage;
+    const TIMEOUT_MILLIS: u64 = 500;
+    let identity = identity(1);
+    let trust = identity
+        .verify(&verifier(), 0)
+        .expect("the test identity verifies");
+    let mut replicas = Replicas::new(trust, identity.cert, verifier(), 0, TIMEOUT_MILLIS);
+    let key = Digest([7; 32]);
+    let announce = || StateMessage::Push {
+        entries: Vec::new(),
+        announces: vec![(Kind::Config, key)],
+    };
+    let want = StateMessage::Want {
+        kind: Kind::Config,
+        keys: vec![key],
+    };
+    let mut out = Vec::new();
+    replicas.handle(announce(), id(2), 0, &mut out);
+    assert_eq!(out, vec![want.clone()], "the first announcer is asked");
+    for peer in [3, 4, 3] {
+        out.clear();
+        replicas.handle(announce(), id(peer), 100, &mut out);
+        assert!(out.is_empty(), "one fetch at a time");
+    }
+    assert!(replicas.retry_fetches(TIMEOUT_MILLIS - 1).is_empty());
+    assert_eq!(
+        replicas.retry_fetches(TIMEOUT_MILLIS),
+        vec![(id(3), want.clone())]
+    );
+    assert_eq!(
+        replicas.retry_fetches(2 * TIMEOUT_MILLIS),
+        vec![(id(4), want.clone())]
+    );
+    assert!(replicas.retry_fetches(3 * TIMEOUT_MILLIS).is_empty());
+    // Given up: the next announcement starts a new fetch.
+    out.clear();
+    replicas.handle(announce(), id(5), 3 * TIMEOUT_MILLIS, &mut out);
+    assert_eq!(out, vec![want]);
+}

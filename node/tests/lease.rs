@@ -302,7 +302,7 @@ fn a_voter_refuses_a_second_holder_at_the_same_epoch() {
 }
 
 #[test]
-fn takeover_comes_only_after_ttl_plus_lock_delay_with_the_next_epoch() {
+fn takeover_comes_only_after_ttl_plus_lock_delay_with_a_higher_epoch() {
     let mut harness = Harness::new(5);
     let now = harness.now;
     harness
@@ -336,7 +336,14 @@ fn takeover_comes_only_after_ttl_plus_lock_delay_with_the_next_epoch() {
     let taken_at = taken_at.expect("candidate 1 took over");
     assert!(taken_at >= earliest, "took over too early");
     assert!(taken_at <= crashed + TTL + lock_delay + TTL / 4 + Duration::from_secs(2));
-    assert_eq!(harness.holders(), vec![(1, 2)]);
+    // Higher than the crashed holder's: candidate 1 burnt an epoch on
+    // each refused attempt while agent 0 held the scope (renewals are not
+    // republished, so its table showed the lease lapsing).
+    let holders = harness.holders();
+    assert!(
+        matches!(holders[..], [(1, epoch)] if epoch > 1),
+        "{holders:?}"
+    );
 }
 
 #[test]

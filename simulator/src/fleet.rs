@@ -173,4 +173,41 @@ impl Verifier for CachedVerifier {
         verdicts.insert(key, verdict);
         verdict
     }
+
+    /// Answers hits from the cache and verifies the misses together, so
+    /// they share ed25519's per-key work.
+    fn verify_each(&self, checks: &[SignatureCheck]) -> Vec<bool> {
+        let Ok(mut verdicts) = self.verdicts.lock() else {
+            return Ed25519.verify_each(checks);
+        };
+        let mut answers: Vec<Option<bool>> = checks
+            .iter()
+            .map(|check| {
+                verdicts
+                    .get(&(check.key, check.digest, check.signature))
+                    .copied()
+            })
+            .collect();
+        let misses: Vec<SignatureCheck> = checks
+            .iter()
+            .zip(&answers)
+            .filter(|(_, answer)| answer.is_none())
+            .map(|(check, _)| *check)
+            .collect();
+        let mut fresh = Ed25519.verify_each(&misses).into_iter();
+        for (check, answer) in checks.iter().zip(&mut answers) {
+            if answer.is_none() {
+                let verdict = fresh.next().unwrap_or(false);
+                if verdicts.len() >= CACHE_MAX {
+                    verdicts.clear();
+                }
+                verdicts.insert((check.key, check.digest, check.signature), verdict);
+                *answer = Some(verdict);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|answer| answer == Some(true))
+            .collect()
+    }
 }

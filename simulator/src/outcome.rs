@@ -3,7 +3,7 @@
 use crate::checkers::Violation;
 use crate::network::DropReason;
 use fleetmesh_node::Stats;
-use fleetmesh_node::state::StateStats;
+use fleetmesh_node::state::{StateBytes, StateStats};
 use std::fmt;
 use std::time::Duration;
 
@@ -97,6 +97,9 @@ pub struct Outcome {
     pub spread_times: Vec<u64>,
     /// Time for each release to reach every running agent.
     pub release_times: Vec<u64>,
+    /// The replicated state the lowest-numbered running agent holds at the
+    /// end (running agents converge on one state); `None` when none runs.
+    pub state_bytes: Option<StateBytes>,
     /// Distinct running agents (and incarnations) declared dead.
     pub false_dead_incidents: usize,
     /// Declarations of a running agent's death, counting every declarer.

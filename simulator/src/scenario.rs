@@ -1229,7 +1229,9 @@ fn fault(
             if until <= from {
                 return Err(context.invalid(span, field("until_s"), "must be after from_s"));
             }
-            if *checks == 0 || usize::from(*checks) > fleetmesh_node::crdt::health_limits::CHECKS_PER_NODE_MAX {
+            if *checks == 0
+                || usize::from(*checks) > fleetmesh_node::crdt::health_limits::CHECKS_PER_NODE_MAX
+            {
                 return Err(context.invalid(
                     span,
                     field("checks"),

@@ -21,8 +21,8 @@ use crate::rng::Seeds;
 use crate::scenario::{Fault, Nodes, OperatorKey, Publication, Scenario, TrustChange};
 use crate::schedule::{self, Action, Schedule};
 use crate::trace::{REAPED, Trace, TraceEvent};
-use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
 use fleetmesh_node::crdt::HealthState;
+use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
 use fleetmesh_node::{
     Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Stats,
 };
@@ -493,7 +493,11 @@ impl World {
                 self.trace_member(index, id, 0, REAPED);
             }
             Event::Refuted { .. } => self.traffic.refutations += 1,
-            Event::ReleaseApplied { doc, version } => {
+            Event::ReleaseApplied {
+                doc,
+                version,
+                digest,
+            } => {
                 self.trace.record(
                     self.now,
                     TraceEvent::Release {
@@ -501,15 +505,12 @@ impl World {
                         version: u32::try_from(version).unwrap_or(u32::MAX),
                     },
                 );
-                let Some(applied) = agent.applied_release(&doc) else {
-                    return;
-                };
                 let trust_version = agent.replicas().trust().head().doc.version;
                 if let Some(violation) = self.config_checks.release_applied(
                     self.now,
                     index,
                     trust_version,
-                    (&doc, version, applied.digest),
+                    (&doc, version, digest),
                     self.operators.truth(),
                 ) {
                     self.violations.push(violation);
@@ -1105,6 +1106,11 @@ impl World {
             state += &node.retired_state;
             agent_nanos += node.running_nanos;
         }
+        let state_bytes = self
+            .nodes
+            .iter()
+            .find_map(|node| node.agent.as_ref())
+            .map(|agent| agent.replicas().approx_bytes());
         let trace_error = self.trace.finish().err().map(|error| error.to_string());
         let liveness_failed = self
             .violations
@@ -1126,6 +1132,7 @@ impl World {
             detect_bound: Duration::from_nanos(self.detection.bound()),
             spread_times: self.spread.times().to_vec(),
             release_times: self.config_checks.reach_times().to_vec(),
+            state_bytes,
             false_dead_incidents: self.false_death.incidents(),
             false_dead_declarations: self.false_death.declarations(),
             leases,

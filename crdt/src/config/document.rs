@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::{Automerge, ChangeHash};
 
-use super::change::{Parsed, SignedChange};
+use super::change::{Equivocation, Parsed, SignedChange};
 use super::value::{Value, read_root};
 use crate::keys::{Digest, PublicKey};
 
@@ -21,8 +21,9 @@ pub(crate) enum Insert {
     Known,
     /// The change waits in the pending queue until [`Document::drain`].
     Queued,
-    /// Another held change has the same author and sequence number.
-    Equivocates(Box<Parsed>),
+    /// Another held change has the same author and sequence number: the
+    /// proof, made of the two.
+    Equivocates(Box<Equivocation>),
 }
 
 /// A document's state.
@@ -79,7 +80,7 @@ impl Document {
         }
         let slot = (parsed.envelope.author, parsed.seq());
         if let Some(other) = self.seqs.get(&slot).and_then(|hash| self.held(hash)) {
-            return Insert::Equivocates(Box::new(other));
+            return Insert::Equivocates(Box::new(Equivocation::new(&parsed, &other)));
         }
         self.seqs.insert(slot, parsed.hash);
         for dep in parsed.deps() {

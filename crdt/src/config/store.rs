@@ -53,7 +53,45 @@ pub struct ConfigStore {
     evidence: BTreeMap<PublicKey, (Digest, Equivocation)>,
     /// Changes with a correct signature under a trust version newer than
     /// this replica's head; judged when the trust chain catches up.
-    future: BTreeMap<Digest, SignedChange>,
+    future: Future,
+}
+
+/// Changes waiting for a newer trust version, with their total size kept
+/// as they come and go: the queue's bounds are checked on every admitted
+/// change, and summing the sizes each time would make a batch quadratic.
+#[derive(Default)]
+struct Future {
+    changes: BTreeMap<Digest, SignedChange>,
+    bytes: usize,
+}
+
+impl Future {
+    fn insert(&mut self, hash: Digest, change: SignedChange) {
+        self.bytes += change.change.len();
+        if let Some(old) = self.changes.insert(hash, change) {
+            self.bytes -= old.change.len();
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(&SignedChange) -> bool) {
+        self.changes.retain(|_, change| keep(change));
+        self.bytes = self
+            .changes
+            .values()
+            .map(|change| change.change.len())
+            .sum();
+    }
+
+    fn pop_last(&mut self) {
+        if let Some((_, change)) = self.changes.pop_last() {
+            self.bytes -= change.change.len();
+        }
+    }
+
+    fn take(&mut self) -> Vec<SignedChange> {
+        self.bytes = 0;
+        std::mem::take(&mut self.changes).into_values().collect()
+    }
 }
 
 impl ConfigStore {
@@ -98,19 +136,26 @@ impl ConfigStore {
 
     /// How many verified changes wait for parents or a newer trust version.
     pub fn pending_len(&self) -> usize {
-        self.docs.values().map(Document::pending_len).sum::<usize>() + self.future.len()
+        self.docs.values().map(Document::pending_len).sum::<usize>() + self.future.changes.len()
     }
 
-    fn pending_bytes(&self) -> usize {
+    /// Bytes of the documents' automerge state as saved (compressed
+    /// columns), all documents together: what the documents take besides
+    /// the signed changes held to hand out.
+    pub fn saved_bytes(&self) -> usize {
+        self.docs
+            .values()
+            .map(|document| document.automerge().save().len())
+            .sum()
+    }
+
+    /// Bytes of the changes that wait for parents or a newer trust version.
+    pub fn pending_bytes(&self) -> usize {
         self.docs
             .values()
             .map(Document::pending_bytes)
             .sum::<usize>()
-            + self
-                .future
-                .values()
-                .map(|change| change.change.len())
-                .sum::<usize>()
+            + self.future.bytes
     }
 
     /// The keys quarantined for equivocating.
@@ -187,7 +232,7 @@ impl ConfigStore {
             return Err(Rejected::Quarantined);
         }
         let parsed = Parsed::new(envelope)?;
-        let known = self.future.contains_key(&parsed.hash)
+        let known = self.future.changes.contains_key(&parsed.hash)
             || self
                 .docs
                 .get(&parsed.envelope.doc)
@@ -232,14 +277,14 @@ impl ConfigStore {
         let doc = parsed.envelope.doc.clone();
         let hash = parsed.hash;
         let document = self.docs.entry(doc.clone()).or_insert_with(Document::new);
-        match document.insert(parsed.clone()) {
+        match document.insert(parsed) {
             Insert::Known => Ok(Merge::Unchanged),
             Insert::Queued => {
                 touched.entry(doc).or_default().push(hash);
                 Ok(Merge::Pending)
             }
-            Insert::Equivocates(other) => {
-                self.quarantine(Equivocation::new(&parsed, &other));
+            Insert::Equivocates(evidence) => {
+                self.quarantine(*evidence);
                 Err(Rejected::Quarantined)
             }
         }
@@ -266,7 +311,7 @@ impl ConfigStore {
         };
         self.evidence.insert(author, (key, evidence));
         if replaced.is_none() {
-            self.future.retain(|_, change| change.author != author);
+            self.future.retain(|change| change.author != author);
             self.rebuild_where(|change| change.author != author);
         }
         Merge::Changed {
@@ -376,10 +421,15 @@ impl Replica for ConfigStore {
                 ConfigEntry::Evidence(proof) => evidence.push((index, proof)),
             }
         }
+        let checks: Vec<_> = screened
+            .iter()
+            .map(|(_, (parsed, _))| parsed.check())
+            .collect();
+        let verdicts = ctx.verifier.verify_each(&checks);
         let mut touched = BTreeMap::new();
         let mut queued = Vec::new();
-        for (index, (parsed, standing)) in screened {
-            if !ctx.verifier.verify(&parsed.check()) {
+        for ((index, (parsed, standing)), verified) in screened.into_iter().zip(verdicts) {
+            if !verified {
                 results[index] = Err(Rejected::BadSignature);
                 continue;
             }
@@ -418,7 +468,7 @@ impl Replica for ConfigStore {
             .retain(|_, (_, proof)| authorized(&proof.a) && authorized(&proof.b));
         let quarantined: Vec<PublicKey> = self.evidence.keys().copied().collect();
         self.rebuild_where(|change| authorized(change) && !quarantined.contains(&change.author));
-        let future = std::mem::take(&mut self.future);
-        self.merge_batch(future.into_values().map(ConfigEntry::Change).collect(), ctx);
+        let future = self.future.take();
+        self.merge_batch(future.into_iter().map(ConfigEntry::Change).collect(), ctx);
     }
 }

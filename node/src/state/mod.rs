@@ -7,8 +7,9 @@
 //!   queued and sent to `gossip_fanout` random peers on each gossip round,
 //!   `retransmit_limit` times in all. Small entries travel whole; large
 //!   ones (config changes) are *announced* by key, and a peer that lacks
-//!   one fetches it from the announcer, so a 100 KB change crosses each
-//!   link at most about once instead of being flooded.
+//!   one fetches it from the announcer (from the next announcer if that
+//!   goes unanswered), so a 100 KB change crosses each link at most about
+//!   once instead of being flooded.
 //! - **Anti-entropy.** On each sync the initiator sends one root digest per
 //!   collection; the peer answers with the bucket digests of the
 //!   collections that differ; the initiator sends its `(key, version)`
@@ -52,7 +53,7 @@ pub const ENTRIES_BYTES_MAX: usize = wire::MESSAGE_BYTES_MAX / 2;
 /// Entries larger than this are announced, not pushed whole.
 pub const INLINE_ENTRY_BYTES_MAX: usize = 1_024;
 
-/// Most fetches in flight; a fetch not answered within its deadline may be
+/// Most fetches in flight; a fetch not answered within its deadline is
 /// retried from another announcer.
 pub const FETCHES_MAX: usize = 4_096;
 
@@ -63,8 +64,9 @@ pub const FETCHES_MAX: usize = 4_096;
 /// are refused until the clock catches up (anti-entropy offers them again).
 pub const AHEAD_MAX_MILLIS: u64 = 60_000;
 
-/// How long a fetch may go unanswered before another announcer is asked.
-const FETCH_TIMEOUT_MILLIS: u64 = 2_000;
+/// Most other announcers remembered per fetch, to retry from: a lost
+/// request or answer then costs one timeout, not a wait for anti-entropy.
+pub const ANNOUNCERS_MAX: usize = 4;
 
 /// The replicated collections, in the order their digests travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -208,6 +210,28 @@ impl StateStats {
     }
 }
 
+/// What one replica holds, in encoded bytes: the size of the replicated
+/// state as it would be saved or sent, per collection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateBytes {
+    /// Entries held per collection, in [`Kind::ALL`] order.
+    pub counts: [usize; Kind::ALL.len()],
+    /// Their encoded bytes per collection, in [`Kind::ALL`] order (config:
+    /// the signed changes, kept to hand out and to rebuild from).
+    pub entries: [usize; Kind::ALL.len()],
+    /// The config documents' automerge state, as saved.
+    pub documents: usize,
+    /// Config changes waiting for their parents or a newer trust version.
+    pub pending: usize,
+}
+
+impl StateBytes {
+    /// Everything together.
+    pub fn total(&self) -> usize {
+        self.entries.iter().sum::<usize>() + self.documents + self.pending
+    }
+}
+
 /// What merging some entries did that the agent must act on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Merged {
@@ -231,20 +255,34 @@ pub struct Replicas {
     releases: ReleaseLog,
     digests: [Digests; Kind::ALL.len()],
     push: PushQueue,
-    fetching: BTreeMap<(Kind, Digest), u64>,
+    fetching: BTreeMap<(Kind, Digest), Fetch>,
+    fetch_timeout_millis: u64,
     revoked_ids: BTreeSet<NodeId>,
     verifier: Arc<dyn Verifier>,
     stats: StateStats,
 }
 
+/// A fetch in flight.
+struct Fetch {
+    /// When the peer asked counts as having failed to answer.
+    deadline: u64,
+    /// The peer asked.
+    asked: NodeId,
+    /// Other peers that announced the entry meanwhile, oldest first, at
+    /// most [`ANNOUNCERS_MAX`]: each holds it, so each can be asked next.
+    announcers: Vec<NodeId>,
+}
+
 impl Replicas {
     /// A replica trusting `trust`, admitting `own` (this agent's
-    /// certificate, checked by the caller).
+    /// certificate, checked by the caller). A fetch unanswered for
+    /// `fetch_timeout_millis` is asked of another announcer.
     pub fn new(
         trust: TrustChain,
         own: NodeCert,
         verifier: Arc<dyn Verifier>,
         now_millis: u64,
+        fetch_timeout_millis: u64,
     ) -> Replicas {
         let mut replicas = Replicas {
             trust,
@@ -257,6 +295,7 @@ impl Replicas {
             digests: Default::default(),
             push: PushQueue::default(),
             fetching: BTreeMap::new(),
+            fetch_timeout_millis,
             revoked_ids: BTreeSet::new(),
             verifier,
             stats: StateStats::default(),
@@ -309,6 +348,25 @@ impl Replicas {
     /// Counters.
     pub fn stats(&self) -> &StateStats {
         &self.stats
+    }
+
+    /// What this replica holds, per collection. Encodes every entry: for
+    /// measuring, not for every tick.
+    pub fn approx_bytes(&self) -> StateBytes {
+        let mut bytes = StateBytes {
+            documents: self.config.saved_bytes(),
+            pending: self.config.pending_bytes(),
+            ..StateBytes::default()
+        };
+        for kind in Kind::ALL {
+            for (key, _) in self.versions(kind) {
+                if let Some(entry) = self.entry(kind, &key) {
+                    bytes.counts[kind.index()] += 1;
+                    bytes.entries[kind.index()] += wire::entry_len(&entry);
+                }
+            }
+        }
+        bytes
     }
 
     /// Entries waiting to be pushed.
@@ -598,11 +656,12 @@ impl Replicas {
         }
     }
 
-    /// Handles one state message from an admitted peer, appending the
+    /// Handles one state message from admitted peer `from`, appending the
     /// answers to send it to `out`; returns what the merges did.
     pub fn handle(
         &mut self,
         message: StateMessage,
+        from: NodeId,
         now_millis: u64,
         out: &mut Vec<StateMessage>,
     ) -> Merged {
@@ -656,7 +715,7 @@ impl Replicas {
                     .map(|(key, _)| key)
                     .collect();
                 self.send_entries(kind, &missing, out);
-                self.fetch(kind, want, now_millis, out);
+                self.fetch(kind, want, from, now_millis, out);
             }
             StateMessage::Want { kind, keys } => self.send_entries(kind, &keys, out),
             StateMessage::Entries { entries } => {
@@ -669,46 +728,100 @@ impl Replicas {
                         .into_iter()
                         .filter(|key| self.entry(kind, key).is_none())
                         .collect();
-                    self.fetch(kind, keys, now_millis, out);
+                    self.fetch(kind, keys, from, now_millis, out);
                 }
             }
         }
         effects
     }
 
-    /// A request for `keys` not already being fetched, if any remain.
-    pub fn want(&mut self, kind: Kind, keys: Vec<Digest>, now_millis: u64) -> Option<StateMessage> {
+    /// A request to `from` for `keys` not already being fetched, if any
+    /// remain.
+    pub fn want(
+        &mut self,
+        kind: Kind,
+        keys: Vec<Digest>,
+        from: NodeId,
+        now_millis: u64,
+    ) -> Option<StateMessage> {
         let mut out = Vec::new();
-        self.fetch(kind, keys, now_millis, &mut out);
+        self.fetch(kind, keys, from, now_millis, &mut out);
         out.pop()
     }
 
-    /// Asks the sender for `keys` not already being fetched from someone
-    /// (or whose fetch timed out).
+    /// Asks `from`, which holds `keys`, for those not already being
+    /// fetched; for those being fetched from someone else, notes `from` as
+    /// a peer to ask next.
     fn fetch(
         &mut self,
         kind: Kind,
         keys: Vec<Digest>,
+        from: NodeId,
         now_millis: u64,
         out: &mut Vec<StateMessage>,
     ) {
-        self.fetching.retain(|_, deadline| *deadline > now_millis);
         let mut asked = Vec::new();
         for key in keys {
-            if self.fetching.contains_key(&(kind, key)) {
+            if let Some(fetch) = self.fetching.get_mut(&(kind, key)) {
+                if fetch.deadline <= now_millis {
+                    // Overdue: `from` is as good a peer to ask as any.
+                    fetch.asked = from;
+                    fetch.deadline = now_millis + self.fetch_timeout_millis;
+                    fetch.announcers.retain(|peer| *peer != from);
+                    asked.push(key);
+                } else if fetch.asked != from
+                    && !fetch.announcers.contains(&from)
+                    && fetch.announcers.len() < ANNOUNCERS_MAX
+                {
+                    fetch.announcers.push(from);
+                }
                 continue;
             }
             if self.fetching.len() >= FETCHES_MAX {
                 self.stats.fetches_refused += 1;
                 continue;
             }
-            self.fetching
-                .insert((kind, key), now_millis + FETCH_TIMEOUT_MILLIS);
+            let fetch = Fetch {
+                deadline: now_millis + self.fetch_timeout_millis,
+                asked: from,
+                announcers: Vec::new(),
+            };
+            self.fetching.insert((kind, key), fetch);
             asked.push(key);
         }
         if !asked.is_empty() {
             out.push(StateMessage::Want { kind, keys: asked });
         }
+    }
+
+    /// Fetches past their deadline, asked again of the next announcer:
+    /// the requests to send, by peer. A fetch with no announcer left is
+    /// given up; anti-entropy or a later announcement starts it again.
+    pub fn retry_fetches(&mut self, now_millis: u64) -> Vec<(NodeId, StateMessage)> {
+        let mut asks: BTreeMap<(NodeId, Kind), Vec<Digest>> = BTreeMap::new();
+        let deadline = now_millis + self.fetch_timeout_millis;
+        self.fetching.retain(|&(kind, key), fetch| {
+            if fetch.deadline > now_millis {
+                return true;
+            }
+            if fetch.announcers.is_empty() {
+                return false;
+            }
+            fetch.asked = fetch.announcers.remove(0);
+            fetch.deadline = deadline;
+            asks.entry((fetch.asked, kind)).or_default().push(key);
+            true
+        });
+        asks.into_iter()
+            .flat_map(|((peer, kind), keys)| {
+                keys.chunks(WANTS_MAX)
+                    .map(|keys| {
+                        let keys = keys.to_vec();
+                        (peer, StateMessage::Want { kind, keys })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     fn send_entries(&self, kind: Kind, keys: &[Digest], out: &mut Vec<StateMessage>) {
