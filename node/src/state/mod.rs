@@ -50,8 +50,14 @@ pub const WANTS_MAX: usize = 1_024;
 /// Byte budget for the entries of one message (leaves room for framing).
 pub const ENTRIES_BYTES_MAX: usize = wire::MESSAGE_BYTES_MAX / 2;
 
-/// Entries larger than this are announced, not pushed whole.
-pub const INLINE_ENTRY_BYTES_MAX: usize = 1_024;
+/// Entries larger than this are announced, not pushed whole. Every agent
+/// pushes a new entry `retransmit_limit` times (about 12 at N = 1,000):
+/// whole, an entry of `s` bytes costs each agent about 12·s sent; announced,
+/// 12 announcements of ~40 bytes and one fetch of `s`. Announcing wins for
+/// anything much over 40 bytes, and every signed entry is (a health report
+/// is ~300 bytes, a quorum lease ~1 KB), at the price of one round trip per
+/// hop: worth it for every entry kind the fleet carries.
+pub const INLINE_ENTRY_BYTES_MAX: usize = 128;
 
 /// Most fetches in flight; a fetch not answered within its deadline is
 /// retried from another announcer.
