@@ -279,7 +279,10 @@ fn lease_health_traffic(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let health = "[[faults]]\nkind = \"health-flaps\"\nfrom_s = 0\nuntil_s = 360\nchecks = 2\nper_agent_hour = 1\n";
     let (base_bytes, base_messages) = steady_traffic(1000, &groups)?;
     for (what, extra) in [
-        (format!("lease traffic added per agent, N=1000, {SCOPES} scopes"), leases),
+        (
+            format!("lease traffic added per agent, N=1000, {SCOPES} scopes"),
+            leases,
+        ),
         (
             "health traffic added per agent, N=1000, 2 checks flipping 1/h each".to_owned(),
             health.to_owned(),
