@@ -130,13 +130,8 @@ impl Fleet {
     }
 
     /// Number of nodes.
-    pub fn len(&self) -> u32 {
+    pub(crate) fn len(&self) -> u32 {
         self.keys.len() as u32
-    }
-
-    /// Whether the fleet has no nodes.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 
     /// The public key of node `index`.
