@@ -1031,30 +1031,12 @@ impl World {
         });
     }
 
-    fn has(&self, index: u32, awaited: &Awaited) -> bool {
-        let Some(agent) = &self.nodes[index as usize].agent else {
-            return false;
-        };
-        match awaited {
-            Awaited::Release { doc, version } => agent
-                .applied_release(doc)
-                .is_some_and(|applied| applied.version >= *version),
-            Awaited::Trust { version } => agent.replicas().trust().head().doc.version >= *version,
-            Awaited::Quarantine { key } => agent
-                .replicas()
-                .config()
-                .quarantined()
-                .any(|held| held == key),
-        }
-    }
-
     fn note_reach(&mut self) {
         let running: Vec<u32> = self.running_agents().collect();
-        let mut checks = std::mem::replace(&mut self.config_checks, ConfigChecks::new(0, 0));
-        checks.note_reach(self.now, |awaited| {
-            running.iter().all(|&index| self.has(index, awaited))
+        let nodes = &self.nodes;
+        self.config_checks.note_reach(self.now, |awaited| {
+            running.iter().all(|&index| has(nodes, index, awaited))
         });
-        self.config_checks = checks;
     }
 
     fn check_publications(&mut self) {
@@ -1073,15 +1055,14 @@ impl World {
                     .is_some_and(|since| since <= settled_since)
             })
             .collect();
-        let mut checks = std::mem::replace(&mut self.config_checks, ConfigChecks::new(0, 0));
-        let violation = checks.check(self.now, |awaited| {
+        let nodes = &self.nodes;
+        let violation = self.config_checks.check(self.now, |awaited| {
             settled
                 .iter()
                 .copied()
-                .filter(|&index| !self.has(index, awaited))
+                .filter(|&index| !has(nodes, index, awaited))
                 .collect()
         });
-        self.config_checks = checks;
         if let Some(violation) = violation {
             self.violations.push(violation);
         }
@@ -1214,6 +1195,14 @@ fn action_code(action: &Action) -> u8 {
         Action::CrashHolder(..) => 16,
         Action::Health { .. } => 17,
     }
+}
+
+/// Whether agent `index` runs and holds `awaited`.
+fn has(nodes: &[Node], index: u32, awaited: &Awaited) -> bool {
+    nodes[index as usize]
+        .agent
+        .as_ref()
+        .is_some_and(|agent| awaited.is_held_by(agent))
 }
 
 /// What the config checkers look at to tell that an agent's config state

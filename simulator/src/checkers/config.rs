@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use fleetmesh_node::Agent;
 use fleetmesh_node::crdt::{Digest, PublicKey};
 
 use super::{Kind, Violation};
@@ -35,6 +36,23 @@ pub enum Awaited {
         /// The equivocating key.
         key: PublicKey,
     },
+}
+
+impl Awaited {
+    /// Whether `agent` has it.
+    pub fn is_held_by(&self, agent: &Agent) -> bool {
+        match self {
+            Awaited::Release { doc, version } => agent
+                .applied_release(doc)
+                .is_some_and(|applied| applied.version >= *version),
+            Awaited::Trust { version } => agent.replicas().trust().head().doc.version >= *version,
+            Awaited::Quarantine { key } => agent
+                .replicas()
+                .config()
+                .quarantined()
+                .any(|held| held == key),
+        }
+    }
 }
 
 /// One agent's config state, as the store checker sees it.
@@ -248,9 +266,10 @@ impl ConfigChecks {
         }
     }
 
-    /// Judges whatever was published at least a bound ago and at least a
-    /// bound before now since the last heal: `missing(awaited)` names the running agents (that ran all
-    /// along) still without it. Not called while the network is cut.
+    /// Judges whatever was published at least a bound ago, and a bound
+    /// after the last heal: `missing(awaited)` names the running agents
+    /// (that ran all along) still without it. Not called while the network
+    /// is cut.
     pub fn check(
         &mut self,
         now: u64,
