@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use fleetmesh_crdt::{
     ConfigEntry, ConfigError, ConfigStore, Ctx, Ed25519, PublicKey, Rejected, Release, Replica,
-    Role, SignatureCheck, SignedChange, SignedRelease, TrustChain, Value, Verifier,
+    Role, SignedChange, SignedRelease, TrustChain, Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -82,11 +82,7 @@ impl ReleaseJson {
             expires_millis: release.expires_millis,
             trust_version: release.trust_version,
             digest: release.digest().to_hex(),
-            signatures: signed
-                .signatures
-                .iter()
-                .map(|(key, signature)| (key.to_hex(), files::signature_hex(signature)))
-                .collect(),
+            signatures: files::signatures_hex(&signed.signatures),
         }
     }
 
@@ -108,16 +104,7 @@ impl ReleaseJson {
                 self.digest
             );
         }
-        let signatures = self
-            .signatures
-            .iter()
-            .map(|(key, signature)| {
-                Ok((
-                    files::parse_key(key, "a signing key")?,
-                    files::parse_signature(signature, "a signature")?,
-                ))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let signatures = files::parse_signatures(&self.signatures)?;
         Ok(SignedRelease {
             release,
             signatures,
@@ -316,20 +303,15 @@ fn check_release(release: &SignedRelease, chain: &TrustChain) -> anyhow::Result<
         ignored: Vec::new(),
         threshold: trust.doc.config_threshold,
     };
-    for (key, signature) in &release.signatures {
-        let check = SignatureCheck {
-            key: *key,
-            digest,
-            signature: *signature,
-        };
-        if !Ed25519.verify(&check) {
-            bail!(
-                "signature by key {} on release {} version {} does not verify: the file was altered or damaged; get an intact copy from its signers",
-                short(key),
-                body.doc,
-                body.version
-            );
-        }
+    if let Some(key) = files::bad_signer(digest, &release.signatures) {
+        bail!(
+            "signature by key {} on release {} version {} does not verify: the file was altered or damaged; get an intact copy from its signers",
+            short(&key),
+            body.doc,
+            body.version
+        );
+    }
+    for key in release.signatures.keys() {
         if chain.authorizes(key, Role::Config, body.trust_version) {
             tally.counted.push(*key);
         } else {

@@ -6,6 +6,7 @@
 //! (this CLI, later the agent runtime) can tell a wrong or newer file from
 //! a corrupt one and say so, instead of failing on some inner field.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 #[cfg(unix)]
@@ -14,7 +15,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use fleetmesh_crdt::{Digest, PublicKey, Signature};
+use fleetmesh_crdt::{Digest, Ed25519, PublicKey, Signature, SignatureCheck, Verifier};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -251,6 +252,47 @@ pub fn signature_hex(signature: &Signature) -> String {
 /// Parses a signature given as 128 hex digits.
 pub fn parse_signature(text: &str, what: &str) -> anyhow::Result<Signature> {
     unhex_array(text, what).map(Signature::from_bytes)
+}
+
+/// Signatures by key as files hold them: both halves in hex.
+pub fn signatures_hex(signatures: &BTreeMap<PublicKey, Signature>) -> BTreeMap<String, String> {
+    signatures
+        .iter()
+        .map(|(key, signature)| (key.to_hex(), signature_hex(signature)))
+        .collect()
+}
+
+/// The first key whose signature over `digest` does not verify, if any.
+pub fn bad_signer(
+    digest: Digest,
+    signatures: &BTreeMap<PublicKey, Signature>,
+) -> Option<PublicKey> {
+    signatures
+        .iter()
+        .find(|&(key, signature)| {
+            let check = SignatureCheck {
+                key: *key,
+                digest,
+                signature: *signature,
+            };
+            !Ed25519.verify(&check)
+        })
+        .map(|(key, _)| *key)
+}
+
+/// Parses signatures by key written by [`signatures_hex`].
+pub fn parse_signatures(
+    signatures: &BTreeMap<String, String>,
+) -> anyhow::Result<BTreeMap<PublicKey, Signature>> {
+    signatures
+        .iter()
+        .map(|(key, signature)| {
+            Ok((
+                parse_key(key, "a signing key")?,
+                parse_signature(signature, "a signature")?,
+            ))
+        })
+        .collect()
 }
 
 /// Milliseconds since the Unix epoch now: the HLC time of a fresh clock,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use fleetmesh_crdt::{
-    CertBody, Ed25519, Keypair, NodeCert, PublicKey, Role, SignatureCheck, SignedTrust, TrustChain,
-    TrustDoc, TrustError, Verifier,
+    CertBody, Ed25519, Keypair, NodeCert, PublicKey, Role, SignedTrust, TrustChain, TrustDoc,
+    TrustError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -60,11 +60,7 @@ impl TrustJson {
             root_threshold: doc.root_threshold,
             config_threshold: doc.config_threshold,
             revoked: doc.revoked.iter().map(PublicKey::to_hex).collect(),
-            signatures: signed
-                .signatures
-                .iter()
-                .map(|(key, signature)| (key.to_hex(), files::signature_hex(signature)))
-                .collect(),
+            signatures: files::signatures_hex(&signed.signatures),
         }
     }
 
@@ -83,16 +79,7 @@ impl TrustJson {
             .iter()
             .map(|key| files::parse_key(key, "a revoked key"))
             .collect::<anyhow::Result<_>>()?;
-        let signatures = self
-            .signatures
-            .iter()
-            .map(|(key, signature)| {
-                Ok((
-                    files::parse_key(key, "a signing key")?,
-                    files::parse_signature(signature, "a signature")?,
-                ))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let signatures = files::parse_signatures(&self.signatures)?;
         Ok(SignedTrust {
             doc: TrustDoc {
                 fleet: self.fleet.clone(),
@@ -167,20 +154,12 @@ fn verify_chain(file: &ChainFile) -> anyhow::Result<TrustChain> {
 /// Refuses a document carrying any signature that does not verify: a file
 /// signed by the right keys never carries one, so it was altered.
 fn check_signatures(signed: &SignedTrust) -> anyhow::Result<()> {
-    let digest = signed.digest();
-    for (key, signature) in &signed.signatures {
-        let check = SignatureCheck {
-            key: *key,
-            digest,
-            signature: *signature,
-        };
-        if !Ed25519.verify(&check) {
-            bail!(
-                "signature by key {} on trust version {} does not verify: the file was altered or damaged; get an intact copy from its signers",
-                short(key),
-                signed.doc.version
-            );
-        }
+    if let Some(key) = files::bad_signer(signed.digest(), &signed.signatures) {
+        bail!(
+            "signature by key {} on trust version {} does not verify: the file was altered or damaged; get an intact copy from its signers",
+            short(&key),
+            signed.doc.version
+        );
     }
     Ok(())
 }
