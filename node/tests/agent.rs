@@ -3,13 +3,13 @@
 //! after a fixed delay through links the test can cut. No simulator: these
 //! tests pin the protocol itself.
 
-use fleetmesh_node::crdt::{
-    CertBody, Ed25519, Keypair, NodeCert, Role, SignedTrust, TrustDoc, Verifier,
-};
+mod common;
+
+use common::{FLEET, id, identity, key, verifier};
+use fleetmesh_node::crdt::{Ed25519, Keypair, Role, SignedTrust};
 use fleetmesh_node::wire::{self, Message, Update};
-use fleetmesh_node::{Agent, Config, Identity, Instant, MemberState, NodeId, NodeMeta};
+use fleetmesh_node::{Agent, Config, Instant, MemberState, NodeId, NodeMeta};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 const LINK_DELAY: Duration = Duration::from_millis(1);
@@ -23,54 +23,6 @@ struct Harness {
     sequence: u64,
     /// Agents that neither send nor receive (crashed or cut off).
     isolated: BTreeSet<NodeId>,
-}
-
-fn key(n: u64) -> Keypair {
-    Keypair::from_seed(*blake3::hash(&n.to_le_bytes()).as_bytes())
-}
-
-/// The test fleet's operator (root, config and admit) and genesis.
-static FLEET: LazyLock<(Keypair, SignedTrust)> = LazyLock::new(|| {
-    let operator = key(u64::MAX);
-    let doc = TrustDoc {
-        fleet: "test".into(),
-        version: 1,
-        keys: BTreeMap::from([(
-            operator.public(),
-            BTreeSet::from([Role::Root, Role::Config, Role::Admit]),
-        )]),
-        root_threshold: 1,
-        config_threshold: 1,
-        revoked: BTreeSet::new(),
-    };
-    let genesis = SignedTrust::sign(doc, &[&operator]);
-    (operator, genesis)
-});
-
-fn id(n: u64) -> NodeId {
-    key(n).public().node_id()
-}
-
-fn identity(n: u64) -> Identity {
-    let (operator, genesis) = &*FLEET;
-    let body = CertBody {
-        fleet: genesis.digest(),
-        node_key: key(n).public(),
-        name: format!("node-{n}"),
-        tags: BTreeMap::new(),
-        expires_millis: None,
-        issuer: operator.public(),
-        trust_version: 1,
-    };
-    Identity {
-        keypair: key(n),
-        cert: NodeCert::issue(body, operator),
-        genesis: genesis.clone(),
-    }
-}
-
-fn verifier() -> Arc<dyn Verifier> {
-    Arc::new(Ed25519)
 }
 
 impl Harness {
@@ -566,6 +518,20 @@ fn a_health_report_reaches_every_agent_and_a_forged_one_reaches_none() {
     }
 }
 
+/// The merge context of an operator's laptop: it trusts its own chain and
+/// admits every node (it merges config only).
+fn laptop_ctx(chain: &fleetmesh_node::crdt::TrustChain) -> fleetmesh_node::crdt::Ctx<'_> {
+    fn anyone(_: &fleetmesh_node::crdt::PublicKey) -> bool {
+        true
+    }
+    fleetmesh_node::crdt::Ctx {
+        trust: chain,
+        admitted: &anyone,
+        verifier: &Ed25519,
+        now_millis: 0,
+    }
+}
+
 /// An operator's own copy of trust and config, as the CLI keeps it: writes
 /// signed changes and releases for agents to spread.
 struct Laptop {
@@ -584,45 +550,31 @@ impl Laptop {
 
     fn trust(&mut self, doc: SignedTrust) -> fleetmesh_node::state::Entry {
         self.chain.insert(doc.clone(), &Ed25519).unwrap();
-        let admitted = |_: &fleetmesh_node::crdt::PublicKey| true;
-        let ctx = fleetmesh_node::crdt::Ctx {
-            trust: &self.chain,
-            admitted: &admitted,
-            verifier: &Ed25519,
-            now_millis: 0,
-        };
-        fleetmesh_node::crdt::Replica::trust_changed(&mut self.store, &ctx);
+        fleetmesh_node::crdt::Replica::trust_changed(&mut self.store, &laptop_ctx(&self.chain));
         fleetmesh_node::state::Entry::Trust(Box::new(doc))
     }
 
-    /// A change making `doc` hold `content` by `author`, and release
+    /// A change making document `app` hold `pairs` by `author`, and release
     /// `version` of the result.
     fn write(
         &mut self,
         author: &Keypair,
-        content: &[(&str, i64)],
+        pairs: &[(&str, i64)],
         version: u64,
         expires_millis: Option<u64>,
     ) -> Vec<fleetmesh_node::state::Entry> {
-        use fleetmesh_node::crdt::{ConfigEntry, Release, SignedRelease, Value};
+        use fleetmesh_node::crdt::{ConfigEntry, Release, SignedRelease};
         use fleetmesh_node::state::Entry;
-        let value = Value::Map(
-            content
-                .iter()
-                .map(|(key, value)| (key.to_string(), Value::Int(*value)))
-                .collect(),
-        );
-        let admitted = |_: &fleetmesh_node::crdt::PublicKey| true;
-        let ctx = fleetmesh_node::crdt::Ctx {
-            trust: &self.chain,
-            admitted: &admitted,
-            verifier: &Ed25519,
-            now_millis: 0,
-        };
         let trust_version = self.chain.head().doc.version;
         let change = self
             .store
-            .author("app", author, trust_version, &value, &ctx)
+            .author(
+                "app",
+                author,
+                trust_version,
+                &content(pairs),
+                &laptop_ctx(&self.chain),
+            )
             .unwrap()
             .unwrap();
         let mut heads = self.store.heads("app");

@@ -3,64 +3,20 @@
 //! as the driver contract says (persist outputs drained before transmits),
 //! and restarts that restore it.
 
-use fleetmesh_node::crdt::{
-    CertBody, Ed25519, Grant, GrantBody, GrantRequest, Keypair, NodeCert, PublicKey, Role,
-    SignedTrust, TrustDoc, Verifier,
-};
+mod common;
+
+use common::{id, identity, key, verifier};
+use fleetmesh_node::crdt::{Grant, GrantBody, GrantRequest, PublicKey};
 use fleetmesh_node::lease::{LeaseMessage, RefusalReason};
 use fleetmesh_node::wire::{self, Message};
-use fleetmesh_node::{Agent, Config, Durable, Event, Identity, Instant, NodeId, NodeMeta, Persist};
+use fleetmesh_node::{Agent, Config, Durable, Event, Instant, NodeId, NodeMeta, Persist};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 const LINK_DELAY: Duration = Duration::from_millis(1);
 const STEPS_MAX: usize = 2_000_000;
 const SCOPE: &str = "singleton:backup";
 const TTL: Duration = Duration::from_secs(10);
-
-fn key(n: u64) -> Keypair {
-    Keypair::from_seed(*blake3::hash(&n.to_le_bytes()).as_bytes())
-}
-
-static FLEET: LazyLock<(Keypair, SignedTrust)> = LazyLock::new(|| {
-    let operator = key(u64::MAX);
-    let doc = TrustDoc {
-        fleet: "test".into(),
-        version: 1,
-        keys: BTreeMap::from([(
-            operator.public(),
-            BTreeSet::from([Role::Root, Role::Config, Role::Admit]),
-        )]),
-        root_threshold: 1,
-        config_threshold: 1,
-        revoked: BTreeSet::new(),
-    };
-    let genesis = SignedTrust::sign(doc, &[&operator]);
-    (operator, genesis)
-});
-
-fn id(n: u64) -> NodeId {
-    key(n).public().node_id()
-}
-
-fn identity(n: u64) -> Identity {
-    let (operator, genesis) = &*FLEET;
-    let body = CertBody {
-        fleet: genesis.digest(),
-        node_key: key(n).public(),
-        name: format!("node-{n}"),
-        tags: BTreeMap::new(),
-        expires_millis: None,
-        issuer: operator.public(),
-        trust_version: 1,
-    };
-    Identity {
-        keypair: key(n),
-        cert: NodeCert::issue(body, operator),
-        genesis: genesis.clone(),
-    }
-}
 
 fn voters(range: std::ops::Range<u64>) -> BTreeSet<PublicKey> {
     range.map(|n| key(n).public()).collect()
@@ -106,7 +62,7 @@ impl Harness {
             NodeMeta::default(),
             n,
             self.now,
-            Arc::new(Ed25519) as Arc<dyn Verifier>,
+            verifier(),
         )
         .expect("empty metadata is valid");
         agent.restore(self.now, self.durable.get(&n).cloned().unwrap_or_default());
