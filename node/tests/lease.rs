@@ -18,6 +18,20 @@ const STEPS_MAX: usize = 2_000_000;
 const SCOPE: &str = "singleton:backup";
 const TTL: Duration = Duration::from_secs(10);
 
+/// Node `holder`'s request for `SCOPE` at `epoch`, a 10 s ttl, as its
+/// attempt number `attempt`.
+fn request(holder: u64, epoch: u64, attempt: u64) -> LeaseMessage {
+    LeaseMessage::Request {
+        attempt,
+        request: GrantRequest {
+            scope: SCOPE.into(),
+            epoch,
+            holder: key(holder).public(),
+            ttl_millis: 10_000,
+        },
+    }
+}
+
 fn voters(range: std::ops::Range<u64>) -> BTreeSet<PublicKey> {
     range.map(|n| key(n).public()).collect()
 }
@@ -230,17 +244,8 @@ fn a_voter_refuses_a_second_holder_at_the_same_epoch() {
     let mut harness = Harness::new(3);
     harness.captured.insert(1, Vec::new());
     harness.captured.insert(2, Vec::new());
-    let request = |holder: u64, epoch: u64| LeaseMessage::Request {
-        attempt: 7,
-        request: GrantRequest {
-            scope: SCOPE.into(),
-            epoch,
-            holder: key(holder).public(),
-            ttl_millis: 10_000,
-        },
-    };
-    harness.inject(1, 0, &request(1, 3));
-    harness.inject(2, 0, &request(2, 3));
+    harness.inject(1, 0, &request(1, 3, 7));
+    harness.inject(2, 0, &request(2, 3, 7));
     let answers = &harness.captured;
     assert!(matches!(
         answers[&1][..],
@@ -252,7 +257,7 @@ fn a_voter_refuses_a_second_holder_at_the_same_epoch() {
             if holder == key(1).public()
     ));
     // Nor may anyone ask on another's behalf.
-    harness.inject(2, 0, &request(1, 4));
+    harness.inject(2, 0, &request(1, 4, 7));
     assert_eq!(harness.captured[&2].len(), 1);
     assert_eq!(harness.agents[&0].stats().leases.refused_bad_request, 1);
 }
@@ -305,15 +310,7 @@ fn takeover_comes_only_after_ttl_plus_lock_delay_with_a_higher_epoch() {
 #[test]
 fn a_grant_is_queued_to_persist_before_its_transmit() {
     let mut harness = Harness::new(2);
-    let message = LeaseMessage::Request {
-        attempt: 1,
-        request: GrantRequest {
-            scope: SCOPE.into(),
-            epoch: 1,
-            holder: key(1).public(),
-            ttl_millis: 10_000,
-        },
-    };
+    let message = request(1, 1, 1);
     let bytes = wire::encode(&Message::Lease(message)).unwrap();
     let now = harness.now;
     let voter = harness.agent(0);
@@ -339,16 +336,7 @@ fn a_restored_voter_refuses_a_new_epoch_for_a_full_ttl_plus_lock_delay() {
     let mut harness = Harness::new(3);
     harness.captured.insert(1, Vec::new());
     harness.captured.insert(2, Vec::new());
-    let request = |holder: u64, epoch: u64| LeaseMessage::Request {
-        attempt: 1,
-        request: GrantRequest {
-            scope: SCOPE.into(),
-            epoch,
-            holder: key(holder).public(),
-            ttl_millis: 10_000,
-        },
-    };
-    harness.inject(1, 0, &request(1, 1));
+    harness.inject(1, 0, &request(1, 1, 1));
     harness.crash(0);
     harness.run_for(Duration::from_secs(20));
     harness.start(0);
@@ -359,7 +347,7 @@ fn a_restored_voter_refuses_a_new_epoch_for_a_full_ttl_plus_lock_delay() {
     let step = Duration::from_millis(500);
     let mut last = None;
     while harness.now < open_at + step * 2 {
-        harness.inject(2, 0, &request(2, 2));
+        harness.inject(2, 0, &request(2, 2, 1));
         last = harness
             .captured
             .get_mut(&2)
