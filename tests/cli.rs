@@ -126,20 +126,7 @@ impl Fleet {
 
     /// Releases `app` signed by alice; returns the release file's path.
     fn release(&self, extra: &[&str]) -> String {
-        let mut args = vec![
-            "config",
-            "release",
-            "--trust",
-            "trust.json",
-            "--key",
-            "alice.key",
-            "--doc",
-            "app",
-            "--store",
-            "store",
-        ];
-        args.extend(extra);
-        let stdout = self.scratch.ok(&args);
+        let stdout = self.scratch.ok(&release_by_alice(extra));
         assert!(
             stdout.contains("signatures: 1 of the 2 required"),
             "{stdout}"
@@ -181,6 +168,24 @@ fn draft<'a>(key: &'a str, from: &'a str) -> [&'a str; 12] {
         "--store",
         "store",
     ]
+}
+
+/// `config release` of `app` signed by alice, with `extra` arguments.
+fn release_by_alice<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "config",
+        "release",
+        "--trust",
+        "trust.json",
+        "--key",
+        "alice.key",
+        "--doc",
+        "app",
+        "--store",
+        "store",
+    ];
+    args.extend(extra);
+    args
 }
 
 fn verify(release: &str) -> [&str; 8] {
@@ -314,22 +319,7 @@ fn a_stale_or_skipping_release_version_is_refused() {
     let scratch = &fleet.scratch;
     let release = fleet.release(&[]);
     fleet.sign(&release, "bob.key");
-    let args = |version: &'static str| {
-        [
-            "config",
-            "release",
-            "--trust",
-            "trust.json",
-            "--key",
-            "alice.key",
-            "--doc",
-            "app",
-            "--store",
-            "store",
-            "--version",
-            version,
-        ]
-    };
+    let args = |version: &'static str| release_by_alice(&["--version", version]);
     scratch.refused(
         &args("1"),
         &["release version 1 is stale: version 1 is already released in store"],
@@ -665,20 +655,7 @@ fn damaged_chains_stores_and_past_expiries_are_refused() {
     let fleet = Fleet::new();
     let scratch = &fleet.scratch;
     let release = fleet.release(&[]);
-    let past = [
-        "config",
-        "release",
-        "--trust",
-        "trust.json",
-        "--key",
-        "alice.key",
-        "--doc",
-        "app",
-        "--store",
-        "store",
-        "--expires",
-        "2020-01-01T00:00:00Z",
-    ];
+    let past = release_by_alice(&["--expires", "2020-01-01T00:00:00Z"]);
     scratch.refused(&past, &["--expires is in the past"]);
 
     let text = scratch.read(&release);
