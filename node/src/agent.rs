@@ -477,7 +477,7 @@ impl Agent {
         let update = self.update_for(self.id, self.id);
         self.queue_broadcast(update);
         let fanout = usize::from(self.config.gossip_fanout.get()) * 2;
-        for peer in self.random_up_members(fanout, None) {
+        for peer in self.random_up_members(fanout, &[]) {
             self.send_gossip(peer);
         }
         self.timers
@@ -634,11 +634,8 @@ impl Agent {
                     // silently: a joiner's follow-up exchange, meant to
                     // catch what its bootstrap missed, could be lost to
                     // drawing its own seed again.
-                    let peer = self
-                        .random_up_members(2, None)
-                        .into_iter()
-                        .find(|peer| !self.syncs.contains_key(peer));
-                    if let Some(peer) = peer {
+                    let busy: Vec<NodeId> = self.syncs.keys().copied().collect();
+                    if let Some(&peer) = self.random_up_members(1, &busy).first() {
                         self.start_sync(now, peer, false);
                     }
                     self.timers.insert(timer, now + self.sync_period());
@@ -886,7 +883,7 @@ impl Agent {
         }
         let (seq, target) = (probe.seq, probe.target);
         let helpers =
-            self.random_up_members(usize::from(self.config.indirect_probes.get()), Some(target));
+            self.random_up_members(usize::from(self.config.indirect_probes.get()), &[target]);
         for &helper in &helpers {
             let updates = self.piggyback(None);
             self.send(
@@ -1296,7 +1293,7 @@ impl Agent {
             .config
             .datagram_bytes_max
             .saturating_sub(MESSAGE_OVERHEAD_BYTES);
-        for peer in self.random_up_members(fanout, None) {
+        for peer in self.random_up_members(fanout, &[]) {
             if !self.broadcasts.is_empty() {
                 self.send_gossip(peer);
             }
@@ -1547,12 +1544,12 @@ impl Agent {
 
     // --- plumbing ---------------------------------------------------------------
 
-    fn random_up_members(&mut self, count: usize, exclude: Option<NodeId>) -> Vec<NodeId> {
+    /// Up to `count` distinct up members, other than this agent and
+    /// `exclude`, drawn at random (fewer when few qualify: the draws are
+    /// bounded).
+    fn random_up_members(&mut self, count: usize, exclude: &[NodeId]) -> Vec<NodeId> {
         let mut picked = Vec::with_capacity(count);
-        let eligible = self
-            .members
-            .up_count()
-            .saturating_sub(1 + usize::from(exclude.is_some()));
+        let eligible = self.members.up_count().saturating_sub(1 + exclude.len());
         let wanted = count.min(eligible);
         for _ in 0..RANDOM_PICK_ATTEMPTS + 4 * wanted {
             if picked.len() == wanted {
@@ -1562,7 +1559,7 @@ impl Agent {
                 .members
                 .member_at(self.rng.random_range(0..self.members.len()));
             if member.id == self.id
-                || Some(member.id) == exclude
+                || exclude.contains(&member.id)
                 || !member.state().is_up()
                 || picked.contains(&member.id)
             {
