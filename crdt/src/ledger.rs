@@ -55,6 +55,18 @@ pub enum RecordKind {
         planner: PublicKey,
         /// Record what would be done, do nothing.
         dry_run: bool,
+        /// The target starts the action only if it can finish by then
+        /// (HLC milliseconds): the planner's lease runs out at this time, and
+        /// no voter grants the next epoch until a ttl plus lock-delay later.
+        deadline_millis: u64,
+    },
+    /// The target asks its scope's lease holder to plan a disruptive step:
+    /// its own local steps did not fix the incident.
+    Request {
+        /// The lease scope whose holder is asked.
+        scope: String,
+        /// The step's action, from config.
+        action: String,
     },
     /// The target started the action of the intent with `epoch`.
     Started {
@@ -175,6 +187,11 @@ impl Ledger {
         }
     }
 
+    /// The record with `digest`.
+    pub fn get(&self, digest: &Digest) -> Option<&SignedRecord> {
+        self.records.get(digest)
+    }
+
     /// Every record about `key`, in digest order.
     pub fn records_for<'a>(
         &'a self,
@@ -262,8 +279,24 @@ fn admit_record(record: &LedgerRecord, ctx: &Ctx<'_>) -> Result<(), Rejected> {
                 return not_author("planner");
             }
         }
-        RecordKind::Started { .. } => {}
-        RecordKind::Outcome { detail, .. } => check_text("detail", detail, false, TEXT_MAX)?,
+        RecordKind::Request { scope, action } => {
+            check_text("scope", scope, true, NAME_MAX)?;
+            check_text("action", action, true, NAME_MAX)?;
+            if record.key.target != record.author {
+                return not_author("target");
+            }
+        }
+        RecordKind::Started { .. } => {
+            if record.key.target != record.author {
+                return not_author("target");
+            }
+        }
+        RecordKind::Outcome { detail, .. } => {
+            check_text("detail", detail, false, TEXT_MAX)?;
+            if record.key.target != record.author {
+                return not_author("target");
+            }
+        }
         RecordKind::Skipped { reason } | RecordKind::NeedsHuman { reason } => {
             check_text("reason", reason, false, TEXT_MAX)?;
         }
@@ -400,6 +433,7 @@ mod tests {
             action: "restart".into(),
             planner: planner.public(),
             dry_run: false,
+            deadline_millis: 60_000,
         }
     }
 
@@ -462,6 +496,11 @@ mod tests {
             (forged, false),
             (
                 record(&key(30), about.clone(), intent(&key(30), 9), 30),
+                false,
+            ),
+            // Only the target records what ran on it.
+            (
+                record(first, about.clone(), RecordKind::Started { epoch: 2 }, 13),
                 false,
             ),
             (

@@ -10,6 +10,9 @@ use crate::lease::{Cx, LeaseMessage, Leases, Out};
 use crate::members::{Change, Member, MemberTable};
 use crate::persist::{Durable, Persist, PersistQueue};
 use crate::probe::ProbeCursor;
+use crate::remedy::policy::{POLICY_DOC, Policy};
+use crate::remedy::task::{Task, TaskId, TaskResult};
+use crate::remedy::{Cx as RemedyCx, Out as RemedyOut, Remedy};
 use crate::state::{Entry, Kind, Merged, Replicas, cert_key};
 use crate::stats::Stats;
 use crate::suspicion::{Expired, Suspicions};
@@ -45,6 +48,9 @@ const HLC_MAX_AHEAD_MILLIS: u64 = 60_000;
 /// Draws tried when picking random members; bounds the loop when few of the
 /// table's members qualify.
 const RANDOM_PICK_ATTEMPTS: usize = 32;
+/// Tasks (check runs, actions) a driver may leave undrained; each check has
+/// at most one run in flight, so this is only reached by a stalled driver.
+const TASKS_MAX: usize = 1024;
 
 /// A message for the driver to deliver.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -263,6 +269,10 @@ pub struct Agent {
     stats: Stats,
     leases: Leases,
     persists: PersistQueue,
+    remedy: Remedy,
+    /// Ledger, health or lease state changed since remediation last ran.
+    remedy_dirty: bool,
+    tasks: VecDeque<Task>,
 }
 
 impl Agent {
@@ -350,6 +360,9 @@ impl Agent {
             stats: Stats::default(),
             leases,
             persists: PersistQueue::default(),
+            remedy: Remedy::default(),
+            remedy_dirty: false,
+            tasks: VecDeque::new(),
         };
         let alive = Liveness {
             incarnation: 0,
@@ -430,6 +443,21 @@ impl Agent {
         })
     }
 
+    /// The remediation policy in force: the one in the release of
+    /// [`POLICY_DOC`] this agent runs (or ran last, if a later one did not
+    /// parse).
+    pub fn policy(&self) -> Option<&Policy> {
+        self.remedy.policy().map(|policy| policy.as_ref())
+    }
+
+    /// Disruptive remediations of `scope` in flight as this agent sees
+    /// them: intents planned and not yet past their deadline or finished.
+    /// Only the scope's voters keep count.
+    pub fn budget_in_use(&self, now: Instant, scope: &str) -> usize {
+        self.remedy
+            .budget_in_use(scope, self.now_millis(now), self.replicas.ledger())
+    }
+
     // --- inputs --------------------------------------------------------------
 
     /// Joins the fleet through `seeds`: an anti-entropy exchange with each,
@@ -494,6 +522,8 @@ impl Agent {
         meta.validate()?;
         self.meta = Arc::new(meta);
         self.announce_alive(self.incarnation + 1);
+        // Tags select checks.
+        self.with_remedy(Instant(0), |remedy, cx, _| remedy.reload_checks(cx));
         Ok(())
     }
 
@@ -593,6 +623,19 @@ impl Agent {
             Message::Lease(message) => self.on_lease(now, from, message),
         }
         self.fetch_missing_certs(now, from);
+        if self.remedy_dirty {
+            self.remedy_tick(now);
+        }
+    }
+
+    /// Hands in the result of a task from [`Agent::poll_task`]. A result
+    /// after the task's timeout, or for no task, is counted and ignored.
+    pub fn handle_task_result(&mut self, now: Instant, id: TaskId, result: TaskResult) {
+        if self.left {
+            return;
+        }
+        self.with_remedy(now, |remedy, cx, out| remedy.result(cx, id, result, out));
+        self.remedy_tick(now);
     }
 
     /// Runs every timer due at `now`.
@@ -613,6 +656,7 @@ impl Agent {
         self.answering.retain(|_, deadline| *deadline > now);
         self.reap(now);
         self.lease_timeout(now);
+        self.remedy_tick(now);
         for timer in TIMERS {
             if self.timers.get(&timer).is_none_or(|&at| at > now) {
                 continue;
@@ -665,6 +709,12 @@ impl Agent {
         self.events.pop_front()
     }
 
+    /// The next check or action for the driver to run; report how it ended
+    /// with [`Agent::handle_task_result`].
+    pub fn poll_task(&mut self) -> Option<Task> {
+        self.tasks.pop_front()
+    }
+
     /// When [`Agent::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut next = self
@@ -687,6 +737,7 @@ impl Agent {
         consider(self.syncs.values().map(|sync| sync.deadline).min());
         consider(self.downed.front().map(|&(at, _, _)| at));
         consider(self.leases.next_deadline().filter(|_| !self.left));
+        consider(self.remedy.next_deadline().filter(|_| !self.left));
         consider(
             self.probe
                 .as_ref()
@@ -707,6 +758,7 @@ impl Agent {
     /// the mesh offers.
     pub fn restore(&mut self, now: Instant, durable: Durable) {
         self.leases.restore(durable.voter_records, millis(now));
+        self.remedy.restore(durable.remediations);
         self.applied = durable.releases;
         self.advance_releases(now);
     }
@@ -799,6 +851,89 @@ impl Agent {
                     }
                 }
                 Out::Event(event) => self.push_event(event),
+            }
+        }
+    }
+
+    // --- remediation --------------------------------------------------------------
+
+    /// Runs `input` on the remediation logic, then carries out what it
+    /// asked for.
+    fn with_remedy<R>(
+        &mut self,
+        now: Instant,
+        input: impl FnOnce(&mut Remedy, &mut RemedyCx<'_>, &mut Vec<RemedyOut>) -> R,
+    ) -> R {
+        let safe_mode = self.is_safe_mode(now);
+        let now_millis = self.now_millis(now);
+        let mut out = Vec::new();
+        let leases = &self.leases;
+        let table = self.replicas.leases();
+        let held = |scope: &str| leases.held(now, scope, table);
+        let mut cx = RemedyCx {
+            now,
+            now_millis,
+            keypair: &self.keypair,
+            hlc: &mut self.hlc,
+            meta: &self.meta,
+            members: &self.members,
+            replicas: &self.replicas,
+            safe_mode,
+            held: &held,
+            stats: &mut self.stats.remedy,
+        };
+        let result = input(&mut self.remedy, &mut cx, &mut out);
+        self.apply_remedy_outs(now, out);
+        result
+    }
+
+    fn remedy_tick(&mut self, now: Instant) {
+        self.remedy_dirty = false;
+        if self.left {
+            return;
+        }
+        self.with_remedy(now, |remedy, cx, out| remedy.tick(cx, out));
+    }
+
+    /// Loads the policy of the release of [`POLICY_DOC`] this agent runs,
+    /// once its content is readable.
+    fn refresh_policy(&mut self, now: Instant) {
+        let Some(applied) = self.applied.get(POLICY_DOC) else {
+            return;
+        };
+        let digest = applied.digest;
+        let Some(value) = self.released_config(POLICY_DOC) else {
+            return;
+        };
+        self.with_remedy(now, |remedy, cx, out| remedy.load(cx, digest, &value, out));
+        self.remedy_dirty = true;
+    }
+
+    fn apply_remedy_outs(&mut self, now: Instant, out: Vec<RemedyOut>) {
+        for out in out {
+            match out {
+                RemedyOut::Publish(entry) => {
+                    if self.publish(now, entry).is_err() {
+                        self.stats.remedy.publish_rejected += 1;
+                    }
+                }
+                RemedyOut::Task(task) => {
+                    if self.tasks.len() >= TASKS_MAX {
+                        self.stats.remedy.tasks_dropped += 1;
+                    } else {
+                        self.tasks.push_back(task);
+                    }
+                }
+                RemedyOut::Acquire { scope, voters, ttl } => {
+                    let result = self.with_leases(now, |leases, cx, out| {
+                        leases.acquire(cx, &scope, voters, ttl, out)
+                    });
+                    if result.is_err() {
+                        self.stats.remedy.policies_refused += 1;
+                    }
+                }
+                RemedyOut::Release(scope) => self.release_lease(now, &scope),
+                RemedyOut::Persist(persist) => self.persists.push(persist),
             }
         }
     }
@@ -1688,6 +1823,12 @@ impl Agent {
         if effects.config_changed {
             self.advance_releases(now);
         }
+        for digest in &effects.records {
+            if let Some(signed) = self.replicas.ledger().get(digest) {
+                self.remedy.index(signed, &mut self.stats.remedy);
+            }
+        }
+        self.remedy_dirty |= effects.remedy_changed;
     }
 
     /// Marks void every release run whose signatures no longer reach the
@@ -1754,6 +1895,7 @@ impl Agent {
             }
         }
         self.update_safe_mode(now);
+        self.refresh_policy(now);
     }
 
     /// Picks up the signed release behind a restored record once the log

@@ -249,9 +249,19 @@ impl Leases {
     /// `asked + ttl - drift_bound`, and never once the table shows a
     /// higher epoch.
     pub(crate) fn holds(&self, now: Instant, scope: &str, table: &LeaseTable) -> Option<u64> {
+        self.held(now, scope, table).map(|(epoch, _)| epoch)
+    }
+
+    /// [`Leases::holds`] with the instant the hold ends.
+    pub(crate) fn held(
+        &self,
+        now: Instant,
+        scope: &str,
+        table: &LeaseTable,
+    ) -> Option<(u64, Instant)> {
         let held = self.wanted.get(scope)?.valid(now)?;
         let superseded = table.max_epoch(scope).is_some_and(|max| max > held.epoch);
-        (!superseded).then_some(held.epoch)
+        (!superseded).then_some((held.epoch, held.until))
     }
 
     /// When [`Leases::tick`] must next run.

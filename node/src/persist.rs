@@ -8,7 +8,7 @@
 //! restart the driver hands the folded result back with
 //! [`crate::Agent::restore`].
 
-use fleetmesh_crdt::{AppliedRelease, VoterRecord};
+use fleetmesh_crdt::{AppliedRelease, IdempotencyKey, VoterRecord};
 use std::collections::{BTreeMap, VecDeque};
 
 /// One piece of state to make durable. Each is a full snapshot of its part
@@ -22,6 +22,9 @@ pub enum Persist {
     /// The release this agent now runs for a document; it must never go
     /// back to an older one, even after a restart (rollback protection).
     Release(AppliedRelease),
+    /// The remediations this agent started (oldest first, at most
+    /// [`crate::remedy::STARTED_MAX`]): it never starts one twice.
+    Remediations(Vec<IdempotencyKey>),
 }
 
 impl Persist {
@@ -30,7 +33,8 @@ impl Persist {
         match (self, other) {
             (Persist::VoterRecords(_), Persist::VoterRecords(_)) => true,
             (Persist::Release(one), Persist::Release(other)) => one.doc == other.doc,
-            (Persist::VoterRecords(_) | Persist::Release(_), _) => false,
+            (Persist::Remediations(_), Persist::Remediations(_)) => true,
+            (Persist::VoterRecords(_) | Persist::Release(_) | Persist::Remediations(_), _) => false,
         }
     }
 }
@@ -43,6 +47,8 @@ pub struct Durable {
     pub voter_records: BTreeMap<String, VoterRecord>,
     /// The release run per document.
     pub releases: BTreeMap<String, AppliedRelease>,
+    /// The remediations started, oldest first.
+    pub remediations: Vec<IdempotencyKey>,
 }
 
 impl Durable {
@@ -53,6 +59,7 @@ impl Durable {
             Persist::Release(applied) => {
                 self.releases.insert(applied.doc.clone(), applied);
             }
+            Persist::Remediations(keys) => self.remediations = keys,
         }
     }
 }

@@ -83,6 +83,106 @@ pub struct Stats {
     pub releases_voided: u64,
     /// The lease protocol's counters.
     pub leases: LeaseStats,
+    /// Checks and remediation.
+    pub remedy: RemedyStats,
+}
+
+/// Counters of checks and remediation (`docs/remediation.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemedyStats {
+    /// Remediation policies loaded from a release.
+    pub policies_loaded: u64,
+    /// Released policy documents refused (they did not parse); the agent
+    /// kept the policy it had.
+    pub policies_refused: u64,
+    /// Check runs handed to the driver.
+    pub checks_run: u64,
+    /// Check runs with no result by their timeout (counted as failures).
+    pub check_timeouts: u64,
+    /// Check results for no run in flight (late or unknown), ignored.
+    pub results_ignored: u64,
+    /// Health transitions this agent reported.
+    pub health_changes: u64,
+    /// Incidents opened: a rule's check turned unhealthy, not caused by an
+    /// action.
+    pub incidents: u64,
+    /// Actions started on this node.
+    pub attempts: u64,
+    /// Actions that reported success.
+    pub successes: u64,
+    /// Actions that failed or timed out.
+    pub failures: u64,
+    /// Incidents whose check turned healthy again after an action.
+    pub fixes: u64,
+    /// Sum over fixes of the time from the incident opening to the fix, in
+    /// milliseconds (with `fixes`, the mean).
+    pub fix_millis_total: u64,
+    /// The longest time from an incident opening to its fix.
+    pub fix_millis_max: u64,
+    /// Intents this agent planned as a lease holder.
+    pub intents_planned: u64,
+    /// Dry runs recorded instead of actions.
+    pub dry_runs: u64,
+    /// Skipped: more than `max_unhealthy` of the rule's nodes unhealthy.
+    pub skipped_systemic: u64,
+    /// Held back: in cooldown since the last action on the target.
+    pub skipped_cooldown: u64,
+    /// Skipped: the target reached the rule's limit and a human is asked.
+    pub skipped_limit: u64,
+    /// Held back: safe mode (the release expired or turned void).
+    pub skipped_safe_mode: u64,
+    /// Skipped: the step's approval expired before the action could start.
+    pub skipped_approval_expired: u64,
+    /// Skipped: the step's window passed with no approval.
+    pub skipped_no_approval: u64,
+    /// Intents refused: a higher epoch was seen for the scope (fencing).
+    pub refused_stale_epoch: u64,
+    /// Intents refused: the action could not finish by the intent's
+    /// deadline.
+    pub refused_late: u64,
+    /// Held back as planner: the scope's budget was in use.
+    pub budget_full: u64,
+    /// Escalation ladders that ran out with the check still unhealthy.
+    pub ladders_exhausted: u64,
+    /// Ledger records of interest dropped because an index was full.
+    pub index_dropped: u64,
+    /// Tasks dropped because the driver did not drain them.
+    pub tasks_dropped: u64,
+    /// Own health reports or ledger records the replicas refused.
+    pub publish_rejected: u64,
+}
+
+impl AddAssign<&RemedyStats> for RemedyStats {
+    fn add_assign(&mut self, other: &RemedyStats) {
+        self.policies_loaded += other.policies_loaded;
+        self.policies_refused += other.policies_refused;
+        self.checks_run += other.checks_run;
+        self.check_timeouts += other.check_timeouts;
+        self.results_ignored += other.results_ignored;
+        self.health_changes += other.health_changes;
+        self.incidents += other.incidents;
+        self.attempts += other.attempts;
+        self.successes += other.successes;
+        self.failures += other.failures;
+        self.fixes += other.fixes;
+        self.fix_millis_total += other.fix_millis_total;
+        self.fix_millis_max = self.fix_millis_max.max(other.fix_millis_max);
+        self.intents_planned += other.intents_planned;
+        self.dry_runs += other.dry_runs;
+        self.skipped_systemic += other.skipped_systemic;
+        self.skipped_cooldown += other.skipped_cooldown;
+        self.skipped_limit += other.skipped_limit;
+        self.skipped_safe_mode += other.skipped_safe_mode;
+        self.skipped_approval_expired += other.skipped_approval_expired;
+        self.skipped_no_approval += other.skipped_no_approval;
+        self.refused_stale_epoch += other.refused_stale_epoch;
+        self.refused_late += other.refused_late;
+        self.budget_full += other.budget_full;
+        self.ladders_exhausted += other.ladders_exhausted;
+        self.index_dropped += other.index_dropped;
+        self.tasks_dropped += other.tasks_dropped;
+        self.publish_rejected += other.publish_rejected;
+    }
 }
 
 /// Counters of the lease protocol, both sides.
@@ -179,5 +279,6 @@ impl AddAssign<&Stats> for Stats {
         self.safe_mode_entered += other.safe_mode_entered;
         self.releases_voided += other.releases_voided;
         self.leases += &other.leases;
+        self.remedy += &other.remedy;
     }
 }

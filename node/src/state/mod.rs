@@ -248,6 +248,11 @@ pub struct Merged {
     /// Config documents or releases changed: the release to run may have
     /// moved.
     pub config_changed: bool,
+    /// Ledger records new to this replica, by digest.
+    pub records: Vec<Digest>,
+    /// Health reports, leases or ledger records changed: remediation may
+    /// have something to do.
+    pub remedy_changed: bool,
 }
 
 /// One agent's replica of the fleet's state.
@@ -442,6 +447,10 @@ impl Replicas {
             self.fetching.remove(&(kind, *key));
             // A trust change can revoke config authors and release signers.
             effects.config_changed = matches!(kind, Kind::Trust | Kind::Release);
+            effects.remedy_changed = matches!(kind, Kind::Health | Kind::Lease | Kind::Ledger);
+            if kind == Kind::Ledger {
+                effects.records.push(*key);
+            }
             if kind == Kind::Trust {
                 effects.trust_changed = true;
                 // Rebuilds every digest.
@@ -889,6 +898,8 @@ impl Merged {
         self.trust_changed |= other.trust_changed;
         self.admitted.extend(other.admitted);
         self.config_changed |= other.config_changed;
+        self.records.extend(other.records);
+        self.remedy_changed |= other.remedy_changed;
     }
 }
 

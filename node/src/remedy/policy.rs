@@ -1,0 +1,574 @@
+//! The remediation policy: checks and rules as a released config document
+//! states them (`docs/remediation.md` has the format with examples).
+//!
+//! The agent reads the policy from the document named [`POLICY_DOC`] at the
+//! release it runs, and only there: drafts are never acted on. A document
+//! that does not parse is refused as a whole, naming the field, and the
+//! agent keeps the policy it had.
+
+use fleetmesh_crdt::{NodeMeta, PublicKey, Value, lease_limits, ledger_limits};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// The config document that holds the remediation policy.
+pub const POLICY_DOC: &str = "remediation";
+/// Most checks a policy declares.
+pub const CHECKS_MAX: usize = 64;
+/// Most rules a policy declares.
+pub const RULES_MAX: usize = 64;
+/// Most steps in one rule's escalation ladder.
+pub const STEPS_MAX: usize = 8;
+/// Most arguments of an exec command, and longest argument in bytes.
+pub const ARGS_MAX: usize = 32;
+const ARG_BYTES_MAX: usize = 1_024;
+/// Shortest check interval: agents are guests on their hosts.
+pub const INTERVAL_MIN: Duration = Duration::from_millis(100);
+/// Longest interval, timeout, window or duration any field takes.
+pub const DURATION_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Why a policy document was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("remediation policy: {field}: {problem}")]
+pub struct PolicyError {
+    /// The field, as a path (`rules.web-down.steps[1].class`).
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// How a check is run; the runtime's executors read it, the simulator
+/// models every kind by the check's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    /// Run a command; exit code 0 passes.
+    Exec {
+        /// Program and arguments (no shell).
+        command: Vec<String>,
+    },
+    /// HTTP GET; passes on the expected status.
+    Http {
+        /// The URL.
+        url: String,
+        /// The status that passes.
+        status: u16,
+    },
+    /// TCP connect; passes when the connection opens.
+    Tcp {
+        /// `host:port`.
+        addr: String,
+    },
+}
+
+/// One health check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// Its name: the health report's key.
+    pub name: String,
+    /// How to run it.
+    pub kind: CheckKind,
+    /// The nodes that run it.
+    pub select: Selector,
+    /// How often it runs.
+    pub interval: Duration,
+    /// A run that takes longer fails (the runtime kills it).
+    pub timeout: Duration,
+    /// Consecutive failures before the check turns unhealthy.
+    pub fall: u32,
+    /// Consecutive passes before it turns healthy again.
+    pub rise: u32,
+    /// Failures in this long after the agent starts do not count (the
+    /// service may still be coming up).
+    pub grace: Duration,
+}
+
+impl CheckSpec {
+    /// How long a sustained failure takes to be reported: the hysteresis.
+    pub fn detection_time(&self) -> Duration {
+        self.interval * self.fall
+    }
+}
+
+/// What an action touches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ActionClass {
+    /// Only the node's own service: no coordination, works offline.
+    Local,
+    /// Removes capacity: needs the scope's budget lease.
+    Disruptive,
+}
+
+impl ActionClass {
+    /// The name the policy and the ledger use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionClass::Local => "local",
+            ActionClass::Disruptive => "disruptive",
+        }
+    }
+}
+
+/// One rung of a rule's escalation ladder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The action's name (the ledger records it).
+    pub action: String,
+    /// What runs; empty in the simulator, where actions are modelled.
+    pub command: Vec<String>,
+    /// Local or disruptive.
+    pub class: ActionClass,
+    /// How long the action may run (it is killed then) and the service
+    /// has to recover before the next step is tried.
+    pub timeout: Duration,
+    /// Wait for an operator's approval record before starting.
+    pub approval: bool,
+}
+
+/// `key=value` pairs a node's tags must all carry. Never empty: a rule
+/// or check that would select every node is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selector(BTreeMap<String, String>);
+
+impl Selector {
+    /// Parses `key=value[,key=value]`.
+    pub fn parse(text: &str) -> Result<Selector, String> {
+        let mut pairs = BTreeMap::new();
+        for pair in text.split(',').map(str::trim) {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(format!(
+                    "`{pair}` is not key=value (a wildcard or empty selector is refused)"
+                ));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if key.is_empty() || value.is_empty() || key == "*" || value == "*" {
+                return Err(format!(
+                    "`{pair}` names no key or value (a wildcard selector is refused)"
+                ));
+            }
+            pairs.insert(key.to_owned(), value.to_owned());
+        }
+        Ok(Selector(pairs))
+    }
+
+    /// Whether `meta`'s tags carry every pair.
+    pub fn matches(&self, meta: &NodeMeta) -> bool {
+        self.0
+            .iter()
+            .all(|(key, value)| meta.tags.get(key) == Some(value))
+    }
+}
+
+/// A remediation rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleSpec {
+    /// Its name: the ledger key's `rule`.
+    pub name: String,
+    /// The check whose failure it remediates.
+    pub check: String,
+    /// The nodes it applies to.
+    pub select: Selector,
+    /// How long the check must stay unhealthy before the first step.
+    pub unhealthy_for: Duration,
+    /// The escalation ladder, tried in order.
+    pub steps: Vec<Step>,
+    /// Disruptive remediations of the scope at once, fleet-wide.
+    pub max_concurrent: u32,
+    /// Above this fraction of the selected nodes unhealthy, the fault is
+    /// systemic: nothing is remediated and the skip is recorded.
+    pub max_unhealthy: f64,
+    /// Least time between two actions on one target.
+    pub cooldown: Duration,
+    /// After this many actions on one target within `limit_window`, the
+    /// rule stops for that target and asks for a human.
+    pub limit_count: u32,
+    /// The window of `limit_count`.
+    pub limit_window: Duration,
+    /// Record what would be done, do nothing.
+    pub dry_run: bool,
+    /// The budget lease's voters (and candidates), named by key so that
+    /// every agent running this release counts the same majority.
+    pub voters: BTreeSet<PublicKey>,
+    /// The budget lease's ttl.
+    pub lease_ttl: Duration,
+}
+
+impl RuleSpec {
+    /// The budget lease's scope.
+    pub fn scope(&self) -> String {
+        format!("remediate:{}", self.name)
+    }
+
+    /// Whether any step needs the budget lease.
+    pub fn is_disruptive(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|step| step.class == ActionClass::Disruptive)
+    }
+}
+
+/// A parsed policy, as of the release that carried it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Checks by name.
+    pub checks: BTreeMap<String, CheckSpec>,
+    /// Rules by name.
+    pub rules: BTreeMap<String, RuleSpec>,
+}
+
+impl Policy {
+    /// Parses the policy document's content.
+    pub fn parse(value: &Value) -> Result<Policy, PolicyError> {
+        let root = Fields::of(value, "")?;
+        root.only(&["checks", "rules"])?;
+        let mut checks = BTreeMap::new();
+        if let Some(map) = root.map("checks")? {
+            if map.len() > CHECKS_MAX {
+                return Err(root.error("checks", format!("at most {CHECKS_MAX} checks")));
+            }
+            for (name, value) in map {
+                let path = format!("checks.{name}");
+                checks.insert(name.clone(), parse_check(name, &Fields::of(value, &path)?)?);
+            }
+        }
+        let mut rules = BTreeMap::new();
+        if let Some(map) = root.map("rules")? {
+            if map.len() > RULES_MAX {
+                return Err(root.error("rules", format!("at most {RULES_MAX} rules")));
+            }
+            for (name, value) in map {
+                let path = format!("rules.{name}");
+                let rule = parse_rule(name, &Fields::of(value, &path)?)?;
+                if !checks.contains_key(&rule.check) {
+                    return Err(PolicyError {
+                        field: format!("{path}.check"),
+                        problem: format!("no check named `{}`", rule.check),
+                    });
+                }
+                rules.insert(name.clone(), rule);
+            }
+        }
+        Ok(Policy { checks, rules })
+    }
+
+    /// The checks `meta` selects.
+    pub fn checks_for<'a>(&'a self, meta: &'a NodeMeta) -> impl Iterator<Item = &'a CheckSpec> {
+        self.checks
+            .values()
+            .filter(move |check| check.select.matches(meta))
+    }
+
+    /// The rules that remediate `check` on a node with `meta`.
+    pub fn rules_for<'a>(
+        &'a self,
+        check: &'a str,
+        meta: &'a NodeMeta,
+    ) -> impl Iterator<Item = &'a RuleSpec> {
+        self.rules
+            .values()
+            .filter(move |rule| rule.check == check && rule.select.matches(meta))
+    }
+}
+
+fn parse_name(name: &str, path: &str) -> Result<(), PolicyError> {
+    let valid = !name.is_empty()
+        && name.len() <= ledger_limits::NAME_MAX - "remediate:".len()
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte));
+    if valid {
+        Ok(())
+    } else {
+        Err(PolicyError {
+            field: path.to_owned(),
+            problem: "names are 1 to 54 letters, digits, `-`, `_` or `.`".to_owned(),
+        })
+    }
+}
+
+fn parse_check(name: &str, fields: &Fields<'_>) -> Result<CheckSpec, PolicyError> {
+    parse_name(name, &fields.path)?;
+    fields.only(&[
+        "kind",
+        "command",
+        "url",
+        "status",
+        "addr",
+        "select",
+        "interval_ms",
+        "timeout_ms",
+        "fall",
+        "rise",
+        "grace_ms",
+    ])?;
+    let kind = match fields.string("kind")?.as_deref() {
+        Some("exec") => CheckKind::Exec {
+            command: fields.command("command")?,
+        },
+        Some("http") => CheckKind::Http {
+            url: fields.required_string("url")?,
+            status: fields.int("status", 100, 599)?.unwrap_or(200) as u16,
+        },
+        Some("tcp") => CheckKind::Tcp {
+            addr: fields.required_string("addr")?,
+        },
+        _ => return Err(fields.error("kind", "must be \"exec\", \"http\" or \"tcp\"")),
+    };
+    let interval = fields
+        .millis("interval_ms", INTERVAL_MIN)?
+        .unwrap_or(Duration::from_secs(10));
+    let timeout = fields
+        .millis("timeout_ms", Duration::from_millis(1))?
+        .unwrap_or(interval / 2);
+    if timeout >= interval {
+        return Err(fields.error("timeout_ms", "must be below interval_ms"));
+    }
+    Ok(CheckSpec {
+        name: name.to_owned(),
+        kind,
+        select: fields.selector("select")?,
+        interval,
+        timeout,
+        fall: fields.int("fall", 1, 100)?.unwrap_or(3) as u32,
+        rise: fields.int("rise", 1, 100)?.unwrap_or(2) as u32,
+        grace: fields
+            .millis("grace_ms", Duration::ZERO)?
+            .unwrap_or(Duration::ZERO),
+    })
+}
+
+fn parse_rule(name: &str, fields: &Fields<'_>) -> Result<RuleSpec, PolicyError> {
+    parse_name(name, &fields.path)?;
+    fields.only(&[
+        "check",
+        "select",
+        "unhealthy_for_ms",
+        "steps",
+        "max_concurrent",
+        "max_unhealthy",
+        "cooldown_ms",
+        "limit_count",
+        "limit_window_ms",
+        "require_approval",
+        "dry_run",
+        "voters",
+        "lease_ttl_ms",
+    ])?;
+    let require_approval = fields.bool("require_approval")?.unwrap_or(false);
+    let Some(Value::List(list)) = fields.get("steps") else {
+        return Err(fields.error("steps", "a list of 1 or more steps is required"));
+    };
+    if list.is_empty() || list.len() > STEPS_MAX {
+        return Err(fields.error("steps", format!("1 to {STEPS_MAX} steps")));
+    }
+    let mut steps = Vec::with_capacity(list.len());
+    for (index, value) in list.iter().enumerate() {
+        let step = Fields::of(value, &format!("{}.steps[{index}]", fields.path))?;
+        step.only(&["action", "command", "class", "timeout_ms", "approval"])?;
+        let action = step.required_string("action")?;
+        parse_name(&action, &format!("{}.action", step.path))?;
+        let class = match step.string("class")?.as_deref() {
+            Some("local") => ActionClass::Local,
+            Some("disruptive") => ActionClass::Disruptive,
+            _ => return Err(step.error("class", "must be \"local\" or \"disruptive\"")),
+        };
+        let command = match step.get("command") {
+            Some(_) => step.command("command")?,
+            None => Vec::new(),
+        };
+        steps.push(Step {
+            action,
+            command,
+            class,
+            timeout: step
+                .millis("timeout_ms", Duration::from_millis(1))?
+                .unwrap_or(Duration::from_secs(30)),
+            approval: step.bool("approval")?.unwrap_or(require_approval),
+        });
+    }
+    let max_unhealthy = match fields.get("max_unhealthy") {
+        None => 0.3,
+        Some(Value::Float(share)) if *share > 0.0 && *share <= 1.0 => *share,
+        Some(Value::Int(1)) => 1.0,
+        Some(_) => return Err(fields.error("max_unhealthy", "a fraction in (0, 1]")),
+    };
+    let mut voters = BTreeSet::new();
+    if let Some(value) = fields.get("voters") {
+        let Value::List(list) = value else {
+            return Err(fields.error("voters", "a list of node keys in hex"));
+        };
+        for voter in list {
+            let key = match voter {
+                Value::Str(hex) => PublicKey::from_hex(hex),
+                _ => None,
+            };
+            let Some(key) = key else {
+                return Err(fields.error("voters", "a list of node keys in hex"));
+            };
+            voters.insert(key);
+        }
+    }
+    let lease_ttl = fields
+        .millis("lease_ttl_ms", Duration::from_millis(1))?
+        .unwrap_or(Duration::from_secs(30));
+    let rule = RuleSpec {
+        name: name.to_owned(),
+        check: fields.required_string("check")?,
+        select: fields.selector("select")?,
+        unhealthy_for: fields
+            .millis("unhealthy_for_ms", Duration::ZERO)?
+            .unwrap_or(Duration::ZERO),
+        steps,
+        max_concurrent: fields.int("max_concurrent", 1, 10_000)?.unwrap_or(1) as u32,
+        max_unhealthy,
+        cooldown: fields
+            .millis("cooldown_ms", Duration::ZERO)?
+            .unwrap_or(Duration::from_secs(60)),
+        limit_count: fields.int("limit_count", 1, 1_000)?.unwrap_or(3) as u32,
+        limit_window: fields
+            .millis("limit_window_ms", Duration::from_millis(1))?
+            .unwrap_or(Duration::from_secs(3600)),
+        dry_run: fields.bool("dry_run")?.unwrap_or(false),
+        voters,
+        lease_ttl,
+    };
+    if rule.is_disruptive() {
+        if rule.voters.is_empty() || rule.voters.len() > lease_limits::VOTERS_MAX {
+            return Err(fields.error(
+                "voters",
+                format!(
+                    "a rule with a disruptive step names 1 to {} voters",
+                    lease_limits::VOTERS_MAX
+                ),
+            ));
+        }
+        // An action started under a lease must end before the lease can
+        // pass to another holder; renewals keep at least two thirds of the
+        // ttl ahead of the holder.
+        let longest = rule
+            .steps
+            .iter()
+            .filter(|step| step.class == ActionClass::Disruptive)
+            .map(|step| step.timeout)
+            .max()
+            .unwrap_or_default();
+        if longest * 2 > rule.lease_ttl {
+            return Err(fields.error(
+                "lease_ttl_ms",
+                "must be at least twice the longest disruptive step's timeout_ms",
+            ));
+        }
+    }
+    Ok(rule)
+}
+
+/// A policy map being read, with its path for errors.
+struct Fields<'a> {
+    map: &'a BTreeMap<String, Value>,
+    path: String,
+}
+
+impl<'a> Fields<'a> {
+    fn of(value: &'a Value, path: &str) -> Result<Fields<'a>, PolicyError> {
+        match value {
+            Value::Map(map) => Ok(Fields {
+                map,
+                path: path.to_owned(),
+            }),
+            _ => Err(PolicyError {
+                field: if path.is_empty() { "(document)" } else { path }.to_owned(),
+                problem: "must be a table".to_owned(),
+            }),
+        }
+    }
+
+    fn error(&self, field: &str, problem: impl Into<String>) -> PolicyError {
+        let field = if self.path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{}.{field}", self.path)
+        };
+        PolicyError {
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    fn only(&self, known: &[&str]) -> Result<(), PolicyError> {
+        match self.map.keys().find(|key| !known.contains(&key.as_str())) {
+            Some(unknown) => Err(self.error(
+                unknown,
+                format!("unknown field (known: {})", known.join(", ")),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn get(&self, field: &str) -> Option<&'a Value> {
+        self.map.get(field)
+    }
+
+    fn map(&self, field: &str) -> Result<Option<&'a BTreeMap<String, Value>>, PolicyError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Map(map)) => Ok(Some(map)),
+            Some(_) => Err(self.error(field, "must be a table")),
+        }
+    }
+
+    fn string(&self, field: &str) -> Result<Option<String>, PolicyError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Str(text)) if text.len() <= ARG_BYTES_MAX => Ok(Some(text.clone())),
+            Some(_) => Err(self.error(field, format!("a string of at most {ARG_BYTES_MAX} bytes"))),
+        }
+    }
+
+    fn required_string(&self, field: &str) -> Result<String, PolicyError> {
+        self.string(field)?
+            .ok_or_else(|| self.error(field, "is required"))
+    }
+
+    fn bool(&self, field: &str) -> Result<Option<bool>, PolicyError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Bool(flag)) => Ok(Some(*flag)),
+            Some(_) => Err(self.error(field, "must be true or false")),
+        }
+    }
+
+    fn int(&self, field: &str, min: i64, max: i64) -> Result<Option<i64>, PolicyError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Int(n)) if (min..=max).contains(n) => Ok(Some(*n)),
+            Some(_) => Err(self.error(field, format!("an integer in {min}..={max}"))),
+        }
+    }
+
+    fn millis(&self, field: &str, min: Duration) -> Result<Option<Duration>, PolicyError> {
+        let max = DURATION_MAX.as_millis() as i64;
+        let min_ms = min.as_millis() as i64;
+        Ok(self
+            .int(field, min_ms, max)?
+            .map(|ms| Duration::from_millis(ms as u64)))
+    }
+
+    fn selector(&self, field: &str) -> Result<Selector, PolicyError> {
+        let text = self.required_string(field)?;
+        Selector::parse(&text).map_err(|problem| self.error(field, problem))
+    }
+
+    fn command(&self, field: &str) -> Result<Vec<String>, PolicyError> {
+        let problem = format!("a list of 1 to {ARGS_MAX} strings: program, then arguments");
+        let Some(Value::List(list)) = self.get(field) else {
+            return Err(self.error(field, problem));
+        };
+        if list.is_empty() || list.len() > ARGS_MAX {
+            return Err(self.error(field, problem));
+        }
+        list.iter()
+            .map(|arg| match arg {
+                Value::Str(text) if text.len() <= ARG_BYTES_MAX => Ok(text.clone()),
+                _ => Err(self.error(field, problem.clone())),
+            })
+            .collect()
+    }
+}
