@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{FLEET, id, identity, key, verifier};
-use fleetmesh_node::crdt::{Ed25519, Keypair, Role, SignedTrust};
+use common::{FLEET, Laptop, id, identity, key, verifier};
+use fleetmesh_node::crdt::{Keypair, Role, SignedTrust};
 use fleetmesh_node::wire::{self, Message, Update};
 use fleetmesh_node::{Agent, Config, Instant, MemberState, NodeId, NodeMeta};
 use std::collections::{BTreeMap, BTreeSet};
@@ -518,42 +518,7 @@ fn a_health_report_reaches_every_agent_and_a_forged_one_reaches_none() {
     }
 }
 
-/// The merge context of an operator's laptop: it trusts its own chain and
-/// admits every node (it merges config only).
-fn laptop_ctx(chain: &fleetmesh_node::crdt::TrustChain) -> fleetmesh_node::crdt::Ctx<'_> {
-    fn anyone(_: &fleetmesh_node::crdt::PublicKey) -> bool {
-        true
-    }
-    fleetmesh_node::crdt::Ctx {
-        trust: chain,
-        admitted: &anyone,
-        verifier: &Ed25519,
-        now_millis: 0,
-    }
-}
-
-/// An operator's own copy of trust and config, as the CLI keeps it: writes
-/// signed changes and releases for agents to spread.
-struct Laptop {
-    chain: fleetmesh_node::crdt::TrustChain,
-    store: fleetmesh_node::crdt::ConfigStore,
-}
-
 impl Laptop {
-    fn new() -> Laptop {
-        let (_, genesis) = &*FLEET;
-        Laptop {
-            chain: fleetmesh_node::crdt::TrustChain::new(genesis.clone(), &Ed25519).unwrap(),
-            store: fleetmesh_node::crdt::ConfigStore::new(),
-        }
-    }
-
-    fn trust(&mut self, doc: SignedTrust) -> fleetmesh_node::state::Entry {
-        self.chain.insert(doc.clone(), &Ed25519).unwrap();
-        fleetmesh_node::crdt::Replica::trust_changed(&mut self.store, &laptop_ctx(&self.chain));
-        fleetmesh_node::state::Entry::Trust(Box::new(doc))
-    }
-
     /// A change making document `app` hold `pairs` by `author`, and release
     /// `version` of the result.
     fn write(
@@ -563,34 +528,7 @@ impl Laptop {
         version: u64,
         expires_millis: Option<u64>,
     ) -> Vec<fleetmesh_node::state::Entry> {
-        use fleetmesh_node::crdt::{ConfigEntry, Release, SignedRelease};
-        use fleetmesh_node::state::Entry;
-        let trust_version = self.chain.head().doc.version;
-        let change = self
-            .store
-            .author(
-                "app",
-                author,
-                trust_version,
-                &content(pairs),
-                &laptop_ctx(&self.chain),
-            )
-            .unwrap()
-            .unwrap();
-        let mut heads = self.store.heads("app");
-        heads.sort_unstable();
-        let mut release = SignedRelease::new(Release {
-            doc: "app".into(),
-            version,
-            heads,
-            expires_millis,
-            trust_version,
-        });
-        release.sign(author);
-        vec![
-            Entry::Config(Box::new(ConfigEntry::Change(change))),
-            Entry::Release(Box::new(release)),
-        ]
+        self.write_doc(author, "app", &content(pairs), version, expires_millis)
     }
 }
 

@@ -36,15 +36,19 @@ pub(crate) struct Checks {
 }
 
 impl Checks {
-    /// Adopts the checks of a new policy. A check whose spec is unchanged
-    /// keeps its state; a new or changed one starts unknown, in grace from
-    /// `now`, so a reload by itself reports nothing.
+    /// Adopts the checks of a new policy. A check kept by name keeps its
+    /// health and counts under its new parameters, so a reload by itself
+    /// reports no change; a new one starts unknown, in grace from `now`.
     pub(crate) fn reload(&mut self, now: Instant, specs: Vec<Arc<CheckSpec>>) {
         let mut old = std::mem::take(&mut self.checks);
         for spec in specs {
             let state = match old.remove(&spec.name) {
-                Some(state) if state.spec == spec => state,
-                _ => CheckState {
+                Some(mut state) => {
+                    state.next_run = state.next_run.min(now + spec.interval);
+                    state.spec = spec;
+                    state
+                }
+                None => CheckState {
                     next_run: now,
                     running: None,
                     fails: 0,

@@ -478,6 +478,13 @@ impl Remedy {
         for running in self.running.values() {
             consider(running.deadline);
         }
+        // What is already past was seen by the last tick and is waiting on
+        // something else; only future instants wake the agent.
+        let mut consider = |at: Instant| {
+            if at > now {
+                consider(at);
+            }
+        };
         for (rule, incident) in &self.incidents {
             if incident.exhausted {
                 continue;
@@ -602,10 +609,7 @@ impl Remedy {
             return;
         }
         // Past the step's window with the check still unhealthy: climb.
-        loop {
-            let Some(step) = rule.steps.get(incident.step) else {
-                break;
-            };
+        while let Some(step) = rule.steps.get(incident.step) {
             let window_over = cx.now >= incident.since + step.timeout;
             let climb = match incident.phase {
                 Phase::Done => window_over,
