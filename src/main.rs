@@ -2,6 +2,7 @@
 
 mod bench;
 mod operator;
+mod seeds;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -71,6 +72,13 @@ enum SimCommand {
         /// Keep running after a violation, to see all of them.
         #[arg(long)]
         keep_going: bool,
+        /// Run every seed of a range instead (`1..=1000`), on all cores, and
+        /// print the failing seeds with their replay commands.
+        #[arg(long, value_name = "A..B", conflicts_with_all = ["seed", "trace", "keep_going"])]
+        seeds: Option<String>,
+        /// Threads for `--seeds`; defaults to the number of cores.
+        #[arg(long, requires = "seeds")]
+        jobs: Option<usize>,
     },
     /// Runs the benchmarks and prints a table (use a release build).
     Bench {
@@ -92,9 +100,25 @@ fn main() -> ExitCode {
             command:
                 SimCommand::Run {
                     scenario,
+                    seeds: Some(range),
+                    jobs,
+                    ..
+                },
+        } => seeds::parse_range(&range)
+            .map_err(anyhow::Error::msg)
+            .and_then(|range| {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                seeds::run(&scenario, range, jobs.unwrap_or(cores).max(1))
+            }),
+        Command::Sim {
+            command:
+                SimCommand::Run {
+                    scenario,
                     seed,
                     trace,
                     keep_going,
+                    seeds: None,
+                    ..
                 },
         } => run(&scenario, seed, trace, keep_going),
         Command::Sim {

@@ -704,3 +704,16 @@ fn damaged_chains_stores_and_past_expiries_are_refused() {
         ],
     );
 }
+
+#[test]
+fn a_seed_range_runs_every_seed_and_a_bad_range_says_how_to_write_one() {
+    let scratch = Scratch::new();
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/lease-takeover.toml");
+    let out = scratch.ok(&["sim", "run", scenario, "--seeds", "1..=2", "--jobs", "2"]);
+    assert!(out.contains("2 seeds in"), "{out}");
+    assert!(out.contains("2 passed, 0 failed"), "{out}");
+    let output = scratch.run(&["sim", "run", scenario, "--seeds", "9..3"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("names no seed"), "{stderr}");
+}
