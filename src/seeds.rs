@@ -88,7 +88,7 @@ pub fn run(path: &Path, seeds: std::ops::Range<u64>, jobs: usize) -> anyhow::Res
                             });
                     }
                     let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if total >= 100 && finished % (total / 10) == 0 {
+                    if total >= 100 && finished.is_multiple_of(total / 10) {
                         eprintln!("  {finished}/{total} seeds");
                     }
                 }
