@@ -437,6 +437,13 @@ mod tests {
         }
     }
 
+    fn request() -> RecordKind {
+        RecordKind::Request {
+            scope: "remediate:web".into(),
+            action: "reboot".into(),
+        }
+    }
+
     struct World {
         fleet: Fleet,
         first: Keypair,
@@ -498,7 +505,9 @@ mod tests {
                 record(&key(30), about.clone(), intent(&key(30), 9), 30),
                 false,
             ),
-            // Only the target records what ran on it.
+            (record(target, about.clone(), request(), 8), true),
+            // Only the target asks for, and records, what runs on it.
+            (record(first, about.clone(), request(), 8), false),
             (
                 record(first, about.clone(), RecordKind::Started { epoch: 2 }, 13),
                 false,
@@ -522,8 +531,8 @@ mod tests {
         let world = world();
         let ledger = check_crdt_laws(&world.fleet, &Ledger::new(), &pool(&world));
         let about = incident(&world.target);
-        assert_eq!(ledger.len(), 6);
-        assert_eq!(ledger.records_for(&about).count(), 6);
+        assert_eq!(ledger.len(), 7);
+        assert_eq!(ledger.records_for(&about).count(), 7);
         assert_eq!(ledger.intents_for(&about).count(), 3);
         let winner = ledger.winning_intent(&about).unwrap();
         assert_eq!(winner.record.kind.intent_epoch(), Some(2));
@@ -562,7 +571,7 @@ mod tests {
         world.fleet.revoke(&[world.second.public()]);
         world.fleet.with_ctx(0, |ctx| ledger.trust_changed(ctx));
         let about = incident(&world.target);
-        assert_eq!(ledger.len(), 4);
+        assert_eq!(ledger.len(), 5);
         assert_eq!(
             ledger
                 .winning_intent(&about)

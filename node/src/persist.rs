@@ -22,9 +22,10 @@ pub enum Persist {
     /// The release this agent now runs for a document; it must never go
     /// back to an older one, even after a restart (rollback protection).
     Release(AppliedRelease),
-    /// The remediations this agent started (oldest first, at most
-    /// [`crate::remedy::STARTED_MAX`]): it never starts one twice.
-    Remediations(Vec<IdempotencyKey>),
+    /// The remediations this agent started, with the HLC time of each
+    /// (oldest first, at most [`crate::remedy::STARTED_MAX`]): it never
+    /// starts one twice, and rate limits hold across restarts.
+    Remediations(Vec<(IdempotencyKey, u64)>),
 }
 
 impl Persist {
@@ -47,8 +48,8 @@ pub struct Durable {
     pub voter_records: BTreeMap<String, VoterRecord>,
     /// The release run per document.
     pub releases: BTreeMap<String, AppliedRelease>,
-    /// The remediations started, oldest first.
-    pub remediations: Vec<IdempotencyKey>,
+    /// The remediations started and when, oldest first.
+    pub remediations: Vec<(IdempotencyKey, u64)>,
 }
 
 impl Durable {

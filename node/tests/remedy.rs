@@ -51,6 +51,8 @@ struct Harness {
     disruptive_peak: usize,
     laptop: Laptop,
     version: u64,
+    /// Nodes `0..voters` are tagged `db`, the rest `web`.
+    voters: u64,
 }
 
 fn tags(role: &str) -> NodeMeta {
@@ -77,13 +79,13 @@ impl Harness {
             disruptive_peak: 0,
             laptop: Laptop::new(),
             version: 0,
+            voters,
         };
         for n in 0..count {
-            let role = if n < voters { "db" } else { "web" };
             let agent = Agent::new(
                 Config::lan(),
                 identity(n),
-                tags(role),
+                tags(harness.role(n)),
                 n,
                 harness.now,
                 verifier(),
@@ -99,6 +101,30 @@ impl Harness {
         }
         harness.run_for(Duration::from_secs(5));
         harness
+    }
+
+    fn role(&self, n: u64) -> &'static str {
+        if n < self.voters { "db" } else { "web" }
+    }
+
+    /// Crashes agent `n` and starts it again with what it persisted; its
+    /// tasks in flight are lost with the process.
+    fn restart(&mut self, n: u64) {
+        self.due
+            .retain(|_, due| !matches!(due, Due::Result(node, _) if *node == n));
+        let mut agent = Agent::new(
+            Config::lan(),
+            identity(n),
+            tags(self.role(n)),
+            n + 1000,
+            self.now,
+            verifier(),
+        )
+        .expect("valid metadata");
+        agent.restore(self.now, self.durable.get(&n).cloned().unwrap_or_default());
+        agent.join(self.now, &[id(0)]);
+        self.agents.insert(n, agent);
+        self.drain(n);
     }
 
     fn index_of(who: NodeId) -> u64 {
@@ -708,4 +734,34 @@ fn an_intent_not_backed_by_the_scopes_lease_is_never_run() {
     harness.run_for(Duration::from_secs(10));
     assert!(harness.ran.is_empty(), "{:?}", harness.ran);
     assert!(!harness.healthy[&5]);
+}
+
+#[test]
+fn the_limit_holds_across_a_restart_of_the_agent() {
+    let mut harness = Harness::new(5, 3);
+    let limit = vec![("limit_count", Value::Int(1))];
+    harness.release(&policy(vec![step("restart", "local", 3_000)], 3, limit));
+    harness.healthy.insert(4, false);
+    harness.run_for(Duration::from_secs(6));
+    assert_eq!(harness.ran.len(), 1);
+    harness.healthy.insert(4, false);
+    harness.run_for(Duration::from_secs(6));
+    assert_eq!(harness.ran.len(), 1, "the limit stops the second restart");
+    // A crash loop of the agent must not reset the rails.
+    for _ in 0..3 {
+        harness.restart(4);
+        harness.run_for(Duration::from_secs(8));
+    }
+    assert_eq!(harness.ran.len(), 1, "{:?}", harness.ran);
+    let agent = &harness.agents[&4];
+    assert!(
+        agent.policy().is_some(),
+        "the restarted agent runs the policy"
+    );
+    assert_eq!(
+        agent.stats().remedy.incidents,
+        1,
+        "and saw the failure again"
+    );
+    assert!(harness.count(4, "needs-human") >= 2);
 }

@@ -24,6 +24,7 @@
 
 mod checks;
 pub mod policy;
+mod started;
 pub mod task;
 
 use crate::members::MemberTable;
@@ -38,7 +39,8 @@ use fleetmesh_crdt::{
     health_limits, ledger_limits,
 };
 use policy::{ActionClass, Policy, RuleSpec, Step};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use started::StartedLog;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use task::{Task, TaskId, TaskResult};
@@ -48,8 +50,6 @@ use task::{Task, TaskId, TaskResult};
 pub const STARTED_MAX: usize = 4_096;
 /// Most pending requests and in-flight intents a voter indexes.
 pub const INDEX_MAX: usize = 4_096;
-/// Most action starts remembered per rule for its limit.
-const HISTORY_MAX: usize = 1_000;
 /// How often a holder with pending requests looks at them again.
 const PLAN_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -245,14 +245,11 @@ pub(crate) struct Remedy {
     loaded_from: Option<Digest>,
     checks: Checks,
     incidents: BTreeMap<String, Incident>,
-    /// Action starts on this node per rule, for the rule's limit.
-    history: BTreeMap<String, VecDeque<Instant>>,
     /// Rules stopped for this node until an operator approves the
     /// `needs-human` record with this key.
     blocked: BTreeMap<String, IdempotencyKey>,
     running: BTreeMap<TaskId, Running>,
-    started: VecDeque<IdempotencyKey>,
-    started_set: BTreeSet<IdempotencyKey>,
+    started: StartedLog,
     /// Health changes of a check until this instant are the effect of the
     /// action whose `Started` record has this digest.
     causes: BTreeMap<String, (Digest, Instant)>,
@@ -286,11 +283,9 @@ impl Remedy {
             .count()
     }
 
-    /// Takes back the keys persisted before a restart.
-    pub(crate) fn restore(&mut self, started: Vec<IdempotencyKey>) {
-        for key in started {
-            remember(&mut self.started, &mut self.started_set, key);
-        }
+    /// Takes back the starts persisted before a restart.
+    pub(crate) fn restore(&mut self, started: Vec<(IdempotencyKey, u64)>) {
+        self.started.restore(started);
     }
 
     /// Adopts the policy of release `digest` (`value` is the document's
@@ -600,7 +595,7 @@ impl Remedy {
                 return;
             }
             self.blocked.remove(rule_name);
-            self.history.remove(rule_name);
+            self.started.rearm(rule_name, cx.now_millis);
         }
         let Some(incident) = self.incidents.get_mut(rule_name) else {
             return;
@@ -651,7 +646,7 @@ impl Remedy {
         }
         let step = rule.steps[incident.step].clone();
         let key = incident.key(rule_name, me);
-        if self.started_set.contains(&key) {
+        if self.started.contains(&key) {
             // Started before a restart: never again for this incident.
             incident.phase = Phase::Done;
             return;
@@ -745,23 +740,17 @@ impl Remedy {
             }
         }
         // Rails on this node, whatever planned the step.
-        let history = self.history.entry(rule_name.to_owned()).or_default();
-        while history
-            .front()
-            .is_some_and(|&at| at + rule.limit_window <= cx.now)
-        {
-            history.pop_front();
-        }
-        if history
-            .back()
-            .is_some_and(|&last| cx.now < last + rule.cooldown)
-        {
+        let window = rule.limit_window.as_millis() as u64;
+        let (recent, last) = self
+            .started
+            .of_rule(rule_name, cx.now_millis.saturating_sub(window));
+        if last.is_some_and(|last| cx.now_millis < last + rule.cooldown.as_millis() as u64) {
             if incident.noted.insert(Noted::Cooldown) {
                 cx.stats.skipped_cooldown += 1;
             }
             return;
         }
-        if history.len() >= rule.limit_count as usize {
+        if recent >= rule.limit_count as usize {
             cx.stats.skipped_limit += 1;
             let needs = IdempotencyKey {
                 rule: rule_name.to_owned(),
@@ -769,8 +758,7 @@ impl Remedy {
                 incident: format!("limit@{}", cx.now_millis),
             };
             let reason = format!(
-                "{} actions within {} s: stopped for this node until an operator approves this record",
-                history.len(),
+                "{recent} actions within {} s: stopped for this node until an operator approves this record",
                 rule.limit_window.as_secs()
             );
             out.push(Out::Publish(
@@ -778,10 +766,6 @@ impl Remedy {
             ));
             self.blocked.insert(rule_name.to_owned(), needs);
             return;
-        }
-        history.push_back(cx.now);
-        if history.len() > HISTORY_MAX {
-            history.pop_front();
         }
         // Start.
         self.next_task += 1;
@@ -795,10 +779,8 @@ impl Remedy {
             self.causes
                 .insert(check.clone(), (signed.digest(), cx.now + step.timeout));
         }
-        remember(&mut self.started, &mut self.started_set, key.clone());
-        out.push(Out::Persist(Persist::Remediations(
-            self.started.iter().cloned().collect(),
-        )));
+        self.started.record(key.clone(), cx.now_millis);
+        out.push(Out::Persist(Persist::Remediations(self.started.snapshot())));
         out.push(Out::Publish(started));
         cx.stats.attempts += 1;
         self.running.insert(
@@ -881,19 +863,14 @@ impl Remedy {
                 self.requests.remove(&key);
                 continue;
             }
-            let existing =
-                cx.replicas
-                    .ledger()
-                    .intents_for(&key)
-                    .any(|signed| match signed.record.kind {
-                        RecordKind::Intent {
-                            epoch: theirs,
-                            deadline_millis,
-                            ..
-                        } => theirs >= epoch || deadline_millis > cx.now_millis,
-                        _ => false,
-                    });
-            if existing {
+            // An intent still live stands; one that ran out unstarted (the
+            // target was busy, or heard of it late) may be planned again: the
+            // target starts a key at most once whatever it is sent.
+            let live = cx.replicas.ledger().intents_for(&key).any(|signed| {
+                matches!(signed.record.kind, RecordKind::Intent { deadline_millis, .. }
+                    if deadline_millis > cx.now_millis)
+            });
+            if live {
                 continue;
             }
             if !cx.alive(&key.target) {
@@ -952,50 +929,50 @@ enum Fence {
     Refuse(Noted),
 }
 
-/// Checks the winning intent for `key`: planned by the holder of the
-/// highest lease this node has seen for the rule's scope, backed by the
-/// rule's voters, and leaving time to finish before its deadline.
+/// Looks for an intent for `key` this node may run: planned by the holder
+/// of the highest lease this node has seen for the rule's scope, backed by
+/// the rule's voters, and leaving time to finish before its deadline. A
+/// holder may plan a key again once an intent ran late, so every intent is
+/// looked at.
 fn fenced_intent(cx: &Cx<'_>, rule: &RuleSpec, key: &IdempotencyKey, step: &Step) -> Fence {
-    let Some(intent) = cx.replicas.ledger().winning_intent(key) else {
-        return Fence::Wait;
-    };
-    let RecordKind::Intent {
-        scope,
-        epoch,
-        planner,
-        dry_run,
-        deadline_millis,
-        ..
-    } = &intent.record.kind
-    else {
-        return Fence::Wait;
-    };
-    if *scope != rule.scope() {
-        return Fence::Wait;
-    }
-    let Some(lease) = cx.replicas.leases().get(scope) else {
+    let scope = rule.scope();
+    let Some(lease) = cx.replicas.leases().get(&scope) else {
         return Fence::Wait;
     };
     let lease = &lease.lease;
-    if *epoch < lease.epoch {
-        return Fence::Refuse(Noted::Stale);
-    }
-    if *epoch > lease.epoch {
-        // The lease behind it has not arrived yet.
-        return Fence::Wait;
-    }
     let backed = matches!(&lease.kind, LeaseKind::Quorum { voters, .. } if *voters == rule.voters);
-    if lease.holder != *planner || !backed {
-        return Fence::Wait;
-    }
     let finish = cx.now_millis + step.timeout.as_millis() as u64;
-    if finish > *deadline_millis {
-        return Fence::Refuse(Noted::Late);
+    let mut verdict = Fence::Wait;
+    for intent in cx.replicas.ledger().intents_for(key) {
+        let RecordKind::Intent {
+            scope: theirs,
+            epoch,
+            planner,
+            dry_run,
+            deadline_millis,
+            ..
+        } = &intent.record.kind
+        else {
+            continue;
+        };
+        if *theirs != scope {
+            continue;
+        }
+        if *epoch < lease.epoch {
+            verdict = Fence::Refuse(Noted::Stale);
+        } else if *epoch == lease.epoch && lease.holder == *planner && backed {
+            if finish <= *deadline_millis {
+                return Fence::Run {
+                    epoch: *epoch,
+                    dry_run: *dry_run,
+                };
+            }
+            verdict = Fence::Refuse(Noted::Late);
+        }
+        // A higher epoch waits for its lease to arrive; an intent whose
+        // planner does not hold that lease is never run.
     }
-    Fence::Run {
-        epoch: *epoch,
-        dry_run: *dry_run,
-    }
+    verdict
 }
 
 /// Whether the target still reports the request's incident: the same
@@ -1024,22 +1001,6 @@ fn has_outcome(ledger: &Ledger, key: &IdempotencyKey) -> bool {
     ledger
         .records_for(key)
         .any(|signed| matches!(signed.record.kind, RecordKind::Outcome { .. }))
-}
-
-/// Adds `key` to the bounded, ordered set of started keys.
-fn remember(
-    order: &mut VecDeque<IdempotencyKey>,
-    set: &mut BTreeSet<IdempotencyKey>,
-    key: IdempotencyKey,
-) {
-    if set.insert(key.clone()) {
-        order.push_back(key);
-    }
-    while order.len() > STARTED_MAX {
-        if let Some(old) = order.pop_front() {
-            set.remove(&old);
-        }
-    }
 }
 
 fn duration_millis(later: Instant, earlier: Instant) -> u64 {
