@@ -213,7 +213,10 @@ struct Parked {
 ///    driver acts on [`Agent::holds`];
 /// 2. [`Agent::poll_transmit`] until `None`, sending each message;
 /// 3. [`Agent::poll_event`] until `None`;
-/// 4. [`Agent::poll_timeout`], and calls [`Agent::handle_timeout`] once that
+/// 4. [`Agent::poll_task`] until `None`, starting each check or action off
+///    the core's thread and reporting back with
+///    [`Agent::handle_task_result`];
+/// 5. [`Agent::poll_timeout`], and calls [`Agent::handle_timeout`] once that
 ///    instant has passed (calling it early is harmless).
 ///
 /// A restarted agent gets what it persisted back through [`Agent::restore`],
@@ -223,8 +226,8 @@ struct Parked {
 /// agent votes on the grant requests it receives; a candidate names the
 /// scope's voters itself. The lease table checks grants only against the
 /// voter set a lease names, so the caller must pass the scope's real voter
-/// set (for now every caller passes the same set; later it comes from the
-/// released config).
+/// set. Remediation's budget leases take theirs from the released policy
+/// (`docs/remediation.md`), and targets check intents against it.
 pub struct Agent {
     config: Config,
     id: NodeId,
