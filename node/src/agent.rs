@@ -909,6 +909,15 @@ impl Agent {
             return;
         };
         self.with_remedy(now, |remedy, cx, out| remedy.load(cx, digest, &value, out));
+        if let Some(policy) = self.remedy.policy() {
+            let governed = policy
+                .rules
+                .values()
+                .filter(|rule| rule.is_disruptive())
+                .map(|rule| (rule.scope(), rule.voters.clone()))
+                .collect();
+            self.replicas.govern_leases(governed);
+        }
         self.remedy_dirty = true;
     }
 

@@ -765,3 +765,63 @@ fn the_limit_holds_across_a_restart_of_the_agent() {
     );
     assert!(harness.count(4, "needs-human") >= 2);
 }
+
+#[test]
+fn a_lease_of_a_budget_scope_naming_other_voters_is_refused() {
+    use fleetmesh_node::crdt::{Grant, GrantBody, Lease, LeaseKind, SignedLease};
+    let mut harness = Harness::new(6, 3);
+    harness.release(&policy(
+        vec![step("reboot", "disruptive", 3_000)],
+        3,
+        vec![],
+    ));
+    harness.run_for(Duration::from_secs(5));
+    let scope = "remediate:web-down";
+    let holder = |harness: &Harness| {
+        (0..3)
+            .filter_map(|n| harness.agents[&n].holds(harness.now, scope))
+            .collect::<Vec<u64>>()
+    };
+    let before = holder(&harness);
+    assert_eq!(before.len(), 1);
+    // An admitted node makes itself sole voter of the scope at a huge
+    // epoch: well-formed, well-signed, and it would outrank every real
+    // lease and become the fencing token.
+    let rogue = key(4);
+    let at = Hlc {
+        millis: harness.now.0 / 1_000_000,
+        counter: 0,
+    };
+    let grant = Grant::sign(
+        GrantBody {
+            scope: scope.into(),
+            epoch: 1_000_000,
+            holder: rogue.public(),
+            ttl_millis: 3_600_000,
+            voter: rogue.public(),
+            issued: at,
+        },
+        &rogue,
+    );
+    let lease = Lease {
+        scope: scope.into(),
+        epoch: 1_000_000,
+        holder: rogue.public(),
+        granted_at: at,
+        ttl_millis: 3_600_000,
+        kind: LeaseKind::Quorum {
+            voters: BTreeSet::from([rogue.public()]),
+            grants: vec![grant],
+        },
+    };
+    let entry = Entry::Lease(Box::new(SignedLease::sign(lease, &rogue)));
+    let now = harness.now;
+    let refused = harness.agents.get_mut(&4).unwrap().publish(now, entry);
+    assert!(refused.is_err(), "refused where the policy runs");
+    harness.run_for(Duration::from_secs(5));
+    assert_eq!(holder(&harness), before, "the real holder keeps the scope");
+    for agent in harness.agents.values() {
+        let table = agent.replicas().leases();
+        assert_eq!(table.max_epoch(scope), Some(before[0]));
+    }
+}

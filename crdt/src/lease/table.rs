@@ -80,6 +80,15 @@ impl LeaseTable {
         self.get(scope).map(|signed| signed.lease.epoch)
     }
 
+    /// Drops the leases `keep` refuses; returns how many. For a replica
+    /// whose admission rule for leases just tightened (a released policy
+    /// now names a scope's voters), so the table is again what admitting
+    /// everything seen under the new rule would give, minus leases the
+    /// dropped ones displaced (their holders publish again).
+    pub fn retain(&mut self, keep: impl FnMut(&SignedLease) -> bool) -> usize {
+        self.registers.retain(keep).len()
+    }
+
     /// Every held lease, in key order.
     pub fn iter(&self) -> impl Iterator<Item = &SignedLease> {
         self.registers.entries().map(|(_, signed)| signed)

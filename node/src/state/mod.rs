@@ -27,9 +27,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fleetmesh_crdt::{
-    ConfigEntry, ConfigStore, Ctx, Digest, HealthTable, LeaseTable, Ledger, Merge, NodeCert,
-    NodeId, PublicKey, Rejected, ReleaseLog, Replica, SignedHealth, SignedLease, SignedRecord,
-    SignedRelease, SignedTrust, TrustChain, Verifier,
+    ConfigEntry, ConfigStore, Ctx, Digest, HealthTable, LeaseKind, LeaseTable, Ledger, Merge,
+    NodeCert, NodeId, PublicKey, Rejected, ReleaseLog, Replica, SignedHealth, SignedLease,
+    SignedRecord, SignedRelease, SignedTrust, TrustChain, Verifier,
 };
 use serde::{Deserialize, Serialize};
 
@@ -269,6 +269,9 @@ pub struct Replicas {
     fetching: BTreeMap<(Kind, Digest), Fetch>,
     fetch_timeout_millis: u64,
     revoked_ids: BTreeSet<NodeId>,
+    /// Lease scopes whose voter set the released policy names: a lease of
+    /// one of them must be a quorum lease of exactly those voters.
+    governed: BTreeMap<String, BTreeSet<PublicKey>>,
     verifier: Arc<dyn Verifier>,
     stats: StateStats,
 }
@@ -308,6 +311,7 @@ impl Replicas {
             fetching: BTreeMap::new(),
             fetch_timeout_millis,
             revoked_ids: BTreeSet::new(),
+            governed: BTreeMap::new(),
             verifier,
             stats: StateStats::default(),
         };
@@ -356,6 +360,26 @@ impl Replicas {
         &self.releases
     }
 
+    /// Sets the lease scopes whose voters the released policy names
+    /// (`remediate:<rule>` and its voters): from now on a lease of such a
+    /// scope is admitted only as a quorum lease of exactly those voters,
+    /// so a node that signs a lease naming itself sole voter at a huge
+    /// epoch cannot take a budget scope's fencing token. Leases held that
+    /// break the new rule are dropped.
+    pub fn govern_leases(&mut self, governed: BTreeMap<String, BTreeSet<PublicKey>>) {
+        if self.governed == governed {
+            return;
+        }
+        self.governed = governed;
+        let governed = &self.governed;
+        let dropped = self
+            .leases
+            .retain(|signed| governs(governed, signed).is_ok());
+        if dropped > 0 {
+            self.digests[Kind::Lease.index()] = Digests::of(&self.versions(Kind::Lease));
+        }
+    }
+
     /// Counters.
     pub fn stats(&self) -> &StateStats {
         &self.stats
@@ -395,6 +419,13 @@ impl Replicas {
             let ahead = dated - now_millis;
             let refused = Rejected::Malformed(format!("dated {ahead} ms ahead of this clock"));
             return (Err(refused), Merged::default());
+        }
+        if let Entry::Lease(lease) = &entry
+            && let Err(refused) = governs(&self.governed, lease)
+        {
+            let refused = Err(refused);
+            self.stats.count(&refused);
+            return (refused, Merged::default());
         }
         let mut effects = Merged::default();
         let Replicas {
@@ -905,6 +936,23 @@ impl Merged {
 
 /// Runs `f` with a merge context. `certs` says who is admitted; `None`
 /// admits everybody, for merging the certificates themselves.
+/// Whether `lease` may be held under the governed scopes' voter sets.
+fn governs(
+    governed: &BTreeMap<String, BTreeSet<PublicKey>>,
+    lease: &SignedLease,
+) -> Result<(), Rejected> {
+    let Some(voters) = governed.get(&lease.lease.scope) else {
+        return Ok(());
+    };
+    match &lease.lease.kind {
+        LeaseKind::Quorum { voters: named, .. } if named == voters => Ok(()),
+        _ => Err(Rejected::Unauthorized(format!(
+            "scope {} takes only a quorum lease of the voters the released policy names",
+            lease.lease.scope
+        ))),
+    }
+}
+
 fn with_ctx<T>(
     trust: &TrustChain,
     certs: Option<&CertTable>,
