@@ -913,8 +913,8 @@ impl Agent {
             let governed = policy
                 .rules
                 .values()
-                .filter(|rule| rule.is_disruptive())
-                .map(|rule| (rule.scope(), rule.voters.clone()))
+                .flat_map(|rule| rule.budgets())
+                .map(|(scope, budget)| (scope, budget.voters.clone()))
                 .collect();
             self.replicas.govern_leases(governed);
         }

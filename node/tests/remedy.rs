@@ -47,17 +47,28 @@ struct Harness {
     fixes: BTreeSet<String>,
     ran: Vec<Ran>,
     /// Disruptive actions running now, and the most ever at once.
-    disruptive_running: usize,
-    disruptive_peak: usize,
+    /// Disruptive actions running now, per zone, and the most ever at
+    /// once, per zone and in all.
+    disruptive_running: BTreeMap<&'static str, usize>,
+    disruptive_peak: BTreeMap<&'static str, usize>,
+    disruptive_peak_all: usize,
     laptop: Laptop,
     version: u64,
     /// Nodes `0..voters` are tagged `db`, the rest `web`.
     voters: u64,
 }
 
-fn tags(role: &str) -> NodeMeta {
+/// Even nodes are in zone a, odd ones in zone b.
+fn zone(n: u64) -> &'static str {
+    if n % 2 == 0 { "a" } else { "b" }
+}
+
+fn tags(n: u64, role: &str) -> NodeMeta {
     NodeMeta {
-        tags: BTreeMap::from([("role".to_owned(), role.to_owned())]),
+        tags: BTreeMap::from([
+            ("role".to_owned(), role.to_owned()),
+            ("zone".to_owned(), zone(n).to_owned()),
+        ]),
         addrs: Vec::new(),
     }
 }
@@ -75,8 +86,9 @@ impl Harness {
             healthy: BTreeMap::new(),
             fixes: BTreeSet::from(["restart".to_owned()]),
             ran: Vec::new(),
-            disruptive_running: 0,
-            disruptive_peak: 0,
+            disruptive_running: BTreeMap::new(),
+            disruptive_peak: BTreeMap::new(),
+            disruptive_peak_all: 0,
             laptop: Laptop::new(),
             version: 0,
             voters,
@@ -85,7 +97,7 @@ impl Harness {
             let agent = Agent::new(
                 Config::lan(),
                 identity(n),
-                tags(harness.role(n)),
+                tags(n, harness.role(n)),
                 n,
                 harness.now,
                 verifier(),
@@ -115,7 +127,7 @@ impl Harness {
         let mut agent = Agent::new(
             Config::lan(),
             identity(n),
-            tags(self.role(n)),
+            tags(n, self.role(n)),
             n + 1000,
             self.now,
             verifier(),
@@ -164,8 +176,12 @@ impl Harness {
                         epoch: *epoch,
                     });
                     if step.class == ActionClass::Disruptive {
-                        self.disruptive_running += 1;
-                        self.disruptive_peak = self.disruptive_peak.max(self.disruptive_running);
+                        let running = self.disruptive_running.entry(zone(n)).or_default();
+                        *running += 1;
+                        let peak = self.disruptive_peak.entry(zone(n)).or_default();
+                        *peak = (*peak).max(*running);
+                        let all = self.disruptive_running.values().sum();
+                        self.disruptive_peak_all = self.disruptive_peak_all.max(all);
                     }
                     ACTION_TIME
                 }
@@ -179,7 +195,7 @@ impl Harness {
             Task::Check { .. } => self.healthy[&n],
             Task::Action { step, .. } => {
                 if step.class == ActionClass::Disruptive {
-                    self.disruptive_running -= 1;
+                    *self.disruptive_running.entry(zone(n)).or_default() -= 1;
                 }
                 if self.fixes.contains(&step.action) {
                     self.healthy.insert(n, true);
@@ -523,7 +539,7 @@ fn the_budget_holds_concurrent_disruptive_steps_to_max_concurrent() {
     harness.run_for(Duration::from_secs(20));
     let rebooted: Vec<u64> = harness.ran.iter().map(|ran| ran.node).collect();
     assert_eq!(rebooted.len(), 3, "each target rebooted once: {rebooted:?}");
-    assert_eq!(harness.disruptive_peak, 1, "max_concurrent is 1");
+    assert_eq!(harness.disruptive_peak_all, 1, "max_concurrent is 1");
     let outcomes: Vec<u64> = (4..7).map(|n| harness.count(n, "outcome") as u64).collect();
     assert_eq!(outcomes, [1, 1, 1]);
     // Never two at once: each intent was planned after the previous outcome.
@@ -679,6 +695,21 @@ fn policies_that_would_act_on_everything_or_unsafely_are_refused_naming_the_fiel
         refused(vec![("check", text("db"))], reboot()),
         "rules.web-down.check"
     );
+    // An escrow names each slot's voters, and no rule-wide ones.
+    let slot = map(vec![(
+        "voters",
+        Value::List(vec![text(&key(0).public().to_hex())]),
+    )]);
+    let escrow = |slot: Value| {
+        map(vec![
+            ("tag", text("zone")),
+            ("slots", map(vec![("a", slot)])),
+        ])
+    };
+    assert_eq!(
+        refused(vec![("escrow", escrow(slot.clone()))], reboot()),
+        "rules.web-down.voters"
+    );
 }
 
 #[test]
@@ -824,4 +855,76 @@ fn a_lease_of_a_budget_scope_naming_other_voters_is_refused() {
         let table = agent.replicas().leases();
         assert_eq!(table.max_epoch(scope), Some(before[0]));
     }
+}
+
+#[test]
+fn an_escrowed_budget_gives_each_zone_its_own_slot_granted_by_its_own_voters() {
+    let mut harness = Harness::new(12, 6);
+    harness.fixes = BTreeSet::from(["reboot".to_owned()]);
+    let slot = |zone_of: u64| {
+        let voters = (0..6)
+            .filter(|n| n % 2 == zone_of)
+            .map(|n| text(&key(n).public().to_hex()))
+            .collect();
+        map(vec![("voters", Value::List(voters))])
+    };
+    let escrow = map(vec![
+        ("tag", text("zone")),
+        ("slots", map(vec![("a", slot(0)), ("b", slot(1))])),
+    ]);
+    let mut doc = policy(
+        vec![step("reboot", "disruptive", 3_000)],
+        0,
+        vec![("escrow", escrow), ("max_unhealthy", Value::Float(0.9))],
+    );
+    if let Value::Map(root) = &mut doc
+        && let Some(Value::Map(rules)) = root.get_mut("rules")
+        && let Some(Value::Map(rule)) = rules.get_mut("web-down")
+    {
+        rule.remove("voters");
+    }
+    // A slot must name its voters.
+    let mut no_voters = doc.clone();
+    if let Value::Map(root) = &mut no_voters
+        && let Some(Value::Map(rules)) = root.get_mut("rules")
+        && let Some(Value::Map(rule)) = rules.get_mut("web-down")
+    {
+        rule.insert(
+            "escrow".into(),
+            map(vec![
+                ("tag", text("zone")),
+                ("slots", map(vec![("a", map(vec![]))])),
+            ]),
+        );
+    }
+    let refused = Policy::parse(&no_voters).unwrap_err();
+    assert_eq!(refused.field, "rules.web-down.escrow.slots.a.voters");
+    harness.release(&doc);
+    harness.run_for(Duration::from_secs(5));
+    for (scope, voters) in [
+        ("remediate:web-down:a", [0, 2, 4]),
+        ("remediate:web-down:b", [1, 3, 5]),
+    ] {
+        let holders: Vec<u64> = (0..6)
+            .filter(|&n| harness.agents[&n].holds(harness.now, scope).is_some())
+            .collect();
+        assert_eq!(holders.len(), 1, "{scope}: {holders:?}");
+        assert!(
+            voters.contains(&holders[0]),
+            "{scope} is held by its own zone"
+        );
+    }
+    // Two web nodes down in each zone.
+    for n in 6..10 {
+        harness.healthy.insert(n, false);
+    }
+    harness.run_for(Duration::from_secs(20));
+    assert_eq!(harness.ran.len(), 4, "{:?}", harness.ran);
+    assert!((6..10).all(|n| harness.healthy[&n]));
+    assert_eq!(harness.disruptive_peak.get("a"), Some(&1));
+    assert_eq!(harness.disruptive_peak.get("b"), Some(&1));
+    assert_eq!(
+        harness.disruptive_peak_all, 2,
+        "the zones' slots run side by side"
+    );
 }

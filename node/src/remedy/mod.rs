@@ -38,7 +38,7 @@ use fleetmesh_crdt::{
     LedgerRecord, MemberState, NodeMeta, PublicKey, RecordKind, SignedHealth, SignedRecord, Value,
     health_limits, ledger_limits,
 };
-use policy::{ActionClass, Policy, RuleSpec, Step};
+use policy::{ActionClass, Budget, Policy, RuleSpec, Step};
 use started::StartedLog;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -187,6 +187,7 @@ enum Noted {
     Late,
     Requested,
     Intent,
+    NoSlot,
 }
 
 /// A rule's open incident on this node.
@@ -320,11 +321,15 @@ impl Remedy {
                 .is_some_and(|spec| spec.check == incident.check && spec.select.matches(cx.meta))
         });
         let me = cx.keypair.public();
-        let wanted: BTreeMap<String, &RuleSpec> = policy
+        let wanted: BTreeMap<String, (BTreeSet<PublicKey>, Duration)> = policy
             .rules
             .values()
-            .filter(|rule| rule.is_disruptive() && rule.voters.contains(&me))
-            .map(|rule| (rule.scope(), rule))
+            .flat_map(|rule| {
+                rule.budgets()
+                    .into_iter()
+                    .filter(|(_, budget)| budget.voters.contains(&me))
+                    .map(|(scope, budget)| (scope, (budget.voters.clone(), rule.lease_ttl)))
+            })
             .collect();
         for scope in &self.wanted {
             if !wanted.contains_key(scope) {
@@ -339,11 +344,11 @@ impl Remedy {
             .filter(|scope| !self.wanted.contains(*scope))
             .cloned()
             .collect();
-        for (scope, rule) in &wanted {
+        for (scope, (voters, ttl)) in &wanted {
             out.push(Out::Acquire {
                 scope: scope.clone(),
-                voters: rule.voters.clone(),
-                ttl: rule.lease_ttl,
+                voters: voters.clone(),
+                ttl: *ttl,
             });
         }
         self.wanted = wanted.into_keys().collect();
@@ -693,14 +698,21 @@ impl Remedy {
                     }
                     return;
                 }
+                let Some((scope, budget)) = rule.budget_for(cx.meta) else {
+                    if incident.noted.insert(Noted::NoSlot) {
+                        let reason = "no budget slot for this node's escrow tag".to_owned();
+                        out.push(Out::Publish(cx.sign(key, RecordKind::Skipped { reason })));
+                    }
+                    return;
+                };
                 if incident.noted.insert(Noted::Requested) {
                     let kind = RecordKind::Request {
-                        scope: rule.scope(),
+                        scope: scope.clone(),
                         action: step.action.clone(),
                     };
                     out.push(Out::Publish(cx.sign(key.clone(), kind)));
                 }
-                match fenced_intent(cx, rule, &key, &step) {
+                match fenced_intent(cx, &scope, budget, &key, &step) {
                     Fence::Run { epoch, dry_run } => {
                         if dry_run {
                             cx.stats.dry_runs += 1;
@@ -848,10 +860,10 @@ impl Remedy {
             .map(|(key, scope)| (key.clone(), scope.clone()))
             .collect();
         for (key, scope) in requests {
-            let Some(rule) = policy
+            let Some((rule, budget)) = policy
                 .rules
                 .get(&key.rule)
-                .filter(|rule| rule.scope() == scope)
+                .and_then(|rule| Some((rule, rule.budget(&scope)?)))
             else {
                 self.requests.remove(&key);
                 continue;
@@ -877,20 +889,27 @@ impl Remedy {
                 continue;
             }
             if cx.systemic(rule) {
-                cx.stats.skipped_systemic += 1;
-                let reason = format!(
-                    "planner: more than {:.0}% of the rule's nodes report {} unhealthy",
-                    rule.max_unhealthy * 100.0,
-                    rule.check
-                );
-                out.push(Out::Publish(
-                    cx.sign(key.clone(), RecordKind::Skipped { reason }),
-                ));
-                self.requests.remove(&key);
+                // Recorded once per holder; the request stands, and is
+                // planned if the fault turns out not to be systemic.
+                let recorded = cx.replicas.ledger().records_for(&key).any(|signed| {
+                    signed.record.author == me
+                        && matches!(signed.record.kind, RecordKind::Skipped { .. })
+                });
+                if !recorded {
+                    cx.stats.skipped_systemic += 1;
+                    let reason = format!(
+                        "planner: more than {:.0}% of the rule's nodes report {} unhealthy",
+                        rule.max_unhealthy * 100.0,
+                        rule.check
+                    );
+                    out.push(Out::Publish(
+                        cx.sign(key.clone(), RecordKind::Skipped { reason }),
+                    ));
+                }
                 continue;
             }
             let in_use = self.budget_in_use(&scope, cx.now_millis, cx.replicas.ledger());
-            if in_use >= rule.max_concurrent as usize {
+            if in_use >= budget.max_concurrent as usize {
                 cx.stats.budget_full += 1;
                 continue;
             }
@@ -934,13 +953,18 @@ enum Fence {
 /// the rule's voters, and leaving time to finish before its deadline. A
 /// holder may plan a key again once an intent ran late, so every intent is
 /// looked at.
-fn fenced_intent(cx: &Cx<'_>, rule: &RuleSpec, key: &IdempotencyKey, step: &Step) -> Fence {
-    let scope = rule.scope();
-    let Some(lease) = cx.replicas.leases().get(&scope) else {
+fn fenced_intent(
+    cx: &Cx<'_>,
+    scope: &str,
+    budget: Budget<'_>,
+    key: &IdempotencyKey,
+    step: &Step,
+) -> Fence {
+    let Some(lease) = cx.replicas.leases().get(scope) else {
         return Fence::Wait;
     };
     let lease = &lease.lease;
-    let backed = matches!(&lease.kind, LeaseKind::Quorum { voters, .. } if *voters == rule.voters);
+    let backed = matches!(&lease.kind, LeaseKind::Quorum { voters, .. } if voters == budget.voters);
     let finish = cx.now_millis + step.timeout.as_millis() as u64;
     let mut verdict = Fence::Wait;
     for intent in cx.replicas.ledger().intents_for(key) {

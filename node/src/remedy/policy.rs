@@ -170,7 +170,8 @@ pub struct RuleSpec {
     pub unhealthy_for: Duration,
     /// The escalation ladder, tried in order.
     pub steps: Vec<Step>,
-    /// Disruptive remediations of the scope at once, fleet-wide.
+    /// Disruptive remediations of the scope at once, fleet-wide (without
+    /// escrow).
     pub max_concurrent: u32,
     /// Above this fraction of the selected nodes unhealthy, the fault is
     /// systemic: nothing is remediated and the skip is recorded.
@@ -185,16 +186,97 @@ pub struct RuleSpec {
     /// Record what would be done, do nothing.
     pub dry_run: bool,
     /// The budget lease's voters (and candidates), named by key so that
-    /// every agent running this release counts the same majority.
+    /// every agent running this release counts the same majority. Empty
+    /// with escrow.
     pub voters: BTreeSet<PublicKey>,
+    /// The budget split per group, each slot granted by its own voters.
+    pub escrow: Option<Escrow>,
     /// The budget lease's ttl.
     pub lease_ttl: Duration,
 }
 
+/// A rule's budget split by the value of one tag (say one slot per zone),
+/// each slot its own lease scope granted by its own voters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Escrow {
+    /// The tag whose value picks a target's slot.
+    pub tag: String,
+    /// Slots by tag value.
+    pub slots: BTreeMap<String, Slot>,
+}
+
+/// One slot of an escrowed budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// The slot's voters (and candidates).
+    pub voters: BTreeSet<PublicKey>,
+    /// Disruptive remediations of the slot at once.
+    pub max_concurrent: u32,
+}
+
+/// One lease scope of a rule's budget: its voters and allowance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget<'a> {
+    /// The voters, who are also the candidates.
+    pub voters: &'a BTreeSet<PublicKey>,
+    /// Disruptive remediations at once under this scope.
+    pub max_concurrent: u32,
+}
+
 impl RuleSpec {
-    /// The budget lease's scope.
-    pub fn scope(&self) -> String {
-        format!("remediate:{}", self.name)
+    /// The budget lease's scope without escrow, or the scope of the slot
+    /// for tag value `slot`.
+    pub fn scope_of(&self, slot: Option<&str>) -> String {
+        match slot {
+            None => format!("remediate:{}", self.name),
+            Some(value) => format!("remediate:{}:{value}", self.name),
+        }
+    }
+
+    /// Every lease scope of the rule's budget.
+    pub fn budgets(&self) -> Vec<(String, Budget<'_>)> {
+        if !self.is_disruptive() {
+            return Vec::new();
+        }
+        match &self.escrow {
+            None => vec![(
+                self.scope_of(None),
+                Budget {
+                    voters: &self.voters,
+                    max_concurrent: self.max_concurrent,
+                },
+            )],
+            Some(escrow) => escrow
+                .slots
+                .iter()
+                .map(|(value, slot)| {
+                    let budget = Budget {
+                        voters: &slot.voters,
+                        max_concurrent: slot.max_concurrent,
+                    };
+                    (self.scope_of(Some(value)), budget)
+                })
+                .collect(),
+        }
+    }
+
+    /// The scope and budget a target with `meta` is remediated under;
+    /// `None` with escrow when its tag value has no slot.
+    pub fn budget_for(&self, meta: &NodeMeta) -> Option<(String, Budget<'_>)> {
+        let slot = match &self.escrow {
+            None => None,
+            Some(escrow) => Some(meta.tags.get(&escrow.tag)?.as_str()),
+        };
+        let scope = self.scope_of(slot);
+        self.budget(&scope).map(|budget| (scope, budget))
+    }
+
+    /// The budget of `scope`, if it is one of the rule's.
+    pub fn budget(&self, scope: &str) -> Option<Budget<'_>> {
+        self.budgets()
+            .into_iter()
+            .find(|(theirs, _)| theirs == scope)
+            .map(|(_, budget)| budget)
     }
 
     /// Whether any step needs the budget lease.
@@ -266,6 +348,67 @@ impl Policy {
             .values()
             .filter(move |rule| rule.check == check && rule.select.matches(meta))
     }
+}
+
+/// A list of node keys in hex; `problem` names the field.
+fn parse_voters(value: &Value, problem: &PolicyError) -> Result<BTreeSet<PublicKey>, PolicyError> {
+    let refused = || PolicyError {
+        field: problem.field.clone(),
+        problem: format!(
+            "a list of 1 to {} node keys in hex",
+            lease_limits::VOTERS_MAX
+        ),
+    };
+    let Value::List(list) = value else {
+        return Err(refused());
+    };
+    let mut voters = BTreeSet::new();
+    for voter in list {
+        let key = match voter {
+            Value::Str(hex) => PublicKey::from_hex(hex),
+            _ => None,
+        };
+        voters.insert(key.ok_or_else(refused)?);
+    }
+    if voters.is_empty() || voters.len() > lease_limits::VOTERS_MAX {
+        return Err(refused());
+    }
+    Ok(voters)
+}
+
+fn parse_escrow(rule: &str, fields: &Fields<'_>) -> Result<Escrow, PolicyError> {
+    fields.only(&["tag", "slots"])?;
+    let tag = fields.required_string("tag")?;
+    let Some(map) = fields.map("slots")?.filter(|map| !map.is_empty()) else {
+        return Err(fields.error("slots", "at least one slot is required"));
+    };
+    let mut slots = BTreeMap::new();
+    for (value, slot) in map {
+        let path = format!("{}.slots.{value}", fields.path);
+        // The slot's scope must fit where scopes go.
+        let scope_len = "remediate:".len() + rule.len() + 1 + value.len();
+        if value.is_empty() || scope_len > lease_limits::SCOPE_MAX.min(ledger_limits::NAME_MAX) {
+            return Err(PolicyError {
+                field: path,
+                problem: "rule name and slot value together take at most 52 bytes".to_owned(),
+            });
+        }
+        let slot = Fields::of(slot, &path)?;
+        slot.only(&["voters", "max_concurrent"])?;
+        let voters = match slot.get("voters") {
+            Some(list) => parse_voters(list, &slot.error("voters", ""))?,
+            None => return Err(slot.error("voters", "is required")),
+        };
+        let max_concurrent = slot.int("max_concurrent", 1, 10_000)?.unwrap_or(1) as u32;
+        slots.insert(
+            value.clone(),
+            Slot {
+                voters,
+                max_concurrent,
+            },
+        );
+    }
+    Ok(Escrow { tag, slots })
 }
 
 fn parse_name(name: &str, path: &str) -> Result<(), PolicyError> {
@@ -350,6 +493,7 @@ fn parse_rule(name: &str, fields: &Fields<'_>) -> Result<RuleSpec, PolicyError> 
         "require_approval",
         "dry_run",
         "voters",
+        "escrow",
         "lease_ttl_ms",
     ])?;
     let require_approval = fields.bool("require_approval")?.unwrap_or(false);
@@ -390,22 +534,20 @@ fn parse_rule(name: &str, fields: &Fields<'_>) -> Result<RuleSpec, PolicyError> 
         Some(Value::Int(1)) => 1.0,
         Some(_) => return Err(fields.error("max_unhealthy", "a fraction in (0, 1]")),
     };
-    let mut voters = BTreeSet::new();
-    if let Some(value) = fields.get("voters") {
-        let Value::List(list) = value else {
-            return Err(fields.error("voters", "a list of node keys in hex"));
-        };
-        for voter in list {
-            let key = match voter {
-                Value::Str(hex) => PublicKey::from_hex(hex),
-                _ => None,
-            };
-            let Some(key) = key else {
-                return Err(fields.error("voters", "a list of node keys in hex"));
-            };
-            voters.insert(key);
-        }
-    }
+    let voters = match fields.get("voters") {
+        Some(value) => parse_voters(value, &fields.error("voters", ""))?,
+        None => BTreeSet::new(),
+    };
+    let escrow = match fields.map("escrow")? {
+        Some(_) => Some(parse_escrow(
+            name,
+            &Fields::of(
+                fields.get("escrow").unwrap_or(&Value::Null),
+                &format!("{}.escrow", fields.path),
+            )?,
+        )?),
+        None => None,
+    };
     let lease_ttl = fields
         .millis("lease_ttl_ms", Duration::from_millis(1))?
         .unwrap_or(Duration::from_secs(30));
@@ -428,17 +570,25 @@ fn parse_rule(name: &str, fields: &Fields<'_>) -> Result<RuleSpec, PolicyError> 
             .unwrap_or(Duration::from_secs(3600)),
         dry_run: fields.bool("dry_run")?.unwrap_or(false),
         voters,
+        escrow,
         lease_ttl,
     };
     if rule.is_disruptive() {
-        if rule.voters.is_empty() || rule.voters.len() > lease_limits::VOTERS_MAX {
-            return Err(fields.error(
-                "voters",
-                format!(
-                    "a rule with a disruptive step names 1 to {} voters",
-                    lease_limits::VOTERS_MAX
-                ),
-            ));
+        let voters_ok = !rule.voters.is_empty() && rule.voters.len() <= lease_limits::VOTERS_MAX;
+        match (&rule.escrow, voters_ok) {
+            (None, false) => {
+                return Err(fields.error(
+                    "voters",
+                    format!(
+                        "a rule with a disruptive step names 1 to {} voters, or an escrow",
+                        lease_limits::VOTERS_MAX
+                    ),
+                ));
+            }
+            (Some(_), _) if !rule.voters.is_empty() => {
+                return Err(fields.error("voters", "with an escrow, each slot names its voters"));
+            }
+            _ => {}
         }
         // An action started under a lease must end before the lease can
         // pass to another holder; renewals keep at least two thirds of the
