@@ -350,14 +350,20 @@ impl Policy {
     }
 }
 
-/// A list of node keys in hex; `problem` names the field.
-fn parse_voters(value: &Value, problem: &PolicyError) -> Result<BTreeSet<PublicKey>, PolicyError> {
-    let refused = || PolicyError {
-        field: problem.field.clone(),
-        problem: format!(
-            "a list of 1 to {} node keys in hex",
-            lease_limits::VOTERS_MAX
-        ),
+/// `fields.field`: a list of 1 to 64 node keys in hex.
+fn parse_voters(
+    value: &Value,
+    fields: &Fields<'_>,
+    field: &str,
+) -> Result<BTreeSet<PublicKey>, PolicyError> {
+    let refused = || {
+        fields.error(
+            field,
+            format!(
+                "a list of 1 to {} node keys in hex",
+                lease_limits::VOTERS_MAX
+            ),
+        )
     };
     let Value::List(list) = value else {
         return Err(refused());
@@ -396,7 +402,7 @@ fn parse_escrow(rule: &str, fields: &Fields<'_>) -> Result<Escrow, PolicyError> 
         let slot = Fields::of(slot, &path)?;
         slot.only(&["voters", "max_concurrent"])?;
         let voters = match slot.get("voters") {
-            Some(list) => parse_voters(list, &slot.error("voters", ""))?,
+            Some(list) => parse_voters(list, &slot, "voters")?,
             None => return Err(slot.error("voters", "is required")),
         };
         let max_concurrent = slot.int("max_concurrent", 1, 10_000)?.unwrap_or(1) as u32;
@@ -535,17 +541,14 @@ fn parse_rule(name: &str, fields: &Fields<'_>) -> Result<RuleSpec, PolicyError> 
         Some(_) => return Err(fields.error("max_unhealthy", "a fraction in (0, 1]")),
     };
     let voters = match fields.get("voters") {
-        Some(value) => parse_voters(value, &fields.error("voters", ""))?,
+        Some(value) => parse_voters(value, fields, "voters")?,
         None => BTreeSet::new(),
     };
-    let escrow = match fields.map("escrow")? {
-        Some(_) => Some(parse_escrow(
-            name,
-            &Fields::of(
-                fields.get("escrow").unwrap_or(&Value::Null),
-                &format!("{}.escrow", fields.path),
-            )?,
-        )?),
+    let escrow = match fields.get("escrow") {
+        Some(value) => {
+            let path = format!("{}.escrow", fields.path);
+            Some(parse_escrow(name, &Fields::of(value, &path)?)?)
+        }
         None => None,
     };
     let lease_ttl = fields
