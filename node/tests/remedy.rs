@@ -60,7 +60,7 @@ struct Harness {
 
 /// Even nodes are in zone a, odd ones in zone b.
 fn zone(n: u64) -> &'static str {
-    if n % 2 == 0 { "a" } else { "b" }
+    if n.is_multiple_of(2) { "a" } else { "b" }
 }
 
 fn tags(n: u64, role: &str) -> NodeMeta {
