@@ -946,6 +946,22 @@ impl Agent {
                 }
                 RemedyOut::Release(scope) => self.release_lease(now, &scope),
                 RemedyOut::Persist(persist) => self.persists.push(persist),
+                RemedyOut::Tell(to, entry) => {
+                    let message = Message::State(StateMessage::Push {
+                        entries: vec![entry],
+                        announces: Vec::new(),
+                    });
+                    for key in to {
+                        let id = key.node_id();
+                        let up = self
+                            .members
+                            .get(id)
+                            .is_some_and(|member| member.state().is_up());
+                        if id != self.id && up {
+                            self.send(id, &message);
+                        }
+                    }
+                }
             }
         }
     }

@@ -50,6 +50,9 @@ use task::{Task, TaskId, TaskResult};
 pub const STARTED_MAX: usize = 4_096;
 /// Most pending requests and in-flight intents a voter indexes.
 pub const INDEX_MAX: usize = 4_096;
+/// A request whose incident opened longer ago than this is dropped from a
+/// voter's index (its target's reports stopped arriving).
+const REQUEST_MAX_AGE: Duration = Duration::from_secs(3600);
 /// How often a holder with pending requests looks at them again.
 const PLAN_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -155,6 +158,10 @@ pub(crate) enum Out {
     Release(String),
     /// Make this durable before anything is sent.
     Persist(Persist),
+    /// Hand the entry just published straight to these nodes, who act on
+    /// it (the scope's voters, an intent's target, its planner), besides
+    /// gossiping it.
+    Tell(Vec<PublicKey>, Entry),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -229,6 +236,8 @@ struct Running {
     rule: String,
     key: IdempotencyKey,
     deadline: Instant,
+    /// Who waits for the outcome: the planner of a disruptive step.
+    tell: Vec<PublicKey>,
 }
 
 /// An intent in one of this node's scopes, for its budget.
@@ -668,6 +677,7 @@ impl Remedy {
             }
             return;
         }
+        let mut tell = Vec::new();
         let epoch = match step.class {
             ActionClass::Local => {
                 if rule.dry_run || step.approval {
@@ -710,10 +720,18 @@ impl Remedy {
                         scope: scope.clone(),
                         action: step.action.clone(),
                     };
-                    out.push(Out::Publish(cx.sign(key.clone(), kind)));
+                    let entry = cx.sign(key.clone(), kind);
+                    let voters = budget.voters.iter().filter(|&&voter| voter != me);
+                    out.push(Out::Publish(entry.clone()));
+                    out.push(Out::Tell(voters.copied().collect(), entry));
                 }
                 match fenced_intent(cx, &scope, budget, &key, &step) {
-                    Fence::Run { epoch, dry_run } => {
+                    Fence::Run {
+                        epoch,
+                        dry_run,
+                        planner,
+                    } => {
+                        tell = vec![planner];
                         if dry_run {
                             cx.stats.dry_runs += 1;
                             incident.phase = Phase::Done;
@@ -801,6 +819,7 @@ impl Remedy {
                 rule: rule_name.to_owned(),
                 key: key.clone(),
                 deadline: cx.now + step.timeout,
+                tell,
             },
         );
         out.push(Out::Task(Task::Action {
@@ -833,7 +852,11 @@ impl Remedy {
             exit_code: result.exit_code,
             detail: shorten(&result.detail, ledger_limits::TEXT_MAX),
         };
-        out.push(Out::Publish(cx.sign(running.key, kind)));
+        let entry = cx.sign(running.key, kind);
+        out.push(Out::Publish(entry.clone()));
+        if !running.tell.is_empty() {
+            out.push(Out::Tell(running.tell, entry));
+        }
         if let Some(incident) = self.incidents.get_mut(&running.rule)
             && incident.phase == Phase::Running(id)
         {
@@ -871,9 +894,18 @@ impl Remedy {
             let Some((epoch, until)) = (cx.held)(&scope) else {
                 continue;
             };
-            if cx.has_outcome(&key) || !request_stands(cx, rule, &key) {
-                self.requests.remove(&key);
-                continue;
+            match standing(cx, rule, &key) {
+                _ if cx.has_outcome(&key) => {
+                    self.requests.remove(&key);
+                    continue;
+                }
+                Standing::Over => {
+                    self.requests.remove(&key);
+                    continue;
+                }
+                // The request can outrun the report that opened it.
+                Standing::NotYet => continue,
+                Standing::Stands => {}
             }
             // An intent still live stands; one that ran out unstarted (the
             // target was busy, or heard of it late) may be planned again: the
@@ -936,14 +968,20 @@ impl Remedy {
                     dry_run: rule.dry_run,
                 },
             );
-            out.push(Out::Publish(cx.sign(key, kind)));
+            let entry = cx.sign(key.clone(), kind);
+            out.push(Out::Publish(entry.clone()));
+            out.push(Out::Tell(vec![key.target], entry));
         }
     }
 }
 
 /// What the target makes of the intent for a disruptive step.
 enum Fence {
-    Run { epoch: u64, dry_run: bool },
+    Run {
+        epoch: u64,
+        dry_run: bool,
+        planner: PublicKey,
+    },
     Wait,
     Refuse(Noted),
 }
@@ -989,6 +1027,7 @@ fn fenced_intent(
                 return Fence::Run {
                     epoch: *epoch,
                     dry_run: *dry_run,
+                    planner: *planner,
                 };
             }
             verdict = Fence::Refuse(Noted::Late);
@@ -999,19 +1038,39 @@ fn fenced_intent(
     verdict
 }
 
-/// Whether the target still reports the request's incident: the same
-/// unhealthy report of the rule's check that opened it.
-fn request_stands(cx: &Cx<'_>, rule: &RuleSpec, key: &IdempotencyKey) -> bool {
-    let Some(signed) = cx.replicas.health().get(&key.target, &rule.check) else {
-        return false;
-    };
+/// Where a request's incident stands in the target's reports.
+enum Standing {
+    /// Its latest report is the unhealthy one that opened the incident.
+    Stands,
+    /// That report has not arrived yet.
+    NotYet,
+    /// A later report replaced it, or the request is too old or malformed.
+    Over,
+}
+
+/// Compares the incident a request names (`check@millis#step`) with the
+/// target's latest report of the rule's check.
+fn standing(cx: &Cx<'_>, rule: &RuleSpec, key: &IdempotencyKey) -> Standing {
     let opened = key
         .incident
         .split_once('@')
         .and_then(|(_, rest)| rest.split_once('#'))
         .and_then(|(millis, _)| millis.parse::<u64>().ok());
+    let Some(opened) = opened else {
+        return Standing::Over;
+    };
+    if opened + (REQUEST_MAX_AGE.as_millis() as u64) < cx.now_millis {
+        return Standing::Over;
+    }
+    let Some(signed) = cx.replicas.health().get(&key.target, &rule.check) else {
+        return Standing::NotYet;
+    };
     let report = &signed.report;
-    report.state == HealthState::Unhealthy && opened == Some(report.at.millis)
+    match report.at.millis.cmp(&opened) {
+        std::cmp::Ordering::Less => Standing::NotYet,
+        std::cmp::Ordering::Equal if report.state == HealthState::Unhealthy => Standing::Stands,
+        _ => Standing::Over,
+    }
 }
 
 /// The step a key names (`check@millis#step`).
