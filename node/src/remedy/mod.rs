@@ -907,14 +907,22 @@ impl Remedy {
                 Standing::NotYet => continue,
                 Standing::Stands => {}
             }
-            // An intent still live stands; one that ran out unstarted (the
-            // target was busy, or heard of it late) may be planned again: the
-            // target starts a key at most once whatever it is sent.
-            let live = cx.replicas.ledger().intents_for(&key).any(|signed| {
-                matches!(signed.record.kind, RecordKind::Intent { deadline_millis, .. }
-                    if deadline_millis > cx.now_millis)
-            });
-            if live {
+            // An intent still live stands, and a key that started is done
+            // with; one that ran out unstarted (the target was busy, or heard
+            // of it or its lease late) is planned again. The target starts a
+            // key at most once whatever it is sent.
+            let planned =
+                cx.replicas
+                    .ledger()
+                    .records_for(&key)
+                    .any(|signed| match signed.record.kind {
+                        RecordKind::Intent {
+                            deadline_millis, ..
+                        } => deadline_millis > cx.now_millis,
+                        RecordKind::Started { .. } => true,
+                        _ => false,
+                    });
+            if planned {
                 continue;
             }
             if !cx.alive(&key.target) {

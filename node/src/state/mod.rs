@@ -908,7 +908,10 @@ impl Replicas {
             };
             self.push.sent(kind, key, limit);
             let size = wire::entry_len(&entry);
-            if size <= INLINE_ENTRY_BYTES_MAX && used + size <= budget {
+            // A register's version is replaced by the next one: announcing
+            // it would cost a fetch round trip for a value soon stale.
+            let register = matches!(kind, Kind::Lease | Kind::Health);
+            if (size <= INLINE_ENTRY_BYTES_MAX || register) && used + size <= budget {
                 used += size;
                 entries.push(entry);
             } else {
