@@ -490,7 +490,13 @@ impl Remedy {
                 consider(actionable);
                 continue;
             }
-            if let Some(step) = spec.steps.get(incident.step) {
+            // A window already over holds a step that waits (for an intent,
+            // or a human on a blocked rule) without climbing: the last tick
+            // saw it, and offering it again would wake the agent at once,
+            // forever.
+            if let Some(step) = spec.steps.get(incident.step)
+                && incident.since + step.timeout > now
+            {
                 consider(incident.since + step.timeout);
             }
             if incident.phase == Phase::Waiting {
