@@ -879,9 +879,18 @@ impl Remedy {
             let Some((epoch, until)) = (cx.held)(&scope) else {
                 continue;
             };
-            if cx.has_outcome(&key) || !request_stands(cx, rule, &key) {
+            if cx.has_outcome(&key) {
                 self.requests.remove(&key);
                 continue;
+            }
+            match request_stands(cx, rule, &key) {
+                Some(true) => {}
+                Some(false) => {
+                    self.requests.remove(&key);
+                    continue;
+                }
+                // The report behind it has not arrived yet.
+                None => continue,
             }
             let existing =
                 cx.replicas
@@ -1001,18 +1010,25 @@ fn fenced_intent(cx: &Cx<'_>, rule: &RuleSpec, key: &IdempotencyKey, step: &Step
 }
 
 /// Whether the target still reports the request's incident: the same
-/// unhealthy report of the rule's check that opened it.
-fn request_stands(cx: &Cx<'_>, rule: &RuleSpec, key: &IdempotencyKey) -> bool {
-    let Some(signed) = cx.replicas.health().get(&key.target, &rule.check) else {
-        return false;
-    };
+/// unhealthy report of the rule's check that opened it. `None` while this
+/// node holds no report as new as the incident: a request can arrive
+/// before the report behind it (say both cross a healed partition), and
+/// must not be dropped for that.
+fn request_stands(cx: &Cx<'_>, rule: &RuleSpec, key: &IdempotencyKey) -> Option<bool> {
     let opened = key
         .incident
         .split_once('@')
         .and_then(|(_, rest)| rest.split_once('#'))
         .and_then(|(millis, _)| millis.parse::<u64>().ok());
+    let Some(opened) = opened else {
+        return Some(false);
+    };
+    let signed = cx.replicas.health().get(&key.target, &rule.check)?;
     let report = &signed.report;
-    report.state == HealthState::Unhealthy && opened == Some(report.at.millis)
+    if report.at.millis < opened {
+        return None;
+    }
+    Some(report.state == HealthState::Unhealthy && report.at.millis == opened)
 }
 
 /// The step a key names (`check@millis#step`).
