@@ -38,6 +38,7 @@ use fleetmesh_crdt::{
     health_limits, ledger_limits,
 };
 use policy::{ActionClass, Policy, RuleSpec, Step};
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -892,18 +893,23 @@ impl Remedy {
                 // The report behind it has not arrived yet.
                 None => continue,
             }
-            let existing =
-                cx.replicas
-                    .ledger()
-                    .intents_for(&key)
-                    .any(|signed| match signed.record.kind {
-                        RecordKind::Intent {
-                            epoch: theirs,
-                            deadline_millis,
-                            ..
-                        } => theirs >= epoch || deadline_millis > cx.now_millis,
-                        _ => false,
-                    });
+            // An intent past its deadline that never started is planned
+            // again: the target may have heard of it, or of the lease behind
+            // it, too late to start. One that started never is (the target
+            // refuses a key it started anyway).
+            let existing = cx
+                .replicas
+                .ledger()
+                .records_for(&key)
+                .any(|signed| match signed.record.kind {
+                    RecordKind::Intent {
+                        epoch: theirs,
+                        deadline_millis,
+                        ..
+                    } => theirs > epoch || deadline_millis > cx.now_millis,
+                    RecordKind::Started { .. } => true,
+                    _ => false,
+                });
             if existing {
                 continue;
             }
@@ -967,7 +973,22 @@ enum Fence {
 /// highest lease this node has seen for the rule's scope, backed by the
 /// rule's voters, and leaving time to finish before its deadline.
 fn fenced_intent(cx: &Cx<'_>, rule: &RuleSpec, key: &IdempotencyKey, step: &Step) -> Fence {
-    let Some(intent) = cx.replicas.ledger().winning_intent(key) else {
+    // The highest epoch wins; of one epoch's intents (a planner plans a
+    // key again once an intent's deadline passed unstarted), the latest
+    // deadline.
+    let intent = cx
+        .replicas
+        .ledger()
+        .intents_for(key)
+        .max_by_key(|signed| match &signed.record.kind {
+            RecordKind::Intent {
+                epoch,
+                deadline_millis,
+                ..
+            } => (*epoch, *deadline_millis, Reverse(signed.digest())),
+            _ => (0, 0, Reverse(signed.digest())),
+        });
+    let Some(intent) = intent else {
         return Fence::Wait;
     };
     let RecordKind::Intent {
