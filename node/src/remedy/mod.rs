@@ -609,10 +609,7 @@ impl Remedy {
             return;
         }
         // Past the step's window with the check still unhealthy: climb.
-        loop {
-            let Some(step) = rule.steps.get(incident.step) else {
-                break;
-            };
+        while let Some(step) = rule.steps.get(incident.step) {
             let window_over = cx.now >= incident.since + step.timeout;
             let climb = match incident.phase {
                 Phase::Done => window_over,
@@ -897,19 +894,19 @@ impl Remedy {
             // again: the target may have heard of it, or of the lease behind
             // it, too late to start. One that started never is (the target
             // refuses a key it started anyway).
-            let existing = cx
-                .replicas
-                .ledger()
-                .records_for(&key)
-                .any(|signed| match signed.record.kind {
-                    RecordKind::Intent {
-                        epoch: theirs,
-                        deadline_millis,
-                        ..
-                    } => theirs > epoch || deadline_millis > cx.now_millis,
-                    RecordKind::Started { .. } => true,
-                    _ => false,
-                });
+            let existing =
+                cx.replicas
+                    .ledger()
+                    .records_for(&key)
+                    .any(|signed| match signed.record.kind {
+                        RecordKind::Intent {
+                            epoch: theirs,
+                            deadline_millis,
+                            ..
+                        } => theirs > epoch || deadline_millis > cx.now_millis,
+                        RecordKind::Started { .. } => true,
+                        _ => false,
+                    });
             if existing {
                 continue;
             }
@@ -976,18 +973,18 @@ fn fenced_intent(cx: &Cx<'_>, rule: &RuleSpec, key: &IdempotencyKey, step: &Step
     // The highest epoch wins; of one epoch's intents (a planner plans a
     // key again once an intent's deadline passed unstarted), the latest
     // deadline.
-    let intent = cx
-        .replicas
-        .ledger()
-        .intents_for(key)
-        .max_by_key(|signed| match &signed.record.kind {
-            RecordKind::Intent {
-                epoch,
-                deadline_millis,
-                ..
-            } => (*epoch, *deadline_millis, Reverse(signed.digest())),
-            _ => (0, 0, Reverse(signed.digest())),
-        });
+    let intent =
+        cx.replicas
+            .ledger()
+            .intents_for(key)
+            .max_by_key(|signed| match &signed.record.kind {
+                RecordKind::Intent {
+                    epoch,
+                    deadline_millis,
+                    ..
+                } => (*epoch, *deadline_millis, Reverse(signed.digest())),
+                _ => (0, 0, Reverse(signed.digest())),
+            });
     let Some(intent) = intent else {
         return Fence::Wait;
     };
