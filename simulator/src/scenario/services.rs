@@ -559,3 +559,91 @@ pub(super) fn expect(
         local_only,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::{Fault, Scenario, ServiceMode};
+
+    const FLEET: &str = "name = \"t\"\nduration_s = 100\n[fleet]\nagents = 6\n[[fleet.groups]]\ncount = 3\ntags = { role = \"db\" }\n[[fleet.groups]]\ncount = 3\ntags = { role = \"web\" }\n";
+
+    const POLICY: &str = "[[faults]]\nkind = \"policy\"\nat_s = 1\n[faults.content.checks.web]\nkind = \"tcp\"\naddr = \"127.0.0.1:80\"\nselect = \"role=web\"\ninterval_ms = 1000\n[faults.content.rules.fix]\ncheck = \"web\"\nselect = \"role=web\"\nvoters = \"role=db\"\nlease_ttl_ms = 20000\nsteps = [{ action = \"reboot\", class = \"disruptive\", timeout_ms = 5000 }]\n";
+
+    fn parse(extra: &str) -> Result<Scenario, String> {
+        Scenario::parse("t.toml", &format!("{FLEET}{POLICY}{extra}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn policy_service_approve_and_expectations_load() {
+        let scenario = parse(
+            "[[faults]]\nkind = \"service\"\nat_s = 5\nnodes = { ids = [4] }\ncheck = \"web\"\nmode = \"flap\"\nperiod_s = 10\nuntil_s = 50\nfixed_by = [\"reboot\"]\nexpect_fixed_within_s = 30\n[[faults]]\nkind = \"approve\"\nat_s = 20\nrule = \"fix\"\nnodes = { select = \"role=web\" }\nttl_s = 30\nlate_by_s = 40\n[[faults]]\nkind = \"crash-holder\"\nat_s = 30\nscope = \"remediate:fix\"\n[services]\nactions = { reboot = 3000 }\n[expect]\ndisruptive_max = 2\nlocal_only = [{ nodes = { select = \"role=web\" }, from_s = 10, until_s = 20 }]\n",
+        )
+        .unwrap();
+        let Fault::Service(service) = &scenario.faults[1] else {
+            panic!("a service fault");
+        };
+        assert!(matches!(service.mode, ServiceMode::Flap { .. }));
+        assert!(matches!(scenario.faults[2], Fault::Approve(_)));
+        assert_eq!(scenario.services.duration_of("reboot").as_millis(), 3000);
+        assert_eq!(scenario.services.duration_of("restart").as_millis(), 500);
+        assert_eq!(scenario.expect.remedy.local_only[0].agents, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn remediation_errors_name_file_line_and_field() {
+        let cases = [
+            // The agents' own parser refuses it: too short a ttl.
+            (
+                POLICY.replace("lease_ttl_ms = 20000", "lease_ttl_ms = 6000"),
+                String::new(),
+                "faults[0].content.rules.fix.lease_ttl_ms",
+            ),
+            (
+                POLICY.replace("voters = \"role=db\"", "voters = \"role=none\""),
+                String::new(),
+                "faults[0].content.rules",
+            ),
+            (
+                POLICY.replace("interval_ms = 1000", "intervall_ms = 1000"),
+                String::new(),
+                "intervall_ms",
+            ),
+            (
+                POLICY.to_owned(),
+                "[[faults]]\nkind = \"service\"\nat_s = 5\nnodes = {}\ncheck = \"db\"\n".into(),
+                "faults[1].check",
+            ),
+            (
+                POLICY.to_owned(),
+                "[[faults]]\nkind = \"service\"\nat_s = 5\nnodes = {}\ncheck = \"web\"\nfixed_by = [\"restart\"]\n".into(),
+                "faults[1].fixed_by",
+            ),
+            (
+                POLICY.to_owned(),
+                "[[faults]]\nkind = \"service\"\nat_s = 5\nnodes = {}\ncheck = \"web\"\nmode = \"flap\"\n".into(),
+                "faults[1].period_s",
+            ),
+            (
+                POLICY.to_owned(),
+                "[[faults]]\nkind = \"approve\"\nat_s = 5\nrule = \"nope\"\nnodes = {}\nttl_s = 1\n".into(),
+                "faults[1].rule",
+            ),
+            (
+                POLICY.to_owned(),
+                "[[faults]]\nkind = \"service\"\nat_s = 5\nnodes = {}\ncheck = \"web\"\nspeed = 1\n".into(),
+                "speed",
+            ),
+            (
+                POLICY.to_owned(),
+                "[expect]\nlocal_only = [{ nodes = { count = 1 }, from_s = 1, until_s = 2 }]\n"
+                    .into(),
+                "expect.local_only[0].nodes",
+            ),
+        ];
+        for (policy, extra, field) in cases {
+            let text = format!("{FLEET}{policy}{extra}");
+            let error = Scenario::parse("t.toml", &text).unwrap_err().to_string();
+            assert!(error.starts_with("t.toml:"), "{error}");
+            assert!(error.contains(field), "{field}: {error}");
+        }
+    }
+}
