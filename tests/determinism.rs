@@ -77,3 +77,15 @@ fn the_written_trace_matches_the_hashed_one() {
         .count() as u64;
     assert_eq!(lines, written.trace_events);
 }
+
+#[test]
+fn remediation_replays_exactly() {
+    // Checks, local and disruptive actions, a budget lease that changes
+    // hands twice and task results lost with crashed processes: the
+    // service model feeds the hash through the actions it traces.
+    let scenario =
+        Scenario::load(Path::new("scenarios/remedy-holder-crash.toml")).expect("scenario loads");
+    let first = hash(&scenario, 5);
+    assert_eq!(first, hash(&scenario, 5), "one seed, two different runs");
+    assert_ne!(first.0, hash(&scenario, 6).0, "two seeds, one trace");
+}

@@ -3,7 +3,7 @@
 
 use crate::checkers::Kind;
 use crate::outcome::{Outcome, quantile_s};
-use crate::scenario::Expect;
+use crate::scenario::{Expect, RemedyExpect};
 
 /// How a run ended, from best to worst; each has its own exit code so that
 /// scripts (and swarm runs) can tell them apart.
@@ -70,6 +70,78 @@ pub fn unmet(expect: &Expect, outcome: &Outcome) -> Vec<String> {
             "{} running agents disagreed with the truth at the end",
             outcome.unconverged_at_end
         ));
+    }
+    unmet.extend(remedy_unmet(&expect.remedy, outcome));
+    unmet
+}
+
+/// The unmet remediation expectations.
+fn remedy_unmet(expect: &RemedyExpect, outcome: &Outcome) -> Vec<String> {
+    let truth = &outcome.remedy;
+    let stats = &outcome.stats.remedy;
+    let mut unmet = Vec::new();
+    let counts = [
+        (
+            "actions started",
+            truth.actions(),
+            expect.actions_min,
+            expect.actions_max,
+        ),
+        (
+            "disruptive actions started",
+            truth.disruptive.len() as u64,
+            expect.disruptive_min,
+            expect.disruptive_max,
+        ),
+        (
+            "systemic-failure skips",
+            stats.skipped_systemic,
+            expect.skipped_systemic_min,
+            None,
+        ),
+        (
+            "needs-human records",
+            stats.skipped_limit + stats.ladders_exhausted,
+            expect.needs_human_min,
+            None,
+        ),
+        (
+            "expired-approval skips",
+            stats.skipped_approval_expired,
+            expect.approval_expired_min,
+            None,
+        ),
+    ];
+    for (what, count, min, max) in counts {
+        if let Some(min) = min
+            && count < min
+        {
+            unmet.push(format!("{count} {what}, expected at least {min}"));
+        }
+        if let Some(max) = max
+            && count > max
+        {
+            unmet.push(format!("{count} {what}, expected at most {max}"));
+        }
+    }
+    for window in &expect.local_only {
+        let (from, until) = (window.from.as_nanos(), window.until.as_nanos());
+        let offenders: Vec<String> = truth
+            .disruptive
+            .iter()
+            .filter(|&&(agent, at)| {
+                window.agents.contains(&agent) && (from..=until).contains(&u128::from(at))
+            })
+            .map(|&(agent, at)| format!("agent {agent} at t={:.3}s", at as f64 / 1e9))
+            .collect();
+        if !offenders.is_empty() {
+            unmet.push(format!(
+                "disruptive actions in the local-only window {:.1}s to {:.1}s: {}",
+                window.from.as_secs_f64(),
+                window.until.as_secs_f64(),
+                offenders.join(", ")
+            ));
+        }
     }
     unmet
 }

@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fleetmesh_node::crdt::{
-    ConfigEntry, ConfigStore, Ctx, Digest, Keypair, PublicKey, Release, Replica, Role,
-    SignedChange, SignedRelease, SignedTrust, TrustChain, Value, Verifier,
+    ConfigEntry, ConfigStore, Ctx, Digest, Hlc, IdempotencyKey, Keypair, LedgerRecord, PublicKey,
+    RecordKind, Release, Replica, Role, SignedChange, SignedRecord, SignedRelease, SignedTrust,
+    TrustChain, Value, Verifier,
 };
 use fleetmesh_node::state::Entry;
 use fleetmesh_node::wire::{self, Message, StateMessage};
@@ -380,6 +381,41 @@ impl Operators {
         let entry = Entry::Trust(Box::new(signed));
         self.published.push(entry.clone());
         entry
+    }
+
+    /// Approvals of `keys`, signed by `operator` (the key holding
+    /// `approve`) at `signed_millis` and lapsing at `expires_millis`, both
+    /// on the operators' clock, under the trust its laptop knows.
+    pub fn approve(
+        &self,
+        keys: Vec<IdempotencyKey>,
+        signed_millis: u64,
+        expires_millis: u64,
+    ) -> Vec<Entry> {
+        let approver = &self.keys[&OperatorKey::Operator];
+        let trust_version = self.laptops[&OperatorKey::Operator]
+            .chain
+            .head()
+            .doc
+            .version;
+        keys.into_iter()
+            .map(|key| {
+                let record = LedgerRecord {
+                    key,
+                    kind: RecordKind::Approval {
+                        approver: approver.public(),
+                        expires_millis,
+                        trust_version,
+                    },
+                    author: approver.public(),
+                    at: Hlc {
+                        millis: signed_millis,
+                        counter: 0,
+                    },
+                };
+                Entry::Ledger(Box::new(SignedRecord::sign(record, approver)))
+            })
+            .collect()
     }
 
     /// The bytes of attack attempt `attempt` by `attacker` (an admitted

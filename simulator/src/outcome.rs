@@ -63,6 +63,37 @@ pub struct LeaseOutcome {
     pub vacancies: Vec<u64>,
 }
 
+/// What remediation did over a run, by the simulator's ground truth.
+#[derive(Clone, Debug, Default)]
+pub struct RemedyOutcome {
+    /// A remediation policy was released.
+    pub policy: bool,
+    /// Local actions started.
+    pub local: u64,
+    /// Disruptive actions started: agent and true time (nanoseconds).
+    pub disruptive: Vec<(u32, u64)>,
+    /// Service failures (a `service` fault turning a healthy service bad).
+    pub failures: u64,
+    /// Time from each failure to the end of the action that fixed it.
+    pub fix_times: Vec<u64>,
+    /// Failures that recovered by themselves (`heal_s`, a flap's turn).
+    pub healed: u64,
+    /// Failures still failing at the end.
+    pub still_failing: u64,
+    /// Approvals the operators signed.
+    pub approvals: u64,
+    /// Task results lost with the process that was to receive them
+    /// (crashed, stopped, or a paused agent's full buffer).
+    pub results_lost: u64,
+}
+
+impl RemedyOutcome {
+    /// Actions started, local and disruptive.
+    pub fn actions(&self) -> u64 {
+        self.local + self.disruptive.len() as u64
+    }
+}
+
 /// The result of one run.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -106,6 +137,8 @@ pub struct Outcome {
     pub false_dead_declarations: u64,
     /// What each lease scope did.
     pub leases: Vec<LeaseOutcome>,
+    /// What remediation did.
+    pub remedy: RemedyOutcome,
     /// Broken invariants.
     pub violations: Vec<Violation>,
     /// True when a liveness invariant broke.
@@ -143,6 +176,56 @@ impl Outcome {
     /// Bytes sent per running agent per second.
     pub fn bytes_per_agent_second(&self) -> f64 {
         self.stats.bytes_sent as f64 / self.agent_seconds.max(1e-9)
+    }
+}
+
+impl Outcome {
+    fn fmt_remedy(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let truth = &self.remedy;
+        let fixes = match (
+            quantile_s(&truth.fix_times, 0.5),
+            quantile_s(&truth.fix_times, 1.0),
+        ) {
+            (Some(median), Some(max)) => {
+                format!(" (failure to fix: median {median:.2}s, max {max:.2}s)")
+            }
+            _ => String::new(),
+        };
+        writeln!(
+            f,
+            "  remediation    {} actions ({} local, {} disruptive); {} failures: {} fixed by an action{fixes}, {} healed by themselves, {} still failing; {} approvals signed, {} task results lost",
+            truth.actions(),
+            truth.local,
+            truth.disruptive.len(),
+            truth.failures,
+            truth.fix_times.len(),
+            truth.healed,
+            truth.still_failing,
+            truth.approvals,
+            truth.results_lost
+        )?;
+        let remedy = &self.stats.remedy;
+        let mean = remedy.fix_millis_total as f64 / remedy.fixes.max(1) as f64 / 1e3;
+        writeln!(
+            f,
+            "  agents         {} incidents, {} attempts ({} failed), {} fixes (detect to fix: mean {mean:.2}s, max {:.2}s), {} intents planned, budget full {} times; skipped: {} systemic, {} cooldown, {} limit, {} approval expired, {} no approval, {} safe mode; refused {} stale epoch, {} late; {} needs human",
+            remedy.incidents,
+            remedy.attempts,
+            remedy.failures,
+            remedy.fixes,
+            remedy.fix_millis_max as f64 / 1e3,
+            remedy.intents_planned,
+            remedy.budget_full,
+            remedy.skipped_systemic,
+            remedy.skipped_cooldown,
+            remedy.skipped_limit,
+            remedy.skipped_approval_expired,
+            remedy.skipped_no_approval,
+            remedy.skipped_safe_mode,
+            remedy.refused_stale_epoch,
+            remedy.refused_late,
+            remedy.skipped_limit + remedy.ladders_exhausted
+        )
     }
 }
 
@@ -283,6 +366,9 @@ impl fmt::Display for Outcome {
                 leases.renewed,
                 leases.lost
             )?;
+        }
+        if self.remedy.policy {
+            self.fmt_remedy(f)?;
         }
         writeln!(
             f,

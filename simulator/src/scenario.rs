@@ -14,7 +14,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod leases;
+mod services;
 pub use leases::LeaseSpec;
+pub use services::{
+    ApproveFault, LocalOnly, RemedyExpect, ServiceFault, ServiceMode, ServiceModel, resolve_voters,
+};
 
 /// Most agents a scenario may ask for; the simulator's memory budget.
 pub const AGENTS_MAX: u32 = 100_000;
@@ -83,6 +87,8 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     /// Scopes the fleet runs the lease protocol for.
     pub leases: Vec<LeaseSpec>,
+    /// How long modelled checks and actions take.
+    pub services: ServiceModel,
     /// What a run must meet.
     pub expect: Expect,
 }
@@ -261,6 +267,19 @@ pub enum Fault {
         /// picked).
         via: Nodes,
     },
+    /// An operator releases the remediation policy (document
+    /// [`fleetmesh_node::POLICY_DOC`]); rules' voter selectors are resolved
+    /// to keys when it is published.
+    Policy {
+        /// When.
+        at: Duration,
+        /// The document, released by its author.
+        publication: Publication,
+    },
+    /// A modelled service fails.
+    Service(Box<ServiceFault>),
+    /// An operator approves pending remediations.
+    Approve(Box<ApproveFault>),
     /// An admitted agent turns hostile: it sends forged, replayed and
     /// malformed input to random agents while still running the protocol.
     Attack {
@@ -364,6 +383,8 @@ pub struct Expect {
     /// Whenever a lease scope has no holder while one of its candidates
     /// runs, some candidate holds it again within this bound.
     pub lease_held_within: Option<Duration>,
+    /// What remediation must have done.
+    pub remedy: RemedyExpect,
 }
 
 // --- the file format, as serde sees it --------------------------------------
@@ -388,6 +409,8 @@ struct File {
     expect: Option<Spanned<ExpectFile>>,
     #[serde(default)]
     leases: Vec<Spanned<leases::LeaseFile>>,
+    #[serde(default)]
+    services: Option<Spanned<services::ServicesFile>>,
 }
 
 fn default_seed() -> u64 {
@@ -584,6 +607,9 @@ enum FaultFile {
         scope: String,
         restart_after_s: Option<f64>,
     },
+    Policy(services::PolicyFile),
+    Service(services::ServiceFile),
+    Approve(services::ApproveFile),
 }
 
 fn default_doc() -> String {
@@ -614,6 +640,15 @@ struct ExpectFile {
     bytes_per_agent_second_max: Option<f64>,
     release_within_s: Option<f64>,
     lease_held_within_s: Option<f64>,
+    actions_min: Option<u64>,
+    actions_max: Option<u64>,
+    disruptive_min: Option<u64>,
+    disruptive_max: Option<u64>,
+    skipped_systemic_min: Option<u64>,
+    needs_human_min: Option<u64>,
+    approval_expired_min: Option<u64>,
+    #[serde(default)]
+    local_only: Vec<services::LocalOnlyFile>,
 }
 
 // --- loading -----------------------------------------------------------------
@@ -723,9 +758,18 @@ impl Scenario {
             }
             None => (LinkModel::default(), Vec::new()),
         };
+        // Policies first: the other remediation faults name what they
+        // declare, wherever they stand in the file.
+        let mut declared = services::Declared::default();
+        for (index, fault) in file.faults.iter().enumerate() {
+            if let FaultFile::Policy(policy) = fault.get_ref() {
+                let (_, policy) = services::policy(&context, index, fault.span(), policy, &fleet)?;
+                declared.add(&policy);
+            }
+        }
         let mut faults = Vec::new();
         for (index, fault) in file.faults.iter().enumerate() {
-            let parsed = self::fault(&context, index, fault, &fleet, link)?;
+            let parsed = self::fault(&context, index, fault, &fleet, link, &declared)?;
             if fault_start(&parsed) > duration {
                 return Err(context.invalid(
                     fault.span(),
@@ -739,17 +783,24 @@ impl Scenario {
         for (index, fault) in faults.iter().enumerate() {
             if let Fault::CrashHolder { scope, .. } = fault
                 && !leases.iter().any(|lease| &lease.scope == scope)
+                && !declared.scopes.contains(scope)
             {
                 return Err(context.invalid(
                     file.faults[index].span(),
                     format!("faults[{index}].scope"),
-                    format!("{scope:?} is not a scope of [[leases]]"),
+                    format!(
+                        "{scope:?} is not a scope of [[leases]] nor the budget scope of a disruptive rule (remediate:<rule>)"
+                    ),
                 ));
             }
         }
         let expect = match &file.expect {
-            Some(expect) => self::expect(&context, expect)?,
+            Some(expect) => self::expect(&context, expect, &fleet)?,
             None => Expect::default(),
+        };
+        let services = match &file.services {
+            Some(model) => services::model(&context, model)?,
+            None => ServiceModel::default(),
         };
         Ok(Scenario {
             name: file.name,
@@ -763,6 +814,7 @@ impl Scenario {
             links,
             faults,
             leases,
+            services,
             expect,
         })
     }
@@ -780,7 +832,10 @@ fn fault_start(fault: &Fault) -> Duration {
         | Fault::Config { at, .. }
         | Fault::Trust { at, .. }
         | Fault::Equivocate { at, .. }
-        | Fault::CrashHolder { at, .. } => *at,
+        | Fault::CrashHolder { at, .. }
+        | Fault::Policy { at, .. } => *at,
+        Fault::Service(service) => service.at,
+        Fault::Approve(approve) => approve.at,
         Fault::RandomPauses { from, .. }
         | Fault::Attack { from, .. }
         | Fault::HealthFlaps { from, .. } => *from,
@@ -1117,6 +1172,7 @@ fn fault(
     file: &Spanned<FaultFile>,
     fleet: &Fleet,
     link: LinkModel,
+    declared: &services::Declared,
 ) -> Result<Fault, ScenarioError> {
     let span = file.span();
     let field = |name: &str| format!("faults[{index}].{name}");
@@ -1316,6 +1372,13 @@ fn fault(
                 tags: tags.clone(),
             }
         }
+        FaultFile::Policy(policy) => services::policy(context, index, span, policy, fleet)?.0,
+        FaultFile::Service(service) => {
+            services::service(context, index, span, service, fleet, declared)?
+        }
+        FaultFile::Approve(approve) => {
+            services::approve(context, index, span, approve, fleet, declared)?
+        }
         FaultFile::CrashHolder {
             at_s,
             scope,
@@ -1489,7 +1552,11 @@ fn operator_key(
     })
 }
 
-fn expect(context: &Context<'_>, file: &Spanned<ExpectFile>) -> Result<Expect, ScenarioError> {
+fn expect(
+    context: &Context<'_>,
+    file: &Spanned<ExpectFile>,
+    fleet: &Fleet,
+) -> Result<Expect, ScenarioError> {
     let span = file.span();
     let expect = file.get_ref();
     let bound = |name: &str, value: Option<f64>| {
@@ -1514,6 +1581,7 @@ fn expect(context: &Context<'_>, file: &Spanned<ExpectFile>) -> Result<Expect, S
         bytes_per_agent_second_max: expect.bytes_per_agent_second_max,
         release_within: bound("release_within_s", expect.release_within_s)?,
         lease_held_within: bound("lease_held_within_s", expect.lease_held_within_s)?,
+        remedy: services::expect(context, span.clone(), expect, fleet)?,
     })
 }
 

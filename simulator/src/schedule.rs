@@ -5,7 +5,9 @@
 
 use crate::network::{Cut, LinkModel};
 use crate::rng::Seeds;
-use crate::scenario::{Fault, Fleet, Nodes, OperatorKey, Publication, TrustChange};
+use crate::scenario::{
+    ApproveFault, Fault, Fleet, Nodes, OperatorKey, Publication, ServiceMode, TrustChange,
+};
 use rand::RngExt;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -69,6 +71,22 @@ pub enum Action {
     /// Crash the agent holding a lease scope when the action runs,
     /// restarting it after the delay, if any.
     CrashHolder(String, Option<Duration>),
+    /// An operator releases the remediation policy through one running
+    /// agent of the candidates.
+    Policy(Box<Publication>, Vec<u32>),
+    /// The service of `service` fault number `fault` (in file order among
+    /// the `service` faults) fails, or recovers by itself, on `nodes`.
+    Service {
+        /// Which `service` fault.
+        fault: u32,
+        /// The hosts.
+        nodes: Vec<u32>,
+        /// Fails (true) or recovers (false).
+        failing: bool,
+    },
+    /// An operator approves the pending remediations of the fault's rule
+    /// on `targets`, reading the ledger of one running agent of `via`.
+    Approve(Box<ApproveFault>, Vec<u32>, Vec<u32>),
 }
 
 impl Action {
@@ -84,6 +102,9 @@ impl Action {
             | Action::Publish(..)
             | Action::Equivocate(..)
             | Action::Health { .. }
+            | Action::Policy(..)
+            | Action::Service { .. }
+            | Action::Approve(..)
             | Action::Attack { .. } => false,
             _ => true,
         }
@@ -103,6 +124,7 @@ pub fn resolve(
     let mut rng = seeds.rng("faults", 0);
     let mut schedule: Schedule = Vec::new();
     let mut join_rng = seeds.rng("joins", 0);
+    let mut services = 0u32;
     for agent in 0..fleet.agents {
         let at = if agent < fleet.seeds || fleet.join_spread.is_zero() {
             Duration::ZERO
@@ -220,6 +242,43 @@ pub fn resolve(
                     *at,
                     Action::Retag(pick(fleet, nodes, None, &mut rng), tags.clone()),
                 ));
+            }
+            Fault::Policy { at, publication } => {
+                let via = pick(fleet, &publication.via, None, &mut rng);
+                schedule.push((*at, Action::Policy(Box::new(publication.clone()), via)));
+            }
+            Fault::Service(service) => {
+                let nodes = pick(fleet, &service.nodes, None, &mut rng);
+                let mut turn = |at: Duration, failing: bool| {
+                    let action = Action::Service {
+                        fault: services,
+                        nodes: nodes.clone(),
+                        failing,
+                    };
+                    schedule.push((at, action));
+                };
+                match service.mode {
+                    ServiceMode::Crash => turn(service.at, true),
+                    ServiceMode::Flap { period, until } => {
+                        let mut at = service.at;
+                        let mut failing = true;
+                        while at < until {
+                            turn(at, failing);
+                            failing = !failing;
+                            at += period;
+                        }
+                        turn(until, false);
+                    }
+                }
+                if let Some(heal) = service.heal {
+                    turn(heal, false);
+                }
+                services += 1;
+            }
+            Fault::Approve(approve) => {
+                let targets = pick(fleet, &approve.nodes, None, &mut rng);
+                let via = pick(fleet, &approve.via, None, &mut rng);
+                schedule.push((approve.at, Action::Approve(approve.clone(), targets, via)));
             }
             Fault::Config { at, publication } => {
                 let via = pick(fleet, &publication.via, None, &mut rng);

@@ -55,7 +55,19 @@ pub enum TraceEvent {
         /// The release version it runs now.
         version: u32,
     },
+    /// A remediation action on agent `agent`'s host started or ended;
+    /// `phase` is one of [`ACTION_PHASES`] by index.
+    Action {
+        /// The host's agent.
+        agent: u32,
+        /// Local start 0, disruptive start 1, success 2, killed at its
+        /// timeout 3.
+        phase: u8,
+    },
 }
+
+/// Names of the action phases in the JSON trace.
+pub const ACTION_PHASES: [&str; 4] = ["local", "disruptive", "done", "killed"];
 
 /// Running hash and optional JSONL writer.
 pub struct Trace {
@@ -105,6 +117,7 @@ impl Trace {
             } => (3 + state, agent, member, incarnation),
             TraceEvent::Fault { code } => (16 + code, 0, 0, 0),
             TraceEvent::Release { agent, version } => (8, agent, version, 0),
+            TraceEvent::Action { agent, phase } => (9, agent, u32::from(phase), 0),
         };
         bytes[8] = kind;
         bytes[9..13].copy_from_slice(&a.to_le_bytes());
@@ -172,6 +185,15 @@ fn json_line(at: u64, event: TraceEvent) -> String {
         TraceEvent::Release { agent, version } => {
             format!(
                 "{{\"t\":{t:.9},\"event\":\"release\",\"agent\":{agent},\"version\":{version}}}\n"
+            )
+        }
+        TraceEvent::Action { agent, phase } => {
+            let phase = ACTION_PHASES
+                .get(usize::from(phase))
+                .copied()
+                .unwrap_or("?");
+            format!(
+                "{{\"t\":{t:.9},\"event\":\"action\",\"agent\":{agent},\"phase\":\"{phase}\"}}\n"
             )
         }
     }

@@ -24,7 +24,7 @@ use crate::trace::{REAPED, Trace, TraceEvent};
 use fleetmesh_node::crdt::HealthState;
 use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
 use fleetmesh_node::{
-    Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Stats,
+    Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Stats, TaskId,
 };
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -33,13 +33,18 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 mod leases;
+mod services;
 use leases::SimLease;
+use services::Remediation;
 
 /// How long a leaving agent keeps running to gossip its departure (the
 /// schedule's `Stop` comes this long after `Leave`).
 const LEAVE_GOSSIP_NANOS: u64 = 1_000_000_000;
 /// Messages a paused agent's receive buffer holds before dropping.
 const PAUSED_INBOX_MAX: usize = 4096;
+/// Wake-ups of one agent at one instant past which it is busy-looping: it
+/// keeps asking for a deadline that has already passed.
+const WAKES_PER_INSTANT_MAX: u32 = 10_000;
 
 #[derive(Debug)]
 enum What {
@@ -59,6 +64,17 @@ enum What {
     CheckPublications,
     /// Stop an agent whose leave had to wait for the end of a pause.
     StopAfterLeave(u32),
+    /// A check run's result is due for the process that asked.
+    CheckDone {
+        node: u32,
+        generation: u32,
+        id: TaskId,
+        check: String,
+    },
+    /// A running action ends on its host.
+    ActionDone(u64),
+    /// A service failure's `expect_fixed_within_s` deadline.
+    CheckFixed(usize),
 }
 
 #[derive(Debug)]
@@ -97,6 +113,8 @@ struct Node {
     deferred: Vec<Deferred>,
     inbox: VecDeque<(u32, Vec<u8>)>,
     wake_at: Option<u64>,
+    /// The instant of the last wake-up, and how many came at it.
+    woken: (u64, u32),
     generation: u32,
     running_since: Option<u64>,
     running_nanos: u64,
@@ -175,6 +193,11 @@ pub struct World {
     leases: Vec<SimLease>,
     /// Whether clocks are good enough for "one lease holder at a time".
     clocks_exclusive: bool,
+    /// The largest clock drift given to any agent, in ppm.
+    lease_drift_ppm: u64,
+    /// The scenario's `lease_held_within_s`, in nanoseconds.
+    lease_held_within: Option<u64>,
+    remedy: Remediation,
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -215,6 +238,7 @@ impl World {
             matches!(
                 fault,
                 Fault::Config { .. }
+                    | Fault::Policy { .. }
                     | Fault::Trust { .. }
                     | Fault::Attack { .. }
                     | Fault::Equivocate { .. }
@@ -254,6 +278,9 @@ impl World {
             events_processed: 0,
             leases,
             clocks_exclusive: true,
+            lease_drift_ppm: 0,
+            lease_held_within: scenario.expect.lease_held_within.map(nanos),
+            remedy: Remediation::new(scenario),
             config,
             schedule,
         };
@@ -328,6 +355,14 @@ impl World {
             }
             What::StopAfterLeave(index) => self.stop(index, false),
             What::CheckPublications => self.check_publications(),
+            What::CheckDone {
+                node,
+                generation,
+                id,
+                check,
+            } => self.check_done(node, generation, id, &check),
+            What::ActionDone(handle) => self.action_done(handle),
+            What::CheckFixed(failure) => self.check_fixed(failure),
         }
     }
 
@@ -378,6 +413,7 @@ impl World {
         while let Some(event) = agent.poll_event() {
             self.observe(index, agent, event);
         }
+        self.take_tasks(index, agent);
         let node = &mut self.nodes[index as usize];
         if let Some(deadline) = agent.poll_timeout() {
             let at = node.clock.true_time_of(deadline, self.now);
@@ -470,6 +506,24 @@ impl World {
         }
         node.wake_at = None;
         if node.paused > 0 {
+            return;
+        }
+        node.woken = match node.woken {
+            (at, count) if at == self.now => (at, count.saturating_add(1)),
+            _ => (self.now, 1),
+        };
+        if node.woken.1 > WAKES_PER_INSTANT_MAX {
+            // Left unwoken: the next input gives it another chance.
+            if node.woken.1 == WAKES_PER_INSTANT_MAX + 1 {
+                self.violations.push(Violation {
+                    invariant: "agent time moves on",
+                    kind: Kind::Liveness,
+                    at: self.now,
+                    details: format!(
+                        "agent {index} asked to be woken {WAKES_PER_INSTANT_MAX} times at one instant: a deadline that never moves"
+                    ),
+                });
+            }
             return;
         }
         self.with_agent(index, |agent, now| agent.handle_timeout(now));
@@ -686,7 +740,9 @@ impl World {
                     self.operate(index, Deferred::Retag(meta), false);
                 }
             }
-            Action::Publish(publication, via) => self.publish_config(&publication, &via),
+            Action::Publish(publication, via) => {
+                self.publish_config(&publication, &via);
+            }
             Action::Trust(change, via) => self.change_trust(change, &via),
             Action::Equivocate(author, doc, via) => self.equivocate(author, &doc, &via),
             Action::Attack {
@@ -700,6 +756,13 @@ impl World {
                 check,
                 healthy,
             } => self.report_health(agent, check, healthy),
+            Action::Policy(publication, via) => self.publish_policy(&publication, &via),
+            Action::Service {
+                fault,
+                nodes,
+                failing,
+            } => self.service_turn(fault, &nodes, failing),
+            Action::Approve(fault, targets, via) => self.approve(&fault, &targets, &via),
         }
         self.convergence.refresh(self.now);
     }
@@ -849,6 +912,7 @@ impl World {
             );
             self.push(check_at, What::CheckDetection(index));
         }
+        self.remedy.forget(index);
         let node = &mut self.nodes[index as usize];
         for _ in 0..node.paused {
             self.convergence.disturbance_ended(self.now);
@@ -879,6 +943,7 @@ impl World {
         if self.nodes[index as usize].paused > 0 {
             return;
         }
+        self.resume_tasks(index);
         let inbox = std::mem::take(&mut self.nodes[index as usize].inbox);
         for (from, bytes) in inbox {
             self.hand_over(from, index, &bytes);
@@ -920,15 +985,17 @@ impl World {
         self.traffic.publications_refused += refused;
     }
 
-    fn publish_config(&mut self, publication: &Publication, via: &[u32]) {
+    /// Publishes `publication` through one running agent of `via`;
+    /// whether an agent took it.
+    fn publish_config(&mut self, publication: &Publication, via: &[u32]) -> bool {
         let Some(index) = self.pick_running(via) else {
             self.traffic.publications_lost += 1;
-            return;
+            return false;
         };
         let now_millis = wall_millis(self.now);
         let Ok(entries) = self.operators.publish(publication, now_millis) else {
             self.traffic.publications_lost += 1;
-            return;
+            return false;
         };
         let released = self
             .operators
@@ -950,6 +1017,7 @@ impl World {
             self.push(check_at, What::CheckPublications);
             self.note_reach();
         }
+        true
     }
 
     fn change_trust(&mut self, change: TrustChange, via: &[u32]) {
@@ -1072,6 +1140,7 @@ impl World {
 
     fn finish(mut self, wall: Duration) -> Outcome {
         let leases = self.finish_leases();
+        let remedy = self.finish_remedy();
         let mut stats = Stats::default();
         let mut state = StateStats::default();
         let mut agent_nanos = 0u64;
@@ -1117,6 +1186,7 @@ impl World {
             false_dead_incidents: self.false_death.incidents(),
             false_dead_declarations: self.false_death.declarations(),
             leases,
+            remedy,
             violations: self.violations,
             liveness_failed,
             trace_hash: self.trace.hash(),
@@ -1194,6 +1264,10 @@ fn action_code(action: &Action) -> u8 {
         Action::Equivocate(..) => 15,
         Action::CrashHolder(..) => 16,
         Action::Health { .. } => 17,
+        Action::Policy(..) => 18,
+        Action::Service { failing: true, .. } => 19,
+        Action::Service { failing: false, .. } => 20,
+        Action::Approve(..) => 21,
     }
 }
 

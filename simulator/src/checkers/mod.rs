@@ -9,6 +9,7 @@ pub mod convergence;
 pub mod detection;
 pub mod false_death;
 pub mod lease;
+pub mod remedy;
 pub mod spread;
 
 use std::fmt;
