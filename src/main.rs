@@ -83,7 +83,8 @@ enum SimCommand {
     /// Runs the benchmarks and prints a table (use a release build).
     Bench {
         /// Which benchmarks: all, or one of speed, spread, detect, config-merge,
-        /// false-dead, traffic, release-spread, state-memory.
+        /// false-dead, traffic, release-spread, state-memory,
+        /// lease-health-traffic, remediation.
         #[arg(long, default_value = "all")]
         only: String,
         /// Include the 10,000-agent runs. Today they take tens of minutes and
