@@ -53,6 +53,14 @@ enum Command {
         #[command(subcommand)]
         command: operator::ConfigCommand,
     },
+    /// Runs the agent in the foreground until SIGTERM or SIGINT, then
+    /// leaves the fleet gracefully. Exit status: 0 after a clean stop, 1 when
+    /// it cannot start or must stop (the error says why and what to do).
+    Agent {
+        /// The agent's config file (TOML; reference in docs/operations.md).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -127,11 +135,36 @@ fn main() -> ExitCode {
         Command::Keygen { out, force } => return operator_result(operator::keygen(&out, force)),
         Command::Fleet { command } => return operator_result(operator::fleet(command)),
         Command::Config { command } => return operator_result(operator::config(command)),
+        Command::Agent { config } => return operator_result(agent(&config)),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
         ExitCode::from(2)
     })
+}
+
+/// `fleetmesh agent`: loads the config, sets up logging, runs the agent on
+/// a tokio runtime until a stop signal.
+fn agent(path: &Path) -> anyhow::Result<()> {
+    let config = fleetmesh_runtime::AgentConfig::load(path)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .context("log_level (checked when the config was loaded)")?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        fleetmesh_runtime::config::LogFormat::Human => logs.init(),
+        fleetmesh_runtime::config::LogFormat::Json => logs.json().init(),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(fleetmesh_runtime::run(
+        config,
+        fleetmesh_runtime::shutdown_signal(),
+        None,
+    ))
 }
 
 /// Operator commands exit 1 when they refuse (a bad file, a missing

@@ -16,9 +16,10 @@ use fleetmesh_crdt::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::files::{self, Existing, Mode};
-use super::fleet::{self, short};
-use super::keys;
+use fleetmesh_runtime::files::{self, Existing, Mode};
+use fleetmesh_runtime::formats::{self, load_chain, short};
+
+use super::fleet;
 
 /// The `format` of a change file.
 pub const CHANGE_FORMAT: &str = "fleetmesh-config-change";
@@ -454,8 +455,8 @@ pub struct Draft<'a> {
 /// `fleetmesh config draft`: one signed change turning the document as the
 /// store holds it into the file's content.
 pub fn draft(args: &Draft<'_>) -> anyhow::Result<()> {
-    let chain = fleet::load_chain(args.trust)?;
-    let author = keys::load(args.key)?;
+    let chain = load_chain(args.trust)?;
+    let author = formats::load_key(args.key)?;
     let trust_version = chain.head().doc.version;
     fleet::require_role(&chain, &author.public(), Role::Config, trust_version)?;
     let content = read_content(args.from)?;
@@ -533,8 +534,8 @@ pub struct ReleaseArgs<'a> {
 /// `fleetmesh config release`: a release of the document's current heads,
 /// signed by one key; more signatures are added with `config sign`.
 pub fn release(args: &ReleaseArgs<'_>) -> anyhow::Result<()> {
-    let chain = fleet::load_chain(args.trust)?;
-    let signer = keys::load(args.key)?;
+    let chain = load_chain(args.trust)?;
+    let signer = formats::load_key(args.key)?;
     let trust_version = chain.head().doc.version;
     fleet::require_role(&chain, &signer.public(), Role::Config, trust_version)?;
     let store = Store::load(args.store, &chain)?;
@@ -657,8 +658,8 @@ fn print_tally(tally: &Tally, path: &Path, trust: &Path) {
 /// `fleetmesh config sign`: adds one config key's signature to a release
 /// file, in place.
 pub fn sign(release_path: &Path, trust: &Path, key: &Path) -> anyhow::Result<()> {
-    let chain = fleet::load_chain(trust)?;
-    let signer = keys::load(key)?;
+    let chain = load_chain(trust)?;
+    let signer = formats::load_key(key)?;
     let mut release = load_release(release_path)?;
     check_release(&release, &chain)
         .with_context(|| format!("release file {}", release_path.display()))?;
@@ -697,7 +698,7 @@ pub fn verify(
     store: &Path,
     format: Format,
 ) -> anyhow::Result<()> {
-    let chain = fleet::load_chain(trust)?;
+    let chain = load_chain(trust)?;
     let release = load_release(release_path)?;
     let store = Store::load(store, &chain)?;
     let tally = check_release(&release, &chain)
@@ -748,7 +749,7 @@ pub fn show(
     release: Option<&Path>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let chain = fleet::load_chain(trust)?;
+    let chain = load_chain(trust)?;
     let store = Store::load(store, &chain)?;
     let heads = match release {
         Some(path) => {

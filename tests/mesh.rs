@@ -1,0 +1,401 @@
+//! Real agents: `fleetmesh agent` processes on loopback, made and admitted
+//! with the operator CLI as an operator would, watched through their admin
+//! APIs. Every wait is bounded in time and in polls; every agent is killed
+//! when the test ends, pass or fail.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Agents in the test fleet.
+const AGENTS: usize = 5;
+/// Longest any one wait may take.
+const WAIT: Duration = Duration::from_secs(90);
+/// Pause between two polls of a wait.
+const POLL: Duration = Duration::from_millis(250);
+
+fn fleetmesh(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_fleetmesh"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the fleetmesh binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "fleetmesh {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Makes a key file; returns its public key.
+fn keygen(dir: &Path, out: &str) -> String {
+    let stdout = fleetmesh(dir, &["keygen", "--out", out]);
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("public key "))
+        .expect("keygen prints the public key")
+        .to_owned()
+}
+
+/// A loopback port nobody listens on right now, for UDP or TCP.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free TCP port")
+        .port()
+}
+
+/// `GET path` on the admin API at `port`; `None` while nothing answers.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+fn get_json(port: u16, path: &str) -> Option<Value> {
+    match get(port, path)? {
+        (200, body) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// Polls `done` until it returns `Some`, at most [`WAIT`]; panics with
+/// `what` and the agents' logs otherwise.
+fn wait_for<T>(fleet: &Fleet, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let polls = (WAIT.as_millis() / POLL.as_millis()) as usize;
+    for _ in 0..polls {
+        if let Some(value) = done() {
+            eprintln!("{what}: after {:.1}s", start.elapsed().as_secs_f64());
+            return value;
+        }
+        if start.elapsed() > WAIT {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    panic!(
+        "timed out after {:?} waiting for {what}\n{}",
+        start.elapsed(),
+        fleet.logs()
+    );
+}
+
+/// One agent's files and process.
+struct Node {
+    dir: PathBuf,
+    admin: u16,
+    child: Option<Child>,
+}
+
+/// The test fleet: its files and its agents, killed on drop.
+struct Fleet {
+    /// Holds the files until the fleet is dropped.
+    _scratch: TempDir,
+    nodes: Vec<Node>,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Fleet {
+    /// Keys, a trust chain, and for each node a state directory with its
+    /// key, certificate and the chain, plus its agent config.
+    fn new() -> Fleet {
+        let scratch = tempfile::tempdir().expect("temporary directory");
+        let root = scratch.path();
+        let admin_key = keygen(root, "root.key");
+        fleetmesh(
+            root,
+            &[
+                "fleet",
+                "init",
+                "--name",
+                "loopback",
+                "--root-key",
+                "root.key",
+                "--key",
+                &format!("{admin_key}=admit"),
+                "--out",
+                "trust.json",
+            ],
+        );
+        let ports: Vec<u16> = (0..AGENTS).map(|_| free_udp_port()).collect();
+        let mut nodes = Vec::new();
+        for (index, port) in ports.iter().enumerate() {
+            let dir = root.join(format!("node-{index}"));
+            fs::create_dir(&dir).expect("state directory");
+            let public = keygen(root, &format!("node-{index}/node.key"));
+            fleetmesh(
+                root,
+                &[
+                    "fleet",
+                    "admit",
+                    "--trust",
+                    "trust.json",
+                    "--admit-key",
+                    "root.key",
+                    "--node",
+                    &public,
+                    "--name",
+                    &format!("node-{index}"),
+                    "--tag",
+                    "role=test",
+                    "--out",
+                    &format!("node-{index}/node.cert.json"),
+                ],
+            );
+            fs::copy(root.join("trust.json"), dir.join("trust.json")).expect("copy trust");
+            // Every agent bootstraps from the first two (the first two from
+            // each other): a restarted one finds the fleet again the same
+            // way an operator's would.
+            let bootstrap: Vec<String> = ports[..2]
+                .iter()
+                .filter(|&&other| other != *port)
+                .map(|other| format!("\"127.0.0.1:{other}\""))
+                .collect();
+            let admin = free_tcp_port();
+            fs::write(
+                dir.join("agent.toml"),
+                format!(
+                    "state_dir = \".\"\nlisten = [\"127.0.0.1:{port}\"]\nbootstrap = [{}]\nmdns = false\nadmin = \"127.0.0.1:{admin}\"\nlog_format = \"json\"\nlog_level = \"info\"\n",
+                    bootstrap.join(", ")
+                ),
+            )
+            .expect("agent config");
+            nodes.push(Node {
+                dir,
+                admin,
+                child: None,
+            });
+        }
+        Fleet {
+            _scratch: scratch,
+            nodes,
+        }
+    }
+
+    fn start(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("agent.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_fleetmesh"))
+            .args(["agent", "--config"])
+            .arg(node.dir.join("agent.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the agent starts");
+        node.child = Some(child);
+    }
+
+    /// Each agent's log, for a failure message.
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for (index, node) in self.nodes.iter().enumerate() {
+            let log = fs::read_to_string(node.dir.join("agent.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            all.push_str(&format!("--- node-{index} (last lines of its log)\n"));
+            for line in tail.into_iter().rev() {
+                all.push_str(line);
+                all.push('\n');
+            }
+        }
+        all
+    }
+
+    /// What agent `index` believes: member id -> (state, incarnation).
+    fn view(&self, index: usize) -> Option<BTreeMap<String, (String, u64)>> {
+        let members = get_json(self.nodes[index].admin, "/v1/members")?;
+        members["members"]
+            .as_array()?
+            .iter()
+            .map(|member| {
+                Some((
+                    member["id"].as_str()?.to_owned(),
+                    (
+                        member["state"].as_str()?.to_owned(),
+                        member["incarnation"].as_u64()?,
+                    ),
+                ))
+            })
+            .collect()
+    }
+
+    fn id(&self, index: usize) -> Option<String> {
+        let info = get_json(self.nodes[index].admin, "/v1/agent")?;
+        info["id"].as_str().map(str::to_owned)
+    }
+
+    /// Whether every agent of `indices` sees exactly `alive` alive.
+    fn all_see_alive(&self, indices: &[usize], alive: &[String]) -> bool {
+        indices.iter().all(|&index| {
+            self.view(index).is_some_and(|view| {
+                alive
+                    .iter()
+                    .all(|id| view.get(id).is_some_and(|(state, _)| state == "alive"))
+            })
+        })
+    }
+
+    fn kill(&mut self, index: usize) {
+        let mut child = self.nodes[index].child.take().expect("running");
+        child.kill().expect("kill");
+        child.wait().expect("reaped");
+    }
+}
+
+#[test]
+fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
+    let mut fleet = Fleet::new();
+    for index in 0..AGENTS {
+        fleet.start(index);
+    }
+    let all: Vec<usize> = (0..AGENTS).collect();
+    let ids: Vec<String> = wait_for(&fleet, "every admin API answers", || {
+        all.iter().map(|&index| fleet.id(index)).collect()
+    });
+    wait_for(&fleet, "all 5 agents see all 5 alive", || {
+        fleet.all_see_alive(&all, &ids).then_some(())
+    });
+    // The admin API serves the core's counters.
+    let (status, metrics) = get(fleet.nodes[0].admin, "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("fleetmesh_members{state=\"alive\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fleetmesh_messages_received_total"),
+        "{metrics}"
+    );
+    assert_eq!(
+        get(fleet.nodes[0].admin, "/healthz").map(|(status, _)| status),
+        Some(200)
+    );
+
+    // A crash: the others declare it dead.
+    let victim = AGENTS - 1;
+    let before = fleet.view(0).expect("view")[&ids[victim]].1;
+    fleet.kill(victim);
+    let survivors: Vec<usize> = (0..victim).collect();
+    wait_for(
+        &fleet,
+        "the survivors declare the killed agent dead",
+        || {
+            survivors
+                .iter()
+                .all(|&index| {
+                    fleet.view(index).is_some_and(|view| {
+                        view.get(&ids[victim])
+                            .is_some_and(|(state, _)| state == "dead")
+                    })
+                })
+                .then_some(())
+        },
+    );
+
+    // A restart from the same state directory: the same node, alive again
+    // everywhere at a higher incarnation (it refuted its death).
+    fleet.start(victim);
+    let id = wait_for(&fleet, "the restarted agent's admin API answers", || {
+        fleet.id(victim)
+    });
+    assert_eq!(id, ids[victim], "the restarted agent kept its identity");
+    wait_for(&fleet, "all 5 see the restarted agent alive again", || {
+        fleet.all_see_alive(&all, &ids).then_some(())
+    });
+    let after = fleet.view(0).expect("view")[&ids[victim]].1;
+    assert!(after > before, "incarnation {after} should exceed {before}");
+    let trust = fs::read_to_string(fleet.nodes[victim].dir.join("trust.json")).expect("trust");
+    assert!(trust.contains("fleetmesh-trust-chain"));
+
+    // A graceful stop: SIGTERM, a clean exit, and the others see it left.
+    let leaver = 2;
+    let mut child = fleet.nodes[leaver].child.take().expect("running");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = wait_for(&fleet, "the agent exits after SIGTERM", || {
+        child.try_wait().expect("wait")
+    });
+    assert!(exit.success(), "exit status {exit:?}\n{}", fleet.logs());
+    let others: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&index| index != leaver)
+        .collect();
+    wait_for(&fleet, "the others see the stopped agent as left", || {
+        others
+            .iter()
+            .all(|&index| {
+                fleet.view(index).is_some_and(|view| {
+                    view.get(&ids[leaver])
+                        .is_some_and(|(state, _)| state == "left")
+                })
+            })
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_bad_config_or_state_directory_is_refused_with_what_to_do() {
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let run = |config: &str| {
+        fs::write(scratch.path().join("agent.toml"), config).expect("write");
+        let output = Command::new(env!("CARGO_BIN_EXE_fleetmesh"))
+            .args(["agent", "--config"])
+            .arg(scratch.path().join("agent.toml"))
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    };
+    let stderr = run("state_dir = \".\"\nlisten_addr = []\n");
+    assert!(stderr.contains("listen_addr"), "{stderr}");
+    let stderr = run("state_dir = \"missing\"\nadmin = \"off\"\nmdns = false\n");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    let stderr = run("state_dir = \".\"\nadmin = \"off\"\nmdns = false\n");
+    assert!(stderr.contains("fleetmesh keygen"), "{stderr}");
+}
