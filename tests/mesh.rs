@@ -148,7 +148,7 @@ impl Fleet {
                 "--root-key",
                 "root.key",
                 "--key",
-                &format!("{admin_key}=admit"),
+                &format!("{admin_key}=admit,config"),
                 "--out",
                 "trust.json",
             ],
