@@ -61,6 +61,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Hands signed files (a trust chain, config changes, config releases)
+    /// to a running agent, which verifies them as it would from a peer and
+    /// spreads them to the fleet. Exit status 1 when the agent refuses one.
+    Publish {
+        /// The agent's admin API address (its config's `admin`).
+        #[arg(long, value_name = "IP:PORT", default_value = fleetmesh_runtime::config::DEFAULT_ADMIN)]
+        agent: std::net::SocketAddr,
+        /// The files, published in the order given.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -136,6 +147,7 @@ fn main() -> ExitCode {
         Command::Fleet { command } => return operator_result(operator::fleet(command)),
         Command::Config { command } => return operator_result(operator::config(command)),
         Command::Agent { config } => return operator_result(agent(&config)),
+        Command::Publish { agent, files } => return operator_result(publish(agent, &files)),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -165,6 +177,41 @@ fn agent(path: &Path) -> anyhow::Result<()> {
         fleetmesh_runtime::shutdown_signal(),
         None,
     ))
+}
+
+/// `fleetmesh publish`: posts each file to the agent's admin API.
+fn publish(agent: std::net::SocketAddr, paths: &[PathBuf]) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    for path in paths {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read {}: check the path and its permissions",
+                path.display()
+            )
+        })?;
+        let (status, body) = runtime.block_on(fleetmesh_runtime::admin::call(
+            agent,
+            "/v1/publish",
+            Some(text),
+        ))?;
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        match status {
+            200 => println!(
+                "published {} ({} entries)",
+                path.display(),
+                answer["published"].as_u64().unwrap_or(0)
+            ),
+            _ => anyhow::bail!(
+                "the agent on {agent} refused {}: {}",
+                path.display(),
+                answer["error"].as_str().unwrap_or(body.trim())
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Operator commands exit 1 when they refuse (a bad file, a missing

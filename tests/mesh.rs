@@ -259,6 +259,16 @@ impl Fleet {
             .collect()
     }
 
+    /// The release version agent `index` runs for document `doc`.
+    fn release(&self, index: usize, doc: &str) -> Option<u64> {
+        let releases = get_json(self.nodes[index].admin, "/v1/releases")?;
+        releases["releases"]
+            .as_array()?
+            .iter()
+            .find(|release| release["doc"] == doc)?["version"]
+            .as_u64()
+    }
+
     fn id(&self, index: usize) -> Option<String> {
         let info = get_json(self.nodes[index].admin, "/v1/agent")?;
         info["id"].as_str().map(str::to_owned)
@@ -311,6 +321,61 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
         Some(200)
     );
 
+    // A config release, made and signed with the operator CLI and handed
+    // to one agent, reaches them all, content included.
+    let root = fleet._scratch.path().to_owned();
+    fs::write(root.join("app.toml"), "[web]\nport = 8080\n").expect("content");
+    fleetmesh(
+        &root,
+        &[
+            "config",
+            "draft",
+            "--trust",
+            "trust.json",
+            "--key",
+            "root.key",
+            "--doc",
+            "app",
+            "--from",
+            "app.toml",
+            "--store",
+            "store",
+        ],
+    );
+    fleetmesh(
+        &root,
+        &[
+            "config",
+            "release",
+            "--trust",
+            "trust.json",
+            "--key",
+            "root.key",
+            "--doc",
+            "app",
+            "--store",
+            "store",
+        ],
+    );
+    let mut published: Vec<String> = fs::read_dir(root.join("store"))
+        .expect("store")
+        .map(|entry| entry.expect("entry").path().display().to_string())
+        .collect();
+    // Changes before the release that names them (change-* sorts first).
+    published.sort();
+    let admin = format!("127.0.0.1:{}", fleet.nodes[0].admin);
+    let mut args = vec!["publish", "--agent", &admin];
+    args.extend(published.iter().map(String::as_str));
+    let stdout = fleetmesh(&root, &args);
+    assert!(stdout.contains("published"), "{stdout}");
+    wait_for(&fleet, "every agent runs release 1 of app", || {
+        all.iter()
+            .all(|&index| fleet.release(index, "app") == Some(1))
+            .then_some(())
+    });
+    let releases = get_json(fleet.nodes[3].admin, "/v1/releases").expect("releases");
+    assert_eq!(releases["releases"][0]["content"]["web"]["port"], 8080);
+
     // A crash: the others declare it dead.
     let victim = AGENTS - 1;
     let before = fleet.view(0).expect("view")[&ids[victim]].1;
@@ -332,8 +397,13 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
         },
     );
 
-    // A restart from the same state directory: the same node, alive again
-    // everywhere at a higher incarnation (it refuted its death).
+    // What it must not forget was written before it was acted on.
+    let durable = fs::read_to_string(fleet.nodes[victim].dir.join("durable.json"))
+        .expect("the killed agent left its durable state");
+    assert!(durable.contains("\"app\""), "{durable}");
+
+    // A restart from the same state directory: the same node, restored,
+    // alive again everywhere at a higher incarnation (it refuted its death).
     fleet.start(victim);
     let id = wait_for(&fleet, "the restarted agent's admin API answers", || {
         fleet.id(victim)
@@ -342,6 +412,14 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
     wait_for(&fleet, "all 5 see the restarted agent alive again", || {
         fleet.all_see_alive(&all, &ids).then_some(())
     });
+    let log = fs::read_to_string(fleet.nodes[victim].dir.join("agent.log")).expect("log");
+    let restarted = log
+        .lines()
+        .filter(|line| line.contains("agent started"))
+        .nth(1)
+        .expect("two starts logged");
+    assert!(restarted.contains("\"restored\":true"), "{restarted}");
+    assert_eq!(fleet.release(victim, "app"), Some(1));
     let after = fleet.view(0).expect("view")[&ids[victim]].1;
     assert!(after > before, "incarnation {after} should exceed {before}");
     let trust = fs::read_to_string(fleet.nodes[victim].dir.join("trust.json")).expect("trust");

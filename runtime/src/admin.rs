@@ -11,6 +11,11 @@
 //! | `GET /v1/leases` | the lease table |
 //! | `GET /v1/ledger` | the remediation ledger |
 //! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
+//! | `POST /v1/publish` | hands the agent a signed file: a trust chain, a config change or a config release, as the operator CLI writes them; 200 when merged, 422 with the reason when refused |
+//!
+//! Publishing grants nothing a peer could not do: the agent verifies a
+//! published entry exactly as one arriving from the mesh, and spreads it
+//! only if it verifies.
 //!
 //! The agent's state belongs to its own task, so handlers do not read it:
 //! each sends a [`Query`] over a bounded channel and awaits the answer. A
@@ -23,20 +28,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::sync::{mpsc, oneshot};
 
 /// Requests waiting for the agent's loop at most.
 pub const QUEUE_MAX: usize = 64;
 
+/// Largest file `POST /v1/publish` takes: a message's worth, the most any
+/// one entry can be.
+pub const PUBLISH_BYTES_MAX: usize = 4 * fleetmesh_node::wire::MESSAGE_BYTES_MAX;
+
 /// How long a handler waits for the agent's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a request asks the agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Query {
     /// Liveness of the agent's loop.
     Alive,
@@ -54,6 +64,8 @@ pub enum Query {
     Ledger,
     /// Prometheus metrics.
     Metrics,
+    /// Merge and spread the signed file with this text.
+    Publish(String),
 }
 
 /// The agent's answer.
@@ -63,6 +75,8 @@ pub enum Answer {
     Alive,
     /// A JSON document.
     Json(serde_json::Value),
+    /// A request refused, with why, as JSON.
+    Refused(serde_json::Value),
     /// Prometheus text.
     Metrics(String),
 }
@@ -124,6 +138,11 @@ impl Server {
             .route("/v1/leases", get(|state| ask(state, Query::Leases)))
             .route("/v1/ledger", get(|state| ask(state, Query::Ledger)))
             .route("/metrics", get(|state| ask(state, Query::Metrics)))
+            .route(
+                "/v1/publish",
+                post(|state, body: String| ask(state, Query::Publish(body))),
+            )
+            .layer(DefaultBodyLimit::max(PUBLISH_BYTES_MAX))
             .with_state(self.shared);
         axum::serve(self.listener, router).await
     }
@@ -159,6 +178,12 @@ async fn ask(State(shared): State<Shared>, query: Query) -> Response {
             format!("{value:#}\n"),
         )
             .into_response(),
+        Ok(Ok(Answer::Refused(value))) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{value:#}\n"),
+        )
+            .into_response(),
         Ok(Ok(Answer::Metrics(text))) => (
             StatusCode::OK,
             [(
@@ -171,4 +196,36 @@ async fn ask(State(shared): State<Shared>, query: Query) -> Response {
         Ok(Err(_)) => unavailable("the agent is stopping"),
         Err(_) => unavailable("the agent did not answer in time"),
     }
+}
+
+/// Calls the admin API of the agent at `addr`: `GET path`, or `POST path`
+/// with `body`. Returns the status and the body; an error when no agent
+/// answers, worded for an operator.
+pub async fn call(
+    addr: SocketAddr,
+    path: &str,
+    body: Option<String>,
+) -> anyhow::Result<(u16, String)> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|error| {
+        anyhow::anyhow!(
+            "no agent answers on {addr} ({error}): is it running, and is this its `admin` address?"
+        )
+    })?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .method(if body.is_some() { "POST" } else { "GET" })
+        .uri(path)
+        .header(header::HOST, addr.to_string())
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let response = tokio::time::timeout(ANSWER_TIMEOUT * 2, sender.send_request(request))
+        .await
+        .map_err(|_| anyhow::anyhow!("the agent on {addr} did not answer in time"))??;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    driver.abort();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }

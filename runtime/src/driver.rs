@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use fleetmesh_crdt::{Ed25519, HealthState, MemberState, NodeId, NodeMeta, PublicKey, RecordKind};
+use fleetmesh_crdt::{
+    ConfigEntry, Ed25519, HealthState, MemberState, NodeId, NodeMeta, PublicKey, RecordKind,
+};
 use fleetmesh_node::state::Entry;
 use fleetmesh_node::{Agent, Durable, Event, Task, TaskId, TaskResult, Transmit};
 use futures::StreamExt;
@@ -36,6 +38,7 @@ use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::exec;
 use crate::files;
+use crate::formats;
 use crate::metrics::{self, Gauges, RuntimeStats};
 use crate::state::StateDir;
 use crate::transport::{self, IDLE_CONNECTION_TIMEOUT, Mesh, MeshEvent};
@@ -772,8 +775,37 @@ impl Driver {
             Query::Leases => Answer::Json(self.leases()),
             Query::Ledger => Answer::Json(self.ledger()),
             Query::Metrics => Answer::Metrics(self.metrics()),
+            Query::Publish(text) => self.publish(&text),
         };
         let _ = request.reply.send(answer);
+    }
+
+    /// Merges the entries of a signed file (trust chain, config change or
+    /// release) and spreads those that verify.
+    fn publish(&mut self, text: &str) -> Answer {
+        let entries = match entries_of(text) {
+            Ok(entries) => entries,
+            Err(error) => {
+                return Answer::Refused(json!({ "error": format!("the file {error:#}") }));
+            }
+        };
+        let now = self.clock.now();
+        let mut refused = Vec::new();
+        let count = entries.len();
+        for entry in entries {
+            if let Err(error) = self.agent.publish(now, entry) {
+                refused.push(error.to_string());
+            }
+        }
+        if refused.is_empty() {
+            tracing::info!(entries = count, "published");
+            Answer::Json(json!({ "published": count }))
+        } else {
+            Answer::Refused(json!({
+                "error": format!("{} of {count} entries refused: {}", refused.len(), refused.join("; ")),
+                "published": count - refused.len(),
+            }))
+        }
     }
 
     fn info(&self) -> Value {
@@ -977,6 +1009,34 @@ impl Driver {
                 .collect(),
         };
         metrics::render(self.agent.stats(), &self.stats, &gauges)
+    }
+}
+
+/// The entries a signed file holds, by its `format`.
+fn entries_of(text: &str) -> anyhow::Result<Vec<Entry>> {
+    let format = serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|value| value.get("format")?.as_str().map(str::to_owned));
+    match format.as_deref() {
+        Some(formats::CHAIN_FORMAT) => Ok(formats::parse_chain(text)?
+            .chain()
+            .map(|doc| Entry::Trust(Box::new(doc.clone())))
+            .collect()),
+        Some(formats::CHANGE_FORMAT) => {
+            let json: formats::ChangeJson =
+                files::parse_json(text, formats::CHANGE_FORMAT, "config change")?;
+            let change = json.decode().context("holds bad data")?;
+            Ok(vec![Entry::Config(Box::new(ConfigEntry::Change(change)))])
+        }
+        Some(formats::RELEASE_FORMAT) => {
+            let json: formats::ReleaseJson =
+                files::parse_json(text, formats::RELEASE_FORMAT, "config release")?;
+            let release = json.decode().context("holds bad data")?;
+            Ok(vec![Entry::Release(Box::new(release))])
+        }
+        _ => anyhow::bail!(
+            "is not a trust chain, config change or config release file (by its \"format\" field); publish the files `fleetmesh fleet` and `fleetmesh config` write"
+        ),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The files that say who a node is and whom it trusts: key files, trust
-//! chain files and node certificate files (formats in docs/operations.md).
+//! The files that say who a node is, whom it trusts and what it runs: key
+//! files, trust chain files, node certificate files, config change and
+//! release files (formats in docs/operations.md).
 //!
 //! The operator CLI writes them and the agent reads them from its state
 //! directory, through this one module, so both refuse a damaged file with
@@ -10,8 +11,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use fleetmesh_crdt::{
-    CertBody, Ed25519, Keypair, NodeCert, PublicKey, Role, SignedTrust, TrustChain, TrustDoc,
-    TrustError,
+    CertBody, Ed25519, Keypair, NodeCert, PublicKey, Release, Role, SignedChange, SignedRelease,
+    SignedTrust, TrustChain, TrustDoc, TrustError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -163,6 +164,13 @@ pub fn load_chain(path: &Path) -> anyhow::Result<TrustChain> {
     verify_chain(&file).with_context(|| format!("trust chain {}", path.display()))
 }
 
+/// Parses and verifies a trust chain file's text, as [`load_chain`] does.
+/// Errors read as the rest of a sentence starting "file NAME ".
+pub fn parse_chain(text: &str) -> anyhow::Result<TrustChain> {
+    let file: ChainFile = files::parse_json(text, CHAIN_FORMAT, "trust chain")?;
+    verify_chain(&file)
+}
+
 fn verify_chain(file: &ChainFile) -> anyhow::Result<TrustChain> {
     let mut docs = file.chain.iter().enumerate().map(|(index, json)| {
         json.decode()
@@ -301,6 +309,104 @@ pub fn load_cert(path: &Path) -> anyhow::Result<NodeCert> {
     let signature =
         files::parse_signature(&json.signature, "the signature").with_context(context)?;
     Ok(NodeCert { body, signature })
+}
+
+/// The `format` of a change file.
+pub const CHANGE_FORMAT: &str = "fleetmesh-config-change";
+/// The `format` of a release file.
+pub const RELEASE_FORMAT: &str = "fleetmesh-config-release";
+
+/// A change file's body: the signed envelope, bytes in hex.
+#[derive(Serialize, Deserialize)]
+pub struct ChangeJson {
+    doc: String,
+    trust_version: u64,
+    author: String,
+    /// The automerge change, hex.
+    change: String,
+    signature: String,
+}
+
+impl ChangeJson {
+    /// The file form of `change`.
+    pub fn new(change: &SignedChange) -> ChangeJson {
+        ChangeJson {
+            doc: change.doc.clone(),
+            trust_version: change.trust_version,
+            author: change.author.to_hex(),
+            change: files::hex(&change.change),
+            signature: files::signature_hex(&change.signature),
+        }
+    }
+
+    /// The signed change the file states; its signature is checked where
+    /// it is merged.
+    pub fn decode(&self) -> anyhow::Result<SignedChange> {
+        Ok(SignedChange {
+            doc: self.doc.clone(),
+            trust_version: self.trust_version,
+            author: files::parse_key(&self.author, "the author")?,
+            change: files::unhex(&self.change, "the change bytes")?,
+            signature: files::parse_signature(&self.signature, "the signature")?,
+        })
+    }
+}
+
+/// A release file's body. `release` is the release number (the envelope's
+/// `version` is the file format's); `digest` is what signers sign, shown so
+/// operators can compare releases by eye, and checked on load.
+#[derive(Serialize, Deserialize)]
+pub struct ReleaseJson {
+    doc: String,
+    release: u64,
+    heads: Vec<String>,
+    expires_millis: Option<u64>,
+    trust_version: u64,
+    digest: String,
+    signatures: BTreeMap<String, String>,
+}
+
+impl ReleaseJson {
+    /// The file form of `signed`.
+    pub fn new(signed: &SignedRelease) -> ReleaseJson {
+        let release = &signed.release;
+        ReleaseJson {
+            doc: release.doc.clone(),
+            release: release.version,
+            heads: release.heads.iter().map(|head| head.to_hex()).collect(),
+            expires_millis: release.expires_millis,
+            trust_version: release.trust_version,
+            digest: release.digest().to_hex(),
+            signatures: files::signatures_hex(&signed.signatures),
+        }
+    }
+
+    /// The signed release the file states, its digest checked; its
+    /// signatures are checked where it is merged.
+    pub fn decode(&self) -> anyhow::Result<SignedRelease> {
+        let release = Release {
+            doc: self.doc.clone(),
+            version: self.release,
+            heads: self
+                .heads
+                .iter()
+                .map(|head| files::parse_digest(head, "a head"))
+                .collect::<anyhow::Result<_>>()?,
+            expires_millis: self.expires_millis,
+            trust_version: self.trust_version,
+        };
+        if release.digest() != files::parse_digest(&self.digest, "the digest")? {
+            bail!(
+                "the release's fields do not match its digest {}: the file was altered or damaged; get an intact copy",
+                self.digest
+            );
+        }
+        let signatures = files::parse_signatures(&self.signatures)?;
+        Ok(SignedRelease {
+            release,
+            signatures,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -37,12 +37,40 @@ pub const DURABLE_FORMAT: &str = "fleetmesh-agent-durable";
 /// mistaken for any signed digest.
 const CHECKSUM_DOMAIN: &str = "fleetmesh 2026-11 agent durable state v1";
 
-/// The durable state as the file holds it.
+/// One lease voter record as the file holds it (keys in hex).
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct VoterJson {
+    epoch: u64,
+    holder: String,
+    ttl_millis: u64,
+    granted_local_millis: u64,
+}
+
+/// The release run for one document as the file holds it.
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct ReleaseJson {
+    version: u64,
+    digest: String,
+    expires_millis: Option<u64>,
+    void: bool,
+}
+
+/// One remediation started, with when (HLC milliseconds).
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct StartedJson {
+    rule: String,
+    target: String,
+    incident: String,
+    at_millis: u64,
+}
+
+/// The durable state as the file holds it: readable by an operator, keys
+/// and digests in hex as in every other fleetmesh file.
 #[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
 struct DurableBody {
-    voter_records: BTreeMap<String, VoterRecord>,
-    releases: BTreeMap<String, AppliedRelease>,
-    remediations: Vec<(IdempotencyKey, u64)>,
+    voter_records: BTreeMap<String, VoterJson>,
+    releases: BTreeMap<String, ReleaseJson>,
+    remediations: Vec<StartedJson>,
 }
 
 /// The durable state file: the body and its checksum.
@@ -55,6 +83,79 @@ struct DurableFile {
 }
 
 impl DurableBody {
+    fn new(durable: &Durable) -> DurableBody {
+        DurableBody {
+            voter_records: durable
+                .voter_records
+                .iter()
+                .map(|(scope, record)| {
+                    let json = VoterJson {
+                        epoch: record.epoch,
+                        holder: record.holder.to_hex(),
+                        ttl_millis: record.ttl_millis,
+                        granted_local_millis: record.granted_local_millis,
+                    };
+                    (scope.clone(), json)
+                })
+                .collect(),
+            releases: durable
+                .releases
+                .iter()
+                .map(|(doc, applied)| {
+                    let json = ReleaseJson {
+                        version: applied.version,
+                        digest: applied.digest.to_hex(),
+                        expires_millis: applied.expires_millis,
+                        void: applied.void,
+                    };
+                    (doc.clone(), json)
+                })
+                .collect(),
+            remediations: durable
+                .remediations
+                .iter()
+                .map(|(key, at_millis)| StartedJson {
+                    rule: key.rule.clone(),
+                    target: key.target.to_hex(),
+                    incident: key.incident.clone(),
+                    at_millis: *at_millis,
+                })
+                .collect(),
+        }
+    }
+
+    fn decode(self) -> anyhow::Result<Durable> {
+        let mut durable = Durable::default();
+        for (scope, json) in self.voter_records {
+            let record = VoterRecord {
+                epoch: json.epoch,
+                holder: files::parse_key(&json.holder, "a voter record's holder")?,
+                ttl_millis: json.ttl_millis,
+                granted_local_millis: json.granted_local_millis,
+            };
+            durable.voter_records.insert(scope, record);
+        }
+        for (doc, json) in self.releases {
+            let applied = AppliedRelease {
+                doc: doc.clone(),
+                version: json.version,
+                digest: files::parse_digest(&json.digest, "a release's digest")?,
+                expires_millis: json.expires_millis,
+                void: json.void,
+            };
+            durable.releases.insert(doc, applied);
+        }
+        for json in self.remediations {
+            let key = IdempotencyKey {
+                rule: json.rule,
+                target: files::parse_key(&json.target, "a remediation's target")?,
+                incident: json.incident,
+            };
+            durable.remediations.push((key, json.at_millis));
+        }
+        Ok(durable)
+    }
+
     fn checksum(&self) -> Digest {
         Digest::of(CHECKSUM_DOMAIN, self)
     }
@@ -215,21 +316,16 @@ impl StateDir {
                 "its checksum does not match its content (it was altered or the disk damaged it)",
             ));
         }
-        Ok(Some(Durable {
-            voter_records: file.body.voter_records,
-            releases: file.body.releases,
-            remediations: file.body.remediations,
-        }))
+        file.body
+            .decode()
+            .map(Some)
+            .map_err(|error| damaged(&path, &format!("{error:#}")))
     }
 
     /// Writes `durable` crash-safely; when this returns, it survives a
     /// crash or power loss.
     pub fn save_durable(&self, durable: &Durable) -> anyhow::Result<()> {
-        let body = DurableBody {
-            voter_records: durable.voter_records.clone(),
-            releases: durable.releases.clone(),
-            remediations: durable.remediations.clone(),
-        };
+        let body = DurableBody::new(durable);
         let file = DurableFile {
             checksum: body.checksum().to_hex(),
             body,
@@ -285,7 +381,7 @@ fn check_secret_mode(path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetmesh_crdt::{Digest, PublicKey};
+    use fleetmesh_crdt::PublicKey;
 
     fn durable() -> Durable {
         let mut durable = Durable::default();
@@ -329,6 +425,7 @@ mod tests {
 
         // A changed number with a valid JSON shape: only the checksum sees it.
         let text = fs::read_to_string(state.durable_path()).expect("read");
+        assert!(text.contains(&"04".repeat(32)), "digests are hex: {text}");
         let altered = text.replacen("\"epoch\": 3", "\"epoch\": 2", 1);
         assert_ne!(altered, text);
         fs::write(state.durable_path(), altered).expect("write");
