@@ -51,10 +51,15 @@ pub struct Limits {
     pub connections_per_peer: u32,
     /// Most incoming connections still in their handshake.
     pub pending_incoming_max: u32,
+    /// Most outgoing connections still in their handshake: members'
+    /// announced addresses are theirs to choose, so dials are bounded too.
+    pub pending_outgoing_max: u32,
     /// Most bytes of messages sent to one peer and not yet acknowledged;
     /// past it, messages to that peer are dropped (a slow peer slows only
     /// itself).
     pub queue_bytes_per_peer: usize,
+    /// Most messages sent to one peer and not yet acknowledged.
+    pub queue_messages_per_peer: usize,
     /// Most bytes of unacknowledged messages to all peers together.
     pub queue_bytes_max: usize,
     /// Most messages one connection reads or writes at once; more wait in
@@ -74,7 +79,9 @@ impl Default for Limits {
             connections_max: 512,
             connections_per_peer: 2,
             pending_incoming_max: 64,
+            pending_outgoing_max: 64,
             queue_bytes_per_peer: 4 << 20,
+            queue_messages_per_peer: 1024,
             queue_bytes_max: 64 << 20,
             streams_per_connection: 16,
             tasks_running_max: 64,
@@ -301,7 +308,9 @@ fn check_limits(limits: &Limits) -> anyhow::Result<()> {
         ("connections_max", limits.connections_max as usize),
         ("connections_per_peer", limits.connections_per_peer as usize),
         ("pending_incoming_max", limits.pending_incoming_max as usize),
+        ("pending_outgoing_max", limits.pending_outgoing_max as usize),
         ("queue_bytes_per_peer", limits.queue_bytes_per_peer),
+        ("queue_messages_per_peer", limits.queue_messages_per_peer),
         ("queue_bytes_max", limits.queue_bytes_max),
         ("streams_per_connection", limits.streams_per_connection),
         ("tasks_running_max", limits.tasks_running_max),

@@ -27,7 +27,7 @@ use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId};
-use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, mdns};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -46,6 +46,13 @@ use crate::transport::{self, IDLE_CONNECTION_TIMEOUT, Mesh, MeshEvent};
 /// Most seeds (bootstrap and mDNS peers) kept; past it, discoveries are
 /// counted and dropped. The fleet is reached through any one of them.
 pub const SEEDS_MAX: usize = 64;
+
+/// A connection at least this old when its peer opens another one is taken
+/// for a leftover of the peer's previous process (the peer would have used
+/// it otherwise) and closed: libp2p spreads messages over all of a peer's
+/// connections, and those sent on a dead one are lost until QUIC's idle
+/// timeout notices. Younger ones are two dials crossing at start.
+const STALE_CONNECTION_AGE: Duration = Duration::from_secs(2);
 
 /// How long a leaving agent keeps running, so its `Left` reaches the fleet
 /// (a couple of gossip rounds and their acknowledgements).
@@ -99,8 +106,12 @@ struct Driver {
     swarm: Swarm<Mesh>,
     /// Connected peers by node: where a message for a node goes first.
     connected: BTreeMap<NodeId, PeerId>,
+    /// Each peer's open connections and when they opened (bounded by the
+    /// connection limits).
+    connections: HashMap<PeerId, Vec<(ConnectionId, tokio::time::Instant)>>,
     in_flight: HashMap<OutboundRequestId, InFlight>,
-    queued_per_peer: HashMap<PeerId, usize>,
+    /// Unacknowledged messages and bytes per peer.
+    queued_per_peer: HashMap<PeerId, (usize, usize)>,
     queued_bytes: usize,
     seeds: BTreeMap<NodeId, Seed>,
     /// Bootstrap addresses not yet answered by an agent.
@@ -167,9 +178,17 @@ pub async fn run(
         tracing::warn!(%error, "mDNS discovery is off: it could not start; peers are found through bootstrap only");
     }
     let limits = config.limits.clone();
+    let protocol = config.protocol();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(local_key)
         .with_tokio()
         .with_quic_config(|mut quic| {
+            // A peer that vanished (crashed, cut off) is noticed by QUIC
+            // within a few probe periods, so its dead connection stops
+            // taking messages; keep-alives hold live ones open.
+            let idle = (protocol.probe_interval * 4)
+                .clamp(Duration::from_secs(4), Duration::from_secs(10));
+            quic.max_idle_timeout = idle.as_millis() as u32;
+            quic.keep_alive_interval = idle / 4;
             // What one peer can make this agent buffer: one message per
             // stream, a few per connection.
             let message = fleetmesh_node::wire::MESSAGE_BYTES_MAX as u32;
@@ -191,6 +210,7 @@ pub async fn run(
         trust_version_saved,
         swarm,
         connected: BTreeMap::new(),
+        connections: HashMap::new(),
         in_flight: HashMap::new(),
         queued_per_peer: HashMap::new(),
         queued_bytes: 0,
@@ -429,9 +449,10 @@ impl Driver {
             return;
         };
         let bytes = transmit.bytes.len();
-        let queued = self.queued_per_peer.get(&peer).copied().unwrap_or(0);
+        let (messages, queued) = self.queued_per_peer.get(&peer).copied().unwrap_or((0, 0));
         let limits = &self.config.limits;
         if queued + bytes > limits.queue_bytes_per_peer
+            || messages >= limits.queue_messages_per_peer
             || self.queued_bytes + bytes > limits.queue_bytes_max
         {
             self.stats.transmits_dropped_queue_full += 1;
@@ -448,7 +469,9 @@ impl Driver {
             addrs,
         );
         self.in_flight.insert(id, InFlight { peer, bytes });
-        *self.queued_per_peer.entry(peer).or_default() += bytes;
+        let queued = self.queued_per_peer.entry(peer).or_default();
+        queued.0 += 1;
+        queued.1 += bytes;
         self.queued_bytes += bytes;
         self.stats.transmits_sent += 1;
     }
@@ -459,9 +482,10 @@ impl Driver {
             return;
         };
         self.queued_bytes = self.queued_bytes.saturating_sub(done.bytes);
-        if let Some(queued) = self.queued_per_peer.get_mut(&done.peer) {
-            *queued = queued.saturating_sub(done.bytes);
-            if *queued == 0 {
+        if let Some((messages, bytes)) = self.queued_per_peer.get_mut(&done.peer) {
+            *messages = messages.saturating_sub(1);
+            *bytes = bytes.saturating_sub(done.bytes);
+            if *messages == 0 {
                 self.queued_per_peer.remove(&done.peer);
             }
         }
@@ -525,7 +549,10 @@ impl Driver {
             SwarmEvent::Behaviour(MeshEvent::Mdns(mdns::Event::Expired(_))) => {}
             SwarmEvent::Behaviour(MeshEvent::Limits(never)) => match never {},
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
             } => {
                 self.stats.connections_opened += 1;
                 let Some((_, node)) = transport::node_of(&peer_id) else {
@@ -535,23 +562,52 @@ impl Driver {
                     return;
                 };
                 self.connected.insert(node, peer_id);
-                if let ConnectedPoint::Dialer { address, .. } = endpoint {
-                    let dialed = without_peer(&address);
-                    let before = self.bootstrap_pending.len();
-                    self.bootstrap_pending
-                        .retain(|pending| without_peer(pending) != dialed);
-                    if self.bootstrap_pending.len() < before {
-                        tracing::info!(node = %node, addr = %dialed, "bootstrap peer answered");
-                        self.add_seed(peer_id, dialed);
+                let now = tokio::time::Instant::now();
+                let open = self.connections.entry(peer_id).or_default();
+                if endpoint.is_listener() {
+                    let (stale, kept): (Vec<_>, Vec<_>) = open
+                        .drain(..)
+                        .partition(|(_, since)| now.duration_since(*since) >= STALE_CONNECTION_AGE);
+                    *open = kept;
+                    for (stale, _) in stale {
+                        self.stats.connections_replaced += 1;
+                        self.swarm.close_connection(stale);
                     }
+                }
+                self.connections
+                    .entry(peer_id)
+                    .or_default()
+                    .push((connection_id, now));
+                // A bootstrap peer may reach this agent first: its dial
+                // crosses ours (which the per-peer limit may then refuse).
+                // QUIC sends from its listening socket, so the address an
+                // incoming connection comes from is the peer's own.
+                let remote = match endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address,
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
+                };
+                let remote = without_peer(&remote);
+                let before = self.bootstrap_pending.len();
+                self.bootstrap_pending
+                    .retain(|pending| without_peer(pending) != remote);
+                if self.bootstrap_pending.len() < before {
+                    tracing::info!(node = %node, addr = %remote, "bootstrap peer answered");
+                    self.add_seed(peer_id, remote);
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
                 self.stats.connections_closed += 1;
+                if let Some(open) = self.connections.get_mut(&peer_id) {
+                    open.retain(|(id, _)| *id != connection_id);
+                    if open.is_empty() {
+                        self.connections.remove(&peer_id);
+                    }
+                }
                 if num_established == 0
                     && let Some((_, node)) = transport::node_of(&peer_id)
                 {
@@ -571,7 +627,7 @@ impl Driver {
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 self.stats.incoming_connection_errors += 1;
-                tracing::debug!(%error, "incoming connection failed");
+                tracing::debug!(error = ?error, "incoming connection failed");
             }
             SwarmEvent::OutgoingConnectionError { error, .. } => {
                 self.stats.dial_errors += 1;
@@ -581,7 +637,7 @@ impl Driver {
                     self.bootstrap_pending
                         .retain(|pending| without_peer(pending) != own);
                 }
-                tracing::debug!(%error, "dial failed");
+                tracing::debug!(error = ?error, "dial failed");
             }
             SwarmEvent::ListenerError { error, .. } => {
                 tracing::warn!(%error, "a listener failed");

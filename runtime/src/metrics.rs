@@ -42,6 +42,9 @@ pub struct RuntimeStats {
     pub connections_opened: u64,
     /// Connections closed.
     pub connections_closed: u64,
+    /// Connections closed as leftovers of a peer's previous process: the
+    /// peer opened a new one.
+    pub connections_replaced: u64,
     /// Connections refused or dropped: the peer's key is not ed25519, so it
     /// can be no agent.
     pub peers_refused: u64,
@@ -249,6 +252,7 @@ fn runtime(registry: &mut Registry, stats: &RuntimeStats) {
         messages_delivered: "Incoming messages handed to the core",
         connections_opened: "Connections established",
         connections_closed: "Connections closed",
+        connections_replaced: "Connections closed as leftovers of a restarted peer",
         peers_refused: "Connections dropped: the peer's key is not ed25519",
         incoming_connection_errors: "Incoming connection attempts that failed (limits included)",
         dial_errors: "Outgoing connection attempts that failed",

@@ -127,7 +127,8 @@ impl Mesh {
         let connection_limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(limits.connections_max))
             .with_max_established_per_peer(Some(limits.connections_per_peer))
-            .with_max_pending_incoming(Some(limits.pending_incoming_max));
+            .with_max_pending_incoming(Some(limits.pending_incoming_max))
+            .with_max_pending_outgoing(Some(limits.pending_outgoing_max));
         let wire = request_response::Behaviour::with_codec(
             WireCodec,
             [(WIRE_PROTOCOL, request_response::ProtocolSupport::Full)],
