@@ -132,9 +132,9 @@ impl Drop for Fleet {
 }
 
 impl Fleet {
-    /// Keys, a trust chain, and for each node a state directory with its
-    /// key, certificate and the chain, plus its agent config.
-    fn new() -> Fleet {
+    /// Keys, a trust chain, and for each of `count` nodes a state directory
+    /// with its key, certificate and the chain, plus its agent config.
+    fn new(count: usize) -> Fleet {
         let scratch = tempfile::tempdir().expect("temporary directory");
         let root = scratch.path();
         let admin_key = keygen(root, "root.key");
@@ -153,7 +153,7 @@ impl Fleet {
                 "trust.json",
             ],
         );
-        let ports: Vec<u16> = (0..AGENTS).map(|_| free_udp_port()).collect();
+        let ports: Vec<u16> = (0..count).map(|_| free_udp_port()).collect();
         let mut nodes = Vec::new();
         for (index, port) in ports.iter().enumerate() {
             let dir = root.join(format!("node-{index}"));
@@ -215,9 +215,12 @@ impl Fleet {
             .append(true)
             .open(node.dir.join("agent.log"))
             .expect("log file");
+        // Checks and actions run in the agent's working directory: each
+        // node's own.
         let child = Command::new(env!("CARGO_BIN_EXE_fleetmesh"))
             .args(["agent", "--config"])
             .arg(node.dir.join("agent.toml"))
+            .current_dir(&node.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -269,6 +272,57 @@ impl Fleet {
             .as_u64()
     }
 
+    /// Drafts `content` (TOML) as document `doc`, releases it with the
+    /// operator CLI, and publishes the store's files to agent 0.
+    fn publish_release(&self, doc: &str, content: &str) {
+        let root = self._scratch.path();
+        let source = format!("{doc}.toml");
+        fs::write(root.join(&source), content).expect("content");
+        fleetmesh(
+            root,
+            &[
+                "config",
+                "draft",
+                "--trust",
+                "trust.json",
+                "--key",
+                "root.key",
+                "--doc",
+                doc,
+                "--from",
+                &source,
+                "--store",
+                "store",
+            ],
+        );
+        fleetmesh(
+            root,
+            &[
+                "config",
+                "release",
+                "--trust",
+                "trust.json",
+                "--key",
+                "root.key",
+                "--doc",
+                doc,
+                "--store",
+                "store",
+            ],
+        );
+        let mut published: Vec<String> = fs::read_dir(root.join("store"))
+            .expect("store")
+            .map(|entry| entry.expect("entry").path().display().to_string())
+            .collect();
+        // Changes before the releases that name them (change-* sorts first).
+        published.sort();
+        let admin = format!("127.0.0.1:{}", self.nodes[0].admin);
+        let mut args = vec!["publish", "--agent", &admin];
+        args.extend(published.iter().map(String::as_str));
+        let stdout = fleetmesh(root, &args);
+        assert!(stdout.contains("published"), "{stdout}");
+    }
+
     fn id(&self, index: usize) -> Option<String> {
         let info = get_json(self.nodes[index].admin, "/v1/agent")?;
         info["id"].as_str().map(str::to_owned)
@@ -294,7 +348,7 @@ impl Fleet {
 
 #[test]
 fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
-    let mut fleet = Fleet::new();
+    let mut fleet = Fleet::new(AGENTS);
     for index in 0..AGENTS {
         fleet.start(index);
     }
@@ -323,51 +377,7 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
 
     // A config release, made and signed with the operator CLI and handed
     // to one agent, reaches them all, content included.
-    let root = fleet._scratch.path().to_owned();
-    fs::write(root.join("app.toml"), "[web]\nport = 8080\n").expect("content");
-    fleetmesh(
-        &root,
-        &[
-            "config",
-            "draft",
-            "--trust",
-            "trust.json",
-            "--key",
-            "root.key",
-            "--doc",
-            "app",
-            "--from",
-            "app.toml",
-            "--store",
-            "store",
-        ],
-    );
-    fleetmesh(
-        &root,
-        &[
-            "config",
-            "release",
-            "--trust",
-            "trust.json",
-            "--key",
-            "root.key",
-            "--doc",
-            "app",
-            "--store",
-            "store",
-        ],
-    );
-    let mut published: Vec<String> = fs::read_dir(root.join("store"))
-        .expect("store")
-        .map(|entry| entry.expect("entry").path().display().to_string())
-        .collect();
-    // Changes before the release that names them (change-* sorts first).
-    published.sort();
-    let admin = format!("127.0.0.1:{}", fleet.nodes[0].admin);
-    let mut args = vec!["publish", "--agent", &admin];
-    args.extend(published.iter().map(String::as_str));
-    let stdout = fleetmesh(&root, &args);
-    assert!(stdout.contains("published"), "{stdout}");
+    fleet.publish_release("app", "[web]\nport = 8080\n");
     wait_for(&fleet, "every agent runs release 1 of app", || {
         all.iter()
             .all(|&index| fleet.release(index, "app") == Some(1))
@@ -453,6 +463,85 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
             })
             .then_some(())
     });
+}
+
+#[test]
+fn a_released_policy_is_checked_and_remediated_by_the_agents_executors() {
+    let mut fleet = Fleet::new(2);
+    fleet.start(0);
+    fleet.start(1);
+    let ids: Vec<String> = wait_for(&fleet, "both admin APIs answer", || {
+        (0..2).map(|index| fleet.id(index)).collect()
+    });
+    wait_for(&fleet, "both agents see both alive", || {
+        fleet.all_see_alive(&[0, 1], &ids).then_some(())
+    });
+    // An exec check that fails while `broken` exists in the node's
+    // directory, and a local action that records its environment and
+    // repairs it. `max_unhealthy = 1`: one of two nodes failing is not a
+    // systemic fault here.
+    fleet.publish_release(
+        "remediation",
+        r#"
+[checks.marker]
+kind = "exec"
+command = ["sh", "-c", "test ! -e broken"]
+select = "role=test"
+interval_ms = 200
+timeout_ms = 150
+fall = 2
+rise = 1
+
+[rules.marker-down]
+check = "marker"
+select = "role=test"
+max_unhealthy = 1
+steps = [
+  { action = "repair", class = "local", timeout_ms = 5000, command = ["sh", "-c", "echo $FLEETMESH_RULE $FLEETMESH_EPOCH $FLEETMESH_ACTION > repaired; rm broken"] },
+]
+"#,
+    );
+    let health = |index: usize| -> Option<String> {
+        let reports = get_json(fleet.nodes[index].admin, "/v1/health")?;
+        reports["reports"]
+            .as_array()?
+            .iter()
+            .find(|report| report["node"] == ids[0].as_str() && report["check"] == "marker")
+            .and_then(|report| report["state"].as_str().map(str::to_owned))
+    };
+    wait_for(&fleet, "node 0 reports the check healthy", || {
+        (health(0).as_deref() == Some("healthy")).then_some(())
+    });
+    fs::write(fleet.nodes[0].dir.join("broken"), "").expect("break the service");
+    let outcome = wait_for(&fleet, "node 1 holds node 0's successful outcome", || {
+        let ledger = get_json(fleet.nodes[1].admin, "/v1/ledger")?;
+        ledger["records"]
+            .as_array()?
+            .iter()
+            .find(|record| {
+                record["target_id"] == ids[0].as_str() && record["record"]["kind"] == "outcome"
+            })
+            .cloned()
+    });
+    assert_eq!(outcome["rule"], "marker-down");
+    assert_eq!(outcome["record"]["success"], true, "{outcome}");
+    assert_eq!(outcome["record"]["exit_code"], 0, "{outcome}");
+    let repaired = fs::read_to_string(fleet.nodes[0].dir.join("repaired")).expect("the action ran");
+    assert_eq!(repaired.trim(), "marker-down 0 repair");
+    assert!(
+        !fleet.nodes[1].dir.join("repaired").exists(),
+        "only the broken node acts"
+    );
+    wait_for(
+        &fleet,
+        "node 0's check is healthy again, as node 1 sees it",
+        || (health(1).as_deref() == Some("healthy")).then_some(()),
+    );
+    let (_, metrics) = get(fleet.nodes[0].admin, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("fleetmesh_remedy_successes_total 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
