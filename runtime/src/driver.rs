@@ -547,7 +547,6 @@ impl Driver {
                 }
             }
             SwarmEvent::Behaviour(MeshEvent::Mdns(mdns::Event::Expired(_))) => {}
-            SwarmEvent::Behaviour(MeshEvent::Limits(never)) => match never {},
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,

@@ -11,6 +11,8 @@
 //! is configured by one TOML file ([`config`]) and run by
 //! `fleetmesh agent --config FILE`.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod clock;
 pub mod config;

@@ -110,6 +110,7 @@ impl request_response::Codec for WireCodec {
 /// The agent's libp2p behaviour: connection limits, core messages, and
 /// (optionally) mDNS discovery.
 #[derive(NetworkBehaviour)]
+#[behaviour(to_swarm = "MeshEvent")]
 pub struct Mesh {
     /// Bounds on connections, enforced before a handshake completes.
     pub limits: connection_limits::Behaviour,
@@ -117,6 +118,34 @@ pub struct Mesh {
     pub wire: request_response::Behaviour<WireCodec>,
     /// Peers on the local network.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// What the behaviour reports to the agent's loop.
+#[derive(Debug)]
+pub enum MeshEvent {
+    /// A core message arrived, was acknowledged, or failed.
+    Wire(request_response::Event<Vec<u8>, ()>),
+    /// Peers appeared or expired on the local network.
+    Mdns(mdns::Event),
+}
+
+impl From<request_response::Event<Vec<u8>, ()>> for MeshEvent {
+    fn from(event: request_response::Event<Vec<u8>, ()>) -> MeshEvent {
+        MeshEvent::Wire(event)
+    }
+}
+
+impl From<mdns::Event> for MeshEvent {
+    fn from(event: mdns::Event) -> MeshEvent {
+        MeshEvent::Mdns(event)
+    }
+}
+
+/// Connection limits report nothing.
+impl From<std::convert::Infallible> for MeshEvent {
+    fn from(never: std::convert::Infallible) -> MeshEvent {
+        match never {}
+    }
 }
 
 impl Mesh {
