@@ -121,6 +121,8 @@ struct Driver {
     tasks: JoinSet<(TaskId, TaskResult)>,
     stats: RuntimeStats,
     admin_busy: Arc<AtomicU64>,
+    /// Incoming messages the codec refused for their size.
+    oversized: Arc<AtomicU64>,
     started_at: tokio::time::Instant,
     leaving: Option<tokio::time::Instant>,
 }
@@ -173,7 +175,13 @@ pub async fn run(
 
     let local_key = transport::libp2p_keypair(&keypair);
     let local_peer = local_key.public().to_peer_id();
-    let (mesh, mdns_error) = Mesh::new(local_peer, &config.limits, config.mdns);
+    let oversized = Arc::new(AtomicU64::new(0));
+    let (mesh, mdns_error) = Mesh::new(
+        local_peer,
+        &config.limits,
+        config.mdns,
+        Arc::clone(&oversized),
+    );
     if let Some(error) = mdns_error {
         tracing::warn!(%error, "mDNS discovery is off: it could not start; peers are found through bootstrap only");
     }
@@ -220,6 +228,7 @@ pub async fn run(
         tasks: JoinSet::new(),
         stats: RuntimeStats::default(),
         admin_busy: Arc::new(AtomicU64::new(0)),
+        oversized,
         started_at: tokio::time::Instant::now(),
         leaving: None,
         config,
@@ -1015,6 +1024,7 @@ impl Driver {
     fn metrics(&mut self) -> String {
         let now = self.clock.now();
         self.stats.admin_busy = self.admin_busy.load(Ordering::Relaxed);
+        self.stats.messages_oversized = self.oversized.load(Ordering::Relaxed);
         let table = self.agent.members();
         let mut counts = [0usize; 4];
         for at in 0..table.len() {

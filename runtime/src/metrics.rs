@@ -33,9 +33,12 @@ pub struct RuntimeStats {
     /// Messages the peer never acknowledged: connection closed, I/O error
     /// or protocol not supported.
     pub transmit_failures: u64,
-    /// Incoming messages that failed before they were read whole: over
-    /// the size limit, stream errors, timeouts.
+    /// Incoming messages that failed after they were read: the
+    /// acknowledgement timed out or its stream closed.
     pub receive_failures: u64,
+    /// Incoming messages refused unread past the size limit
+    /// (`MESSAGE_BYTES_MAX`).
+    pub messages_oversized: u64,
     /// Incoming messages handed to the core.
     pub messages_delivered: u64,
     /// Connections established.
@@ -248,7 +251,8 @@ fn runtime(registry: &mut Registry, stats: &RuntimeStats) {
         transmit_dial_failures: "Messages lost: the dial failed",
         transmit_timeouts: "Messages lost: not acknowledged in time",
         transmit_failures: "Messages lost: connection closed, I/O error or protocol unsupported",
-        receive_failures: "Incoming messages that failed before being read whole (size limit included)",
+        receive_failures: "Incoming messages that failed after being read (timeouts, closed streams)",
+        messages_oversized: "Incoming messages refused past the size limit",
         messages_delivered: "Incoming messages handed to the core",
         connections_opened: "Connections established",
         connections_closed: "Connections closed",

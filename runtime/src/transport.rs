@@ -16,6 +16,8 @@
 //! sender's bounded queue.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fleetmesh_crdt::{Keypair, NodeId, PublicKey};
@@ -42,9 +44,19 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The codec of [`WIRE_PROTOCOL`]: a request is one core message's bytes,
-/// the response is empty.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct WireCodec;
+/// the response is empty. It counts the incoming messages it refuses for
+/// their size (libp2p reports a failed read to nobody).
+#[derive(Clone, Debug, Default)]
+pub struct WireCodec {
+    oversized: Arc<AtomicU64>,
+}
+
+impl WireCodec {
+    /// A codec counting refused messages in `oversized`.
+    pub fn new(oversized: Arc<AtomicU64>) -> WireCodec {
+        WireCodec { oversized }
+    }
+}
 
 /// Reads a whole stream of at most `max` bytes; a longer one is an error
 /// (and is not read further).
@@ -70,7 +82,14 @@ impl request_response::Codec for WireCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_bounded(io, MESSAGE_BYTES_MAX).await
+        let read = read_bounded(io, MESSAGE_BYTES_MAX).await;
+        if read
+            .as_ref()
+            .is_err_and(|error| error.kind() == io::ErrorKind::InvalidData)
+        {
+            self.oversized.fetch_add(1, Ordering::Relaxed);
+        }
+        read
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
@@ -151,15 +170,21 @@ impl From<std::convert::Infallible> for MeshEvent {
 impl Mesh {
     /// The behaviour for `local`, with mDNS when `mdns` is set and the
     /// host lets it bind its socket (failure is returned, for the caller to
-    /// report and go on without it).
-    pub fn new(local: PeerId, limits: &Limits, mdns: bool) -> (Mesh, Option<io::Error>) {
+    /// report and go on without it). Incoming messages refused for their size are counted in
+    /// `oversized`.
+    pub fn new(
+        local: PeerId,
+        limits: &Limits,
+        mdns: bool,
+        oversized: Arc<AtomicU64>,
+    ) -> (Mesh, Option<io::Error>) {
         let connection_limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(limits.connections_max))
             .with_max_established_per_peer(Some(limits.connections_per_peer))
             .with_max_pending_incoming(Some(limits.pending_incoming_max))
             .with_max_pending_outgoing(Some(limits.pending_outgoing_max));
         let wire = request_response::Behaviour::with_codec(
-            WireCodec,
+            WireCodec::new(oversized),
             [(WIRE_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(REQUEST_TIMEOUT)
@@ -232,7 +257,8 @@ mod tests {
     #[test]
     fn the_codec_refuses_messages_over_the_limit() {
         futures::executor::block_on(async {
-            let mut codec = WireCodec;
+            let oversized = Arc::new(AtomicU64::new(0));
+            let mut codec = WireCodec::new(Arc::clone(&oversized));
             let mut written = Cursor::new(Vec::new());
             codec
                 .write_request(&WIRE_PROTOCOL, &mut written, vec![7; 100])
@@ -250,6 +276,7 @@ mod tests {
                 .await
                 .expect_err("over the limit");
             assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            assert_eq!(oversized.load(Ordering::Relaxed), 1);
             let mut exact = Cursor::new(vec![0; MESSAGE_BYTES_MAX]);
             assert!(codec.read_request(&WIRE_PROTOCOL, &mut exact).await.is_ok());
             let mut written = Cursor::new(Vec::new());
