@@ -89,7 +89,9 @@ pub async fn exec(
         Ok(child) => child,
         Err(error) => return failed(format!("cannot run {program:?}: {error}")),
     };
-    let pid = child.id();
+    // Kills the group if this future is dropped before the command ends:
+    // at the timeout below, or when the agent stops mid-action.
+    let mut group = Group(child.id());
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let finished = async {
@@ -100,7 +102,13 @@ pub async fn exec(
         );
         (status, out, err)
     };
-    match tokio::time::timeout(timeout, finished).await {
+    let outcome = tokio::time::timeout(timeout, finished).await;
+    if outcome.is_ok() {
+        // The command ended by itself; what it left running in its group
+        // is its own business, as with any service manager's ExecStart.
+        group.0 = None;
+    }
+    match outcome {
         Ok((Ok(status), out, err)) => {
             let mut detail = out;
             if !err.is_empty() {
@@ -123,7 +131,7 @@ pub async fn exec(
         }
         Ok((Err(error), _, _)) => failed(format!("waiting for {program:?} failed: {error}")),
         Err(_) => {
-            kill_group(pid);
+            drop(group);
             failed(format!(
                 "{program:?} was killed at its timeout of {} ms",
                 timeout.as_millis()
@@ -132,21 +140,25 @@ pub async fn exec(
     }
 }
 
-/// Kills the process group led by `pid` (the child's, set at spawn): the
+/// The process group led by a running command (its own, set at spawn);
+/// dropped while it holds the leader's pid, it kills the whole group: the
 /// command and everything it started.
-fn kill_group(pid: Option<u32>) {
-    #[cfg(unix)]
-    if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory. The
-        // group is the child's own (process_group(0) at spawn) and the
-        // child is not yet reaped (its `Child` is still held), so the id
-        // cannot have been reused by an unrelated group.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.0.and_then(|pid| i32::try_from(pid).ok()) {
+            // SAFETY: kill(2) takes plain integers and touches no memory.
+            // The group is the child's own (process_group(0) at spawn) and
+            // the child is not yet reaped (its `Child`, declared before the
+            // guard, is dropped after it), so the id cannot have been
+            // reused by an unrelated group.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
         }
     }
-    #[cfg(not(unix))]
-    let _ = pid;
 }
 
 /// Reads a pipe to its end, keeping at most `max` bytes as text.
@@ -323,6 +335,24 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(!marker.exists(), "the background child outlived the kill");
+    }
+
+    #[tokio::test]
+    async fn an_action_abandoned_mid_run_is_killed_with_its_children() {
+        // The agent stopping drops the running executor: nothing it started
+        // may live on.
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let marker = dir.path().join("child-survived");
+        let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
+        let command = command(&["sh", "-c", &script]);
+        let run = exec(&command, &[], Duration::from_secs(60), 64);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), run)
+                .await
+                .is_err()
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!marker.exists(), "a child outlived the abandoned action");
     }
 
     #[tokio::test]
