@@ -45,31 +45,34 @@ pub enum LogFormat {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Most connections open at once, both directions.
+    /// Most connections open at once, both directions (default 512).
     pub connections_max: u32,
-    /// Most connections to one peer.
+    /// Most connections to one peer (default 2).
     pub connections_per_peer: u32,
-    /// Most incoming connections still in their handshake.
+    /// Most incoming connections still in their handshake (default 64).
     pub pending_incoming_max: u32,
     /// Most outgoing connections still in their handshake: members'
-    /// announced addresses are theirs to choose, so dials are bounded too.
+    /// announced addresses are theirs to choose, so dials are bounded too
+    /// (default 64).
     pub pending_outgoing_max: u32,
     /// Most bytes of messages sent to one peer and not yet acknowledged;
     /// past it, messages to that peer are dropped (a slow peer slows only
-    /// itself).
+    /// itself; default 4 MiB).
     pub queue_bytes_per_peer: usize,
-    /// Most messages sent to one peer and not yet acknowledged.
+    /// Most messages sent to one peer and not yet acknowledged (default
+    /// 1024).
     pub queue_messages_per_peer: usize,
-    /// Most bytes of unacknowledged messages to all peers together.
+    /// Most bytes of unacknowledged messages to all peers together
+    /// (default 64 MiB).
     pub queue_bytes_max: usize,
     /// Most messages one connection reads or writes at once; more wait in
-    /// QUIC's own flow control.
+    /// QUIC's own flow control (default 16).
     pub streams_per_connection: usize,
     /// Most checks and actions running at once; a task over it fails at
-    /// once with that reason.
+    /// once with that reason (default 64).
     pub tasks_running_max: usize,
     /// Most bytes of a check's or an action's output kept (the rest is
-    /// read and dropped).
+    /// read and dropped; default 4096).
     pub output_bytes_max: usize,
 }
 
@@ -137,27 +140,29 @@ fn info() -> String {
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     /// The state directory: identity, certificate, trust chain, durable
-    /// state (see `crate::state`).
+    /// state (see `crate::state`); required.
     pub state_dir: PathBuf,
-    /// QUIC addresses to listen on.
+    /// QUIC addresses to listen on (default [`DEFAULT_LISTEN`]).
     pub listen: Vec<Multiaddr>,
     /// Addresses announced to peers instead of the bound listen addresses
-    /// (behind NAT, or to pick one interface); empty: the bound ones.
+    /// (behind NAT, or to pick one interface); empty (the default): the
+    /// bound ones.
     pub advertise: Vec<Multiaddr>,
-    /// Peers dialed at start and until they answer.
+    /// Peers dialed at start and until they answer (default none).
     pub bootstrap: Vec<Multiaddr>,
-    /// Discover peers on the local network by mDNS.
+    /// Discover peers on the local network by mDNS (default on).
     pub mdns: bool,
     /// Tags announced to the fleet; `None`: the certificate's.
     pub tags: Option<BTreeMap<String, String>>,
-    /// Protocol timing preset.
+    /// Protocol timing preset (default lan).
     pub preset: Preset,
-    /// Where the admin API listens (loopback only); `None`: disabled.
+    /// Where the admin API listens, loopback only (default
+    /// [`DEFAULT_ADMIN`]); `None` (`"off"` in the file): disabled.
     pub admin: Option<SocketAddr>,
-    /// How logs are written.
+    /// How logs are written (default human).
     pub log_format: LogFormat,
     /// Which logs are written (`tracing` filter syntax, e.g. `info` or
-    /// `info,fleetmesh_runtime=debug`).
+    /// `info,fleetmesh_runtime=debug`; default `info`).
     pub log_level: String,
     /// Resource bounds.
     pub limits: Limits,
