@@ -381,7 +381,10 @@ fn check_secret_mode(path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetmesh_crdt::PublicKey;
+    use fleetmesh_crdt::{
+        CertBody, Keypair, NodeCert, PublicKey, Role, SignedTrust, TrustChain, TrustDoc,
+    };
+    use std::collections::BTreeSet;
 
     fn durable() -> Durable {
         let mut durable = Durable::default();
@@ -437,6 +440,79 @@ mod tests {
         let error = format!("{:#}", state.load_durable().unwrap_err());
         assert!(error.contains("is damaged"), "{error}");
         assert!(error.contains("backup"), "{error}");
+    }
+
+    /// Writes a fleet's chain, and `node`'s key with a certificate for
+    /// `certified` expiring at `expires_millis`, into `dir`.
+    fn install(dir: &Path, node: &Keypair, certified: &Keypair, expires_millis: Option<u64>) {
+        let root = Keypair::from_seed([1; 32]);
+        let doc = TrustDoc {
+            fleet: "test".into(),
+            version: 1,
+            keys: BTreeMap::from([(
+                root.public(),
+                BTreeSet::from([Role::Root, Role::Config, Role::Admit]),
+            )]),
+            root_threshold: 1,
+            config_threshold: 1,
+            revoked: BTreeSet::new(),
+        };
+        let chain = TrustChain::new(SignedTrust::sign(doc, &[&root]), &Ed25519).expect("genesis");
+        let cert = NodeCert::issue(
+            CertBody {
+                fleet: chain.fleet_id(),
+                node_key: certified.public(),
+                name: "n".into(),
+                tags: BTreeMap::new(),
+                expires_millis,
+                issuer: root.public(),
+                trust_version: 1,
+            },
+            &root,
+        );
+        formats::write_key(&dir.join("node.key"), node, Existing::Replace).expect("key");
+        formats::write_cert(&dir.join("node.cert.json"), &cert, Existing::Replace).expect("cert");
+        formats::save_chain(&chain, &dir.join("trust.json"), Existing::Replace).expect("chain");
+    }
+
+    fn identity_error(state: &StateDir) -> String {
+        format!("{:#}", state.load_identity(1_000).unwrap_err())
+    }
+
+    #[test]
+    fn an_identity_that_does_not_hold_together_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let state = StateDir::open(dir.path()).expect("open");
+        let missing = identity_error(&state);
+        assert!(missing.contains("fleetmesh keygen --out"), "{missing}");
+
+        let node = Keypair::from_seed([2; 32]);
+        install(dir.path(), &node, &node, None);
+        let (identity, chain) = state.load_identity(1_000).expect("a good identity");
+        assert_eq!(identity.keypair.public(), node.public());
+        assert_eq!(identity.genesis, *chain.head());
+
+        let other = Keypair::from_seed([3; 32]);
+        install(dir.path(), &node, &other, None);
+        let wrong_key = identity_error(&state);
+        assert!(
+            wrong_key.contains(&format!("--node {}", node.public())),
+            "{wrong_key}"
+        );
+
+        install(dir.path(), &node, &node, Some(500));
+        let expired = identity_error(&state);
+        assert!(expired.contains("has expired"), "{expired}");
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            install(dir.path(), &node, &node, None);
+            let key = dir.path().join("node.key");
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
+            let open = identity_error(&state);
+            assert!(open.contains("chmod 600"), "{open}");
+        }
     }
 
     #[test]
