@@ -1712,7 +1712,15 @@ impl Agent {
     /// bounded).
     fn random_up_members(&mut self, count: usize, exclude: &[NodeId]) -> Vec<NodeId> {
         let mut picked = Vec::with_capacity(count);
-        let eligible = self.members.up_count().saturating_sub(1 + exclude.len());
+        // This agent is never picked; it counts among the up members only
+        // while it is up (a leaving agent is not, and must still reach the
+        // last other member of a two-agent fleet).
+        let me = usize::from(
+            self.members
+                .get(self.id)
+                .is_some_and(|me| me.state().is_up()),
+        );
+        let eligible = self.members.up_count().saturating_sub(me + exclude.len());
         let wanted = count.min(eligible);
         for _ in 0..RANDOM_PICK_ATTEMPTS + 4 * wanted {
             if picked.len() == wanted {

@@ -253,6 +253,20 @@ fn a_leaving_member_is_marked_left_not_dead() {
 }
 
 #[test]
+fn the_last_other_member_hears_of_a_leave() {
+    // With two agents, the leaver's only peer must still get its `Left`:
+    // it is the one member the leaver can tell.
+    let mut harness = Harness::new(2);
+    harness.run_for(Duration::from_secs(5));
+    assert_eq!(harness.state(0, 1), Some(MemberState::Alive));
+    let now = harness.now;
+    harness.agents.get_mut(&id(1)).unwrap().leave(now);
+    harness.drain(id(1));
+    harness.run_for(Duration::from_millis(100));
+    assert_eq!(harness.state(0, 1), Some(MemberState::Left));
+}
+
+#[test]
 fn garbage_is_counted_and_dropped_without_changing_state() {
     let mut harness = Harness::new(3);
     harness.run_for(Duration::from_secs(3));

@@ -5,112 +5,20 @@
 //! files. Every command loads all of it through the same verifying merge
 //! an agent runs, so what the CLI shows is what agents would hold.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use fleetmesh_crdt::{
     ConfigEntry, ConfigError, ConfigStore, Ctx, Ed25519, PublicKey, Rejected, Release, Replica,
-    Role, SignedChange, SignedRelease, TrustChain, Value,
+    Role, SignedRelease, TrustChain, Value,
 };
-use serde::{Deserialize, Serialize};
+use fleetmesh_runtime::files::{self, Existing, Mode};
+use fleetmesh_runtime::formats::{
+    self, CHANGE_FORMAT, ChangeJson, RELEASE_FORMAT, ReleaseJson, load_chain, short,
+};
 
-use super::files::{self, Existing, Mode};
-use super::fleet::{self, short};
-use super::keys;
-
-/// The `format` of a change file.
-pub const CHANGE_FORMAT: &str = "fleetmesh-config-change";
-/// The `format` of a release file.
-pub const RELEASE_FORMAT: &str = "fleetmesh-config-release";
-
-/// A change file's body: the signed envelope, bytes in hex.
-#[derive(Serialize, Deserialize)]
-struct ChangeJson {
-    doc: String,
-    trust_version: u64,
-    author: String,
-    /// The automerge change, hex.
-    change: String,
-    signature: String,
-}
-
-impl ChangeJson {
-    fn new(change: &SignedChange) -> ChangeJson {
-        ChangeJson {
-            doc: change.doc.clone(),
-            trust_version: change.trust_version,
-            author: change.author.to_hex(),
-            change: files::hex(&change.change),
-            signature: files::signature_hex(&change.signature),
-        }
-    }
-
-    fn decode(&self) -> anyhow::Result<SignedChange> {
-        Ok(SignedChange {
-            doc: self.doc.clone(),
-            trust_version: self.trust_version,
-            author: files::parse_key(&self.author, "the author")?,
-            change: files::unhex(&self.change, "the change bytes")?,
-            signature: files::parse_signature(&self.signature, "the signature")?,
-        })
-    }
-}
-
-/// A release file's body. `release` is the release number (the envelope's
-/// `version` is the file format's); `digest` is what signers sign, shown so
-/// operators can compare releases by eye, and checked on load.
-#[derive(Serialize, Deserialize)]
-struct ReleaseJson {
-    doc: String,
-    release: u64,
-    heads: Vec<String>,
-    expires_millis: Option<u64>,
-    trust_version: u64,
-    digest: String,
-    signatures: BTreeMap<String, String>,
-}
-
-impl ReleaseJson {
-    fn new(signed: &SignedRelease) -> ReleaseJson {
-        let release = &signed.release;
-        ReleaseJson {
-            doc: release.doc.clone(),
-            release: release.version,
-            heads: release.heads.iter().map(|head| head.to_hex()).collect(),
-            expires_millis: release.expires_millis,
-            trust_version: release.trust_version,
-            digest: release.digest().to_hex(),
-            signatures: files::signatures_hex(&signed.signatures),
-        }
-    }
-
-    fn decode(&self) -> anyhow::Result<SignedRelease> {
-        let release = Release {
-            doc: self.doc.clone(),
-            version: self.release,
-            heads: self
-                .heads
-                .iter()
-                .map(|head| files::parse_digest(head, "a head"))
-                .collect::<anyhow::Result<_>>()?,
-            expires_millis: self.expires_millis,
-            trust_version: self.trust_version,
-        };
-        if release.digest() != files::parse_digest(&self.digest, "the digest")? {
-            bail!(
-                "the release's fields do not match its digest {}: the file was altered or damaged; get an intact copy",
-                self.digest
-            );
-        }
-        let signatures = files::parse_signatures(&self.signatures)?;
-        Ok(SignedRelease {
-            release,
-            signatures,
-        })
-    }
-}
+use super::fleet;
 
 /// Runs `body` with a merge context for `chain`. Config merges consult the
 /// trust chain only; node admission (the `admitted` predicate) matters to
@@ -454,8 +362,8 @@ pub struct Draft<'a> {
 /// `fleetmesh config draft`: one signed change turning the document as the
 /// store holds it into the file's content.
 pub fn draft(args: &Draft<'_>) -> anyhow::Result<()> {
-    let chain = fleet::load_chain(args.trust)?;
-    let author = keys::load(args.key)?;
+    let chain = load_chain(args.trust)?;
+    let author = formats::load_key(args.key)?;
     let trust_version = chain.head().doc.version;
     fleet::require_role(&chain, &author.public(), Role::Config, trust_version)?;
     let content = read_content(args.from)?;
@@ -533,8 +441,8 @@ pub struct ReleaseArgs<'a> {
 /// `fleetmesh config release`: a release of the document's current heads,
 /// signed by one key; more signatures are added with `config sign`.
 pub fn release(args: &ReleaseArgs<'_>) -> anyhow::Result<()> {
-    let chain = fleet::load_chain(args.trust)?;
-    let signer = keys::load(args.key)?;
+    let chain = load_chain(args.trust)?;
+    let signer = formats::load_key(args.key)?;
     let trust_version = chain.head().doc.version;
     fleet::require_role(&chain, &signer.public(), Role::Config, trust_version)?;
     let store = Store::load(args.store, &chain)?;
@@ -657,8 +565,8 @@ fn print_tally(tally: &Tally, path: &Path, trust: &Path) {
 /// `fleetmesh config sign`: adds one config key's signature to a release
 /// file, in place.
 pub fn sign(release_path: &Path, trust: &Path, key: &Path) -> anyhow::Result<()> {
-    let chain = fleet::load_chain(trust)?;
-    let signer = keys::load(key)?;
+    let chain = load_chain(trust)?;
+    let signer = formats::load_key(key)?;
     let mut release = load_release(release_path)?;
     check_release(&release, &chain)
         .with_context(|| format!("release file {}", release_path.display()))?;
@@ -697,7 +605,7 @@ pub fn verify(
     store: &Path,
     format: Format,
 ) -> anyhow::Result<()> {
-    let chain = fleet::load_chain(trust)?;
+    let chain = load_chain(trust)?;
     let release = load_release(release_path)?;
     let store = Store::load(store, &chain)?;
     let tally = check_release(&release, &chain)
@@ -748,7 +656,7 @@ pub fn show(
     release: Option<&Path>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let chain = fleet::load_chain(trust)?;
+    let chain = load_chain(trust)?;
     let store = Store::load(store, &chain)?;
     let heads = match release {
         Some(path) => {

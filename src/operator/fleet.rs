@@ -7,197 +7,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use fleetmesh_crdt::{
     CertBody, Ed25519, Keypair, NodeCert, PublicKey, Role, SignedTrust, TrustChain, TrustDoc,
-    TrustError,
 };
 use serde::{Deserialize, Serialize};
 
-use super::files::{self, Existing, Mode};
-use super::keys;
+use fleetmesh_runtime::files::{self, Existing, Mode};
+use fleetmesh_runtime::formats::{
+    self, TrustJson, check_signatures, explain, load_chain, parse_role, save_chain, short,
+};
 
-/// The `format` of a trust chain file.
-pub const CHAIN_FORMAT: &str = "fleetmesh-trust-chain";
 /// The `format` of a pending trust update file.
 pub const PENDING_FORMAT: &str = "fleetmesh-trust-pending";
-/// The `format` of a node certificate file.
-pub const CERT_FORMAT: &str = "fleetmesh-node-cert";
-
-/// A trust chain file: every trust document from the genesis on, so a
-/// reader can verify each version against the one before it.
-#[derive(Serialize, Deserialize)]
-struct ChainFile {
-    /// The genesis digest, repeated so a reader can tell fleets apart at a
-    /// glance; checked against the genesis on load.
-    fleet_id: String,
-    chain: Vec<TrustJson>,
-}
-
-/// One signed trust document, keys and signatures in hex.
-#[derive(Serialize, Deserialize)]
-struct TrustJson {
-    fleet: String,
-    version: u64,
-    keys: BTreeMap<String, Vec<String>>,
-    root_threshold: u32,
-    config_threshold: u32,
-    revoked: Vec<String>,
-    signatures: BTreeMap<String, String>,
-}
-
-impl TrustJson {
-    fn new(signed: &SignedTrust) -> TrustJson {
-        let doc = &signed.doc;
-        TrustJson {
-            fleet: doc.fleet.clone(),
-            version: doc.version,
-            keys: doc
-                .keys
-                .iter()
-                .map(|(key, roles)| {
-                    let names = roles.iter().map(|role| role.name().to_owned()).collect();
-                    (key.to_hex(), names)
-                })
-                .collect(),
-            root_threshold: doc.root_threshold,
-            config_threshold: doc.config_threshold,
-            revoked: doc.revoked.iter().map(PublicKey::to_hex).collect(),
-            signatures: files::signatures_hex(&signed.signatures),
-        }
-    }
-
-    fn decode(&self) -> anyhow::Result<SignedTrust> {
-        let mut keys = BTreeMap::new();
-        for (key, names) in &self.keys {
-            let key = files::parse_key(key, "an operator key")?;
-            let roles = names
-                .iter()
-                .map(|name| parse_role(name))
-                .collect::<anyhow::Result<BTreeSet<Role>>>()?;
-            keys.insert(key, roles);
-        }
-        let revoked = self
-            .revoked
-            .iter()
-            .map(|key| files::parse_key(key, "a revoked key"))
-            .collect::<anyhow::Result<_>>()?;
-        let signatures = files::parse_signatures(&self.signatures)?;
-        Ok(SignedTrust {
-            doc: TrustDoc {
-                fleet: self.fleet.clone(),
-                version: self.version,
-                keys,
-                root_threshold: self.root_threshold,
-                config_threshold: self.config_threshold,
-                revoked,
-            },
-            signatures,
-        })
-    }
-}
-
-/// Parses a role name as operators type it.
-fn parse_role(name: &str) -> anyhow::Result<Role> {
-    Role::parse(name.trim()).with_context(|| {
-        format!("{name:?} is not a role: roles are root, config, admit and approve")
-    })
-}
-
-/// A key as messages show it: enough hex to recognize, not a wall of it.
-pub fn short(key: &PublicKey) -> String {
-    format!("{}…", &key.to_hex()[..16])
-}
-
-/// Loads a trust chain file and verifies it link by link: the genesis
-/// against its own roots, every later version against the one before.
-pub fn load_chain(path: &Path) -> anyhow::Result<TrustChain> {
-    let file: ChainFile = files::read_json(path, CHAIN_FORMAT, "trust chain")?;
-    verify_chain(&file).with_context(|| format!("trust chain {}", path.display()))
-}
-
-fn verify_chain(file: &ChainFile) -> anyhow::Result<TrustChain> {
-    let mut docs = file.chain.iter().enumerate().map(|(index, json)| {
-        json.decode()
-            .with_context(|| format!("trust document {} (version {})", index + 1, json.version))
-    });
-    let Some(genesis) = docs.next() else {
-        bail!("the chain holds no trust document: make one with `fleetmesh fleet init`");
-    };
-    let genesis = genesis?;
-    check_signatures(&genesis)?;
-    let mut chain = TrustChain::new(genesis.clone(), &Ed25519)
-        .map_err(|error| explain(error, &genesis.doc, None))?;
-    for doc in docs {
-        let doc = doc?;
-        let head = chain.head().doc.clone();
-        if doc.doc.version != head.version + 1 {
-            bail!(
-                "the chain lists trust version {} after version {}: versions must step by one, genesis first",
-                doc.doc.version,
-                head.version
-            );
-        }
-        check_signatures(&doc)?;
-        chain
-            .insert(doc.clone(), &Ed25519)
-            .map_err(|error| explain(error, &doc.doc, Some(&head)))?;
-    }
-    let fleet_id = files::parse_digest(&file.fleet_id, "the fleet id")?;
-    if fleet_id != chain.fleet_id() {
-        bail!(
-            "the file names fleet {} but its genesis is fleet {}: the file was altered; get an intact copy",
-            file.fleet_id,
-            chain.fleet_id()
-        );
-    }
-    Ok(chain)
-}
-
-/// Refuses a document carrying any signature that does not verify: a file
-/// signed by the right keys never carries one, so it was altered.
-fn check_signatures(signed: &SignedTrust) -> anyhow::Result<()> {
-    if let Some(key) = files::bad_signer(signed.digest(), &signed.signatures) {
-        bail!(
-            "signature by key {} on trust version {} does not verify: the file was altered or damaged; get an intact copy from its signers",
-            short(&key),
-            signed.doc.version
-        );
-    }
-    Ok(())
-}
-
-/// Turns a refusal of `doc` into what an operator can act on.
-fn explain(error: TrustError, doc: &TrustDoc, previous: Option<&TrustDoc>) -> anyhow::Error {
-    let version = doc.version;
-    match error {
-        TrustError::Unauthorized => {
-            let needed = match previous {
-                Some(previous) => format!(
-                    "{} by the root keys of version {} and {} by its own",
-                    previous.root_threshold, previous.version, doc.root_threshold
-                ),
-                None => format!("{} by its own root keys", doc.root_threshold),
-            };
-            anyhow::anyhow!(
-                "trust version {version} lacks the root signatures it needs ({needed}): sign it with more root keys"
-            )
-        }
-        TrustError::Malformed(reason) => anyhow::anyhow!("trust version {version}: {reason}"),
-        other => anyhow::anyhow!("trust version {version}: {other}"),
-    }
-}
-
-/// Writes `chain` (all its versions) to `path`.
-fn save_chain(chain: &TrustChain, path: &Path, existing: Existing) -> anyhow::Result<()> {
-    let file = ChainFile {
-        fleet_id: chain.fleet_id().to_hex(),
-        chain: chain.chain().map(TrustJson::new).collect(),
-    };
-    files::write_atomic(
-        path,
-        &files::to_json(CHAIN_FORMAT, &file)?,
-        Mode::Public,
-        existing,
-    )
-}
 
 /// Checks that `key` may act as `role` under trust version `version` (and
 /// is not revoked by the head), in words that say what to do instead.
@@ -242,7 +61,7 @@ fn parse_grant(text: &str) -> anyhow::Result<(PublicKey, BTreeSet<Role>)> {
 }
 
 fn load_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<Keypair>> {
-    paths.iter().map(|path| keys::load(path)).collect()
+    paths.iter().map(|path| formats::load_key(path)).collect()
 }
 
 /// What `fleetmesh fleet init` is given.
@@ -506,19 +325,6 @@ pub fn sign(trust: &Path, pending: &Path, root_keys: &[PathBuf], out: &Path) -> 
     finish(&mut chain, signed, out, Some(pending))
 }
 
-/// A node certificate file's body.
-#[derive(Serialize, Deserialize)]
-struct CertJson {
-    fleet: String,
-    node_key: String,
-    name: String,
-    tags: BTreeMap<String, String>,
-    expires_millis: Option<u64>,
-    issuer: String,
-    trust_version: u64,
-    signature: String,
-}
-
 /// What `fleetmesh fleet admit` is given.
 pub struct Admission<'a> {
     /// The fleet's chain file.
@@ -543,7 +349,7 @@ pub struct Admission<'a> {
 /// check it before it is written.
 pub fn admit(args: &Admission<'_>) -> anyhow::Result<()> {
     let chain = load_chain(args.trust)?;
-    let issuer = keys::load(args.admit_key)?;
+    let issuer = formats::load_key(args.admit_key)?;
     let trust_version = chain.head().doc.version;
     require_role(&chain, &issuer.public(), Role::Admit, trust_version)?;
     let node_key = files::parse_key(args.node, "--node")?;
@@ -574,22 +380,7 @@ pub fn admit(args: &Admission<'_>) -> anyhow::Result<()> {
     cert.check(&chain, files::now_millis(), &Ed25519)
         .map_err(|error| anyhow::anyhow!("agents would refuse this certificate: {error}"))
         .context("check the name (1..=128 bytes), tags and expiry")?;
-    let json = CertJson {
-        fleet: cert.body.fleet.to_hex(),
-        node_key: node_key.to_hex(),
-        name: cert.body.name.clone(),
-        tags: cert.body.tags.clone(),
-        expires_millis,
-        issuer: issuer.public().to_hex(),
-        trust_version,
-        signature: files::signature_hex(&cert.signature),
-    };
-    files::write_atomic(
-        args.out,
-        &files::to_json(CERT_FORMAT, &json)?,
-        Mode::Public,
-        Existing::unless_forced(args.force),
-    )?;
+    formats::write_cert(args.out, &cert, Existing::unless_forced(args.force))?;
     println!(
         "wrote certificate {} for node {} ({})",
         args.out.display(),

@@ -4,7 +4,6 @@
 //! never join the mesh.
 
 mod config;
-mod files;
 mod fleet;
 mod keys;
 

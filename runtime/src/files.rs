@@ -1,10 +1,11 @@
-//! The operator files on disk: versioned JSON envelopes, hex, crash-safe
-//! writes and times.
+//! fleetmesh's files on disk: versioned JSON envelopes, hex, crash-safe
+//! writes and times, shared by the operator CLI and the agent's state
+//! directory.
 //!
-//! Every file the CLI writes is a JSON object whose first two fields are
-//! `format` (what the file is) and `version` (of that format), so a reader
-//! (this CLI, later the agent runtime) can tell a wrong or newer file from
-//! a corrupt one and say so, instead of failing on some inner field.
+//! Every file is a JSON object whose first two fields are `format` (what
+//! the file is) and `version` (of that format), so a reader (the CLI, the
+//! agent) can tell a wrong or newer file from a corrupt one and say so,
+//! instead of failing on some inner field.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -19,7 +20,7 @@ use fleetmesh_crdt::{Digest, Ed25519, PublicKey, Signature, SignatureCheck, Veri
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The version of every format this CLI writes; a reader refuses others.
+/// The version of every format fleetmesh writes; a reader refuses others.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// A file body with its `format` and `version` fields in front.

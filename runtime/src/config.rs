@@ -1,0 +1,409 @@
+//! The agent's configuration file (TOML): where its state lives, where it
+//! listens, whom it asks first, how it logs. Every field has a default but
+//! `state_dir`; an unknown field or a wrong value is an error that names
+//! the field and says what is expected (docs/operations.md has the
+//! reference).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use fleetmesh_node::NodeMeta;
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use serde::Deserialize;
+
+/// The listen address used when the file names none: every IPv4
+/// interface, UDP port 7946, QUIC.
+pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/udp/7946/quic-v1";
+/// The admin API's address when the file names none.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:7947";
+
+/// Protocol timing preset: the core's `Config::lan` or `Config::wan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// One site: sub-millisecond to a few milliseconds of latency.
+    Lan,
+    /// Sites joined over the internet: tens to hundreds of milliseconds.
+    Wan,
+}
+
+/// How log lines are written to standard error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Bounds on what peers can make this agent hold. Each bounded queue drops
+/// (and counts) once full instead of growing.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most connections open at once, both directions (default 512).
+    pub connections_max: u32,
+    /// Most connections to one peer (default 2).
+    pub connections_per_peer: u32,
+    /// Most incoming connections still in their handshake (default 64).
+    pub pending_incoming_max: u32,
+    /// Most outgoing connections still in their handshake: members'
+    /// announced addresses are theirs to choose, so dials are bounded too
+    /// (default 64).
+    pub pending_outgoing_max: u32,
+    /// Most bytes of messages sent to one peer and not yet acknowledged;
+    /// past it, messages to that peer are dropped (a slow peer slows only
+    /// itself; default 4 MiB).
+    pub queue_bytes_per_peer: usize,
+    /// Most messages sent to one peer and not yet acknowledged (default
+    /// 1024).
+    pub queue_messages_per_peer: usize,
+    /// Most bytes of unacknowledged messages to all peers together
+    /// (default 64 MiB).
+    pub queue_bytes_max: usize,
+    /// Most messages one connection reads or writes at once; more wait in
+    /// QUIC's own flow control (default 16).
+    pub streams_per_connection: usize,
+    /// Most checks and actions running at once; a task over it fails at
+    /// once with that reason (default 64).
+    pub tasks_running_max: usize,
+    /// Most bytes of a check's or an action's output kept (the rest is
+    /// read and dropped; default 4096).
+    pub output_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            connections_max: 512,
+            connections_per_peer: 2,
+            pending_incoming_max: 64,
+            pending_outgoing_max: 64,
+            queue_bytes_per_peer: 4 << 20,
+            queue_messages_per_peer: 1024,
+            queue_bytes_max: 64 << 20,
+            streams_per_connection: 16,
+            tasks_running_max: 64,
+            output_bytes_max: 4096,
+        }
+    }
+}
+
+/// The file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    state_dir: PathBuf,
+    #[serde(default)]
+    listen: Option<Vec<String>>,
+    #[serde(default)]
+    advertise: Vec<String>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    #[serde(default = "yes")]
+    mdns: bool,
+    #[serde(default)]
+    tags: Option<BTreeMap<String, String>>,
+    #[serde(default = "lan")]
+    preset: Preset,
+    #[serde(default)]
+    admin: Option<String>,
+    #[serde(default = "human")]
+    log_format: LogFormat,
+    #[serde(default = "info")]
+    log_level: String,
+    #[serde(default)]
+    limits: Limits,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn lan() -> Preset {
+    Preset::Lan
+}
+
+fn human() -> LogFormat {
+    LogFormat::Human
+}
+
+fn info() -> String {
+    "info".to_owned()
+}
+
+/// The agent's configuration, checked.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The state directory: identity, certificate, trust chain, durable
+    /// state (see `crate::state`); required.
+    pub state_dir: PathBuf,
+    /// QUIC addresses to listen on (default [`DEFAULT_LISTEN`]).
+    pub listen: Vec<Multiaddr>,
+    /// Addresses announced to peers instead of the bound listen addresses
+    /// (behind NAT, or to pick one interface); empty (the default): the
+    /// bound ones.
+    pub advertise: Vec<Multiaddr>,
+    /// Peers dialed at start and until they answer (default none).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network by mDNS (default on).
+    pub mdns: bool,
+    /// Tags announced to the fleet; `None`: the certificate's.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Protocol timing preset (default lan).
+    pub preset: Preset,
+    /// Where the admin API listens, loopback only (default
+    /// [`DEFAULT_ADMIN`]); `None` (`"off"` in the file): disabled.
+    pub admin: Option<SocketAddr>,
+    /// How logs are written (default human).
+    pub log_format: LogFormat,
+    /// Which logs are written (`tracing` filter syntax, e.g. `info` or
+    /// `info,fleetmesh_runtime=debug`; default `info`).
+    pub log_level: String,
+    /// Resource bounds.
+    pub limits: Limits,
+}
+
+impl AgentConfig {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<AgentConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read agent config {}: check the path and its permissions",
+                path.display()
+            )
+        })?;
+        let mut config = AgentConfig::parse(&text)
+            .with_context(|| format!("agent config {}", path.display()))?;
+        // A relative state directory is relative to the config file, not
+        // to wherever the agent happened to be started.
+        if config.state_dir.is_relative()
+            && let Some(parent) = path.parent()
+        {
+            config.state_dir = parent.join(&config.state_dir);
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks a config file's text.
+    pub fn parse(text: &str) -> anyhow::Result<AgentConfig> {
+        let file: File = toml::from_str(text)
+            .map_err(|error| anyhow::anyhow!("{}", error.to_string().trim_end()))?;
+        if file.state_dir.as_os_str().is_empty() {
+            bail!("field `state_dir`: must name a directory, e.g. \"/var/lib/fleetmesh\"");
+        }
+        let listen = match file.listen {
+            Some(listen) if listen.is_empty() => {
+                bail!("field `listen`: give at least one address, e.g. [\"{DEFAULT_LISTEN}\"]")
+            }
+            Some(listen) => addresses("listen", &listen)?,
+            None => addresses("listen", &[DEFAULT_LISTEN.to_owned()])?,
+        };
+        let advertise = addresses("advertise", &file.advertise)?;
+        let bootstrap = addresses("bootstrap", &file.bootstrap)?;
+        if let Some(tags) = &file.tags {
+            let meta = NodeMeta {
+                tags: tags.clone(),
+                addrs: Vec::new(),
+            };
+            meta.validate()
+                .map_err(|error| anyhow::anyhow!("field `tags`: {error}"))?;
+        }
+        let admin = match file.admin.as_deref().unwrap_or(DEFAULT_ADMIN) {
+            "off" => None,
+            text => Some(admin_address(text)?),
+        };
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&file.log_level) {
+            bail!(
+                "field `log_level`: {:?} is not a log filter ({error}); use e.g. \"info\" or \"info,fleetmesh_runtime=debug\"",
+                file.log_level
+            );
+        }
+        check_limits(&file.limits)?;
+        Ok(AgentConfig {
+            state_dir: file.state_dir,
+            listen,
+            advertise,
+            bootstrap,
+            mdns: file.mdns,
+            tags: file.tags,
+            preset: file.preset,
+            admin,
+            log_format: file.log_format,
+            log_level: file.log_level,
+            limits: file.limits,
+        })
+    }
+
+    /// The core's protocol parameters for the preset.
+    pub fn protocol(&self) -> fleetmesh_node::Config {
+        match self.preset {
+            Preset::Lan => fleetmesh_node::Config::lan(),
+            Preset::Wan => fleetmesh_node::Config::wan(),
+        }
+    }
+}
+
+/// Parses the addresses of field `field`: multiaddrs ending in `quic-v1`
+/// (optionally with a `/p2p/` peer id), or `IP:PORT` as shorthand for one.
+fn addresses(field: &str, texts: &[String]) -> anyhow::Result<Vec<Multiaddr>> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| address(text).with_context(|| format!("field `{field}[{index}]`")))
+        .collect()
+}
+
+/// One QUIC address, as [`addresses`] accepts it.
+pub fn address(text: &str) -> anyhow::Result<Multiaddr> {
+    let text = text.trim();
+    if let Ok(socket) = text.parse::<SocketAddr>() {
+        let ip = match socket.ip() {
+            IpAddr::V4(ip) => Protocol::Ip4(ip),
+            IpAddr::V6(ip) => Protocol::Ip6(ip),
+        };
+        return Ok(Multiaddr::empty()
+            .with(ip)
+            .with(Protocol::Udp(socket.port()))
+            .with(Protocol::QuicV1));
+    }
+    let addr: Multiaddr = text.parse().map_err(|error| {
+        anyhow::anyhow!(
+            "{text:?} is neither IP:PORT nor a multiaddr ({error}); write e.g. \"10.0.0.5:7946\" or \"/ip4/10.0.0.5/udp/7946/quic-v1\""
+        )
+    })?;
+    let mut parts = addr.iter();
+    let ip_ok = matches!(parts.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
+    let udp_ok = matches!(parts.next(), Some(Protocol::Udp(_)));
+    let quic_ok = matches!(parts.next(), Some(Protocol::QuicV1));
+    let rest_ok = match parts.next() {
+        None => true,
+        Some(Protocol::P2p(_)) => parts.next().is_none(),
+        Some(_) => false,
+    };
+    if !(ip_ok && udp_ok && quic_ok && rest_ok) {
+        bail!(
+            "{text:?} is not a QUIC address: it must be /ip4/ADDR/udp/PORT/quic-v1 or /ip6/ADDR/udp/PORT/quic-v1 (host names need DNS, which an offline site lacks: use the IP)"
+        );
+    }
+    Ok(addr)
+}
+
+/// The admin API's address: loopback only, since the API is unauthenticated.
+fn admin_address(text: &str) -> anyhow::Result<SocketAddr> {
+    let addr: SocketAddr = text.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "field `admin`: {text:?} is not IP:PORT; write e.g. \"{DEFAULT_ADMIN}\", or \"off\" to disable the admin API"
+        )
+    })?;
+    if !addr.ip().is_loopback() {
+        bail!(
+            "field `admin`: {addr} is not a loopback address; the admin API has no authentication and listens on 127.0.0.1 or ::1 only"
+        );
+    }
+    Ok(addr)
+}
+
+fn check_limits(limits: &Limits) -> anyhow::Result<()> {
+    let positive = [
+        ("connections_max", limits.connections_max as usize),
+        ("connections_per_peer", limits.connections_per_peer as usize),
+        ("pending_incoming_max", limits.pending_incoming_max as usize),
+        ("pending_outgoing_max", limits.pending_outgoing_max as usize),
+        ("queue_bytes_per_peer", limits.queue_bytes_per_peer),
+        ("queue_messages_per_peer", limits.queue_messages_per_peer),
+        ("queue_bytes_max", limits.queue_bytes_max),
+        ("streams_per_connection", limits.streams_per_connection),
+        ("tasks_running_max", limits.tasks_running_max),
+        ("output_bytes_max", limits.output_bytes_max),
+    ];
+    if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+        bail!("field `limits.{name}`: must be at least 1");
+    }
+    let message_max = fleetmesh_node::wire::MESSAGE_BYTES_MAX;
+    for (name, value) in [
+        ("queue_bytes_per_peer", limits.queue_bytes_per_peer),
+        ("queue_bytes_max", limits.queue_bytes_max),
+    ] {
+        if value < message_max {
+            bail!(
+                "field `limits.{name}`: {value} is below the largest message ({message_max} bytes), which could then never be sent"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        format!("{:#}", AgentConfig::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_the_state_directory() {
+        let config = AgentConfig::parse("state_dir = \"/var/lib/fleetmesh\"").expect("parses");
+        assert_eq!(config.listen, vec![address(DEFAULT_LISTEN).unwrap()]);
+        assert_eq!(config.admin, Some(DEFAULT_ADMIN.parse().unwrap()));
+        assert!(config.mdns && config.bootstrap.is_empty() && config.tags.is_none());
+        assert_eq!(config.preset, Preset::Lan);
+        assert_eq!(config.log_format, LogFormat::Human);
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.protocol(), fleetmesh_node::Config::lan());
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let config = AgentConfig::parse(
+            r#"
+            state_dir = "state"
+            listen = ["127.0.0.1:7000", "/ip6/::1/udp/7000/quic-v1"]
+            bootstrap = ["/ip4/10.0.0.1/udp/7946/quic-v1"]
+            mdns = false
+            tags = { zone = "a", role = "web" }
+            preset = "wan"
+            admin = "off"
+            log_format = "json"
+            log_level = "debug"
+            [limits]
+            tasks_running_max = 4
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(
+            config.listen[0],
+            "/ip4/127.0.0.1/udp/7000/quic-v1"
+                .parse::<Multiaddr>()
+                .unwrap()
+        );
+        assert_eq!(config.admin, None);
+        assert_eq!(config.preset, Preset::Wan);
+        assert_eq!(config.limits.tasks_running_max, 4);
+        assert_eq!(config.tags.unwrap()["role"], "web");
+    }
+
+    #[test]
+    fn mistakes_name_their_field() {
+        assert!(error("state_dir = \"s\"\nlisten_on = []").contains("listen_on"));
+        assert!(error("").contains("state_dir"));
+        assert!(error("state_dir = \"s\"\npreset = \"moon\"").contains("preset"));
+        assert!(error("state_dir = \"s\"\nmdns = \"yes\"").contains("mdns"));
+        assert!(error("state_dir = \"s\"\nbootstrap = [\"web-1:7946\"]").contains("bootstrap[0]"));
+        assert!(
+            error("state_dir = \"s\"\nlisten = [\"/ip4/1.2.3.4/tcp/80\"]").contains("listen[0]")
+        );
+        assert!(error("state_dir = \"s\"\nadmin = \"0.0.0.0:80\"").contains("loopback"));
+        assert!(error("state_dir = \"s\"\ntags = { \"bad key\" = \"x\" }").contains("tags"));
+        assert!(
+            error("state_dir = \"s\"\n[limits]\nqueue_bytes_max = 10").contains("queue_bytes_max")
+        );
+        assert!(error("state_dir = \"s\"\n[limits]\nfoo = 1").contains("foo"));
+        assert!(error("state_dir = \"s\"\nlog_level = \"[\"").contains("log_level"));
+    }
+}

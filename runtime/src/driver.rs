@@ -1,0 +1,1198 @@
+//! The agent's task: one tokio task that owns the core's [`Agent`] and
+//! drives it per the contract in `node/src/agent.rs`: after every input it
+//! drains, in order, what to persist (written crash-safely before
+//! anything is sent), what to send, events, tasks, and then waits for the
+//! next input or the core's next deadline.
+//!
+//! Inputs are libp2p events (messages, connections, mDNS discoveries), the
+//! core's timer, finished checks and actions, admin API queries and the
+//! shutdown signal. Nothing here blocks on the network: sends are handed to
+//! libp2p, whose queue is bounded by [`crate::config::Limits`] counted in
+//! bytes per peer and in all, and executors run as their own tasks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use fleetmesh_crdt::{
+    ConfigEntry, Ed25519, HealthState, MemberState, NodeId, NodeMeta, PublicKey, RecordKind,
+};
+use fleetmesh_node::state::Entry;
+use fleetmesh_node::{Agent, Durable, Event, Task, TaskId, TaskResult, Transmit};
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, mdns};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::admin::{self, Answer, Query};
+use crate::clock::Clock;
+use crate::config::AgentConfig;
+use crate::exec;
+use crate::files;
+use crate::formats;
+use crate::metrics::{self, Gauges, RuntimeStats};
+use crate::state::StateDir;
+use crate::transport::{self, IDLE_CONNECTION_TIMEOUT, Mesh, MeshEvent};
+
+/// Most seeds (bootstrap and mDNS peers) kept; past it, discoveries are
+/// counted and dropped. The fleet is reached through any one of them.
+pub const SEEDS_MAX: usize = 64;
+
+/// A connection at least this old when its peer opens another one is taken
+/// for a leftover of the peer's previous process (the peer would have used
+/// it otherwise) and closed: libp2p spreads messages over all of a peer's
+/// connections, and those sent on a dead one are lost until QUIC's idle
+/// timeout notices. Younger ones are two dials crossing at start.
+const STALE_CONNECTION_AGE: Duration = Duration::from_secs(2);
+
+/// How long a leaving agent keeps running, so its `Left` reaches the fleet
+/// (a couple of gossip rounds and their acknowledgements).
+const LEAVE_GRACE: Duration = Duration::from_secs(2);
+
+/// Bounds the drain loop: task refusals feed the core, which may hand out
+/// more; in practice one or two passes suffice.
+const DRAIN_PASSES_MAX: usize = 16;
+
+/// What the running agent tells the process that started it.
+#[derive(Clone, Debug)]
+pub struct Started {
+    /// The node's id.
+    pub id: NodeId,
+    /// The admin API's address, if enabled.
+    pub admin: Option<SocketAddr>,
+}
+
+/// One message handed to libp2p and not yet acknowledged.
+struct InFlight {
+    peer: PeerId,
+    bytes: usize,
+}
+
+/// A seed: a peer reached through bootstrap or mDNS, before the core
+/// knows its address from its metadata.
+struct Seed {
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+}
+
+/// What woke the loop.
+enum Wake {
+    Swarm(Box<SwarmEvent<MeshEvent>>),
+    Timer,
+    Task(Result<(TaskId, TaskResult), tokio::task::JoinError>),
+    Admin(admin::Request),
+    Redial,
+    Shutdown,
+    LeaveDone,
+}
+
+/// The agent and everything around it.
+struct Driver {
+    agent: Agent,
+    clock: Clock,
+    config: AgentConfig,
+    state: StateDir,
+    durable: Durable,
+    trust_version_saved: u64,
+    swarm: Swarm<Mesh>,
+    /// Connected peers by node: where a message for a node goes first.
+    connected: BTreeMap<NodeId, PeerId>,
+    /// Each peer's open connections and when they opened (bounded by the
+    /// connection limits).
+    connections: HashMap<PeerId, Vec<(ConnectionId, tokio::time::Instant)>>,
+    in_flight: HashMap<OutboundRequestId, InFlight>,
+    /// Unacknowledged messages and bytes per peer.
+    queued_per_peer: HashMap<PeerId, (usize, usize)>,
+    queued_bytes: usize,
+    seeds: BTreeMap<NodeId, Seed>,
+    /// Bootstrap addresses not yet answered by an agent.
+    bootstrap_pending: Vec<Multiaddr>,
+    /// Addresses bound by the listeners.
+    listening: Vec<Multiaddr>,
+    tasks: JoinSet<(TaskId, TaskResult)>,
+    stats: RuntimeStats,
+    admin_busy: Arc<AtomicU64>,
+    /// Incoming messages the codec refused for their size.
+    oversized: Arc<AtomicU64>,
+    started_at: tokio::time::Instant,
+    leaving: Option<tokio::time::Instant>,
+}
+
+/// Runs the agent of `config` until `shutdown` completes, then leaves the
+/// fleet gracefully. `started` (if given) learns the node id and admin
+/// address once the agent runs.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+    started: Option<oneshot::Sender<Started>>,
+) -> anyhow::Result<()> {
+    let clock = Clock::new();
+    let state = StateDir::open(&config.state_dir)?;
+    let (identity, chain) = state.load_identity(clock.now_millis())?;
+    let durable = state.load_durable()?;
+    let tags = config
+        .tags
+        .clone()
+        .unwrap_or_else(|| identity.cert.body.tags.clone());
+    let keypair = identity.keypair.clone();
+    let mut seed = [0; 8];
+    getrandom::fill(&mut seed)
+        .map_err(|error| anyhow::anyhow!("the operating system gave no randomness: {error}"))?;
+    let now = clock.now();
+    let meta = NodeMeta {
+        tags,
+        addrs: Vec::new(),
+    };
+    let mut agent = Agent::new(
+        config.protocol(),
+        identity,
+        meta,
+        u64::from_le_bytes(seed),
+        now,
+        Arc::new(Ed25519),
+    )
+    .map_err(|error| anyhow::anyhow!("the agent refused to start: {error}"))?;
+    let restored = durable.is_some();
+    let durable = durable.unwrap_or_default();
+    agent.restore(now, durable.clone());
+    // The chain file may hold trust versions past the genesis (an operator
+    // installed it so, or this agent saved what it learned): hand them in.
+    for doc in chain.chain().skip(1) {
+        if let Err(error) = agent.publish(now, Entry::Trust(Box::new(doc.clone()))) {
+            tracing::warn!(version = doc.doc.version, %error, "trust version from trust.json refused");
+        }
+    }
+    let trust_version_saved = agent.replicas().trust().head().doc.version;
+
+    let local_key = transport::libp2p_keypair(&keypair);
+    let local_peer = local_key.public().to_peer_id();
+    let oversized = Arc::new(AtomicU64::new(0));
+    let (mesh, mdns_error) = Mesh::new(
+        local_peer,
+        &config.limits,
+        config.mdns,
+        Arc::clone(&oversized),
+    );
+    if let Some(error) = mdns_error {
+        tracing::warn!(%error, "mDNS discovery is off: it could not start; peers are found through bootstrap only");
+    }
+    let limits = config.limits.clone();
+    let protocol = config.protocol();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(local_key)
+        .with_tokio()
+        .with_quic_config(|mut quic| {
+            // A peer that vanished (crashed, cut off) is noticed by QUIC
+            // within a few probe periods, so its dead connection stops
+            // taking messages; keep-alives hold live ones open.
+            let idle = (protocol.probe_interval * 4)
+                .clamp(Duration::from_secs(4), Duration::from_secs(10));
+            quic.max_idle_timeout = idle.as_millis() as u32;
+            quic.keep_alive_interval = idle / 4;
+            // What one peer can make this agent buffer: one message per
+            // stream, a few per connection.
+            let message = fleetmesh_node::wire::MESSAGE_BYTES_MAX as u32;
+            quic.max_stream_data = message + message / 2;
+            quic.max_connection_data = message * 4;
+            quic.max_concurrent_stream_limit = limits.streams_per_connection as u32;
+            quic
+        })
+        .with_behaviour(|_| mesh)
+        .map_err(|error| anyhow::anyhow!("cannot set up the transport: {error}"))?
+        .with_swarm_config(|swarm| swarm.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+
+    let mut driver = Driver {
+        agent,
+        clock,
+        state,
+        durable,
+        trust_version_saved,
+        swarm,
+        connected: BTreeMap::new(),
+        connections: HashMap::new(),
+        in_flight: HashMap::new(),
+        queued_per_peer: HashMap::new(),
+        queued_bytes: 0,
+        seeds: BTreeMap::new(),
+        bootstrap_pending: config.bootstrap.clone(),
+        listening: Vec::new(),
+        tasks: JoinSet::new(),
+        stats: RuntimeStats::default(),
+        admin_busy: Arc::new(AtomicU64::new(0)),
+        oversized,
+        started_at: tokio::time::Instant::now(),
+        leaving: None,
+        config,
+    };
+    for addr in driver.config.listen.clone() {
+        driver.swarm.listen_on(addr.clone()).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot listen on {addr}: {error}; check the `listen` addresses in the agent config (is the port taken?)"
+            )
+        })?;
+    }
+    let (admin_tx, mut admin_rx) = mpsc::channel(admin::QUEUE_MAX);
+    let mut admin_addr = None;
+    let _admin = match driver.config.admin {
+        Some(addr) => {
+            let server =
+                admin::Server::bind(addr, admin_tx, Arc::clone(&driver.admin_busy)).await?;
+            admin_addr = Some(server.local_addr()?);
+            Some(AbortOnDrop(tokio::spawn(async move {
+                if let Err(error) = server.serve().await {
+                    tracing::error!(%error, "the admin API stopped");
+                }
+            })))
+        }
+        None => None,
+    };
+    tracing::info!(
+        node = %driver.agent.id(),
+        key = %keypair.public(),
+        peer = %local_peer,
+        admin = ?admin_addr,
+        restored,
+        trust_version = trust_version_saved,
+        "agent started"
+    );
+    driver.dial_bootstrap();
+    driver.drain()?;
+    if let Some(started) = started {
+        let _ = started.send(Started {
+            id: driver.agent.id(),
+            admin: admin_addr,
+        });
+    }
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut redial = tokio::time::interval(driver.config.protocol().reconnect_interval);
+    redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let timer = driver
+            .agent
+            .poll_timeout()
+            .map(|at| driver.clock.deadline(at));
+        let wake = tokio::select! {
+            event = driver.swarm.select_next_some() => Wake::Swarm(Box::new(event)),
+            () = sleep_until(timer) => Wake::Timer,
+            Some(done) = driver.tasks.join_next(), if !driver.tasks.is_empty() => Wake::Task(done),
+            Some(request) = admin_rx.recv() => Wake::Admin(request),
+            _ = redial.tick() => Wake::Redial,
+            () = &mut shutdown, if driver.leaving.is_none() => Wake::Shutdown,
+            () = sleep_until(driver.leaving), if driver.leaving.is_some() => Wake::LeaveDone,
+        };
+        match wake {
+            Wake::Swarm(event) => driver.on_swarm(*event),
+            Wake::Timer => {
+                let now = driver.clock.now();
+                driver.agent.handle_timeout(now);
+            }
+            Wake::Task(done) => driver.on_task_done(done),
+            Wake::Admin(request) => driver.answer(request),
+            Wake::Redial => driver.dial_bootstrap(),
+            Wake::Shutdown => {
+                tracing::info!("leaving the fleet");
+                let now = driver.clock.now();
+                driver.agent.leave(now);
+                driver.leaving = Some(tokio::time::Instant::now() + LEAVE_GRACE);
+            }
+            Wake::LeaveDone => break,
+        }
+        driver.drain()?;
+    }
+    tracing::info!(
+        in_flight = driver.in_flight.len(),
+        "left the fleet; stopping"
+    );
+    Ok(())
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sleeps until `at`; forever for `None`.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `addr` without a trailing `/p2p/...`.
+fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|part| !matches!(part, Protocol::P2p(_)))
+        .collect()
+}
+
+impl Driver {
+    /// Drains the core per the driver contract. An error is fatal: state
+    /// the core asked to make durable could not be written, so nothing
+    /// that depends on it may be sent.
+    fn drain(&mut self) -> anyhow::Result<()> {
+        for _ in 0..DRAIN_PASSES_MAX {
+            let mut persisted = false;
+            while let Some(persist) = self.agent.poll_persist() {
+                self.durable.apply(persist);
+                persisted = true;
+            }
+            if persisted {
+                self.state.save_durable(&self.durable).with_context(|| {
+                    "cannot write the agent's durable state; the agent stops rather than send promises it could forget after a crash: free space or fix permissions in the state directory, then start it again"
+                })?;
+                self.stats.durable_writes += 1;
+            }
+            self.save_trust();
+            while let Some(transmit) = self.agent.poll_transmit() {
+                self.send(transmit);
+            }
+            while let Some(event) = self.agent.poll_event() {
+                self.on_event(event);
+            }
+            let mut refused = Vec::new();
+            while let Some(task) = self.agent.poll_task() {
+                if let Some(id) = self.start_task(task) {
+                    refused.push(id);
+                }
+            }
+            if refused.is_empty() {
+                return Ok(());
+            }
+            let now = self.clock.now();
+            for id in refused {
+                let result = TaskResult {
+                    success: false,
+                    exit_code: None,
+                    detail: format!(
+                        "not run: {} checks and actions already running (limits.tasks_running_max)",
+                        self.tasks.len()
+                    ),
+                };
+                self.agent.handle_task_result(now, id, result);
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the trust chain when the core holds a newer version than the
+    /// file, so a restart begins from the newest verified trust.
+    fn save_trust(&mut self) {
+        let chain = self.agent.replicas().trust();
+        let version = chain.head().doc.version;
+        if version <= self.trust_version_saved {
+            return;
+        }
+        match self.state.save_trust(chain) {
+            Ok(()) => {
+                self.stats.trust_writes += 1;
+                tracing::info!(version, "saved trust version");
+            }
+            Err(error) => {
+                self.stats.trust_write_errors += 1;
+                tracing::warn!(
+                    version,
+                    error = format!("{error:#}"),
+                    "cannot save the trust chain"
+                );
+            }
+        }
+        // Tried once per version: a failing disk is reported, not hammered.
+        self.trust_version_saved = version;
+    }
+
+    /// The peer a message for `node` goes to: a connected one, a seed, or
+    /// the key of the node's certificate.
+    fn peer_for(&self, node: NodeId) -> Option<PeerId> {
+        if let Some(peer) = self.connected.get(&node) {
+            return Some(*peer);
+        }
+        if let Some(seed) = self.seeds.get(&node) {
+            return Some(seed.peer);
+        }
+        let cert = self.agent.replicas().certs().get(node)?;
+        transport::peer_of_key(&cert.body.node_key)
+    }
+
+    /// Where `node` can be dialed: its announced addresses, and those it
+    /// was found at as a seed.
+    fn addresses_of(&self, node: NodeId) -> Vec<Multiaddr> {
+        let mut addrs: Vec<Multiaddr> = self
+            .agent
+            .members()
+            .meta(node)
+            .map(|meta| {
+                meta.addrs
+                    .iter()
+                    .filter_map(|addr| addr.parse::<Multiaddr>().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(seed) = self.seeds.get(&node) {
+            for addr in &seed.addrs {
+                if !addrs.contains(addr) {
+                    addrs.push(addr.clone());
+                }
+            }
+        }
+        addrs
+    }
+
+    fn send(&mut self, transmit: Transmit) {
+        let Some(peer) = self.peer_for(transmit.to) else {
+            self.stats.transmits_unroutable += 1;
+            return;
+        };
+        let bytes = transmit.bytes.len();
+        let (messages, queued) = self.queued_per_peer.get(&peer).copied().unwrap_or((0, 0));
+        let limits = &self.config.limits;
+        if queued + bytes > limits.queue_bytes_per_peer
+            || messages >= limits.queue_messages_per_peer
+            || self.queued_bytes + bytes > limits.queue_bytes_max
+        {
+            self.stats.transmits_dropped_queue_full += 1;
+            return;
+        }
+        let addrs = if self.swarm.is_connected(&peer) {
+            Vec::new()
+        } else {
+            self.addresses_of(transmit.to)
+        };
+        let id = self.swarm.behaviour_mut().wire.send_request_with_addresses(
+            &peer,
+            transmit.bytes,
+            addrs,
+        );
+        self.in_flight.insert(id, InFlight { peer, bytes });
+        let queued = self.queued_per_peer.entry(peer).or_default();
+        queued.0 += 1;
+        queued.1 += bytes;
+        self.queued_bytes += bytes;
+        self.stats.transmits_sent += 1;
+    }
+
+    /// Frees the queue space of a message that was acknowledged or failed.
+    fn settle(&mut self, id: OutboundRequestId) {
+        let Some(done) = self.in_flight.remove(&id) else {
+            return;
+        };
+        self.queued_bytes = self.queued_bytes.saturating_sub(done.bytes);
+        if let Some((messages, bytes)) = self.queued_per_peer.get_mut(&done.peer) {
+            *messages = messages.saturating_sub(1);
+            *bytes = bytes.saturating_sub(done.bytes);
+            if *messages == 0 {
+                self.queued_per_peer.remove(&done.peer);
+            }
+        }
+    }
+
+    fn dial_bootstrap(&mut self) {
+        let own: Vec<Multiaddr> = self.listening.iter().map(without_peer).collect();
+        for addr in self.bootstrap_pending.clone() {
+            if own.contains(&without_peer(&addr)) {
+                continue;
+            }
+            if let Err(error) = self.swarm.dial(addr.clone()) {
+                self.stats.dial_errors += 1;
+                tracing::debug!(%addr, %error, "cannot dial bootstrap peer");
+            }
+        }
+    }
+
+    /// Remembers `peer`, found at `addr`, as a seed; tells the core when
+    /// the seed list grew.
+    fn add_seed(&mut self, peer: PeerId, addr: Multiaddr) {
+        let Some((_, node)) = transport::node_of(&peer) else {
+            return;
+        };
+        if node == self.agent.id() {
+            return;
+        }
+        let addr = without_peer(&addr);
+        if let Some(seed) = self.seeds.get_mut(&node) {
+            if !seed.addrs.contains(&addr) && seed.addrs.len() < 4 {
+                seed.addrs.push(addr);
+            }
+            return;
+        }
+        if self.seeds.len() >= SEEDS_MAX {
+            self.stats.seeds_dropped += 1;
+            return;
+        }
+        self.seeds.insert(
+            node,
+            Seed {
+                peer,
+                addrs: vec![addr],
+            },
+        );
+        let seeds: Vec<NodeId> = self.seeds.keys().copied().collect();
+        let now = self.clock.now();
+        self.agent.join(now, &seeds);
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<MeshEvent>) {
+        match event {
+            SwarmEvent::Behaviour(MeshEvent::Wire(event)) => self.on_wire(event),
+            SwarmEvent::Behaviour(MeshEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    self.stats.mdns_discovered += 1;
+                    self.swarm.add_peer_address(peer, addr.clone());
+                    self.add_seed(peer, addr);
+                }
+            }
+            SwarmEvent::Behaviour(MeshEvent::Mdns(mdns::Event::Expired(_))) => {}
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                self.stats.connections_opened += 1;
+                let Some((_, node)) = transport::node_of(&peer_id) else {
+                    // Not an ed25519 key: no agent can be behind it.
+                    self.stats.peers_refused += 1;
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                };
+                self.connected.insert(node, peer_id);
+                let now = tokio::time::Instant::now();
+                let open = self.connections.entry(peer_id).or_default();
+                if endpoint.is_listener() {
+                    let (stale, kept): (Vec<_>, Vec<_>) = open
+                        .drain(..)
+                        .partition(|(_, since)| now.duration_since(*since) >= STALE_CONNECTION_AGE);
+                    *open = kept;
+                    for (stale, _) in stale {
+                        self.stats.connections_replaced += 1;
+                        self.swarm.close_connection(stale);
+                    }
+                }
+                self.connections
+                    .entry(peer_id)
+                    .or_default()
+                    .push((connection_id, now));
+                // A bootstrap peer may reach this agent first: its dial
+                // crosses ours (which the per-peer limit may then refuse).
+                // QUIC sends from its listening socket, so the address an
+                // incoming connection comes from is the peer's own.
+                let remote = match endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address,
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
+                };
+                let remote = without_peer(&remote);
+                let before = self.bootstrap_pending.len();
+                self.bootstrap_pending
+                    .retain(|pending| without_peer(pending) != remote);
+                if self.bootstrap_pending.len() < before {
+                    tracing::info!(node = %node, addr = %remote, "bootstrap peer answered");
+                    self.add_seed(peer_id, remote);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                self.stats.connections_closed += 1;
+                if let Some(open) = self.connections.get_mut(&peer_id) {
+                    open.retain(|(id, _)| *id != connection_id);
+                    if open.is_empty() {
+                        self.connections.remove(&peer_id);
+                    }
+                }
+                if num_established == 0
+                    && let Some((_, node)) = transport::node_of(&peer_id)
+                {
+                    self.connected.remove(&node);
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                if !self.listening.contains(&address) {
+                    self.listening.push(address);
+                }
+                self.announce_addresses();
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listening.retain(|addr| *addr != address);
+                self.announce_addresses();
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                self.stats.incoming_connection_errors += 1;
+                tracing::debug!(error = ?error, "incoming connection failed");
+            }
+            SwarmEvent::OutgoingConnectionError { error, .. } => {
+                self.stats.dial_errors += 1;
+                if let DialError::LocalPeerId { address } = &error {
+                    // A bootstrap address that is this agent itself.
+                    let own = without_peer(address);
+                    self.bootstrap_pending
+                        .retain(|pending| without_peer(pending) != own);
+                }
+                tracing::debug!(error = ?error, "dial failed");
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::warn!(%error, "a listener failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_wire(&mut self, event: request_response::Event<Vec<u8>, ()>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    // Acknowledge first: the sender's queue is freed whatever
+                    // the core makes of the bytes.
+                    let _ = self.swarm.behaviour_mut().wire.send_response(channel, ());
+                    let Some((_, node)) = transport::node_of(&peer) else {
+                        self.stats.peers_refused += 1;
+                        return;
+                    };
+                    self.stats.messages_delivered += 1;
+                    let now = self.clock.now();
+                    self.agent.handle_message(now, node, &request);
+                }
+                request_response::Message::Response { request_id, .. } => self.settle(request_id),
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                match error {
+                    OutboundFailure::DialFailure => self.stats.transmit_dial_failures += 1,
+                    OutboundFailure::Timeout => self.stats.transmit_timeouts += 1,
+                    OutboundFailure::ConnectionClosed
+                    | OutboundFailure::UnsupportedProtocols
+                    | OutboundFailure::Io(_) => self.stats.transmit_failures += 1,
+                }
+                self.settle(request_id);
+            }
+            request_response::Event::InboundFailure { error, .. } => {
+                self.stats.receive_failures += 1;
+                tracing::debug!(%error, "incoming message failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Announces the addresses peers should dial: the configured
+    /// `advertise` ones, or those bound (loopback ones only when nothing
+    /// else is bound, as on a test host), within the metadata's limits.
+    fn announce_addresses(&mut self) {
+        use fleetmesh_crdt::meta_limits::{ADDR_BYTES_MAX, ADDRS_MAX, TOTAL_BYTES_MAX};
+        let candidates: Vec<Multiaddr> = if self.config.advertise.is_empty() {
+            let routable: Vec<Multiaddr> = self
+                .listening
+                .iter()
+                .filter(|addr| !is_loopback(addr))
+                .cloned()
+                .collect();
+            if routable.is_empty() {
+                self.listening.clone()
+            } else {
+                routable
+            }
+        } else {
+            self.config.advertise.clone()
+        };
+        let Some(current) = self.agent.members().meta(self.agent.id()).cloned() else {
+            return;
+        };
+        let mut budget = TOTAL_BYTES_MAX.saturating_sub(
+            current
+                .tags
+                .iter()
+                .map(|(key, value)| key.len() + value.len())
+                .sum::<usize>(),
+        );
+        let mut addrs = Vec::new();
+        for addr in candidates.iter().map(without_peer) {
+            let text = addr.to_string();
+            if addrs.len() >= ADDRS_MAX || text.len() > ADDR_BYTES_MAX || text.len() > budget {
+                self.stats.addrs_dropped += 1;
+                continue;
+            }
+            budget -= text.len();
+            addrs.push(text);
+        }
+        if addrs == current.addrs {
+            return;
+        }
+        let meta = NodeMeta {
+            tags: current.tags.clone(),
+            addrs,
+        };
+        if let Err(error) = self.agent.set_meta(meta) {
+            tracing::warn!(%error, "cannot announce the listen addresses");
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::MemberChanged {
+                id,
+                previous,
+                current,
+            } => {
+                let state = state_name(current.state);
+                match current.state {
+                    MemberState::Alive => {
+                        tracing::debug!(member = %id, incarnation = current.incarnation, state, "member changed")
+                    }
+                    MemberState::Suspect | MemberState::Dead | MemberState::Left => {
+                        tracing::info!(
+                            member = %id,
+                            incarnation = current.incarnation,
+                            state,
+                            previous = previous.map(|previous| state_name(previous.state)),
+                            "member changed"
+                        )
+                    }
+                }
+            }
+            Event::MemberReaped { id } => tracing::debug!(member = %id, "member forgotten"),
+            Event::Refuted { incarnation } => {
+                tracing::info!(incarnation, "refuted a claim about this agent")
+            }
+            Event::ReleaseApplied {
+                doc,
+                version,
+                digest,
+            } => tracing::info!(doc, version, digest = %digest, "release applied"),
+            Event::SafeMode { entered: true } => {
+                tracing::warn!(
+                    "safe mode: a release expired, turned void or is incomplete; no disruptive action starts"
+                )
+            }
+            Event::SafeMode { entered: false } => tracing::info!("safe mode over"),
+            Event::LeaseAcquired { scope, epoch } => {
+                tracing::info!(scope, epoch, "lease acquired")
+            }
+            Event::LeaseLost { scope, epoch } => tracing::info!(scope, epoch, "lease lost"),
+        }
+    }
+
+    /// Starts `task`; returns its id when it cannot run now.
+    fn start_task(&mut self, task: Task) -> Option<TaskId> {
+        if self.tasks.len() >= self.config.limits.tasks_running_max {
+            self.stats.tasks_refused += 1;
+            return Some(task.id());
+        }
+        if let Task::Action {
+            key, step, epoch, ..
+        } = &task
+        {
+            tracing::info!(
+                rule = key.rule,
+                incident = key.incident,
+                action = step.action,
+                epoch,
+                "running remediation action"
+            );
+        }
+        self.stats.tasks_started += 1;
+        let output_max = self.config.limits.output_bytes_max;
+        self.tasks.spawn(exec::run(task, output_max));
+        None
+    }
+
+    fn on_task_done(&mut self, done: Result<(TaskId, TaskResult), tokio::task::JoinError>) {
+        match done {
+            Ok((id, result)) => {
+                let now = self.clock.now();
+                self.agent.handle_task_result(now, id, result);
+            }
+            Err(error) => {
+                // The core counts the run failed at its timeout.
+                self.stats.tasks_lost += 1;
+                tracing::error!(%error, "an executor failed");
+            }
+        }
+    }
+
+    fn answer(&mut self, request: admin::Request) {
+        self.stats.admin_requests += 1;
+        let answer = match request.query {
+            Query::Alive => Answer::Alive,
+            Query::Agent => Answer::Json(self.info()),
+            Query::Members => Answer::Json(self.members()),
+            Query::Health => Answer::Json(self.health()),
+            Query::Releases => Answer::Json(self.releases()),
+            Query::Leases => Answer::Json(self.leases()),
+            Query::Ledger => Answer::Json(self.ledger()),
+            Query::Metrics => Answer::Metrics(self.metrics()),
+            Query::Publish(text) => self.publish(&text),
+        };
+        let _ = request.reply.send(answer);
+    }
+
+    /// Merges the entries of a signed file (trust chain, config change or
+    /// release) and spreads those that verify.
+    fn publish(&mut self, text: &str) -> Answer {
+        let entries = match entries_of(text) {
+            Ok(entries) => entries,
+            Err(error) => {
+                return Answer::Refused(json!({ "error": format!("the file {error:#}") }));
+            }
+        };
+        let now = self.clock.now();
+        let mut refused = Vec::new();
+        let count = entries.len();
+        for entry in entries {
+            if let Err(error) = self.agent.publish(now, entry) {
+                refused.push(error.to_string());
+            }
+        }
+        if refused.is_empty() {
+            tracing::info!(entries = count, "published");
+            Answer::Json(json!({ "published": count }))
+        } else {
+            Answer::Refused(json!({
+                "error": format!("{} of {count} entries refused: {}", refused.len(), refused.join("; ")),
+                "published": count - refused.len(),
+            }))
+        }
+    }
+
+    fn info(&self) -> Value {
+        let now = self.clock.now();
+        let trust = self.agent.replicas().trust();
+        let me = self.agent.members().meta(self.agent.id());
+        json!({
+            "id": self.agent.id().to_string(),
+            "key": self.key_of(self.agent.id()),
+            "peer": self.swarm.local_peer_id().to_string(),
+            "incarnation": self.agent.incarnation(),
+            "fleet": trust.fleet_id().to_hex(),
+            "fleet_name": trust.head().doc.fleet,
+            "trust_version": trust.head().doc.version,
+            "tags": me.map(|meta| meta.tags.clone()).unwrap_or_default(),
+            "addrs": me.map(|meta| meta.addrs.clone()).unwrap_or_default(),
+            "listening": self.listening.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "safe_mode": self.agent.is_safe_mode(now),
+            "policy_loaded": self.agent.policy().is_some(),
+            "leaving": self.leaving.is_some(),
+            "uptime_millis": self.started_at.elapsed().as_millis() as u64,
+            "now_millis": self.clock.now_millis(),
+            "now": files::format_time(self.clock.now_millis()),
+            "state_dir": self.state.path().display().to_string(),
+        })
+    }
+
+    fn key_of(&self, node: NodeId) -> Option<String> {
+        self.agent
+            .replicas()
+            .certs()
+            .get(node)
+            .map(|cert| cert.body.node_key.to_hex())
+    }
+
+    fn members(&self) -> Value {
+        let table = self.agent.members();
+        let members: Vec<Value> = (0..table.len())
+            .map(|at| {
+                let member = table.member_at(at);
+                let cert = self.agent.replicas().certs().get(member.id);
+                let meta = table.meta(member.id);
+                json!({
+                    "id": member.id.to_string(),
+                    "name": cert.map(|cert| cert.body.name.clone()),
+                    "key": cert.map(|cert| cert.body.node_key.to_hex()),
+                    "state": state_name(member.state()),
+                    "incarnation": member.incarnation(),
+                    "tags": meta.map(|meta| meta.tags.clone()).unwrap_or_default(),
+                    "addrs": meta.map(|meta| meta.addrs.clone()).unwrap_or_default(),
+                    "connected": self.connected.contains_key(&member.id),
+                    "self": member.id == self.agent.id(),
+                })
+            })
+            .collect();
+        json!({ "members": members })
+    }
+
+    fn health(&self) -> Value {
+        let reports: Vec<Value> = self
+            .agent
+            .replicas()
+            .health()
+            .iter()
+            .map(|signed| {
+                let report = &signed.report;
+                json!({
+                    "node": report.node.node_id().to_string(),
+                    "key": report.node.to_hex(),
+                    "check": report.check,
+                    "state": match report.state {
+                        HealthState::Healthy => "healthy",
+                        HealthState::Unhealthy => "unhealthy",
+                        HealthState::Unknown => "unknown",
+                    },
+                    "at_millis": report.at.millis,
+                    "detail": report.detail,
+                    "cause": report.cause.map(|cause| cause.to_hex()),
+                })
+            })
+            .collect();
+        json!({ "reports": reports })
+    }
+
+    fn releases(&self) -> Value {
+        let releases: Vec<Value> = self
+            .agent
+            .applied_releases()
+            .values()
+            .map(|applied| {
+                json!({
+                    "doc": applied.doc,
+                    "version": applied.version,
+                    "digest": applied.digest.to_hex(),
+                    "expires_millis": applied.expires_millis,
+                    "void": applied.void,
+                    "content": self.agent.released_config(&applied.doc)
+                        .and_then(|value| serde_json::to_value(value).ok()),
+                })
+            })
+            .collect();
+        json!({ "releases": releases })
+    }
+
+    fn leases(&self) -> Value {
+        let now = self.clock.now();
+        let leases: Vec<Value> = self
+            .agent
+            .replicas()
+            .leases()
+            .iter()
+            .map(|signed| {
+                let lease = &signed.lease;
+                json!({
+                    "scope": lease.scope,
+                    "epoch": lease.epoch,
+                    "holder": lease.holder.to_hex(),
+                    "holder_id": lease.holder.node_id().to_string(),
+                    "granted_at_millis": lease.granted_at.millis,
+                    "expires_at_millis": lease.expires_at_millis(),
+                    "held_here": self.agent.holds(now, &lease.scope) == Some(lease.epoch),
+                    "budget_in_use": self.agent.budget_in_use(now, &lease.scope),
+                })
+            })
+            .collect();
+        json!({ "leases": leases })
+    }
+
+    fn ledger(&self) -> Value {
+        let records: Vec<Value> = self
+            .agent
+            .replicas()
+            .ledger()
+            .iter()
+            .map(|signed| {
+                let record = &signed.record;
+                json!({
+                    "digest": signed.digest().to_hex(),
+                    "rule": record.key.rule,
+                    "target": record.key.target.to_hex(),
+                    "target_id": record.key.target.node_id().to_string(),
+                    "incident": record.key.incident,
+                    "author": record.author.to_hex(),
+                    "at_millis": record.at.millis,
+                    "record": record_json(&record.kind),
+                })
+            })
+            .collect();
+        json!({ "records": records })
+    }
+
+    fn metrics(&mut self) -> String {
+        let now = self.clock.now();
+        self.stats.admin_busy = self.admin_busy.load(Ordering::Relaxed);
+        self.stats.messages_oversized = self.oversized.load(Ordering::Relaxed);
+        let table = self.agent.members();
+        let mut counts = [0usize; 4];
+        for at in 0..table.len() {
+            counts[state_index(table.member_at(at).state())] += 1;
+        }
+        let budget_in_use = self
+            .agent
+            .replicas()
+            .leases()
+            .iter()
+            .filter(|signed| signed.lease.scope.starts_with("remediate:"))
+            .map(|signed| {
+                let scope = signed.lease.scope.clone();
+                let used = self.agent.budget_in_use(now, &scope);
+                (scope, used)
+            })
+            .collect();
+        let gauges = Gauges {
+            members: [
+                MemberState::Alive,
+                MemberState::Suspect,
+                MemberState::Dead,
+                MemberState::Left,
+            ]
+            .into_iter()
+            .map(|state| (state_name(state), counts[state_index(state)]))
+            .collect(),
+            broadcast_queue: self.agent.queued_broadcasts(),
+            push_queue: self.agent.replicas().push_len(),
+            outbound_in_flight: self.in_flight.len(),
+            outbound_bytes: self.queued_bytes,
+            tasks_running: self.tasks.len(),
+            connections: self
+                .swarm
+                .network_info()
+                .connection_counters()
+                .num_established() as usize,
+            budget_in_use,
+            safe_mode: self.agent.is_safe_mode(now),
+            incarnation: u64::from(self.agent.incarnation()),
+            trust_version: self.agent.replicas().trust().head().doc.version,
+            releases: self
+                .agent
+                .applied_releases()
+                .values()
+                .map(|applied| (applied.doc.clone(), applied.version))
+                .collect(),
+        };
+        metrics::render(self.agent.stats(), &self.stats, &gauges)
+    }
+}
+
+/// The entries a signed file holds, by its `format`.
+fn entries_of(text: &str) -> anyhow::Result<Vec<Entry>> {
+    let format = serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|value| value.get("format")?.as_str().map(str::to_owned));
+    match format.as_deref() {
+        Some(formats::CHAIN_FORMAT) => Ok(formats::parse_chain(text)?
+            .chain()
+            .map(|doc| Entry::Trust(Box::new(doc.clone())))
+            .collect()),
+        Some(formats::CHANGE_FORMAT) => {
+            let json: formats::ChangeJson =
+                files::parse_json(text, formats::CHANGE_FORMAT, "config change")?;
+            let change = json.decode().context("holds bad data")?;
+            Ok(vec![Entry::Config(Box::new(ConfigEntry::Change(change)))])
+        }
+        Some(formats::RELEASE_FORMAT) => {
+            let json: formats::ReleaseJson =
+                files::parse_json(text, formats::RELEASE_FORMAT, "config release")?;
+            let release = json.decode().context("holds bad data")?;
+            Ok(vec![Entry::Release(Box::new(release))])
+        }
+        _ => anyhow::bail!(
+            "is not a trust chain, config change or config release file (by its \"format\" field); publish the files `fleetmesh fleet` and `fleetmesh config` write"
+        ),
+    }
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
+fn state_index(state: MemberState) -> usize {
+    match state {
+        MemberState::Alive => 0,
+        MemberState::Suspect => 1,
+        MemberState::Dead => 2,
+        MemberState::Left => 3,
+    }
+}
+
+fn state_name(state: MemberState) -> &'static str {
+    match state {
+        MemberState::Alive => "alive",
+        MemberState::Suspect => "suspect",
+        MemberState::Dead => "dead",
+        MemberState::Left => "left",
+    }
+}
+
+fn record_json(kind: &RecordKind) -> Value {
+    let key = |key: &PublicKey| key.to_hex();
+    match kind {
+        RecordKind::Intent {
+            scope,
+            epoch,
+            action,
+            planner,
+            dry_run,
+            deadline_millis,
+        } => json!({
+            "kind": "intent", "scope": scope, "epoch": epoch, "action": action,
+            "planner": key(planner), "dry_run": dry_run, "deadline_millis": deadline_millis,
+        }),
+        RecordKind::Request { scope, action } => {
+            json!({ "kind": "request", "scope": scope, "action": action })
+        }
+        RecordKind::Started { epoch } => json!({ "kind": "started", "epoch": epoch }),
+        RecordKind::Outcome {
+            success,
+            exit_code,
+            detail,
+        } => json!({
+            "kind": "outcome", "success": success, "exit_code": exit_code, "detail": detail,
+        }),
+        RecordKind::Skipped { reason } => json!({ "kind": "skipped", "reason": reason }),
+        RecordKind::NeedsHuman { reason } => json!({ "kind": "needs-human", "reason": reason }),
+        RecordKind::Approval {
+            approver,
+            expires_millis,
+            trust_version,
+        } => json!({
+            "kind": "approval", "approver": key(approver),
+            "expires_millis": expires_millis, "trust_version": trust_version,
+        }),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C): the signals that ask the agent
+/// to leave the fleet and stop.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot watch for SIGTERM; stop the agent with SIGKILL");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

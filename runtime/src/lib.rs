@@ -1,0 +1,28 @@
+//! The fleetmesh agent on a real host: the first real driver of the
+//! sans-IO core (`fleetmesh-node`).
+//!
+//! One tokio task owns the core's `Agent` and drives it with real time
+//! ([`clock`]) and OS randomness ([`driver`]); peers talk over libp2p with
+//! QUIC, authenticated by the agent's ed25519 node key ([`transport`]);
+//! what the core must not forget lives in a state directory written
+//! crash-safely ([`state`], [`files`], [`formats`]); checks and actions run
+//! in executors off the core's task ([`exec`]); an admin API on loopback
+//! serves JSON and Prometheus metrics ([`admin`], [`metrics`]). The agent
+//! is configured by one TOML file ([`config`]) and run by
+//! `fleetmesh agent --config FILE`.
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod exec;
+pub mod files;
+pub mod formats;
+pub mod metrics;
+pub mod state;
+pub mod transport;
+
+pub use config::AgentConfig;
+pub use driver::{Started, run, shutdown_signal};

@@ -1,0 +1,407 @@
+//! `/metrics`: the core's counters and the runtime's own, in the
+//! Prometheus text format. Every drop anywhere in the agent has a counter
+//! here; docs/operations.md ("Metrics") says what each means.
+//!
+//! The registry is built afresh from the counters at each scrape: the
+//! counters live in the core (`Agent::stats`) and in [`RuntimeStats`],
+//! which only the agent's own task touches, so there is nothing to keep
+//! in sync between scrapes.
+
+use fleetmesh_node::Stats;
+use fleetmesh_node::stats::{LeaseStats, RemedyStats};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The runtime's counters: transport, executors, persistence, admin API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Messages handed to libp2p.
+    pub transmits_sent: u64,
+    /// Messages dropped: the peer's (or the whole) queue of
+    /// unacknowledged bytes was full.
+    pub transmits_dropped_queue_full: u64,
+    /// Messages dropped: no key known for the recipient (no certificate
+    /// yet), so it cannot be authenticated.
+    pub transmits_unroutable: u64,
+    /// Messages the peer never acknowledged: the dial failed.
+    pub transmit_dial_failures: u64,
+    /// Messages the peer never acknowledged: timed out.
+    pub transmit_timeouts: u64,
+    /// Messages the peer never acknowledged: connection closed, I/O error
+    /// or protocol not supported.
+    pub transmit_failures: u64,
+    /// Incoming messages that failed after they were read: the
+    /// acknowledgement timed out or its stream closed.
+    pub receive_failures: u64,
+    /// Incoming messages refused unread past the size limit
+    /// (`MESSAGE_BYTES_MAX`).
+    pub messages_oversized: u64,
+    /// Incoming messages handed to the core.
+    pub messages_delivered: u64,
+    /// Connections established.
+    pub connections_opened: u64,
+    /// Connections closed.
+    pub connections_closed: u64,
+    /// Connections closed as leftovers of a peer's previous process: the
+    /// peer opened a new one.
+    pub connections_replaced: u64,
+    /// Connections refused or dropped: the peer's key is not ed25519, so it
+    /// can be no agent.
+    pub peers_refused: u64,
+    /// Incoming connection attempts that failed (limits included).
+    pub incoming_connection_errors: u64,
+    /// Outgoing connection attempts that failed.
+    pub dial_errors: u64,
+    /// Peers discovered by mDNS.
+    pub mdns_discovered: u64,
+    /// Seeds not kept because the seed list was full.
+    pub seeds_dropped: u64,
+    /// Advertised addresses left out of the node's metadata (over the
+    /// size limits the fleet enforces).
+    pub addrs_dropped: u64,
+    /// Durable state writes (each before the messages depending on it).
+    pub durable_writes: u64,
+    /// Trust chain writes, as newer trust versions arrived.
+    pub trust_writes: u64,
+    /// Trust chain writes that failed (the agent goes on; the chain is
+    /// fetched again after a restart).
+    pub trust_write_errors: u64,
+    /// Checks and actions started.
+    pub tasks_started: u64,
+    /// Checks and actions failed at once: too many were running.
+    pub tasks_refused: u64,
+    /// Task runs whose executor itself failed (no result reached the core,
+    /// which counts the run failed at its timeout).
+    pub tasks_lost: u64,
+    /// Admin API requests answered.
+    pub admin_requests: u64,
+    /// Admin API requests refused because the agent was busy.
+    pub admin_busy: u64,
+}
+
+/// Point-in-time values, read from the agent at the scrape.
+#[derive(Clone, Debug, Default)]
+pub struct Gauges {
+    /// Members by state name (`alive`, `suspect`, `dead`, `left`).
+    pub members: Vec<(&'static str, usize)>,
+    /// Updates waiting to be gossiped.
+    pub broadcast_queue: usize,
+    /// Replicated entries waiting to be pushed.
+    pub push_queue: usize,
+    /// Messages sent and not yet acknowledged.
+    pub outbound_in_flight: usize,
+    /// Bytes of those messages.
+    pub outbound_bytes: usize,
+    /// Checks and actions running.
+    pub tasks_running: usize,
+    /// Open connections.
+    pub connections: usize,
+    /// Disruptive remediations in flight per budget scope.
+    pub budget_in_use: Vec<(String, usize)>,
+    /// Whether the agent is in safe mode.
+    pub safe_mode: bool,
+    /// The agent's incarnation.
+    pub incarnation: u64,
+    /// The trust version the agent runs.
+    pub trust_version: u64,
+    /// The release version run per config document.
+    pub releases: Vec<(String, u64)>,
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let metric = Counter::<u64>::default();
+    metric.inc_by(value);
+    registry.register(name, help, metric);
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let metric = Gauge::<i64>::default();
+    metric.set(i64::try_from(value).unwrap_or(i64::MAX));
+    registry.register(name, help, metric);
+}
+
+fn labelled(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(String, u64)],
+) {
+    let family = Family::<Vec<(String, String)>, Gauge>::default();
+    for (value, count) in values {
+        family
+            .get_or_create(&vec![(label.to_owned(), value.clone())])
+            .set(i64::try_from(*count).unwrap_or(i64::MAX));
+    }
+    registry.register(name, help, family);
+}
+
+/// Registers one counter per listed field of `$stats`, named after it.
+macro_rules! counters {
+    ($registry:expr, $prefix:literal, $stats:expr, { $($field:ident: $help:literal,)* }) => {
+        $(counter($registry, concat!($prefix, stringify!($field)), $help, $stats.$field);)*
+    };
+}
+
+fn core(registry: &mut Registry, stats: &Stats) {
+    counters!(registry, "", stats, {
+        messages_sent: "Messages the core handed out to send",
+        bytes_sent: "Bytes the core handed out to send",
+        messages_received: "Messages received and decoded",
+        bytes_received: "Bytes received, decodable or not",
+        decode_errors: "Messages dropped: did not decode or broke a limit",
+        encode_errors: "Messages the core could not encode (over the size limit)",
+        claims_ignored: "Membership claims dropped unapplied",
+        unexpected_messages: "Well-formed messages that fit no state (late acks, replies to nothing)",
+        unadmitted_messages: "Messages dropped: the sender holds no valid certificate",
+        unadmitted_claims: "Claims dropped: about a node holding no valid certificate yet",
+        expelled: "Members expelled: key or certificate revoked",
+        probes: "Probes started",
+        probes_failed: "Probes with no ack, direct or indirect",
+        indirect_probes: "Indirect probe requests sent",
+        suspicions_raised: "Suspicions this agent raised",
+        last_probes: "Last probes sent before declaring a suspect dead",
+        declared_dead: "Members this agent declared dead",
+        refutations: "Times this agent refuted a claim about itself",
+        gossip_messages: "Gossip messages sent",
+        syncs_started: "Anti-entropy rounds started",
+        syncs_differing: "Anti-entropy rounds that found a difference",
+        syncs_refused: "Anti-entropy rounds refused: too many open",
+        sync_truncated: "Anti-entropy messages cut at the size limit",
+        sync_records_received: "Member records received by anti-entropy",
+        broadcasts_dropped: "Gossip updates dropped: broadcast queue full",
+        transmits_dropped: "Messages dropped: the core's transmit queue was full",
+        events_dropped: "Events dropped: the core's event queue was full",
+        relays_refused: "Indirect probe requests refused",
+        reaped: "Dead or departed members forgotten",
+        releases_applied: "Config releases applied",
+        releases_refused: "Config releases refused: expired or not newer",
+        safe_mode_entered: "Times the agent entered safe mode",
+        releases_voided: "Releases run that stopped counting (a signer revoked)",
+    });
+    leases(registry, &stats.leases);
+    remedy(registry, &stats.remedy);
+}
+
+fn leases(registry: &mut Registry, stats: &LeaseStats) {
+    counters!(registry, "lease_", stats, {
+        grants_given: "Lease grants given as a voter",
+        refused_stale_epoch: "Lease requests refused: epoch below the one granted",
+        refused_held_by_other: "Lease requests refused: epoch granted to another holder",
+        refused_too_early: "Lease requests refused: new epoch before ttl plus lock delay",
+        refused_bad_request: "Lease requests refused as malformed",
+        requests_sent: "Lease grant requests sent as a candidate",
+        answers_ignored: "Lease answers dropped unused",
+        grants_rejected: "Lease grants rejected: signature or fields did not match",
+        acquired: "Leases acquired",
+        renewed: "Leases renewed",
+        lost: "Leases lost: expired, released or superseded",
+        publish_rejected: "Own leases the lease table refused",
+        releases_sent: "Lease grants given back as a candidate",
+        releases_applied: "Lease grants withdrawn as a voter",
+    });
+}
+
+fn remedy(registry: &mut Registry, stats: &RemedyStats) {
+    counters!(registry, "remedy_", stats, {
+        policies_loaded: "Remediation policies loaded",
+        policies_refused: "Released remediation policies refused (did not parse)",
+        checks_run: "Check runs handed out",
+        check_timeouts: "Check runs with no result by their timeout",
+        results_ignored: "Task results for no run in flight",
+        health_changes: "Health transitions reported",
+        incidents: "Incidents opened",
+        attempts: "Actions started on this node",
+        successes: "Actions that succeeded",
+        failures: "Actions that failed or timed out",
+        fixes: "Incidents fixed after an action",
+        fix_millis_total: "Milliseconds from incident to fix, summed over fixes",
+        intents_planned: "Intents planned as budget lease holder",
+        dry_runs: "Dry runs recorded instead of actions",
+        skipped_systemic: "Remediations skipped: more than max_unhealthy unhealthy",
+        skipped_cooldown: "Remediations held back: cooldown",
+        skipped_limit: "Remediations skipped: limit reached, a human is asked",
+        skipped_safe_mode: "Remediations held back: safe mode",
+        skipped_approval_expired: "Remediations skipped: approval expired",
+        skipped_no_approval: "Remediations skipped: no approval in time",
+        refused_stale_epoch: "Intents refused: stale epoch (fencing)",
+        refused_late: "Intents refused: could not finish by the deadline",
+        budget_full: "Planning held back: the budget was in use",
+        ladders_exhausted: "Escalation ladders that ran out",
+        index_dropped: "Ledger records dropped from a full index",
+        tasks_dropped: "Tasks dropped: the core's task queue was full",
+        publish_rejected: "Own health reports or ledger records refused",
+    });
+    gauge(
+        registry,
+        "remedy_fix_millis_max",
+        "Longest time from incident to fix, in milliseconds",
+        stats.fix_millis_max,
+    );
+}
+
+fn runtime(registry: &mut Registry, stats: &RuntimeStats) {
+    counters!(registry, "runtime_", stats, {
+        transmits_sent: "Messages handed to the transport",
+        transmits_dropped_queue_full: "Messages dropped: unacknowledged bytes to the peer or in all over their bound",
+        transmits_unroutable: "Messages dropped: no key known for the recipient",
+        transmit_dial_failures: "Messages lost: the dial failed",
+        transmit_timeouts: "Messages lost: not acknowledged in time",
+        transmit_failures: "Messages lost: connection closed, I/O error or protocol unsupported",
+        receive_failures: "Incoming messages that failed after being read (timeouts, closed streams)",
+        messages_oversized: "Incoming messages refused past the size limit",
+        messages_delivered: "Incoming messages handed to the core",
+        connections_opened: "Connections established",
+        connections_closed: "Connections closed",
+        connections_replaced: "Connections closed as leftovers of a restarted peer",
+        peers_refused: "Connections dropped: the peer's key is not ed25519",
+        incoming_connection_errors: "Incoming connection attempts that failed (limits included)",
+        dial_errors: "Outgoing connection attempts that failed",
+        mdns_discovered: "Peers discovered by mDNS",
+        seeds_dropped: "Seeds not kept: the seed list was full",
+        addrs_dropped: "Advertised addresses left out: over the metadata size limits",
+        durable_writes: "Durable state writes",
+        trust_writes: "Trust chain writes",
+        trust_write_errors: "Trust chain writes that failed",
+        tasks_started: "Checks and actions started",
+        tasks_refused: "Checks and actions failed at once: too many running",
+        tasks_lost: "Task runs whose executor failed without a result",
+        admin_requests: "Admin API requests answered",
+        admin_busy: "Admin API requests refused: the agent was busy",
+    });
+}
+
+/// The Prometheus text exposition of everything, prefixed `fleetmesh_`.
+pub fn render(stats: &Stats, runtime_stats: &RuntimeStats, gauges: &Gauges) -> String {
+    let mut registry = Registry::with_prefix("fleetmesh");
+    core(&mut registry, stats);
+    runtime(&mut registry, runtime_stats);
+    let members: Vec<(String, u64)> = gauges
+        .members
+        .iter()
+        .map(|(state, count)| ((*state).to_owned(), *count as u64))
+        .collect();
+    labelled(
+        &mut registry,
+        "members",
+        "Members by state in this agent's view",
+        "state",
+        &members,
+    );
+    let budgets: Vec<(String, u64)> = gauges
+        .budget_in_use
+        .iter()
+        .map(|(scope, used)| (scope.clone(), *used as u64))
+        .collect();
+    labelled(
+        &mut registry,
+        "budget_in_use",
+        "Disruptive remediations in flight per budget scope",
+        "scope",
+        &budgets,
+    );
+    labelled(
+        &mut registry,
+        "release_version",
+        "Release version run per config document",
+        "doc",
+        &gauges.releases,
+    );
+    for (name, help, value) in [
+        (
+            "broadcast_queue",
+            "Gossip updates queued",
+            gauges.broadcast_queue,
+        ),
+        (
+            "push_queue",
+            "Replicated entries queued to push",
+            gauges.push_queue,
+        ),
+        (
+            "outbound_in_flight",
+            "Messages sent, not yet acknowledged",
+            gauges.outbound_in_flight,
+        ),
+        (
+            "outbound_bytes",
+            "Bytes sent, not yet acknowledged",
+            gauges.outbound_bytes,
+        ),
+        (
+            "tasks_running",
+            "Checks and actions running",
+            gauges.tasks_running,
+        ),
+        ("connections", "Open connections", gauges.connections),
+    ] {
+        gauge(&mut registry, name, help, value as u64);
+    }
+    gauge(
+        &mut registry,
+        "safe_mode",
+        "1 while in safe mode",
+        u64::from(gauges.safe_mode),
+    );
+    gauge(
+        &mut registry,
+        "incarnation",
+        "This agent's incarnation",
+        gauges.incarnation,
+    );
+    gauge(
+        &mut registry,
+        "trust_version",
+        "Trust version run",
+        gauges.trust_version,
+    );
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut text, &registry);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_kind_of_metric() {
+        let mut stats = Stats {
+            messages_sent: 12,
+            decode_errors: 2,
+            ..Stats::default()
+        };
+        stats.remedy.attempts = 3;
+        stats.leases.acquired = 1;
+        let runtime = RuntimeStats {
+            transmits_dropped_queue_full: 5,
+            ..RuntimeStats::default()
+        };
+        let gauges = Gauges {
+            members: vec![("alive", 4), ("dead", 1)],
+            budget_in_use: vec![("remediate:web".into(), 1)],
+            outbound_bytes: 99,
+            ..Gauges::default()
+        };
+        let text = render(&stats, &runtime, &gauges);
+        for line in [
+            "fleetmesh_messages_sent_total 12",
+            "fleetmesh_decode_errors_total 2",
+            "fleetmesh_remedy_attempts_total 3",
+            "fleetmesh_lease_acquired_total 1",
+            "fleetmesh_runtime_transmits_dropped_queue_full_total 5",
+            "fleetmesh_members{state=\"alive\"} 4",
+            "fleetmesh_members{state=\"dead\"} 1",
+            "fleetmesh_budget_in_use{scope=\"remediate:web\"} 1",
+            "fleetmesh_outbound_bytes 99",
+            "# HELP fleetmesh_decode_errors Messages dropped: did not decode or broke a limit.",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

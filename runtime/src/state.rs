@@ -1,0 +1,535 @@
+//! The agent's state directory.
+//!
+//! | file | what | written by |
+//! | --- | --- | --- |
+//! | `node.key` | the node's ed25519 key (mode 0600) | `fleetmesh keygen` |
+//! | `node.cert.json` | its certificate | `fleetmesh fleet admit` |
+//! | `trust.json` | the fleet's trust chain, genesis first | `fleetmesh fleet init`; the agent, as newer versions arrive |
+//! | `durable.json` | what the core must not forget: lease voter records, the release run per document, the remediations started | the agent, before it sends anything that depends on it |
+//! | `agent.lock` | held while an agent runs on the directory | the agent |
+//!
+//! Every write is crash-safe ([`files::write_atomic`]). `durable.json`
+//! carries a checksum of its content besides the envelope's format and
+//! version, so a file damaged after it was written (a bad disk, a hand
+//! edit) is refused at start with what to do, rather than restored as
+//! something the node never promised. The replicated collections (config
+//! changes, releases, leases, health, ledger) are not kept here: a restarted
+//! agent gets them back from its peers by anti-entropy.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use fleetmesh_crdt::{
+    AppliedRelease, CertError, Digest, Ed25519, IdempotencyKey, TrustChain, VoterRecord,
+};
+use fleetmesh_node::{Durable, Identity};
+use serde::{Deserialize, Serialize};
+
+use crate::files::{self, Existing, Mode};
+use crate::formats::{self, short};
+
+/// The `format` of the durable state file.
+pub const DURABLE_FORMAT: &str = "fleetmesh-agent-durable";
+
+/// The checksum's domain tag: a durable file's checksum can never be
+/// mistaken for any signed digest.
+const CHECKSUM_DOMAIN: &str = "fleetmesh 2026-11 agent durable state v1";
+
+/// One lease voter record as the file holds it (keys in hex).
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct VoterJson {
+    epoch: u64,
+    holder: String,
+    ttl_millis: u64,
+    granted_local_millis: u64,
+}
+
+/// The release run for one document as the file holds it.
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct ReleaseJson {
+    version: u64,
+    digest: String,
+    expires_millis: Option<u64>,
+    void: bool,
+}
+
+/// One remediation started, with when (HLC milliseconds).
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct StartedJson {
+    rule: String,
+    target: String,
+    incident: String,
+    at_millis: u64,
+}
+
+/// The durable state as the file holds it: readable by an operator, keys
+/// and digests in hex as in every other fleetmesh file.
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct DurableBody {
+    voter_records: BTreeMap<String, VoterJson>,
+    releases: BTreeMap<String, ReleaseJson>,
+    remediations: Vec<StartedJson>,
+}
+
+/// The durable state file: the body and its checksum.
+#[derive(Serialize, Deserialize)]
+struct DurableFile {
+    /// Hex blake3 of the body's canonical encoding.
+    checksum: String,
+    #[serde(flatten)]
+    body: DurableBody,
+}
+
+impl DurableBody {
+    fn new(durable: &Durable) -> DurableBody {
+        DurableBody {
+            voter_records: durable
+                .voter_records
+                .iter()
+                .map(|(scope, record)| {
+                    let json = VoterJson {
+                        epoch: record.epoch,
+                        holder: record.holder.to_hex(),
+                        ttl_millis: record.ttl_millis,
+                        granted_local_millis: record.granted_local_millis,
+                    };
+                    (scope.clone(), json)
+                })
+                .collect(),
+            releases: durable
+                .releases
+                .iter()
+                .map(|(doc, applied)| {
+                    let json = ReleaseJson {
+                        version: applied.version,
+                        digest: applied.digest.to_hex(),
+                        expires_millis: applied.expires_millis,
+                        void: applied.void,
+                    };
+                    (doc.clone(), json)
+                })
+                .collect(),
+            remediations: durable
+                .remediations
+                .iter()
+                .map(|(key, at_millis)| StartedJson {
+                    rule: key.rule.clone(),
+                    target: key.target.to_hex(),
+                    incident: key.incident.clone(),
+                    at_millis: *at_millis,
+                })
+                .collect(),
+        }
+    }
+
+    fn decode(self) -> anyhow::Result<Durable> {
+        let mut durable = Durable::default();
+        for (scope, json) in self.voter_records {
+            let record = VoterRecord {
+                epoch: json.epoch,
+                holder: files::parse_key(&json.holder, "a voter record's holder")?,
+                ttl_millis: json.ttl_millis,
+                granted_local_millis: json.granted_local_millis,
+            };
+            durable.voter_records.insert(scope, record);
+        }
+        for (doc, json) in self.releases {
+            let applied = AppliedRelease {
+                doc: doc.clone(),
+                version: json.version,
+                digest: files::parse_digest(&json.digest, "a release's digest")?,
+                expires_millis: json.expires_millis,
+                void: json.void,
+            };
+            durable.releases.insert(doc, applied);
+        }
+        for json in self.remediations {
+            let key = IdempotencyKey {
+                rule: json.rule,
+                target: files::parse_key(&json.target, "a remediation's target")?,
+                incident: json.incident,
+            };
+            durable.remediations.push((key, json.at_millis));
+        }
+        Ok(durable)
+    }
+
+    fn checksum(&self) -> Digest {
+        Digest::of(CHECKSUM_DOMAIN, self)
+    }
+}
+
+/// An open state directory, locked against a second agent.
+#[derive(Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+    /// Held for the agent's life: two agents on one directory would
+    /// overwrite each other's promises.
+    _lock: File,
+}
+
+impl StateDir {
+    /// Opens `dir` (which must exist) and takes its lock; removes leftovers
+    /// of writes a crash interrupted.
+    pub fn open(dir: &Path) -> anyhow::Result<StateDir> {
+        if !dir.is_dir() {
+            bail!(
+                "state directory {} does not exist: create it (mode 0700) and put the node's key, certificate and trust chain in it (see docs/operations.md, \"Admit a node\")",
+                dir.display()
+            );
+        }
+        let lock_path = dir.join("agent.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| {
+                format!(
+                    "cannot open {}: check the state directory is writable by the agent's user",
+                    lock_path.display()
+                )
+            })?;
+        if lock.try_lock().is_err() {
+            bail!(
+                "another agent is running on state directory {} (it holds {}): stop it first",
+                dir.display(),
+                lock_path.display()
+            );
+        }
+        let state = StateDir {
+            dir: dir.to_owned(),
+            _lock: lock,
+        };
+        state.remove_leftovers()?;
+        Ok(state)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The node key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join("node.key")
+    }
+
+    /// The certificate file.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join("node.cert.json")
+    }
+
+    /// The trust chain file.
+    pub fn trust_path(&self) -> PathBuf {
+        self.dir.join("trust.json")
+    }
+
+    /// The durable state file.
+    pub fn durable_path(&self) -> PathBuf {
+        self.dir.join("durable.json")
+    }
+
+    /// Temporary files of [`files::write_atomic`] start with a dot and end
+    /// in `.tmp-PID`; one left behind is a write that never completed, and
+    /// the file it was for still holds its previous content.
+    fn remove_leftovers(&self) -> anyhow::Result<()> {
+        let entries = fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot list state directory {}", self.dir.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                fs::remove_file(entry.path()).with_context(|| {
+                    format!("cannot remove interrupted write {}", entry.path().display())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the node's key, certificate and trust chain, and checks that
+    /// they belong together: the certificate names this key and holds
+    /// under the chain at `now_millis`. Returns the identity the core
+    /// takes (with the chain's genesis) and the whole chain.
+    pub fn load_identity(&self, now_millis: u64) -> anyhow::Result<(Identity, TrustChain)> {
+        let key_path = self.key_path();
+        check_secret_mode(&key_path)?;
+        let keypair = formats::load_key(&key_path)?;
+        let chain = formats::load_chain(&self.trust_path())?;
+        let cert = formats::load_cert(&self.cert_path())?;
+        if cert.body.node_key != keypair.public() {
+            bail!(
+                "certificate {} is for key {}, but this node's key ({}) is {}: ask an operator for a certificate with `fleetmesh fleet admit --node {}`",
+                self.cert_path().display(),
+                short(&cert.body.node_key),
+                key_path.display(),
+                short(&keypair.public()),
+                keypair.public()
+            );
+        }
+        cert.check(&chain, now_millis, &Ed25519).map_err(|error| {
+            let what = match error {
+                CertError::Expired(_) => "it has expired: ask an operator for a new one with `fleetmesh fleet admit`",
+                CertError::OtherFleet => "it is for another fleet than trust.json: install the matching trust chain or certificate",
+                CertError::Revoked(_) => "this node's key is revoked: the node may not rejoin; make a new key and have it admitted",
+                CertError::IssuerNotAuthorized(_) => "its issuer may not admit nodes under this trust chain: have an `admit` key issue it",
+                CertError::Malformed | CertError::BadSignature => "it is damaged or was altered: get an intact copy",
+            };
+            anyhow::anyhow!(
+                "certificate {} is refused ({error}): {what}",
+                self.cert_path().display()
+            )
+        })?;
+        let genesis = chain
+            .chain()
+            .next()
+            .cloned()
+            .context("the trust chain holds no genesis")?;
+        Ok((
+            Identity {
+                keypair,
+                cert,
+                genesis,
+            },
+            chain,
+        ))
+    }
+
+    /// The durable state the previous process left; `None` on a first
+    /// start. A damaged file is an error, never an empty state: the node
+    /// could otherwise grant a lease epoch twice or run an older release.
+    pub fn load_durable(&self) -> anyhow::Result<Option<Durable>> {
+        let path = self.durable_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let file: DurableFile = files::read_json(&path, DURABLE_FORMAT, "agent durable state")
+            .map_err(|error| damaged(&path, &format!("{error:#}")))?;
+        let stated = files::parse_digest(&file.checksum, "the checksum")
+            .map_err(|error| damaged(&path, &format!("{error:#}")))?;
+        if stated != file.body.checksum() {
+            return Err(damaged(
+                &path,
+                "its checksum does not match its content (it was altered or the disk damaged it)",
+            ));
+        }
+        file.body
+            .decode()
+            .map(Some)
+            .map_err(|error| damaged(&path, &format!("{error:#}")))
+    }
+
+    /// Writes `durable` crash-safely; when this returns, it survives a
+    /// crash or power loss.
+    pub fn save_durable(&self, durable: &Durable) -> anyhow::Result<()> {
+        let body = DurableBody::new(durable);
+        let file = DurableFile {
+            checksum: body.checksum().to_hex(),
+            body,
+        };
+        files::write_atomic(
+            &self.durable_path(),
+            &files::to_json(DURABLE_FORMAT, &file)?,
+            Mode::Public,
+            Existing::Replace,
+        )
+    }
+
+    /// Writes the trust chain, so that a restarted agent starts from the
+    /// newest trust it verified (with revocations) instead of the genesis.
+    pub fn save_trust(&self, chain: &TrustChain) -> anyhow::Result<()> {
+        formats::save_chain(chain, &self.trust_path(), Existing::Replace)
+    }
+}
+
+fn damaged(path: &Path, why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "durable state {} is damaged: {why}. Restore it from a backup of the state directory. Only if there is none: move it away and start again, which forgets this node's lease grants and the releases it ran, so do that only after the node has been stopped for longer than the longest lease ttl plus lock delay",
+        path.display()
+    )
+}
+
+/// Refuses a key file others can read: the key is the node's identity.
+fn check_secret_mode(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = fs::metadata(path).with_context(|| {
+            format!(
+                "cannot read node key {}: make one on this host with `fleetmesh keygen --out {}`",
+                path.display(),
+                path.display()
+            )
+        })?;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "node key {} has mode {mode:o}, readable by others: run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetmesh_crdt::{
+        CertBody, Keypair, NodeCert, PublicKey, Role, SignedTrust, TrustChain, TrustDoc,
+    };
+    use std::collections::BTreeSet;
+
+    fn durable() -> Durable {
+        let mut durable = Durable::default();
+        durable.voter_records.insert(
+            "remediate:web".into(),
+            VoterRecord {
+                epoch: 3,
+                holder: PublicKey([9; 32]),
+                ttl_millis: 30_000,
+                granted_local_millis: 1_700_000_000_000,
+            },
+        );
+        durable.releases.insert(
+            "web".into(),
+            AppliedRelease {
+                doc: "web".into(),
+                version: 4,
+                digest: Digest([4; 32]),
+                expires_millis: None,
+                void: false,
+            },
+        );
+        durable.remediations.push((
+            IdempotencyKey {
+                rule: "web-down".into(),
+                target: PublicKey([1; 32]),
+                incident: "web@1#0".into(),
+            },
+            17,
+        ));
+        durable
+    }
+
+    #[test]
+    fn durable_state_round_trips_and_damage_is_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let state = StateDir::open(dir.path()).expect("open");
+        assert_eq!(state.load_durable().expect("first start"), None);
+        state.save_durable(&durable()).expect("save");
+        assert_eq!(state.load_durable().expect("load"), Some(durable()));
+
+        // A changed number with a valid JSON shape: only the checksum sees it.
+        let text = fs::read_to_string(state.durable_path()).expect("read");
+        assert!(text.contains(&"04".repeat(32)), "digests are hex: {text}");
+        let altered = text.replacen("\"epoch\": 3", "\"epoch\": 2", 1);
+        assert_ne!(altered, text);
+        fs::write(state.durable_path(), altered).expect("write");
+        let error = format!("{:#}", state.load_durable().unwrap_err());
+        assert!(error.contains("checksum does not match"), "{error}");
+
+        // A torn file (cut mid-write, as no crash-safe write leaves it).
+        fs::write(state.durable_path(), &text[..text.len() / 2]).expect("write");
+        let error = format!("{:#}", state.load_durable().unwrap_err());
+        assert!(error.contains("is damaged"), "{error}");
+        assert!(error.contains("backup"), "{error}");
+    }
+
+    /// Writes a fleet's chain, and `node`'s key with a certificate for
+    /// `certified` expiring at `expires_millis`, into `dir`.
+    fn install(dir: &Path, node: &Keypair, certified: &Keypair, expires_millis: Option<u64>) {
+        let root = Keypair::from_seed([1; 32]);
+        let doc = TrustDoc {
+            fleet: "test".into(),
+            version: 1,
+            keys: BTreeMap::from([(
+                root.public(),
+                BTreeSet::from([Role::Root, Role::Config, Role::Admit]),
+            )]),
+            root_threshold: 1,
+            config_threshold: 1,
+            revoked: BTreeSet::new(),
+        };
+        let chain = TrustChain::new(SignedTrust::sign(doc, &[&root]), &Ed25519).expect("genesis");
+        let cert = NodeCert::issue(
+            CertBody {
+                fleet: chain.fleet_id(),
+                node_key: certified.public(),
+                name: "n".into(),
+                tags: BTreeMap::new(),
+                expires_millis,
+                issuer: root.public(),
+                trust_version: 1,
+            },
+            &root,
+        );
+        formats::write_key(&dir.join("node.key"), node, Existing::Replace).expect("key");
+        formats::write_cert(&dir.join("node.cert.json"), &cert, Existing::Replace).expect("cert");
+        formats::save_chain(&chain, &dir.join("trust.json"), Existing::Replace).expect("chain");
+    }
+
+    fn identity_error(state: &StateDir) -> String {
+        format!("{:#}", state.load_identity(1_000).unwrap_err())
+    }
+
+    #[test]
+    fn an_identity_that_does_not_hold_together_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let state = StateDir::open(dir.path()).expect("open");
+        let missing = identity_error(&state);
+        assert!(missing.contains("fleetmesh keygen --out"), "{missing}");
+
+        let node = Keypair::from_seed([2; 32]);
+        install(dir.path(), &node, &node, None);
+        let (identity, chain) = state.load_identity(1_000).expect("a good identity");
+        assert_eq!(identity.keypair.public(), node.public());
+        assert_eq!(identity.genesis, *chain.head());
+
+        let other = Keypair::from_seed([3; 32]);
+        install(dir.path(), &node, &other, None);
+        let wrong_key = identity_error(&state);
+        assert!(
+            wrong_key.contains(&format!("--node {}", node.public())),
+            "{wrong_key}"
+        );
+
+        install(dir.path(), &node, &node, Some(500));
+        let expired = identity_error(&state);
+        assert!(expired.contains("has expired"), "{expired}");
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            install(dir.path(), &node, &node, None);
+            let key = dir.path().join("node.key");
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
+            let open = identity_error(&state);
+            assert!(open.contains("chmod 600"), "{open}");
+        }
+    }
+
+    #[test]
+    fn one_agent_per_directory_and_leftovers_are_cleaned() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let leftover = dir.path().join(".durable.json.tmp-123");
+        fs::write(&leftover, "half").expect("write");
+        let state = StateDir::open(dir.path()).expect("open");
+        assert!(!leftover.exists());
+        let error = format!("{:#}", StateDir::open(dir.path()).unwrap_err());
+        assert!(error.contains("another agent"), "{error}");
+        drop(state);
+        StateDir::open(dir.path()).expect("free again");
+        let missing = format!(
+            "{:#}",
+            StateDir::open(&dir.path().join("nope")).unwrap_err()
+        );
+        assert!(missing.contains("does not exist"), "{missing}");
+    }
+}
