@@ -777,6 +777,18 @@ impl Scenario {
                     "starts after the scenario ends",
                 ));
             }
+            if let Fault::Service(service) = &parsed
+                && service
+                    .expect_fixed_within
+                    .is_some_and(|bound| service.at + bound > duration)
+            {
+                // A deadline after the end would never be checked.
+                return Err(context.invalid(
+                    fault.span(),
+                    format!("faults[{index}].expect_fixed_within_s"),
+                    "the first failure's deadline falls after the scenario ends",
+                ));
+            }
             faults.push(parsed);
         }
         let leases = leases::leases(&context, &file.leases, &fleet, &config)?;

@@ -50,8 +50,8 @@ struct Failure {
     /// Which `service` fault, in file order.
     fault: usize,
     onset: u64,
-    /// When it ended, and whether an action fixed it.
-    fixed: Option<(u64, bool)>,
+    /// When it ended, by an action or by itself.
+    fixed: Option<u64>,
 }
 
 /// An action running on a host.
@@ -148,82 +148,89 @@ impl World {
                         },
                     );
                 }
-                Task::Action {
-                    id,
-                    key,
-                    check,
-                    step,
-                    epoch,
-                    timeout,
-                } => {
-                    let disruptive = step.class == ActionClass::Disruptive;
-                    let rule = self
-                        .remedy
-                        .policy
-                        .as_ref()
-                        .and_then(|policy| policy.rules.get(&key.rule));
-                    let meta = &self.nodes[index as usize].meta;
-                    let budget = rule.and_then(|rule| rule.budget_for(meta));
-                    let scope = budget.as_ref().map_or_else(
-                        || format!("remediate:{}", key.rule),
-                        |(scope, _)| scope.clone(),
-                    );
-                    let start = Start {
-                        now: self.now,
-                        agent: index,
-                        key: &key,
-                        disruptive,
-                        scope: &scope,
-                        epoch,
-                        approval: step.approval,
-                        budget: budget.map(|(_, budget)| budget.max_concurrent),
-                        wall_millis: wall_millis(self.now),
-                    };
-                    let violations = self.remedy.check.started(&start);
-                    self.violations.extend(violations);
-                    let phase = u8::from(disruptive);
-                    self.trace.record(
-                        self.now,
-                        TraceEvent::Action {
-                            agent: index,
-                            phase,
-                        },
-                    );
-                    if disruptive {
-                        self.remedy.outcome.disruptive.push((index, self.now));
-                        self.remedy
-                            .services
-                            .entry((index, check.clone()))
-                            .or_default()
-                            .disrupted += 1;
-                    } else {
-                        self.remedy.outcome.local += 1;
-                    }
-                    // The driver kills the action when its timeout passes on
-                    // the agent's clock.
-                    let node = &self.nodes[index as usize];
-                    let local = node.clock.local(self.now);
-                    let kill_at = node.clock.true_time_of(local + timeout, self.now);
-                    let ends = self.now + super::nanos(self.remedy.model.duration_of(&step.action));
-                    let handle = self.remedy.next_handle;
-                    self.remedy.next_handle += 1;
-                    self.remedy.running.insert(
-                        handle,
-                        Running {
-                            agent: index,
-                            generation: node.generation,
-                            id,
-                            check,
-                            action: step.action,
-                            scope,
-                            disruptive,
-                            success: ends <= kill_at,
-                        },
-                    );
-                    self.push(ends.min(kill_at), What::ActionDone(handle));
-                }
+                action @ Task::Action { .. } => self.start_action(index, action),
             }
         }
+    }
+
+    /// An action starts on agent `index`'s host: judged, then run.
+    fn start_action(&mut self, index: u32, action: Task) {
+        let Task::Action {
+            id,
+            key,
+            check,
+            step,
+            epoch,
+            timeout,
+        } = action
+        else {
+            return;
+        };
+        let disruptive = step.class == ActionClass::Disruptive;
+        let rule = self
+            .remedy
+            .policy
+            .as_ref()
+            .and_then(|policy| policy.rules.get(&key.rule));
+        let meta = &self.nodes[index as usize].meta;
+        let budget = rule.and_then(|rule| rule.budget_for(meta));
+        let scope = budget.as_ref().map_or_else(
+            || format!("remediate:{}", key.rule),
+            |(scope, _)| scope.clone(),
+        );
+        let start = Start {
+            now: self.now,
+            agent: index,
+            key: &key,
+            disruptive,
+            scope: &scope,
+            epoch,
+            approval: step.approval,
+            budget: budget.map(|(_, budget)| budget.max_concurrent),
+            wall_millis: wall_millis(self.now),
+        };
+        let violations = self.remedy.check.started(&start);
+        self.violations.extend(violations);
+        let phase = u8::from(disruptive);
+        self.trace.record(
+            self.now,
+            TraceEvent::Action {
+                agent: index,
+                phase,
+            },
+        );
+        if disruptive {
+            self.remedy.outcome.disruptive.push((index, self.now));
+            self.remedy
+                .services
+                .entry((index, check.clone()))
+                .or_default()
+                .disrupted += 1;
+        } else {
+            self.remedy.outcome.local += 1;
+        }
+        // The driver kills the action when its timeout passes on the
+        // agent's clock.
+        let node = &self.nodes[index as usize];
+        let local = node.clock.local(self.now);
+        let kill_at = node.clock.true_time_of(local + timeout, self.now);
+        let ends = self.now + super::nanos(self.remedy.model.duration_of(&step.action));
+        let handle = self.remedy.next_handle;
+        self.remedy.next_handle += 1;
+        self.remedy.running.insert(
+            handle,
+            Running {
+                agent: index,
+                generation: node.generation,
+                id,
+                check,
+                action: step.action,
+                scope,
+                disruptive,
+                success: ends <= kill_at,
+            },
+        );
+        self.push(ends.min(kill_at), What::ActionDone(handle));
     }
 
     /// A check's result is due.
@@ -271,7 +278,7 @@ impl World {
             {
                 service.failure = None;
                 let failure = &mut remedy.failures[at];
-                failure.fixed = Some((self.now, true));
+                failure.fixed = Some(self.now);
                 remedy.outcome.fix_times.push(self.now - failure.onset);
             }
         }
@@ -361,7 +368,7 @@ impl World {
                 && remedy.failures[at].fault == fault
             {
                 service.failure = None;
-                remedy.failures[at].fixed = Some((self.now, false));
+                remedy.failures[at].fixed = Some(self.now);
                 remedy.outcome.healed += 1;
             }
         }
@@ -372,11 +379,10 @@ impl World {
         let Some(failure) = self.remedy.failures.get(at) else {
             return;
         };
-        let fixed_at = failure.fixed.map(|(at, _)| at);
         if let Some(violation) = fixed_in_time(
             self.now,
             failure.onset,
-            fixed_at,
+            failure.fixed,
             failure.agent,
             &failure.check,
         ) {
