@@ -2,13 +2,12 @@
 
 mod bench;
 mod operator;
-mod seeds;
+mod sim;
+mod sweep;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fleetmesh_simulator::expect::{self, Verdict};
-use fleetmesh_simulator::{RunOptions, Scenario};
-use std::io::BufWriter;
+use sim::SimCommand;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -74,76 +73,10 @@ enum Command {
     },
 }
 
-#[derive(Subcommand)]
-enum SimCommand {
-    /// Runs one scenario file and prints a summary. Exit codes: 0 pass,
-    /// 1 expectation unmet, 2 usage or scenario error, 3 liveness
-    /// violation, 4 safety violation.
-    Run {
-        /// The scenario file (TOML), e.g. scenarios/partition-heal.toml.
-        scenario: PathBuf,
-        /// Root seed; defaults to the scenario's `seed`.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Write every event of the run as JSON lines to this file.
-        #[arg(long, value_name = "FILE")]
-        trace: Option<PathBuf>,
-        /// Keep running after a violation, to see all of them.
-        #[arg(long)]
-        keep_going: bool,
-        /// Run every seed of a range instead (`1..=1000`), on all cores, and
-        /// print the failing seeds with their replay commands.
-        #[arg(long, value_name = "A..B", conflicts_with_all = ["seed", "trace", "keep_going"])]
-        seeds: Option<String>,
-        /// Threads for `--seeds`; defaults to the number of cores.
-        #[arg(long, requires = "seeds")]
-        jobs: Option<usize>,
-    },
-    /// Runs the benchmarks and prints a table (use a release build).
-    Bench {
-        /// Which benchmarks: all, or one of speed, spread, detect, config-merge,
-        /// false-dead, traffic, release-spread, state-memory,
-        /// lease-health-traffic, remediation.
-        #[arg(long, default_value = "all")]
-        only: String,
-        /// Include the 10,000-agent runs. Today they take tens of minutes and
-        /// more than 6 GiB of memory (see docs/benchmarks.md).
-        #[arg(long)]
-        large: bool,
-    },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Sim {
-            command:
-                SimCommand::Run {
-                    scenario,
-                    seeds: Some(range),
-                    jobs,
-                    ..
-                },
-        } => seeds::parse_range(&range)
-            .map_err(anyhow::Error::msg)
-            .and_then(|range| {
-                let cores = std::thread::available_parallelism().map_or(1, usize::from);
-                seeds::run(&scenario, range, jobs.unwrap_or(cores).max(1))
-            }),
-        Command::Sim {
-            command:
-                SimCommand::Run {
-                    scenario,
-                    seed,
-                    trace,
-                    keep_going,
-                    seeds: None,
-                    ..
-                },
-        } => run(&scenario, seed, trace, keep_going),
-        Command::Sim {
-            command: SimCommand::Bench { only, large },
-        } => bench::run(&only, large).map(|()| ExitCode::SUCCESS),
+        Command::Sim { command } => sim::command(command),
         Command::Keygen { out, force } => return operator_result(operator::keygen(&out, force)),
         Command::Fleet { command } => return operator_result(operator::fleet(command)),
         Command::Config { command } => return operator_result(operator::config(command)),
@@ -225,59 +158,4 @@ fn operator_result(result: anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn run(
-    path: &Path,
-    seed: Option<u64>,
-    trace: Option<PathBuf>,
-    keep_going: bool,
-) -> anyhow::Result<ExitCode> {
-    let scenario = Scenario::load(path)?;
-    let seed = seed.unwrap_or(scenario.seed);
-    let writer: Option<Box<dyn std::io::Write>> = match &trace {
-        Some(file) => {
-            let file = std::fs::File::create(file).with_context(|| {
-                format!(
-                    "cannot create trace file {}; check the directory exists and is writable",
-                    file.display()
-                )
-            })?;
-            Some(Box::new(BufWriter::new(file)))
-        }
-        None => None,
-    };
-    println!(
-        "scenario {} ({}), seed {seed}",
-        scenario.name,
-        path.display()
-    );
-    if !scenario.description.is_empty() {
-        println!("  {}", scenario.description);
-    }
-    let options = RunOptions {
-        seed,
-        trace: writer,
-        stop_on_violation: !keep_going,
-    };
-    let outcome = fleetmesh_simulator::run(&scenario, options);
-    print!("{outcome}");
-    if let Some(error) = &outcome.trace_error {
-        eprintln!("warning: the trace file is incomplete: {error}");
-    }
-    let unmet = expect::unmet(&scenario.expect, &outcome);
-    for line in &unmet {
-        println!("  UNMET          {line}");
-    }
-    let verdict = expect::verdict(&outcome, &unmet);
-    match verdict {
-        Verdict::Pass => println!("PASS"),
-        _ => {
-            println!("FAIL ({verdict:?})");
-            println!("replay: fleetmesh sim run {} --seed {seed}", path.display());
-        }
-    }
-    Ok(ExitCode::from(
-        u8::try_from(verdict.exit_code()).unwrap_or(1),
-    ))
 }

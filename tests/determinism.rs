@@ -59,9 +59,8 @@ fn the_written_trace_matches_the_hashed_one() {
         }
     }
     let options = RunOptions {
-        seed: 3,
         trace: Some(Box::new(Shared(buffer.clone()))),
-        stop_on_violation: true,
+        ..RunOptions::seeded(3)
     };
     let written = run(&scenario, options);
     let hashed = run(&scenario, RunOptions::seeded(3));
@@ -88,4 +87,44 @@ fn remediation_replays_exactly() {
     let first = hash(&scenario, 5);
     assert_eq!(first, hash(&scenario, 5), "one seed, two different runs");
     assert_ne!(first.0, hash(&scenario, 6).0, "two seeds, one trace");
+}
+
+#[test]
+fn the_determinism_check_agrees_on_a_seed_and_names_where_schedules_part() {
+    use fleetmesh_simulator::check_determinism;
+    use fleetmesh_simulator::fingerprint::{STEP_KINDS, first_divergence};
+    let text = |crash_at: u32| {
+        format!(
+            "name = \"part\"\nduration_s = 40\n[fleet]\nagents = 20\n\
+             [[faults]]\nkind = \"crash\"\nat_s = {crash_at}\nnodes = {{ ids = [7] }}\n"
+        )
+    };
+    let scenario = Scenario::parse("part.toml", &text(20)).expect("scenario parses");
+    let (outcome, divergence) = check_determinism(&scenario, 5);
+    assert_eq!(divergence, None, "one seed, two runs part ways");
+    assert!(outcome.events > 10_000, "only {} steps", outcome.events);
+
+    // The same seed under a schedule whose crash comes a second later: the
+    // runs are one until the first crash, and the check must say so.
+    let later = Scenario::parse("part.toml", &text(21)).expect("scenario parses");
+    let fingerprinted = |scenario: &Scenario| {
+        run(
+            scenario,
+            RunOptions {
+                fingerprint: true,
+                ..RunOptions::seeded(5)
+            },
+        )
+        .steps
+    };
+    let divergence = first_divergence(&fingerprinted(&scenario), &fingerprinted(&later))
+        .expect("different schedules differ");
+    let first = divergence.first.expect("the first run goes on");
+    assert_eq!(first.at, 20_000_000_000, "{divergence}");
+    assert_eq!(STEP_KINDS[usize::from(first.what)], "fault", "{divergence}");
+    let agreed = divergence.agreed.expect("the runs start alike");
+    assert!(
+        agreed.at <= first.at && agreed.at > 19_000_000_000,
+        "{divergence}"
+    );
 }

@@ -387,6 +387,13 @@ impl Agent {
         &self.replicas
     }
 
+    /// How far this agent's random stream has advanced (words drawn): a
+    /// fingerprint of its randomness use, for the simulator's determinism
+    /// check.
+    pub fn draws(&self) -> u128 {
+        self.rng.get_word_pos()
+    }
+
     /// This agent's current incarnation.
     pub fn incarnation(&self) -> Incarnation {
         self.incarnation

@@ -776,6 +776,13 @@ impl Leases {
             }
         } else {
             cx.stats.acquired += 1;
+            if cx
+                .table
+                .get(scope)
+                .is_some_and(|signed| signed.lease.holder != cx.keypair.public())
+            {
+                cx.stats.taken_over += 1;
+            }
             out.push(Out::Event(Event::LeaseAcquired {
                 scope: scope.to_owned(),
                 epoch: attempt.epoch,

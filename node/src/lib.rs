@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod broadcast;
 pub mod config;
+pub mod coverage;
 pub mod error;
 pub mod health;
 pub mod identity;
@@ -29,6 +30,7 @@ pub mod wire;
 
 pub use agent::{Agent, Event, Transmit};
 pub use config::Config;
+pub use coverage::{PROBES, Probe};
 pub use error::AgentError;
 pub use fleetmesh_crdt as crdt;
 pub use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeId, NodeMeta};

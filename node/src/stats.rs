@@ -209,6 +209,9 @@ pub struct LeaseStats {
     pub grants_rejected: u64,
     /// Leases acquired (a new epoch, or holding again after a gap).
     pub acquired: u64,
+    /// Acquisitions that took a scope over from another holder (its lease
+    /// expired, or it stepped down): the fail-over path.
+    pub taken_over: u64,
     /// Leases renewed while held.
     pub renewed: u64,
     /// Leases lost: expired unrenewed, released, or stepped down from.
@@ -233,6 +236,7 @@ impl AddAssign<&LeaseStats> for LeaseStats {
         self.answers_ignored += other.answers_ignored;
         self.grants_rejected += other.grants_rejected;
         self.acquired += other.acquired;
+        self.taken_over += other.taken_over;
         self.renewed += other.renewed;
         self.lost += other.lost;
         self.publish_rejected += other.publish_rejected;

@@ -197,6 +197,7 @@ fn leases(registry: &mut Registry, stats: &LeaseStats) {
         answers_ignored: "Lease answers dropped unused",
         grants_rejected: "Lease grants rejected: signature or fields did not match",
         acquired: "Leases acquired",
+        taken_over: "Leases acquired from another holder (fail-over)",
         renewed: "Leases renewed",
         lost: "Leases lost: expired, released or superseded",
         publish_rejected: "Own leases the lease table refused",

@@ -13,6 +13,7 @@
 pub mod checkers;
 pub mod clock;
 pub mod expect;
+pub mod fingerprint;
 pub mod fleet;
 pub mod network;
 pub mod operator;
@@ -20,6 +21,7 @@ pub mod outcome;
 pub mod rng;
 pub mod scenario;
 pub mod schedule;
+pub mod swarm;
 pub mod trace;
 pub mod world;
 
@@ -30,4 +32,21 @@ pub use world::{RunOptions, World};
 /// Runs `scenario` with `options` to the end.
 pub fn run(scenario: &Scenario, options: RunOptions) -> Outcome {
     World::new(scenario, options).run()
+}
+
+/// Runs `scenario` at `seed` twice, fingerprinting every step; returns the
+/// first run's outcome and where the second part from it, if it does.
+pub fn check_determinism(
+    scenario: &Scenario,
+    seed: u64,
+) -> (Outcome, Option<fingerprint::Divergence>) {
+    let options = || RunOptions {
+        fingerprint: true,
+        ..RunOptions::seeded(seed)
+    };
+    let mut first = run(scenario, options());
+    let second = run(scenario, options());
+    let divergence = fingerprint::first_divergence(&first.steps, &second.steps);
+    first.steps = Vec::new();
+    (first, divergence)
 }

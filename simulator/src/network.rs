@@ -151,6 +151,11 @@ impl Network {
         }
     }
 
+    /// How far the network's random stream has advanced (words drawn).
+    pub fn draws(&self) -> u128 {
+        self.rng.get_word_pos()
+    }
+
     /// Decides the fate of a message from `from` to `to`.
     pub fn route(&mut self, from: u32, to: u32) -> Verdict {
         if let Some(cut) = &self.cut

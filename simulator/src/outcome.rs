@@ -1,6 +1,7 @@
 //! What a run reports: the figures, the violations, the trace hash.
 
 use crate::checkers::Violation;
+use crate::fingerprint::Step;
 use crate::network::DropReason;
 use fleetmesh_node::Stats;
 use fleetmesh_node::state::{StateBytes, StateStats};
@@ -149,6 +150,8 @@ pub struct Outcome {
     pub trace_events: u64,
     /// The trace file could not be written.
     pub trace_error: Option<String>,
+    /// Each step's fingerprint, when the run was asked to record them.
+    pub steps: Vec<Step>,
 }
 
 /// The `q`-quantile of `values` (nanoseconds) in seconds, nearest rank.

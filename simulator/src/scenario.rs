@@ -15,10 +15,12 @@ use toml::Spanned;
 
 mod leases;
 mod services;
+mod swarm;
 pub use leases::LeaseSpec;
 pub use services::{
     ApproveFault, LocalOnly, RemedyExpect, ServiceFault, ServiceMode, ServiceModel, resolve_voters,
 };
+pub use swarm::{SCALE_MAX, SwarmBounds};
 
 /// Most agents a scenario may ask for; the simulator's memory budget.
 pub const AGENTS_MAX: u32 = 100_000;
@@ -91,6 +93,8 @@ pub struct Scenario {
     pub services: ServiceModel,
     /// What a run must meet.
     pub expect: Expect,
+    /// How far a swarm run may vary the faults from seed to seed.
+    pub swarm: SwarmBounds,
 }
 
 /// The simulated fleet.
@@ -411,6 +415,8 @@ struct File {
     leases: Vec<Spanned<leases::LeaseFile>>,
     #[serde(default)]
     services: Option<Spanned<services::ServicesFile>>,
+    #[serde(default)]
+    swarm: Option<Spanned<swarm::SwarmFile>>,
 }
 
 fn default_seed() -> u64 {
@@ -828,6 +834,7 @@ impl Scenario {
             leases,
             services,
             expect,
+            swarm: swarm::bounds(&context, file.swarm.as_ref(), duration)?,
         })
     }
 }

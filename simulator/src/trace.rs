@@ -5,6 +5,7 @@
 //! equal hashes. The full trace is only written when asked for, so large
 //! runs stay fast.
 
+use crate::fingerprint::Fold;
 use std::io::Write;
 
 /// State code of a member forgotten by reaping, after the four
@@ -75,6 +76,8 @@ pub struct Trace {
     events: u64,
     writer: Option<Box<dyn Write>>,
     write_error: Option<std::io::Error>,
+    /// Folds the events of the current step, when the run fingerprints.
+    step: Option<Fold>,
 }
 
 impl Trace {
@@ -85,7 +88,20 @@ impl Trace {
             events: 0,
             writer: None,
             write_error: None,
+            step: None,
         }
+    }
+
+    /// Also folds each step's events into a digest ([`Trace::end_step`]).
+    pub fn fingerprinting(mut self) -> Trace {
+        self.step = Some(Fold::default());
+        self
+    }
+
+    /// The digest of the events recorded since the last call, and a fresh
+    /// one for the next step; `None` unless fingerprinting.
+    pub fn end_step(&mut self) -> Option<Fold> {
+        self.step.as_mut().map(std::mem::take)
     }
 
     /// A trace that also writes JSON lines to `writer`.
@@ -124,6 +140,11 @@ impl Trace {
         bytes[13..17].copy_from_slice(&b.to_le_bytes());
         bytes[17..21].copy_from_slice(&c.to_le_bytes());
         self.hasher.update(&bytes);
+        if let Some(fold) = &mut self.step {
+            for word in bytes.chunks_exact(8) {
+                fold.word(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+            }
+        }
         if let Some(writer) = &mut self.writer
             && self.write_error.is_none()
         {

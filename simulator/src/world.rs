@@ -13,6 +13,7 @@ use crate::checkers::false_death::FalseDeath;
 use crate::checkers::spread::Spread;
 use crate::checkers::{Kind, Violation};
 use crate::clock::{Clock, wall_millis};
+use crate::fingerprint::Step;
 use crate::fleet::Fleet;
 use crate::network::{DropReason, LinkOverride, Network, Verdict};
 use crate::operator::Operators;
@@ -144,6 +145,9 @@ pub struct RunOptions {
     pub trace: Option<Box<dyn std::io::Write>>,
     /// Stop at the first violation (the default); otherwise collect them all.
     pub stop_on_violation: bool,
+    /// Record a fingerprint of every step ([`crate::fingerprint`]), for the
+    /// determinism check.
+    pub fingerprint: bool,
 }
 
 impl RunOptions {
@@ -153,6 +157,7 @@ impl RunOptions {
             seed,
             trace: None,
             stop_on_violation: true,
+            fingerprint: false,
         }
     }
 }
@@ -186,6 +191,8 @@ pub struct World {
     /// missing it.
     release_moved: bool,
     trace: Trace,
+    /// Each step's fingerprint, when the run records them.
+    steps: Vec<Step>,
     traffic: Traffic,
     violations: Vec<Violation>,
     stop_on_violation: bool,
@@ -249,6 +256,11 @@ impl World {
             Some(writer) => Trace::writing(writer),
             None => Trace::hashing(),
         };
+        let trace = if options.fingerprint {
+            trace.fingerprinting()
+        } else {
+            trace
+        };
         let mut world = World {
             seeds,
             now: 0,
@@ -272,6 +284,7 @@ impl World {
             watch_config,
             release_moved: false,
             trace,
+            steps: Vec::new(),
             traffic: Traffic::default(),
             violations: Vec::new(),
             stop_on_violation: options.stop_on_violation,
@@ -306,9 +319,27 @@ impl World {
             debug_assert!(entry.time >= self.now, "time went backwards");
             self.now = entry.time;
             self.events_processed += 1;
+            let (what, agent) = step_code(&entry.what);
             self.step(entry.what);
             if !self.leases.is_empty() {
                 self.check_leases();
+            }
+            if let Some(mut fold) = self.trace.end_step() {
+                fold.position(self.network.draws());
+                fold.position(self.operator_rng.get_word_pos());
+                if let Some(agent) = self
+                    .nodes
+                    .get(agent as usize)
+                    .and_then(|n| n.agent.as_ref())
+                {
+                    fold.position(agent.draws());
+                }
+                self.steps.push(Step {
+                    at: self.now,
+                    what,
+                    agent,
+                    digest: fold.value(),
+                });
             }
             if self.stop_on_violation && !self.violations.is_empty() {
                 break;
@@ -1192,7 +1223,26 @@ impl World {
             trace_hash: self.trace.hash(),
             trace_events: self.trace.events(),
             trace_error,
+            steps: std::mem::take(&mut self.steps),
         }
+    }
+}
+
+/// A step's kind (an index into [`crate::fingerprint::STEP_KINDS`]) and
+/// the agent it concerns, or `u32::MAX`.
+fn step_code(what: &What) -> (u8, u32) {
+    match what {
+        What::Deliver { to, .. } => (0, *to),
+        What::Wake { node, .. } => (1, *node),
+        What::Act(_) => (2, u32::MAX),
+        What::CheckConvergence => (3, u32::MAX),
+        What::CheckDetection(member) => (4, *member),
+        What::CheckSpread(member, _) => (5, *member),
+        What::CheckPublications => (6, u32::MAX),
+        What::StopAfterLeave(node) => (7, *node),
+        What::CheckDone { node, .. } => (8, *node),
+        What::ActionDone(_) => (9, u32::MAX),
+        What::CheckFixed(_) => (10, u32::MAX),
     }
 }
 

@@ -1,0 +1,241 @@
+//! `fleetmesh sim`: the simulator's commands — one run, a sweep or swarm
+//! over many seeds, the determinism check and the benchmarks.
+
+use crate::{bench, sweep};
+use anyhow::Context;
+use clap::Subcommand;
+use fleetmesh_simulator::expect::{self, Verdict};
+use fleetmesh_simulator::{RunOptions, Scenario};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit code of a determinism check that found two runs of one seed
+/// differing (after 0 pass, 1 unmet, 2 usage, 3 liveness, 4 safety).
+pub const EXIT_NONDETERMINISTIC: u8 = 5;
+
+/// The simulator's subcommands.
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// Runs one scenario file and prints a summary. Exit codes: 0 pass,
+    /// 1 expectation unmet, 2 usage or scenario error, 3 liveness
+    /// violation, 4 safety violation, 5 two runs of the seed differ
+    /// (--check-determinism).
+    Run {
+        /// The scenario file (TOML), e.g. scenarios/partition-heal.toml.
+        scenario: PathBuf,
+        /// Root seed; defaults to the scenario's `seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write every event of the run as JSON lines to this file.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// Keep running after a violation, to see all of them.
+        #[arg(long)]
+        keep_going: bool,
+        /// Play the seed's swarm mix of the faults (what `sim swarm` ran
+        /// for this seed); only invariants are judged.
+        #[arg(long)]
+        swarm: bool,
+        /// Run the seed twice and name the first step where the runs
+        /// differ, if they do.
+        #[arg(long, conflicts_with_all = ["trace", "keep_going"])]
+        check_determinism: bool,
+        /// Run every seed of a range instead (`1..=1000`), on all cores, and
+        /// print the failing seeds with their replay commands.
+        #[arg(long, value_name = "A..B", conflicts_with_all = ["seed", "trace", "keep_going"])]
+        seeds: Option<String>,
+        /// Threads for `--seeds`; defaults to the number of cores.
+        #[arg(long, requires = "seeds")]
+        jobs: Option<usize>,
+    },
+    /// Swarm testing: runs a scenario over a range of seeds where each seed
+    /// also draws its own fault mix (kinds on or off, intensities, start
+    /// times) within the scenario's `[swarm]` bounds, on all cores. Prints
+    /// violations by invariant, the slowest times, the coverage probes hit
+    /// and never hit, and a replay command per failing seed. Exit code: the
+    /// worst seed's (0 when every seed held every invariant).
+    Swarm {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// The seeds, `A..B` or `A..=B`.
+        #[arg(long, value_name = "A..B")]
+        seeds: String,
+        /// Threads; defaults to the number of cores.
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Stop handing out seeds after this many seconds (runs under way
+        /// finish); the summary says how many ran.
+        #[arg(long, value_name = "SECONDS")]
+        time_limit: Option<f64>,
+        /// Run every seed twice and report seeds whose runs differ.
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// Runs the benchmarks and prints a table (use a release build).
+    Bench {
+        /// Which benchmarks: all, or one of speed, spread, detect, config-merge,
+        /// false-dead, traffic, release-spread, state-memory,
+        /// lease-health-traffic, remediation.
+        #[arg(long, default_value = "all")]
+        only: String,
+        /// Include the 10,000-agent runs. Today they take tens of minutes and
+        /// more than 6 GiB of memory (see docs/benchmarks.md).
+        #[arg(long)]
+        large: bool,
+    },
+}
+
+/// Runs one simulator command.
+pub fn command(command: SimCommand) -> anyhow::Result<ExitCode> {
+    let cores = || std::thread::available_parallelism().map_or(1, usize::from);
+    match command {
+        SimCommand::Run {
+            scenario,
+            seeds: Some(range),
+            jobs,
+            swarm,
+            check_determinism,
+            ..
+        } => {
+            let plan = sweep::Plan {
+                seeds: sweep::parse_range(&range).map_err(anyhow::Error::msg)?,
+                jobs: jobs.unwrap_or_else(cores).max(1),
+                swarm,
+                check_determinism,
+                time_limit: None,
+            };
+            sweep::run(&scenario, &plan)
+        }
+        SimCommand::Run {
+            scenario,
+            seed,
+            check_determinism: true,
+            swarm,
+            ..
+        } => determinism(&scenario, seed, swarm),
+        SimCommand::Run {
+            scenario,
+            seed,
+            trace,
+            keep_going,
+            swarm,
+            ..
+        } => run(&scenario, seed, trace, keep_going, swarm),
+        SimCommand::Swarm {
+            scenario,
+            seeds,
+            jobs,
+            time_limit,
+            check_determinism,
+        } => {
+            let time_limit = time_limit
+                .map(|seconds| {
+                    std::time::Duration::try_from_secs_f64(seconds).map_err(|_| {
+                        anyhow::anyhow!("--time-limit {seconds} is not a number of seconds")
+                    })
+                })
+                .transpose()?;
+            let plan = sweep::Plan {
+                seeds: sweep::parse_range(&seeds).map_err(anyhow::Error::msg)?,
+                jobs: jobs.unwrap_or_else(cores).max(1),
+                swarm: true,
+                check_determinism,
+                time_limit,
+            };
+            sweep::run(&scenario, &plan)
+        }
+        SimCommand::Bench { only, large } => bench::run(&only, large).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// Loads `path` and, for a swarm seed, applies the seed's mix (printing it).
+fn scenario_for(path: &Path, seed: Option<u64>, swarm: bool) -> anyhow::Result<(Scenario, u64)> {
+    let scenario = Scenario::load(path)?;
+    let seed = seed.unwrap_or(scenario.seed);
+    println!(
+        "scenario {} ({}), seed {seed}",
+        scenario.name,
+        path.display()
+    );
+    if !scenario.description.is_empty() {
+        println!("  {}", scenario.description);
+    }
+    if !swarm {
+        return Ok((scenario, seed));
+    }
+    let (mixed, mix) = fleetmesh_simulator::swarm::mix(&scenario, seed);
+    println!("  swarm mix: {mix}");
+    Ok((mixed, seed))
+}
+
+fn run(
+    path: &Path,
+    seed: Option<u64>,
+    trace: Option<PathBuf>,
+    keep_going: bool,
+    swarm: bool,
+) -> anyhow::Result<ExitCode> {
+    let writer: Option<Box<dyn std::io::Write>> = match &trace {
+        Some(file) => {
+            let file = std::fs::File::create(file).with_context(|| {
+                format!(
+                    "cannot create trace file {}; check the directory exists and is writable",
+                    file.display()
+                )
+            })?;
+            Some(Box::new(BufWriter::new(file)))
+        }
+        None => None,
+    };
+    let (scenario, seed) = scenario_for(path, seed, swarm)?;
+    let options = RunOptions {
+        trace: writer,
+        stop_on_violation: !keep_going,
+        ..RunOptions::seeded(seed)
+    };
+    let outcome = fleetmesh_simulator::run(&scenario, options);
+    print!("{outcome}");
+    if let Some(error) = &outcome.trace_error {
+        eprintln!("warning: the trace file is incomplete: {error}");
+    }
+    let unmet = expect::unmet(&scenario.expect, &outcome);
+    for line in &unmet {
+        // A swarm mix is not the schedule the expectations were written for.
+        let label = if swarm { "(not judged)" } else { "UNMET" };
+        println!("  {label:<14} {line}");
+    }
+    let verdict = if swarm {
+        expect::verdict(&outcome, &[])
+    } else {
+        expect::verdict(&outcome, &unmet)
+    };
+    match verdict {
+        Verdict::Pass => println!("PASS"),
+        _ => {
+            println!("FAIL ({verdict:?})");
+            println!("replay: {}", sweep::replay(path, seed, swarm));
+        }
+    }
+    Ok(ExitCode::from(
+        u8::try_from(verdict.exit_code()).unwrap_or(1),
+    ))
+}
+
+fn determinism(path: &Path, seed: Option<u64>, swarm: bool) -> anyhow::Result<ExitCode> {
+    let (scenario, seed) = scenario_for(path, seed, swarm)?;
+    let (outcome, divergence) = fleetmesh_simulator::check_determinism(&scenario, seed);
+    match divergence {
+        None => {
+            println!(
+                "deterministic: two runs agree on all {} steps (trace hash {})",
+                outcome.events, outcome.trace_hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(divergence) => {
+            println!("NONDETERMINISTIC: {divergence}");
+            Ok(ExitCode::from(EXIT_NONDETERMINISTIC))
+        }
+    }
+}
