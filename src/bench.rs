@@ -9,6 +9,8 @@ use fleetmesh_simulator::outcome::quantile_s;
 use fleetmesh_simulator::{Outcome, RunOptions, Scenario};
 use std::fmt::Write;
 
+mod race;
+
 const SEED: u64 = 1;
 
 /// One row of the results table.
@@ -33,6 +35,7 @@ pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
         "release-spread",
         "state-memory",
         "remediation",
+        "foca-race",
     ];
     if !known.contains(&only) {
         bail!(
@@ -77,7 +80,14 @@ pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
     if wanted("remediation") {
         remediation(&mut rows)?;
     }
-    print_table(&rows);
+    if !rows.is_empty() {
+        print_table(&rows);
+        println!();
+    }
+    if wanted("foca-race") {
+        // Its own table: one column per implementation.
+        race::run()?;
+    }
     Ok(())
 }
 

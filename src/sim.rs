@@ -76,7 +76,8 @@ pub enum SimCommand {
     Bench {
         /// Which benchmarks: all, or one of speed, spread, detect, config-merge,
         /// false-dead, traffic, release-spread, state-memory,
-        /// lease-health-traffic, remediation.
+        /// lease-health-traffic, remediation, foca-race (fleetmesh's
+        /// membership against the foca crate's, in one table).
         #[arg(long, default_value = "all")]
         only: String,
         /// Include the 10,000-agent runs. Today they take tens of minutes and

@@ -5,7 +5,9 @@
 //! fault model ([`network`], [`schedule`]), invariant checkers that judge
 //! every event against the simulator's ground truth ([`checkers`]), and
 //! scenario files ([`scenario`]). One root seed determines everything: the
-//! same seed gives the same trace hash.
+//! same seed gives the same trace hash. [`race`] runs fleetmesh's
+//! membership and the `foca` crate's through the same network, faults and
+//! seeds, for the side-by-side benchmark.
 //!
 //! No wall clock is read except to report how long a run took, no thread is
 //! spawned, and only ordered collections are iterated.
@@ -18,6 +20,8 @@ pub mod fleet;
 pub mod network;
 pub mod operator;
 pub mod outcome;
+pub mod queue;
+pub mod race;
 pub mod rng;
 pub mod scenario;
 pub mod schedule;

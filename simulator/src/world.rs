@@ -18,6 +18,7 @@ use crate::fleet::Fleet;
 use crate::network::{DropReason, LinkOverride, Network, Verdict};
 use crate::operator::Operators;
 use crate::outcome::{Outcome, Traffic};
+use crate::queue::EventQueue;
 use crate::rng::Seeds;
 use crate::scenario::{Fault, Nodes, OperatorKey, Publication, Scenario, TrustChange};
 use crate::schedule::{self, Action, Schedule};
@@ -29,8 +30,7 @@ use fleetmesh_node::{
 };
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 mod leases;
@@ -42,10 +42,10 @@ use services::Remediation;
 /// schedule's `Stop` comes this long after `Leave`).
 const LEAVE_GOSSIP_NANOS: u64 = 1_000_000_000;
 /// Messages a paused agent's receive buffer holds before dropping.
-const PAUSED_INBOX_MAX: usize = 4096;
+pub(crate) const PAUSED_INBOX_MAX: usize = 4096;
 /// Wake-ups of one agent at one instant past which it is busy-looping: it
 /// keeps asking for a deadline that has already passed.
-const WAKES_PER_INSTANT_MAX: u32 = 10_000;
+pub(crate) const WAKES_PER_INSTANT_MAX: u32 = 10_000;
 
 #[derive(Debug)]
 enum What {
@@ -76,30 +76,6 @@ enum What {
     ActionDone(u64),
     /// A service failure's `expect_fixed_within_s` deadline.
     CheckFixed(usize),
-}
-
-#[derive(Debug)]
-struct Entry {
-    time: u64,
-    sequence: u64,
-    what: What,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Entry) -> bool {
-        (self.time, self.sequence) == (other.time, other.sequence)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Entry) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Entry) -> std::cmp::Ordering {
-        (self.time, self.sequence).cmp(&(other.time, other.sequence))
-    }
 }
 
 #[derive(Default)]
@@ -169,8 +145,7 @@ pub struct World {
     fleet: Fleet,
     now: u64,
     end: u64,
-    next_sequence: u64,
-    queue: BinaryHeap<Reverse<Entry>>,
+    queue: EventQueue<What>,
     nodes: Vec<Node>,
     seed_ids: Vec<NodeId>,
     network: Network,
@@ -217,15 +192,7 @@ impl World {
         let seeds = Seeds::new(options.seed);
         let agents = scenario.fleet.agents as usize;
         let schedule = schedule::resolve(&scenario.fleet, scenario.link, &scenario.faults, &seeds);
-        let overrides = scenario
-            .links
-            .iter()
-            .map(|rule| LinkOverride {
-                from: mask(scenario, &rule.from),
-                to: mask(scenario, &rule.to),
-                model: rule.model,
-            })
-            .collect::<Vec<_>>();
+        let overrides = link_overrides(scenario);
         let lossy = scenario.link.loss > 0.0 || overrides.iter().any(|rule| rule.model.loss > 0.0);
         let network = Network::new(scenario.link, overrides, seeds.rng("network", 0));
         let config = scenario.config.clone();
@@ -265,8 +232,7 @@ impl World {
             seeds,
             now: 0,
             end: nanos(scenario.duration),
-            next_sequence: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             nodes,
             seed_ids: (0..scenario.fleet.seeds)
                 .map(|index| fleet.node_id(index))
@@ -312,15 +278,15 @@ impl World {
     /// Runs to the end (or the first violation) and reports.
     pub fn run(mut self) -> Outcome {
         let started = std::time::Instant::now();
-        while let Some(Reverse(entry)) = self.queue.pop() {
-            if entry.time > self.end {
+        while let Some((time, what)) = self.queue.pop() {
+            if time > self.end {
                 break;
             }
-            debug_assert!(entry.time >= self.now, "time went backwards");
-            self.now = entry.time;
+            debug_assert!(time >= self.now, "time went backwards");
+            self.now = time;
             self.events_processed += 1;
-            let (what, agent) = step_code(&entry.what);
-            self.step(entry.what);
+            let (kind, agent) = step_code(&what);
+            self.step(what);
             if !self.leases.is_empty() {
                 self.check_leases();
             }
@@ -336,7 +302,7 @@ impl World {
                 }
                 self.steps.push(Step {
                     at: self.now,
-                    what,
+                    what: kind,
                     agent,
                     digest: fold.value(),
                 });
@@ -350,13 +316,7 @@ impl World {
     }
 
     fn push(&mut self, time: u64, what: What) {
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
-        self.queue.push(Reverse(Entry {
-            time,
-            sequence,
-            what,
-        }));
+        self.queue.push(time, what);
     }
 
     fn step(&mut self, what: What) {
@@ -1276,6 +1236,19 @@ impl Bounds {
             quiet_window: nanos(quiet_window),
         }
     }
+}
+
+/// The scenario's per-link overrides, resolved to node masks.
+pub(crate) fn link_overrides(scenario: &Scenario) -> Vec<LinkOverride> {
+    scenario
+        .links
+        .iter()
+        .map(|rule| LinkOverride {
+            from: mask(scenario, &rule.from),
+            to: mask(scenario, &rule.to),
+            model: rule.model,
+        })
+        .collect()
 }
 
 fn mask(scenario: &Scenario, nodes: &Nodes) -> Vec<bool> {
