@@ -11,8 +11,9 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use fleetmesh_crdt::{
-    CertBody, Ed25519, Keypair, NodeCert, PublicKey, Release, Role, SignedChange, SignedRelease,
-    SignedTrust, TrustChain, TrustDoc, TrustError,
+    CertBody, Ed25519, Hlc, IdempotencyKey, Keypair, LedgerRecord, NodeCert, PublicKey, RecordKind,
+    Release, Role, SignedChange, SignedRecord, SignedRelease, SignedTrust, TrustChain, TrustDoc,
+    TrustError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -245,16 +246,16 @@ pub fn explain(error: TrustError, doc: &TrustDoc, previous: Option<&TrustDoc>) -
 
 /// Writes `chain` (all its versions) to `path`.
 pub fn save_chain(chain: &TrustChain, path: &Path, existing: Existing) -> anyhow::Result<()> {
+    files::write_atomic(path, &chain_json(chain)?, Mode::Public, existing)
+}
+
+/// `chain` as the text of a trust chain file (what [`parse_chain`] reads).
+pub fn chain_json(chain: &TrustChain) -> anyhow::Result<Vec<u8>> {
     let file = ChainFile {
         fleet_id: chain.fleet_id().to_hex(),
         chain: chain.chain().map(TrustJson::new).collect(),
     };
-    files::write_atomic(
-        path,
-        &files::to_json(CHAIN_FORMAT, &file)?,
-        Mode::Public,
-        existing,
-    )
+    files::to_json(CHAIN_FORMAT, &file)
 }
 
 /// A node certificate file's body.
@@ -405,6 +406,79 @@ impl ReleaseJson {
         Ok(SignedRelease {
             release,
             signatures,
+        })
+    }
+}
+
+/// The `format` of an approval file.
+pub const APPROVAL_FORMAT: &str = "fleetmesh-approval";
+
+/// An approval file's body: an operator's signed ledger record approving
+/// the remediation named by (`rule`, `target`, `incident`), as
+/// `fleetmesh approve` makes it. An agent verifies it like any ledger
+/// record: signed by `approver`, who holds `approve` at `trust_version`.
+#[derive(Serialize, Deserialize)]
+pub struct ApprovalJson {
+    rule: String,
+    target: String,
+    incident: String,
+    approver: String,
+    expires_millis: u64,
+    trust_version: u64,
+    at_millis: u64,
+    at_counter: u32,
+    signature: String,
+}
+
+impl ApprovalJson {
+    /// The file form of `signed`; `None` when it is not an approval.
+    pub fn new(signed: &SignedRecord) -> Option<ApprovalJson> {
+        let record = &signed.record;
+        let RecordKind::Approval {
+            approver,
+            expires_millis,
+            trust_version,
+        } = &record.kind
+        else {
+            return None;
+        };
+        Some(ApprovalJson {
+            rule: record.key.rule.clone(),
+            target: record.key.target.to_hex(),
+            incident: record.key.incident.clone(),
+            approver: approver.to_hex(),
+            expires_millis: *expires_millis,
+            trust_version: *trust_version,
+            at_millis: record.at.millis,
+            at_counter: record.at.counter,
+            signature: files::signature_hex(&signed.signature),
+        })
+    }
+
+    /// The signed record the file states; its signature and the
+    /// approver's role are checked where it is merged.
+    pub fn decode(&self) -> anyhow::Result<SignedRecord> {
+        let approver = files::parse_key(&self.approver, "the approver")?;
+        let record = LedgerRecord {
+            key: IdempotencyKey {
+                rule: self.rule.clone(),
+                target: files::parse_key(&self.target, "the target")?,
+                incident: self.incident.clone(),
+            },
+            kind: RecordKind::Approval {
+                approver,
+                expires_millis: self.expires_millis,
+                trust_version: self.trust_version,
+            },
+            author: approver,
+            at: Hlc {
+                millis: self.at_millis,
+                counter: self.at_counter,
+            },
+        };
+        Ok(SignedRecord {
+            record,
+            signature: files::parse_signature(&self.signature, "the signature")?,
         })
     }
 }
