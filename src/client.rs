@@ -484,8 +484,8 @@ pub fn leave(admin: SocketAddr) -> anyhow::Result<()> {
     client.post("/v1/leave", String::new(), "to leave")?;
     println!(
         "agent {} ({}) at {admin} is leaving the fleet",
-        cell(&info["id"]),
-        cell(&info["state_dir"])
+        cell(&info["name"]),
+        cell(&info["id"])
     );
     let polls = LEAVE_WAIT.as_millis() / LEAVE_POLL.as_millis();
     for _ in 0..polls {

@@ -50,7 +50,8 @@ enum Command {
         #[command(subcommand)]
         command: operator::FleetCommand,
     },
-    /// Signed config documents and releases, as local files.
+    /// Signed config documents and releases: made as local files, and
+    /// published to and read from a running agent.
     Config {
         #[command(subcommand)]
         command: operator::ConfigCommand,

@@ -303,6 +303,67 @@ fn members_health_config_and_an_approved_remediation_read_from_a_running_agent()
 }
 
 #[test]
+fn a_disruptive_remediation_shows_its_budget_lease() {
+    let (fleet, scratch, ids) = running_fleet(1);
+    let dir = scratch.path();
+    let admin = fleet.nodes[0].admin.to_string();
+    let key = fleet.get_json(0, "/v1/agent").expect("agent")["key"]
+        .as_str()
+        .expect("its key")
+        .to_owned();
+    // The node is the rule's only voter: its own grant is the majority.
+    let policy = format!(
+        r#"
+[checks.marker]
+kind = "exec"
+command = ["sh", "-c", "test ! -e broken"]
+select = "role=local"
+interval_ms = 200
+timeout_ms = 150
+fall = 2
+rise = 1
+
+[rules.marker-down]
+check = "marker"
+select = "role=local"
+max_unhealthy = 1
+voters = ["{key}"]
+lease_ttl_ms = 60000
+steps = [
+  {{ action = "reboot", class = "disruptive", timeout_ms = 5000, command = ["rm", "broken"] }},
+]
+"#
+    );
+    fleet
+        .publish_release(0, "remediation", &policy)
+        .expect("the policy is published");
+    wait_for(&fleet, "the check runs healthy", || {
+        (fleet.health(0, &ids[0], "marker").as_deref() == Some("healthy")).then_some(())
+    });
+    fs::write(fleet.nodes[0].dir.join("broken"), "").expect("break the service");
+    wait_for(&fleet, "the disruptive step succeeds", || {
+        let remediations = fleet.get_json(0, "/v1/remediations")?;
+        (remediations["remediations"][0]["status"] == "succeeded").then_some(())
+    });
+    let table = ok(dir, &["leases", "--admin", &admin]);
+    assert!(table.starts_with("SCOPE"), "{table}");
+    let line = row(&table, "remediate:marker-down");
+    assert!(line.contains("node-0"), "{table}");
+    assert!(line.contains(&ids[0]), "{table}");
+    let leases = json(dir, &["leases", "--admin", &admin, "--json"]);
+    let lease = &leases["leases"][0];
+    assert_eq!(lease["scope"], "remediate:marker-down", "{leases}");
+    assert_eq!(lease["holder"], key.as_str(), "{leases}");
+    assert!(lease["epoch"].as_u64() >= Some(1), "{leases}");
+    let table = ok(dir, &["remediations", "--admin", &admin]);
+    let line = row(&table, "node-0");
+    assert!(
+        line.contains("succeeded") && line.contains("reboot"),
+        "{table}"
+    );
+}
+
+#[test]
 fn a_stale_release_and_a_missing_agent_are_refused_with_what_to_do() {
     let (fleet, scratch, _) = running_fleet(1);
     let dir = scratch.path();
@@ -382,7 +443,10 @@ fn leave_stops_the_agent_and_the_fleet_sees_it_left() {
     let (mut fleet, scratch, ids) = running_fleet(2);
     let admin = fleet.nodes[1].admin.to_string();
     let stdout = ok(scratch.path(), &["leave", "--admin", &admin]);
-    assert!(stdout.contains(&format!("agent {}", ids[1])), "{stdout}");
+    assert!(
+        stdout.contains(&format!("agent node-1 ({})", ids[1])),
+        "{stdout}"
+    );
     assert!(stdout.contains("is leaving the fleet"), "{stdout}");
     assert!(stdout.trim_end().ends_with("it stopped"), "{stdout}");
     wait_for(&fleet, "node 0 sees node 1 left", || {

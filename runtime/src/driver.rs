@@ -1007,6 +1007,7 @@ impl Driver {
         let me = self.agent.members().meta(self.agent.id());
         json!({
             "id": self.agent.id().to_string(),
+            "name": self.name_of(self.agent.id()),
             "key": self.key_of(self.agent.id()),
             "peer": self.swarm.local_peer_id().to_string(),
             "incarnation": self.agent.incarnation(),
