@@ -489,6 +489,50 @@ mod tests {
     use fleetmesh_crdt::Digest;
 
     #[test]
+    fn an_approval_round_trips_and_only_an_approval_has_the_file_form() {
+        let operator = Keypair::from_seed([3; 32]);
+        let target = Keypair::from_seed([4; 32]).public();
+        let key = IdempotencyKey {
+            rule: "web-down".into(),
+            target,
+            incident: "http@1000".into(),
+        };
+        let record = |kind| LedgerRecord {
+            key: key.clone(),
+            kind,
+            author: operator.public(),
+            at: Hlc {
+                millis: 1_000,
+                counter: 2,
+            },
+        };
+        let approval = SignedRecord::sign(
+            record(RecordKind::Approval {
+                approver: operator.public(),
+                expires_millis: 61_000,
+                trust_version: 3,
+            }),
+            &operator,
+        );
+        let bytes = files::to_json(
+            APPROVAL_FORMAT,
+            &ApprovalJson::new(&approval).expect("an approval"),
+        )
+        .expect("JSON");
+        let text = String::from_utf8(bytes).expect("text");
+        let parsed: ApprovalJson =
+            files::parse_json(&text, APPROVAL_FORMAT, "approval").expect("parses");
+        assert_eq!(parsed.decode().expect("decodes"), approval);
+        let outcome = SignedRecord::sign(
+            record(RecordKind::Skipped {
+                reason: "cooldown".into(),
+            }),
+            &operator,
+        );
+        assert!(ApprovalJson::new(&outcome).is_none());
+    }
+
+    #[test]
     fn keys_and_certificates_round_trip_and_damage_is_refused() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let key = Keypair::from_seed([7; 32]);

@@ -412,8 +412,9 @@ impl LocalFleet {
     }
 
     /// Drafts `content` (TOML) as document `doc` with the operator key,
-    /// releases it (the next version), and publishes the store's files to
-    /// node `index`. Returns the release file's path.
+    /// releases it (the next version), and publishes the store's changes
+    /// and the new release to node `index` (older releases would be
+    /// refused as stale). Returns the release file's path.
     pub fn publish_release(
         &self,
         index: usize,
@@ -455,13 +456,17 @@ impl LocalFleet {
             .and_then(|rest| rest.split_whitespace().next())
             .map(|path| self.dir.join(path))
             .context("`fleetmesh config release` printed no release file")?;
-        let mut files: Vec<String> = fs::read_dir(self.dir.join("store"))
-            .context("cannot read the store")?
-            .map(|entry| Ok(entry?.path().display().to_string()))
-            .collect::<std::io::Result<_>>()?;
-        // Changes before the releases that name them (change-* sorts
-        // first).
+        let mut files: Vec<String> = Vec::new();
+        for entry in fs::read_dir(self.dir.join("store")).context("cannot read the store")? {
+            let path = entry.context("cannot read the store")?.path();
+            let name = path.file_name().and_then(|name| name.to_str());
+            if name.is_some_and(|name| name.starts_with("change-")) {
+                files.push(path.display().to_string());
+            }
+        }
+        // Changes before the release that names them.
         files.sort();
+        files.push(release.display().to_string());
         let admin = node.admin.to_string();
         let mut args = vec!["config", "publish", "--admin", &admin];
         args.extend(files.iter().map(String::as_str));
