@@ -555,9 +555,11 @@ fn releases_of(target: &Target, doc: Option<&str>) -> anyhow::Result<(Value, Vec
 pub fn config_release(target: &Target, doc: Option<&str>) -> anyhow::Result<()> {
     let (answer, releases) = releases_of(target, doc)?;
     if target.json {
-        return print_json(&match doc {
-            Some(_) => releases[0].clone(),
-            None => answer,
+        // One document's entry (`releases_of` found it), or the whole
+        // answer.
+        return print_json(match (doc, releases.first()) {
+            (Some(_), Some(release)) => release,
+            _ => &answer,
         });
     }
     if releases.is_empty() {
