@@ -1,6 +1,8 @@
 //! The `fleetmesh` command.
 
 mod bench;
+mod client;
+mod demo;
 mod operator;
 mod sim;
 mod sweep;
@@ -47,7 +49,8 @@ enum Command {
         #[command(subcommand)]
         command: operator::FleetCommand,
     },
-    /// Signed config documents and releases, as local files.
+    /// Signed config documents and releases: made as local files, and
+    /// published to and read from a running agent.
     Config {
         #[command(subcommand)]
         command: operator::ConfigCommand,
@@ -60,16 +63,65 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Hands signed files (a trust chain, config changes, config releases)
-    /// to a running agent, which verifies them as it would from a peer and
-    /// spreads them to the fleet. Exit status 1 when the agent refuses one.
-    Publish {
-        /// The agent's admin API address (its config's `admin`).
+    /// Hands signed files to a running agent: the same as `config
+    /// publish` (kept for trust chains, which are not config).
+    Publish(client::PublishArgs),
+    /// The members a running agent knows, with their state.
+    Members {
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// The health reports a running agent holds, for every node and check.
+    Health {
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// The lease table a running agent holds.
+    Leases {
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// The remediations in a running agent's ledger, one line each, and
+    /// the ids of those waiting for an approval.
+    Remediations {
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// Approves a remediation waiting for an operator (an approval-gated
+    /// step, or a rule stopped as needs-human): signs an approval with an
+    /// operator key holding the `approve` role and hands it to the agent.
+    Approve {
+        /// The APPROVE ID `fleetmesh remediations` shows (at least 6 hex
+        /// digits of it).
+        id: String,
+        /// The operator's key file; it must hold the `approve` role.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// How long the approval holds: 90s, 30m, 2h, 1d.
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h", value_parser = client::parse_duration)]
+        valid_for: std::time::Duration,
+        /// The agent's admin API address (the `admin` of its config).
         #[arg(long, value_name = "IP:PORT", default_value = fleetmesh_runtime::config::DEFAULT_ADMIN)]
-        agent: std::net::SocketAddr,
-        /// The files, published in the order given.
-        #[arg(required = true, value_name = "FILE")]
-        files: Vec<PathBuf>,
+        admin: std::net::SocketAddr,
+    },
+    /// Asks a running agent to leave the fleet gracefully and stop (as
+    /// SIGTERM does), and waits until it has stopped.
+    Leave {
+        /// The agent's admin API address (the `admin` of its config).
+        #[arg(long, value_name = "IP:PORT", default_value = fleetmesh_runtime::config::DEFAULT_ADMIN)]
+        admin: std::net::SocketAddr,
+    },
+    /// A mesh of real agents on this host, for a first look: starts them
+    /// on loopback with a throwaway fleet, releases a policy, breaks a demo
+    /// service on one node, shows it remediated, and stops them all.
+    Demo {
+        /// Agents to start (2 to 16).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=16))]
+        nodes: u16,
+        /// Keep the temporary directory (keys, configs, agents' logs)
+        /// instead of removing it.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -81,7 +133,28 @@ fn main() -> ExitCode {
         Command::Fleet { command } => return operator_result(operator::fleet(command)),
         Command::Config { command } => return operator_result(operator::config(command)),
         Command::Agent { config } => return operator_result(agent(&config)),
-        Command::Publish { agent, files } => return operator_result(publish(agent, &files)),
+        Command::Publish(args) => return operator_result(client::publish(&args)),
+        Command::Members { target } => return operator_result(client::members(&target)),
+        Command::Health { target } => return operator_result(client::health(&target)),
+        Command::Leases { target } => return operator_result(client::leases(&target)),
+        Command::Remediations { target } => return operator_result(client::remediations(&target)),
+        Command::Approve {
+            id,
+            key,
+            valid_for,
+            admin,
+        } => {
+            return operator_result(client::approve(&client::Approve {
+                admin,
+                id: &id,
+                key: &key,
+                valid_for,
+            }));
+        }
+        Command::Leave { admin } => return operator_result(client::leave(admin)),
+        Command::Demo { nodes, keep } => {
+            return operator_result(demo::run(usize::from(nodes), keep));
+        }
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -111,41 +184,6 @@ fn agent(path: &Path) -> anyhow::Result<()> {
         fleetmesh_runtime::shutdown_signal(),
         None,
     ))
-}
-
-/// `fleetmesh publish`: posts each file to the agent's admin API.
-fn publish(agent: std::net::SocketAddr, paths: &[PathBuf]) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    for path in paths {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read {}: check the path and its permissions",
-                path.display()
-            )
-        })?;
-        let (status, body) = runtime.block_on(fleetmesh_runtime::admin::call(
-            agent,
-            "/v1/publish",
-            Some(text),
-        ))?;
-        let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        match status {
-            200 => println!(
-                "published {} ({} entries)",
-                path.display(),
-                answer["published"].as_u64().unwrap_or(0)
-            ),
-            _ => anyhow::bail!(
-                "the agent on {agent} refused {}: {}",
-                path.display(),
-                answer["error"].as_str().unwrap_or(body.trim())
-            ),
-        }
-    }
-    Ok(())
 }
 
 /// Operator commands exit 1 when they refuse (a bad file, a missing

@@ -10,8 +10,13 @@
 //! | `GET /v1/releases` | the release run per config document, with its content |
 //! | `GET /v1/leases` | the lease table |
 //! | `GET /v1/ledger` | the remediation ledger |
+//! | `GET /v1/remediations` | the ledger grouped per remediation (rule, target, incident), with where each stands |
+//! | `GET /v1/approvals` | remediations waiting for an operator's approval |
+//! | `GET /v1/config/history` | every release held per config document, and which one runs |
+//! | `GET /v1/trust` | the trust chain the agent runs, as a trust chain file |
 //! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
-//! | `POST /v1/publish` | hands the agent a signed file: a trust chain, a config change or a config release, as the operator CLI writes them; 200 when merged, 422 with the reason when refused |
+//! | `POST /v1/publish` | hands the agent a signed file: a trust chain, a config change, a config release or an approval, as the operator CLI writes them; 200 when merged, 422 with the reason when refused |
+//! | `POST /v1/leave` | the agent leaves the fleet gracefully and stops, as on SIGTERM |
 //!
 //! Publishing grants nothing a peer could not do: the agent verifies a
 //! published entry exactly as one arriving from the mesh, and spreads it
@@ -62,6 +67,16 @@ pub enum Query {
     Leases,
     /// Ledger records.
     Ledger,
+    /// Ledger records grouped per remediation.
+    Remediations,
+    /// Remediations waiting for an approval.
+    Approvals,
+    /// Every release held.
+    ConfigHistory,
+    /// The trust chain, as a file.
+    Trust,
+    /// Leave the fleet and stop.
+    Leave,
     /// Prometheus metrics.
     Metrics,
     /// Merge and spread the signed file with this text.
@@ -137,6 +152,17 @@ impl Server {
             .route("/v1/releases", get(|state| ask(state, Query::Releases)))
             .route("/v1/leases", get(|state| ask(state, Query::Leases)))
             .route("/v1/ledger", get(|state| ask(state, Query::Ledger)))
+            .route(
+                "/v1/remediations",
+                get(|state| ask(state, Query::Remediations)),
+            )
+            .route("/v1/approvals", get(|state| ask(state, Query::Approvals)))
+            .route(
+                "/v1/config/history",
+                get(|state| ask(state, Query::ConfigHistory)),
+            )
+            .route("/v1/trust", get(|state| ask(state, Query::Trust)))
+            .route("/v1/leave", post(|state| ask(state, Query::Leave)))
             .route("/metrics", get(|state| ask(state, Query::Metrics)))
             .route(
                 "/v1/publish",
@@ -210,7 +236,7 @@ pub async fn call(
     use hyper::body::Bytes;
     let stream = tokio::net::TcpStream::connect(addr).await.map_err(|error| {
         anyhow::anyhow!(
-            "no agent answers on {addr} ({error}): is it running, and is this its `admin` address?"
+            "no agent answers at {addr} ({error}): start it with `fleetmesh agent --config FILE`, or pass --admin with the `admin` address of its config"
         )
     })?;
     let (mut sender, connection) =

@@ -19,10 +19,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fleetmesh_crdt::{
-    ConfigEntry, Ed25519, HealthState, MemberState, NodeId, NodeMeta, PublicKey, RecordKind,
+    ConfigEntry, Digest, Ed25519, HealthState, IdempotencyKey, MemberState, NodeId, NodeMeta,
+    PublicKey, RecordKind, Replica, SignedRecord, SignedRelease,
 };
 use fleetmesh_node::state::Entry;
-use fleetmesh_node::{Agent, Durable, Event, Task, TaskId, TaskResult, Transmit};
+use fleetmesh_node::{Agent, Durable, Event, Policy, Task, TaskId, TaskResult, Transmit};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
@@ -299,12 +300,7 @@ pub async fn run(
             Wake::Task(done) => driver.on_task_done(done),
             Wake::Admin(request) => driver.answer(request),
             Wake::Redial => driver.dial_bootstrap(),
-            Wake::Shutdown => {
-                tracing::info!("leaving the fleet");
-                let now = driver.clock.now();
-                driver.agent.leave(now);
-                driver.leaving = Some(tokio::time::Instant::now() + LEAVE_GRACE);
-            }
+            Wake::Shutdown => driver.leave(),
             Wake::LeaveDone => break,
         }
         driver.drain()?;
@@ -838,10 +834,35 @@ impl Driver {
             Query::Releases => Answer::Json(self.releases()),
             Query::Leases => Answer::Json(self.leases()),
             Query::Ledger => Answer::Json(self.ledger()),
+            Query::Remediations => Answer::Json(json!({
+                "remediations": self.remediations().iter().map(Remediation::json).collect::<Vec<_>>(),
+            })),
+            Query::Approvals => Answer::Json(self.approvals()),
+            Query::ConfigHistory => Answer::Json(self.config_history()),
+            Query::Trust => self.trust(),
             Query::Metrics => Answer::Metrics(self.metrics()),
             Query::Publish(text) => self.publish(&text),
+            Query::Leave => {
+                self.leave();
+                Answer::Json(json!({
+                    "leaving": true,
+                    "stops_in_millis": LEAVE_GRACE.as_millis() as u64,
+                }))
+            }
         };
         let _ = request.reply.send(answer);
+    }
+
+    /// Announces that this agent leaves and stops the loop after
+    /// [`LEAVE_GRACE`]; asked again while leaving, changes nothing.
+    fn leave(&mut self) {
+        if self.leaving.is_some() {
+            return;
+        }
+        tracing::info!("leaving the fleet");
+        let now = self.clock.now();
+        self.agent.leave(now);
+        self.leaving = Some(tokio::time::Instant::now() + LEAVE_GRACE);
     }
 
     /// Merges the entries of a signed file (trust chain, config change or
@@ -857,6 +878,10 @@ impl Driver {
         let mut refused = Vec::new();
         let count = entries.len();
         for entry in entries {
+            if let Some(stale) = self.stale(&entry) {
+                refused.push(stale);
+                continue;
+            }
             if let Err(error) = self.agent.publish(now, entry) {
                 refused.push(error.to_string());
             }
@@ -872,12 +897,117 @@ impl Driver {
         }
     }
 
+    /// Why a published release is stale, if it is: this agent already
+    /// runs a higher version of its document, or another release of the
+    /// same version. Agents only move forward, so such a release would be
+    /// held and never run; an operator publishing it made a mistake worth
+    /// saying. The release this agent runs may be published again (after a
+    /// whole fleet restarted, say).
+    fn stale(&self, entry: &Entry) -> Option<String> {
+        let Entry::Release(release) = entry else {
+            return None;
+        };
+        let body = &release.release;
+        let applied = self.agent.applied_release(&body.doc)?;
+        let behind = body.version < applied.version
+            || (body.version == applied.version
+                && body.digest() != applied.digest
+                && !applied.void);
+        behind.then(|| {
+            format!(
+                "release {} version {} is stale: this agent already runs version {} of {}; make release {} instead (`fleetmesh config release --version {}`)",
+                body.doc,
+                body.version,
+                applied.version,
+                body.doc,
+                applied.version + 1,
+                applied.version + 1
+            )
+        })
+    }
+
+    /// The trust chain this agent runs, as the file an operator would
+    /// hold.
+    fn trust(&self) -> Answer {
+        let chain = formats::chain_json(self.agent.replicas().trust())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+        match chain {
+            Some(chain) => Answer::Json(chain),
+            None => Answer::Refused(json!({ "error": "the trust chain could not be written out" })),
+        }
+    }
+
+    /// The ledger grouped per remediation (rule, target, incident), oldest
+    /// first.
+    fn remediations(&self) -> Vec<Remediation> {
+        let now_millis = self.clock.now_millis();
+        let mut grouped: BTreeMap<&IdempotencyKey, Vec<&SignedRecord>> = BTreeMap::new();
+        for signed in self.agent.replicas().ledger().iter() {
+            grouped.entry(&signed.record.key).or_default().push(signed);
+        }
+        let mut all: Vec<Remediation> = grouped
+            .into_iter()
+            .map(|(key, records)| {
+                let name = self.name_of(key.target.node_id());
+                Remediation::of(key, name, &records, now_millis, self.agent.policy())
+            })
+            .collect();
+        all.sort_by_key(|remediation| remediation.first_millis);
+        all
+    }
+
+    fn approvals(&self) -> Value {
+        let waiting: Vec<Value> = self
+            .remediations()
+            .iter()
+            .filter(|remediation| remediation.awaits_approval.is_some())
+            .map(Remediation::json)
+            .collect();
+        json!({ "approvals": waiting, "now_millis": self.clock.now_millis() })
+    }
+
+    fn config_history(&self) -> Value {
+        let log = self.agent.replicas().releases();
+        let mut releases: Vec<SignedRelease> = log
+            .versions()
+            .iter()
+            .filter_map(|(key, _)| log.entry(key))
+            .collect();
+        releases.sort_by(|a, b| {
+            (&a.release.doc, a.release.version, a.release.digest()).cmp(&(
+                &b.release.doc,
+                b.release.version,
+                b.release.digest(),
+            ))
+        });
+        let releases: Vec<Value> = releases
+            .iter()
+            .map(|signed| {
+                let body = &signed.release;
+                let digest = body.digest();
+                let applied = self.agent.applied_release(&body.doc);
+                json!({
+                    "doc": body.doc,
+                    "version": body.version,
+                    "digest": digest.to_hex(),
+                    "trust_version": body.trust_version,
+                    "expires_millis": body.expires_millis,
+                    "signers": signed.signatures.keys().map(PublicKey::to_hex).collect::<Vec<_>>(),
+                    "running": applied.is_some_and(|applied| applied.digest == digest),
+                })
+            })
+            .collect();
+        json!({ "releases": releases })
+    }
+
     fn info(&self) -> Value {
         let now = self.clock.now();
         let trust = self.agent.replicas().trust();
         let me = self.agent.members().meta(self.agent.id());
         json!({
             "id": self.agent.id().to_string(),
+            "name": self.name_of(self.agent.id()),
             "key": self.key_of(self.agent.id()),
             "peer": self.swarm.local_peer_id().to_string(),
             "incarnation": self.agent.incarnation(),
@@ -903,6 +1033,15 @@ impl Driver {
             .certs()
             .get(node)
             .map(|cert| cert.body.node_key.to_hex())
+    }
+
+    /// The name in `node`'s certificate, if this agent holds it.
+    fn name_of(&self, node: NodeId) -> Option<String> {
+        self.agent
+            .replicas()
+            .certs()
+            .get(node)
+            .map(|cert| cert.body.name.clone())
     }
 
     fn members(&self) -> Value {
@@ -938,6 +1077,7 @@ impl Driver {
                 let report = &signed.report;
                 json!({
                     "node": report.node.node_id().to_string(),
+                    "name": self.name_of(report.node.node_id()),
                     "key": report.node.to_hex(),
                     "check": report.check,
                     "state": match report.state {
@@ -988,6 +1128,7 @@ impl Driver {
                     "epoch": lease.epoch,
                     "holder": lease.holder.to_hex(),
                     "holder_id": lease.holder.node_id().to_string(),
+                    "holder_name": self.name_of(lease.holder.node_id()),
                     "granted_at_millis": lease.granted_at.millis,
                     "expires_at_millis": lease.expires_at_millis(),
                     "held_here": self.agent.holds(now, &lease.scope) == Some(lease.epoch),
@@ -1077,6 +1218,138 @@ impl Driver {
     }
 }
 
+/// One remediation as the ledger tells it: every record about one
+/// (rule, target, incident).
+struct Remediation {
+    key: IdempotencyKey,
+    target_name: Option<String>,
+    first_millis: u64,
+    last_millis: u64,
+    records: usize,
+    /// Where it stands, in one word.
+    status: &'static str,
+    /// The action planned or asked for, if a record names it.
+    action: Option<String>,
+    /// The outcome's detail or the rail's reason, if any.
+    detail: Option<String>,
+    approved: bool,
+    /// The record an approval would answer (an intent of a step that waits
+    /// for one, or a needs-human record), if it still waits: the id
+    /// `fleetmesh approve` takes.
+    awaits_approval: Option<Digest>,
+}
+
+impl Remediation {
+    fn of(
+        key: &IdempotencyKey,
+        target_name: Option<String>,
+        records: &[&SignedRecord],
+        now_millis: u64,
+        policy: Option<&Policy>,
+    ) -> Remediation {
+        let find = |wanted: fn(&RecordKind) -> bool| {
+            records
+                .iter()
+                .find(|signed| wanted(&signed.record.kind))
+                .copied()
+        };
+        let outcome = find(|kind| matches!(kind, RecordKind::Outcome { .. }));
+        let started = find(|kind| matches!(kind, RecordKind::Started { .. }));
+        let skipped = find(|kind| matches!(kind, RecordKind::Skipped { .. }));
+        let needs_human = find(|kind| matches!(kind, RecordKind::NeedsHuman { .. }));
+        let intent = find(|kind| matches!(kind, RecordKind::Intent { .. }));
+        let request = find(|kind| matches!(kind, RecordKind::Request { .. }));
+        let approved = records.iter().any(|signed| {
+            matches!(signed.record.kind, RecordKind::Approval { expires_millis, .. } if expires_millis > now_millis)
+        });
+        let action = records.iter().find_map(|signed| match &signed.record.kind {
+            RecordKind::Intent { action, .. } | RecordKind::Request { action, .. } => {
+                Some(action.clone())
+            }
+            _ => None,
+        });
+        let detail = records.iter().find_map(|signed| match &signed.record.kind {
+            RecordKind::Outcome { detail, .. } => Some(detail.clone()),
+            RecordKind::Skipped { reason } | RecordKind::NeedsHuman { reason } => {
+                Some(reason.clone())
+            }
+            _ => None,
+        });
+        let dry_run = intent.is_some_and(|signed| {
+            matches!(signed.record.kind, RecordKind::Intent { dry_run: true, .. })
+        });
+        // A step's intent waits for an approval when the policy says the
+        // step needs one; with no policy loaded the agent cannot tell, so
+        // it lists it rather than hide it.
+        let gated = |action: &str| {
+            policy
+                .and_then(|policy| policy.rules.get(&key.rule))
+                .is_none_or(|rule| {
+                    rule.steps
+                        .iter()
+                        .any(|step| step.action == action && step.approval)
+                })
+        };
+        let status = match (outcome, started, skipped, needs_human, intent, request) {
+            (Some(signed), ..) => match signed.record.kind {
+                RecordKind::Outcome { success: true, .. } => "succeeded",
+                _ => "failed",
+            },
+            (None, Some(_), ..) => "running",
+            (None, None, Some(_), ..) => "skipped",
+            (None, None, None, Some(_), ..) if approved => "approved",
+            (None, None, None, Some(_), ..) => "needs-human",
+            (None, None, None, None, Some(_), _) if dry_run => "dry-run",
+            (None, None, None, None, Some(_), _) => "planned",
+            (None, None, None, None, None, Some(_)) => "requested",
+            (None, None, None, None, None, None) if approved => "approved",
+            (None, None, None, None, None, None) => "lapsed",
+        };
+        let awaits_approval = match status {
+            _ if approved => None,
+            "needs-human" => needs_human,
+            "planned" if action.as_deref().is_some_and(gated) => intent,
+            _ => None,
+        }
+        .map(|signed| signed.digest());
+        let status = match status {
+            "planned" if awaits_approval.is_some() => "awaiting-approval",
+            other => other,
+        };
+        let times = records.iter().map(|signed| signed.record.at.millis);
+        Remediation {
+            key: key.clone(),
+            target_name,
+            first_millis: times.clone().min().unwrap_or(0),
+            last_millis: times.max().unwrap_or(0),
+            records: records.len(),
+            status,
+            action,
+            detail,
+            approved,
+            awaits_approval,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "id": self.awaits_approval.map(|digest| digest.to_hex()),
+            "rule": self.key.rule,
+            "target": self.key.target.to_hex(),
+            "target_id": self.key.target.node_id().to_string(),
+            "target_name": self.target_name,
+            "incident": self.key.incident,
+            "status": self.status,
+            "action": self.action,
+            "detail": self.detail,
+            "approved": self.approved,
+            "records": self.records,
+            "first_at_millis": self.first_millis,
+            "last_at_millis": self.last_millis,
+        })
+    }
+}
+
 /// The entries a signed file holds, by its `format`.
 fn entries_of(text: &str) -> anyhow::Result<Vec<Entry>> {
     let format = serde_json::from_str::<Value>(text)
@@ -1093,6 +1366,11 @@ fn entries_of(text: &str) -> anyhow::Result<Vec<Entry>> {
             let change = json.decode().context("holds bad data")?;
             Ok(vec![Entry::Config(Box::new(ConfigEntry::Change(change)))])
         }
+        Some(formats::APPROVAL_FORMAT) => {
+            let json: formats::ApprovalJson =
+                files::parse_json(text, formats::APPROVAL_FORMAT, "approval")?;
+            Ok(vec![Entry::Ledger(Box::new(json.decode()?))])
+        }
         Some(formats::RELEASE_FORMAT) => {
             let json: formats::ReleaseJson =
                 files::parse_json(text, formats::RELEASE_FORMAT, "config release")?;
@@ -1100,7 +1378,7 @@ fn entries_of(text: &str) -> anyhow::Result<Vec<Entry>> {
             Ok(vec![Entry::Release(Box::new(release))])
         }
         _ => anyhow::bail!(
-            "is not a trust chain, config change or config release file (by its \"format\" field); publish the files `fleetmesh fleet` and `fleetmesh config` write"
+            "is not a trust chain, config change, config release or approval file (by its \"format\" field); publish the files `fleetmesh fleet`, `fleetmesh config` and `fleetmesh approve` write"
         ),
     }
 }

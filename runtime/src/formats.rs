@@ -11,8 +11,9 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use fleetmesh_crdt::{
-    CertBody, Ed25519, Keypair, NodeCert, PublicKey, Release, Role, SignedChange, SignedRelease,
-    SignedTrust, TrustChain, TrustDoc, TrustError,
+    CertBody, Ed25519, Hlc, IdempotencyKey, Keypair, LedgerRecord, NodeCert, PublicKey, RecordKind,
+    Release, Role, SignedChange, SignedRecord, SignedRelease, SignedTrust, TrustChain, TrustDoc,
+    TrustError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -245,16 +246,16 @@ pub fn explain(error: TrustError, doc: &TrustDoc, previous: Option<&TrustDoc>) -
 
 /// Writes `chain` (all its versions) to `path`.
 pub fn save_chain(chain: &TrustChain, path: &Path, existing: Existing) -> anyhow::Result<()> {
+    files::write_atomic(path, &chain_json(chain)?, Mode::Public, existing)
+}
+
+/// `chain` as the text of a trust chain file (what [`parse_chain`] reads).
+pub fn chain_json(chain: &TrustChain) -> anyhow::Result<Vec<u8>> {
     let file = ChainFile {
         fleet_id: chain.fleet_id().to_hex(),
         chain: chain.chain().map(TrustJson::new).collect(),
     };
-    files::write_atomic(
-        path,
-        &files::to_json(CHAIN_FORMAT, &file)?,
-        Mode::Public,
-        existing,
-    )
+    files::to_json(CHAIN_FORMAT, &file)
 }
 
 /// A node certificate file's body.
@@ -409,10 +410,127 @@ impl ReleaseJson {
     }
 }
 
+/// The `format` of an approval file.
+pub const APPROVAL_FORMAT: &str = "fleetmesh-approval";
+
+/// An approval file's body: an operator's signed ledger record approving
+/// the remediation named by (`rule`, `target`, `incident`), as
+/// `fleetmesh approve` makes it. An agent verifies it like any ledger
+/// record: signed by `approver`, who holds `approve` at `trust_version`.
+#[derive(Serialize, Deserialize)]
+pub struct ApprovalJson {
+    rule: String,
+    target: String,
+    incident: String,
+    approver: String,
+    expires_millis: u64,
+    trust_version: u64,
+    at_millis: u64,
+    at_counter: u32,
+    signature: String,
+}
+
+impl ApprovalJson {
+    /// The file form of `signed`; `None` when it is not an approval.
+    pub fn new(signed: &SignedRecord) -> Option<ApprovalJson> {
+        let record = &signed.record;
+        let RecordKind::Approval {
+            approver,
+            expires_millis,
+            trust_version,
+        } = &record.kind
+        else {
+            return None;
+        };
+        Some(ApprovalJson {
+            rule: record.key.rule.clone(),
+            target: record.key.target.to_hex(),
+            incident: record.key.incident.clone(),
+            approver: approver.to_hex(),
+            expires_millis: *expires_millis,
+            trust_version: *trust_version,
+            at_millis: record.at.millis,
+            at_counter: record.at.counter,
+            signature: files::signature_hex(&signed.signature),
+        })
+    }
+
+    /// The signed record the file states; its signature and the
+    /// approver's role are checked where it is merged.
+    pub fn decode(&self) -> anyhow::Result<SignedRecord> {
+        let approver = files::parse_key(&self.approver, "the approver")?;
+        let record = LedgerRecord {
+            key: IdempotencyKey {
+                rule: self.rule.clone(),
+                target: files::parse_key(&self.target, "the target")?,
+                incident: self.incident.clone(),
+            },
+            kind: RecordKind::Approval {
+                approver,
+                expires_millis: self.expires_millis,
+                trust_version: self.trust_version,
+            },
+            author: approver,
+            at: Hlc {
+                millis: self.at_millis,
+                counter: self.at_counter,
+            },
+        };
+        Ok(SignedRecord {
+            record,
+            signature: files::parse_signature(&self.signature, "the signature")?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use fleetmesh_crdt::Digest;
+
+    #[test]
+    fn an_approval_round_trips_and_only_an_approval_has_the_file_form() {
+        let operator = Keypair::from_seed([3; 32]);
+        let target = Keypair::from_seed([4; 32]).public();
+        let key = IdempotencyKey {
+            rule: "web-down".into(),
+            target,
+            incident: "http@1000".into(),
+        };
+        let record = |kind| LedgerRecord {
+            key: key.clone(),
+            kind,
+            author: operator.public(),
+            at: Hlc {
+                millis: 1_000,
+                counter: 2,
+            },
+        };
+        let approval = SignedRecord::sign(
+            record(RecordKind::Approval {
+                approver: operator.public(),
+                expires_millis: 61_000,
+                trust_version: 3,
+            }),
+            &operator,
+        );
+        let bytes = files::to_json(
+            APPROVAL_FORMAT,
+            &ApprovalJson::new(&approval).expect("an approval"),
+        )
+        .expect("JSON");
+        let text = String::from_utf8(bytes).expect("text");
+        let parsed: ApprovalJson =
+            files::parse_json(&text, APPROVAL_FORMAT, "approval").expect("parses");
+        assert_eq!(parsed.decode().expect("decodes"), approval);
+        let outcome = SignedRecord::sign(
+            record(RecordKind::Skipped {
+                reason: "cooldown".into(),
+            }),
+            &operator,
+        );
+        assert!(ApprovalJson::new(&outcome).is_none());
+    }
 
     #[test]
     fn keys_and_certificates_round_trip_and_damage_is_refused() {

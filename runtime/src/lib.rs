@@ -9,7 +9,8 @@
 //! in executors off the core's task ([`exec`]); an admin API on loopback
 //! serves JSON and Prometheus metrics ([`admin`], [`metrics`]). The agent
 //! is configured by one TOML file ([`config`]) and run by
-//! `fleetmesh agent --config FILE`.
+//! `fleetmesh agent --config FILE`. [`local`] runs a whole fleet of them
+//! as processes on loopback (`fleetmesh demo`, the multi-process tests).
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod driver;
 pub mod exec;
 pub mod files;
 pub mod formats;
+pub mod local;
 pub mod metrics;
 pub mod state;
 pub mod transport;

@@ -316,6 +316,12 @@ pub enum Format {
     Json,
 }
 
+/// Renders content an agent's admin API gave as JSON, as `config show`
+/// renders a store's.
+pub fn render_json(content: serde_json::Value, format: Format) -> anyhow::Result<String> {
+    render(&from_json(content)?, format)
+}
+
 fn render(value: &Value, format: Format) -> anyhow::Result<String> {
     match format {
         Format::Json => Ok(serde_json::to_string_pretty(value)? + "\n"),

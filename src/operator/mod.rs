@@ -1,7 +1,9 @@
 //! The operator commands: keys, the fleet's trust chain and node
-//! certificates, signed config. They work on local files only (formats in
-//! docs/operations.md), so root and config keys can stay on machines that
-//! never join the mesh.
+//! certificates, signed config. Those that make and sign files work on
+//! local files only (formats in docs/operations.md), so root and config
+//! keys can stay on machines that never join the mesh; the `config`
+//! subcommands that read what an agent runs (`publish`, `history`, and
+//! `release` and `show` without `--store`) go to [`crate::client`].
 
 mod config;
 mod fleet;
@@ -11,7 +13,10 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use config::Format;
+use crate::client::{self, PublishArgs, Target};
+
+pub use config::{Format, render_json};
+pub use fleet::require_role;
 
 /// `fleetmesh fleet ...`
 #[derive(Subcommand)]
@@ -148,30 +153,35 @@ pub enum ConfigCommand {
         #[arg(long, value_name = "DIR")]
         store: PathBuf,
     },
-    /// Releases the document's current heads, signed by one config key.
+    /// With --store: releases the document's current heads, signed by one
+    /// config key. Without: shows the release a running agent runs per
+    /// document.
     Release {
         /// The trust chain file.
-        #[arg(long, value_name = "CHAIN")]
-        trust: PathBuf,
+        #[arg(long, value_name = "CHAIN", requires = "store")]
+        trust: Option<PathBuf>,
         /// The signer's `config` key file.
-        #[arg(long, value_name = "FILE")]
-        key: PathBuf,
-        /// The document id.
+        #[arg(long, value_name = "FILE", requires = "store")]
+        key: Option<PathBuf>,
+        /// The document id (with --store, required).
         #[arg(long, value_name = "ID")]
-        doc: String,
-        /// The store directory.
-        #[arg(long, value_name = "DIR")]
-        store: PathBuf,
+        doc: Option<String>,
+        /// The store directory: make a release from it (needs --trust,
+        /// --key and --doc).
+        #[arg(long, value_name = "DIR", requires_all = ["trust", "key", "doc"], conflicts_with = "json")]
+        store: Option<PathBuf>,
         /// The release number: the store's highest release + 1 by default.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", requires = "store")]
         version: Option<u64>,
         /// Expiry: RFC 3339 (2027-01-31T12:00:00Z) or Unix milliseconds.
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", requires = "store")]
         expires: Option<String>,
         /// The release file; inside the store by default, where the next
         /// release looks for the previous one.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", requires = "store")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Adds a config key's signature to a release file, in place.
     Sign {
@@ -201,24 +211,42 @@ pub enum ConfigCommand {
         #[arg(long, value_enum, default_value_t = Format::Toml)]
         format: Format,
     },
-    /// Prints a document's content: the store's current heads, or those a
-    /// verified release names.
+    /// Prints a document's content. With --store: the store's current
+    /// heads, or those a verified release names. Without: the release a
+    /// running agent runs.
     Show {
-        /// The store directory.
-        #[arg(long, value_name = "DIR")]
-        store: PathBuf,
+        /// The store directory (needs --trust and --doc).
+        #[arg(long, value_name = "DIR", requires_all = ["trust", "doc"], conflicts_with = "json")]
+        store: Option<PathBuf>,
         /// The trust chain file, to verify the store's changes.
-        #[arg(long, value_name = "CHAIN")]
-        trust: PathBuf,
-        /// The document id.
+        #[arg(long, value_name = "CHAIN", requires = "store")]
+        trust: Option<PathBuf>,
+        /// The document id; against an agent, needed only when it runs
+        /// several documents.
         #[arg(long, value_name = "ID")]
-        doc: String,
+        doc: Option<String>,
         /// Show this release's content instead of the current heads.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", requires = "store")]
         release: Option<PathBuf>,
         /// How to print the content.
         #[arg(long, value_enum, default_value_t = Format::Toml)]
         format: Format,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Hands signed files (a trust chain, config changes, config releases,
+    /// approvals) to a running agent, which verifies them as it would from
+    /// a peer and spreads them to the fleet. Exit status 1 when the agent
+    /// refuses one (a stale release among them).
+    Publish(PublishArgs),
+    /// Every release a running agent holds, per document, and the one it
+    /// runs.
+    History {
+        /// Only this document.
+        #[arg(long, value_name = "ID")]
+        doc: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -313,13 +341,14 @@ pub fn config(command: ConfigCommand) -> anyhow::Result<()> {
             store: &store,
         }),
         ConfigCommand::Release {
-            trust,
-            key,
-            doc,
-            store,
+            trust: Some(trust),
+            key: Some(key),
+            doc: Some(doc),
+            store: Some(store),
             version,
             expires,
             out,
+            ..
         } => config::release(&config::ReleaseArgs {
             trust: &trust,
             key: &key,
@@ -329,6 +358,11 @@ pub fn config(command: ConfigCommand) -> anyhow::Result<()> {
             expires: expires.as_deref(),
             out: out.as_deref(),
         }),
+        // Without --store (clap makes --store bring --trust, --key and
+        // --doc along): what the agent runs.
+        ConfigCommand::Release { doc, target, .. } => {
+            client::config_release(&target, doc.as_deref())
+        }
         ConfigCommand::Sign {
             release,
             trust,
@@ -341,11 +375,20 @@ pub fn config(command: ConfigCommand) -> anyhow::Result<()> {
             format,
         } => config::verify(&release, &trust, &store, format),
         ConfigCommand::Show {
-            store,
-            trust,
-            doc,
+            store: Some(store),
+            trust: Some(trust),
+            doc: Some(doc),
             release,
             format,
+            ..
         } => config::show(&store, &trust, &doc, release.as_deref(), format),
+        ConfigCommand::Show {
+            doc,
+            format,
+            target,
+            ..
+        } => client::config_show(&target, doc.as_deref(), format),
+        ConfigCommand::Publish(args) => client::publish(&args),
+        ConfigCommand::History { doc, target } => client::config_history(&target, doc.as_deref()),
     }
 }

@@ -1,0 +1,507 @@
+//! A fleet of real agents on this host's loopback: what `fleetmesh demo`
+//! runs and what the multi-process tests start.
+//!
+//! [`LocalFleet::create`] makes everything an operator would, with the
+//! `fleetmesh` binary's own operator commands (so the files are exactly
+//! those an operator gets): one throwaway operator key holding every role,
+//! the genesis trust chain, and per node a state directory with its key,
+//! certificate, the chain and an agent config listening on a free loopback
+//! port, with mDNS off. Agents are `fleetmesh agent` child processes, each
+//! running in its own node directory (checks and actions run there) and
+//! logging JSON lines to `agent.log` in it. Dropping the fleet kills every
+//! agent still running; [`LocalFleet::stop_all`] stops them the polite way
+//! first.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// The tag every node of a local fleet carries: what policies select.
+pub const TAG: (&str, &str) = ("role", "local");
+
+/// The operator key file, in the fleet directory: roles root, config,
+/// admit and approve.
+pub const OPERATOR_KEY: &str = "operator.key";
+
+/// Most agents one local fleet runs: loopback ports and a test machine's
+/// cores are finite.
+pub const NODES_MAX: usize = 32;
+
+/// Pause between two polls of [`wait_for`].
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// How many log lines of each agent [`LocalFleet::logs`] shows.
+const LOG_TAIL_LINES: usize = 30;
+
+/// One agent's files and process.
+pub struct LocalNode {
+    /// Its name, `node-INDEX`, as its certificate says.
+    pub name: String,
+    /// Its state directory, also its working directory.
+    pub dir: PathBuf,
+    /// Its admin API address.
+    pub admin: SocketAddr,
+    child: Option<Child>,
+}
+
+/// How a stopped agent ended.
+#[derive(Debug)]
+pub enum Stopped {
+    /// It exited by itself after SIGTERM, with this status.
+    Exited(ExitStatus),
+    /// It did not exit within the timeout and was killed.
+    Killed,
+    /// It was not running.
+    NotRunning,
+}
+
+/// A fleet of agents on loopback: files in a directory the caller owns,
+/// agents as child processes (killed on drop).
+pub struct LocalFleet {
+    binary: PathBuf,
+    dir: PathBuf,
+    /// The nodes, by index.
+    pub nodes: Vec<LocalNode>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for LocalFleet {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// A loopback port nobody uses right now (the agent binds it moments
+/// later; another process taking it in between makes that agent refuse to
+/// start, saying so).
+fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn free_tcp_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `done` every [`POLL`] until it returns `Some`, for at most
+/// `within`; an error naming `what` otherwise.
+pub fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    mut done: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let start = Instant::now();
+    let polls = within.as_millis() / POLL.as_millis() + 1;
+    for _ in 0..polls {
+        if let Some(value) = done() {
+            return Ok(value);
+        }
+        if start.elapsed() > within {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    bail!("{what} did not happen within {} s", within.as_secs())
+}
+
+impl LocalFleet {
+    /// Makes the files of a fleet of `count` nodes in `dir` (which must
+    /// exist) with the operator commands of `binary`, the `fleetmesh`
+    /// binary. Starts nothing.
+    pub fn create(binary: &Path, dir: &Path, count: usize) -> anyhow::Result<LocalFleet> {
+        if count == 0 || count > NODES_MAX {
+            bail!("a local fleet has 1 to {NODES_MAX} nodes, not {count}");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let mut fleet = LocalFleet {
+            binary: binary.to_owned(),
+            dir: dir.to_owned(),
+            nodes: Vec::new(),
+            runtime,
+        };
+        let operator = fleet.keygen(OPERATOR_KEY)?;
+        fleet.fleetmesh(&[
+            "fleet",
+            "init",
+            "--name",
+            "local",
+            "--root-key",
+            OPERATOR_KEY,
+            "--key",
+            &format!("{operator}=config,admit,approve"),
+            "--out",
+            "trust.json",
+        ])?;
+        let ports = (0..count)
+            .map(|_| free_udp_port())
+            .collect::<anyhow::Result<Vec<u16>>>()
+            .context("cannot find free loopback ports")?;
+        for (index, port) in ports.iter().enumerate() {
+            let name = format!("node-{index}");
+            let node_dir = dir.join(&name);
+            fs::create_dir(&node_dir)
+                .with_context(|| format!("cannot create {}", node_dir.display()))?;
+            let public = fleet.keygen(&format!("{name}/node.key"))?;
+            fleet.fleetmesh(&[
+                "fleet",
+                "admit",
+                "--trust",
+                "trust.json",
+                "--admit-key",
+                OPERATOR_KEY,
+                "--node",
+                &public,
+                "--name",
+                &name,
+                "--tag",
+                &format!("{}={}", TAG.0, TAG.1),
+                "--out",
+                &format!("{name}/node.cert.json"),
+            ])?;
+            fs::copy(dir.join("trust.json"), node_dir.join("trust.json"))
+                .context("cannot copy the trust chain")?;
+            // Every agent bootstraps from the first two (the first two
+            // from each other): a restarted one finds the fleet again the
+            // way an operator's would.
+            let bootstrap: Vec<String> = ports[..count.min(2)]
+                .iter()
+                .filter(|&&other| other != *port)
+                .map(|other| format!("\"127.0.0.1:{other}\""))
+                .collect();
+            let admin = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?));
+            fs::write(
+                node_dir.join("agent.toml"),
+                format!(
+                    "state_dir = \".\"\nlisten = [\"127.0.0.1:{port}\"]\nbootstrap = [{}]\nmdns = false\nadmin = \"{admin}\"\nlog_format = \"json\"\nlog_level = \"info\"\n",
+                    bootstrap.join(", ")
+                ),
+            )
+            .context("cannot write an agent config")?;
+            fleet.nodes.push(LocalNode {
+                name,
+                dir: node_dir,
+                admin,
+                child: None,
+            });
+        }
+        Ok(fleet)
+    }
+
+    /// The fleet's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `fleetmesh ARGS` in the fleet directory; its standard output,
+    /// or an error with its standard error.
+    pub fn fleetmesh(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = Command::new(&self.binary)
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", self.binary.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!(
+                "`fleetmesh {}` failed: {}{}",
+                args.join(" "),
+                stdout,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(stdout)
+    }
+
+    /// Makes a key file (path relative to the fleet directory); returns
+    /// its public key.
+    fn keygen(&self, out: &str) -> anyhow::Result<String> {
+        let stdout = self.fleetmesh(&["keygen", "--out", out])?;
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("public key "))
+            .map(str::to_owned)
+            .context("`fleetmesh keygen` printed no public key")
+    }
+
+    /// Starts node `index`'s agent (again, after a stop: same state
+    /// directory, same identity).
+    pub fn start(&mut self, index: usize) -> anyhow::Result<()> {
+        let binary = self.binary.clone();
+        let node = self.node_mut(index)?;
+        if node.child.is_some() {
+            bail!("{} is already running", node.name);
+        }
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("agent.log"))
+            .context("cannot open an agent's log file")?;
+        let child = Command::new(binary)
+            .args(["agent", "--config"])
+            .arg(node.dir.join("agent.toml"))
+            .current_dir(&node.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start an agent")?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    fn node_mut(&mut self, index: usize) -> anyhow::Result<&mut LocalNode> {
+        let count = self.nodes.len();
+        self.nodes
+            .get_mut(index)
+            .with_context(|| format!("the fleet has {count} nodes, not a node {index}"))
+    }
+
+    /// Kills node `index`'s agent at once (a crash).
+    pub fn kill(&mut self, index: usize) -> anyhow::Result<()> {
+        let node = self.node_mut(index)?;
+        let mut child = node.child.take().context("the agent is not running")?;
+        child.kill().context("cannot kill the agent")?;
+        child.wait().context("cannot reap the agent")?;
+        Ok(())
+    }
+
+    /// Stops every running agent: SIGTERM to all (each leaves the fleet
+    /// gracefully), then waits up to `timeout` for them, and kills those
+    /// still running. How each ended, by index.
+    pub fn stop_all(&mut self, timeout: Duration) -> Vec<Stopped> {
+        for node in &self.nodes {
+            if let Some(child) = &node.child {
+                terminate(child);
+            }
+        }
+        let start = Instant::now();
+        let polls = timeout.as_millis() / POLL.as_millis() + 1;
+        let mut ended: Vec<Option<Stopped>> = self
+            .nodes
+            .iter()
+            .map(|node| node.child.is_none().then_some(Stopped::NotRunning))
+            .collect();
+        for _ in 0..polls {
+            for (node, end) in self.nodes.iter_mut().zip(&mut ended) {
+                if let Some(child) = node.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    *end = Some(Stopped::Exited(status));
+                    node.child = None;
+                }
+            }
+            if ended.iter().all(Option::is_some) || start.elapsed() > timeout {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        for (node, end) in self.nodes.iter_mut().zip(&mut ended) {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+                *end = Some(Stopped::Killed);
+            }
+        }
+        ended
+            .into_iter()
+            .map(|end| end.unwrap_or(Stopped::NotRunning))
+            .collect()
+    }
+
+    /// Sends node `index`'s agent SIGTERM and takes its process; the
+    /// caller waits for it.
+    pub fn terminate(&mut self, index: usize) -> anyhow::Result<Child> {
+        let node = self.node_mut(index)?;
+        let child = node.child.take().context("the agent is not running")?;
+        terminate(&child);
+        Ok(child)
+    }
+
+    /// `GET path` on node `index`'s admin API: status and body; `None`
+    /// while nothing answers.
+    pub fn get(&self, index: usize, path: &str) -> Option<(u16, String)> {
+        let node = self.nodes.get(index)?;
+        self.runtime
+            .block_on(crate::admin::call(node.admin, path, None))
+            .ok()
+    }
+
+    /// `GET path` on node `index`'s admin API, as JSON; `None` while
+    /// nothing answers or the answer is not 200.
+    pub fn get_json(&self, index: usize, path: &str) -> Option<Value> {
+        match self.get(index, path)? {
+            (200, body) => serde_json::from_str(&body).ok(),
+            _ => None,
+        }
+    }
+
+    /// Node `index`'s id, once its admin API answers.
+    pub fn id(&self, index: usize) -> Option<String> {
+        self.get_json(index, "/v1/agent")?["id"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// What node `index` believes: `(member id, state, incarnation)` per
+    /// member.
+    pub fn view(&self, index: usize) -> Option<Vec<(String, String, u64)>> {
+        let members = self.get_json(index, "/v1/members")?;
+        members["members"]
+            .as_array()?
+            .iter()
+            .map(|member| {
+                Some((
+                    member["id"].as_str()?.to_owned(),
+                    member["state"].as_str()?.to_owned(),
+                    member["incarnation"].as_u64()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The state node `index` gives member `id`.
+    pub fn state_of(&self, index: usize, id: &str) -> Option<String> {
+        self.view(index)?
+            .into_iter()
+            .find(|(member, _, _)| member == id)
+            .map(|(_, state, _)| state)
+    }
+
+    /// Whether every node of `indices` sees every id of `alive` alive.
+    pub fn all_see_alive(&self, indices: &[usize], alive: &[String]) -> bool {
+        indices.iter().all(|&index| {
+            alive
+                .iter()
+                .all(|id| self.state_of(index, id).as_deref() == Some("alive"))
+        })
+    }
+
+    /// The release version node `index` runs for document `doc`.
+    pub fn release(&self, index: usize, doc: &str) -> Option<u64> {
+        let releases = self.get_json(index, "/v1/releases")?;
+        releases["releases"]
+            .as_array()?
+            .iter()
+            .find(|release| release["doc"] == doc)?["version"]
+            .as_u64()
+    }
+
+    /// The state of check `check` on node `node` (an id) as node `index`
+    /// holds it.
+    pub fn health(&self, index: usize, node: &str, check: &str) -> Option<String> {
+        let reports = self.get_json(index, "/v1/health")?;
+        reports["reports"]
+            .as_array()?
+            .iter()
+            .find(|report| report["node"] == node && report["check"] == check)?["state"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Drafts `content` (TOML) as document `doc` with the operator key,
+    /// releases it (the next version), and publishes the store's changes
+    /// and the new release to node `index` (older releases would be
+    /// refused as stale). Returns the release file's path.
+    pub fn publish_release(
+        &self,
+        index: usize,
+        doc: &str,
+        content: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let node = self.nodes.get(index).context("no such node")?;
+        let source = format!("{doc}.toml");
+        fs::write(self.dir.join(&source), content).context("cannot write the document")?;
+        self.fleetmesh(&[
+            "config",
+            "draft",
+            "--trust",
+            "trust.json",
+            "--key",
+            OPERATOR_KEY,
+            "--doc",
+            doc,
+            "--from",
+            &source,
+            "--store",
+            "store",
+        ])?;
+        let released = self.fleetmesh(&[
+            "config",
+            "release",
+            "--trust",
+            "trust.json",
+            "--key",
+            OPERATOR_KEY,
+            "--doc",
+            doc,
+            "--store",
+            "store",
+        ])?;
+        let release = released
+            .lines()
+            .find_map(|line| line.strip_prefix("wrote release "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|path| self.dir.join(path))
+            .context("`fleetmesh config release` printed no release file")?;
+        let mut files: Vec<String> = Vec::new();
+        for entry in fs::read_dir(self.dir.join("store")).context("cannot read the store")? {
+            let path = entry.context("cannot read the store")?.path();
+            let name = path.file_name().and_then(|name| name.to_str());
+            if name.is_some_and(|name| name.starts_with("change-")) {
+                files.push(path.display().to_string());
+            }
+        }
+        // Changes before the release that names them.
+        files.sort();
+        files.push(release.display().to_string());
+        let admin = node.admin.to_string();
+        let mut args = vec!["config", "publish", "--admin", &admin];
+        args.extend(files.iter().map(String::as_str));
+        self.fleetmesh(&args)?;
+        Ok(release)
+    }
+
+    /// The last lines of every agent's log, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for node in &self.nodes {
+            let log = fs::read_to_string(node.dir.join("agent.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            all.push_str(&format!("--- {} (last lines of its log)\n", node.name));
+            for line in tail {
+                all.push_str(line);
+                all.push('\n');
+            }
+        }
+        all
+    }
+}
+
+/// Sends SIGTERM to `child`: the agent leaves the fleet and exits.
+fn terminate(child: &Child) {
+    #[cfg(unix)]
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) takes plain integers and touches no memory; the
+        // child is not reaped yet (its `Child` is held), so the id is
+        // still its own.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = child;
+}

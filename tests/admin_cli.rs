@@ -1,0 +1,495 @@
+//! The CLI against running agents: `fleetmesh members`, `health`,
+//! `leases`, `remediations`, `approve`, `leave` and `config
+//! publish|release|show|history` on real agent processes on loopback,
+//! asserting on the tables, the JSON and the errors; and `fleetmesh demo`
+//! end to end. Every wait is bounded in time and polls; every agent is
+//! killed when a test ends, pass or fail.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use fleetmesh_runtime::local::{self, LocalFleet, OPERATOR_KEY};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Longest any one wait may take.
+const WAIT: Duration = Duration::from_secs(90);
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetmesh"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the fleetmesh binary runs")
+}
+
+/// Runs a command that must succeed; returns its stdout.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let output = run(dir, args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Runs a command that must be refused (exit 1, no panic) with an error
+/// holding every one of `expected`; returns its stderr.
+fn refused(dir: &Path, args: &[&str], expected: &[&str]) -> String {
+    let output = run(dir, args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{args:?} should be refused: {}{stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    for text in expected {
+        assert!(stderr.contains(text), "{args:?}: {stderr:?} lacks {text:?}");
+    }
+    stderr
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let stdout = ok(dir, args);
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{args:?}: {error}: {stdout}"))
+}
+
+/// A started fleet of `count` agents that all see each other alive, its
+/// directory, and their ids.
+fn running_fleet(count: usize) -> (LocalFleet, TempDir, Vec<String>) {
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let mut fleet = LocalFleet::create(
+        Path::new(env!("CARGO_BIN_EXE_fleetmesh")),
+        scratch.path(),
+        count,
+    )
+    .expect("the fleet's files");
+    for index in 0..count {
+        fleet.start(index).expect("the agent starts");
+    }
+    let all: Vec<usize> = (0..count).collect();
+    let ids: Vec<String> = wait_for(&fleet, "every admin API answers", || {
+        all.iter().map(|&index| fleet.id(index)).collect()
+    });
+    wait_for(&fleet, "every agent sees every agent alive", || {
+        fleet.all_see_alive(&all, &ids).then_some(())
+    });
+    (fleet, scratch, ids)
+}
+
+/// Polls `done` until it returns `Some`, at most [`WAIT`]; panics with
+/// `what` and the agents' logs otherwise.
+fn wait_for<T>(fleet: &LocalFleet, what: &str, done: impl FnMut() -> Option<T>) -> T {
+    local::wait_for(what, WAIT, done).unwrap_or_else(|error| panic!("{error}\n{}", fleet.logs()))
+}
+
+/// The line of a table whose first column is `first`.
+fn row<'a>(table: &'a str, first: &str) -> &'a str {
+    table
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(first))
+        .unwrap_or_else(|| panic!("no row {first:?} in\n{table}"))
+}
+
+/// A check that fails while `broken` exists in the node's directory, and
+/// a rule whose one local step waits for an operator's approval (a window
+/// long enough for the test to give it), then records its environment and
+/// repairs.
+const GATED_POLICY: &str = r#"
+[checks.marker]
+kind = "exec"
+command = ["sh", "-c", "test ! -e broken"]
+select = "role=local"
+interval_ms = 200
+timeout_ms = 150
+fall = 2
+rise = 1
+
+[rules.marker-down]
+check = "marker"
+select = "role=local"
+max_unhealthy = 1
+steps = [
+  { action = "repair", class = "local", timeout_ms = 60000, approval = true, command = ["sh", "-c", "echo $FLEETMESH_RULE > repaired; rm broken"] },
+]
+"#;
+
+#[test]
+fn members_health_config_and_an_approved_remediation_read_from_a_running_agent() {
+    let (fleet, scratch, ids) = running_fleet(2);
+    let dir = scratch.path();
+    let admin = fleet.nodes[0].admin.to_string();
+    let at = ["--admin", admin.as_str()];
+
+    // Members: a table with both nodes, the agent itself marked; the
+    // JSON is the admin API's.
+    let table = ok(dir, &[&["members"][..], &at].concat());
+    assert!(table.starts_with("NAME"), "{table}");
+    let first = row(&table, "node-0");
+    assert!(first.contains(&ids[0]), "{table}");
+    assert!(first.contains("alive") && first.contains("self"), "{table}");
+    assert!(first.contains("role=local"), "{table}");
+    assert!(row(&table, "node-1").contains("alive"), "{table}");
+    let members = json(dir, &[&["members", "--json"][..], &at].concat());
+    let names: Vec<&str> = members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|member| member["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{members}");
+    assert!(names.contains(&"node-0") && names.contains(&"node-1"));
+
+    // Before any release: nothing to show, said plainly.
+    let table = ok(dir, &[&["config", "release"][..], &at].concat());
+    assert!(table.contains("runs no release yet"), "{table}");
+
+    // `config publish` (through the fleet's publish_release) hands the
+    // policy to node 0; `config release`, `show` and `history` read it
+    // back from node 1.
+    fleet
+        .publish_release(0, "remediation", GATED_POLICY)
+        .expect("the policy is published");
+    wait_for(&fleet, "both agents run the policy", || {
+        (0..2)
+            .all(|index| fleet.release(index, "remediation") == Some(1))
+            .then_some(())
+    });
+    let other = fleet.nodes[1].admin.to_string();
+    let at_other = ["--admin", other.as_str()];
+    let table = ok(dir, &[&["config", "release"][..], &at_other].concat());
+    let line = row(&table, "remediation");
+    assert!(line.contains(" 1 ") && line.contains("running"), "{table}");
+    let release = json(
+        dir,
+        &[
+            &["config", "release", "--doc", "remediation", "--json"][..],
+            &at_other,
+        ]
+        .concat(),
+    );
+    assert_eq!(release["version"], 1, "{release}");
+    assert_eq!(release["content"]["checks"]["marker"]["kind"], "exec");
+    let shown = ok(dir, &[&["config", "show"][..], &at_other].concat());
+    assert!(shown.contains("[checks.marker]"), "{shown}");
+    assert!(shown.contains("interval_ms = 200"), "{shown}");
+    let shown = ok(
+        dir,
+        &[&["config", "show", "--format", "json"][..], &at_other].concat(),
+    );
+    let content: Value = serde_json::from_str(&shown).expect("JSON content");
+    assert_eq!(content["rules"]["marker-down"]["check"], "marker");
+    let history = ok(dir, &[&["config", "history"][..], &at_other].concat());
+    let line = row(&history, "remediation");
+    assert!(line.contains("running"), "{history}");
+    assert!(line.contains(&release["digest"].as_str().expect("digest")[..16]));
+
+    // Health: both nodes' checks healthy, by name.
+    wait_for(
+        &fleet,
+        "both agents hold both nodes' checks healthy",
+        || {
+            (0..2)
+                .all(|index| {
+                    ids.iter()
+                        .all(|id| fleet.health(index, id, "marker").as_deref() == Some("healthy"))
+                })
+                .then_some(())
+        },
+    );
+    let table = ok(dir, &[&["health"][..], &at_other].concat());
+    assert!(row(&table, "node-0").contains("marker"), "{table}");
+    assert!(row(&table, "node-0").contains("healthy"), "{table}");
+    assert!(row(&table, "node-1").contains("healthy"), "{table}");
+    let health = json(dir, &[&["health", "--json"][..], &at].concat());
+    assert_eq!(
+        health["reports"].as_array().map(Vec::len),
+        Some(2),
+        "{health}"
+    );
+
+    // Break node 0's service: the step waits for an approval, and the
+    // remediations table says so, with the id to approve.
+    fs::write(fleet.nodes[0].dir.join("broken"), "").expect("break the service");
+    let id = wait_for(&fleet, "the remediation waits for an approval", || {
+        let waiting = fleet.get_json(0, "/v1/approvals")?;
+        waiting["approvals"][0]["id"].as_str().map(str::to_owned)
+    });
+    let table = ok(dir, &[&["remediations"][..], &at].concat());
+    let line = row(&table, "node-0");
+    assert!(line.contains("marker-down"), "{table}");
+    assert!(line.contains("awaiting-approval"), "{table}");
+    assert!(line.contains("repair"), "{table}");
+    assert!(line.contains(&id[..16]), "{table}");
+    assert!(table.contains("1 waiting for an approval"), "{table}");
+    assert!(
+        !fleet.nodes[0].dir.join("repaired").exists(),
+        "nothing runs before the approval"
+    );
+
+    // A key the trust chain does not give `approve` is refused, naming
+    // the role; the operator's key approves, and the repair runs.
+    ok(dir, &["keygen", "--out", "stranger.key"]);
+    refused(
+        dir,
+        &[&["approve", &id[..12], "--key", "stranger.key"][..], &at].concat(),
+        &["lacks the `approve` role", "fleetmesh fleet update --add"],
+    );
+    refused(
+        dir,
+        &[&["approve", "abcdef123456", "--key", OPERATOR_KEY][..], &at].concat(),
+        &[
+            "nothing waits for an approval under id abcdef123456",
+            "fleetmesh remediations",
+        ],
+    );
+    let approved = ok(
+        dir,
+        &[
+            &["approve", &id[..12], "--key", OPERATOR_KEY, "--for", "10m"][..],
+            &at,
+        ]
+        .concat(),
+    );
+    assert!(
+        approved.starts_with("approved marker-down on node-0"),
+        "{approved}"
+    );
+    wait_for(&fleet, "node 1 holds node 0's successful outcome", || {
+        let remediations = fleet.get_json(1, "/v1/remediations")?;
+        remediations["remediations"]
+            .as_array()?
+            .iter()
+            .any(|remediation| {
+                remediation["target_id"] == ids[0].as_str() && remediation["status"] == "succeeded"
+            })
+            .then_some(())
+    });
+    assert_eq!(
+        fs::read_to_string(fleet.nodes[0].dir.join("repaired"))
+            .expect("the approved action ran")
+            .trim(),
+        "marker-down"
+    );
+    let table = ok(dir, &[&["remediations"][..], &at_other].concat());
+    let line = row(&table, "node-0");
+    assert!(line.contains("succeeded"), "{table}");
+    let remediations = json(dir, &[&["remediations", "--json"][..], &at_other].concat());
+    let done = &remediations["remediations"][0];
+    assert_eq!(done["approved"], true, "{remediations}");
+    assert_eq!(done["action"], "repair", "{remediations}");
+    // The approval is in the ledger, by the operator's key.
+    let ledger = fleet.get_json(1, "/v1/ledger").expect("ledger");
+    let approval = ledger["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|record| record["record"]["kind"] == "approval")
+        .expect("the approval record spread");
+    assert_eq!(approval["rule"], "marker-down");
+
+    // No lease without a disruptive rule: said plainly; the JSON is the
+    // API's (an empty table).
+    let table = ok(dir, &[&["leases"][..], &at].concat());
+    assert!(table.contains("no leases"), "{table}");
+    let leases = json(dir, &[&["leases", "--json"][..], &at].concat());
+    assert_eq!(leases["leases"], Value::Array(Vec::new()));
+}
+
+#[test]
+fn a_disruptive_remediation_shows_its_budget_lease() {
+    let (fleet, scratch, ids) = running_fleet(1);
+    let dir = scratch.path();
+    let admin = fleet.nodes[0].admin.to_string();
+    let key = fleet.get_json(0, "/v1/agent").expect("agent")["key"]
+        .as_str()
+        .expect("its key")
+        .to_owned();
+    // The node is the rule's only voter: its own grant is the majority.
+    let policy = format!(
+        r#"
+[checks.marker]
+kind = "exec"
+command = ["sh", "-c", "test ! -e broken"]
+select = "role=local"
+interval_ms = 200
+timeout_ms = 150
+fall = 2
+rise = 1
+
+[rules.marker-down]
+check = "marker"
+select = "role=local"
+max_unhealthy = 1
+voters = ["{key}"]
+lease_ttl_ms = 60000
+steps = [
+  {{ action = "reboot", class = "disruptive", timeout_ms = 5000, command = ["rm", "broken"] }},
+]
+"#
+    );
+    fleet
+        .publish_release(0, "remediation", &policy)
+        .expect("the policy is published");
+    wait_for(&fleet, "the check runs healthy", || {
+        (fleet.health(0, &ids[0], "marker").as_deref() == Some("healthy")).then_some(())
+    });
+    fs::write(fleet.nodes[0].dir.join("broken"), "").expect("break the service");
+    wait_for(&fleet, "the disruptive step succeeds", || {
+        let remediations = fleet.get_json(0, "/v1/remediations")?;
+        (remediations["remediations"][0]["status"] == "succeeded").then_some(())
+    });
+    let table = ok(dir, &["leases", "--admin", &admin]);
+    assert!(table.starts_with("SCOPE"), "{table}");
+    let line = row(&table, "remediate:marker-down");
+    assert!(line.contains("node-0"), "{table}");
+    assert!(line.contains(&ids[0]), "{table}");
+    let leases = json(dir, &["leases", "--admin", &admin, "--json"]);
+    let lease = &leases["leases"][0];
+    assert_eq!(lease["scope"], "remediate:marker-down", "{leases}");
+    assert_eq!(lease["holder"], key.as_str(), "{leases}");
+    assert!(lease["epoch"].as_u64() >= Some(1), "{leases}");
+    let table = ok(dir, &["remediations", "--admin", &admin]);
+    let line = row(&table, "node-0");
+    assert!(
+        line.contains("succeeded") && line.contains("reboot"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_stale_release_and_a_missing_agent_are_refused_with_what_to_do() {
+    let (fleet, scratch, _) = running_fleet(1);
+    let dir = scratch.path();
+    let admin = fleet.nodes[0].admin.to_string();
+    let first = fleet
+        .publish_release(0, "app", "[web]\nport = 8080\n")
+        .expect("release 1");
+    fleet
+        .publish_release(0, "app", "[web]\nport = 8081\n")
+        .expect("release 2");
+    wait_for(&fleet, "the agent runs release 2", || {
+        (fleet.release(0, "app") == Some(2)).then_some(())
+    });
+    let shown = ok(dir, &["config", "show", "--admin", &admin, "--doc", "app"]);
+    assert!(shown.contains("port = 8081"), "{shown}");
+    let first = first.display().to_string();
+    refused(
+        dir,
+        &["config", "publish", "--admin", &admin, &first],
+        &[
+            "release app version 1 is stale",
+            "already runs version 2 of app",
+            "--version 3",
+        ],
+    );
+    // The release it runs may be published again.
+    let history = json(dir, &["config", "history", "--admin", &admin, "--json"]);
+    let versions: Vec<u64> = history["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .filter_map(|release| release["version"].as_u64())
+        .collect();
+    assert_eq!(versions, [1, 2], "{history}");
+    refused(
+        dir,
+        &["config", "show", "--admin", &admin, "--doc", "web"],
+        &["runs no release of document web (it runs: app)"],
+    );
+
+    // Nothing listening: every command says to start an agent or point
+    // --admin at one.
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .to_string();
+    for command in [
+        &["members"][..],
+        &["health"],
+        &["leases"],
+        &["remediations"],
+        &["leave"],
+        &["config", "history"],
+        &["config", "publish", "trust.json"],
+        &["approve", "abcdef", "--key", OPERATOR_KEY],
+    ] {
+        refused(
+            dir,
+            &[command, &["--admin", nobody.as_str()]].concat(),
+            &[
+                &format!("no agent answers at {nobody}"),
+                "fleetmesh agent --config",
+                "--admin",
+            ],
+        );
+    }
+    // The local-file commands keep their shape: --store brings --trust.
+    let output = run(
+        dir,
+        &["config", "release", "--store", "store", "--doc", "app"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn leave_stops_the_agent_and_the_fleet_sees_it_left() {
+    let (mut fleet, scratch, ids) = running_fleet(2);
+    let admin = fleet.nodes[1].admin.to_string();
+    let stdout = ok(scratch.path(), &["leave", "--admin", &admin]);
+    assert!(
+        stdout.contains(&format!("agent node-1 ({})", ids[1])),
+        "{stdout}"
+    );
+    assert!(stdout.contains("is leaving the fleet"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("it stopped"), "{stdout}");
+    wait_for(&fleet, "node 0 sees node 1 left", || {
+        (fleet.state_of(0, &ids[1]).as_deref() == Some("left")).then_some(())
+    });
+    let stopped = fleet.stop_all(Duration::from_secs(10));
+    assert!(
+        matches!(&stopped[1], local::Stopped::Exited(status) if status.success()),
+        "{stopped:?}"
+    );
+}
+
+#[test]
+fn the_demo_heals_its_service_and_cleans_up() {
+    let output = Command::new(env!("CARGO_BIN_EXE_fleetmesh"))
+        .args(["demo", "--nodes", "3"])
+        .output()
+        .expect("the demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for stage in [
+        "made a throwaway fleet of 3 nodes in ",
+        "the mesh formed: every agent sees all 3 alive",
+        "every agent runs release 1 of `remediation`",
+        "every node reports `service` healthy",
+        "broke the service on node-2",
+        "node-2: check `service` is unhealthy",
+        "node-2: rule `service-down` ran its action: succeeded (exit code 0)",
+        "node-2: check `service` healthy again",
+        "stopped 3 agents (0 killed after 10 s, 0 exited with an error)",
+        "done: the mesh healed its own service",
+    ] {
+        assert!(stdout.contains(stage), "{stage:?} missing from\n{stdout}");
+    }
+    let dir: PathBuf = stdout
+        .lines()
+        .find_map(|line| line.split_once("fleet of 3 nodes in "))
+        .and_then(|(_, rest)| rest.split(" (").next())
+        .map(PathBuf::from)
+        .expect("the demo names its directory");
+    assert!(!dir.exists(), "{} was not removed", dir.display());
+}
