@@ -717,3 +717,45 @@ fn a_seed_range_runs_every_seed_and_a_bad_range_says_how_to_write_one() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("names no seed"), "{stderr}");
 }
+
+#[test]
+fn a_swarm_reports_invariants_probes_and_replays_a_seed_with_its_mix() {
+    let scratch = Scratch::new();
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/lease-takeover.toml");
+    let out = scratch.ok(&["sim", "swarm", scenario, "--seeds", "1..=4", "--jobs", "2"]);
+    assert!(out.contains("4 passed, 0 failed"), "{out}");
+    assert!(out.contains("(none broken)"), "{out}");
+    // Every mix keeps at least one crash of the holder, and another
+    // candidate takes over: the probes must have seen it.
+    let probe = |name: &str| {
+        out.lines()
+            .find(|line| line.split_whitespace().next() == Some(name))
+            .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+    };
+    assert!(
+        probe("lease-taken-over").is_some_and(|seeds| seeds >= 1),
+        "{out}"
+    );
+    assert!(out.contains("never hit:"), "{out}");
+    assert!(out.contains("short-circuit"), "no remediation here: {out}");
+
+    // The replay plays the same mix, and prints it.
+    let replay = scratch.ok(&["sim", "run", scenario, "--seed", "3", "--swarm"]);
+    assert!(replay.contains("swarm mix: "), "{replay}");
+    assert!(replay.contains("PASS"), "{replay}");
+    let again = scratch.ok(&["sim", "run", scenario, "--seed", "3", "--swarm"]);
+    let hash = |text: &str| {
+        text.lines()
+            .find(|line| line.trim_start().starts_with("trace hash"))
+            .map(str::to_owned)
+    };
+    assert_eq!(hash(&replay), hash(&again));
+    let plain = scratch.ok(&["sim", "run", scenario, "--seed", "3"]);
+    assert_ne!(hash(&replay), hash(&plain), "the mix changed nothing");
+
+    let checked = scratch.ok(&["sim", "run", scenario, "--seed", "3", "--check-determinism"]);
+    assert!(
+        checked.contains("deterministic: two runs agree on all"),
+        "{checked}"
+    );
+}
