@@ -159,6 +159,8 @@ fn main() -> ExitCode {
 /// `fleetmesh agent`: loads the config, sets up logging, runs the agent on
 /// a tokio runtime until a stop signal.
 fn agent(path: &Path) -> anyhow::Result<()> {
+    // Before anything of size is allocated: pages faulted in as huge stay.
+    let huge_pages = fleetmesh_runtime::process::disable_huge_pages();
     let config = fleetmesh_runtime::AgentConfig::load(path)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .context("log_level (checked when the config was loaded)")?;
@@ -168,6 +170,9 @@ fn agent(path: &Path) -> anyhow::Result<()> {
     match config.log_format {
         fleetmesh_runtime::config::LogFormat::Human => logs.init(),
         fleetmesh_runtime::config::LogFormat::Json => logs.json().init(),
+    }
+    if let Err(error) = huge_pages {
+        tracing::warn!(%error, "cannot turn transparent huge pages off; the agent may hold more memory than it uses");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,7 +12,7 @@
 //! - release spread: from `fleetmesh publish` of a release to one agent
 //!   until all 20 report running it on `/v1/releases`;
 //! - partition heal: 20 agents in network namespaces (`common::netns`), cut
-//!   10 | 10 until each side declares the other dead, a release published
+//!   in two sides of 10 until each side declares the other dead, a release published
 //!   on one side, then healed: the time until all agree on membership (all
 //!   alive, the same incarnations) and config. Skipped where namespaces
 //!   are unavailable.
@@ -158,7 +158,7 @@ fn loopback(rows: &mut Vec<Row>) {
 /// The partition-heal row, on a fleet in namespaces.
 fn partition(rows: &mut Vec<Row>) {
     let benchmark = format!(
-        "{AGENTS} agents in namespaces, partition {} | {} healed: all agree on membership and config ({HEALS} heals)",
+        "{AGENTS} agents in namespaces, cut in two sides of {} and {}, healed: all agree on membership and config ({HEALS} heals)",
         AGENTS / 2,
         AGENTS - AGENTS / 2
     );

@@ -21,6 +21,7 @@ pub mod exec;
 pub mod files;
 pub mod formats;
 pub mod metrics;
+pub mod process;
 pub mod state;
 pub mod transport;
 
