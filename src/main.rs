@@ -174,7 +174,12 @@ fn agent(path: &Path) -> anyhow::Result<()> {
     if let Err(error) = huge_pages {
         tracing::warn!(%error, "cannot turn transparent huge pages off; the agent may hold more memory than it uses");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the core's loop already runs on the thread that blocks
+    // on it, and worker threads only added cross-thread wake-ups (each
+    // message woke both workers of a two-core host; docs/benchmarks.md,
+    // "Runtime"). Executors and the admin API are async tasks, and the
+    // rare blocking write (durable state) blocks the core's loop anyway.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
