@@ -6,6 +6,7 @@
 //! Each test crate compiles this module by itself and uses only part of it.
 #![allow(dead_code)]
 
+/// Network namespaces for partition tests.
 pub mod netns;
 
 use std::collections::BTreeMap;
@@ -56,7 +57,7 @@ pub fn keygen(dir: &Path, out: &str) -> String {
         .to_owned()
 }
 
-/// A loopback port nobody listens on right now, for UDP or TCP.
+/// A loopback UDP port nobody listens on right now.
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|socket| socket.local_addr())
@@ -64,6 +65,7 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// A loopback TCP port nobody listens on right now.
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -92,6 +94,7 @@ fn request(mut stream: TcpStream, path: &str) -> Option<(u16, String)> {
     Some((status, body.to_owned()))
 }
 
+/// [`get`] of a JSON answer; `None` unless it is 200 and JSON.
 pub fn get_json(port: u16, path: &str) -> Option<Value> {
     parse_ok(get(port, path)?)
 }
@@ -138,18 +141,25 @@ pub fn wait_for<T>(fleet: &Fleet, what: &str, done: impl FnMut() -> Option<T>) -
 /// Where one agent runs: its QUIC address, its admin port on the loopback
 /// of its network namespace, and that namespace (`None`: this process's).
 pub struct Place {
+    /// The QUIC address the agent listens on.
     pub listen: SocketAddr,
+    /// The admin API's port on 127.0.0.1.
     pub admin: u16,
+    /// The network namespace it runs in.
     pub netns: Option<String>,
 }
 
 /// One agent's files and process.
 pub struct Node {
+    /// Its state directory, also its working directory.
     pub dir: PathBuf,
     /// The node's public key (hex), as `keygen` printed it.
     pub key: String,
+    /// The admin API's port on 127.0.0.1 of its namespace.
     pub admin: u16,
+    /// Its network namespace; `None`: this process's.
     pub netns: Option<String>,
+    /// The agent process, while it runs.
     pub child: Option<Child>,
 }
 
@@ -165,6 +175,7 @@ impl Node {
         }
     }
 
+    /// [`Node::get`] of a JSON answer.
     pub fn get_json(&self, path: &str) -> Option<Value> {
         parse_ok(self.get(path)?)
     }
@@ -191,6 +202,7 @@ impl Node {
 pub struct Fleet {
     /// Holds the files until the fleet is dropped.
     pub _scratch: TempDir,
+    /// The agents, in order.
     pub nodes: Vec<Node>,
 }
 
@@ -296,6 +308,7 @@ impl Fleet {
         }
     }
 
+    /// Starts agent `index`, logging to `agent.log` in its directory.
     pub fn start(&mut self, index: usize) {
         let node = &mut self.nodes[index];
         let log = fs::OpenOptions::new()
@@ -439,6 +452,7 @@ impl Fleet {
         self.publish(0, &files);
     }
 
+    /// Agent `index`'s node id, once its admin API answers.
     pub fn id(&self, index: usize) -> Option<String> {
         let info = self.nodes[index].get_json("/v1/agent")?;
         info["id"].as_str().map(str::to_owned)
@@ -488,6 +502,7 @@ impl Fleet {
             })
     }
 
+    /// Kills agent `index` (SIGKILL) and reaps it.
     pub fn kill(&mut self, index: usize) {
         let mut child = self.nodes[index].child.take().expect("running");
         child.kill().expect("kill");
