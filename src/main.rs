@@ -165,6 +165,8 @@ fn main() -> ExitCode {
 /// `fleetmesh agent`: loads the config, sets up logging, runs the agent on
 /// a tokio runtime until a stop signal.
 fn agent(path: &Path) -> anyhow::Result<()> {
+    // Before anything of size is allocated: pages faulted in as huge stay.
+    let huge_pages = fleetmesh_runtime::process::disable_huge_pages();
     let config = fleetmesh_runtime::AgentConfig::load(path)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .context("log_level (checked when the config was loaded)")?;
@@ -175,7 +177,15 @@ fn agent(path: &Path) -> anyhow::Result<()> {
         fleetmesh_runtime::config::LogFormat::Human => logs.init(),
         fleetmesh_runtime::config::LogFormat::Json => logs.json().init(),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    if let Err(error) = huge_pages {
+        tracing::warn!(%error, "cannot turn transparent huge pages off; the agent may hold more memory than it uses");
+    }
+    // One thread: the core's loop already runs on the thread that blocks
+    // on it, and worker threads only added cross-thread wake-ups (each
+    // message woke both workers of a two-core host; docs/benchmarks.md,
+    // "Runtime"). Executors and the admin API are async tasks, and the
+    // rare blocking write (durable state) blocks the core's loop anyway.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -3,7 +3,6 @@
 //! APIs. Every wait is bounded in time and in polls; every agent is killed
 //! when the test ends, pass or fail.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
@@ -40,17 +39,6 @@ fn wait_for<T>(fleet: &LocalFleet, what: &str, done: impl FnMut() -> Option<T>) 
         }
         Err(error) => panic!("{error}\n{}", fleet.logs()),
     }
-}
-
-/// What agent `index` believes: member id -> (state, incarnation).
-fn view(fleet: &LocalFleet, index: usize) -> Option<BTreeMap<String, (String, u64)>> {
-    Some(
-        fleet
-            .view(index)?
-            .into_iter()
-            .map(|(id, state, incarnation)| (id, (state, incarnation)))
-            .collect(),
-    )
 }
 
 #[test]
@@ -97,7 +85,7 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
 
     // A crash: the others declare it dead.
     let victim = AGENTS - 1;
-    let before = view(&fleet, 0).expect("view")[&ids[victim]].1;
+    let before = fleet.view(0).expect("view")[&ids[victim]].1;
     fleet.kill(victim).expect("killed");
     let survivors: Vec<usize> = (0..victim).collect();
     wait_for(
@@ -134,7 +122,7 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
         .expect("two starts logged");
     assert!(restarted.contains("\"restored\":true"), "{restarted}");
     assert_eq!(fleet.release(victim, "app"), Some(1));
-    let after = view(&fleet, 0).expect("view")[&ids[victim]].1;
+    let after = fleet.view(0).expect("view")[&ids[victim]].1;
     assert!(after > before, "incarnation {after} should exceed {before}");
     let trust = fs::read_to_string(fleet.nodes[victim].dir.join("trust.json")).expect("trust");
     assert!(trust.contains("fleetmesh-trust-chain"));

@@ -232,13 +232,24 @@ pub async fn call(
     path: &str,
     body: Option<String>,
 ) -> anyhow::Result<(u16, String)> {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
     let stream = tokio::net::TcpStream::connect(addr).await.map_err(|error| {
         anyhow::anyhow!(
             "no agent answers at {addr} ({error}): start it with `fleetmesh agent --config FILE`, or pass --admin with the `admin` address of its config"
         )
     })?;
+    call_on(stream, addr, path, body).await
+}
+
+/// [`call`] over a connection the caller opened to the admin API at
+/// `addr` (from inside another network namespace, say).
+pub async fn call_on(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<String>,
+) -> anyhow::Result<(u16, String)> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     let driver = tokio::spawn(connection);

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fleetmesh_crdt::{
-    ConfigEntry, Digest, Ed25519, HealthState, IdempotencyKey, MemberState, NodeId, NodeMeta,
-    PublicKey, RecordKind, Replica, SignedRecord, SignedRelease,
+    ConfigEntry, Digest, Ed25519, HealthState, IdempotencyKey, LeaseKind, MemberState, NodeId,
+    NodeMeta, PublicKey, RecordKind, Replica, SignedRecord, SignedRelease,
 };
 use fleetmesh_node::state::Entry;
 use fleetmesh_node::{Agent, Durable, Event, Policy, Task, TaskId, TaskResult, Transmit};
@@ -1123,8 +1123,22 @@ impl Driver {
             .iter()
             .map(|signed| {
                 let lease = &signed.lease;
+                // Who backs the lease, so an operator can see which voters
+                // granted it (a quorum lease) or that none did.
+                let (voters, granted_by): (Vec<String>, Vec<String>) = match &lease.kind {
+                    LeaseKind::Quorum { voters, grants } => (
+                        voters.iter().map(PublicKey::to_hex).collect(),
+                        grants
+                            .iter()
+                            .map(|grant| grant.body.voter.to_hex())
+                            .collect(),
+                    ),
+                    LeaseKind::Component => (Vec::new(), Vec::new()),
+                };
                 json!({
                     "scope": lease.scope,
+                    "voters": voters,
+                    "granted_by": granted_by,
                     "epoch": lease.epoch,
                     "holder": lease.holder.to_hex(),
                     "holder_id": lease.holder.node_id().to_string(),

@@ -23,6 +23,7 @@ pub mod files;
 pub mod formats;
 pub mod local;
 pub mod metrics;
+pub mod process;
 pub mod state;
 pub mod transport;
 

@@ -11,11 +11,18 @@
 //! logging JSON lines to `agent.log` in it. Dropping the fleet kills every
 //! agent still running; [`LocalFleet::stop_all`] stops them the polite way
 //! first.
+//!
+//! [`LocalFleet::create_at`] places each node elsewhere: its own listen
+//! and admin addresses, a command prefix its agent and the commands aimed
+//! at it run under (`ip netns exec NAME`: a network namespace of its own),
+//! and a way to connect to its admin API from this process.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -38,15 +45,67 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// How many log lines of each agent [`LocalFleet::logs`] shows.
 const LOG_TAIL_LINES: usize = 30;
 
+/// Opens a connection to the admin API at the address it is given, from
+/// wherever that address is reachable (another network namespace, say).
+pub type Connect = Arc<dyn Fn(SocketAddr) -> std::io::Result<TcpStream> + Send + Sync>;
+
+/// What a member's view holds per member id: its state and incarnation.
+pub type View = BTreeMap<String, (String, u64)>;
+
+/// Where one node of [`LocalFleet::create_at`] runs.
+pub struct Placement {
+    /// The QUIC address its agent listens on (and the others bootstrap
+    /// from, for the first two nodes).
+    pub listen: SocketAddr,
+    /// Its admin API address, as its config names it.
+    pub admin: SocketAddr,
+    /// A program and its arguments that the agent and every command aimed
+    /// at it (`fleetmesh publish`) run under, such as `ip netns exec
+    /// NAME`; empty: run directly.
+    pub prefix: Vec<String>,
+    /// How to reach its admin API; `None`: connect from this process.
+    pub connect: Option<Connect>,
+}
+
+impl Placement {
+    /// A node on this host's loopback, on ports free right now.
+    pub fn loopback() -> anyhow::Result<Placement> {
+        Ok(Placement {
+            listen: SocketAddr::from(([127, 0, 0, 1], free_udp_port()?)),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?)),
+            prefix: Vec::new(),
+            connect: None,
+        })
+    }
+}
+
 /// One agent's files and process.
 pub struct LocalNode {
     /// Its name, `node-INDEX`, as its certificate says.
     pub name: String,
+    /// Its public key (hex), as its certificate names it.
+    pub key: String,
     /// Its state directory, also its working directory.
     pub dir: PathBuf,
     /// Its admin API address.
     pub admin: SocketAddr,
+    prefix: Vec<String>,
+    connect: Option<Connect>,
     child: Option<Child>,
+}
+
+impl LocalNode {
+    /// `program`, run under the node's command prefix.
+    fn command(&self, program: &Path) -> Command {
+        match self.prefix.split_first() {
+            None => Command::new(program),
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+        }
+    }
 }
 
 /// How a stopped agent ended.
@@ -97,10 +156,20 @@ fn free_tcp_port() -> anyhow::Result<u16> {
 pub fn wait_for<T>(
     what: &str,
     within: Duration,
+    done: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    wait_every(what, within, POLL, done)
+}
+
+/// [`wait_for`], polling every `poll` (the resolution of a timing).
+pub fn wait_every<T>(
+    what: &str,
+    within: Duration,
+    poll: Duration,
     mut done: impl FnMut() -> Option<T>,
 ) -> anyhow::Result<T> {
     let start = Instant::now();
-    let polls = within.as_millis() / POLL.as_millis() + 1;
+    let polls = within.as_millis() / poll.as_millis().max(1) + 1;
     for _ in 0..polls {
         if let Some(value) = done() {
             return Ok(value);
@@ -108,16 +177,33 @@ pub fn wait_for<T>(
         if start.elapsed() > within {
             break;
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(poll);
     }
     bail!("{what} did not happen within {} s", within.as_secs())
 }
 
 impl LocalFleet {
-    /// Makes the files of a fleet of `count` nodes in `dir` (which must
-    /// exist) with the operator commands of `binary`, the `fleetmesh`
-    /// binary. Starts nothing.
+    /// Makes the files of a fleet of `count` nodes on loopback in `dir`
+    /// (which must exist) with the operator commands of `binary`, the
+    /// `fleetmesh` binary. Starts nothing.
     pub fn create(binary: &Path, dir: &Path, count: usize) -> anyhow::Result<LocalFleet> {
+        if count == 0 || count > NODES_MAX {
+            bail!("a local fleet has 1 to {NODES_MAX} nodes, not {count}");
+        }
+        let places = (0..count)
+            .map(|_| Placement::loopback())
+            .collect::<anyhow::Result<Vec<Placement>>>()
+            .context("cannot find free loopback ports")?;
+        LocalFleet::create_at(binary, dir, places)
+    }
+
+    /// [`LocalFleet::create`], one node per placement, each where it says.
+    pub fn create_at(
+        binary: &Path,
+        dir: &Path,
+        places: Vec<Placement>,
+    ) -> anyhow::Result<LocalFleet> {
+        let count = places.len();
         if count == 0 || count > NODES_MAX {
             bail!("a local fleet has 1 to {NODES_MAX} nodes, not {count}");
         }
@@ -144,11 +230,8 @@ impl LocalFleet {
             "--out",
             "trust.json",
         ])?;
-        let ports = (0..count)
-            .map(|_| free_udp_port())
-            .collect::<anyhow::Result<Vec<u16>>>()
-            .context("cannot find free loopback ports")?;
-        for (index, port) in ports.iter().enumerate() {
+        let seeds: Vec<SocketAddr> = places.iter().take(2).map(|place| place.listen).collect();
+        for (index, place) in places.into_iter().enumerate() {
             let name = format!("node-{index}");
             let node_dir = dir.join(&name);
             fs::create_dir(&node_dir)
@@ -175,24 +258,28 @@ impl LocalFleet {
             // Every agent bootstraps from the first two (the first two
             // from each other): a restarted one finds the fleet again the
             // way an operator's would.
-            let bootstrap: Vec<String> = ports[..count.min(2)]
+            let bootstrap: Vec<String> = seeds
                 .iter()
-                .filter(|&&other| other != *port)
-                .map(|other| format!("\"127.0.0.1:{other}\""))
+                .filter(|&&other| other != place.listen)
+                .map(|other| format!("\"{other}\""))
                 .collect();
-            let admin = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?));
             fs::write(
                 node_dir.join("agent.toml"),
                 format!(
-                    "state_dir = \".\"\nlisten = [\"127.0.0.1:{port}\"]\nbootstrap = [{}]\nmdns = false\nadmin = \"{admin}\"\nlog_format = \"json\"\nlog_level = \"info\"\n",
-                    bootstrap.join(", ")
+                    "state_dir = \".\"\nlisten = [\"{}\"]\nbootstrap = [{}]\nmdns = false\nadmin = \"{}\"\nlog_format = \"json\"\nlog_level = \"info\"\n",
+                    place.listen,
+                    bootstrap.join(", "),
+                    place.admin,
                 ),
             )
             .context("cannot write an agent config")?;
             fleet.nodes.push(LocalNode {
                 name,
+                key: public,
                 dir: node_dir,
-                admin,
+                admin: place.admin,
+                prefix: place.prefix,
+                connect: place.connect,
                 child: None,
             });
         }
@@ -207,12 +294,18 @@ impl LocalFleet {
     /// Runs `fleetmesh ARGS` in the fleet directory; its standard output,
     /// or an error with its standard error.
     pub fn fleetmesh(&self, args: &[&str]) -> anyhow::Result<String> {
-        let output = Command::new(&self.binary)
-            .args(args)
+        self.run(Command::new(&self.binary).args(args), args)
+    }
+
+    /// Runs `command` (the binary with `args`, and maybe more) in the
+    /// fleet directory; its standard output, or an error naming `args`.
+    fn run(&self, command: &mut Command, args: &[&str]) -> anyhow::Result<String> {
+        let program = command.get_program().to_owned();
+        let output = command
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .output()
-            .with_context(|| format!("cannot run {}", self.binary.display()))?;
+            .with_context(|| format!("cannot run {}", program.display()))?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if !output.status.success() {
             bail!(
@@ -249,7 +342,8 @@ impl LocalFleet {
             .append(true)
             .open(node.dir.join("agent.log"))
             .context("cannot open an agent's log file")?;
-        let child = Command::new(binary)
+        let child = node
+            .command(&binary)
             .args(["agent", "--config"])
             .arg(node.dir.join("agent.toml"))
             .current_dir(&node.dir)
@@ -260,6 +354,11 @@ impl LocalFleet {
             .context("cannot start an agent")?;
         node.child = Some(child);
         Ok(())
+    }
+
+    /// Node `index`'s agent's process id, while it runs.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.nodes.get(index)?.child.as_ref().map(Child::id)
     }
 
     fn node_mut(&mut self, index: usize) -> anyhow::Result<&mut LocalNode> {
@@ -334,9 +433,20 @@ impl LocalFleet {
     /// while nothing answers.
     pub fn get(&self, index: usize, path: &str) -> Option<(u16, String)> {
         let node = self.nodes.get(index)?;
-        self.runtime
-            .block_on(crate::admin::call(node.admin, path, None))
-            .ok()
+        let answer = match &node.connect {
+            None => self
+                .runtime
+                .block_on(crate::admin::call(node.admin, path, None)),
+            Some(connect) => {
+                let stream = connect(node.admin).ok()?;
+                stream.set_nonblocking(true).ok()?;
+                self.runtime.block_on(async {
+                    let stream = tokio::net::TcpStream::from_std(stream)?;
+                    crate::admin::call_on(stream, node.admin, path, None).await
+                })
+            }
+        };
+        answer.ok()
     }
 
     /// `GET path` on node `index`'s admin API, as JSON; `None` while
@@ -355,9 +465,8 @@ impl LocalFleet {
             .map(str::to_owned)
     }
 
-    /// What node `index` believes: `(member id, state, incarnation)` per
-    /// member.
-    pub fn view(&self, index: usize) -> Option<Vec<(String, String, u64)>> {
+    /// What node `index` believes, per member id.
+    pub fn view(&self, index: usize) -> Option<View> {
         let members = self.get_json(index, "/v1/members")?;
         members["members"]
             .as_array()?
@@ -365,8 +474,10 @@ impl LocalFleet {
             .map(|member| {
                 Some((
                     member["id"].as_str()?.to_owned(),
-                    member["state"].as_str()?.to_owned(),
-                    member["incarnation"].as_u64()?,
+                    (
+                        member["state"].as_str()?.to_owned(),
+                        member["incarnation"].as_u64()?,
+                    ),
                 ))
             })
             .collect()
@@ -374,18 +485,50 @@ impl LocalFleet {
 
     /// The state node `index` gives member `id`.
     pub fn state_of(&self, index: usize, id: &str) -> Option<String> {
-        self.view(index)?
-            .into_iter()
-            .find(|(member, _, _)| member == id)
-            .map(|(_, state, _)| state)
+        self.view(index)?.remove(id).map(|(state, _)| state)
+    }
+
+    /// Whether every node of `indices` sees every member of `ids` in
+    /// `state`, asking each node once.
+    fn all_see(&self, indices: &[usize], ids: &[&str], state: &str) -> bool {
+        indices.iter().all(|&index| {
+            self.view(index).is_some_and(|view| {
+                ids.iter()
+                    .all(|id| view.get(*id).is_some_and(|(seen, _)| seen == state))
+            })
+        })
     }
 
     /// Whether every node of `indices` sees every id of `alive` alive.
     pub fn all_see_alive(&self, indices: &[usize], alive: &[String]) -> bool {
-        indices.iter().all(|&index| {
-            alive
-                .iter()
-                .all(|id| self.state_of(index, id).as_deref() == Some("alive"))
+        let alive: Vec<&str> = alive.iter().map(String::as_str).collect();
+        self.all_see(indices, &alive, "alive")
+    }
+
+    /// Whether every node of `indices` sees every node of `others` dead;
+    /// `ids` are the nodes' ids, by index.
+    pub fn all_see_dead(&self, ids: &[String], indices: &[usize], others: &[usize]) -> bool {
+        let dead: Vec<&str> = others.iter().map(|&other| ids[other].as_str()).collect();
+        self.all_see(indices, &dead, "dead")
+    }
+
+    /// Whether all nodes agree: the same view, holding every node alive,
+    /// and the same release version of each of `docs`.
+    pub fn converged(&self, docs: &[(&str, u64)]) -> bool {
+        let count = self.nodes.len();
+        let Some(views) = (0..count)
+            .map(|index| self.view(index))
+            .collect::<Option<Vec<View>>>()
+        else {
+            return false;
+        };
+        views.iter().all(|view| {
+            view.len() == count
+                && view.values().all(|(state, _)| state == "alive")
+                && *view == views[0]
+        }) && (0..count).all(|index| {
+            docs.iter()
+                .all(|&(doc, version)| self.release(index, doc) == Some(version))
         })
     }
 
@@ -411,8 +554,8 @@ impl LocalFleet {
             .map(str::to_owned)
     }
 
-    /// Drafts `content` (TOML) as document `doc` with the operator key,
-    /// releases it (the next version), and publishes the store's changes
+    /// Drafts `content` (TOML) as document `doc` and releases it with
+    /// the operator key (the next version); publishes the store's changes
     /// and the new release to node `index` (older releases would be
     /// refused as stale). Returns the release file's path.
     pub fn publish_release(
@@ -421,7 +564,19 @@ impl LocalFleet {
         doc: &str,
         content: &str,
     ) -> anyhow::Result<PathBuf> {
-        let node = self.nodes.get(index).context("no such node")?;
+        let files = self.draft_release(doc, content)?;
+        self.publish(index, &files)?;
+        files
+            .last()
+            .cloned()
+            .context("a release makes a release file")
+    }
+
+    /// Drafts `content` (TOML) as document `doc` and releases it with the
+    /// operator key (the next version), publishing nothing. Returns what
+    /// an agent needs to take it: the store's changes, then the new
+    /// release (last).
+    pub fn draft_release(&self, doc: &str, content: &str) -> anyhow::Result<Vec<PathBuf>> {
         let source = format!("{doc}.toml");
         fs::write(self.dir.join(&source), content).context("cannot write the document")?;
         self.fleetmesh(&[
@@ -456,22 +611,28 @@ impl LocalFleet {
             .and_then(|rest| rest.split_whitespace().next())
             .map(|path| self.dir.join(path))
             .context("`fleetmesh config release` printed no release file")?;
-        let mut files: Vec<String> = Vec::new();
+        let mut files: Vec<PathBuf> = Vec::new();
         for entry in fs::read_dir(self.dir.join("store")).context("cannot read the store")? {
             let path = entry.context("cannot read the store")?.path();
             let name = path.file_name().and_then(|name| name.to_str());
             if name.is_some_and(|name| name.starts_with("change-")) {
-                files.push(path.display().to_string());
+                files.push(path);
             }
         }
         // Changes before the release that names them.
         files.sort();
-        files.push(release.display().to_string());
+        files.push(release);
+        Ok(files)
+    }
+
+    /// Hands `files` (signed files, in order) to node `index` with
+    /// `fleetmesh config publish`, run under the node's command prefix.
+    pub fn publish(&self, index: usize, files: &[PathBuf]) -> anyhow::Result<()> {
+        let node = self.nodes.get(index).context("no such node")?;
         let admin = node.admin.to_string();
-        let mut args = vec!["config", "publish", "--admin", &admin];
-        args.extend(files.iter().map(String::as_str));
-        self.fleetmesh(&args)?;
-        Ok(release)
+        let args = ["config", "publish", "--admin", &admin];
+        self.run(node.command(&self.binary).args(args).args(files), &args)?;
+        Ok(())
     }
 
     /// The last lines of every agent's log, for a failure message.
