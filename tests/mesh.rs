@@ -83,8 +83,16 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
     let releases = fleet.get_json(3, "/v1/releases").expect("releases");
     assert_eq!(releases["releases"][0]["content"]["web"]["port"], 8080);
 
-    // A crash: the others declare it dead.
+    // A crash: the others declare it dead. It is killed once it saved a
+    // replica snapshot holding the release (within one save interval).
     let victim = AGENTS - 1;
+    let saves = |index: usize| metric(&fleet, index, "fleetmesh_runtime_replicas_writes_total");
+    let saved = saves(victim).expect("the snapshot write counter");
+    wait_for(
+        &fleet,
+        "the victim saves a snapshot after the release",
+        || saves(victim).filter(|&now| now > saved),
+    );
     let before = fleet.view(0).expect("view")[&ids[victim]].1;
     fleet.kill(victim).expect("killed");
     let survivors: Vec<usize> = (0..victim).collect();
@@ -145,6 +153,29 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
             .all(|&index| fleet.state_of(index, &ids[leaver]).as_deref() == Some("left"))
             .then_some(())
     });
+
+    // The crashed agent, started alone with no peer to catch up from,
+    // runs the release and serves its content from its own disk.
+    for index in others {
+        fleet.kill(index).expect("killed");
+    }
+    fleet.start(victim).expect("the agent restarts alone");
+    wait_for(&fleet, "the lone agent's admin API answers", || {
+        fleet.id(victim)
+    });
+    assert_eq!(fleet.release(victim, "app"), Some(1));
+    let releases = fleet.get_json(victim, "/v1/releases").expect("releases");
+    assert_eq!(releases["releases"][0]["content"]["web"]["port"], 8080);
+    let loaded = metric(&fleet, victim, "fleetmesh_runtime_replicas_loaded_total");
+    assert!(loaded.is_some_and(|loaded| loaded >= 3), "{loaded:?}");
+}
+
+/// The value of counter `name` in agent `index`'s `/metrics`.
+fn metric(fleet: &LocalFleet, index: usize, name: &str) -> Option<u64> {
+    let (_, text) = fleet.get(index, "/metrics")?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 #[test]

@@ -13,7 +13,8 @@ use crate::probe::ProbeCursor;
 use crate::remedy::policy::{POLICY_DOC, Policy};
 use crate::remedy::task::{Task, TaskId, TaskResult};
 use crate::remedy::{Cx as RemedyCx, Out as RemedyOut, Remedy};
-use crate::state::{Entry, Kind, Merged, Replicas, cert_key};
+use crate::snapshot::{self, SnapshotError};
+use crate::state::{Entry, Kind, Loaded, Merged, Replicas, cert_key};
 use crate::stats::Stats;
 use crate::suspicion::{Expired, Suspicions};
 use crate::time::Instant;
@@ -771,6 +772,34 @@ impl Agent {
         self.remedy.restore(durable.remediations);
         self.applied = durable.releases;
         self.advance_releases(now);
+    }
+
+    /// The replicated collections worth saving ([`Kind::SAVED`]), encoded
+    /// as a snapshot for the driver to write to disk; a restarted agent
+    /// takes them back with [`Agent::load_replicas`]. Unlike
+    /// [`Agent::poll_persist`] nothing depends on it being current: what a
+    /// snapshot misses comes by anti-entropy.
+    pub fn save_replicas(&self) -> Result<Vec<u8>, SnapshotError> {
+        snapshot::encode(&self.replicas.saved())
+    }
+
+    /// The roots of the collections [`Agent::save_replicas`] saves: while
+    /// they are unchanged there is nothing new to save.
+    pub fn saved_roots(&self) -> [Digest; Kind::SAVED.len()] {
+        self.replicas.saved_roots()
+    }
+
+    /// Takes back a snapshot [`Agent::save_replicas`] wrote before a
+    /// restart, after [`Agent::restore`]: every entry is verified and merged
+    /// as if a peer had sent it, and the release to run moves on if the
+    /// snapshot holds a newer one. A snapshot that does not decode changes
+    /// nothing.
+    pub fn load_replicas(&mut self, now: Instant, bytes: &[u8]) -> Result<Loaded, SnapshotError> {
+        let entries = snapshot::decode(bytes)?;
+        let now_millis = self.now_millis(now);
+        let (loaded, effects) = self.replicas.load(entries, now_millis);
+        self.apply_state_effects(now, effects);
+        Ok(loaded)
     }
 
     /// The next output to make durable before any message is sent.

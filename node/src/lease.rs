@@ -10,9 +10,13 @@
 //! majority holds the lease until `asked + ttl - drift_bound` on its own
 //! clock, counted from when it *sent* the requests. It publishes the lease
 //! (with its grants) to the replicated lease table and renews every third of
-//! the ttl. Refusals and lost answers end an attempt and its grants are
-//! given back; the next one starts after the voters' hints plus a jitter
-//! drawn from the agent's RNG.
+//! the ttl. Requests still unanswered halfway to the answer deadline are
+//! sent once more. Refusals and lost answers end an attempt and its grants
+//! (and those that may have been lost on the way) are given back; the next
+//! one starts after the voters' hints plus a stagger: candidates are ranked
+//! per scope, and each waits one answer timeout longer than the one ranked
+//! above it, so that after a vacancy the best-ranked reachable candidate
+//! asks alone instead of splitting the votes with the others.
 //!
 //! Pure logic: the agent lends it the time, its key, its HLC, its RNG and
 //! the lease table ([`Cx`]) and turns what it returns ([`Out`]) into
@@ -161,6 +165,40 @@ impl Cx<'_> {
     fn answer_timeout(&self) -> Duration {
         self.config.probe_timeout * 2
     }
+
+    /// The wait a candidate of rank `rank` adds before asking after a
+    /// vacancy: `rank` answer timeouts, plus a jitter of less than one, so
+    /// an attempt of a better-ranked candidate has ended (won, or been
+    /// refused or timed out) before the next one asks.
+    fn stagger(&mut self, rank: usize) -> Duration {
+        let step = self.answer_timeout();
+        let rank = u32::try_from(rank.min(RANK_MAX)).unwrap_or(0);
+        step * rank + self.jitter(step)
+    }
+}
+
+/// The rank past which candidates wait no longer: with many voters the
+/// tail shares the last slot and falls back on the jitter.
+const RANK_MAX: usize = 7;
+
+/// Where `me` stands among the candidates for `scope`: its position when
+/// the voters are ordered by a hash of scope and key (so each scope prefers
+/// another voter), or last if it is no voter.
+fn rank(scope: &str, me: PublicKey, voters: &BTreeSet<PublicKey>) -> usize {
+    let order = |key: &PublicKey| {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(scope.as_bytes());
+        hasher.update(&key.0);
+        *hasher.finalize().as_bytes()
+    };
+    let mine = order(&me);
+    if !voters.contains(&me) {
+        return voters.len();
+    }
+    voters
+        .iter()
+        .filter(|&&voter| voter != me && order(&voter) < mine)
+        .count()
 }
 
 /// What the agent must do on behalf of the lease logic, in order.
@@ -189,6 +227,8 @@ struct Attempt {
     epoch: u64,
     asked: Instant,
     asked_hlc: Hlc,
+    /// When requests still unanswered are sent again, until they are.
+    resend_at: Option<Instant>,
     deadline: Instant,
     grants: BTreeMap<PublicKey, Grant>,
     refused: BTreeSet<PublicKey>,
@@ -269,11 +309,11 @@ impl Leases {
         self.wanted
             .values()
             .flat_map(|wanted| {
-                let attempt = match &wanted.attempt {
-                    Some(attempt) => attempt.deadline,
-                    None => wanted.next_try,
+                let (attempt, resend) = match &wanted.attempt {
+                    Some(attempt) => (attempt.deadline, attempt.resend_at),
+                    None => (wanted.next_try, None),
                 };
-                [Some(attempt), wanted.held.map(|held| held.until)]
+                [Some(attempt), resend, wanted.held.map(|held| held.until)]
             })
             .flatten()
             .min()
@@ -357,6 +397,8 @@ impl Leases {
                 .is_some_and(|attempt| attempt.deadline <= cx.now)
             {
                 self.end_attempt(cx, &scope, out);
+            } else {
+                resend_unanswered(cx, &scope, wanted, out);
             }
             let due = self
                 .wanted
@@ -405,9 +447,27 @@ impl Leases {
             // epochs: wait until the lease and the lock-delay run out (by
             // the holder's HLC stamp, capped at a ttl against skew).
             let wait = wait.min(wanted.ttl) + cx.config.lease_lock_delay;
-            let jitter = cx.jitter(wanted.ttl / 4);
-            wanted.next_try = cx.now + wait + jitter;
+            let stagger = cx.stagger(rank(scope, me, &wanted.voters));
+            wanted.next_try = cx.now + wait + stagger;
             return;
+        }
+        if wanted.valid(cx.now).is_none()
+            && let Some(record) = self.voter.records().get(scope)
+            && record.holder != me
+        {
+            // This agent's own voter still promises another candidate: its
+            // attempt could not count its own grant, which a strict
+            // majority of few voters needs, and would only take votes from
+            // the one it promised. Wait until that candidate gives the
+            // grant back (`Release` brings the next try forward) or the
+            // promise runs out.
+            let until = record.new_epoch_at_local_millis(lock_delay_millis(cx));
+            if until > cx.millis() {
+                let wait = Duration::from_millis(until - cx.millis());
+                let stagger = cx.stagger(rank(scope, me, &wanted.voters));
+                wanted.next_try = cx.now + wait + stagger;
+                return;
+            }
         }
         let floor = wanted
             .seen_epoch
@@ -430,6 +490,7 @@ impl Leases {
             epoch,
             asked: cx.now,
             asked_hlc,
+            resend_at: Some(cx.now + cx.answer_timeout() / 2),
             deadline: cx.now + cx.answer_timeout(),
             grants: BTreeMap::new(),
             refused: BTreeSet::new(),
@@ -508,6 +569,7 @@ impl Leases {
                     });
                 if released {
                     cx.stats.releases_applied += 1;
+                    self.promise_ended(cx, &scope);
                 } else {
                     cx.stats.answers_ignored += 1;
                 }
@@ -689,9 +751,14 @@ impl Leases {
     /// back its grants unless they back the lease held, and picks when to
     /// try again: soon while a lease is held (the renewal must land before
     /// it runs out); otherwise after the voters' longest hint, but at most
-    /// half a ttl (a competitor's grants may be given back sooner), plus a
-    /// jitter of up to a quarter ttl so that candidates waiting out the
-    /// same promise do not all ask at once.
+    /// half a ttl (a competitor's grants may be given back sooner), plus
+    /// this candidate's stagger, so that candidates waiting out the same
+    /// promise ask one after the other, best-ranked first.
+    ///
+    /// The grants given back include those of voters that never answered:
+    /// a grant lost on its way binds its voter all the same, and with few
+    /// voters one such promise (a ttl plus lock-delay) blocks every
+    /// candidate. A voter that granted nothing ignores the release.
     fn end_attempt(&mut self, cx: &mut Cx<'_>, scope: &str, out: &mut Vec<Out>) {
         let Some(wanted) = self.wanted.get_mut(scope) else {
             return;
@@ -704,13 +771,32 @@ impl Leases {
             let timeout = cx.answer_timeout();
             cx.now + cx.jitter(timeout)
         } else {
-            let jitter = cx.jitter(wanted.ttl / 4);
-            cx.now + attempt.retry_after.min(wanted.ttl / 2) + jitter
+            let stagger = cx.stagger(rank(scope, cx.keypair.public(), &wanted.voters));
+            cx.now + attempt.retry_after.min(wanted.ttl / 2) + stagger
         };
         if held.is_none_or(|held| held.epoch != attempt.epoch) {
-            let granted: Vec<PublicKey> = attempt.grants.into_keys().collect();
-            self.give_back(cx, scope, attempt.epoch, &granted, out);
+            let bound: Vec<PublicKey> = wanted
+                .voters
+                .iter()
+                .copied()
+                .filter(|voter| !attempt.refused.contains(voter))
+                .collect();
+            self.give_back(cx, scope, attempt.epoch, &bound, out);
         }
+    }
+
+    /// This agent's own voter no longer promises anyone `scope`: if it
+    /// waits to ask for the scope, it asks after its stagger instead.
+    fn promise_ended(&mut self, cx: &mut Cx<'_>, scope: &str) {
+        let me = cx.keypair.public();
+        let Some(wanted) = self.wanted.get_mut(scope) else {
+            return;
+        };
+        if wanted.attempt.is_some() || wanted.valid(cx.now).is_some() {
+            return;
+        }
+        let soon = cx.now + cx.stagger(rank(scope, me, &wanted.voters));
+        wanted.next_try = wanted.next_try.min(soon);
     }
 
     /// Gives the grants of `epoch` back to `voters`; this agent must not
@@ -801,6 +887,40 @@ impl Leases {
             },
         };
         out.push(Out::Publish(Box::new(SignedLease::sign(lease, cx.keypair))));
+    }
+}
+
+/// Sends the requests of `wanted`'s attempt once more to the voters that
+/// have not answered, when its half-way point has come: one lost request
+/// or answer should cost a retransmit, not a round and the voter's promise.
+/// A voter that granted already grants the same epoch again (a renewal).
+fn resend_unanswered(cx: &mut Cx<'_>, scope: &str, wanted: &mut Wanted, out: &mut Vec<Out>) {
+    let me = cx.keypair.public();
+    let ttl_millis = u64::try_from(wanted.ttl.as_millis()).unwrap_or(u64::MAX);
+    let Some(attempt) = wanted
+        .attempt
+        .as_mut()
+        .filter(|attempt| attempt.resend_at.is_some_and(|at| at <= cx.now))
+    else {
+        return;
+    };
+    attempt.resend_at = None;
+    let request = GrantRequest {
+        scope: scope.to_owned(),
+        epoch: attempt.epoch,
+        holder: me,
+        ttl_millis,
+    };
+    let silent = wanted.voters.iter().filter(|&&voter| {
+        voter != me && !attempt.grants.contains_key(&voter) && !attempt.refused.contains(&voter)
+    });
+    for voter in silent {
+        cx.stats.requests_resent += 1;
+        let message = LeaseMessage::Request {
+            attempt: attempt.number,
+            request: request.clone(),
+        };
+        out.push(Out::Send(voter.node_id(), message));
     }
 }
 

@@ -22,6 +22,7 @@ pub mod members;
 pub mod persist;
 pub mod probe;
 pub mod remedy;
+pub mod snapshot;
 pub mod state;
 pub mod stats;
 pub mod suspicion;

@@ -201,6 +201,9 @@ pub struct LeaseStats {
     pub refused_bad_request: u64,
     /// Grant requests this agent sent as a candidate.
     pub requests_sent: u64,
+    /// Grant requests sent again to voters silent halfway to the answer
+    /// deadline.
+    pub requests_resent: u64,
     /// Answers dropped unused: for no attempt in flight (late, duplicated),
     /// or from a key that is not one of the scope's voters.
     pub answers_ignored: u64,
@@ -233,6 +236,7 @@ impl AddAssign<&LeaseStats> for LeaseStats {
         self.refused_too_early += other.refused_too_early;
         self.refused_bad_request += other.refused_bad_request;
         self.requests_sent += other.requests_sent;
+        self.requests_resent += other.requests_resent;
         self.answers_ignored += other.answers_ignored;
         self.grants_rejected += other.grants_rejected;
         self.acquired += other.acquired;

@@ -792,3 +792,73 @@ fn unanswered_fetches_are_asked_of_the_next_announcer() {
     replicas.handle(announce(), id(5), 3 * TIMEOUT_MILLIS, &mut out);
     assert_eq!(out, vec![want]);
 }
+
+#[test]
+fn a_restarted_agent_takes_its_replicas_back_from_its_snapshot() {
+    use fleetmesh_node::Durable;
+    let (operator, _) = &*FLEET;
+    let mut laptop = Laptop::new();
+    let mut harness = Harness::new(3);
+    harness.run_for(Duration::from_secs(5));
+    harness.publish(1, laptop.write(operator, &[("replicas", 5)], 1, None));
+    harness.run_for(Duration::from_secs(3));
+    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    let snapshot = agent.save_replicas().unwrap();
+    let mut durable = Durable::default();
+    while let Some(record) = agent.poll_persist() {
+        durable.apply(record);
+    }
+    let roots = agent.saved_roots();
+    // A new process, alone: no peer to catch up from.
+    let restart = |durable: &Durable| {
+        let mut agent = Agent::new(
+            Config::lan(),
+            identity(0),
+            NodeMeta::default(),
+            7,
+            harness.now,
+            verifier(),
+        )
+        .unwrap();
+        agent.restore(harness.now, durable.clone());
+        agent
+    };
+    let mut restarted = restart(&durable);
+    assert_eq!(restarted.released_config("app"), None);
+    let loaded = restarted.load_replicas(harness.now, &snapshot).unwrap();
+    assert!(loaded.merged >= 4, "{loaded:?}");
+    assert_eq!(loaded.refused, 0, "{loaded:?}");
+    assert_eq!(restarted.saved_roots(), roots);
+    assert_eq!(
+        restarted.released_config("app"),
+        Some(content(&[("replicas", 5)]))
+    );
+    // Nothing loaded is news to push to the fleet.
+    assert_eq!(restarted.replicas().push_len(), 0);
+
+    // A snapshot altered on disk: the content decodes, but what was
+    // changed fails its signature and is left out.
+    let needle = b"replicas";
+    let at = snapshot
+        .windows(needle.len())
+        .position(|window| window == needle)
+        .expect("the config change is in the snapshot");
+    let mut altered = snapshot.clone();
+    altered[at] ^= 0x20;
+    let mut restarted = restart(&durable);
+    match restarted.load_replicas(harness.now, &altered) {
+        Ok(loaded) => {
+            assert!(loaded.refused >= 1, "{loaded:?}");
+            assert_eq!(restarted.released_config("app"), None);
+        }
+        Err(error) => panic!("a flipped letter still decodes: {error}"),
+    }
+    // One that does not decode changes nothing.
+    let mut restarted = restart(&durable);
+    assert!(
+        restarted
+            .load_replicas(harness.now, &snapshot[..snapshot.len() / 2])
+            .is_err()
+    );
+    assert_eq!(restarted.released_config("app"), None);
+}

@@ -181,6 +181,13 @@ impl Harness {
         panic!("harness did not reach the end of its run within {STEPS_MAX} steps");
     }
 
+    /// Makes agent `n` start asking `voters` for `SCOPE`.
+    fn acquire(&mut self, n: u64, voters: BTreeSet<PublicKey>) {
+        let now = self.now;
+        self.agent(n).acquire(now, SCOPE, voters, TTL).unwrap();
+        self.drain(n);
+    }
+
     fn holds(&self, n: u64) -> Option<u64> {
         self.agents.get(&n)?.holds(self.now, SCOPE)
     }
@@ -296,7 +303,10 @@ fn takeover_comes_only_after_ttl_plus_lock_delay_with_a_higher_epoch() {
     });
     let taken_at = taken_at.expect("candidate 1 took over");
     assert!(taken_at >= earliest, "took over too early");
-    assert!(taken_at <= crashed + TTL + lock_delay + TTL / 4 + Duration::from_secs(2));
+    // Plus the candidate's stagger: one answer timeout per better-ranked
+    // voter, and a jitter of less than one more.
+    let stagger = answer_timeout() * 5;
+    assert!(taken_at <= crashed + TTL + lock_delay + stagger + Duration::from_secs(2));
     // Higher than the crashed holder's: candidate 1 burnt an epoch on
     // each refused attempt while agent 0 held the scope (renewals are not
     // republished, so its table showed the lease lapsing).
@@ -444,4 +454,93 @@ fn a_released_lease_stops_at_once_and_its_grants_are_given_back() {
         .sum();
     assert!(applied >= 3, "{applied} grants given back");
     assert_eq!(harness.holders(), vec![(1, 2)]);
+}
+
+/// How long a candidate waits for answers under `Config::lan()`.
+fn answer_timeout() -> Duration {
+    Config::lan().probe_timeout * 2
+}
+
+#[test]
+fn a_lost_answer_is_asked_for_again_within_the_attempt() {
+    let mut harness = Harness::new(3);
+    // Every answer to the first round of requests is lost.
+    harness.captured.insert(0, Vec::new());
+    harness.acquire(0, voters(0..3));
+    harness.run_for(answer_timeout() / 4);
+    let lost = harness.captured.remove(&0).unwrap();
+    assert_eq!(lost.len(), 2, "both voters answered: {lost:?}");
+    assert_eq!(harness.holds(0), None);
+    harness.run_for(answer_timeout() / 2);
+    // The same attempt won: the voters granted the resent request again.
+    assert_eq!(harness.holds(0), Some(1));
+    let stats = harness.agents[&0].stats().leases.clone();
+    assert_eq!((stats.requests_resent, stats.acquired), (2, 1), "{stats:?}");
+}
+
+#[test]
+fn a_failed_attempt_gives_back_grants_whose_answers_were_lost() {
+    let mut harness = Harness::new(3);
+    harness.captured.insert(0, Vec::new());
+    harness.acquire(0, voters(0..3));
+    // Both rounds of answers are lost; the attempt times out.
+    harness.run_for(answer_timeout() + Duration::from_millis(50));
+    let lost = harness.captured.remove(&0).unwrap();
+    assert!(
+        lost.iter()
+            .all(|(_, answer)| matches!(answer, LeaseMessage::Granted { .. })),
+        "{lost:?}"
+    );
+    assert_eq!(lost.len(), 4);
+    assert_eq!(harness.holds(0), None);
+    let now = harness.now;
+    harness.agent(0).release_lease(now, SCOPE);
+    harness.drain(0);
+    // Voters 1 and 2 were given their grants back although agent 0 never
+    // saw them: agent 1 wins long before their promises (a ttl plus the
+    // lock-delay) would have run out.
+    harness.acquire(1, voters(0..3));
+    harness.run_for(answer_timeout() * 5);
+    assert!(
+        matches!(harness.holders()[..], [(1, epoch)] if epoch > 1),
+        "{:?}",
+        harness.holders()
+    );
+    let applied: u64 = [1, 2]
+        .iter()
+        .map(|n| harness.agents[n].stats().leases.releases_applied)
+        .sum();
+    assert_eq!(applied, 2);
+}
+
+#[test]
+fn a_candidate_whose_own_voter_promised_another_waits_for_the_release() {
+    let mut harness = Harness::new(3);
+    // Agent 1's voter grants agent 2 epoch 1, and agent 2 goes silent.
+    harness.captured.insert(2, Vec::new());
+    harness.inject(2, 1, &request(2, 1, 1));
+    assert!(matches!(
+        harness.captured[&2][..],
+        [(1, LeaseMessage::Granted { .. })]
+    ));
+    harness.acquire(1, voters(0..3));
+    harness.run_for(TTL / 2);
+    // It asked no one: its own grant could not count.
+    let stats = harness.agents[&1].stats().leases.clone();
+    assert_eq!((stats.requests_sent, stats.acquired), (0, 0), "{stats:?}");
+    // Agent 2 gives the grant back; agent 1 asks and wins at once.
+    harness.inject(
+        2,
+        1,
+        &LeaseMessage::Release {
+            scope: SCOPE.into(),
+            epoch: 1,
+        },
+    );
+    harness.run_for(answer_timeout() * 4);
+    assert!(
+        matches!(harness.holders()[..], [(1, epoch)] if epoch > 1),
+        "{:?}",
+        harness.holders()
+    );
 }

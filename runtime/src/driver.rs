@@ -22,7 +22,7 @@ use fleetmesh_crdt::{
     ConfigEntry, Digest, Ed25519, HealthState, IdempotencyKey, LeaseKind, MemberState, NodeId,
     NodeMeta, PublicKey, RecordKind, Replica, SignedRecord, SignedRelease,
 };
-use fleetmesh_node::state::Entry;
+use fleetmesh_node::state::{Entry, Kind};
 use fleetmesh_node::{Agent, Durable, Event, Policy, Task, TaskId, TaskResult, Transmit};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
@@ -41,7 +41,7 @@ use crate::exec;
 use crate::files;
 use crate::formats;
 use crate::metrics::{self, Gauges, RuntimeStats};
-use crate::state::StateDir;
+use crate::state::{REPLICAS_SAVE_INTERVAL, StateDir};
 use crate::transport::{self, IDLE_CONNECTION_TIMEOUT, Mesh, MeshEvent};
 
 /// Most seeds (bootstrap and mDNS peers) kept; past it, discoveries are
@@ -94,6 +94,7 @@ enum Wake {
     Redial,
     Shutdown,
     LeaveDone,
+    Save,
 }
 
 /// The agent and everything around it.
@@ -104,6 +105,11 @@ struct Driver {
     state: StateDir,
     durable: Durable,
     trust_version_saved: u64,
+    /// The saved collections' roots at the last snapshot written (or
+    /// loaded): equal roots, nothing to write.
+    replicas_saved: [Digest; Kind::SAVED.len()],
+    /// Whether the last snapshot write failed (reported once per streak).
+    replicas_failing: bool,
     swarm: Swarm<Mesh>,
     /// Connected peers by node: where a message for a node goes first.
     connected: BTreeMap<NodeId, PeerId>,
@@ -217,6 +223,8 @@ pub async fn run(
         state,
         durable,
         trust_version_saved,
+        replicas_saved: [Digest([0; 32]); Kind::SAVED.len()],
+        replicas_failing: false,
         swarm,
         connected: BTreeMap::new(),
         connections: HashMap::new(),
@@ -265,6 +273,7 @@ pub async fn run(
         trust_version = trust_version_saved,
         "agent started"
     );
+    driver.load_replicas();
     driver.dial_bootstrap();
     driver.drain()?;
     if let Some(started) = started {
@@ -277,6 +286,8 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut redial = tokio::time::interval(driver.config.protocol().reconnect_interval);
     redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut save = tokio::time::interval(REPLICAS_SAVE_INTERVAL);
+    save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let timer = driver
             .agent
@@ -288,6 +299,7 @@ pub async fn run(
             Some(done) = driver.tasks.join_next(), if !driver.tasks.is_empty() => Wake::Task(done),
             Some(request) = admin_rx.recv() => Wake::Admin(request),
             _ = redial.tick() => Wake::Redial,
+            _ = save.tick() => Wake::Save,
             () = &mut shutdown, if driver.leaving.is_none() => Wake::Shutdown,
             () = sleep_until(driver.leaving), if driver.leaving.is_some() => Wake::LeaveDone,
         };
@@ -300,11 +312,13 @@ pub async fn run(
             Wake::Task(done) => driver.on_task_done(done),
             Wake::Admin(request) => driver.answer(request),
             Wake::Redial => driver.dial_bootstrap(),
+            Wake::Save => driver.save_replicas(),
             Wake::Shutdown => driver.leave(),
             Wake::LeaveDone => break,
         }
         driver.drain()?;
     }
+    driver.save_replicas();
     tracing::info!(
         in_flight = driver.in_flight.len(),
         "left the fleet; stopping"
@@ -383,6 +397,82 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Takes back the replica snapshot of the previous process, if any. A
+    /// damaged one is reported and set aside: all it held is the fleet's,
+    /// and the agent catches up from its peers instead.
+    fn load_replicas(&mut self) {
+        let path = self.state.replicas_path();
+        let snapshot = match self.state.load_replicas() {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return,
+            Err(error) => return self.set_aside_replicas(&format!("{error:#}")),
+        };
+        let now = self.clock.now();
+        match self.agent.load_replicas(now, &snapshot) {
+            Ok(loaded) => {
+                self.stats.replicas_loaded += loaded.merged;
+                self.stats.replicas_refused += loaded.refused;
+                self.replicas_saved = self.agent.saved_roots();
+                tracing::info!(
+                    path = %path.display(),
+                    merged = loaded.merged,
+                    known = loaded.known,
+                    refused = loaded.refused,
+                    "replicas loaded"
+                );
+            }
+            Err(error) => self.set_aside_replicas(&format!("{}: {error}", path.display())),
+        }
+    }
+
+    fn set_aside_replicas(&mut self, why: &str) {
+        self.stats.replicas_damaged += 1;
+        match self.state.set_aside_replicas() {
+            Ok(aside) => tracing::error!(
+                error = why,
+                moved_to = %aside.display(),
+                "replica snapshot damaged: not used, set aside; the agent catches up from its peers"
+            ),
+            Err(error) => tracing::error!(
+                error = why,
+                set_aside = format!("{error:#}"),
+                "replica snapshot damaged: not used; the agent catches up from its peers"
+            ),
+        }
+    }
+
+    /// Writes a replica snapshot if the saved collections changed since the
+    /// last one. A failure is retried at the next interval and reported
+    /// once per streak of failures.
+    fn save_replicas(&mut self) {
+        let roots = self.agent.saved_roots();
+        if roots == self.replicas_saved {
+            return;
+        }
+        let written = self
+            .agent
+            .save_replicas()
+            .map_err(anyhow::Error::from)
+            .and_then(|snapshot| self.state.save_replicas(&snapshot));
+        match written {
+            Ok(()) => {
+                self.stats.replicas_writes += 1;
+                self.replicas_saved = roots;
+                self.replicas_failing = false;
+            }
+            Err(error) => {
+                self.stats.replicas_write_errors += 1;
+                if !self.replicas_failing {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot save the replica snapshot; retrying every {REPLICAS_SAVE_INTERVAL:?}"
+                    );
+                }
+                self.replicas_failing = true;
+            }
+        }
     }
 
     /// Saves the trust chain when the core holds a newer version than the

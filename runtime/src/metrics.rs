@@ -69,6 +69,17 @@ pub struct RuntimeStats {
     /// Trust chain writes that failed (the agent goes on; the chain is
     /// fetched again after a restart).
     pub trust_write_errors: u64,
+    /// Replica snapshots written (`replicas.bin`).
+    pub replicas_writes: u64,
+    /// Replica snapshot writes that failed (retried at the next interval).
+    pub replicas_write_errors: u64,
+    /// Entries merged from the snapshot at start.
+    pub replicas_loaded: u64,
+    /// Entries of the snapshot refused at start (signature, signer,
+    /// bounds): the file was altered, or keys were revoked since.
+    pub replicas_refused: u64,
+    /// Snapshots found damaged at start and set aside.
+    pub replicas_damaged: u64,
     /// Checks and actions started.
     pub tasks_started: u64,
     /// Checks and actions failed at once: too many were running.
@@ -194,6 +205,7 @@ fn leases(registry: &mut Registry, stats: &LeaseStats) {
         refused_too_early: "Lease requests refused: new epoch before ttl plus lock delay",
         refused_bad_request: "Lease requests refused as malformed",
         requests_sent: "Lease grant requests sent as a candidate",
+        requests_resent: "Lease grant requests sent again to silent voters",
         answers_ignored: "Lease answers dropped unused",
         grants_rejected: "Lease grants rejected: signature or fields did not match",
         acquired: "Leases acquired",
@@ -267,6 +279,11 @@ fn runtime(registry: &mut Registry, stats: &RuntimeStats) {
         durable_writes: "Durable state writes",
         trust_writes: "Trust chain writes",
         trust_write_errors: "Trust chain writes that failed",
+        replicas_writes: "Replica snapshots written",
+        replicas_write_errors: "Replica snapshot writes that failed",
+        replicas_loaded: "Replicated entries taken back from the snapshot at start",
+        replicas_refused: "Snapshot entries refused at start",
+        replicas_damaged: "Replica snapshots found damaged at start and set aside",
         tasks_started: "Checks and actions started",
         tasks_refused: "Checks and actions failed at once: too many running",
         tasks_lost: "Task runs whose executor failed without a result",

@@ -6,15 +6,20 @@
 //! | `node.cert.json` | its certificate | `fleetmesh fleet admit` |
 //! | `trust.json` | the fleet's trust chain, genesis first | `fleetmesh fleet init`; the agent, as newer versions arrive |
 //! | `durable.json` | what the core must not forget: lease voter records, the release run per document, the remediations started | the agent, before it sends anything that depends on it |
+//! | `replicas.bin` | a snapshot of the replicated collections (certificates, config changes and releases, leases, ledger) | the agent, every [`REPLICAS_SAVE_INTERVAL`] while they change, and as it stops |
 //! | `agent.lock` | held while an agent runs on the directory | the agent |
 //!
 //! Every write is crash-safe ([`files::write_atomic`]). `durable.json`
 //! carries a checksum of its content besides the envelope's format and
 //! version, so a file damaged after it was written (a bad disk, a hand
 //! edit) is refused at start with what to do, rather than restored as
-//! something the node never promised. The replicated collections (config
-//! changes, releases, leases, health, ledger) are not kept here: a restarted
-//! agent gets them back from its peers by anti-entropy.
+//! something the node never promised. `replicas.bin` is framed with a magic,
+//! its length and a checksum, so a torn or altered snapshot is detected at
+//! start; since everything in it is the fleet's and is verified again as it
+//! is loaded, a damaged one is reported and moved aside (the agent then
+//! catches up from its peers) rather than stopping the agent. A snapshot
+//! misses at most the changes of its last interval, which come back by
+//! anti-entropy.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -36,6 +41,18 @@ pub const DURABLE_FORMAT: &str = "fleetmesh-agent-durable";
 /// The checksum's domain tag: a durable file's checksum can never be
 /// mistaken for any signed digest.
 const CHECKSUM_DOMAIN: &str = "fleetmesh 2026-11 agent durable state v1";
+
+/// How often the agent saves its replicas while they change.
+pub const REPLICAS_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The first bytes of `replicas.bin`: what it is and its framing version.
+const REPLICAS_MAGIC: &[u8; 8] = b"FMREPL\x00\x01";
+
+/// `replicas.bin`'s checksum domain.
+const REPLICAS_DOMAIN: &str = "fleetmesh 2026-12 replica snapshot v1";
+
+/// Magic, payload length (u64, little-endian), checksum.
+const REPLICAS_HEADER: usize = 8 + 8 + 32;
 
 /// One lease voter record as the file holds it (keys in hex).
 #[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
@@ -338,6 +355,75 @@ impl StateDir {
         )
     }
 
+    /// The replica snapshot file.
+    pub fn replicas_path(&self) -> PathBuf {
+        self.dir.join("replicas.bin")
+    }
+
+    /// The snapshot the previous process saved, checked whole: `None` when
+    /// there is none. An error says what is wrong with the file; the
+    /// caller reports it and moves the file aside with
+    /// [`StateDir::set_aside_replicas`].
+    pub fn load_replicas(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let path = self.replicas_path();
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        if bytes.len() < REPLICAS_HEADER || &bytes[..8] != REPLICAS_MAGIC {
+            bail!("{} is no fleetmesh replica snapshot", path.display());
+        }
+        let stated = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+        let payload = &bytes[REPLICAS_HEADER..];
+        if u64::try_from(payload.len()).ok() != Some(stated) {
+            bail!(
+                "{} is torn: it holds {} bytes of a {stated}-byte snapshot",
+                path.display(),
+                payload.len()
+            );
+        }
+        if bytes[16..REPLICAS_HEADER] != Digest::of_bytes(REPLICAS_DOMAIN, payload).0 {
+            bail!(
+                "{}: its checksum does not match its content (it was altered or the disk damaged it)",
+                path.display()
+            );
+        }
+        Ok(Some(payload.to_vec()))
+    }
+
+    /// Writes a replica snapshot crash-safely.
+    pub fn save_replicas(&self, snapshot: &[u8]) -> anyhow::Result<()> {
+        let mut bytes = Vec::with_capacity(REPLICAS_HEADER + snapshot.len());
+        bytes.extend_from_slice(REPLICAS_MAGIC);
+        bytes.extend_from_slice(&(snapshot.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&Digest::of_bytes(REPLICAS_DOMAIN, snapshot).0);
+        bytes.extend_from_slice(snapshot);
+        files::write_atomic(
+            &self.replicas_path(),
+            &bytes,
+            Mode::Public,
+            Existing::Replace,
+        )
+    }
+
+    /// Moves a damaged snapshot to `replicas.bin.damaged` (replacing an
+    /// older one there), out of the next start's way but kept to look at.
+    pub fn set_aside_replicas(&self) -> anyhow::Result<PathBuf> {
+        let path = self.replicas_path();
+        let aside = self.dir.join("replicas.bin.damaged");
+        fs::rename(&path, &aside).with_context(|| {
+            format!(
+                "cannot move {} to {}: remove it by hand",
+                path.display(),
+                aside.display()
+            )
+        })?;
+        Ok(aside)
+    }
+
     /// Writes the trust chain, so that a restarted agent starts from the
     /// newest trust it verified (with revocations) instead of the genesis.
     pub fn save_trust(&self, chain: &TrustChain) -> anyhow::Result<()> {
@@ -440,6 +526,36 @@ mod tests {
         let error = format!("{:#}", state.load_durable().unwrap_err());
         assert!(error.contains("is damaged"), "{error}");
         assert!(error.contains("backup"), "{error}");
+    }
+
+    #[test]
+    fn a_torn_or_altered_snapshot_is_detected_and_set_aside() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let state = StateDir::open(dir.path()).expect("open");
+        assert_eq!(state.load_replicas().expect("first start"), None);
+        let snapshot = b"\x01 some entries".to_vec();
+        state.save_replicas(&snapshot).expect("save");
+        assert_eq!(state.load_replicas().expect("load"), Some(snapshot.clone()));
+        let whole = fs::read(state.replicas_path()).expect("read");
+
+        let torn = &whole[..whole.len() - 3];
+        fs::write(state.replicas_path(), torn).expect("write");
+        let error = format!("{:#}", state.load_replicas().unwrap_err());
+        assert!(error.contains("is torn"), "{error}");
+
+        let mut altered = whole.clone();
+        *altered.last_mut().expect("bytes") ^= 1;
+        fs::write(state.replicas_path(), &altered).expect("write");
+        let error = format!("{:#}", state.load_replicas().unwrap_err());
+        assert!(error.contains("checksum does not match"), "{error}");
+
+        fs::write(state.replicas_path(), b"{}").expect("write");
+        let error = format!("{:#}", state.load_replicas().unwrap_err());
+        assert!(error.contains("no fleetmesh replica snapshot"), "{error}");
+
+        let aside = state.set_aside_replicas().expect("set aside");
+        assert!(aside.exists());
+        assert_eq!(state.load_replicas().expect("none left"), None);
     }
 
     /// Writes a fleet's chain, and `node`'s key with a certificate for

@@ -94,6 +94,19 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The collections a restarted agent takes back from its own disk
+    /// rather than wait for its peers: certificates, config changes and
+    /// releases, leases and the ledger. Not trust (the runtime keeps the
+    /// chain in a file of its own) nor health (a report is of a moment, and
+    /// its writer renews it).
+    pub const SAVED: [Kind; 5] = [
+        Kind::Cert,
+        Kind::Config,
+        Kind::Release,
+        Kind::Lease,
+        Kind::Ledger,
+    ];
+
     /// Every kind.
     pub const ALL: [Kind; 7] = [
         Kind::Trust,
@@ -214,6 +227,19 @@ impl StateStats {
             Err(Rejected::Malformed(_) | Rejected::QueueFull(_)) => self.malformed += 1,
         }
     }
+}
+
+/// What [`Replicas::load`] did with the entries it was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// Entries merged.
+    pub merged: u64,
+    /// Entries already known, superseded, or held back for a missing
+    /// parent.
+    pub known: u64,
+    /// Entries refused: bad signature, unauthorized signer, malformed or
+    /// dated ahead.
+    pub refused: u64,
 }
 
 /// What one replica holds, in encoded bytes: the size of the replicated
@@ -407,6 +433,50 @@ impl Replicas {
     /// Entries waiting to be pushed.
     pub fn push_len(&self) -> usize {
         self.push.len()
+    }
+
+    /// Every entry of the [`Kind::SAVED`] collections, as they travel.
+    pub fn saved(&self) -> Vec<Entry> {
+        Kind::SAVED
+            .iter()
+            .flat_map(|&kind| {
+                self.versions(kind)
+                    .into_iter()
+                    .filter_map(move |(key, _)| self.entry(kind, &key))
+            })
+            .collect()
+    }
+
+    /// The roots of the [`Kind::SAVED`] collections: unchanged roots
+    /// mean there is nothing new to save.
+    pub fn saved_roots(&self) -> [Digest; Kind::SAVED.len()] {
+        Kind::SAVED.map(|kind| self.root(kind))
+    }
+
+    /// Takes back entries [`Replicas::saved`] returned before a restart.
+    /// Each is verified and merged as if a peer had sent it (certificates
+    /// first, so their holders' entries are admitted), so a file altered
+    /// or signed under revoked keys adds nothing; none is pushed, since
+    /// none is news to the fleet.
+    pub fn load(&mut self, entries: Vec<Entry>, now_millis: u64) -> (Loaded, Merged) {
+        let before = self.stats.clone();
+        let (certs, rest): (Vec<Entry>, Vec<Entry>) = entries
+            .into_iter()
+            .partition(|entry| entry.kind() == Kind::Cert);
+        let mut effects = self.merge_entries(certs, now_millis);
+        effects.absorb(self.merge_entries(rest, now_millis));
+        self.push = PushQueue::default();
+        self.stats.push_dropped = before.push_dropped;
+        let after = &self.stats;
+        let refused = |stats: &StateStats| {
+            stats.bad_signatures + stats.unauthorized + stats.malformed + stats.future_dated
+        };
+        let loaded = Loaded {
+            merged: after.merged - before.merged,
+            known: (after.redundant - before.redundant) + (after.pending - before.pending),
+            refused: refused(after) - refused(&before),
+        };
+        (loaded, effects)
     }
 
     /// Verifies and merges one entry; new entries are queued for pushing.
