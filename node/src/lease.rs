@@ -252,6 +252,16 @@ struct Wanted {
 }
 
 impl Wanted {
+    /// What `holder` asks a voter for: `epoch` of `scope` for this ttl.
+    fn request(&self, scope: &str, epoch: u64, holder: PublicKey) -> GrantRequest {
+        GrantRequest {
+            scope: scope.to_owned(),
+            epoch,
+            holder,
+            ttl_millis: u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
     fn majority(&self) -> usize {
         self.voters.len() / 2 + 1
     }
@@ -478,12 +488,7 @@ impl Leases {
         };
         self.next_attempt += 1;
         let number = self.next_attempt;
-        let request = GrantRequest {
-            scope: scope.to_owned(),
-            epoch,
-            holder: me,
-            ttl_millis: u64::try_from(wanted.ttl.as_millis()).unwrap_or(u64::MAX),
-        };
+        let request = wanted.request(scope, epoch, me);
         let asked_hlc = cx.stamp();
         wanted.attempt = Some(Attempt {
             number,
@@ -527,12 +532,7 @@ impl Leases {
         {
             return;
         }
-        let request = GrantRequest {
-            scope: scope.to_owned(),
-            epoch: attempt.epoch,
-            holder: me,
-            ttl_millis: u64::try_from(wanted.ttl.as_millis()).unwrap_or(u64::MAX),
-        };
+        let request = wanted.request(scope, attempt.epoch, me);
         let number = attempt.number;
         let answer = self.vote(cx, me, number, request, out);
         self.on_answer(cx, me, answer, out);
@@ -896,21 +896,18 @@ impl Leases {
 /// A voter that granted already grants the same epoch again (a renewal).
 fn resend_unanswered(cx: &mut Cx<'_>, scope: &str, wanted: &mut Wanted, out: &mut Vec<Out>) {
     let me = cx.keypair.public();
-    let ttl_millis = u64::try_from(wanted.ttl.as_millis()).unwrap_or(u64::MAX);
-    let Some(attempt) = wanted
+    let due = wanted
         .attempt
-        .as_mut()
-        .filter(|attempt| attempt.resend_at.is_some_and(|at| at <= cx.now))
-    else {
+        .as_ref()
+        .filter(|attempt| attempt.resend_at.is_some_and(|at| at <= cx.now));
+    let Some(epoch) = due.map(|attempt| attempt.epoch) else {
+        return;
+    };
+    let request = wanted.request(scope, epoch, me);
+    let Some(attempt) = wanted.attempt.as_mut() else {
         return;
     };
     attempt.resend_at = None;
-    let request = GrantRequest {
-        scope: scope.to_owned(),
-        epoch: attempt.epoch,
-        holder: me,
-        ttl_millis,
-    };
     let silent = wanted.voters.iter().filter(|&&voter| {
         voter != me && !attempt.grants.contains_key(&voter) && !attempt.refused.contains(&voter)
     });

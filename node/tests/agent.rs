@@ -616,16 +616,7 @@ fn a_restarted_agent_never_goes_back_to_an_older_release() {
     }
     assert_eq!(durable.releases["app"].version, 2);
     // A new process with the persisted state is offered only release 1.
-    let mut restarted = Agent::new(
-        Config::lan(),
-        identity(0),
-        NodeMeta::default(),
-        7,
-        harness.now,
-        verifier(),
-    )
-    .unwrap();
-    restarted.restore(harness.now, durable);
+    let mut restarted = restarted_agent(harness.now, &durable);
     for entry in first {
         restarted.publish(harness.now, entry).unwrap();
     }
@@ -810,19 +801,7 @@ fn a_restarted_agent_takes_its_replicas_back_from_its_snapshot() {
     }
     let roots = agent.saved_roots();
     // A new process, alone: no peer to catch up from.
-    let restart = |durable: &Durable| {
-        let mut agent = Agent::new(
-            Config::lan(),
-            identity(0),
-            NodeMeta::default(),
-            7,
-            harness.now,
-            verifier(),
-        )
-        .unwrap();
-        agent.restore(harness.now, durable.clone());
-        agent
-    };
+    let restart = |durable: &Durable| restarted_agent(harness.now, durable);
     let mut restarted = restart(&durable);
     assert_eq!(restarted.released_config("app"), None);
     let loaded = restarted.load_replicas(harness.now, &snapshot).unwrap();
@@ -861,4 +840,19 @@ fn a_restarted_agent_takes_its_replicas_back_from_its_snapshot() {
             .is_err()
     );
     assert_eq!(restarted.released_config("app"), None);
+}
+
+/// Agent 0 as a new process at `now`, handed what it persisted.
+fn restarted_agent(now: Instant, durable: &fleetmesh_node::Durable) -> Agent {
+    let mut agent = Agent::new(
+        Config::lan(),
+        identity(0),
+        NodeMeta::default(),
+        7,
+        now,
+        verifier(),
+    )
+    .unwrap();
+    agent.restore(now, durable.clone());
+    agent
 }
