@@ -72,6 +72,29 @@ pub enum SimCommand {
         #[arg(long)]
         check_determinism: bool,
     },
+    /// Shrinks a failing seed: removes the time after the violation, every
+    /// fault the failure does not need and agents, while the same
+    /// invariant still breaks, and writes what is left as a scenario file
+    /// that `sim run FILE` replays (the seed is written into it). Exit
+    /// code 0 when a file was written.
+    Shrink {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+        /// Shrink the seed's swarm mix (a seed `sim swarm` reported).
+        #[arg(long)]
+        swarm: bool,
+        /// Where to write the shrunk scenario; defaults to
+        /// `NAME-seedN-shrunk.toml` in the current directory.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Stop trying smaller schedules after this many seconds and write
+        /// the smallest found.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+        time_limit: f64,
+    },
     /// Runs the benchmarks and prints a table (use a release build).
     Bench {
         /// Which benchmarks: all, or one of speed, spread, detect, config-merge,
@@ -145,6 +168,18 @@ pub fn command(command: SimCommand) -> anyhow::Result<ExitCode> {
                 time_limit,
             };
             sweep::run(&scenario, &plan)
+        }
+        SimCommand::Shrink {
+            scenario,
+            seed,
+            swarm,
+            out,
+            time_limit,
+        } => {
+            let time_limit = std::time::Duration::try_from_secs_f64(time_limit).map_err(|_| {
+                anyhow::anyhow!("--time-limit {time_limit} is not a number of seconds")
+            })?;
+            shrink(&scenario, seed, swarm, out, time_limit)
         }
         SimCommand::Bench { only, large } => bench::run(&only, large).map(|()| ExitCode::SUCCESS),
     }
@@ -221,6 +256,66 @@ fn run(
     Ok(ExitCode::from(
         u8::try_from(verdict.exit_code()).unwrap_or(1),
     ))
+}
+
+fn shrink(
+    path: &Path,
+    seed: u64,
+    swarm: bool,
+    out: Option<PathBuf>,
+    time_limit: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("cannot read the scenario file {label}; check the path (scenarios/ holds examples)")
+    })?;
+    let started = std::time::Instant::now();
+    let mut runs = 0u32;
+    let mut keep_going = || {
+        runs += 1;
+        if runs.is_multiple_of(10) {
+            eprintln!("  {runs} runs, {:.0} s", started.elapsed().as_secs_f64());
+        }
+        started.elapsed() < time_limit
+    };
+    let shrunk = fleetmesh_simulator::shrink::shrink(&label, &text, seed, swarm, &mut keep_going)?;
+    let out = out.unwrap_or_else(|| {
+        let stem = path
+            .file_stem()
+            .map_or("scenario".into(), |stem| stem.to_string_lossy());
+        PathBuf::from(format!("{stem}-seed{seed}-shrunk.toml"))
+    });
+    fleetmesh_runtime::files::write_atomic(
+        &out,
+        shrunk.text.as_bytes(),
+        fleetmesh_runtime::files::Mode::Public,
+        fleetmesh_runtime::files::Existing::Replace,
+    )?;
+    let (before, after) = (shrunk.before, shrunk.after);
+    println!("failure:  {}", shrunk.original);
+    println!(
+        "shrunk in {} runs, {:.1} s{}",
+        shrunk.runs,
+        started.elapsed().as_secs_f64(),
+        if shrunk.complete {
+            ""
+        } else {
+            " (time limit reached: the smallest found so far)"
+        }
+    );
+    println!(
+        "  faults  {:>6} -> {}\n  agents  {:>6} -> {}\n  seconds {:>6} -> {}",
+        before.faults,
+        after.faults,
+        before.agents,
+        after.agents,
+        before.duration_s,
+        after.duration_s
+    );
+    println!("still:    {}", shrunk.violation);
+    println!("wrote {}", out.display());
+    println!("replay: fleetmesh sim run {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn determinism(path: &Path, seed: Option<u64>, swarm: bool) -> anyhow::Result<ExitCode> {

@@ -759,3 +759,53 @@ fn a_swarm_reports_invariants_probes_and_replays_a_seed_with_its_mix() {
         "{checked}"
     );
 }
+
+#[test]
+fn a_failing_swarm_seed_shrinks_to_a_file_that_replays_it() {
+    let scratch = Scratch::new();
+    // chaos-mix-50 with a detection bound no fleet meets (detection takes
+    // about 6 s): the swarm's seed 2 breaks `crash-detected`.
+    let original = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/chaos-mix-50.toml"
+    ))
+    .expect("scenario");
+    let tight = original.replacen("[expect]", "[expect]\ndetect_within_s = 5", 1);
+    fs::write(scratch.path("tight.toml"), tight).expect("write");
+    let out = scratch.ok(&[
+        "sim",
+        "shrink",
+        "tight.toml",
+        "--seed",
+        "2",
+        "--swarm",
+        "--out",
+        "small.toml",
+    ]);
+    assert!(out.contains("crash-detected"), "{out}");
+    assert!(
+        out.contains("replay: fleetmesh sim run small.toml"),
+        "{out}"
+    );
+    let small = fs::read_to_string(scratch.path("small.toml")).expect("the shrunk file");
+    let faults = small.matches("[[faults]]").count();
+    assert!((1..=3).contains(&faults), "{faults} faults left:\n{small}");
+    assert!(small.starts_with("# Shrunk by"), "{small}");
+    // It replays on its own: no --seed, no --swarm.
+    let replay = scratch.run(&["sim", "run", "small.toml"]);
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    assert_eq!(replay.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("crash-detected"), "{stdout}");
+
+    // A seed that holds every invariant is refused with the reason.
+    let output = scratch.run(&[
+        "sim",
+        "shrink",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/lease-takeover.toml"),
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("breaks no invariant"), "{stderr}");
+}

@@ -25,6 +25,7 @@ pub mod race;
 pub mod rng;
 pub mod scenario;
 pub mod schedule;
+pub mod shrink;
 pub mod swarm;
 pub mod trace;
 pub mod world;

@@ -87,6 +87,14 @@ impl fmt::Display for Mix {
 
 /// `scenario` as seed `seed` of a swarm plays it, and what changed.
 pub fn mix(scenario: &Scenario, seed: u64) -> (Scenario, Mix) {
+    let (mixed, mix, _) = mix_traced(scenario, seed);
+    (mixed, mix)
+}
+
+/// [`mix`], and for each fault of the mixed scenario the index of the
+/// fault of `scenario` it was varied from: what it takes to write the mix
+/// down as a scenario file ([`crate::shrink`]).
+pub fn mix_traced(scenario: &Scenario, seed: u64) -> (Scenario, Mix, Vec<usize>) {
     let bounds = &scenario.swarm;
     let mut rng = Seeds::new(seed).rng("swarm", 0);
     let used: Vec<&'static str> = KINDS
@@ -120,9 +128,11 @@ pub fn mix(scenario: &Scenario, seed: u64) -> (Scenario, Mix) {
     let mut kept = 0;
     let mut spare = None;
     mixed.faults = Vec::with_capacity(scenario.faults.len());
-    for fault in &scenario.faults {
+    let mut sources = Vec::with_capacity(scenario.faults.len());
+    for (index, fault) in scenario.faults.iter().enumerate() {
         let Some(name) = kind(fault) else {
             mixed.faults.push(fault.clone());
+            sources.push(index);
             continue;
         };
         written += 1;
@@ -134,17 +144,19 @@ pub fn mix(scenario: &Scenario, seed: u64) -> (Scenario, Mix) {
             let varied = vary(fault, *factor, shift, scenario.duration);
             if keep_it {
                 mixed.faults.push(varied);
+                sources.push(index);
                 kept += 1;
             } else if spare.is_none() {
-                spare = Some(varied);
+                spare = Some((index, varied));
             }
         }
     }
     if kept == 0
-        && let Some(spare) = spare
+        && let Some((index, spare)) = spare
     {
         // As above: some chaos, or the seed repeats the plain run's work.
         mixed.faults.push(spare);
+        sources.push(index);
         kept = 1;
     }
     let mix = Mix {
@@ -153,7 +165,7 @@ pub fn mix(scenario: &Scenario, seed: u64) -> (Scenario, Mix) {
         kinds,
         link,
     };
-    (mixed, mix)
+    (mixed, mix, sources)
 }
 
 fn draw(rng: &mut ChaCha8Rng, low: f64, high: f64) -> f64 {

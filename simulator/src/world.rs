@@ -80,7 +80,9 @@ enum What {
 
 #[derive(Default)]
 struct Node {
-    agent: Option<Agent>,
+    /// Boxed: each event takes the agent out of its node and puts it back,
+    /// and moving the agent itself cost a seventh of a run's CPU.
+    agent: Option<Box<Agent>>,
     clock: Clock,
     /// Pause depth: overlapping pauses nest, and the agent runs again when
     /// the last one ends.
@@ -838,7 +840,7 @@ impl World {
             self.fleet.verifier.clone(),
         )
         .expect("scenario loading validated every agent's tags");
-        node.agent = Some(agent);
+        node.agent = Some(Box::new(agent));
         node.paused = 0;
         node.running_since = Some(self.now);
         self.detection.restarted(index);

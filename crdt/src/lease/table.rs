@@ -1,7 +1,7 @@
 //! The replicated lease table: one lease per scope, the highest.
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::hlc::Hlc;
 use crate::keys::{Digest, PublicKey, SignatureCheck, domain};
@@ -28,6 +28,9 @@ type LeaseRank = (u64, Hlc, Reverse<Digest>);
 #[derive(Clone, Debug)]
 pub struct LeaseTable {
     registers: Registers<LeaseRank, SignedLease>,
+    /// The key of each scope held, so that a lookup by scope name (the
+    /// lease logic makes several per message) hashes nothing.
+    keys: BTreeMap<String, Digest>,
     max_scopes: usize,
 }
 
@@ -47,6 +50,7 @@ impl LeaseTable {
     pub fn with_max_scopes(max_scopes: usize) -> LeaseTable {
         LeaseTable {
             registers: Registers::default(),
+            keys: BTreeMap::new(),
             max_scopes,
         }
     }
@@ -58,7 +62,7 @@ impl LeaseTable {
 
     /// The lease held for `scope`, expired or not.
     pub fn get(&self, scope: &str) -> Option<&SignedLease> {
-        self.registers.get(&LeaseTable::key(scope))
+        self.keys.get(scope).and_then(|key| self.registers.get(key))
     }
 
     /// The holder of `scope` at HLC time `now_millis`, if its lease has not
@@ -86,7 +90,17 @@ impl LeaseTable {
     /// everything seen under the new rule would give, minus leases the
     /// dropped ones displaced (their holders publish again).
     pub fn retain(&mut self, keep: impl FnMut(&SignedLease) -> bool) -> usize {
-        self.registers.retain(keep).len()
+        let dropped = self.registers.retain(keep).len();
+        self.reindex();
+        dropped
+    }
+
+    fn reindex(&mut self) {
+        self.keys = self
+            .registers
+            .entries()
+            .map(|(key, signed)| (signed.lease.scope.clone(), *key))
+            .collect();
     }
 
     /// Every held lease, in key order.
@@ -162,6 +176,7 @@ impl Verified for LeaseTable {
             signed.lease.granted_at,
             Reverse(version),
         );
+        let scope = signed.lease.scope.clone();
         let merge = self.registers.offer(
             key,
             Held {
@@ -170,10 +185,17 @@ impl Verified for LeaseTable {
                 entry: signed,
             },
         );
+        if matches!(merge, Merge::Unchanged) {
+            return merge;
+        }
+        self.keys.insert(scope, key);
         if self.registers.len() > self.max_scopes
-            && self.registers.pop_last().map(|(last, _)| last) == Some(key)
+            && let Some((last, dropped)) = self.registers.pop_last()
         {
-            return Merge::Unchanged;
+            self.keys.remove(&dropped.lease.scope);
+            if last == key {
+                return Merge::Unchanged;
+            }
         }
         merge
     }
@@ -191,11 +213,17 @@ impl Replica for LeaseTable {
     }
 
     fn merge(&mut self, entry: SignedLease, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
+        // Most leases offered are the one already held (each renewal
+        // reaches an agent from several peers, and every exchange
+        // overlaps): it was admitted when it merged, and under every trust
+        // change since, so spot it before hashing or verifying anything.
+        if self.get(&entry.lease.scope) == Some(&entry) {
+            return Ok(Merge::Unchanged);
+        }
         merge_one(self, entry, ctx)
     }
 
     fn trust_changed(&mut self, ctx: &Ctx<'_>) {
-        self.registers
-            .retain(|signed| LeaseTable::admit(signed, ctx).is_ok());
+        self.retain(|signed| LeaseTable::admit(signed, ctx).is_ok());
     }
 }

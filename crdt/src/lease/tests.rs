@@ -162,6 +162,20 @@ fn scope_bound_evicts_deterministically() {
     let pool = pool(&world);
     let table = check_crdt_laws(&world.fleet, &LeaseTable::with_max_scopes(2), &pool);
     assert_eq!(table.len(), 2);
+    // Lookups by scope name see exactly the scopes kept: the evicted one
+    // answers nothing, though its lease was merged once.
+    let kept: Vec<_> = table
+        .iter()
+        .map(|signed| signed.lease.scope.clone())
+        .collect();
+    assert_eq!(kept.len(), 2);
+    for scope in ["s1", "s2", "s3"] {
+        assert_eq!(
+            table.get(scope).is_some(),
+            kept.iter().any(|held| held == scope),
+            "{scope}"
+        );
+    }
 }
 
 #[test]
@@ -212,6 +226,8 @@ fn revoking_a_holder_or_a_granting_voter_drops_the_lease() {
             .collect::<Vec<_>>(),
         ["s2"]
     );
+    assert!(table.get("s1").is_none() && table.get("s3").is_none());
+    assert_eq!(table.max_epoch("s2"), Some(1));
 }
 
 fn request(scope: &str, epoch: u64, holder: &Keypair, ttl_millis: u64) -> GrantRequest {

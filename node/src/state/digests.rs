@@ -3,7 +3,10 @@
 //! Entries are bucketed by the top bits of their key; a bucket's digest is
 //! the XOR of the hashes of its `(key, version)` pairs, so merging an entry
 //! updates one bucket in constant time and two replicas holding the same
-//! entries hold the same digests whatever order they merged them in.
+//! entries hold the same digests whatever order they merged them in. The
+//! root is the XOR of all pair hashes, kept up to date the same way: every
+//! exchange starts by comparing roots, and hashing the 64 buckets anew each
+//! time was a fifth of a simulated run's CPU.
 
 use fleetmesh_crdt::keys::domain;
 use fleetmesh_crdt::{Digest, Merge};
@@ -24,12 +27,14 @@ fn pair_hash(key: &Digest, version: &Digest) -> Digest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Digests {
     buckets: Vec<Digest>,
+    root: Digest,
 }
 
 impl Default for Digests {
     fn default() -> Digests {
         Digests {
             buckets: vec![Digest::default(); STATE_BUCKETS],
+            root: Digest::default(),
         }
     }
 }
@@ -45,7 +50,9 @@ impl Digests {
     }
 
     fn toggle(&mut self, key: &Digest, version: &Digest) {
-        self.buckets[bucket_of(key)].xor(&pair_hash(key, version));
+        let pair = pair_hash(key, version);
+        self.buckets[bucket_of(key)].xor(&pair);
+        self.root.xor(&pair);
     }
 
     /// Accounts for what a merge did.
@@ -65,7 +72,7 @@ impl Digests {
 
     /// One digest of the whole collection.
     pub fn root(&self) -> Digest {
-        Digest::of(domain::CONTENT, &self.buckets)
+        self.root
     }
 
     /// The bucket digests ([`STATE_BUCKETS`] of them).
