@@ -33,17 +33,23 @@ pub enum SimCommand {
         /// Keep running after a violation, to see all of them.
         #[arg(long)]
         keep_going: bool,
+        /// Write an HTML report of the run to this file: a timeline with
+        /// the faults shaded, lanes per lease scope and per agent, and
+        /// plots of convergence, detection and traffic (one file, opens in
+        /// any browser, nothing fetched).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
         /// Play the seed's swarm mix of the faults (what `sim swarm` ran
         /// for this seed); only invariants are judged.
         #[arg(long)]
         swarm: bool,
         /// Run the seed twice and name the first step where the runs
         /// differ, if they do.
-        #[arg(long, conflicts_with_all = ["trace", "keep_going"])]
+        #[arg(long, conflicts_with_all = ["trace", "keep_going", "report"])]
         check_determinism: bool,
         /// Run every seed of a range instead (`1..=1000`), on all cores, and
         /// print the failing seeds with their replay commands.
-        #[arg(long, value_name = "A..B", conflicts_with_all = ["seed", "trace", "keep_going"])]
+        #[arg(long, value_name = "A..B", conflicts_with_all = ["seed", "trace", "keep_going", "report"])]
         seeds: Option<String>,
         /// Threads for `--seeds`; defaults to the number of cores.
         #[arg(long, requires = "seeds")]
@@ -143,9 +149,10 @@ pub fn command(command: SimCommand) -> anyhow::Result<ExitCode> {
             seed,
             trace,
             keep_going,
+            report,
             swarm,
             ..
-        } => run(&scenario, seed, trace, keep_going, swarm),
+        } => run(&scenario, seed, trace, keep_going, report, swarm),
         SimCommand::Swarm {
             scenario,
             seeds,
@@ -210,6 +217,7 @@ fn run(
     seed: Option<u64>,
     trace: Option<PathBuf>,
     keep_going: bool,
+    report: Option<PathBuf>,
     swarm: bool,
 ) -> anyhow::Result<ExitCode> {
     let writer: Option<Box<dyn std::io::Write>> = match &trace {
@@ -228,10 +236,21 @@ fn run(
     let options = RunOptions {
         trace: writer,
         stop_on_violation: !keep_going,
+        timeline: report.is_some(),
         ..RunOptions::seeded(seed)
     };
     let outcome = fleetmesh_simulator::run(&scenario, options);
     print!("{outcome}");
+    if let Some(file) = &report {
+        let html = fleetmesh_simulator::report::html(&scenario, seed, &outcome);
+        fleetmesh_runtime::files::write_atomic(
+            file,
+            html.as_bytes(),
+            fleetmesh_runtime::files::Mode::Public,
+            fleetmesh_runtime::files::Existing::Replace,
+        )?;
+        println!("  report         {}", file.display());
+    }
     if let Some(error) = &outcome.trace_error {
         eprintln!("warning: the trace file is incomplete: {error}");
     }

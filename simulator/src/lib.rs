@@ -22,11 +22,13 @@ pub mod operator;
 pub mod outcome;
 pub mod queue;
 pub mod race;
+pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod schedule;
 pub mod shrink;
 pub mod swarm;
+pub mod timeline;
 pub mod trace;
 pub mod world;
 

@@ -62,6 +62,8 @@ pub struct LeaseOutcome {
     /// How long each vacancy lasted (no holder while a candidate ran),
     /// in nanoseconds.
     pub vacancies: Vec<u64>,
+    /// Each change of who holds it (the first few thousand).
+    pub holders: Vec<crate::checkers::lease::HolderChange>,
 }
 
 /// What remediation did over a run, by the simulator's ground truth.
@@ -152,6 +154,8 @@ pub struct Outcome {
     pub trace_error: Option<String>,
     /// Each step's fingerprint, when the run was asked to record them.
     pub steps: Vec<Step>,
+    /// What a report draws, when the run was asked to gather it.
+    pub timeline: Option<crate::timeline::Timeline>,
 }
 
 /// The `q`-quantile of `values` (nanoseconds) in seconds, nearest rank.

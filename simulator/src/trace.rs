@@ -6,6 +6,7 @@
 //! runs stay fast.
 
 use crate::fingerprint::Fold;
+use crate::timeline::Timeline;
 use std::io::Write;
 
 /// State code of a member forgotten by reaping, after the four
@@ -78,6 +79,8 @@ pub struct Trace {
     write_error: Option<std::io::Error>,
     /// Folds the events of the current step, when the run fingerprints.
     step: Option<Fold>,
+    /// Gathers what a report draws, when asked to.
+    timeline: Option<Timeline>,
 }
 
 impl Trace {
@@ -89,6 +92,7 @@ impl Trace {
             writer: None,
             write_error: None,
             step: None,
+            timeline: None,
         }
     }
 
@@ -96,6 +100,17 @@ impl Trace {
     pub fn fingerprinting(mut self) -> Trace {
         self.step = Some(Fold::default());
         self
+    }
+
+    /// Also feeds every event to `timeline`.
+    pub fn with_timeline(mut self, timeline: Timeline) -> Trace {
+        self.timeline = Some(timeline);
+        self
+    }
+
+    /// The timeline gathered, if one was asked for.
+    pub fn take_timeline(&mut self) -> Option<Timeline> {
+        self.timeline.take()
     }
 
     /// The digest of the events recorded since the last call, and a fresh
@@ -140,6 +155,9 @@ impl Trace {
         bytes[13..17].copy_from_slice(&b.to_le_bytes());
         bytes[17..21].copy_from_slice(&c.to_le_bytes());
         self.hasher.update(&bytes);
+        if let Some(timeline) = &mut self.timeline {
+            timeline.record(at, event);
+        }
         if let Some(fold) = &mut self.step {
             for word in bytes.chunks_exact(8) {
                 fold.word(u64::from_le_bytes(word.try_into().expect("8 bytes")));

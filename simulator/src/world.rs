@@ -22,6 +22,7 @@ use crate::queue::EventQueue;
 use crate::rng::Seeds;
 use crate::scenario::{Fault, Nodes, OperatorKey, Publication, Scenario, TrustChange};
 use crate::schedule::{self, Action, Schedule};
+use crate::timeline::Timeline;
 use crate::trace::{REAPED, Trace, TraceEvent};
 use fleetmesh_node::crdt::HealthState;
 use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
@@ -126,6 +127,8 @@ pub struct RunOptions {
     /// Record a fingerprint of every step ([`crate::fingerprint`]), for the
     /// determinism check.
     pub fingerprint: bool,
+    /// Gather what a report draws ([`crate::timeline`]).
+    pub timeline: bool,
 }
 
 impl RunOptions {
@@ -136,6 +139,7 @@ impl RunOptions {
             trace: None,
             stop_on_violation: true,
             fingerprint: false,
+            timeline: false,
         }
     }
 }
@@ -227,6 +231,11 @@ impl World {
         };
         let trace = if options.fingerprint {
             trace.fingerprinting()
+        } else {
+            trace
+        };
+        let trace = if options.timeline {
+            trace.with_timeline(Timeline::new(nanos(scenario.duration), agents))
         } else {
             trace
         };
@@ -1186,6 +1195,7 @@ impl World {
             trace_events: self.trace.events(),
             trace_error,
             steps: std::mem::take(&mut self.steps),
+            timeline: self.trace.take_timeline(),
         }
     }
 }

@@ -28,7 +28,17 @@ pub struct LeaseCheck {
     vacancy_reported: bool,
     vacancies: Vec<u64>,
     acquisitions: u64,
+    /// Each change of the holders, for reports; capped at
+    /// [`HOLDER_CHANGES_MAX`].
+    changes: Vec<HolderChange>,
 }
+
+/// Most holder changes a scope's checker remembers for the report.
+pub const HOLDER_CHANGES_MAX: usize = 10_000;
+
+/// The holders of a scope from true time `.0` (nanoseconds) on, as
+/// (agent, epoch).
+pub type HolderChange = (u64, Vec<(u32, u64)>);
 
 impl LeaseCheck {
     /// A checker for `scope`, expecting a holder within `bound` nanoseconds
@@ -42,6 +52,7 @@ impl LeaseCheck {
             vacancy_reported: false,
             vacancies: Vec::new(),
             acquisitions: 0,
+            changes: Vec::new(),
         }
     }
 
@@ -74,6 +85,14 @@ impl LeaseCheck {
         exclusive: bool,
         candidates_running: bool,
     ) -> Vec<Violation> {
+        if self
+            .changes
+            .last()
+            .map_or(!holders.is_empty(), |(_, last)| last != holders)
+            && self.changes.len() < HOLDER_CHANGES_MAX
+        {
+            self.changes.push((now, holders.to_vec()));
+        }
         let mut violations: Vec<Violation> = holders
             .iter()
             .filter_map(|&(agent, epoch)| self.claimed(now, agent, epoch))
@@ -128,6 +147,11 @@ impl LeaseCheck {
     /// The scope.
     pub fn scope(&self) -> &str {
         &self.scope
+    }
+
+    /// Each change of the holders, in time order.
+    pub fn changes(&self) -> &[HolderChange] {
+        &self.changes
     }
 
     /// Lengths of the vacancies that ended, in nanoseconds.

@@ -285,6 +285,7 @@ impl World {
                 acquisitions: lease.check.acquisitions(),
                 max_epoch: lease.check.max_epoch(),
                 vacancies: lease.check.vacancies().to_vec(),
+                holders: lease.check.changes().to_vec(),
             });
         }
         outcomes
