@@ -268,6 +268,22 @@ fn run(
     match verdict {
         Verdict::Pass => println!("PASS"),
         _ => {
+            if let Some(violation) = outcome.violations.first() {
+                let log = fleetmesh_simulator::explain::log(&scenario, seed, violation, 40);
+                if !log.is_empty() {
+                    println!(
+                        "  what agents {:?} saw, up to the first violation (last {} events):",
+                        &violation.agents[..violation
+                            .agents
+                            .len()
+                            .min(fleetmesh_simulator::explain::AGENTS_MAX)],
+                        log.len()
+                    );
+                    for line in &log {
+                        println!("    {line}");
+                    }
+                }
+            }
             println!("FAIL ({verdict:?})");
             println!("replay: {}", sweep::replay(path, seed, swarm));
         }

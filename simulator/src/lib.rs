@@ -15,6 +15,7 @@
 pub mod checkers;
 pub mod clock;
 pub mod expect;
+pub mod explain;
 pub mod fingerprint;
 pub mod fleet;
 pub mod network;

@@ -156,6 +156,8 @@ pub struct Outcome {
     pub steps: Vec<Step>,
     /// What a report draws, when the run was asked to gather it.
     pub timeline: Option<crate::timeline::Timeline>,
+    /// The watched agents' last events, when the run was asked to watch.
+    pub watched: Option<crate::trace::Watch>,
 }
 
 /// The `q`-quantile of `values` (nanoseconds) in seconds, nearest rank.

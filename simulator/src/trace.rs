@@ -81,7 +81,93 @@ pub struct Trace {
     step: Option<Fold>,
     /// Gathers what a report draws, when asked to.
     timeline: Option<Timeline>,
+    /// Keeps the last events of some agents, when asked to.
+    watch: Option<Watch>,
 }
+
+/// Most events a [`Watch`] keeps: the last ones before a violation are what
+/// explain it.
+pub const WATCHED_MAX: usize = 2_000;
+
+/// One event of a watched agent, for the per-agent log of a failure.
+#[derive(Clone, Debug)]
+pub enum Watched {
+    /// A trace event that names a watched agent.
+    Event(TraceEvent),
+    /// A scheduled fault action (code as in [`FAULT_NAMES`]) and the agents
+    /// it acts on, when it names any.
+    Fault(u8, Vec<u32>),
+}
+
+/// The last [`WATCHED_MAX`] events that name any of `agents`, and every
+/// fault action.
+#[derive(Clone, Debug, Default)]
+pub struct Watch {
+    agents: std::collections::BTreeSet<u32>,
+    events: std::collections::VecDeque<(u64, Watched)>,
+}
+
+impl Watch {
+    /// Watches `agents`.
+    pub fn new(agents: &[u32]) -> Watch {
+        Watch {
+            agents: agents.iter().copied().collect(),
+            events: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn keep(&mut self, at: u64, event: Watched) {
+        if self.events.len() == WATCHED_MAX {
+            self.events.pop_front();
+        }
+        self.events.push_back((at, event));
+    }
+
+    fn names(&self, event: &TraceEvent) -> bool {
+        match *event {
+            TraceEvent::Member { agent, member, .. } => {
+                self.agents.contains(&agent) || self.agents.contains(&member)
+            }
+            TraceEvent::Release { agent, .. } | TraceEvent::Action { agent, .. } => {
+                self.agents.contains(&agent)
+            }
+            TraceEvent::Deliver { .. } | TraceEvent::Drop { .. } | TraceEvent::Fault { .. } => {
+                false
+            }
+        }
+    }
+
+    /// The events kept, oldest first, with their true times (ns).
+    pub fn events(&self) -> impl Iterator<Item = &(u64, Watched)> {
+        self.events.iter()
+    }
+}
+
+/// Names of the fault action codes of [`TraceEvent::Fault`].
+pub const FAULT_NAMES: [&str; 22] = [
+    "start",
+    "partition",
+    "heal",
+    "crash",
+    "restart",
+    "pause",
+    "resume",
+    "network change",
+    "clock change",
+    "leave",
+    "stop",
+    "retag",
+    "config publication",
+    "trust change",
+    "attack attempt",
+    "equivocation",
+    "crash of the holder",
+    "health report",
+    "policy publication",
+    "service fails",
+    "service recovers",
+    "approval",
+];
 
 impl Trace {
     /// A trace that only hashes.
@@ -93,6 +179,7 @@ impl Trace {
             write_error: None,
             step: None,
             timeline: None,
+            watch: None,
         }
     }
 
@@ -106,6 +193,25 @@ impl Trace {
     pub fn with_timeline(mut self, timeline: Timeline) -> Trace {
         self.timeline = Some(timeline);
         self
+    }
+
+    /// Also keeps the last events of `watch`'s agents.
+    pub fn with_watch(mut self, watch: Watch) -> Trace {
+        self.watch = Some(watch);
+        self
+    }
+
+    /// The watched events, if a watch was asked for.
+    pub fn take_watch(&mut self) -> Option<Watch> {
+        self.watch.take()
+    }
+
+    /// A fault action acting on `agents`, for the watch (the hash has the
+    /// action's code from [`Trace::record`]).
+    pub fn note_fault(&mut self, at: u64, code: u8, agents: &[u32]) {
+        if let Some(watch) = &mut self.watch {
+            watch.keep(at, Watched::Fault(code, agents.to_vec()));
+        }
     }
 
     /// The timeline gathered, if one was asked for.
@@ -157,6 +263,11 @@ impl Trace {
         self.hasher.update(&bytes);
         if let Some(timeline) = &mut self.timeline {
             timeline.record(at, event);
+        }
+        if let Some(watch) = &mut self.watch
+            && watch.names(&event)
+        {
+            watch.keep(at, Watched::Event(event));
         }
         if let Some(fold) = &mut self.step {
             for word in bytes.chunks_exact(8) {

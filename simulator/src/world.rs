@@ -23,7 +23,7 @@ use crate::rng::Seeds;
 use crate::scenario::{Fault, Nodes, OperatorKey, Publication, Scenario, TrustChange};
 use crate::schedule::{self, Action, Schedule};
 use crate::timeline::Timeline;
-use crate::trace::{REAPED, Trace, TraceEvent};
+use crate::trace::{REAPED, Trace, TraceEvent, Watch};
 use fleetmesh_node::crdt::HealthState;
 use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
 use fleetmesh_node::{
@@ -129,6 +129,9 @@ pub struct RunOptions {
     pub fingerprint: bool,
     /// Gather what a report draws ([`crate::timeline`]).
     pub timeline: bool,
+    /// Keep the last events of these agents ([`crate::trace::Watch`]),
+    /// to explain a violation they are involved in.
+    pub watch: Vec<u32>,
 }
 
 impl RunOptions {
@@ -140,6 +143,7 @@ impl RunOptions {
             stop_on_violation: true,
             fingerprint: false,
             timeline: false,
+            watch: Vec::new(),
         }
     }
 }
@@ -233,6 +237,11 @@ impl World {
             trace.fingerprinting()
         } else {
             trace
+        };
+        let trace = if options.watch.is_empty() {
+            trace
+        } else {
+            trace.with_watch(Watch::new(&options.watch))
         };
         let trace = if options.timeline {
             trace.with_timeline(Timeline::new(nanos(scenario.duration), agents))
@@ -524,6 +533,7 @@ impl World {
                     details: format!(
                         "agent {index} asked to be woken {WAKES_PER_INSTANT_MAX} times at one instant: a deadline that never moves"
                     ),
+                    agents: vec![index],
                 });
             }
             return;
@@ -648,12 +658,9 @@ impl World {
     // --- faults ------------------------------------------------------------------
 
     fn act(&mut self, action: Action) {
-        self.trace.record(
-            self.now,
-            TraceEvent::Fault {
-                code: action_code(&action),
-            },
-        );
+        let code = action_code(&action);
+        self.trace.record(self.now, TraceEvent::Fault { code });
+        self.trace.note_fault(self.now, code, &acted_on(&action));
         if action.disturbs() {
             let check_at = self.convergence.instant_disturbance(self.now);
             self.false_death.instant_disturbance(self.now);
@@ -1196,6 +1203,7 @@ impl World {
             trace_error,
             steps: std::mem::take(&mut self.steps),
             timeline: self.trace.take_timeline(),
+            watched: self.trace.take_watch(),
         }
     }
 }
@@ -1277,6 +1285,22 @@ fn mask(scenario: &Scenario, nodes: &Nodes) -> Vec<bool> {
         }
     }
     mask
+}
+
+/// The agents a fault action names.
+fn acted_on(action: &Action) -> Vec<u32> {
+    match action {
+        Action::Start(index) | Action::Clock(index, ..) => vec![*index],
+        Action::Crash(indices)
+        | Action::Restart(indices)
+        | Action::Pause(indices)
+        | Action::Resume(indices)
+        | Action::Leave(indices)
+        | Action::Stop(indices)
+        | Action::Retag(indices, _) => indices.clone(),
+        Action::Attack { target, .. } => vec![*target],
+        _ => Vec::new(),
+    }
 }
 
 fn action_code(action: &Action) -> u8 {

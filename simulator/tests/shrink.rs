@@ -1,7 +1,7 @@
-//! The shrinker against failures whose cause is known: the shrunk file must
-//! hold at most the faults the failure needs, replay the same invariant by
-//! itself, and a swarm mix written down must be the very run the swarm
-//! made.
+//! Failures whose cause is known, shrunk and explained: the shrunk file
+//! must hold at most the faults the failure needs and replay the same
+//! invariant by itself, a swarm mix written down must be the very run the
+//! swarm made, and a violation's log must show its cause.
 
 use fleetmesh_simulator::shrink::shrink;
 use fleetmesh_simulator::{RunOptions, Scenario, swarm};
@@ -102,4 +102,42 @@ fn a_swarm_mix_written_as_a_file_is_the_same_run() {
         assert_eq!(mixed_run.trace_hash, replayed_run.trace_hash, "seed {seed}");
         assert_eq!(mixed_run.events, replayed_run.events, "seed {seed}");
     }
+}
+
+#[test]
+fn a_violation_log_shows_the_crash_and_what_the_others_saw_before_it() {
+    let text = noisy_scenario();
+    let scenario = Scenario::parse("noisy", &text).expect("fixture parses");
+    let outcome = fleetmesh_simulator::run(&scenario, RunOptions::seeded(3));
+    let violation = outcome.violations.first().expect("seed 3 fails");
+    assert_eq!(violation.invariant, "crash-detected");
+    assert_eq!(violation.agents, [5]);
+    let log = fleetmesh_simulator::explain::log(&scenario, 3, violation, 40);
+    assert!(!log.is_empty() && log.len() <= 40, "{log:#?}");
+    let at = |line: &str| -> f64 {
+        line.trim_start_matches("t=")
+            .split('s')
+            .next()
+            .and_then(|t| t.trim().parse().ok())
+            .expect("each line starts with its time")
+    };
+    assert!(
+        log.iter().all(|line| at(line) <= violation.at as f64 / 1e9),
+        "nothing after the violation: {log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|line| line.contains("fault: crash of agents [5]")),
+        "{log:#?}"
+    );
+    // The bound (2 s) ends before anyone suspects the crashed agent (about
+    // 3.5 s): the last view the log can show of it is still "alive".
+    assert!(
+        log.iter().any(|line| line.contains("sees agent 5 alive")),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter().any(|line| line.contains("sees agent 5 dead")),
+        "{log:#?}"
+    );
 }

@@ -140,6 +140,7 @@ impl ConfigChecks {
             if version <= ran.version && !replaces_rogue {
                 return Some(safety(
                     now,
+                    agent,
                     "release-rollback",
                     format!(
                         "agent {agent} moved {doc} to version {version} after running {}",
@@ -154,6 +155,7 @@ impl ConfigChecks {
             if trust_version >= revoked_at {
                 return Some(safety(
                     now,
+                    agent,
                     "release-revoked",
                     format!(
                         "agent {agent} holds trust version {trust_version}, which revokes the \
@@ -167,6 +169,7 @@ impl ConfigChecks {
             Some((released_doc, released)) if released_doc == doc && *released == version => None,
             _ => Some(safety(
                 now,
+                agent,
                 "release-forged",
                 format!(
                     "agent {agent} runs {doc} version {version}, which no trusted operator signed"
@@ -194,6 +197,7 @@ impl ConfigChecks {
         if runs_revoked {
             return Some(safety(
                 now,
+                agent,
                 "release-revoked",
                 format!(
                     "agent {agent} holds trust version {trust_version} and still runs a release \
@@ -205,6 +209,7 @@ impl ConfigChecks {
             if !truth.legit_changes.contains(hash) && !truth.rogue_changes.contains(hash) {
                 return Some(safety(
                     now,
+                    agent,
                     "change-forged",
                     format!("agent {agent} applied a change no trusted operator wrote"),
                 ));
@@ -213,6 +218,7 @@ impl ConfigChecks {
             if author.is_some_and(|author| state.quarantined.contains(&author)) {
                 return Some(safety(
                     now,
+                    agent,
                     "change-quarantined",
                     format!("agent {agent} quarantines a key and still applies its change"),
                 ));
@@ -223,6 +229,7 @@ impl ConfigChecks {
             {
                 return Some(safety(
                     now,
+                    agent,
                     "change-revoked",
                     format!(
                         "agent {agent} holds trust version {trust_version}, which revokes an \
@@ -298,17 +305,19 @@ impl ConfigChecks {
                     shown.join(", "),
                     (now - pending.published_at) as f64 / 1e9
                 ),
+                agents: lacking.iter().copied().take(5).collect(),
             });
         }
         None
     }
 }
 
-fn safety(now: u64, invariant: &'static str, details: String) -> Violation {
+fn safety(now: u64, agent: u32, invariant: &'static str, details: String) -> Violation {
     Violation {
         invariant,
         kind: Kind::Safety,
         at: now,
         details,
+        agents: vec![agent],
     }
 }

@@ -137,12 +137,16 @@ impl Convergence {
         if !quiet_long_enough || self.unconverged == 0 {
             return None;
         }
-        let worst: Vec<String> = self
+        let wrong: Vec<(u32, u32)> = self
             .wrong
             .iter()
             .enumerate()
             .filter(|&(agent, &wrong)| self.tracked[agent] && wrong > 0)
             .take(5)
+            .map(|(agent, &wrong)| (agent as u32, wrong))
+            .collect();
+        let worst: Vec<String> = wrong
+            .iter()
             .map(|(agent, wrong)| format!("agent {agent} wrong about {wrong}"))
             .collect();
         Some(Violation {
@@ -156,6 +160,7 @@ impl Convergence {
                 self.settled_from as f64 / 1e9,
                 worst.join(", ")
             ),
+            agents: wrong.iter().map(|(agent, _)| *agent).collect(),
         })
     }
 }

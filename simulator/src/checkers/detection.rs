@@ -99,6 +99,7 @@ impl Detection {
                 pending.remaining,
                 self.bound as f64 / 1e9
             ),
+            agents: vec![member],
         })
     }
 }

@@ -83,6 +83,7 @@ impl FalseDeath {
                  the network had been quiet since t={:.3}s",
                 self.disturbed_until as f64 / 1e9
             ),
+            agents: vec![agent, member],
         })
     }
 }

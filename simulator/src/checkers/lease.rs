@@ -67,6 +67,7 @@ impl LeaseCheck {
                 "scope {:?} epoch {epoch} is held by agent {first} and agent {agent}",
                 self.scope
             ),
+            agents: vec![first, agent],
         })
     }
 
@@ -102,7 +103,11 @@ impl LeaseCheck {
                 invariant: "one lease holder at a time",
                 kind: Kind::Safety,
                 at: now,
-                details: format!("scope {:?} is held at once by {holders:?}", self.scope),
+                details: format!(
+                    "scope {:?} is held at once by (agent, epoch) {holders:?}",
+                    self.scope
+                ),
+                agents: holders.iter().map(|(agent, _)| *agent).collect(),
             });
         }
         if !holders.is_empty() || !candidates_running {
@@ -141,6 +146,14 @@ impl LeaseCheck {
                 bound as f64 / 1e9,
                 since as f64 / 1e9
             ),
+            // The last holders: whoever was expected to hold it again.
+            agents: self
+                .changes
+                .iter()
+                .rev()
+                .flat_map(|(_, holders)| holders.iter().map(|(agent, _)| *agent))
+                .take(3)
+                .collect(),
         })
     }
 

@@ -35,6 +35,8 @@ pub struct Violation {
     pub at: u64,
     /// What happened, with the agents involved.
     pub details: String,
+    /// The agents involved (first few), whose events explain it.
+    pub agents: Vec<u32>,
 }
 
 impl fmt::Display for Violation {

@@ -95,6 +95,7 @@ impl RemedyCheck {
                 kind: Kind::Safety,
                 at: start.now,
                 details,
+                agents: vec![start.agent],
             });
         };
         match self.started.get(start.key) {
@@ -191,6 +192,7 @@ pub fn fixed_in_time(
             onset as f64 / 1e9,
             (now - onset) as f64 / 1e9
         ),
+        agents: vec![agent],
     })
 }
 

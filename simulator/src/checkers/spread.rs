@@ -81,6 +81,9 @@ impl Spread {
                 pending.waiting.len(),
                 bound as f64 / 1e9
             ),
+            agents: std::iter::once(member)
+                .chain(pending.waiting.iter().copied().take(4))
+                .collect(),
         })
     }
 }
