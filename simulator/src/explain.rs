@@ -29,13 +29,13 @@ pub fn log(scenario: &Scenario, seed: u64, violation: &Violation, lines: usize) 
         ..RunOptions::seeded(seed)
     };
     let outcome = run(scenario, options);
-    let mut entries: Vec<(u64, String)> = outcome
+    let events: Vec<&(u64, Watched)> = outcome
         .watched
         .iter()
         .flat_map(|watch| watch.events())
         .filter(|(at, _)| *at <= violation.at)
-        .map(|(at, event)| (*at, describe(event)))
         .collect();
+    let mut entries = collapse(&events);
     for lease in &outcome.leases {
         let mut involved = false;
         for (at, holders) in &lease.holders {
@@ -65,6 +65,78 @@ pub fn log(scenario: &Scenario, seed: u64, violation: &Violation, lines: usize) 
         .collect()
 }
 
+/// Views spread as a wave: many agents learn the same thing about one
+/// member within moments. Such a run of events (the same member, state
+/// and incarnation, less than a second from the run's first) becomes one
+/// line naming the observers; everything else is a line of its own.
+fn collapse(events: &[&(u64, Watched)]) -> Vec<(u64, String)> {
+    let mut entries = Vec::new();
+    let mut index = 0;
+    while index < events.len() {
+        let (at, event) = events[index];
+        let Watched::Event(TraceEvent::Member {
+            member,
+            incarnation,
+            state,
+            ..
+        }) = event
+        else {
+            entries.push((*at, describe(event)));
+            index += 1;
+            continue;
+        };
+        let mut observers = Vec::new();
+        let mut next = index;
+        while let Some((
+            later,
+            Watched::Event(TraceEvent::Member {
+                agent,
+                member: other,
+                incarnation: other_incarnation,
+                state: other_state,
+            }),
+        )) = events.get(next).map(|entry| (entry.0, &entry.1))
+        {
+            if later > at + 1_000_000_000
+                || (other, other_incarnation, other_state) != (member, incarnation, state)
+            {
+                break;
+            }
+            observers.push(*agent);
+            next += 1;
+        }
+        if observers.len() < 3 {
+            entries.extend(
+                events[index..next]
+                    .iter()
+                    .map(|(at, event)| (*at, describe(event))),
+            );
+        } else {
+            let shown: Vec<String> = observers.iter().take(8).map(u32::to_string).collect();
+            let more = if observers.len() > 8 { ", ..." } else { "" };
+            entries.push((
+                *at,
+                format!(
+                    "{} agents ({}{more}) see agent {member} {} (incarnation {incarnation}) within {:.2}s",
+                    observers.len(),
+                    shown.join(", "),
+                    state_name(*state),
+                    (events[next - 1].0 - at) as f64 / 1e9
+                ),
+            ));
+        }
+        index = next;
+    }
+    entries
+}
+
+fn state_name(state: u8) -> &'static str {
+    ["alive", "suspect", "dead", "left", "forgotten"]
+        .get(usize::from(state))
+        .copied()
+        .unwrap_or("?")
+}
+
 fn describe(event: &Watched) -> String {
     match event {
         Watched::Fault(code, agents) => {
@@ -84,11 +156,10 @@ fn describe(event: &Watched) -> String {
             incarnation,
             state,
         }) => {
-            let state = ["alive", "suspect", "dead", "left", "forgotten"]
-                .get(usize::from(*state))
-                .copied()
-                .unwrap_or("?");
-            format!("agent {agent}: sees agent {member} {state} (incarnation {incarnation})")
+            format!(
+                "agent {agent}: sees agent {member} {} (incarnation {incarnation})",
+                state_name(*state)
+            )
         }
         Watched::Event(TraceEvent::Release { agent, version }) => {
             format!("agent {agent}: runs release version {version}")
@@ -103,5 +174,45 @@ fn describe(event: &Watched) -> String {
             format!("agent {agent}: {what}")
         }
         Watched::Event(other) => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(at: u64, agent: u32, member: u32, state: u8) -> (u64, Watched) {
+        (
+            at,
+            Watched::Event(TraceEvent::Member {
+                agent,
+                member,
+                incarnation: 1,
+                state,
+            }),
+        )
+    }
+
+    #[test]
+    fn a_wave_of_one_view_is_one_line_and_the_rest_stay_apart() {
+        let events = [
+            seen(0, 1, 9, 1),
+            seen(100, 2, 9, 1),
+            seen(200, 3, 9, 1),
+            (300, Watched::Fault(3, vec![9])),
+            seen(400, 4, 9, 2),
+            seen(2_000_000_000, 5, 9, 2),
+        ];
+        let refs: Vec<&(u64, Watched)> = events.iter().collect();
+        let lines: Vec<String> = collapse(&refs).into_iter().map(|(_, text)| text).collect();
+        assert_eq!(
+            lines,
+            [
+                "3 agents (1, 2, 3) see agent 9 suspect (incarnation 1) within 0.00s",
+                "fault: crash of agents [9]",
+                "agent 4: sees agent 9 dead (incarnation 1)",
+                "agent 5: sees agent 9 dead (incarnation 1)",
+            ]
+        );
     }
 }

@@ -6,8 +6,8 @@
 //! candidates), and so is any other scope an agent reports acquiring.
 
 use super::{Action, Node, What, World, nanos};
-use crate::checkers::Violation;
 use crate::checkers::lease::LeaseCheck;
+use crate::checkers::{Kind, Violation};
 use crate::outcome::LeaseOutcome;
 use crate::scenario::Scenario;
 use fleetmesh_node::crdt::PublicKey;
@@ -149,7 +149,21 @@ impl World {
             let electable = self.electable(lease);
             let exclusive = self.clocks_exclusive;
             let lease = &mut self.leases[at];
-            violations.extend(lease.check.observe(now, &holders, exclusive, electable));
+            for mut violation in lease.check.observe(now, &holders, exclusive, electable) {
+                if violation.kind == Kind::Liveness {
+                    // A vacancy is explained by the candidates that did
+                    // not take the lease over, more than by the last holder.
+                    let others: Vec<u32> = lease
+                        .candidates
+                        .iter()
+                        .copied()
+                        .filter(|candidate| !violation.agents.contains(candidate))
+                        .take(4)
+                        .collect();
+                    violation.agents.extend(others);
+                }
+                violations.push(violation);
+            }
         }
         self.violations.extend(violations);
     }
