@@ -213,6 +213,15 @@ pub(crate) enum Out {
     Event(Event),
 }
 
+/// Where an answer to this agent's grant request comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answered {
+    /// This agent voted on its own request, in this process.
+    Here,
+    /// A peer sent it.
+    Remote,
+}
+
 /// A lease this agent holds.
 #[derive(Clone, Copy, Debug)]
 struct Held {
@@ -535,7 +544,7 @@ impl Leases {
         let request = wanted.request(scope, attempt.epoch, me);
         let number = attempt.number;
         let answer = self.vote(cx, me, number, request, out);
-        self.on_answer(cx, me, answer, out);
+        self.on_answer(cx, me, Answered::Here, answer, out);
     }
 
     /// Handles a lease message from `from`, authenticated by the transport.
@@ -575,7 +584,7 @@ impl Leases {
                 }
             }
             answer => match self.voter_key(&answer, from) {
-                Some(voter) => self.on_answer(cx, voter, answer, out),
+                Some(voter) => self.on_answer(cx, voter, Answered::Remote, answer, out),
                 None => cx.stats.answers_ignored += 1,
             },
         }
@@ -671,6 +680,7 @@ impl Leases {
         &mut self,
         cx: &mut Cx<'_>,
         voter: PublicKey,
+        answered: Answered,
         answer: LeaseMessage,
         out: &mut Vec<Out>,
     ) {
@@ -713,10 +723,10 @@ impl Leases {
                     && body.voter == voter
                     && body.ttl_millis >= ttl_millis;
                 // This agent's own grant was signed a moment ago, by its
-                // own key: checking it again costs an ed25519 verification
-                // per attempt and proves nothing.
-                let own = voter == me;
-                if !matches || (!own && !self.verifier.verify(&grant.check())) {
+                // own key, and never left it: checking it again costs an
+                // ed25519 verification per attempt and proves nothing.
+                let signed_here = answered == Answered::Here && voter == me;
+                if !matches || (!signed_here && !self.verifier.verify(&grant.check())) {
                     cx.stats.grants_rejected += 1;
                     return;
                 }

@@ -608,18 +608,12 @@ fn detection_svg(outcome: &Outcome) -> String {
     }
     let bound = outcome.detect_bound.as_secs_f64();
     let max = times.iter().copied().fold(bound, f64::max) * 1.1;
-    let width = (PLOT_W - 50.0) / times.len() as f64;
-    for (index, time) in times.iter().enumerate() {
-        let x = 40.0 + width * index as f64;
-        let y = plot_y(*time, max);
-        let _ = write!(
-            svg,
-            "<rect class=\"crash\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>crash {}: declared down by every running agent after {time:.2}s</title></rect>",
-            (width - 1.0).max(1.0),
-            (PLOT_H - 20.0) - y,
+    bars(&mut svg, &times, max, "crash", |index, time| {
+        format!(
+            "crash {}: declared down by every running agent after {time:.2}s",
             index + 1
-        );
-    }
+        )
+    });
     let y = plot_y(bound, max);
     let _ = write!(
         svg,
@@ -670,17 +664,9 @@ fn sent_svg(timeline: &Timeline, seconds: f64) -> String {
         .map(|bytes| *bytes as f64 / seconds.max(1e-9))
         .collect();
     let max = rates.iter().copied().fold(1.0, f64::max);
-    let width = (PLOT_W - 50.0) / rates.len().max(1) as f64;
-    for (agent, rate) in rates.iter().enumerate() {
-        let x = 40.0 + width * agent as f64;
-        let y = plot_y(*rate, max);
-        let _ = write!(
-            svg,
-            "<rect class=\"network\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.2}\" height=\"{:.1}\"><title>agent {agent}: {rate:.0} B/s</title></rect>",
-            width.max(0.5),
-            (PLOT_H - 20.0) - y
-        );
-    }
+    bars(&mut svg, &rates, max, "network", |agent, rate| {
+        format!("agent {agent}: {rate:.0} B/s")
+    });
     let _ = write!(
         svg,
         "<text x=\"4\" y=\"{:.1}\">{}</text></svg>",
@@ -688,6 +674,29 @@ fn sent_svg(timeline: &Timeline, seconds: f64) -> String {
         human(max)
     );
     svg
+}
+
+/// A bar per value, side by side across the plot, scaled to `max`, each
+/// with the tooltip `title(index, value)`.
+fn bars(
+    svg: &mut String,
+    values: &[f64],
+    max: f64,
+    class: &str,
+    title: impl Fn(usize, f64) -> String,
+) {
+    let width = (PLOT_W - 50.0) / values.len().max(1) as f64;
+    for (index, value) in values.iter().enumerate() {
+        let x = 40.0 + width * index as f64;
+        let y = plot_y(*value, max);
+        let _ = write!(
+            svg,
+            "<rect class=\"{class}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.2}\" height=\"{:.1}\"><title>{}</title></rect>",
+            (width - 1.0).max(0.5),
+            (PLOT_H - 20.0) - y,
+            escape(&title(index, *value))
+        );
+    }
 }
 
 fn human(value: f64) -> String {
