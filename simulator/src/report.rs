@@ -77,6 +77,13 @@ pub fn html(scenario: &Scenario, seed: u64, outcome: &Outcome) -> String {
             page += &detection_svg(outcome);
             page += &traffic_svg(timeline, &axis);
             page += &sent_svg(timeline, axis.end);
+            let capped = outcome
+                .leases
+                .iter()
+                .any(|lease| lease.holders.len() >= crate::checkers::lease::HOLDER_CHANGES_MAX);
+            if capped {
+                page += "<p class=\"bad\">A lease scope changed holders more often than the lanes keep: its lane ends early.</p>";
+            }
             if timeline.truncated {
                 page +=
                     "<p class=\"bad\">Some event lists reached their cap: the lanes end early.</p>";
@@ -566,11 +573,17 @@ fn convergence_svg(timeline: &Timeline, agents: usize, axis: &Axis) -> String {
         return svg;
     }
     let mut running: BTreeMap<u32, u32> = BTreeMap::new();
+    // Agents per version, so each event costs a lookup, not a scan.
+    let mut on: BTreeMap<u32, usize> = BTreeMap::new();
     let mut points = vec![(0.0, 0.0)];
     for &(at, agent, version) in &timeline.releases {
-        running.insert(agent, version);
-        let latest = running.values().copied().max().unwrap_or(0);
-        let on_latest = running.values().filter(|&&v| v == latest).count();
+        if let Some(old) = running.insert(agent, version)
+            && let Some(count) = on.get_mut(&old)
+        {
+            *count -= 1;
+        }
+        *on.entry(version).or_default() += 1;
+        let on_latest = on.values().next_back().copied().unwrap_or(0);
         let fraction = on_latest as f64 / agents.max(1) as f64;
         points.push((at as f64 / 1e9, fraction));
     }

@@ -39,16 +39,30 @@ pub enum ShrinkError {
     /// The edited document could not be written as TOML.
     #[error("cannot write the shrunk scenario as TOML: {0}")]
     Render(String),
-    /// The seed's swarm mix, written as a scenario file, no longer fails.
+    /// The run, written as a scenario file, does not fail the same way.
     #[error(
-        "seed {seed}'s swarm mix breaks `{invariant}`, but the mix written as a scenario file does not; this is a bug in the shrinker, please report it with the seed"
+        "seed {seed} breaks `{invariant}`, but the run written as a scenario file does not; this is a bug in the shrinker, please report it with the seed"
     )]
-    MixNotReplayed {
+    NotReplayed {
         /// The seed.
         seed: u64,
-        /// The invariant the mix breaks.
+        /// The invariant the run breaks.
         invariant: &'static str,
     },
+    /// The seed's swarm mix drew values a scenario file cannot hold.
+    #[error("seed {seed}'s swarm mix cannot be written as a scenario file: {error}")]
+    MixUnwritable {
+        /// The seed.
+        seed: u64,
+        /// What the scenario parser refused.
+        error: ScenarioError,
+    },
+    /// The seed does not fit a scenario file's `seed` field.
+    #[error("seed {0} is above {max}, the largest seed a scenario file can hold; shrink a smaller seed", max = i64::MAX)]
+    SeedTooLarge(u64),
+    /// The time limit ended the shrink before its first run.
+    #[error("the time limit ended the shrink before it could run anything; give it more time")]
+    NoTime,
 }
 
 /// The size of a schedule: what shrinking reduces.
@@ -95,6 +109,7 @@ pub fn shrink(
     keep_going: &mut dyn FnMut() -> bool,
 ) -> Result<Shrunk, ShrinkError> {
     let scenario = Scenario::parse(label, text)?;
+    let seed_field = i64::try_from(seed).map_err(|_| ShrinkError::SeedTooLarge(seed))?;
     let mut doc: Table = text
         .parse()
         .map_err(|error: toml::de::Error| ScenarioError::Syntax {
@@ -108,7 +123,10 @@ pub fn shrink(
         scenario
     };
     doc.remove("swarm");
-    doc.insert("seed".into(), Value::Integer(seed_value(seed)));
+    doc.insert("seed".into(), Value::Integer(seed_field));
+    if swarm && let Err(error) = Scenario::parse(label, &render(&doc)?) {
+        return Err(ShrinkError::MixUnwritable { seed, error });
+    }
     let original = first_violation(&played, seed).ok_or(ShrinkError::NoFailure { seed })?;
     let mut shrinker = Shrinker {
         label,
@@ -118,7 +136,11 @@ pub fn shrink(
         keep_going,
         stopped: false,
     };
-    let mut violation = shrinker.fails(&doc).ok_or(ShrinkError::MixNotReplayed {
+    let replayed = shrinker.fails(&doc);
+    if shrinker.stopped {
+        return Err(ShrinkError::NoTime);
+    }
+    let mut violation = replayed.ok_or(ShrinkError::NotReplayed {
         seed,
         invariant: original.invariant,
     })?;
@@ -205,12 +227,6 @@ fn mix_document(doc: &mut Table, scenario: &Scenario, seed: u64) -> Scenario {
     let (mixed, _, sources) = swarm::mix_traced(scenario, seed);
     write_mix(doc, &mixed, &sources);
     mixed
-}
-
-fn seed_value(seed: u64) -> i64 {
-    // TOML integers are signed; the scenario parser reads the same field
-    // back as a u64, so larger seeds cannot be written into a file.
-    i64::try_from(seed).unwrap_or(i64::MAX)
 }
 
 fn first_violation(scenario: &Scenario, seed: u64) -> Option<Violation> {

@@ -276,8 +276,10 @@ fn vary(fault: &Fault, factor: f64, shift: i128, end: Duration) -> Fault {
         } => {
             *at = moved(*at, shift, end);
             *nodes = scaled_nodes(nodes, factor);
-            *skew = skew.mul_f64(factor);
-            *drift_ppm = (f64::from(*drift_ppm) * factor).round() as u32;
+            // Within what a scenario file may say, so that a mix can be
+            // written down as one (`sim shrink --swarm`).
+            *skew = skew.mul_f64(factor).min(Duration::from_secs(3_600));
+            *drift_ppm = ((f64::from(*drift_ppm) * factor).round() as u32).min(99_999);
         }
         Fault::CrashHolder { at, .. } => *at = moved(*at, shift, end),
         _ => {}

@@ -143,6 +143,11 @@ impl Watch {
     }
 }
 
+/// Fault action codes that act on the whole fleet: partition, heal,
+/// network change, config publication, trust change, crash of a lease
+/// holder, policy publication.
+const FLEET_WIDE: [u8; 7] = [1, 2, 7, 12, 13, 16, 18];
+
 /// Names of the fault action codes of [`TraceEvent::Fault`].
 pub const FAULT_NAMES: [&str; 22] = [
     "start",
@@ -207,10 +212,16 @@ impl Trace {
     }
 
     /// A fault action acting on `agents`, for the watch (the hash has the
-    /// action's code from [`Trace::record`]).
+    /// action's code from [`Trace::record`]). The watch keeps it when it
+    /// acts on a watched agent or on the whole fleet (a partition, a heal,
+    /// a network change, a publication); health reports, attack attempts
+    /// and pauses of other agents would crowd out what explains a failure.
     pub fn note_fault(&mut self, at: u64, code: u8, agents: &[u32]) {
         if let Some(watch) = &mut self.watch {
-            watch.keep(at, Watched::Fault(code, agents.to_vec()));
+            let fleet_wide = agents.is_empty() && FLEET_WIDE.contains(&code);
+            if fleet_wide || agents.iter().any(|agent| watch.agents.contains(agent)) {
+                watch.keep(at, Watched::Fault(code, agents.to_vec()));
+            }
         }
     }
 

@@ -1298,7 +1298,11 @@ fn acted_on(action: &Action) -> Vec<u32> {
         | Action::Leave(indices)
         | Action::Stop(indices)
         | Action::Retag(indices, _) => indices.clone(),
-        Action::Attack { target, .. } => vec![*target],
+        Action::Attack {
+            attacker, target, ..
+        } => vec![*attacker, *target],
+        Action::Health { agent, .. } => vec![*agent],
+        Action::Service { nodes, .. } => nodes.clone(),
         _ => Vec::new(),
     }
 }

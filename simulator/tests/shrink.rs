@@ -92,7 +92,7 @@ fn a_swarm_mix_written_as_a_file_is_the_same_run() {
     text += "\n[[network.links]]\nfrom = { select = \"zone=a\" }\nto = { select = \"zone=b\" }\nlatency_mean_ms = 30\n";
     let scenario = Scenario::parse("chaos-mix-50", &text).expect("parses");
     assert_eq!(scenario.links.len(), 1);
-    for seed in 1..=2 {
+    for seed in 1..=6 {
         let (mixed, _) = swarm::mix(&scenario, seed);
         let mixed_run = fleetmesh_simulator::run(&mixed, RunOptions::seeded(seed));
         let written = fleetmesh_simulator::shrink::write_swarm_mix(&text, &scenario, seed)

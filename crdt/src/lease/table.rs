@@ -215,8 +215,11 @@ impl Replica for LeaseTable {
     fn merge(&mut self, entry: SignedLease, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
         // Most leases offered are the one already held (each renewal
         // reaches an agent from several peers, and every exchange
-        // overlaps): it was admitted when it merged, and under every trust
-        // change since, so spot it before hashing or verifying anything.
+        // overlaps): it was admitted when it merged, and kept through every
+        // trust change since, so the table would not change; spot it
+        // before hashing or verifying anything. (If the holder's
+        // certificate expired meanwhile, the copy is counted as unchanged
+        // rather than refused: the table is the same either way.)
         if self.get(&entry.lease.scope) == Some(&entry) {
             return Ok(Merge::Unchanged);
         }

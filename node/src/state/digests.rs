@@ -6,7 +6,7 @@
 //! entries hold the same digests whatever order they merged them in. The
 //! root is the XOR of all pair hashes, kept up to date the same way: every
 //! exchange starts by comparing roots, and hashing the 64 buckets anew each
-//! time was a fifth of a simulated run's CPU.
+//! time was a fifth to a quarter of a simulated run's CPU.
 
 use fleetmesh_crdt::keys::domain;
 use fleetmesh_crdt::{Digest, Merge};

@@ -151,9 +151,9 @@ impl LeaseCheck {
                 .changes
                 .iter()
                 .rev()
-                .flat_map(|(_, holders)| holders.iter().map(|(agent, _)| *agent))
-                .take(3)
-                .collect(),
+                .find(|(_, holders)| !holders.is_empty())
+                .map(|(_, holders)| holders.iter().map(|(agent, _)| *agent).collect())
+                .unwrap_or_default(),
         })
     }
 
