@@ -243,12 +243,7 @@ fn run(
     print!("{outcome}");
     if let Some(file) = &report {
         let html = fleetmesh_simulator::report::html(&scenario, seed, &outcome);
-        fleetmesh_runtime::files::write_atomic(
-            file,
-            html.as_bytes(),
-            fleetmesh_runtime::files::Mode::Public,
-            fleetmesh_runtime::files::Existing::Replace,
-        )?;
+        write_output(file, html.as_bytes())?;
         println!("  report         {}", file.display());
     }
     if let Some(error) = &outcome.trace_error {
@@ -270,16 +265,13 @@ fn run(
         _ => {
             if let Some(violation) = outcome.violations.first() {
                 let log = fleetmesh_simulator::explain::log(&scenario, seed, violation, 40);
-                if !log.is_empty() {
+                if !log.lines.is_empty() {
                     println!(
                         "  what agents {:?} saw, up to the first violation (last {} events):",
-                        &violation.agents[..violation
-                            .agents
-                            .len()
-                            .min(fleetmesh_simulator::explain::AGENTS_MAX)],
-                        log.len()
+                        log.agents,
+                        log.lines.len()
                     );
-                    for line in &log {
+                    for line in &log.lines {
                         println!("    {line}");
                     }
                 }
@@ -291,6 +283,17 @@ fn run(
     Ok(ExitCode::from(
         u8::try_from(verdict.exit_code()).unwrap_or(1),
     ))
+}
+
+/// Writes a file the command produces (a report, a shrunk scenario),
+/// crash-safely, replacing an older one.
+fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    fleetmesh_runtime::files::write_atomic(
+        path,
+        bytes,
+        fleetmesh_runtime::files::Mode::Public,
+        fleetmesh_runtime::files::Existing::Replace,
+    )
 }
 
 fn shrink(
@@ -320,12 +323,7 @@ fn shrink(
             .map_or("scenario".into(), |stem| stem.to_string_lossy());
         PathBuf::from(format!("{stem}-seed{seed}-shrunk.toml"))
     });
-    fleetmesh_runtime::files::write_atomic(
-        &out,
-        shrunk.text.as_bytes(),
-        fleetmesh_runtime::files::Mode::Public,
-        fleetmesh_runtime::files::Existing::Replace,
-    )?;
+    write_output(&out, shrunk.text.as_bytes())?;
     let (before, after) = (shrunk.before, shrunk.after);
     println!("failure:  {}", shrunk.original);
     println!(

@@ -8,21 +8,31 @@
 
 use crate::checkers::Violation;
 use crate::scenario::Scenario;
-use crate::trace::{FAULT_NAMES, TraceEvent, Watched};
+use crate::trace::{MEMBER_STATES, Reach, TraceEvent, Watched};
+use crate::world::FAULT_NAMES;
 use crate::{RunOptions, run};
 
 /// Most agents a log follows.
 pub const AGENTS_MAX: usize = 6;
 
-/// Lines of the log, oldest first: the last `lines` events up to
-/// `violation` in the run of `scenario` at `seed` that name its agents
-/// (their membership views and the views others hold of them, their
-/// releases and actions, lease holder changes among them) and every fault
-/// action. Empty when the violation names no agent.
-pub fn log(scenario: &Scenario, seed: u64, violation: &Violation, lines: usize) -> Vec<String> {
+/// The log of one violation.
+#[derive(Clone, Debug, Default)]
+pub struct Log {
+    /// The agents it follows: the violation's first [`AGENTS_MAX`].
+    pub agents: Vec<u32>,
+    /// One line per event, oldest first.
+    pub lines: Vec<String>,
+}
+
+/// The log of `violation` in the run of `scenario` at `seed`: the last
+/// `lines` events up to it that name its agents (their membership views
+/// and the views others hold of them, their releases and actions, lease
+/// holder changes among them) and the fault actions that act on them or
+/// on the whole fleet. Empty when the violation names no agent.
+pub fn log(scenario: &Scenario, seed: u64, violation: &Violation, lines: usize) -> Log {
     let agents: Vec<u32> = violation.agents.iter().copied().take(AGENTS_MAX).collect();
     if agents.is_empty() {
-        return Vec::new();
+        return Log::default();
     }
     let options = RunOptions {
         watch: agents.clone(),
@@ -58,11 +68,12 @@ pub fn log(scenario: &Scenario, seed: u64, violation: &Violation, lines: usize) 
     // Stable: events at one instant keep the order they happened in.
     entries.sort_by_key(|(at, _)| *at);
     let skip = entries.len().saturating_sub(lines);
-    entries
+    let lines = entries
         .into_iter()
         .skip(skip)
         .map(|(at, text)| format!("t={:>9.3}s  {text}", at as f64 / 1e9))
-        .collect()
+        .collect();
+    Log { agents, lines }
 }
 
 /// Views spread as a wave: many agents learn the same thing about one
@@ -131,7 +142,7 @@ fn collapse(events: &[&(u64, Watched)]) -> Vec<(u64, String)> {
 }
 
 fn state_name(state: u8) -> &'static str {
-    ["alive", "suspect", "dead", "left", "forgotten"]
+    MEMBER_STATES
         .get(usize::from(state))
         .copied()
         .unwrap_or("?")
@@ -139,15 +150,14 @@ fn state_name(state: u8) -> &'static str {
 
 fn describe(event: &Watched) -> String {
     match event {
-        Watched::Fault(code, agents) => {
+        Watched::Fault(code, reach) => {
             let name = FAULT_NAMES
                 .get(usize::from(*code))
                 .copied()
                 .unwrap_or("fault");
-            if agents.is_empty() {
-                format!("fault: {name}")
-            } else {
-                format!("fault: {name} of agents {agents:?}")
+            match reach {
+                Reach::Fleet => format!("fault: {name}"),
+                Reach::Agents(agents) => format!("fault: {name} of agents {agents:?}"),
             }
         }
         Watched::Event(TraceEvent::Member {
@@ -199,7 +209,7 @@ mod tests {
             seen(0, 1, 9, 1),
             seen(100, 2, 9, 1),
             seen(200, 3, 9, 1),
-            (300, Watched::Fault(3, vec![9])),
+            (300, Watched::Fault(3, Reach::Agents(vec![9]))),
             seen(400, 4, 9, 2),
             seen(2_000_000_000, 5, 9, 2),
         ];

@@ -522,66 +522,83 @@ fn write_loss(table: &mut Table, model: &LinkModel) {
     table.insert("reorder".into(), Value::Float(model.reorder));
 }
 
+/// Writes what [`swarm`]'s `vary` changes in `fault` into its file entry,
+/// one arm per kind as there.
 fn write_varied(entry: &mut Table, fault: &Fault) {
     match fault {
-        Fault::Partition { at, heal, .. } => {
+        Fault::Partition {
+            at, heal, groups, ..
+        } => {
             seconds(entry, "at_s", *at);
             if let Some(heal) = heal {
                 seconds(entry, "heal_s", *heal);
             }
-        }
-        Fault::Crash { at, .. } | Fault::CrashHolder { at, .. } => seconds(entry, "at_s", *at),
-        Fault::Pause { at, duration, .. } => {
-            seconds(entry, "at_s", *at);
-            seconds(entry, "duration_s", *duration);
-        }
-        Fault::RandomPauses { from, until, .. } | Fault::HealthFlaps { from, until, .. } => {
-            seconds(entry, "from_s", *from);
-            seconds(entry, "until_s", *until);
-        }
-        Fault::Network { at, until, .. } => {
-            seconds(entry, "at_s", *at);
-            if let Some(until) = until {
-                seconds(entry, "until_s", *until);
-            }
-        }
-        Fault::Clock { at, skew, .. } => {
-            seconds(entry, "at_s", *at);
-            entry.insert("skew_ms".into(), Value::Float(exact(*skew, 1000.0)));
-        }
-        _ => {}
-    }
-    match fault {
-        Fault::Partition { groups, .. } => {
             if let Some(Value::Array(files)) = entry.get_mut("groups") {
                 for (file, nodes) in files.iter_mut().zip(groups) {
                     write_nodes(file, nodes);
                 }
             }
         }
-        Fault::Crash { nodes, .. } | Fault::Pause { nodes, .. } => {
-            if let Some(file) = entry.get_mut("nodes") {
-                write_nodes(file, nodes);
-            }
+        Fault::Crash { at, nodes, .. } => {
+            seconds(entry, "at_s", *at);
+            write_nodes_field(entry, nodes);
         }
-        Fault::Clock {
-            nodes, drift_ppm, ..
+        Fault::CrashHolder { at, .. } => seconds(entry, "at_s", *at),
+        Fault::Pause {
+            at,
+            nodes,
+            duration,
         } => {
-            if let Some(file) = entry.get_mut("nodes") {
-                write_nodes(file, nodes);
-            }
-            entry.insert("drift_ppm".into(), Value::Integer(i64::from(*drift_ppm)));
+            seconds(entry, "at_s", *at);
+            seconds(entry, "duration_s", *duration);
+            write_nodes_field(entry, nodes);
         }
-        Fault::RandomPauses { per_agent_hour, .. } | Fault::HealthFlaps { per_agent_hour, .. } => {
+        Fault::RandomPauses {
+            from,
+            until,
+            per_agent_hour,
+            ..
+        }
+        | Fault::HealthFlaps {
+            from,
+            until,
+            per_agent_hour,
+            ..
+        } => {
+            seconds(entry, "from_s", *from);
+            seconds(entry, "until_s", *until);
             entry.insert("per_agent_hour".into(), Value::Float(*per_agent_hour));
         }
-        Fault::Network { model, .. } => write_loss(entry, model),
+        Fault::Network { at, until, model } => {
+            seconds(entry, "at_s", *at);
+            if let Some(until) = until {
+                seconds(entry, "until_s", *until);
+            }
+            write_loss(entry, model);
+        }
+        Fault::Clock {
+            at,
+            nodes,
+            skew,
+            drift_ppm,
+        } => {
+            seconds(entry, "at_s", *at);
+            entry.insert("skew_ms".into(), Value::Float(exact(*skew, 1000.0)));
+            entry.insert("drift_ppm".into(), Value::Integer(i64::from(*drift_ppm)));
+            write_nodes_field(entry, nodes);
+        }
         _ => {}
     }
 }
 
 fn seconds(entry: &mut Table, field: &str, at: Duration) {
     entry.insert(field.into(), Value::Float(exact(at, 1.0)));
+}
+
+fn write_nodes_field(entry: &mut Table, nodes: &Nodes) {
+    if let Some(file) = entry.get_mut("nodes") {
+        write_nodes(file, nodes);
+    }
 }
 
 fn write_nodes(file: &mut Value, nodes: &Nodes) {

@@ -1,5 +1,7 @@
 //! The run's trace: a running blake3 hash over every delivery, drop and
-//! membership change, and optionally the same events as JSON lines.
+//! membership change, and optionally the same events as JSON lines, a
+//! [`Timeline`] for the report, and a [`Watch`] on a few agents for the
+//! log of a violation.
 //!
 //! The hash is what the determinism tests compare: equal seeds must give
 //! equal hashes. The full trace is only written when asked for, so large
@@ -12,6 +14,10 @@ use std::io::Write;
 /// State code of a member forgotten by reaping, after the four
 /// [`fleetmesh_node::MemberState`] codes (Alive 0, Suspect 1, Dead 2, Left 3).
 pub const REAPED: u8 = 4;
+
+/// Names of the member state codes of [`TraceEvent::Member`], as the JSON
+/// trace writes them.
+pub const MEMBER_STATES: [&str; 5] = ["alive", "suspect", "dead", "left", "reaped"];
 
 /// One traced event, in fixed-size form for hashing.
 #[derive(Clone, Copy, Debug)]
@@ -94,13 +100,23 @@ pub const WATCHED_MAX: usize = 2_000;
 pub enum Watched {
     /// A trace event that names a watched agent.
     Event(TraceEvent),
-    /// A scheduled fault action (code as in [`FAULT_NAMES`]) and the agents
-    /// it acts on, when it names any.
-    Fault(u8, Vec<u32>),
+    /// A scheduled fault action (code as in [`crate::world::FAULT_NAMES`])
+    /// and what it acts on.
+    Fault(u8, Reach),
 }
 
-/// The last [`WATCHED_MAX`] events that name any of `agents`, and every
-/// fault action.
+/// What a fault action acts on, for the watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// The whole fleet: a partition, a heal, a network change, a
+    /// publication.
+    Fleet,
+    /// These agents.
+    Agents(Vec<u32>),
+}
+
+/// The last [`WATCHED_MAX`] events that name any of `agents`, and the
+/// fault actions that act on them or on the whole fleet.
 #[derive(Clone, Debug, Default)]
 pub struct Watch {
     agents: std::collections::BTreeSet<u32>,
@@ -143,37 +159,6 @@ impl Watch {
     }
 }
 
-/// Fault action codes that act on the whole fleet: partition, heal,
-/// network change, config publication, trust change, crash of a lease
-/// holder, policy publication.
-const FLEET_WIDE: [u8; 7] = [1, 2, 7, 12, 13, 16, 18];
-
-/// Names of the fault action codes of [`TraceEvent::Fault`].
-pub const FAULT_NAMES: [&str; 22] = [
-    "start",
-    "partition",
-    "heal",
-    "crash",
-    "restart",
-    "pause",
-    "resume",
-    "network change",
-    "clock change",
-    "leave",
-    "stop",
-    "retag",
-    "config publication",
-    "trust change",
-    "attack attempt",
-    "equivocation",
-    "crash of the holder",
-    "health report",
-    "policy publication",
-    "service fails",
-    "service recovers",
-    "approval",
-];
-
 impl Trace {
     /// A trace that only hashes.
     pub fn hashing() -> Trace {
@@ -211,16 +196,19 @@ impl Trace {
         self.watch.take()
     }
 
-    /// A fault action acting on `agents`, for the watch (the hash has the
-    /// action's code from [`Trace::record`]). The watch keeps it when it
-    /// acts on a watched agent or on the whole fleet (a partition, a heal,
-    /// a network change, a publication); health reports, attack attempts
-    /// and pauses of other agents would crowd out what explains a failure.
-    pub fn note_fault(&mut self, at: u64, code: u8, agents: &[u32]) {
+    /// A fault action with code `code` reaching `reach`, for the watch (the
+    /// hash has the code from [`Trace::record`]). The watch keeps it when it
+    /// acts on the whole fleet or on a watched agent: health reports,
+    /// attack attempts and pauses of other agents would crowd out what
+    /// explains a failure.
+    pub fn note_fault(&mut self, at: u64, code: u8, reach: Reach) {
         if let Some(watch) = &mut self.watch {
-            let fleet_wide = agents.is_empty() && FLEET_WIDE.contains(&code);
-            if fleet_wide || agents.iter().any(|agent| watch.agents.contains(agent)) {
-                watch.keep(at, Watched::Fault(code, agents.to_vec()));
+            let kept = match &reach {
+                Reach::Fleet => true,
+                Reach::Agents(agents) => agents.iter().any(|agent| watch.agents.contains(agent)),
+            };
+            if kept {
+                watch.keep(at, Watched::Fault(code, reach));
             }
         }
     }
@@ -332,7 +320,7 @@ fn json_line(at: u64, event: TraceEvent) -> String {
             incarnation,
             state,
         } => {
-            let state = ["alive", "suspect", "dead", "left", "reaped"]
+            let state = MEMBER_STATES
                 .get(usize::from(state))
                 .copied()
                 .unwrap_or("?");

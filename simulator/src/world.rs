@@ -23,7 +23,7 @@ use crate::rng::Seeds;
 use crate::scenario::{Fault, Nodes, OperatorKey, Publication, Scenario, TrustChange};
 use crate::schedule::{self, Action, Schedule};
 use crate::timeline::Timeline;
-use crate::trace::{REAPED, Trace, TraceEvent, Watch};
+use crate::trace::{REAPED, Reach, Trace, TraceEvent, Watch};
 use fleetmesh_node::crdt::HealthState;
 use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
 use fleetmesh_node::{
@@ -660,7 +660,9 @@ impl World {
     fn act(&mut self, action: Action) {
         let code = action_code(&action);
         self.trace.record(self.now, TraceEvent::Fault { code });
-        self.trace.note_fault(self.now, code, &acted_on(&action));
+        if let Some(reach) = reach(&action) {
+            self.trace.note_fault(self.now, code, reach);
+        }
         if action.disturbs() {
             let check_at = self.convergence.instant_disturbance(self.now);
             self.false_death.instant_disturbance(self.now);
@@ -1287,25 +1289,60 @@ fn mask(scenario: &Scenario, nodes: &Nodes) -> Vec<bool> {
     mask
 }
 
-/// The agents a fault action names.
-fn acted_on(action: &Action) -> Vec<u32> {
-    match action {
-        Action::Start(index) | Action::Clock(index, ..) => vec![*index],
+/// What a fault action acts on, for the watch; `None` for one that acts
+/// on no agent in particular and not on the fleet as a whole (an
+/// equivocation, an approval).
+fn reach(action: &Action) -> Option<Reach> {
+    Some(match action {
+        Action::Start(index) | Action::Clock(index, ..) => Reach::Agents(vec![*index]),
         Action::Crash(indices)
         | Action::Restart(indices)
         | Action::Pause(indices)
         | Action::Resume(indices)
         | Action::Leave(indices)
         | Action::Stop(indices)
-        | Action::Retag(indices, _) => indices.clone(),
+        | Action::Retag(indices, _)
+        | Action::Service { nodes: indices, .. } => Reach::Agents(indices.clone()),
         Action::Attack {
             attacker, target, ..
-        } => vec![*attacker, *target],
-        Action::Health { agent, .. } => vec![*agent],
-        Action::Service { nodes, .. } => nodes.clone(),
-        _ => Vec::new(),
-    }
+        } => Reach::Agents(vec![*attacker, *target]),
+        Action::Health { agent, .. } => Reach::Agents(vec![*agent]),
+        Action::Partition(_)
+        | Action::Heal
+        | Action::Network(_)
+        | Action::Publish(..)
+        | Action::Trust(..)
+        | Action::CrashHolder(..)
+        | Action::Policy(..) => Reach::Fleet,
+        Action::Equivocate(..) | Action::Approve(..) => return None,
+    })
 }
+
+/// Names of the fault action codes of [`TraceEvent::Fault`].
+pub const FAULT_NAMES: [&str; 22] = [
+    "start",
+    "partition",
+    "heal",
+    "crash",
+    "restart",
+    "pause",
+    "resume",
+    "network change",
+    "clock change",
+    "leave",
+    "stop",
+    "retag",
+    "config publication",
+    "trust change",
+    "attack attempt",
+    "equivocation",
+    "crash of the holder",
+    "health report",
+    "policy publication",
+    "service fails",
+    "service recovers",
+    "approval",
+];
 
 fn action_code(action: &Action) -> u8 {
     match action {

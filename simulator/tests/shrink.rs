@@ -113,6 +113,8 @@ fn a_violation_log_shows_the_crash_and_what_the_others_saw_before_it() {
     assert_eq!(violation.invariant, "crash-detected");
     assert_eq!(violation.agents, [5]);
     let log = fleetmesh_simulator::explain::log(&scenario, 3, violation, 40);
+    assert_eq!(log.agents, [5]);
+    let log = log.lines;
     assert!(!log.is_empty() && log.len() <= 40, "{log:#?}");
     let at = |line: &str| -> f64 {
         line.trim_start_matches("t=")

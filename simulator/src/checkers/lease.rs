@@ -33,6 +33,9 @@ pub struct LeaseCheck {
     changes: Vec<HolderChange>,
 }
 
+/// The invariant a vacancy past its bound breaks.
+pub const HELD_AGAIN: &str = "lease held again in time";
+
 /// Most holder changes a scope's checker remembers for the report.
 pub const HOLDER_CHANGES_MAX: usize = 10_000;
 
@@ -137,7 +140,7 @@ impl LeaseCheck {
         }
         self.vacancy_reported = true;
         Some(Violation {
-            invariant: "lease held again in time",
+            invariant: HELD_AGAIN,
             kind: Kind::Liveness,
             at: now,
             details: format!(

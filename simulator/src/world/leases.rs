@@ -6,8 +6,8 @@
 //! candidates), and so is any other scope an agent reports acquiring.
 
 use super::{Action, Node, What, World, nanos};
-use crate::checkers::lease::LeaseCheck;
-use crate::checkers::{Kind, Violation};
+use crate::checkers::Violation;
+use crate::checkers::lease::{HELD_AGAIN, LeaseCheck};
 use crate::outcome::LeaseOutcome;
 use crate::scenario::Scenario;
 use fleetmesh_node::crdt::PublicKey;
@@ -30,6 +30,23 @@ pub(super) struct SimLease {
 }
 
 impl SimLease {
+    /// A vacancy is explained by the candidates that did not take the
+    /// lease over, as much as by the last holder the checker names: add
+    /// the first few. Other violations already name their agents.
+    fn name_candidates(&self, mut violation: Violation) -> Violation {
+        if violation.invariant == HELD_AGAIN {
+            let others: Vec<u32> = self
+                .candidates
+                .iter()
+                .copied()
+                .filter(|candidate| !violation.agents.contains(candidate))
+                .take(4)
+                .collect();
+            violation.agents.extend(others);
+        }
+        violation
+    }
+
     /// The scenario's leases, with voter keys from the fleet.
     pub(super) fn resolve(scenario: &Scenario, keys: impl Fn(u32) -> PublicKey) -> Vec<SimLease> {
         let bound = scenario.expect.lease_held_within.map(nanos);
@@ -149,21 +166,8 @@ impl World {
             let electable = self.electable(lease);
             let exclusive = self.clocks_exclusive;
             let lease = &mut self.leases[at];
-            for mut violation in lease.check.observe(now, &holders, exclusive, electable) {
-                if violation.kind == Kind::Liveness {
-                    // A vacancy is explained by the candidates that did
-                    // not take the lease over, more than by the last holder.
-                    let others: Vec<u32> = lease
-                        .candidates
-                        .iter()
-                        .copied()
-                        .filter(|candidate| !violation.agents.contains(candidate))
-                        .take(4)
-                        .collect();
-                    violation.agents.extend(others);
-                }
-                violations.push(violation);
-            }
+            let observed = lease.check.observe(now, &holders, exclusive, electable);
+            violations.extend(observed.into_iter().map(|v| lease.name_candidates(v)));
         }
         self.violations.extend(violations);
     }
@@ -292,7 +296,7 @@ impl World {
         let mut outcomes = Vec::new();
         for lease in &mut self.leases {
             if let Some(violation) = lease.check.finish(end) {
-                self.violations.push(violation);
+                self.violations.push(lease.name_candidates(violation));
             }
             outcomes.push(LeaseOutcome {
                 scope: lease.check.scope().to_owned(),
