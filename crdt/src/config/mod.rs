@@ -59,4 +59,24 @@ pub mod limits {
     pub const RELEASE_SIGNATURES_MAX: usize = 64;
     /// Most releases waiting for a newer trust version.
     pub const RELEASE_PENDING_MAX: usize = 256;
+    /// Most releases waiting for a newer trust version that carry one
+    /// signer's valid signature (see `ReleaseLog`'s future queue).
+    pub const RELEASE_PENDING_PER_SIGNER_MAX: usize = 16;
+    /// How far ahead of the replica's trust head a change or release may
+    /// be and still wait for it; further ones are refused and come back by
+    /// anti-entropy once the trust chain catches up.
+    pub const FUTURE_VERSIONS_AHEAD: u64 = 4;
+    /// Most changes one author holding `config` now may queue for a newer
+    /// trust version.
+    pub const FUTURE_PER_AUTHOR_MAX: usize = 1_024;
+    /// Most bytes of such changes per author.
+    pub const FUTURE_AUTHOR_BYTES_MAX: usize = 8 * 1024 * 1024;
+    /// Most changes queued for a newer trust version by keys that do not
+    /// hold `config` now (a key the next trust version may add), all of
+    /// them together...
+    pub const FUTURE_UNKNOWN_MAX: usize = 256;
+    /// ...holding at most these bytes...
+    pub const FUTURE_UNKNOWN_BYTES_MAX: usize = 2 * 1024 * 1024;
+    /// ...and per such key.
+    pub const FUTURE_UNKNOWN_PER_AUTHOR_MAX: usize = 16;
 }

@@ -127,41 +127,111 @@ pub struct ConfigStore {
     panics: Cell<u64>,
 }
 
-/// Changes waiting for a newer trust version, with their total size kept
-/// as they come and go: the queue's bounds are checked on every admitted
-/// change, and summing the sizes each time would make a batch quadratic.
+/// Changes waiting for a newer trust version. Their authors' authority
+/// cannot be judged yet, only their signatures, so anyone holding a key can
+/// queue here: each author gets a quota, and authors this replica does not
+/// know as config keys now share a small pool of their own, so neither one
+/// key nor a crowd of fresh keys crowds out the fleet's operators. A change
+/// refused here loses nothing: anti-entropy offers it again once the trust
+/// chain catches up. Sizes are kept as changes come and go: the bounds are
+/// checked on every admitted change, and summing each time would make a
+/// batch quadratic.
 #[derive(Default)]
 struct Future {
-    changes: BTreeMap<Digest, SignedChange>,
+    changes: BTreeMap<Digest, (SignedChange, Known)>,
     bytes: usize,
+    /// Changes and bytes held per author.
+    authors: BTreeMap<PublicKey, (usize, usize)>,
+    /// Changes and bytes held by authors unknown when they arrived.
+    unknown: (usize, usize),
 }
 
+/// Whether a waiting change's author held `config` in the replica's trust
+/// head when the change arrived.
+type Known = bool;
+
 impl Future {
-    fn insert(&mut self, hash: Digest, change: SignedChange) {
+    /// Whether `change`, by an author `known` or not, may wait here.
+    fn admits(&self, change: &SignedChange, known: Known, head: u64) -> Result<(), Rejected> {
+        if change.trust_version > head.saturating_add(limits::FUTURE_VERSIONS_AHEAD) {
+            return Err(Rejected::QueueFull(
+                "config changes for a trust version far ahead of this replica's",
+            ));
+        }
+        let (count, bytes) = self.authors.get(&change.author).copied().unwrap_or_default();
+        let bytes = bytes + change.change.len();
+        if known {
+            if count >= limits::FUTURE_PER_AUTHOR_MAX || bytes > limits::FUTURE_AUTHOR_BYTES_MAX {
+                return Err(Rejected::QueueFull(
+                    "config changes one author may queue for a newer trust version",
+                ));
+            }
+        } else if count >= limits::FUTURE_UNKNOWN_PER_AUTHOR_MAX
+            || self.unknown.0 >= limits::FUTURE_UNKNOWN_MAX
+            || self.unknown.1 + change.change.len() > limits::FUTURE_UNKNOWN_BYTES_MAX
+        {
+            return Err(Rejected::QueueFull(
+                "config changes by keys unknown here queued for a newer trust version",
+            ));
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, hash: Digest, change: SignedChange, known: Known) {
+        if self.changes.contains_key(&hash) {
+            return;
+        }
+        let held = self.authors.entry(change.author).or_default();
+        held.0 += 1;
+        held.1 += change.change.len();
         self.bytes += change.change.len();
-        if let Some(old) = self.changes.insert(hash, change) {
-            self.bytes -= old.change.len();
+        if !known {
+            self.unknown.0 += 1;
+            self.unknown.1 += change.change.len();
+        }
+        self.changes.insert(hash, (change, known));
+    }
+
+    fn remove(&mut self, hash: &Digest) {
+        let Some((change, known)) = self.changes.remove(hash) else {
+            return;
+        };
+        self.bytes -= change.change.len();
+        if !known {
+            self.unknown.0 -= 1;
+            self.unknown.1 -= change.change.len();
+        }
+        if let Some(held) = self.authors.get_mut(&change.author) {
+            held.0 -= 1;
+            held.1 -= change.change.len();
+            if held.0 == 0 {
+                self.authors.remove(&change.author);
+            }
         }
     }
 
     fn retain(&mut self, keep: impl Fn(&SignedChange) -> bool) {
-        self.changes.retain(|_, change| keep(change));
-        self.bytes = self
+        let dropped: Vec<Digest> = self
             .changes
-            .values()
-            .map(|change| change.change.len())
-            .sum();
+            .iter()
+            .filter(|(_, (change, _))| !keep(change))
+            .map(|(hash, _)| *hash)
+            .collect();
+        for hash in dropped {
+            self.remove(&hash);
+        }
     }
 
     fn pop_last(&mut self) {
-        if let Some((_, change)) = self.changes.pop_last() {
-            self.bytes -= change.change.len();
+        if let Some(hash) = self.changes.keys().next_back().copied() {
+            self.remove(&hash);
         }
     }
 
     fn take(&mut self) -> Vec<SignedChange> {
-        self.bytes = 0;
-        std::mem::take(&mut self.changes).into_values().collect()
+        let changes = std::mem::take(&mut self.changes);
+        *self = Future::default();
+        changes.into_values().map(|(change, _)| change).collect()
     }
 }
 
@@ -354,6 +424,7 @@ impl ConfigStore {
         &mut self,
         parsed: Parsed,
         standing: Standing,
+        ctx: &Ctx<'_>,
         touched: &mut BTreeMap<String, Vec<Digest>>,
         refused: &mut BTreeMap<Digest, Rejected>,
     ) -> Result<Merge, Rejected> {
@@ -373,7 +444,12 @@ impl ConfigStore {
             }
         }
         if standing == Standing::Future {
-            self.future.insert(parsed.hash, parsed.envelope);
+            let head = ctx.trust.head().doc.version;
+            let known = ctx
+                .trust
+                .authorizes(&parsed.envelope.author, Role::Config, head);
+            self.future.admits(&parsed.envelope, known, head)?;
+            self.future.insert(parsed.hash, parsed.envelope, known);
             return Ok(Merge::Pending);
         }
         if !self.docs.contains_key(&parsed.envelope.doc) && self.docs.len() >= limits::DOCS_MAX {
@@ -602,7 +678,7 @@ impl Replica for ConfigStore {
             }
             let doc = parsed.envelope.doc.clone();
             let hash = parsed.hash;
-            results[index] = self.admit(parsed, standing, &mut touched, &mut refused);
+            results[index] = self.admit(parsed, standing, ctx, &mut touched, &mut refused);
             if results[index] == Ok(Merge::Pending) && standing == Standing::Authorized {
                 queued.push((index, doc, hash));
             }

@@ -505,6 +505,118 @@ fn changes_under_a_newer_trust_version_wait_for_it() {
     assert_eq!(current(&store, "app"), map(&[("a", Value::Int(1))]));
 }
 
+/// Change number `n` by `author` under trust version `trust_version`, on a
+/// document of its own, as a laptop that believes `author` holds config
+/// would sign it.
+fn change_under(author: &Keypair, trust_version: u64, n: i64) -> SignedChange {
+    let mut doc = Automerge::new();
+    doc.set_actor(ActorId::from(&author.public().0[..]));
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "n", n).unwrap();
+    tx.commit();
+    let mut change = doc.get_last_local_change().unwrap();
+    let doc = format!("doc-{n}");
+    SignedChange::sign(&doc, trust_version, author, change.bytes().into_owned()).unwrap()
+}
+
+#[test]
+fn neither_one_key_nor_a_crowd_of_keys_fills_the_queue_for_a_newer_trust_version() {
+    let trust = chain();
+    let ctx = ctx(&trust);
+    let mut store = ConfigStore::new();
+    let queue = |store: &mut ConfigStore, change: SignedChange| {
+        store.merge(ConfigEntry::Change(change), &ctx)
+    };
+    // One key unknown here: a few changes, then refused.
+    let stranger = key(50);
+    for n in 0..limits::FUTURE_UNKNOWN_PER_AUTHOR_MAX as i64 {
+        assert_eq!(queue(&mut store, change_under(&stranger, 2, n)), Ok(Merge::Pending));
+    }
+    assert!(matches!(
+        queue(&mut store, change_under(&stranger, 2, 99)),
+        Err(Rejected::QueueFull(_))
+    ));
+    // A crowd of fresh keys fills only the pool unknown keys share.
+    let crowd = (1_000..1_000 + limits::FUTURE_UNKNOWN_MAX as u64).map(|seed| {
+        let mut bytes = [0; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        Keypair::from_seed(bytes)
+    });
+    let refused = crowd
+        .map(|member| queue(&mut store, change_under(&member, 2, 0)))
+        .filter(|result| matches!(result, Err(Rejected::QueueFull(_))))
+        .count();
+    assert_eq!(refused, limits::FUTURE_UNKNOWN_PER_AUTHOR_MAX);
+    // The fleet's operators still get in; far ahead, nobody does.
+    assert_eq!(queue(&mut store, change_under(&key(100), 2, 1)), Ok(Merge::Pending));
+    assert!(matches!(
+        queue(
+            &mut store,
+            change_under(&key(101), 2 + limits::FUTURE_VERSIONS_AHEAD, 1)
+        ),
+        Err(Rejected::QueueFull(_))
+    ));
+    assert_eq!(
+        store.pending_len(),
+        limits::FUTURE_UNKNOWN_MAX + 1,
+        "the crowd's pool and the operator's change"
+    );
+}
+
+#[test]
+fn a_release_for_a_newer_trust_version_waits_only_on_a_config_key_of_today() {
+    let mut trust = chain();
+    let mut log = ReleaseLog::new();
+    let future = |version: u64, signers: &[u8]| {
+        let mut release = SignedRelease::new(Release {
+            doc: "app".into(),
+            version,
+            heads: vec![Digest([7; 32])],
+            expires_millis: None,
+            trust_version: 2,
+        });
+        for signer in signers {
+            release.sign(&key(*signer));
+        }
+        release
+    };
+    assert!(matches!(
+        log.merge(future(1, &[50]), &ctx(&trust)),
+        Err(Rejected::Unauthorized(_))
+    ));
+    let mut forged = future(1, &[]);
+    forged
+        .signatures
+        .insert(key(100).public(), key(100).sign_digest(&Digest::default()));
+    assert!(matches!(
+        log.merge(forged, &ctx(&trust)),
+        Err(Rejected::Unauthorized(_))
+    ));
+    let quota = limits::RELEASE_PENDING_PER_SIGNER_MAX as u64;
+    for version in 1..=quota {
+        assert_eq!(
+            log.merge(future(version, &[100, 101]), &ctx(&trust)),
+            Ok(Merge::Pending)
+        );
+    }
+    assert!(matches!(
+        log.merge(future(quota + 1, &[100, 101]), &ctx(&trust)),
+        Err(Rejected::QueueFull(_))
+    ));
+    // Another config key is not crowded out by the first two (alone, it
+    // misses the threshold of 2 once the trust version arrives).
+    assert_eq!(
+        log.merge(future(quota + 1, &[102]), &ctx(&trust)),
+        Ok(Merge::Pending)
+    );
+    trust.insert(signed_trust(2, &[]), &Ed25519).unwrap();
+    log.trust_changed(&ctx(&trust));
+    assert_eq!(
+        log.next("app", None).map(|release| release.release.version),
+        Some(quota)
+    );
+}
+
 fn release(version: u64, signers: &[u8]) -> SignedRelease {
     let mut signed = SignedRelease::new(Release {
         doc: "app".into(),
