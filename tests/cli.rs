@@ -809,3 +809,52 @@ fn a_failing_swarm_seed_shrinks_to_a_file_that_replays_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("breaks no invariant"), "{stderr}");
 }
+
+/// The inputs of `shared/repro/automerge-panics.md` as change files in an
+/// operator's store: `config show` used to panic on a store holding the
+/// second. Now the unparsable one is named and refused, and the
+/// unappliable one, signed by bob, quarantines bob and leaves the rest
+/// readable.
+#[test]
+fn a_store_holding_changes_that_panic_automerge_is_read_without_a_panic() {
+    use fleetmesh_crdt::config::hostile;
+    use fleetmesh_crdt::{Signature, SignedChange};
+    use fleetmesh_runtime::files;
+    use fleetmesh_runtime::formats::{self, CHANGE_FORMAT, ChangeJson};
+    let fleet = Fleet::new();
+    let scratch = &fleet.scratch;
+    let show = [
+        "config",
+        "show",
+        "--store",
+        "store",
+        "--trust",
+        "trust.json",
+        "--doc",
+        "app",
+    ];
+    let bob = formats::load_key(&scratch.path("bob.key")).expect("bob's key");
+    let write = |name: &str, change: &SignedChange| {
+        let json = files::to_json(CHANGE_FORMAT, &ChangeJson::new(change)).expect("json");
+        fs::write(scratch.path(&format!("store/{name}.json")), json).expect("write");
+    };
+    let bomb = SignedChange::sign("boom", 1, &bob, hostile::apply_panic(&bob.public()))
+        .expect("it parses, so bob can sign it");
+    write("change-bomb", &bomb);
+    let output = scratch.run(&show);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("quarantined"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("8080"));
+
+    let unparsable = SignedChange {
+        doc: "app".into(),
+        trust_version: 1,
+        author: bob.public(),
+        change: hostile::parse_panic(&bob.public()),
+        signature: Signature::from_bytes([0; 64]),
+    };
+    write("change-unparsable", &unparsable);
+    scratch.refused(&show, &["change-unparsable.json", "refused before parsing"]);
+}
