@@ -236,7 +236,12 @@ impl AgentConfig {
         if let Some(parent) = path.parent() {
             let rebase = |path: &mut PathBuf| {
                 if path.is_relative() {
-                    *path = parent.join(&*path);
+                    // Without `.` parts: "./admin.sock" is "admin.sock".
+                    let rest: PathBuf = path
+                        .components()
+                        .filter(|part| *part != std::path::Component::CurDir)
+                        .collect();
+                    *path = parent.join(rest);
                 }
             };
             rebase(&mut config.state_dir);
