@@ -454,6 +454,10 @@ fn leave_stops_the_agent_and_the_fleet_sees_it_left() {
         matches!(&stopped[1], local::Stopped::Exited(status) if status.success()),
         "{stopped:?}"
     );
+    // Stopped agents take their admin sockets with them.
+    for node in &fleet.nodes {
+        assert!(!Path::new(&node.admin.endpoint.to_string()).exists());
+    }
 }
 
 #[test]

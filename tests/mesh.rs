@@ -114,6 +114,9 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
 
     // A restart from the same state directory: the same node, restored,
     // alive again everywhere at a higher incarnation (it refuted its death).
+    // It replaces the admin socket the killed one left.
+    let socket = fleet.nodes[victim].admin.endpoint.to_string();
+    assert!(std::path::Path::new(&socket).exists(), "{socket}");
     fleet.start(victim).expect("the agent restarts");
     let id = wait_for(&fleet, "the restarted agent's admin API answers", || {
         fleet.id(victim)

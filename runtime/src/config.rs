@@ -234,16 +234,7 @@ impl AgentConfig {
         // Relative paths are relative to the config file, not to wherever
         // the agent (or the CLI reading its config) happened to start.
         if let Some(parent) = path.parent() {
-            let rebase = |path: &mut PathBuf| {
-                if path.is_relative() {
-                    // Without `.` parts: "./admin.sock" is "admin.sock".
-                    let rest: PathBuf = path
-                        .components()
-                        .filter(|part| *part != std::path::Component::CurDir)
-                        .collect();
-                    *path = parent.join(rest);
-                }
-            };
+            let rebase = |path: &mut PathBuf| *path = relative_to(parent, path);
             rebase(&mut config.state_dir);
             if let Some(Endpoint::Unix(socket)) = &mut config.admin {
                 rebase(socket);
@@ -328,6 +319,25 @@ impl AgentConfig {
             Preset::Lan => fleetmesh_node::Config::lan(),
             Preset::Wan => fleetmesh_node::Config::wan(),
         }
+    }
+}
+
+/// `path` as seen from where `dir` is: `dir` joined with it when it is
+/// relative, without its `.` parts ("./admin.sock" is "admin.sock"), and
+/// `.` rather than nothing.
+fn relative_to(dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    let rest: PathBuf = path
+        .components()
+        .filter(|part| *part != std::path::Component::CurDir)
+        .collect();
+    let joined = dir.join(rest);
+    if joined.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        joined
     }
 }
 
@@ -513,6 +523,25 @@ mod tests {
         );
         let named = parse("admin = \"127.0.0.1:7947\"\nadmin_token_file = \"/etc/t\"");
         assert_eq!(named.admin_token_path(), Some(PathBuf::from("/etc/t")));
+    }
+
+    #[test]
+    fn relative_paths_are_rebased_without_dots() {
+        let cases = [
+            ("", ".", "."),
+            ("", "./admin.sock", "admin.sock"),
+            ("/etc/f", ".", "/etc/f"),
+            ("/etc/f", "./s/admin.sock", "/etc/f/s/admin.sock"),
+            ("/etc/f", "/run/a.sock", "/run/a.sock"),
+            ("conf", "../state", "conf/../state"),
+        ];
+        for (dir, path, expected) in cases {
+            assert_eq!(
+                relative_to(Path::new(dir), Path::new(path)),
+                PathBuf::from(expected),
+                "{dir:?} {path:?}"
+            );
+        }
     }
 
     #[test]

@@ -92,6 +92,9 @@ impl Listener {
             }
         }
         remove_stale(path).await?;
+        // A leftover of a crash under this same process id (an agent that
+        // is PID 1 in its container, say): this process's to replace.
+        let _ = std::fs::remove_dir_all(&private);
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&private)
