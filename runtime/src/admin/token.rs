@@ -61,12 +61,13 @@ impl Token {
     /// Reads a token file as a client does: the agent, not the client,
     /// decides who may read it.
     pub fn read(path: &Path) -> anyhow::Result<Token> {
-        let metadata = std::fs::metadata(path).with_context(|| {
+        let unreadable = || {
             format!(
                 "cannot read the admin token {}: run as the agent's user (the file is theirs, mode 0600), or pass the right --token-file",
                 path.display()
             )
-        })?;
+        };
+        let metadata = std::fs::metadata(path).with_context(unreadable)?;
         if metadata.len() > TOKEN_FILE_BYTES_MAX {
             bail!(
                 "admin token file {} holds {} bytes, more than a token ({TOKEN_FILE_BYTES_MAX} at most): point at the token file",
@@ -74,12 +75,7 @@ impl Token {
                 metadata.len()
             );
         }
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read the admin token {}: run as the agent's user (the file is theirs, mode 0600), or pass the right --token-file",
-                path.display()
-            )
-        })?;
+        let text = std::fs::read_to_string(path).with_context(unreadable)?;
         let token = text.trim();
         if token.len() < TOKEN_CHARS_MIN || !token.bytes().all(|byte| byte.is_ascii_graphic()) {
             bail!(
