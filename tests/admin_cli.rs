@@ -124,7 +124,7 @@ steps = [
 fn members_health_config_and_an_approved_remediation_read_from_a_running_agent() {
     let (fleet, scratch, ids) = running_fleet(2);
     let dir = scratch.path();
-    let admin = fleet.nodes[0].admin.to_string();
+    let admin = fleet.nodes[0].admin.endpoint.to_string();
     let at = ["--admin", admin.as_str()];
 
     // Members: a table with both nodes, the agent itself marked; the
@@ -161,7 +161,7 @@ fn members_health_config_and_an_approved_remediation_read_from_a_running_agent()
             .all(|index| fleet.release(index, "remediation") == Some(1))
             .then_some(())
     });
-    let other = fleet.nodes[1].admin.to_string();
+    let other = fleet.nodes[1].admin.endpoint.to_string();
     let at_other = ["--admin", other.as_str()];
     let table = ok(dir, &[&["config", "release"][..], &at_other].concat());
     let line = row(&table, "remediation");
@@ -306,7 +306,7 @@ fn members_health_config_and_an_approved_remediation_read_from_a_running_agent()
 fn a_disruptive_remediation_shows_its_budget_lease() {
     let (fleet, scratch, ids) = running_fleet(1);
     let dir = scratch.path();
-    let admin = fleet.nodes[0].admin.to_string();
+    let admin = fleet.nodes[0].admin.endpoint.to_string();
     let key = fleet.get_json(0, "/v1/agent").expect("agent")["key"]
         .as_str()
         .expect("its key")
@@ -367,7 +367,7 @@ steps = [
 fn a_stale_release_and_a_missing_agent_are_refused_with_what_to_do() {
     let (fleet, scratch, _) = running_fleet(1);
     let dir = scratch.path();
-    let admin = fleet.nodes[0].admin.to_string();
+    let admin = fleet.nodes[0].admin.endpoint.to_string();
     let first = fleet
         .publish_release(0, "app", "[web]\nport = 8080\n")
         .expect("release 1");
@@ -406,10 +406,7 @@ fn a_stale_release_and_a_missing_agent_are_refused_with_what_to_do() {
 
     // Nothing listening: every command says to start an agent or point
     // --admin at one.
-    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .to_string();
+    let nobody = dir.join("no-agent.sock").display().to_string();
     for command in [
         &["members"][..],
         &["health"],
@@ -441,7 +438,7 @@ fn a_stale_release_and_a_missing_agent_are_refused_with_what_to_do() {
 #[test]
 fn leave_stops_the_agent_and_the_fleet_sees_it_left() {
     let (mut fleet, scratch, ids) = running_fleet(2);
-    let admin = fleet.nodes[1].admin.to_string();
+    let admin = fleet.nodes[1].admin.endpoint.to_string();
     let stdout = ok(scratch.path(), &["leave", "--admin", &admin]);
     assert!(
         stdout.contains(&format!("agent node-1 ({})", ids[1])),
@@ -457,6 +454,10 @@ fn leave_stops_the_agent_and_the_fleet_sees_it_left() {
         matches!(&stopped[1], local::Stopped::Exited(status) if status.success()),
         "{stopped:?}"
     );
+    // Stopped agents take their admin sockets with them.
+    for node in &fleet.nodes {
+        assert!(!Path::new(&node.admin.endpoint.to_string()).exists());
+    }
 }
 
 #[test]
