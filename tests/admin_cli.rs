@@ -494,3 +494,70 @@ fn the_demo_heals_its_service_and_cleans_up() {
         .expect("the demo names its directory");
     assert!(!dir.exists(), "{} was not removed", dir.display());
 }
+
+/// The inputs of `shared/repro/automerge-panics.md` published to a real
+/// agent: the first (unparsable) once killed the agent from any local
+/// user's `POST /v1/publish`, the second (unappliable, signed by the
+/// fleet's config key) killed every agent that applied it. Now the first
+/// is refused with the reason, the second quarantines its signer, and the
+/// agents go on answering and agree.
+#[test]
+fn config_changes_that_panic_automerge_are_refused_and_the_agents_live_on() {
+    use fleetmesh_crdt::config::hostile;
+    use fleetmesh_crdt::{Signature, SignedChange};
+    use fleetmesh_runtime::formats::{self, CHANGE_FORMAT, ChangeJson};
+    let (fleet, scratch, _) = running_fleet(2);
+    let dir = scratch.path();
+    let admin = fleet.nodes[0].admin.endpoint.to_string();
+    let operator = formats::load_key(&dir.join(OPERATOR_KEY)).expect("the operator key");
+    let write = |name: &str, change: &SignedChange| {
+        let json = fleetmesh_runtime::files::to_json(CHANGE_FORMAT, &ChangeJson::new(change))
+            .expect("json");
+        fs::write(dir.join(name), json).expect("write");
+        name.to_owned()
+    };
+    let unparsable = write(
+        "unparsable.json",
+        &SignedChange {
+            doc: "app".into(),
+            trust_version: 1,
+            author: operator.public(),
+            change: hostile::parse_panic(&operator.public()),
+            signature: Signature::from_bytes([0; 64]),
+        },
+    );
+    refused(
+        dir,
+        &["config", "publish", "--admin", &admin, &unparsable],
+        &["refused before parsing"],
+    );
+    let bytes = hostile::apply_panic(&operator.public());
+    let bomb = SignedChange::sign("boom", 1, &operator, bytes).expect("it parses");
+    let bomb = write("bomb.json", &bomb);
+    let output = run(dir, &["config", "publish", "--admin", &admin, &bomb]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("quarantined"), "{stderr}");
+    let panics = |index: usize| {
+        let (_, text) = fleet.get(index, "/metrics").expect("metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix("fleetmesh_state_automerge_panics_total "))
+            .and_then(|value| value.parse::<u64>().ok())
+            .expect("the panic counter")
+    };
+    assert!(panics(0) >= 1);
+    // The evidence reaches the other agent, which checks it itself.
+    let key = operator.public().to_hex();
+    wait_for(&fleet, "both agents quarantine the key", || {
+        (0..2)
+            .all(|index| {
+                fleet
+                    .get_json(index, "/v1/config/history")
+                    .is_some_and(|history| history["quarantined"] == serde_json::json!([key]))
+            })
+            .then_some(())
+    });
+    for index in 0..2 {
+        assert!(fleet.id(index).is_some(), "agent {index} answers");
+    }
+}

@@ -12,7 +12,7 @@
 //! | `GET /v1/ledger` | the remediation ledger |
 //! | `GET /v1/remediations` | the ledger grouped per remediation (rule, target, incident), with where each stands |
 //! | `GET /v1/approvals` | remediations waiting for an operator's approval |
-//! | `GET /v1/config/history` | every release held per config document, and which one runs |
+//! | `GET /v1/config/history` | every release held per config document, which one runs, and the config keys quarantined |
 //! | `GET /v1/trust` | the trust chain the agent runs, as a trust chain file |
 //! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
 //! | `POST /v1/publish` | hands the agent a signed file: a trust chain, a config change, a config release or an approval, as the operator CLI writes them; 200 when merged, 422 with the reason when refused |

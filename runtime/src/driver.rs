@@ -1110,7 +1110,16 @@ impl Driver {
                 })
             })
             .collect();
-        json!({ "releases": releases })
+        // Config keys this agent refuses for equivocating or for signing a
+        // change automerge cannot apply: the operator's cue to revoke them.
+        let quarantined: Vec<String> = self
+            .agent
+            .replicas()
+            .config()
+            .quarantined()
+            .map(PublicKey::to_hex)
+            .collect();
+        json!({ "releases": releases, "quarantined": quarantined })
     }
 
     fn info(&self) -> Value {
@@ -1223,7 +1232,16 @@ impl Driver {
                 })
             })
             .collect();
-        json!({ "releases": releases })
+        // Config keys this agent refuses for equivocating or for signing a
+        // change automerge cannot apply: the operator's cue to revoke them.
+        let quarantined: Vec<String> = self
+            .agent
+            .replicas()
+            .config()
+            .quarantined()
+            .map(PublicKey::to_hex)
+            .collect();
+        json!({ "releases": releases, "quarantined": quarantined })
     }
 
     fn leases(&self) -> Value {
