@@ -21,6 +21,7 @@ pub mod driver;
 pub mod exec;
 pub mod files;
 pub mod formats;
+pub mod journal;
 pub mod local;
 pub mod metrics;
 pub mod process;

@@ -130,6 +130,11 @@ impl Kind {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// Whether the collection is one of [`Kind::SAVED`].
+    fn saved(self) -> bool {
+        Kind::SAVED.contains(&self)
+    }
 }
 
 /// One replicated entry of any collection, as it travels.
@@ -279,6 +284,11 @@ pub struct Merged {
     /// Health reports, leases or ledger records changed: remediation may
     /// have something to do.
     pub remedy_changed: bool,
+    /// Entries of the [`Kind::SAVED`] collections that merged, or that
+    /// are held back waiting for a parent or a newer trust version: what a
+    /// driver journals so that a restart finds them without a peer
+    /// (`Agent::poll_journal`). Merging them again is idempotent.
+    pub journal: Vec<Entry>,
 }
 
 /// One agent's replica of the fleet's state.
@@ -465,6 +475,8 @@ impl Replicas {
             .partition(|entry| entry.kind() == Kind::Cert);
         let mut effects = self.merge_entries(certs, now_millis);
         effects.absorb(self.merge_entries(rest, now_millis));
+        // They came from the driver's own files: nothing to journal again.
+        effects.journal.clear();
         self.push = PushQueue::default();
         self.stats.push_dropped = before.push_dropped;
         let after = &self.stats;
@@ -498,6 +510,9 @@ impl Replicas {
             return (refused, Merged::default());
         }
         let mut effects = Merged::default();
+        // A release held back for a newer trust version is journaled as it
+        // came: it is in no collection to read it back from.
+        let waiting = matches!(entry, Entry::Release(_)).then(|| entry.clone());
         let Replicas {
             trust: chain,
             certs,
@@ -565,6 +580,12 @@ impl Replicas {
             if kind.pushed() && !self.push.push(kind, *key) {
                 self.stats.push_dropped += 1;
             }
+            if kind.saved() {
+                effects.journal.extend(self.entry(kind, key));
+            }
+        }
+        if result == Ok(Merge::Pending) {
+            effects.journal.extend(waiting);
         }
         (result, effects)
     }
@@ -578,6 +599,10 @@ impl Replicas {
         entries: Vec<ConfigEntry>,
         now_millis: u64,
     ) -> (Vec<Result<Merge, Rejected>>, Merged) {
+        // Kept to journal: a change held back for its parent is in no
+        // collection to read it back from, and reading the merged ones back
+        // one by one would cost more than this copy.
+        let copies = entries.clone();
         let Replicas {
             trust,
             certs,
@@ -589,7 +614,7 @@ impl Replicas {
             config.merge_batch(entries, ctx)
         });
         let mut effects = Merged::default();
-        for result in &results {
+        for (result, copy) in results.iter().zip(copies) {
             self.stats.count(result);
             if let Ok(Merge::Changed { key, .. }) = result {
                 effects.config_changed = true;
@@ -597,6 +622,9 @@ impl Replicas {
                 if !self.push.push(Kind::Config, *key) {
                     self.stats.push_dropped += 1;
                 }
+            }
+            if matches!(result, Ok(Merge::Changed { .. } | Merge::Pending)) {
+                effects.journal.push(Entry::Config(Box::new(copy)));
             }
         }
         // Results do not show everything a batch did: changes waiting for
@@ -617,6 +645,7 @@ impl Replicas {
                 if !self.push.push(Kind::Config, key) {
                     self.stats.push_dropped += 1;
                 }
+                effects.journal.extend(self.entry(Kind::Config, &key));
             }
         }
         (results, effects)
@@ -1004,6 +1033,7 @@ impl Merged {
         self.config_changed |= other.config_changed;
         self.records.extend(other.records);
         self.remedy_changed |= other.remedy_changed;
+        self.journal.extend(other.journal);
     }
 }
 
