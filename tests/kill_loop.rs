@@ -202,7 +202,10 @@ fn kill_loop(iterations: u64, limit: Duration, seed: u64) -> Summary {
             }
         }
         unacknowledged.push((release.clone(), Some(release_version(release))));
-        let files: Vec<PathBuf> = unacknowledged.iter().map(|(file, _)| file.clone()).collect();
+        let files: Vec<PathBuf> = unacknowledged
+            .iter()
+            .map(|(file, _)| file.clone())
+            .collect();
 
         let pid = fleet.pid(0).expect("the agent runs");
         let (acks_to, acks) = mpsc::channel();
@@ -253,7 +256,10 @@ fn kill_loop(iterations: u64, limit: Duration, seed: u64) -> Summary {
 
         if !start(&mut fleet) {
             summary.refusals += 1;
-            eprintln!("iteration {iteration}: the agent did not start\n{}", fleet.logs());
+            eprintln!(
+                "iteration {iteration}: the agent did not start\n{}",
+                fleet.logs()
+            );
             break;
         }
         let (version, value) = running(&fleet).unwrap_or((0, None));
@@ -271,7 +277,8 @@ fn kill_loop(iterations: u64, limit: Duration, seed: u64) -> Summary {
                 fleet.logs()
             );
         }
-        summary.journals_cut += metric(&fleet, "fleetmesh_runtime_journal_damaged_total").unwrap_or(0);
+        summary.journals_cut +=
+            metric(&fleet, "fleetmesh_runtime_journal_damaged_total").unwrap_or(0);
         summary.entries_replayed +=
             metric(&fleet, "fleetmesh_runtime_journal_replayed_total").unwrap_or(0);
     }
@@ -285,7 +292,12 @@ fn kill_loop(iterations: u64, limit: Duration, seed: u64) -> Summary {
         let (release, changes) = drafted.split_last().expect("a release file");
         let last = release_version(release);
         let mut files: Vec<PathBuf> = unacknowledged.into_iter().map(|(file, _)| file).collect();
-        files.extend(changes.iter().filter(|change| !published.contains(*change)).cloned());
+        files.extend(
+            changes
+                .iter()
+                .filter(|change| !published.contains(*change))
+                .cloned(),
+        );
         files.push(release.clone());
         fleet.publish(0, &files).expect("publishing what is left");
         let ran = local::wait_for("the last release runs", START_WAIT, || {
@@ -293,7 +305,11 @@ fn kill_loop(iterations: u64, limit: Duration, seed: u64) -> Summary {
         });
         if ran.is_err() {
             summary.lost += 1;
-            eprintln!("the last release ({last}) does not run: {:?}\n{}", running(&fleet), fleet.logs());
+            eprintln!(
+                "the last release ({last}) does not run: {:?}\n{}",
+                running(&fleet),
+                fleet.logs()
+            );
         }
     }
     let _ = fleet.kill(0);
@@ -336,7 +352,11 @@ fn acknowledged_publishes_survive_kill_9() {
     let begun = Instant::now();
     let summary = kill_loop(20, Duration::from_secs(60), seed);
     report(&summary, seed, begun.elapsed());
-    assert!(summary.iterations >= 10, "only {} iterations ran", summary.iterations);
+    assert!(
+        summary.iterations >= 10,
+        "only {} iterations ran",
+        summary.iterations
+    );
     assert!(summary.files_acknowledged > 0, "nothing was acknowledged");
 }
 
