@@ -27,7 +27,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use fleetmesh_crdt::config::limits::{PENDING_BYTES_MAX, PENDING_MAX, RELEASE_PENDING_MAX};
-
 use fleetmesh_crdt::{
     ConfigEntry, ConfigStore, Ctx, Digest, HealthTable, LeaseKind, LeaseTable, Ledger, Merge,
     NodeCert, NodeId, PublicKey, Rejected, ReleaseLog, Replica, SignedHealth, SignedLease,
@@ -555,8 +554,8 @@ impl Replicas {
             return (refused, Merged::default());
         }
         let mut effects = Merged::default();
-        // A release held back for a newer trust version is journaled as it
-        // came: it is in no collection to read it back from.
+        // A release held back for a newer trust version is journaled and
+        // kept aside as it came: it is in no collection to read back from.
         let waiting = matches!(entry, Entry::Release(_)).then(|| entry.clone());
         let Replicas {
             trust: chain,
