@@ -52,6 +52,12 @@ const RANDOM_PICK_ATTEMPTS: usize = 32;
 /// Tasks (check runs, actions) a driver may leave undrained; each check has
 /// at most one run in flight, so this is only reached by a stalled driver.
 const TASKS_MAX: usize = 1024;
+/// Entries to journal a driver may leave undrained. One input merges at
+/// most a message's entries (a few thousand at [`wire::MESSAGE_BYTES_MAX`]),
+/// so only a driver that skips [`Agent::poll_journal`] reaches it; past it
+/// entries are dropped and counted (`journal_dropped`), and the driver
+/// saves a whole snapshot instead.
+pub const JOURNAL_MAX: usize = 16_384;
 
 /// A message for the driver to deliver.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,11 +213,15 @@ struct Parked {
 /// before any other input. Outputs are drained with `poll_*`. After any
 /// input the driver drains, in order:
 ///
-/// 1. [`Agent::poll_persist`] until `None`, making each output durable
-///    (written and synced) before going on: what the agent promised must
-///    survive a crash before anyone hears of it (a voter's grant, the
-///    release it moved to), so this comes before step 2, and before the
-///    driver acts on [`Agent::holds`];
+/// 1. [`Agent::poll_journal`] until `None`, appending each entry to a
+///    journal and syncing it (once for all of them), then
+///    [`Agent::poll_persist`] until `None`, making each output durable
+///    (written and synced) before going on: what the agent accepted or
+///    promised must survive a crash before anyone hears of it (an entry an
+///    operator published, a voter's grant, the release it moved to), so
+///    this comes before step 2, and before the driver acts on
+///    [`Agent::holds`]; the journal comes first so that a release is never
+///    on disk without the changes it names;
 /// 2. [`Agent::poll_transmit`] until `None`, sending each message;
 /// 3. [`Agent::poll_event`] until `None`;
 /// 4. [`Agent::poll_task`] until `None`, starting each check or action off
@@ -273,6 +283,9 @@ pub struct Agent {
     stats: Stats,
     leases: Leases,
     persists: PersistQueue,
+    /// Entries merged since the driver last drained them, to journal
+    /// (at most [`JOURNAL_MAX`]).
+    journal: VecDeque<Entry>,
     remedy: Remedy,
     /// Ledger, health or lease state changed since remediation last ran.
     remedy_dirty: bool,
@@ -364,6 +377,7 @@ impl Agent {
             stats: Stats::default(),
             leases,
             persists: PersistQueue::default(),
+            journal: VecDeque::new(),
             remedy: Remedy::default(),
             remedy_dirty: false,
             tasks: VecDeque::new(),
@@ -796,15 +810,34 @@ impl Agent {
     /// nothing.
     pub fn load_replicas(&mut self, now: Instant, bytes: &[u8]) -> Result<Loaded, SnapshotError> {
         let entries = snapshot::decode(bytes)?;
+        Ok(self.load_journal(now, entries))
+    }
+
+    /// Takes back entries [`Agent::poll_journal`] handed out before a
+    /// restart, after [`Agent::load_replicas`]: verified and merged like a
+    /// snapshot's, and not handed out to journal again. Entries the
+    /// snapshot already holds are merged again harmlessly.
+    pub fn load_journal(&mut self, now: Instant, entries: Vec<Entry>) -> Loaded {
         let now_millis = self.now_millis(now);
         let (loaded, effects) = self.replicas.load(entries, now_millis);
         self.apply_state_effects(now, effects);
-        Ok(loaded)
+        loaded
     }
 
     /// The next output to make durable before any message is sent.
     pub fn poll_persist(&mut self) -> Option<Persist> {
         self.persists.pop()
+    }
+
+    /// The next replicated entry to append to the driver's journal before
+    /// any message is sent or any published entry acknowledged: one that
+    /// merged here (from a peer, an operator or this agent itself) or
+    /// waits for a parent, in a collection [`Agent::save_replicas`] saves.
+    /// The journal and the last snapshot together hold everything the
+    /// agent accepted; a restart takes the journal back with
+    /// [`Agent::load_journal`].
+    pub fn poll_journal(&mut self) -> Option<Entry> {
+        self.journal.pop_front()
     }
 
     /// Starts asking `voters` for `scope`, for leases of `ttl`, and keeps it
@@ -1870,6 +1903,13 @@ impl Agent {
     }
 
     fn apply_state_effects(&mut self, now: Instant, effects: Merged) {
+        for entry in effects.journal {
+            if self.journal.len() >= JOURNAL_MAX {
+                self.stats.journal_dropped += 1;
+            } else {
+                self.journal.push_back(entry);
+            }
+        }
         for id in effects.admitted {
             if let Some(parked) = self.parked.remove(&id) {
                 let claim = Claim {

@@ -7,6 +7,12 @@
 //! what makes "a voter persists its grant before sending it" true. After a
 //! restart the driver hands the folded result back with
 //! [`crate::Agent::restore`].
+//!
+//! The replicated entries the agent merges are the other half of what it
+//! must not lose: a release in [`Durable`] is worth nothing without the
+//! config changes it names. Those are drained just before these outputs,
+//! with [`crate::Agent::poll_journal`], appended to a journal beside the
+//! driver's replica snapshot and synced in the same pass.
 
 use fleetmesh_crdt::{AppliedRelease, IdempotencyKey, VoterRecord};
 use std::collections::{BTreeMap, VecDeque};

@@ -67,6 +67,10 @@ pub struct Stats {
     pub transmits_dropped: u64,
     /// Events dropped because the driver did not drain them.
     pub events_dropped: u64,
+    /// Entries to journal dropped because the driver did not drain them
+    /// ([`crate::Agent::poll_journal`]): the driver must then save a whole
+    /// snapshot before it sends anything.
+    pub journal_dropped: u64,
     /// Indirect probe requests refused: too many in flight, or naming this
     /// agent as the target.
     pub relays_refused: u64,
@@ -280,6 +284,7 @@ impl AddAssign<&Stats> for Stats {
         self.broadcasts_dropped += other.broadcasts_dropped;
         self.transmits_dropped += other.transmits_dropped;
         self.events_dropped += other.events_dropped;
+        self.journal_dropped += other.journal_dropped;
         self.relays_refused += other.relays_refused;
         self.reaped += other.reaped;
         self.releases_applied += other.releases_applied;

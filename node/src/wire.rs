@@ -256,6 +256,35 @@ pub fn entry_len(entry: &Entry) -> usize {
     bincode::serde::encode_to_vec(entry, BINCODE).map_or(usize::MAX, |bytes| bytes.len())
 }
 
+/// Encodes one replicated entry on its own, version byte first: a record
+/// of the runtime's journal (`Agent::poll_journal`). Fails only for an
+/// entry over [`MESSAGE_BYTES_MAX`], which no merged entry can be, since
+/// each arrived in a message.
+pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, EncodeError> {
+    let mut bytes = vec![PROTOCOL_VERSION];
+    bincode::serde::encode_into_std_write(entry, &mut bytes, BINCODE)
+        .map_err(|error| EncodeError(error.to_string()))?;
+    Ok(bytes)
+}
+
+/// Decodes one entry [`encode_entry`] wrote, bounded like a message. The
+/// entry is not trusted: it is verified again as it is merged.
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if bytes.len() > MESSAGE_BYTES_MAX {
+        return Err(DecodeError::TooLarge(bytes.len()));
+    }
+    if version != PROTOCOL_VERSION {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    let (entry, read): (Entry, usize) = bincode::serde::decode_from_slice(body, BINCODE)
+        .map_err(|error| DecodeError::Malformed(error.to_string()))?;
+    if read != body.len() {
+        return Err(DecodeError::TrailingBytes(body.len() - read));
+    }
+    Ok(entry)
+}
+
 /// Decodes and validates one message.
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
@@ -415,6 +444,36 @@ mod tests {
         assert_eq!(decode(&encode(&message).unwrap()), Ok(message));
         let long = encode(&lease_sample(&"x".repeat(65))).unwrap();
         assert!(matches!(decode(&long), Err(DecodeError::Invalid(_))));
+    }
+
+    #[test]
+    fn entries_round_trip_alone_and_damage_is_an_error() {
+        let key = fleetmesh_crdt::Keypair::from_seed([3; 32]);
+        let record = fleetmesh_crdt::SignedRecord::sign(
+            fleetmesh_crdt::LedgerRecord {
+                key: fleetmesh_crdt::IdempotencyKey {
+                    rule: "web-down".into(),
+                    target: key.public(),
+                    incident: "web@1#0".into(),
+                },
+                author: key.public(),
+                at: fleetmesh_crdt::Hlc {
+                    millis: 5,
+                    counter: 0,
+                },
+                kind: fleetmesh_crdt::RecordKind::Started { epoch: 1 },
+            },
+            &key,
+        );
+        let entry = Entry::Ledger(Box::new(record));
+        let bytes = encode_entry(&entry).unwrap();
+        assert_eq!(decode_entry(&bytes), Ok(entry));
+        assert!(decode_entry(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode_entry(&longer), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(decode_entry(&[]), Err(DecodeError::Empty));
+        assert_eq!(decode_entry(&[9]), Err(DecodeError::UnknownVersion(9)));
     }
 
     #[test]

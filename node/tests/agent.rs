@@ -842,6 +842,76 @@ fn a_restarted_agent_takes_its_replicas_back_from_its_snapshot() {
     assert_eq!(restarted.released_config("app"), None);
 }
 
+#[test]
+fn a_lone_agent_restarts_with_what_it_journaled_since_its_snapshot() {
+    use fleetmesh_node::Durable;
+    use fleetmesh_node::state::Entry;
+    let (operator, _) = &*FLEET;
+    let mut laptop = Laptop::new();
+    let first = laptop.write(operator, &[("replicas", 1)], 1, None);
+    let second = laptop.write(operator, &[("replicas", 2)], 2, None);
+    let third = laptop.write(operator, &[("replicas", 3)], 3, None);
+    let fourth = laptop.write(operator, &[("replicas", 4)], 4, None);
+    let mut harness = Harness::new(1);
+    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    let now = harness.now;
+    let journal =
+        |agent: &mut Agent| -> Vec<Entry> { std::iter::from_fn(|| agent.poll_journal()).collect() };
+    let mut durable = Durable::default();
+    let mut persist = |agent: &mut Agent| {
+        while let Some(record) = agent.poll_persist() {
+            durable.apply(record);
+        }
+    };
+    for entry in first.clone() {
+        agent.publish(now, entry).unwrap();
+    }
+    assert_eq!(
+        journal(agent),
+        first,
+        "what merged is handed out to journal"
+    );
+    // The change of release 4 comes before its parent (release 3's
+    // change): it waits, and is journaled as it waits.
+    agent.publish(now, fourth[0].clone()).unwrap();
+    assert_eq!(journal(agent), vec![fourth[0].clone()]);
+    persist(agent);
+    // The snapshot empties the journal, as the runtime does.
+    let snapshot = agent.save_replicas().unwrap();
+    for entry in second.iter().chain(&third).chain(&fourth[1..]) {
+        agent.publish(now, entry.clone()).unwrap();
+    }
+    assert_eq!(agent.applied_release("app").unwrap().version, 4);
+    let since: Vec<Entry> = journal(agent);
+    assert_eq!(since.len(), 5, "changes 2 and 3, releases 2 to 4");
+    persist(agent);
+    assert_eq!(durable.releases["app"].version, 4);
+
+    // Killed now, restarted alone: the snapshot and the journal hold
+    // release 4 and every change it names, the waiting one included.
+    let mut restarted = restarted_agent(now, &durable);
+    restarted.load_replicas(now, &snapshot).unwrap();
+    let loaded = restarted.load_journal(now, since.clone());
+    assert_eq!(loaded.refused, 0, "{loaded:?}");
+    assert_eq!(restarted.applied_release("app").unwrap().version, 4);
+    assert_eq!(
+        restarted.released_config("app"),
+        Some(content(&[("replicas", 4)]))
+    );
+    assert_eq!(
+        restarted.poll_journal(),
+        None,
+        "nothing taken back is journaled again"
+    );
+    assert!(!restarted.is_safe_mode(now));
+
+    // Without the journal the release runs without its changes: what the
+    // journal is for.
+    let mut snapshot_only = restarted_agent(now, &durable);
+    snapshot_only.load_replicas(now, &snapshot).unwrap();
+    assert_eq!(snapshot_only.released_config("app"), None);
+}
+
 /// Agent 0 as a new process at `now`, handed what it persisted.
 fn restarted_agent(now: Instant, durable: &fleetmesh_node::Durable) -> Agent {
     let mut agent = Agent::new(

@@ -1,8 +1,9 @@
 //! The agent's task: one tokio task that owns the core's [`Agent`] and
 //! drives it per the contract in `node/src/agent.rs`: after every input it
-//! drains, in order, what to persist (written crash-safely before
-//! anything is sent), what to send, events, tasks, and then waits for the
-//! next input or the core's next deadline.
+//! drains, in order, the entries to journal and what to persist (both
+//! written and synced before anything is sent), what to send, events,
+//! tasks; then it answers the publishes that input made, and waits for
+//! the next input or the core's next deadline.
 //!
 //! Inputs are libp2p events (messages, connections, mDNS discoveries), the
 //! core's timer, finished checks and actions, admin API queries and the
@@ -39,6 +40,7 @@ use crate::config::{AgentConfig, Endpoint};
 use crate::exec;
 use crate::files;
 use crate::formats;
+use crate::journal::{JOURNAL_BYTES_MAX, Journal, Replayed};
 use crate::metrics::{self, Gauges, RuntimeStats};
 use crate::state::{REPLICAS_SAVE_INTERVAL, StateDir};
 use crate::transport::{self, IDLE_CONNECTION_TIMEOUT, Mesh, MeshEvent};
@@ -135,6 +137,15 @@ struct Driver {
     replicas_saved: [Digest; Kind::SAVED.len()],
     /// Whether the last snapshot write failed (reported once per streak).
     replicas_failing: bool,
+    /// What the core merged since the last snapshot.
+    journal: Journal,
+    /// The core's `journal_dropped` counter as last seen: when it moves,
+    /// entries were never journaled, and a snapshot must hold them.
+    journal_dropped: u64,
+    /// Answers to publishes, held until the drain that journaled what they
+    /// merged has returned: acknowledged means durable. At most one input's
+    /// worth: they are sent after every drain.
+    acknowledgements: Vec<(oneshot::Sender<Answer>, Answer)>,
     swarm: Swarm<Mesh>,
     /// Connected peers by node: where a message for a node goes first.
     connected: BTreeMap<NodeId, PeerId>,
@@ -171,6 +182,7 @@ pub async fn run(
     let state = StateDir::open(&config.state_dir)?;
     let (identity, chain) = state.load_identity(clock.now_millis())?;
     let durable = state.load_durable()?;
+    let (journal, replayed) = Journal::open(&state.journal_path())?;
     let tags = config
         .tags
         .clone()
@@ -250,6 +262,9 @@ pub async fn run(
         trust_version_saved,
         replicas_saved: [Digest([0; 32]); Kind::SAVED.len()],
         replicas_failing: false,
+        journal,
+        journal_dropped: 0,
+        acknowledgements: Vec::new(),
         swarm,
         connected: BTreeMap::new(),
         connections: HashMap::new(),
@@ -296,6 +311,7 @@ pub async fn run(
         "agent started"
     );
     driver.load_replicas();
+    driver.replay_journal(replayed);
     driver.dial_bootstrap();
     driver.drain()?;
     if let Some(started) = started {
@@ -339,6 +355,7 @@ pub async fn run(
             Wake::LeaveDone => break,
         }
         driver.drain()?;
+        driver.acknowledge();
     }
     driver.save_replicas();
     tracing::info!(
@@ -346,6 +363,14 @@ pub async fn run(
         "left the fleet; stopping"
     );
     Ok(())
+}
+
+/// The error that stops the agent when it cannot write `what`: it must
+/// not send or acknowledge what it could forget after a crash.
+fn stop_unwritten(what: &str) -> String {
+    format!(
+        "cannot write {what}; the agent stops rather than send promises it could forget after a crash; start it again once this is fixed"
+    )
 }
 
 /// Aborts a spawned task when dropped.
@@ -378,15 +403,18 @@ impl Driver {
     /// that depends on it may be sent.
     fn drain(&mut self) -> anyhow::Result<()> {
         for _ in 0..DRAIN_PASSES_MAX {
+            // The journal first: a release written to the durable state is
+            // never on disk without the changes it names.
+            self.write_journal()?;
             let mut persisted = false;
             while let Some(persist) = self.agent.poll_persist() {
                 self.durable.apply(persist);
                 persisted = true;
             }
             if persisted {
-                self.state.save_durable(&self.durable).with_context(|| {
-                    "cannot write the agent's durable state; the agent stops rather than send promises it could forget after a crash; start it again once this is fixed"
-                })?;
+                self.state
+                    .save_durable(&self.durable)
+                    .with_context(|| stop_unwritten("the agent's durable state"))?;
                 self.stats.durable_writes += 1;
             }
             self.save_trust();
@@ -419,6 +447,49 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Appends what the core merged to the journal with one sync (group
+    /// commit). Entries the core could not hand out (its queue overflowed)
+    /// are saved by a whole snapshot instead; past the journal's bound, a
+    /// snapshot empties it early.
+    fn write_journal(&mut self) -> anyhow::Result<()> {
+        let mut entries = Vec::new();
+        while let Some(entry) = self.agent.poll_journal() {
+            entries.push(entry);
+        }
+        let mut unjournaled = 0;
+        if !entries.is_empty() {
+            unjournaled = self
+                .journal
+                .append(&entries)
+                .with_context(|| stop_unwritten("the replica journal"))?;
+            self.stats.journal_writes += 1;
+            self.stats.journal_entries += (entries.len() - unjournaled) as u64;
+        }
+        let dropped = self.agent.stats().journal_dropped;
+        if dropped != self.journal_dropped || unjournaled > 0 {
+            self.journal_dropped = dropped;
+            tracing::warn!(
+                dropped,
+                unjournaled,
+                "entries missed the journal: saving a whole snapshot instead"
+            );
+            return self
+                .write_snapshot()
+                .with_context(|| stop_unwritten("the replica snapshot"));
+        }
+        if self.journal.len() >= JOURNAL_BYTES_MAX && !self.replicas_failing {
+            self.save_replicas();
+        }
+        Ok(())
+    }
+
+    /// Answers the publishes whose entries the last drain journaled.
+    fn acknowledge(&mut self) {
+        for (reply, answer) in self.acknowledgements.drain(..) {
+            let _ = reply.send(answer);
+        }
     }
 
     /// Takes back the replica snapshot of the previous process, if any. A
@@ -465,27 +536,57 @@ impl Driver {
         }
     }
 
-    /// Writes a replica snapshot if the saved collections changed since the
-    /// last one. A failure is retried at the next interval and reported
-    /// once per streak of failures.
-    fn save_replicas(&mut self) {
-        let roots = self.agent.saved_roots();
-        if roots == self.replicas_saved {
+    /// Takes back the entries journaled since that snapshot, after it: a
+    /// damaged tail was cut off as the journal opened, and is reported
+    /// here; the agent starts with every record before it.
+    fn replay_journal(&mut self, replayed: Replayed) {
+        let path = self.state.journal_path();
+        if let Some(damage) = &replayed.damage {
+            self.stats.journal_damaged += 1;
+            tracing::warn!(
+                path = %path.display(),
+                damage,
+                cut_bytes = replayed.cut_bytes,
+                kept = replayed.entries.len(),
+                "replica journal cut at its last whole record: a write torn by a crash (never acknowledged) or damaged on disk; anything lost comes back from peers"
+            );
+        }
+        if replayed.undecodable > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                records = replayed.undecodable,
+                "journal records skipped: whole, but not entries this fleetmesh reads"
+            );
+        }
+        if replayed.entries.is_empty() {
             return;
         }
-        let written = self
-            .agent
-            .save_replicas()
-            .map_err(anyhow::Error::from)
-            .and_then(|snapshot| self.state.save_replicas(&snapshot));
-        match written {
-            Ok(()) => {
-                self.stats.replicas_writes += 1;
-                self.replicas_saved = roots;
-                self.replicas_failing = false;
-            }
+        let records = replayed.entries.len();
+        let now = self.clock.now();
+        let loaded = self.agent.load_journal(now, replayed.entries);
+        self.stats.journal_replayed += loaded.merged;
+        self.stats.replicas_refused += loaded.refused;
+        tracing::info!(
+            path = %path.display(),
+            records,
+            merged = loaded.merged,
+            known = loaded.known,
+            refused = loaded.refused,
+            "replica journal replayed"
+        );
+    }
+
+    /// Writes a replica snapshot if the saved collections changed since the
+    /// last one or the journal holds anything. A failure is retried at the
+    /// next interval and reported once per streak of failures; the journal
+    /// still holds what the snapshot would have.
+    fn save_replicas(&mut self) {
+        if self.agent.saved_roots() == self.replicas_saved && self.journal.is_empty() {
+            return;
+        }
+        match self.write_snapshot() {
+            Ok(()) => self.replicas_failing = false,
             Err(error) => {
-                self.stats.replicas_write_errors += 1;
                 if !self.replicas_failing {
                     tracing::warn!(
                         error = format!("{error:#}"),
@@ -495,6 +596,31 @@ impl Driver {
                 self.replicas_failing = true;
             }
         }
+    }
+
+    /// Writes a replica snapshot (synced and renamed into place), then
+    /// empties the journal, which the snapshot now holds.
+    fn write_snapshot(&mut self) -> anyhow::Result<()> {
+        let roots = self.agent.saved_roots();
+        let written = self
+            .agent
+            .save_replicas()
+            .map_err(anyhow::Error::from)
+            .and_then(|snapshot| self.state.save_replicas(&snapshot));
+        if let Err(error) = written {
+            self.stats.replicas_write_errors += 1;
+            return Err(error);
+        }
+        self.stats.replicas_writes += 1;
+        self.replicas_saved = roots;
+        if let Err(error) = self.journal.clear() {
+            // It holds only what the snapshot does: harmless, retried.
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot empty the replica journal after a snapshot"
+            );
+        }
+        Ok(())
     }
 
     /// Saves the trust chain when the core holds a newer version than the
@@ -938,6 +1064,7 @@ impl Driver {
 
     fn answer(&mut self, request: admin::Request) {
         self.stats.admin_requests += 1;
+        let publish = matches!(request.query, Query::Publish(_));
         let answer = match request.query {
             Query::Alive => Answer::Alive,
             Query::Agent => Answer::Json(self.info()),
@@ -962,7 +1089,13 @@ impl Driver {
                 }))
             }
         };
-        let _ = request.reply.send(answer);
+        if publish {
+            // Acknowledged means durable: answered after the drain that
+            // journals what it merged ([`Driver::acknowledge`]).
+            self.acknowledgements.push((request.reply, answer));
+        } else {
+            let _ = request.reply.send(answer);
+        }
     }
 
     /// Announces that this agent leaves and stops the loop after

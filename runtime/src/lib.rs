@@ -5,7 +5,9 @@
 //! ([`clock`]) and OS randomness ([`driver`]); peers talk over libp2p with
 //! QUIC, authenticated by the agent's ed25519 node key ([`transport`]);
 //! what the core must not forget lives in a state directory written
-//! crash-safely ([`state`], [`files`], [`formats`]); checks and actions run
+//! crash-safely ([`state`], [`files`], [`formats`]), with a journal of the
+//! replicated entries merged since the last snapshot ([`journal`]); checks
+//! and actions run
 //! in executors off the core's task ([`exec`]); an admin API on loopback
 //! serves JSON and Prometheus metrics ([`admin`], [`metrics`]). The agent
 //! is configured by one TOML file ([`config`]) and run by
@@ -21,6 +23,7 @@ pub mod driver;
 pub mod exec;
 pub mod files;
 pub mod formats;
+pub mod journal;
 pub mod local;
 pub mod metrics;
 pub mod process;

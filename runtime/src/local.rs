@@ -386,6 +386,13 @@ impl LocalFleet {
         self.nodes.get(index)?.child.as_ref().map(Child::id)
     }
 
+    /// How node `index`'s agent ended, if it was started and has exited
+    /// by itself since (a refusal to start, say); the process stays taken
+    /// until [`LocalFleet::kill`] or a new [`LocalFleet::start`].
+    pub fn exited(&mut self, index: usize) -> Option<ExitStatus> {
+        self.nodes.get_mut(index)?.child.as_mut()?.try_wait().ok()?
+    }
+
     fn node_mut(&mut self, index: usize) -> anyhow::Result<&mut LocalNode> {
         let count = self.nodes.len();
         self.nodes

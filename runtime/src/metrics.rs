@@ -81,6 +81,15 @@ pub struct RuntimeStats {
     pub replicas_refused: u64,
     /// Snapshots found damaged at start and set aside.
     pub replicas_damaged: u64,
+    /// Journal appends (one sync each, for every entry one drain merged).
+    pub journal_writes: u64,
+    /// Entries appended to the journal.
+    pub journal_entries: u64,
+    /// Entries merged from the journal at start.
+    pub journal_replayed: u64,
+    /// Journals found with a torn or damaged tail at start, cut off at the
+    /// last whole record.
+    pub journal_damaged: u64,
     /// Checks and actions started.
     pub tasks_started: u64,
     /// Checks and actions failed at once: too many were running.
@@ -198,6 +207,7 @@ fn core(registry: &mut Registry, stats: &Stats) {
         broadcasts_dropped: "Gossip updates dropped: broadcast queue full",
         transmits_dropped: "Messages dropped: the core's transmit queue was full",
         events_dropped: "Events dropped: the core's event queue was full",
+        journal_dropped: "Entries to journal dropped: the core's journal queue was full (a snapshot saved them)",
         relays_refused: "Indirect probe requests refused",
         reaped: "Dead or departed members forgotten",
         releases_applied: "Config releases applied",
@@ -311,6 +321,10 @@ fn runtime(registry: &mut Registry, stats: &RuntimeStats) {
         replicas_loaded: "Replicated entries taken back from the snapshot at start",
         replicas_refused: "Snapshot entries refused at start",
         replicas_damaged: "Replica snapshots found damaged at start and set aside",
+        journal_writes: "Journal appends, one sync each",
+        journal_entries: "Replicated entries appended to the journal",
+        journal_replayed: "Replicated entries taken back from the journal at start",
+        journal_damaged: "Journals cut at start at their last whole record (torn or damaged tail)",
         tasks_started: "Checks and actions started",
         tasks_refused: "Checks and actions failed at once: too many running",
         tasks_lost: "Task runs whose executor failed without a result",

@@ -6,7 +6,8 @@
 //! | `node.cert.json` | its certificate | `fleetmesh fleet admit` |
 //! | `trust.json` | the fleet's trust chain, genesis first | `fleetmesh fleet init`; the agent, as newer versions arrive |
 //! | `durable.json` | what the core must not forget: lease voter records, the release run per document, the remediations started | the agent, before it sends anything that depends on it |
-//! | `replicas.bin` | a snapshot of the replicated collections (certificates, config changes and releases, leases, ledger) | the agent, every [`REPLICAS_SAVE_INTERVAL`] while they change, and as it stops |
+//! | `replicas.bin` | a snapshot of the replicated collections (certificates, config changes and releases, leases, ledger) | the agent, every [`REPLICAS_SAVE_INTERVAL`] while they change, when the journal reaches [`crate::journal::JOURNAL_BYTES_MAX`], and as it stops |
+//! | `replicas.journal` | the entries of those collections merged since that snapshot ([`crate::journal`]) | the agent, appended and synced before it sends anything or answers a publish; emptied after each snapshot |
 //! | `agent.lock` | held while an agent runs on the directory | the agent |
 //! | `admin.sock` | the admin API's Unix socket (mode 0660), by default | the agent, at start; removed as it stops |
 //! | `admin.token` | the token a TCP admin API asks for (mode 0600) | the agent, at each start, when `admin` is an `IP:PORT` and no `admin_token_file` is named |
@@ -19,9 +20,10 @@
 //! its length and a checksum, so a torn or altered snapshot is detected at
 //! start; since everything in it is the fleet's and is verified again as it
 //! is loaded, a damaged one is reported and moved aside (the agent then
-//! catches up from its peers) rather than stopping the agent. A snapshot
-//! misses at most the changes of its last interval, which come back by
-//! anti-entropy.
+//! catches up from its peers) rather than stopping the agent. What the
+//! snapshot misses (the entries merged since) is in the journal, whose
+//! damaged tail is cut off at start, never a reason to stop; so whatever
+//! the agent acknowledged or applied survives a crash.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -370,6 +372,11 @@ impl StateDir {
     /// The replica snapshot file.
     pub fn replicas_path(&self) -> PathBuf {
         self.dir.join("replicas.bin")
+    }
+
+    /// The journal of entries merged since the snapshot.
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join("replicas.journal")
     }
 
     /// The snapshot the previous process saved, checked whole: `None` when

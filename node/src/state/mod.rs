@@ -23,9 +23,10 @@ mod digests;
 mod push;
 mod trust;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use fleetmesh_crdt::config::limits::{PENDING_BYTES_MAX, PENDING_MAX, RELEASE_PENDING_MAX};
 use fleetmesh_crdt::{
     ConfigEntry, ConfigStore, Ctx, Digest, HealthTable, LeaseKind, LeaseTable, Ledger, Merge,
     NodeCert, NodeId, PublicKey, Rejected, ReleaseLog, Replica, SignedHealth, SignedLease,
@@ -73,6 +74,16 @@ pub const AHEAD_MAX_MILLIS: u64 = 60_000;
 /// Most other announcers remembered per fetch, to retry from: a lost
 /// request or answer then costs one timeout, not a wait for anti-entropy.
 pub const ANNOUNCERS_MAX: usize = 4;
+
+/// Most entries held back (for a parent or a newer trust version) kept
+/// aside to save with a snapshot: as many as the config store and the
+/// release log hold back; past it (or [`WAITING_BYTES_MAX`]) the oldest is
+/// forgotten.
+pub const WAITING_MAX: usize = PENDING_MAX + RELEASE_PENDING_MAX;
+
+/// Most encoded bytes of the entries kept aside, as the config store
+/// bounds what it holds back.
+pub const WAITING_BYTES_MAX: usize = PENDING_BYTES_MAX;
 
 /// The replicated collections, in the order their digests travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -129,6 +140,11 @@ impl Kind {
 
     fn index(self) -> usize {
         self as usize
+    }
+
+    /// Whether the collection is one of [`Kind::SAVED`].
+    fn saved(self) -> bool {
+        Kind::SAVED.contains(&self)
     }
 }
 
@@ -284,6 +300,11 @@ pub struct Merged {
     /// Health reports, leases or ledger records changed: remediation may
     /// have something to do.
     pub remedy_changed: bool,
+    /// Entries of the [`Kind::SAVED`] collections that merged, or that
+    /// are held back waiting for a parent or a newer trust version: what a
+    /// driver journals so that a restart finds them without a peer
+    /// (`Agent::poll_journal`). Merging them again is idempotent.
+    pub journal: Vec<Entry>,
 }
 
 /// One agent's replica of the fleet's state.
@@ -305,6 +326,14 @@ pub struct Replicas {
     governed: BTreeMap<String, BTreeSet<PublicKey>>,
     verifier: Arc<dyn Verifier>,
     stats: StateStats,
+    /// Config changes and releases held back waiting for a parent or a
+    /// newer trust version, as they came (at most [`WAITING_MAX`]): no
+    /// collection holds them yet, but a snapshot must, since one may be
+    /// applied (its parent arriving) after the snapshot emptied the
+    /// journal that held it. With each entry, its encoded size.
+    waiting: VecDeque<(Entry, usize)>,
+    /// Their encoded bytes, at most [`WAITING_BYTES_MAX`].
+    waiting_bytes: usize,
 }
 
 /// A fetch in flight.
@@ -345,6 +374,8 @@ impl Replicas {
             governed: BTreeMap::new(),
             verifier,
             stats: StateStats::default(),
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
         };
         replicas.after_trust_change(now_millis);
         let _ = replicas.merge(Entry::Cert(Box::new(own)), now_millis);
@@ -443,16 +474,39 @@ impl Replicas {
         self.push.len()
     }
 
-    /// Every entry of the [`Kind::SAVED`] collections, as they travel.
+    /// Every entry of the [`Kind::SAVED`] collections, as they travel,
+    /// and the config changes and releases still held back for a parent
+    /// or a newer trust version (merged again, they wait again).
     pub fn saved(&self) -> Vec<Entry> {
-        Kind::SAVED
+        let held = Kind::SAVED.iter().flat_map(|&kind| {
+            self.versions(kind)
+                .into_iter()
+                .filter_map(move |(key, _)| self.entry(kind, &key))
+        });
+        let waiting = self
+            .waiting
             .iter()
-            .flat_map(|&kind| {
-                self.versions(kind)
-                    .into_iter()
-                    .filter_map(move |(key, _)| self.entry(kind, &key))
-            })
-            .collect()
+            .map(|(entry, _)| entry)
+            .filter(|entry| match entry {
+                Entry::Release(release) => self.releases.entry(&release.release.digest()).is_none(),
+                _ => true,
+            });
+        held.chain(waiting.cloned()).collect()
+    }
+
+    /// Keeps `entry`, just held back, to save with the next snapshot.
+    fn wait(&mut self, entry: Entry) {
+        let size = wire::entry_len(&entry);
+        while !self.waiting.is_empty()
+            && (self.waiting.len() >= WAITING_MAX
+                || self.waiting_bytes.saturating_add(size) > WAITING_BYTES_MAX)
+        {
+            if let Some((_, dropped)) = self.waiting.pop_front() {
+                self.waiting_bytes -= dropped;
+            }
+        }
+        self.waiting_bytes += size;
+        self.waiting.push_back((entry, size));
     }
 
     /// The roots of the [`Kind::SAVED`] collections: unchanged roots
@@ -473,6 +527,8 @@ impl Replicas {
             .partition(|entry| entry.kind() == Kind::Cert);
         let mut effects = self.merge_entries(certs, now_millis);
         effects.absorb(self.merge_entries(rest, now_millis));
+        // They came from the driver's own files: nothing to journal again.
+        effects.journal.clear();
         self.push = PushQueue::default();
         self.stats.push_dropped = before.push_dropped;
         let after = &self.stats;
@@ -506,6 +562,9 @@ impl Replicas {
             return (refused, Merged::default());
         }
         let mut effects = Merged::default();
+        // A release held back for a newer trust version is journaled and
+        // kept aside as it came: it is in no collection to read back from.
+        let waiting = matches!(entry, Entry::Release(_)).then(|| entry.clone());
         let Replicas {
             trust: chain,
             certs,
@@ -573,6 +632,15 @@ impl Replicas {
             if kind.pushed() && !self.push.push(kind, *key) {
                 self.stats.push_dropped += 1;
             }
+            if kind.saved() {
+                effects.journal.extend(self.entry(kind, key));
+            }
+        }
+        if result == Ok(Merge::Pending)
+            && let Some(waiting) = waiting
+        {
+            effects.journal.push(waiting.clone());
+            self.wait(waiting);
         }
         (result, effects)
     }
@@ -586,6 +654,10 @@ impl Replicas {
         entries: Vec<ConfigEntry>,
         now_millis: u64,
     ) -> (Vec<Result<Merge, Rejected>>, Merged) {
+        // Kept to journal: a change held back for its parent is in no
+        // collection to read it back from, and reading the merged ones back
+        // one by one would cost more than this copy.
+        let copies = entries.clone();
         let Replicas {
             trust,
             certs,
@@ -597,7 +669,7 @@ impl Replicas {
             config.merge_batch(entries, ctx)
         });
         let mut effects = Merged::default();
-        for result in &results {
+        for (result, copy) in results.iter().zip(copies) {
             self.stats.count(result);
             if let Ok(Merge::Changed { key, .. }) = result {
                 effects.config_changed = true;
@@ -606,6 +678,22 @@ impl Replicas {
                     self.stats.push_dropped += 1;
                 }
             }
+            let copy = Entry::Config(Box::new(copy));
+            match result {
+                Ok(Merge::Changed { .. }) => effects.journal.push(copy),
+                Ok(Merge::Pending) => {
+                    effects.journal.push(copy.clone());
+                    self.wait(copy);
+                }
+                Ok(Merge::Unchanged) | Err(_) => {}
+            }
+        }
+        if !self.waiting.is_empty() && self.config.pending_len() == 0 {
+            // Nothing waits any more: every change kept aside is applied
+            // (and in its collection) or was dropped.
+            self.waiting
+                .retain(|(entry, _)| !matches!(entry, Entry::Config(_)));
+            self.waiting_bytes = self.waiting.iter().map(|(_, size)| size).sum();
         }
         // Results do not show everything a batch did: changes waiting for
         // a parent are applied along with it, and a quarantine rebuilds
@@ -625,6 +713,7 @@ impl Replicas {
                 if !self.push.push(Kind::Config, key) {
                     self.stats.push_dropped += 1;
                 }
+                effects.journal.extend(self.entry(Kind::Config, &key));
             }
         }
         (results, effects)
@@ -1012,6 +1101,7 @@ impl Merged {
         self.config_changed |= other.config_changed;
         self.records.extend(other.records);
         self.remedy_changed |= other.remedy_changed;
+        self.journal.extend(other.journal);
     }
 }
 

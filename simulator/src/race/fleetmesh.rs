@@ -106,9 +106,10 @@ impl Implementation for Fleetmesh {
 impl FleetmeshAgent {
     /// Drains what the driver must take before sending, as the agent's API
     /// orders. The race publishes no config, policy or lease, so nothing is
-    /// persisted that a restart would need (the race restarts nobody) and
-    /// no task is ever asked for.
+    /// journaled or persisted that a restart would need (the race restarts
+    /// nobody) and no task is ever asked for.
     fn settle(&mut self) {
+        while self.agent.poll_journal().is_some() {}
         while self.agent.poll_persist().is_some() {}
         while self.agent.poll_task().is_some() {}
     }

@@ -94,8 +94,11 @@ impl World {
     }
 
     /// Drains what the agent asked to persist into its durable state; the
-    /// driver contract puts this before sending anything.
+    /// driver contract puts this before sending anything. The entries to
+    /// journal are dropped: a simulated agent keeps no replica files, and a
+    /// restarted one catches up from its peers.
     pub(super) fn persist(node: &mut Node, agent: &mut Agent) {
+        while agent.poll_journal().is_some() {}
         while let Some(persist) = agent.poll_persist() {
             node.durable.apply(persist);
         }
