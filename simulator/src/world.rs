@@ -132,6 +132,11 @@ pub struct RunOptions {
     /// Keep the last events of these agents ([`crate::trace::Watch`]),
     /// to explain a violation they are involved in.
     pub watch: Vec<u32>,
+    /// Sees the bytes of every message handed to an agent, as the agent
+    /// gets them: real traffic for the fuzzing seed corpora
+    /// (`fuzzing/`). It observes only, so a run is the same with or
+    /// without it.
+    pub tap: Option<Box<dyn FnMut(&[u8])>>,
 }
 
 impl RunOptions {
@@ -144,6 +149,7 @@ impl RunOptions {
             fingerprint: false,
             timeline: false,
             watch: Vec::new(),
+            tap: None,
         }
     }
 }
@@ -178,6 +184,8 @@ pub struct World {
     trace: Trace,
     /// Each step's fingerprint, when the run records them.
     steps: Vec<Step>,
+    /// [`RunOptions::tap`].
+    tap: Option<Box<dyn FnMut(&[u8])>>,
     traffic: Traffic,
     violations: Vec<Violation>,
     stop_on_violation: bool,
@@ -271,6 +279,7 @@ impl World {
             release_moved: false,
             trace,
             steps: Vec::new(),
+            tap: options.tap,
             traffic: Traffic::default(),
             violations: Vec::new(),
             stop_on_violation: options.stop_on_violation,
@@ -506,6 +515,9 @@ impl World {
                 bytes: size,
             },
         );
+        if let Some(tap) = &mut self.tap {
+            tap(bytes);
+        }
         let sender = self.fleet.node_id(from);
         self.with_agent(to, |agent, now| agent.handle_message(now, sender, bytes));
     }
