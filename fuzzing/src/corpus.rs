@@ -200,8 +200,10 @@ fn entries_seeds(fixture: &Fixture) -> Vec<Vec<u8>> {
 pub fn entries_body(entries: Vec<Entry>) -> Vec<u8> {
     let message = Message::State(StateMessage::Entries { entries });
     let bytes = wire::encode(&message).expect("seed entries fit a message");
-    assert_eq!(bytes[..ENTRIES_PREFIX.len()], ENTRIES_PREFIX);
-    bytes[ENTRIES_PREFIX.len()..].to_vec()
+    bytes
+        .strip_prefix(&ENTRIES_PREFIX[..])
+        .expect("an entries message starts with the prefix")
+        .to_vec()
 }
 
 /// Entries of operator flows on the fixture's fleet that the seed run
@@ -543,4 +545,52 @@ fn map(pairs: &[(&str, &str)]) -> Value {
 /// Bytes of a hex constant of this module.
 fn unhex(text: &str) -> Vec<u8> {
     files::unhex(text, "a repro constant").expect("the repro constants are hex")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repro_change_takes_the_operator_as_actor() {
+        let actor = [7; 32];
+        for repro in [REPRO_PARSE_PANIC, REPRO_APPLY_PANIC] {
+            let bytes = unhex(repro);
+            let old = bytes[13..45].to_vec();
+            let rewritten = with_actor(&bytes, &actor);
+            assert_eq!(rewritten.len(), bytes.len());
+            assert_eq!(rewritten[13..45], actor);
+            assert!(!rewritten.windows(32).any(|window| window == old.as_slice()));
+        }
+    }
+
+    #[test]
+    fn a_change_without_that_header_is_left_alone() {
+        assert_eq!(with_actor(b"short", &[7; 32]), b"short");
+    }
+
+    #[test]
+    fn the_operations_guide_examples_are_agent_config_seeds() {
+        let seeds = agent_config_seeds();
+        let smallest = "state_dir = \"/var/lib/fleetmesh\"\nbootstrap = [\"10.0.0.5:7946\", \"10.0.0.6:7946\"]\n";
+        assert!(seeds.iter().any(|seed| seed == smallest.as_bytes()));
+        for seed in &seeds {
+            let text = std::str::from_utf8(seed).expect("UTF-8");
+            fleetmesh_runtime::AgentConfig::parse(text).expect("the documented configs parse");
+        }
+    }
+
+    #[test]
+    fn every_scenario_file_is_a_scenario_seed() {
+        let seeds = scenario_seeds();
+        let files = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios"))
+            .expect("scenarios/")
+            .filter(|entry| {
+                entry
+                    .as_ref()
+                    .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "toml"))
+            })
+            .count();
+        assert_eq!(seeds.len(), files + 1);
+    }
 }

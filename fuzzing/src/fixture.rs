@@ -231,3 +231,17 @@ fn carried_entries(messages: &[Vec<u8>]) -> Vec<Entry> {
 pub fn kinds(entries: &[Entry]) -> BTreeSet<Kind> {
     entries.iter().map(Entry::kind).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_builds_are_the_same_fixture() {
+        let (one, two) = (Fixture::build(), Fixture::build());
+        assert_eq!(one.messages, two.messages);
+        assert_eq!(one.entries, two.entries);
+        assert_eq!(one.state, two.state);
+        assert_eq!(one.trust.digest(), two.trust.digest());
+    }
+}

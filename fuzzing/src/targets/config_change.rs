@@ -193,3 +193,30 @@ fn release(fixture: &Fixture, store: &ConfigStore, doc: &str, heads: &[Digest]) 
         "the release reads otherwise than the document at its heads"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_an_input_at_each_change_magic() {
+        let a = [&CHANGE_MAGIC[..], b"one"].concat();
+        let b = [&CHANGE_MAGIC[..], b"two"].concat();
+        let input = [b"lead".as_slice(), &a, &b].concat();
+        assert_eq!(split(&input), vec![&b"lead"[..], &a[..], &b[..]]);
+        assert_eq!(split(&a), vec![&a[..]]);
+        assert!(split(&[]).is_empty());
+    }
+
+    #[test]
+    fn keeps_at_most_changes_max_chunks() {
+        let input = CHANGE_MAGIC.repeat(3 * CHANGES_MAX);
+        let chunks = split(&input);
+        assert_eq!(chunks.len(), CHANGES_MAX);
+        // The last chunk holds the rest of the input.
+        assert_eq!(
+            chunks.last().map(|chunk| chunk.len()),
+            Some(CHANGE_MAGIC.len() * (2 * CHANGES_MAX + 1))
+        );
+    }
+}

@@ -65,3 +65,17 @@ fn roots(agent: &Agent) -> Vec<Digest> {
         .map(|&kind| agent.replicas().root(kind))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_is_how_an_entries_message_starts() {
+        let empty = Message::State(StateMessage::Entries {
+            entries: Vec::new(),
+        });
+        let bytes = wire::encode(&empty).expect("encodes");
+        assert_eq!(bytes, [&ENTRIES_PREFIX[..], &[0]].concat());
+    }
+}
