@@ -29,8 +29,8 @@ pub use membership::{
 pub use cert::{CertBody, CertError, NodeCert};
 pub use cert_table::{CERTS_MAX, CertTable, cert_key};
 pub use config::{
-    AppliedRelease, ConfigEntry, ConfigError, ConfigStore, Equivocation, Release, ReleaseError,
-    ReleaseLog, SignedChange, SignedRelease, Value,
+    AppliedRelease, ConfigEntry, ConfigError, ConfigStore, Equivocation, MalformedChange, Release,
+    ReleaseError, ReleaseLog, SignedChange, SignedRelease, Value,
 };
 pub use health::{HealthReport, HealthState, HealthTable, SignedHealth, health_limits};
 pub use hlc::{Hlc, HlcClock};

@@ -856,3 +856,64 @@ fn restarted_agent(now: Instant, durable: &fleetmesh_node::Durable) -> Agent {
     agent.restore(now, durable.clone());
     agent
 }
+
+/// The inputs of `shared/repro/automerge-panics.md`, which killed every
+/// agent they reached: one from an admitted peer on the wire (it panicked
+/// automerge's parser before any signature check), one signed by the
+/// fleet's config key and published (it panicked automerge's apply).
+#[test]
+fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() {
+    use fleetmesh_node::crdt::config::hostile;
+    use fleetmesh_node::crdt::{ConfigEntry, Replica, Signature, SignedChange};
+    use fleetmesh_node::state::Entry;
+    use fleetmesh_node::wire::StateMessage;
+    let (operator, _) = &*FLEET;
+    let mut harness = Harness::new(4);
+    harness.run_for(Duration::from_secs(3));
+    let mut laptop = Laptop::new();
+    harness.publish(3, laptop.write(operator, &[("replicas", 3)], 1, None));
+    harness.run_for(Duration::from_secs(3));
+
+    let unparsable = SignedChange {
+        doc: "app".into(),
+        trust_version: 1,
+        author: operator.public(),
+        change: hostile::parse_panic(&operator.public()),
+        signature: Signature::from_bytes([0; 64]),
+    };
+    let entries = vec![Entry::Config(Box::new(ConfigEntry::Change(unparsable)))];
+    let bytes = wire::encode(&Message::State(StateMessage::Entries { entries })).unwrap();
+    let now = harness.now;
+    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    let malformed = agent.replicas().stats().malformed;
+    agent.handle_message(now, id(1), &bytes);
+    assert_eq!(agent.replicas().stats().malformed, malformed + 1);
+    assert!(agent.replicas().config().quarantined().next().is_none());
+
+    let bytes = hostile::apply_panic(&operator.public());
+    let bomb = SignedChange::sign("boom", 1, operator, bytes).unwrap();
+    let agent = harness.agents.get_mut(&id(2)).unwrap();
+    assert!(
+        agent
+            .publish(now, Entry::Config(Box::new(ConfigEntry::Change(bomb))))
+            .is_err()
+    );
+    assert!(agent.replicas().stats().automerge_panics >= 1);
+    harness.drain(id(2));
+    harness.run_for(Duration::from_secs(5));
+    let versions = |n: u64| {
+        let mut versions = harness.agents[&id(n)].replicas().config().versions();
+        versions.sort();
+        versions
+    };
+    for n in 0..4 {
+        let config = harness.agents[&id(n)].replicas().config();
+        assert_eq!(
+            config.quarantined().copied().collect::<Vec<_>>(),
+            vec![operator.public()],
+            "agent {n}"
+        );
+        assert_eq!(versions(n), versions(0), "agent {n}");
+        assert_eq!(harness.release_of(n), Some((1, false)), "agent {n}");
+    }
+}

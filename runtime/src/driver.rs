@@ -1318,7 +1318,12 @@ impl Driver {
                 .map(|applied| (applied.doc.clone(), applied.version))
                 .collect(),
         };
-        metrics::render(self.agent.stats(), &self.stats, &gauges)
+        metrics::render(
+            self.agent.stats(),
+            &self.agent.replicas().stats(),
+            &self.stats,
+            &gauges,
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 //! in sync between scrapes.
 
 use fleetmesh_node::Stats;
+use fleetmesh_node::state::StateStats;
 use fleetmesh_node::stats::{LeaseStats, RemedyStats};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -256,6 +257,21 @@ fn remedy(registry: &mut Registry, stats: &RemedyStats) {
     );
 }
 
+fn state(registry: &mut Registry, stats: &StateStats) {
+    counters!(registry, "state_", stats, {
+        merged: "Replicated entries merged that changed something",
+        redundant: "Replicated entries already known or older",
+        pending: "Replicated entries held back waiting for a parent or a newer trust version",
+        bad_signatures: "Replicated entries refused: a signature did not verify",
+        unauthorized: "Replicated entries refused: signer not authorized, revoked or quarantined",
+        malformed: "Replicated entries refused: malformed, over a bound, or a full queue",
+        push_dropped: "Replicated entries not pushed: the push queue was full",
+        fetches_refused: "Fetches not started: too many in flight",
+        future_dated: "Replicated entries refused: dated too far ahead of this clock",
+        automerge_panics: "Panics automerge raised on malformed config changes, caught and refused",
+    });
+}
+
 fn runtime(registry: &mut Registry, stats: &RuntimeStats) {
     counters!(registry, "runtime_", stats, {
         transmits_sent: "Messages handed to the transport",
@@ -293,9 +309,15 @@ fn runtime(registry: &mut Registry, stats: &RuntimeStats) {
 }
 
 /// The Prometheus text exposition of everything, prefixed `fleetmesh_`.
-pub fn render(stats: &Stats, runtime_stats: &RuntimeStats, gauges: &Gauges) -> String {
+pub fn render(
+    stats: &Stats,
+    state_stats: &StateStats,
+    runtime_stats: &RuntimeStats,
+    gauges: &Gauges,
+) -> String {
     let mut registry = Registry::with_prefix("fleetmesh");
     core(&mut registry, stats);
+    state(&mut registry, state_stats);
     runtime(&mut registry, runtime_stats);
     let members: Vec<(String, u64)> = gauges
         .members
@@ -405,13 +427,18 @@ mod tests {
             outbound_bytes: 99,
             ..Gauges::default()
         };
-        let text = render(&stats, &runtime, &gauges);
+        let state = StateStats {
+            automerge_panics: 7,
+            ..StateStats::default()
+        };
+        let text = render(&stats, &state, &runtime, &gauges);
         for line in [
             "fleetmesh_messages_sent_total 12",
             "fleetmesh_decode_errors_total 2",
             "fleetmesh_remedy_attempts_total 3",
             "fleetmesh_lease_acquired_total 1",
             "fleetmesh_runtime_transmits_dropped_queue_full_total 5",
+            "fleetmesh_state_automerge_panics_total 7",
             "fleetmesh_members{state=\"alive\"} 4",
             "fleetmesh_members{state=\"dead\"} 1",
             "fleetmesh_budget_in_use{scope=\"remediate:web\"} 1",

@@ -945,7 +945,7 @@ impl World {
         node.deferred.clear();
         let agent = node.agent.take().expect("checked above");
         node.retired += agent.stats();
-        node.retired_state += agent.replicas().stats();
+        node.retired_state += &agent.replicas().stats();
         node.generation += 1;
         node.wake_at = None;
         node.inbox.clear();
@@ -1170,7 +1170,7 @@ impl World {
         for node in &mut self.nodes {
             if let Some(agent) = &node.agent {
                 node.retired += agent.stats();
-                node.retired_state += agent.replicas().stats();
+                node.retired_state += &agent.replicas().stats();
             }
             if let Some(since) = node.running_since {
                 node.running_nanos += self.now.min(self.end) - since;

@@ -4,12 +4,18 @@
 //! key, wrapped in an envelope the author signs. Binding the actor id to the
 //! key means one key cannot write under another's actor, so two different
 //! changes with one (actor, sequence number) are proof that the key holder
-//! forked its own history: equivocation.
+//! forked its own history: equivocation. A signed change that automerge
+//! cannot apply onto its own history is proof too: honest tools only sign
+//! changes automerge made ([`MalformedChange`]).
 
-use automerge::Change;
+use std::collections::{BTreeMap, BTreeSet};
+
+use automerge::{Automerge, Change, ChangeHash};
 use serde::{Deserialize, Serialize};
 
-use super::limits;
+use super::guard::guarded;
+use super::value::read_root;
+use super::{limits, shape};
 use crate::keys::{Digest, Keypair, PublicKey, Signature, SignatureCheck, domain};
 use crate::replica::{Ctx, Rejected};
 use crate::trust::Role;
@@ -84,8 +90,17 @@ fn parse_bytes(bytes: &[u8]) -> Result<Change, Rejected> {
             limits::CHANGE_BYTES_MAX
         )));
     }
-    Change::from_bytes(bytes.to_vec())
-        .map_err(|error| Rejected::Malformed(format!("change does not parse: {error}")))
+    shape::check(bytes)
+        .map_err(|why| Rejected::Malformed(format!("change refused before parsing: {why}")))?;
+    match guarded(|| Change::from_bytes(bytes.to_vec())) {
+        Ok(Ok(change)) => Ok(change),
+        Ok(Err(error)) => Err(Rejected::Malformed(format!(
+            "change does not parse: {error}"
+        ))),
+        Err(panicked) => Err(Rejected::Malformed(format!(
+            "change does not parse: {panicked}"
+        ))),
+    }
 }
 
 /// Whether a change's trust version is one this replica can judge yet.
@@ -239,4 +254,132 @@ impl Equivocation {
 /// The entry key of evidence about changes `a` < `b`.
 pub(crate) fn evidence_key(a: &Digest, b: &Digest) -> Digest {
     Digest::of(domain::CONTENT, &(a, b))
+}
+
+/// Self-verifying proof that a key signed a change automerge cannot apply:
+/// the signed change and its whole causal history. The history is bound
+/// to the change by hashes (each change names its parents' hashes), so
+/// anyone can rebuild exactly the document the change was written
+/// against, apply it there, and see it fail, without holding any of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MalformedChange {
+    /// The change, as its author signed it.
+    pub change: SignedChange,
+    /// Every ancestor of the change as raw automerge bytes, in hash order,
+    /// at most [`limits::EVIDENCE_HISTORY_BYTES_MAX`] bytes together.
+    pub history: Vec<Vec<u8>>,
+}
+
+impl MalformedChange {
+    /// The evidence against `parsed` given the ancestors a document holds
+    /// (`ancestor` hands out an applied change by hash); `None` when a
+    /// parent is missing or the history is over its bound.
+    pub(crate) fn gather(
+        parsed: &Parsed,
+        ancestor: impl Fn(&Digest) -> Option<Parsed>,
+    ) -> Option<MalformedChange> {
+        let mut history = BTreeMap::new();
+        let mut bytes = 0;
+        let mut work: Vec<Digest> = parsed.deps().collect();
+        while let Some(hash) = work.pop() {
+            if history.contains_key(&hash) {
+                continue;
+            }
+            let parent = ancestor(&hash)?;
+            bytes += parent.envelope.change.len();
+            if bytes > limits::EVIDENCE_HISTORY_BYTES_MAX {
+                return None;
+            }
+            work.extend(parent.deps());
+            history.insert(hash, parent.envelope.change);
+        }
+        Some(MalformedChange {
+            change: parsed.envelope.clone(),
+            history: history.into_values().collect(),
+        })
+    }
+
+    /// Verifies the evidence: the change is signed by a key holding
+    /// `config`, the history is exactly its ancestors, the history applies
+    /// and the change does not. Returns its key and the author.
+    pub fn verify(&self, ctx: &Ctx<'_>) -> Result<(Digest, PublicKey), Rejected> {
+        let parsed = Parsed::new(self.change.clone())?;
+        parsed.verify(ctx)?;
+        self.convicts(&parsed)?;
+        Ok((malformed_key(&parsed.hash), parsed.envelope.author))
+    }
+
+    /// Checks what needs no trust: the history is exactly the change's
+    /// ancestors and applies, and the change (`parsed`) does not.
+    pub(crate) fn convicts(&self, parsed: &Parsed) -> Result<(), Rejected> {
+        let history = self.ancestors(parsed)?;
+        if applies_on(parsed, &history)? {
+            return Err(Rejected::Malformed(
+                "the change applies on its history: not evidence".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The history parsed, checked to be exactly the change's ancestors.
+    fn ancestors(&self, parsed: &Parsed) -> Result<Vec<Change>, Rejected> {
+        let bytes: usize = self.history.iter().map(Vec::len).sum();
+        if bytes > limits::EVIDENCE_HISTORY_BYTES_MAX {
+            return Err(Rejected::Malformed(
+                "evidence history over its bound".into(),
+            ));
+        }
+        let mut by_hash = BTreeMap::new();
+        for raw in &self.history {
+            let change = parse_bytes(raw)?;
+            by_hash.insert(Digest(change.hash().0), change);
+        }
+        let mut reached = BTreeSet::new();
+        let mut work: Vec<Digest> = parsed.deps().collect();
+        while let Some(hash) = work.pop() {
+            if !reached.insert(hash) {
+                continue;
+            }
+            let change = by_hash
+                .get(&hash)
+                .ok_or_else(|| Rejected::Malformed("evidence history lacks an ancestor".into()))?;
+            work.extend(change.deps().iter().map(|dep| Digest(dep.0)));
+        }
+        if reached.len() != by_hash.len() {
+            return Err(Rejected::Malformed(
+                "evidence history holds a change that is no ancestor".into(),
+            ));
+        }
+        Ok(by_hash.into_values().collect())
+    }
+}
+
+/// Whether `parsed` applies, and reads back, on a fresh document holding
+/// exactly `history`: a function of the bytes alone, so every replica
+/// reaches the same verdict. A history that does not apply itself is an
+/// error: the fault is then not (only) the change's.
+fn applies_on(parsed: &Parsed, history: &[Change]) -> Result<bool, Rejected> {
+    let mut document = Automerge::new();
+    let history = history.to_vec();
+    match guarded(|| document.apply_changes(history)) {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => {
+            return Err(Rejected::Malformed(
+                "the change's history does not apply".into(),
+            ));
+        }
+    }
+    let change = parsed.change.clone();
+    let hash = ChangeHash(parsed.hash.0);
+    let applied = guarded(|| {
+        document.apply_changes([change])?;
+        read_root(&document, &[hash]);
+        Ok::<(), automerge::AutomergeError>(())
+    });
+    Ok(matches!(applied, Ok(Ok(()))))
+}
+
+/// The entry key of the evidence that the change `hash` is malformed.
+pub(crate) fn malformed_key(hash: &Digest) -> Digest {
+    Digest::of(domain::CONTENT, &("malformed config change", hash))
 }

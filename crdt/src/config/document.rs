@@ -6,12 +6,20 @@
 //! applied are handed to automerge, so automerge's own queue of
 //! not-yet-ready changes stays empty and the document is a function of the
 //! set of verified changes held.
+//!
+//! Every automerge call here runs behind [`guarded`]: a change that makes
+//! automerge panic or fail is taken out again by rebuilding the document
+//! from the changes applied before it, and handed back to the store as
+//! [`Unappliable`], with the evidence against its author when it also
+//! fails on its own causal history.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::{Automerge, ChangeHash};
 
-use super::change::{Equivocation, Parsed, SignedChange};
+use super::change::{Equivocation, MalformedChange, Parsed, SignedChange};
+use super::guard::guarded;
+use super::limits;
 use super::value::{Value, read_root};
 use crate::keys::{Digest, PublicKey};
 
@@ -26,6 +34,21 @@ pub(crate) enum Insert {
     Equivocates(Box<Equivocation>),
 }
 
+/// A verified change automerge would not take: applying it panicked or
+/// failed.
+pub(crate) struct Unappliable {
+    /// The change.
+    pub parsed: Parsed,
+    /// What automerge said.
+    pub reason: String,
+    /// When it also fails applied onto exactly its own causal history (and
+    /// that history fits the evidence's bound): the proof against its
+    /// author. Its bytes, not this replica's state, are then at fault, and
+    /// every replica can check that for itself. Without it the change is
+    /// only refused here ([`Document::refused`]).
+    pub evidence: Option<MalformedChange>,
+}
+
 /// A document's state.
 pub(crate) struct Document {
     automerge: Automerge,
@@ -38,6 +61,13 @@ pub(crate) struct Document {
     seqs: BTreeMap<(PublicKey, u64), Digest>,
     /// Pending changes by the missing parent they wait for.
     dependents: BTreeMap<Digest, BTreeSet<Digest>>,
+    /// Changes that apply on their own history but not onto this
+    /// document (an automerge fault, not a proven bad change): refused if
+    /// offered again, at most [`limits::REFUSED_MAX`], lowest hashes kept.
+    refused: BTreeSet<Digest>,
+    /// The applied changes in the order they went in: parents before
+    /// children, what [`Document::reload`] replays.
+    order: Vec<Digest>,
 }
 
 impl Document {
@@ -50,7 +80,14 @@ impl Document {
             pending_bytes: 0,
             seqs: BTreeMap::new(),
             dependents: BTreeMap::new(),
+            refused: BTreeSet::new(),
+            order: Vec::new(),
         }
+    }
+
+    /// Whether the change was refused for failing on this document.
+    pub fn refused(&self, hash: &Digest) -> bool {
+        self.refused.contains(hash)
     }
 
     /// Whether the change is applied or pending.
@@ -95,17 +132,17 @@ impl Document {
 
     /// A held change, parsed.
     fn held(&self, hash: &Digest) -> Option<Parsed> {
-        if let Some(parsed) = self.pending.get(hash) {
-            return Some(parsed.clone());
+        match self.pending.get(hash) {
+            Some(parsed) => Some(parsed.clone()),
+            None => self.applied_parsed(hash),
         }
-        // Applied changes parsed once already; parsing again cannot fail.
-        Parsed::new(self.applied.get(hash)?.clone()).ok()
     }
 
     /// Applies every pending change among `candidates`, and everything they
     /// unblock, whose parents and predecessor are applied: one automerge
-    /// batch for all of them.
-    pub fn drain(&mut self, candidates: impl IntoIterator<Item = Digest>) {
+    /// batch for all of them. Returns the changes automerge would not take;
+    /// they are no longer held.
+    pub fn drain(&mut self, candidates: impl IntoIterator<Item = Digest>) -> Vec<Unappliable> {
         let mut work: Vec<Digest> = candidates.into_iter().collect();
         let mut round = BTreeSet::new();
         let mut order = Vec::new();
@@ -120,7 +157,7 @@ impl Document {
             order.push(hash);
             work.extend(self.unblocked_by(parsed));
         }
-        self.apply(order);
+        self.apply(order)
     }
 
     /// Pending changes that may become ready once `parsed` is applied.
@@ -147,25 +184,28 @@ impl Document {
         predecessor_present && parsed.deps().all(|dep| present(&dep))
     }
 
-    fn apply(&mut self, order: Vec<Digest>) {
+    fn apply(&mut self, order: Vec<Digest>) -> Vec<Unappliable> {
         if order.is_empty() {
-            return;
+            return Vec::new();
         }
         let changes: Vec<automerge::Change> = order
             .iter()
             .filter_map(|hash| self.pending.get(hash))
             .map(|parsed| parsed.change.clone())
             .collect();
-        if self.automerge.apply_changes(changes).is_ok() {
+        if let Ok(Ok(())) = guarded(|| self.automerge.apply_changes(changes)) {
             for hash in order {
                 self.mark_applied(&hash);
             }
-            return;
+            return Vec::new();
         }
-        // A signed change automerge refuses can only come from a
-        // misbehaving authorized key; start over from the changes known to
-        // apply and try the batch one by one, dropping what fails.
+        // A verified change automerge refuses or panics on can only come
+        // from a misbehaving authorized key (or an automerge fault). The
+        // batch may be half in: start over from the changes known to
+        // apply, then try the batch one by one in its order (parents
+        // first), taking out what fails.
         self.reload();
+        let mut failed = Vec::new();
         for hash in order {
             let Some(parsed) = self.pending.get(&hash) else {
                 continue;
@@ -173,17 +213,43 @@ impl Document {
             if !self.ready(parsed, &BTreeSet::new()) {
                 continue;
             }
-            if self
-                .automerge
-                .apply_changes([parsed.change.clone()])
-                .is_ok()
-            {
-                self.mark_applied(&hash);
-            } else {
-                self.remove_pending(&hash);
-                self.reload();
+            let change = parsed.change.clone();
+            let reason = match guarded(|| self.automerge.apply_changes([change])) {
+                Ok(Ok(())) => {
+                    self.mark_applied(&hash);
+                    continue;
+                }
+                Ok(Err(error)) => error.to_string(),
+                Err(panicked) => panicked.to_string(),
+            };
+            self.reload();
+            if let Some(parsed) = self.remove_pending(&hash) {
+                let evidence = MalformedChange::gather(&parsed, |hash| self.applied_parsed(hash))
+                    .filter(|evidence| evidence.convicts(&parsed).is_ok());
+                if evidence.is_none() {
+                    self.refuse(hash);
+                }
+                failed.push(Unappliable {
+                    parsed,
+                    reason,
+                    evidence,
+                });
             }
         }
+        failed
+    }
+
+    /// Remembers a change that failed on this document, within the bound.
+    fn refuse(&mut self, hash: Digest) {
+        self.refused.insert(hash);
+        if self.refused.len() > limits::REFUSED_MAX {
+            self.refused.pop_last();
+        }
+    }
+
+    /// An applied change, parsed.
+    fn applied_parsed(&self, hash: &Digest) -> Option<Parsed> {
+        Parsed::new(self.applied.get(hash)?.clone()).ok()
     }
 
     fn mark_applied(&mut self, hash: &Digest) {
@@ -191,6 +257,7 @@ impl Document {
             self.seqs
                 .insert((parsed.envelope.author, parsed.seq()), parsed.hash);
             self.applied.insert(*hash, parsed.envelope);
+            self.order.push(*hash);
         }
     }
 
@@ -211,36 +278,90 @@ impl Document {
         Some(parsed)
     }
 
-    /// Rebuilds the automerge document from the applied changes.
+    /// Rebuilds the automerge document from the applied changes, in the
+    /// order they went in (parents first). They applied before, so one
+    /// batch takes them; should it not (an automerge fault), the first that
+    /// fails one at a time is taken out, with every applied change that
+    /// depends on it, and the rest is tried again. Each round takes a
+    /// change out, so this ends, with a document automerge can read.
     fn reload(&mut self) {
-        let changes: Vec<automerge::Change> = self
-            .applied
-            .values()
-            .filter_map(|envelope| Parsed::new(envelope.clone()).ok())
-            .map(|parsed| parsed.change)
-            .collect();
-        self.automerge = Automerge::new();
-        // These changes applied together before, in some order; automerge
-        // orders a batch itself.
-        let _ = self.automerge.apply_changes(changes);
+        loop {
+            let changes: Vec<(Digest, automerge::Change)> = self
+                .order
+                .iter()
+                .filter_map(|hash| self.held(hash))
+                .map(|parsed| (parsed.hash, parsed.change))
+                .collect();
+            let batch: Vec<automerge::Change> =
+                changes.iter().map(|(_, change)| change.clone()).collect();
+            self.automerge = Automerge::new();
+            if let Ok(Ok(())) = guarded(|| self.automerge.apply_changes(batch)) {
+                return;
+            }
+            self.automerge = Automerge::new();
+            let failing = changes.into_iter().find_map(|(hash, change)| {
+                let applied = guarded(|| self.automerge.apply_changes([change]));
+                (!matches!(applied, Ok(Ok(())))).then_some(hash)
+            });
+            match failing {
+                Some(hash) => self.take_out(hash),
+                None => return,
+            }
+        }
+    }
+
+    /// Takes an applied change out of the document's record, with every
+    /// applied change after it that depends on it (by a parent or as its
+    /// author's next change), and refuses them all.
+    fn take_out(&mut self, first: Digest) {
+        let mut gone = BTreeSet::from([first]);
+        let mut kept = Vec::with_capacity(self.order.len());
+        for hash in std::mem::take(&mut self.order) {
+            let depends = hash == first
+                || self.held(&hash).is_none_or(|parsed| {
+                    let predecessor = (parsed.envelope.author, parsed.seq().wrapping_sub(1));
+                    parsed.deps().any(|dep| gone.contains(&dep))
+                        || self
+                            .seqs
+                            .get(&predecessor)
+                            .is_some_and(|hash| gone.contains(hash))
+                });
+            if depends {
+                gone.insert(hash);
+            } else {
+                kept.push(hash);
+            }
+        }
+        self.order = kept;
+        for hash in gone {
+            if let Some(envelope) = self.applied.remove(&hash)
+                && let Ok(parsed) = Parsed::new(envelope)
+            {
+                self.seqs.remove(&(parsed.envelope.author, parsed.seq()));
+            }
+            self.refuse(hash);
+        }
     }
 
     /// Rebuilds the document from the held changes `keep` accepts; the rest
-    /// are forgotten, and changes that depended on them wait again.
-    pub fn rebuild(&mut self, keep: impl Fn(&SignedChange) -> bool) {
+    /// are forgotten, and changes that depended on them wait again. Returns
+    /// what automerge would not take on the way (see [`Document::drain`]).
+    pub fn rebuild(&mut self, keep: impl Fn(&SignedChange) -> bool) -> Vec<Unappliable> {
         let mut held: Vec<Parsed> = std::mem::take(&mut self.pending).into_values().collect();
         held.extend(
             std::mem::take(&mut self.applied)
                 .into_values()
                 .filter_map(|envelope| Parsed::new(envelope).ok()),
         );
+        let refused = std::mem::take(&mut self.refused);
         *self = Document::new();
+        self.refused = refused;
         let mut candidates = Vec::new();
         for parsed in held.into_iter().filter(|parsed| keep(&parsed.envelope)) {
             candidates.push(parsed.hash);
             self.insert(parsed);
         }
-        self.drain(candidates);
+        self.drain(candidates)
     }
 
     /// Every held change's envelope, applied or pending.
@@ -301,7 +422,9 @@ impl Document {
             return None;
         }
         let heads: Vec<ChangeHash> = heads.iter().map(|head| ChangeHash(head.0)).collect();
-        Some(Value::Map(read_root(&self.automerge, &heads)))
+        // Reading is automerge's code on content an author chose; a panic
+        // leaves the document as it was (reads change nothing).
+        guarded(|| Value::Map(read_root(&self.automerge, &heads))).ok()
     }
 
     /// The live automerge document, for authoring on a fork of it.

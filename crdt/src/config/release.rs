@@ -239,11 +239,83 @@ type Versions = BTreeMap<u64, BTreeMap<Digest, SignedRelease>>;
 #[derive(Default)]
 pub struct ReleaseLog {
     docs: BTreeMap<String, Versions>,
-    /// Releases under a trust version newer than this replica's head.
-    future: BTreeMap<Digest, SignedRelease>,
+    /// Releases under a trust version newer than this replica's head, with
+    /// the signers that vouch for each (see [`ReleaseLog::wait`]).
+    future: BTreeMap<Digest, (SignedRelease, Vec<PublicKey>)>,
 }
 
 impl ReleaseLog {
+    /// Holds a release under a trust version this replica does not have
+    /// yet. Who may release then cannot be judged now, so a release waits
+    /// only if a key holding `config` now signed it validly (the next
+    /// trust version usually keeps some of them), at most
+    /// [`limits::RELEASE_PENDING_PER_SIGNER_MAX`] per such signer, and at
+    /// most [`limits::FUTURE_VERSIONS_AHEAD`] versions ahead. A release
+    /// refused here loses nothing: anti-entropy offers it again once the
+    /// trust chain catches up.
+    fn wait(&mut self, entry: SignedRelease, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
+        entry.release.check_shape()?;
+        if entry.signatures.len() > limits::RELEASE_SIGNATURES_MAX {
+            return Err(Rejected::Malformed(format!(
+                "more than {} signatures",
+                limits::RELEASE_SIGNATURES_MAX
+            )));
+        }
+        let key = entry.release.digest();
+        if self.future.contains_key(&key) {
+            return Ok(Merge::Unchanged);
+        }
+        let head = ctx.trust.head().doc.version;
+        if entry.release.trust_version > head.saturating_add(limits::FUTURE_VERSIONS_AHEAD) {
+            return Err(Rejected::QueueFull(
+                "releases for a trust version far ahead of this replica's",
+            ));
+        }
+        if self.future.len() >= limits::RELEASE_PENDING_MAX {
+            return Err(Rejected::QueueFull("releases"));
+        }
+        let checks: Vec<SignatureCheck> = entry
+            .signatures
+            .iter()
+            .filter(|(signer, _)| ctx.trust.authorizes(signer, Role::Config, head))
+            .map(|(signer, signature)| SignatureCheck {
+                key: *signer,
+                digest: key,
+                signature: *signature,
+            })
+            .collect();
+        let verdicts = ctx.verifier.verify_each(&checks);
+        let signers: Vec<PublicKey> = checks
+            .iter()
+            .zip(verdicts)
+            .filter(|(_, valid)| *valid)
+            .map(|(check, _)| check.key)
+            .collect();
+        if signers.is_empty() {
+            return Err(Rejected::Unauthorized(
+                "a release for a newer trust version needs a valid signature by a config key \
+                 of this replica's"
+                    .into(),
+            ));
+        }
+        let vouched = |signer: &PublicKey| {
+            self.future
+                .values()
+                .filter(|(_, vouching)| vouching.contains(signer))
+                .count()
+        };
+        if signers
+            .iter()
+            .any(|signer| vouched(signer) >= limits::RELEASE_PENDING_PER_SIGNER_MAX)
+        {
+            return Err(Rejected::QueueFull(
+                "releases one signer may queue for a newer trust version",
+            ));
+        }
+        self.future.insert(key, (entry, signers));
+        Ok(Merge::Pending)
+    }
+
     /// An empty log.
     pub fn new() -> ReleaseLog {
         ReleaseLog::default()
@@ -376,16 +448,7 @@ impl Replica for ReleaseLog {
 
     fn merge(&mut self, entry: SignedRelease, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
         if entry.is_future(ctx) {
-            entry.release.check_shape()?;
-            let key = entry.release.digest();
-            if self.future.contains_key(&key) {
-                return Ok(Merge::Unchanged);
-            }
-            if self.future.len() >= limits::RELEASE_PENDING_MAX {
-                return Err(Rejected::QueueFull("releases"));
-            }
-            self.future.insert(key, entry);
-            return Ok(Merge::Pending);
+            return self.wait(entry, ctx);
         }
         let valid = entry.verify(ctx)?;
         self.store(valid)
@@ -399,7 +462,7 @@ impl Replica for ReleaseLog {
             versions.retain(|_, candidates| !candidates.is_empty());
         }
         self.docs.retain(|_, versions| !versions.is_empty());
-        for release in std::mem::take(&mut self.future).into_values() {
+        for (release, _) in std::mem::take(&mut self.future).into_values() {
             let _ = self.merge(release, ctx);
         }
     }

@@ -272,6 +272,181 @@ fn equivocation_quarantines_and_the_evidence_spreads() {
 }
 
 #[test]
+fn the_guard_catches_automerges_own_panics_on_the_repro_inputs() {
+    let parse =
+        guard::guarded(|| automerge::Change::from_bytes(hostile::parse_panic(&key(100).public())));
+    let panicked = parse.unwrap_err();
+    assert!(panicked.0.contains("types.rs"), "{panicked:?}");
+    let change = automerge::Change::from_bytes(hostile::apply_panic(&key(100).public())).unwrap();
+    let mut doc = Automerge::new();
+    let panicked = guard::guarded(|| doc.apply_changes([change])).unwrap_err();
+    assert!(panicked.0.contains("Missing from Index"), "{panicked:?}");
+}
+
+#[test]
+fn a_change_automerge_panics_on_while_parsing_is_refused_before_it_and_harmless() {
+    let trust = chain();
+    let ctx = ctx(&trust);
+    let mut store = ConfigStore::new();
+    let change = SignedChange {
+        doc: "app".into(),
+        trust_version: 1,
+        author: key(100).public(),
+        change: hostile::parse_panic(&key(100).public()),
+        signature: crate::keys::Signature::from_bytes([0; 64]),
+    };
+    assert_eq!(change.key(), None);
+    let refused = store.merge(ConfigEntry::Change(change.clone()), &ctx);
+    let Err(Rejected::Malformed(reason)) = refused else {
+        panic!("{refused:?}");
+    };
+    // The shape check refuses it before automerge parses it.
+    assert!(reason.contains("refused before parsing"), "{reason}");
+    assert_eq!(store.panics_caught(), 0);
+    assert!(store.versions().is_empty());
+    // Its bytes are not even evidence: the signed digest names a hash
+    // only a parse gives.
+    let evidence = MalformedChange {
+        change,
+        history: Vec::new(),
+    };
+    assert!(matches!(
+        store.merge(ConfigEntry::Malformed(evidence), &ctx),
+        Err(Rejected::Malformed(_))
+    ));
+    assert!(store.quarantined().next().is_none());
+    store
+        .author("app", &key(100), 1, &map(&[("a", Value::Int(1))]), &ctx)
+        .unwrap();
+    assert_eq!(current(&store, "app"), map(&[("a", Value::Int(1))]));
+}
+
+#[test]
+fn a_signed_change_automerge_panics_on_while_applying_convicts_its_author_everywhere() {
+    let trust = chain();
+    let ctx = ctx(&trust);
+    let mut store = ConfigStore::new();
+    store
+        .author("app", &key(101), 1, &map(&[("a", Value::Int(1))]), &ctx)
+        .unwrap();
+    store
+        .author("web", &key(100), 1, &map(&[("b", Value::Int(2))]), &ctx)
+        .unwrap();
+    let honest: Vec<ConfigEntry> = store
+        .versions()
+        .into_iter()
+        .filter_map(|(key, _)| store.entry(&key))
+        .collect();
+    let bomb = SignedChange::sign(
+        "boom",
+        1,
+        &key(100),
+        hostile::apply_panic(&key(100).public()),
+    )
+    .unwrap();
+    assert_eq!(
+        store.merge(ConfigEntry::Change(bomb.clone()), &ctx),
+        Err(Rejected::Quarantined)
+    );
+    assert!(store.panics_caught() >= 1);
+    assert_eq!(
+        store.quarantined().copied().collect::<Vec<_>>(),
+        vec![key(100).public()]
+    );
+    // Key 100's other changes are gone, the rest reads back.
+    assert_eq!(store.documents().collect::<Vec<_>>(), vec!["app"]);
+    assert_eq!(current(&store, "app"), map(&[("a", Value::Int(1))]));
+    // Offered again, it is refused before automerge sees it.
+    let panics = store.panics_caught();
+    assert_eq!(
+        store.merge(ConfigEntry::Change(bomb.clone()), &ctx),
+        Err(Rejected::Quarantined)
+    );
+    assert_eq!(store.panics_caught(), panics);
+    let evidence: Vec<ConfigEntry> = store
+        .evidence_keys()
+        .filter_map(|key| store.entry(key))
+        .collect();
+    let [ConfigEntry::Malformed(proof)] = evidence.as_slice() else {
+        panic!("{evidence:?}");
+    };
+    // A replica that never saw the change checks the proof itself and
+    // ends in the same state.
+    let mut other = ConfigStore::new();
+    other.merge_batch(honest.clone(), &ctx);
+    assert!(matches!(
+        other.merge(ConfigEntry::Malformed(proof.clone()), &ctx),
+        Ok(Merge::Changed { .. })
+    ));
+    assert_eq!(sorted_versions(&other), sorted_versions(&store));
+    assert_eq!(current(&other, "app"), current(&store, "app"));
+    // Forged proofs convict nobody: an honest change, or a history with a
+    // change that is no ancestor.
+    let mut third = ConfigStore::new();
+    let ConfigEntry::Change(valid) = &honest[0] else {
+        panic!("a change");
+    };
+    let framed = MalformedChange {
+        change: valid.clone(),
+        history: Vec::new(),
+    };
+    assert!(matches!(
+        third.merge(ConfigEntry::Malformed(framed), &ctx),
+        Err(Rejected::Malformed(_))
+    ));
+    let mut padded = proof.clone();
+    padded.history.push(valid.change.clone());
+    assert!(matches!(
+        third.merge(ConfigEntry::Malformed(padded), &ctx),
+        Err(Rejected::Malformed(_))
+    ));
+    assert!(third.quarantined().next().is_none());
+}
+
+#[test]
+fn content_nested_too_deep_is_refused_when_authored_and_cut_when_read() {
+    let trust = chain();
+    let ctx = ctx(&trust);
+    let nested = |depth: usize| {
+        let mut value = Value::Int(1);
+        for _ in 0..depth {
+            value = map(&[("x", value)]);
+        }
+        value
+    };
+    let mut store = ConfigStore::new();
+    assert_eq!(
+        store.author(
+            "app",
+            &key(100),
+            1,
+            &nested(limits::VALUE_DEPTH_MAX + 1),
+            &ctx
+        ),
+        Err(ConfigError::TooDeep {
+            depth: limits::VALUE_DEPTH_MAX + 1
+        })
+    );
+    // A writer that skips the check (any automerge client) gets content
+    // that reads back cut at the bound, never a stack overflow.
+    let mut doc = Automerge::new();
+    doc.set_actor(ActorId::from(&key(100).public().0[..]));
+    let mut tx = doc.transaction();
+    let mut obj = ROOT;
+    for _ in 0..10_000 {
+        obj = tx.put_object(&obj, "x", automerge::ObjType::Map).unwrap();
+    }
+    tx.commit();
+    let mut change = doc.get_last_local_change().unwrap();
+    let deep = SignedChange::sign("app", 1, &key(100), change.bytes().into_owned()).unwrap();
+    assert!(matches!(
+        store.merge(ConfigEntry::Change(deep), &ctx),
+        Ok(Merge::Changed { .. })
+    ));
+    assert_eq!(current(&store, "app").depth(), limits::VALUE_DEPTH_MAX);
+}
+
+#[test]
 fn revocation_drops_the_revoked_authors_changes() {
     let mut trust = chain();
     let mut store = ConfigStore::new();
@@ -328,6 +503,118 @@ fn changes_under_a_newer_trust_version_wait_for_it() {
     store.trust_changed(&ctx(&trust));
     assert_eq!(store.pending_len(), 0);
     assert_eq!(current(&store, "app"), map(&[("a", Value::Int(1))]));
+}
+
+/// Change number `n` by `author` under trust version `trust_version`, on a
+/// document of its own, as a laptop that believes `author` holds config
+/// would sign it.
+fn change_under(author: &Keypair, trust_version: u64, n: i64) -> SignedChange {
+    let mut doc = Automerge::new();
+    doc.set_actor(ActorId::from(&author.public().0[..]));
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "n", n).unwrap();
+    tx.commit();
+    let mut change = doc.get_last_local_change().unwrap();
+    let doc = format!("doc-{n}");
+    SignedChange::sign(&doc, trust_version, author, change.bytes().into_owned()).unwrap()
+}
+
+#[test]
+fn neither_one_key_nor_a_crowd_of_keys_fills_the_queue_for_a_newer_trust_version() {
+    let trust = chain();
+    let ctx = ctx(&trust);
+    let mut store = ConfigStore::new();
+    let queue = |store: &mut ConfigStore, change: SignedChange| {
+        store.merge(ConfigEntry::Change(change), &ctx)
+    };
+    // One key unknown here: a few changes, then refused.
+    let stranger = key(50);
+    for n in 0..limits::FUTURE_UNKNOWN_PER_AUTHOR_MAX as i64 {
+        assert_eq!(queue(&mut store, change_under(&stranger, 2, n)), Ok(Merge::Pending));
+    }
+    assert!(matches!(
+        queue(&mut store, change_under(&stranger, 2, 99)),
+        Err(Rejected::QueueFull(_))
+    ));
+    // A crowd of fresh keys fills only the pool unknown keys share.
+    let crowd = (1_000..1_000 + limits::FUTURE_UNKNOWN_MAX as u64).map(|seed| {
+        let mut bytes = [0; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        Keypair::from_seed(bytes)
+    });
+    let refused = crowd
+        .map(|member| queue(&mut store, change_under(&member, 2, 0)))
+        .filter(|result| matches!(result, Err(Rejected::QueueFull(_))))
+        .count();
+    assert_eq!(refused, limits::FUTURE_UNKNOWN_PER_AUTHOR_MAX);
+    // The fleet's operators still get in; far ahead, nobody does.
+    assert_eq!(queue(&mut store, change_under(&key(100), 2, 1)), Ok(Merge::Pending));
+    assert!(matches!(
+        queue(
+            &mut store,
+            change_under(&key(101), 2 + limits::FUTURE_VERSIONS_AHEAD, 1)
+        ),
+        Err(Rejected::QueueFull(_))
+    ));
+    assert_eq!(
+        store.pending_len(),
+        limits::FUTURE_UNKNOWN_MAX + 1,
+        "the crowd's pool and the operator's change"
+    );
+}
+
+#[test]
+fn a_release_for_a_newer_trust_version_waits_only_on_a_config_key_of_today() {
+    let mut trust = chain();
+    let mut log = ReleaseLog::new();
+    let future = |version: u64, signers: &[u8]| {
+        let mut release = SignedRelease::new(Release {
+            doc: "app".into(),
+            version,
+            heads: vec![Digest([7; 32])],
+            expires_millis: None,
+            trust_version: 2,
+        });
+        for signer in signers {
+            release.sign(&key(*signer));
+        }
+        release
+    };
+    assert!(matches!(
+        log.merge(future(1, &[50]), &ctx(&trust)),
+        Err(Rejected::Unauthorized(_))
+    ));
+    let mut forged = future(1, &[]);
+    forged
+        .signatures
+        .insert(key(100).public(), key(100).sign_digest(&Digest::default()));
+    assert!(matches!(
+        log.merge(forged, &ctx(&trust)),
+        Err(Rejected::Unauthorized(_))
+    ));
+    let quota = limits::RELEASE_PENDING_PER_SIGNER_MAX as u64;
+    for version in 1..=quota {
+        assert_eq!(
+            log.merge(future(version, &[100, 101]), &ctx(&trust)),
+            Ok(Merge::Pending)
+        );
+    }
+    assert!(matches!(
+        log.merge(future(quota + 1, &[100, 101]), &ctx(&trust)),
+        Err(Rejected::QueueFull(_))
+    ));
+    // Another config key is not crowded out by the first two (alone, it
+    // misses the threshold of 2 once the trust version arrives).
+    assert_eq!(
+        log.merge(future(quota + 1, &[102]), &ctx(&trust)),
+        Ok(Merge::Pending)
+    );
+    trust.insert(signed_trust(2, &[]), &Ed25519).unwrap();
+    log.trust_changed(&ctx(&trust));
+    assert_eq!(
+        log.next("app", None).map(|release| release.release.version),
+        Some(quota)
+    );
 }
 
 fn release(version: u64, signers: &[u8]) -> SignedRelease {
@@ -478,6 +765,7 @@ enum Op {
     Unauthorized { key: u8, value: i64 },
     BadSignature { key: u8, value: i64 },
     Equivocate,
+    Malformed,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -487,15 +775,17 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4u8, 0..5i64).prop_map(|(key, value)| Op::Unauthorized { key, value }),
         1 => (0..4u8, 0..5i64).prop_map(|(key, value)| Op::BadSignature { key, value }),
         1 => Just(Op::Equivocate),
+        1 => Just(Op::Malformed),
     ]
 }
 
 /// The changes a run of `ops` produces: valid ones and ones no replica may
-/// apply, and whether key 101 equivocated.
+/// apply, and whether key 101 equivocated or signed a change automerge
+/// cannot apply (either convicts it).
 struct Scenario {
     good: Vec<ConfigEntry>,
     bad: Vec<ConfigEntry>,
-    equivocated: bool,
+    convicted: bool,
 }
 
 fn play(ops: &[Op], ctx: &Ctx<'_>) -> Scenario {
@@ -504,7 +794,7 @@ fn play(ops: &[Op], ctx: &Ctx<'_>) -> Scenario {
     let mut scenario = Scenario {
         good: Vec::new(),
         bad: Vec::new(),
-        equivocated: false,
+        convicted: false,
     };
     for op in ops {
         match *op {
@@ -531,13 +821,19 @@ fn play(ops: &[Op], ctx: &Ctx<'_>) -> Scenario {
                 change.signature = key(102).sign_digest(&Digest::of("x", &value));
                 scenario.bad.push(ConfigEntry::Change(change));
             }
-            Op::Equivocate if !scenario.equivocated => {
+            Op::Equivocate if !scenario.convicted => {
                 let (one, two) = equivocate(&stores[1], &authors[1], ctx);
                 scenario.good.push(ConfigEntry::Change(one));
                 scenario.good.push(ConfigEntry::Change(two));
-                scenario.equivocated = true;
+                scenario.convicted = true;
             }
             Op::Equivocate => {}
+            Op::Malformed => {
+                let bytes = hostile::apply_panic(&authors[1].public());
+                let change = SignedChange::sign("boom", 1, &authors[1], bytes).unwrap();
+                scenario.good.push(ConfigEntry::Change(change));
+                scenario.convicted = true;
+            }
         }
     }
     scenario
@@ -548,7 +844,7 @@ fn change_keys(entries: &[ConfigEntry]) -> BTreeSet<Digest> {
         .iter()
         .filter_map(|entry| match entry {
             ConfigEntry::Change(change) => change.key(),
-            ConfigEntry::Evidence(_) => None,
+            ConfigEntry::Evidence(_) | ConfigEntry::Malformed(_) => None,
         })
         .collect()
 }
@@ -581,12 +877,13 @@ proptest! {
             }
             replicas.push(replica);
         }
-        // A key that forked three ways may be caught on different pairs;
-        // anti-entropy spreads the evidence and the lowest key wins.
+        // A key that forked three ways, or also signed a malformed change,
+        // may be caught on different proofs; anti-entropy spreads the
+        // evidence and the lowest key wins.
         let evidence: Vec<ConfigEntry> = replicas
             .iter()
             .flat_map(|replica| replica.versions().into_iter().filter_map(|(key, _)| replica.entry(&key)))
-            .filter(|entry| matches!(entry, ConfigEntry::Evidence(_)))
+            .filter(|entry| matches!(entry, ConfigEntry::Evidence(_) | ConfigEntry::Malformed(_)))
             .collect();
         let mut outcomes = Vec::new();
         for mut replica in replicas {
@@ -594,7 +891,7 @@ proptest! {
             let versions = sorted_versions(&replica);
             prop_assert!(versions.iter().all(|(key, _)| !bad.contains(key)));
             let quarantined: Vec<PublicKey> = replica.quarantined().copied().collect();
-            if scenario.equivocated {
+            if scenario.convicted {
                 prop_assert_eq!(&quarantined, &vec![key(101).public()]);
             } else {
                 prop_assert!(quarantined.is_empty());

@@ -12,6 +12,8 @@ use automerge::transaction::Transactable;
 use automerge::{AutomergeError, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
 use serde::{Deserialize, Serialize};
 
+use super::limits;
+
 /// A JSON-like config value; a TOML or JSON file deserializes straight into
 /// it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,23 +35,49 @@ pub enum Value {
     Map(BTreeMap<String, Value>),
 }
 
-/// The document's root map as it was at `heads`.
-pub(crate) fn read_root(doc: &impl ReadDoc, heads: &[ChangeHash]) -> BTreeMap<String, Value> {
-    read_map(doc, &ROOT, heads)
+impl Value {
+    /// How many maps and lists nest in this value, outermost included: 0
+    /// for a scalar. Counted without recursion, whatever the depth.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 0)];
+        while let Some((value, above)) = stack.pop() {
+            let children: Box<dyn Iterator<Item = &Value>> = match value {
+                Value::List(items) => Box::new(items.iter()),
+                Value::Map(map) => Box::new(map.values()),
+                _ => continue,
+            };
+            deepest = deepest.max(above + 1);
+            stack.extend(children.map(|child| (child, above + 1)));
+        }
+        deepest
+    }
 }
 
-fn read_map(doc: &impl ReadDoc, obj: &ObjId, heads: &[ChangeHash]) -> BTreeMap<String, Value> {
+/// The document's root map as it was at `heads`. Nesting below
+/// [`limits::VALUE_DEPTH_MAX`] reads as null: the reader recurses, and the
+/// content is an author's choice.
+pub(crate) fn read_root(doc: &impl ReadDoc, heads: &[ChangeHash]) -> BTreeMap<String, Value> {
+    read_map(doc, &ROOT, heads, 1)
+}
+
+fn read_map(
+    doc: &impl ReadDoc,
+    obj: &ObjId,
+    heads: &[ChangeHash],
+    depth: usize,
+) -> BTreeMap<String, Value> {
     doc.keys_at(obj, heads)
         .filter_map(|key| {
-            let value = read_prop(doc, obj, key.as_str(), heads)?;
+            let value = read_prop(doc, obj, key.as_str(), heads, depth)?;
             Some((key, value))
         })
         .collect()
 }
 
-fn read_list(doc: &impl ReadDoc, obj: &ObjId, heads: &[ChangeHash]) -> Value {
+fn read_list(doc: &impl ReadDoc, obj: &ObjId, heads: &[ChangeHash], depth: usize) -> Value {
     let items = (0..doc.length_at(obj, heads))
-        .filter_map(|index| read_prop(doc, obj, index, heads))
+        .filter_map(|index| read_prop(doc, obj, index, heads, depth))
         .collect();
     Value::List(items)
 }
@@ -59,13 +87,19 @@ fn read_prop(
     obj: &ObjId,
     prop: impl Into<automerge::Prop>,
     heads: &[ChangeHash],
+    depth: usize,
 ) -> Option<Value> {
     let (value, id) = doc.get_at(obj, prop, heads).ok().flatten()?;
     Some(match value {
-        automerge::Value::Object(ObjType::Map | ObjType::Table) => {
-            Value::Map(read_map(doc, &id, heads))
+        automerge::Value::Object(ObjType::Map | ObjType::Table | ObjType::List)
+            if depth >= limits::VALUE_DEPTH_MAX =>
+        {
+            Value::Null
         }
-        automerge::Value::Object(ObjType::List) => read_list(doc, &id, heads),
+        automerge::Value::Object(ObjType::Map | ObjType::Table) => {
+            Value::Map(read_map(doc, &id, heads, depth + 1))
+        }
+        automerge::Value::Object(ObjType::List) => read_list(doc, &id, heads, depth + 1),
         automerge::Value::Object(ObjType::Text) => {
             Value::Str(doc.text_at(&id, heads).unwrap_or_default())
         }

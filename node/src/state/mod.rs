@@ -199,6 +199,10 @@ pub struct StateStats {
     /// Entries refused for a timestamp more than [`AHEAD_MAX_MILLIS`]
     /// ahead of this replica's clock.
     pub future_dated: u64,
+    /// Panics automerge raised on config changes (malformed ones) that the
+    /// config store's guard caught; each such change was refused and its
+    /// document rebuilt without it.
+    pub automerge_panics: u64,
 }
 
 /// Sums counters, e.g. over the agents of a simulated fleet.
@@ -213,6 +217,7 @@ impl std::ops::AddAssign<&StateStats> for StateStats {
         self.push_dropped += other.push_dropped;
         self.fetches_refused += other.fetches_refused;
         self.future_dated += other.future_dated;
+        self.automerge_panics += other.automerge_panics;
     }
 }
 
@@ -407,8 +412,11 @@ impl Replicas {
     }
 
     /// Counters.
-    pub fn stats(&self) -> &StateStats {
-        &self.stats
+    pub fn stats(&self) -> StateStats {
+        StateStats {
+            automerge_panics: self.config.panics_caught(),
+            ..self.stats.clone()
+        }
     }
 
     /// What this replica holds, per collection. Encodes every entry: for
