@@ -26,7 +26,7 @@ use fleetmesh_simulator::rng::Seeds;
 use fleetmesh_simulator::scenario::{Content, Nodes, OperatorKey, Publication, TrustChange};
 
 use crate::fixture::{Fixture, ITEM_DOMAIN, fixture};
-use crate::targets::config_change::FRESH_DOC;
+use crate::targets::config_change::{FRESH_DOC, base_store};
 use crate::targets::entries_verify::ENTRIES_PREFIX;
 use crate::targets::release_apply::ReleaseInput;
 
@@ -65,6 +65,18 @@ queue_bytes_max = 67108864
 streams_per_connection = 16
 tasks_running_max = 64
 output_bytes_max = 4096
+"#;
+
+/// An agent config as `fleetmesh demo` writes one: loopback, no mDNS,
+/// JSON logs.
+const DEMO_AGENT_CONFIG: &str = r#"state_dir = "."
+listen = ["127.0.0.1:17946"]
+bootstrap = ["127.0.0.1:17946", "127.0.0.1:17947"]
+mdns = false
+preset = "wan"
+admin = "off"
+log_format = "json"
+log_level = "info"
 "#;
 
 /// The seed inputs of target `name`, in a fixed order; empty for an
@@ -208,14 +220,15 @@ pub fn entries_body(entries: Vec<Entry>) -> Vec<u8> {
 
 /// Entries of operator flows on the fixture's fleet that the seed run
 /// did not have: `operator-2` forking its history (the two changes, then
-/// the evidence an agent makes of them) and a root rotation.
+/// the evidence an agent makes of them), the evidence of a change
+/// automerge cannot apply, and a root rotation.
 fn operator_flows(fixture: &Fixture) -> Vec<Entry> {
     let mut operators = Operators::new(&fixture.fleet, &Seeds::new(fixture.seed));
     let now_millis = fixture.now_millis();
     let publication = Publication {
         doc: "team-c".into(),
         author: OperatorKey::Operator2,
-        content: Content::Inline(map(&[("owner", "team-c")])),
+        content: Content::Inline(map_of(&[("owner", "team-c")])),
         release: true,
         expires_after: None,
         via: Nodes::default(),
@@ -232,8 +245,23 @@ fn operator_flows(fixture: &Fixture) -> Vec<Entry> {
         let evidence = agent.replicas().config().evidence_keys().next().copied();
         entries.extend(evidence.and_then(|key| agent.replicas().entry(Kind::Config, &key)));
     }
+    entries.extend(malformed_evidence(fixture));
     entries.push(operators.change_trust(TrustChange::RotateRoot, now_millis));
     entries
+}
+
+/// The evidence an agent makes of issue 15's second crashing change,
+/// signed by the `operator` key: a change automerge cannot apply.
+fn malformed_evidence(fixture: &Fixture) -> Option<Entry> {
+    let operator = &fixture.fleet.operator;
+    let bytes = with_actor(&unhex(REPRO_APPLY_PANIC), &operator.public().0);
+    let trust_version = fixture.trust.head().doc.version;
+    let change = SignedChange::sign("boom", trust_version, operator, bytes).ok()?;
+    let mut agent = fixture.agent_with_state();
+    let entry = Entry::Config(Box::new(ConfigEntry::Change(change)));
+    let _ = agent.publish(fixture.now, entry);
+    let key = agent.replicas().config().evidence_keys().next().copied()?;
+    agent.replicas().entry(Kind::Config, &key)
 }
 
 /// Change chunks: every change of the run; new changes on the fleet's
@@ -248,7 +276,7 @@ fn change_seeds(fixture: &Fixture) -> Vec<Vec<u8>> {
         .filter_map(|entry| match entry {
             Entry::Config(change) => match change.as_ref() {
                 ConfigEntry::Change(change) => Some(change.change.clone()),
-                ConfigEntry::Evidence(_) => None,
+                ConfigEntry::Evidence(_) | ConfigEntry::Malformed(_) => None,
             },
             _ => None,
         })
@@ -269,10 +297,11 @@ fn change_seeds(fixture: &Fixture) -> Vec<Vec<u8>> {
     seeds
 }
 
-/// Changes each config key makes on top of the fleet's documents, and the
-/// first change of [`FRESH_DOC`].
+/// Changes each config key makes on top of the config target's base
+/// documents (new keys, a float, a list, a nested map), and the first
+/// change of [`FRESH_DOC`].
 fn authored_changes(fixture: &Fixture) -> Vec<SignedChange> {
-    let mut store = fixture.config_store();
+    let mut store = base_store();
     let trust_version = fixture.trust.head().doc.version;
     let documents: Vec<String> = store.documents().map(str::to_owned).collect();
     let mut edits: Vec<(String, &Keypair, Value)> = Vec::new();
@@ -289,6 +318,7 @@ fn authored_changes(fixture: &Fixture) -> Vec<SignedChange> {
                     "list".into(),
                     Value::List(vec![Value::Null, Value::Bool(true)]),
                 );
+                map.insert("nested".into(), map_of(&[("depth", "1")]));
             }
             edits.push((doc.clone(), key, content));
         }
@@ -296,7 +326,7 @@ fn authored_changes(fixture: &Fixture) -> Vec<SignedChange> {
     edits.push((
         FRESH_DOC.into(),
         &fixture.fleet.operator,
-        map(&[("service", "db"), ("pager", "off")]),
+        map_of(&[("service", "db"), ("pager", "off")]),
     ));
     let mut changes = Vec::new();
     for (doc, key, content) in edits {
@@ -433,8 +463,8 @@ fn release_seeds(fixture: &Fixture) -> Vec<Vec<u8>> {
     seeds
 }
 
-/// The TOML examples of `docs/operations.md` and a config setting every
-/// field.
+/// The TOML examples of `docs/operations.md`, a config setting every
+/// field and a demo agent's.
 fn agent_config_seeds() -> Vec<Vec<u8>> {
     let guide = include_str!("../../docs/operations.md");
     let mut seeds: Vec<Vec<u8>> = toml_blocks(guide)
@@ -442,6 +472,7 @@ fn agent_config_seeds() -> Vec<Vec<u8>> {
         .map(String::into_bytes)
         .collect();
     seeds.push(FULL_AGENT_CONFIG.as_bytes().to_vec());
+    seeds.push(DEMO_AGENT_CONFIG.as_bytes().to_vec());
     seeds
 }
 
@@ -496,7 +527,7 @@ fn admin_body_seeds(fixture: &Fixture) -> Vec<Vec<u8>> {
                 ConfigEntry::Change(change) => {
                     files::to_json(CHANGE_FORMAT, &ChangeJson::new(change))
                 }
-                ConfigEntry::Evidence(_) => continue,
+                ConfigEntry::Evidence(_) | ConfigEntry::Malformed(_) => continue,
             },
             Entry::Release(release) => files::to_json(RELEASE_FORMAT, &ReleaseJson::new(release)),
             Entry::Ledger(record) => match ApprovalJson::new(record) {
@@ -522,18 +553,19 @@ fn admin_body_seeds(fixture: &Fixture) -> Vec<Vec<u8>> {
     seeds
 }
 
+/// The document a change or release file is about.
 fn first_doc(entry: &Entry) -> String {
     match entry {
         Entry::Config(change) => match change.as_ref() {
             ConfigEntry::Change(change) => change.doc.clone(),
-            ConfigEntry::Evidence(evidence) => evidence.a.doc.clone(),
+            ConfigEntry::Evidence(_) | ConfigEntry::Malformed(_) => String::new(),
         },
         Entry::Release(release) => release.release.doc.clone(),
         _ => String::new(),
     }
 }
 
-fn map(pairs: &[(&str, &str)]) -> Value {
+fn map_of(pairs: &[(&str, &str)]) -> Value {
     Value::Map(
         pairs
             .iter()

@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use fleetmesh_node::crdt::{ConfigEntry, ConfigStore, Ctx, Digest, PublicKey, Replica, TrustChain};
+use fleetmesh_node::crdt::{ConfigEntry, Ctx, Digest, PublicKey, TrustChain};
 use fleetmesh_node::state::{Entry, Kind};
 use fleetmesh_node::wire::{self, Message, StateMessage};
 use fleetmesh_node::{Agent, Instant, NodeMeta, snapshot};
@@ -155,16 +155,6 @@ impl Fixture {
                 _ => None,
             })
             .collect()
-    }
-
-    /// A config store holding the fleet's documents, as an operator's
-    /// laptop or an agent has them.
-    pub fn config_store(&self) -> ConfigStore {
-        let mut store = ConfigStore::new();
-        self.with_ctx(&self.trust, |ctx| {
-            store.merge_batch(self.config_changes(), ctx)
-        });
-        store
     }
 
     /// Runs `body` with a merge context of `trust` at [`Fixture::now`]

@@ -41,7 +41,7 @@ pub const TARGETS: [Target; 8] = [
     Target {
         name: "wire_decode",
         run: wire_decode,
-        smoke_inputs: 1_000_000,
+        smoke_inputs: 2_000_000,
     },
     Target {
         name: "snapshot_decode",
@@ -76,7 +76,7 @@ pub const TARGETS: [Target; 8] = [
     Target {
         name: "admin_body",
         run: admin_body,
-        smoke_inputs: 20_000,
+        smoke_inputs: 50_000,
     },
 ];
 

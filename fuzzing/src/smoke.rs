@@ -6,7 +6,9 @@
 //! input failed and how to replay it; panics inside automerge that
 //! fleetmesh's guard catches never reach here.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::Target;
@@ -96,6 +98,57 @@ pub fn run(target: &Target, inputs: u64, seed: u64) -> Result<Report, Box<Failur
         inputs,
         elapsed: started.elapsed(),
     })
+}
+
+/// Runs each of `targets` for its number of inputs, on `jobs` threads
+/// (each target on one thread, the most inputs first), drawing from `seed`;
+/// `report` sees each target's report as it finishes. Stops at the first
+/// panic. The inputs do not depend on `jobs`.
+pub fn run_all(
+    targets: &[(&'static Target, u64)],
+    seed: u64,
+    jobs: usize,
+    report: impl Fn(&Report) + Sync,
+) -> Result<Vec<Report>, Box<Failure>> {
+    let mut queue: Vec<(&'static Target, u64)> = targets.to_vec();
+    // The largest runs start first, so none is left to run alone at the end.
+    queue.sort_by_key(|&(_, inputs)| std::cmp::Reverse(inputs));
+    let queue = Mutex::new(VecDeque::from(queue));
+    let reports = Mutex::new(Vec::new());
+    let failed: Mutex<Option<Box<Failure>>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().ok().and_then(|mut queue| queue.pop_front());
+                    let Some((target, inputs)) = next else {
+                        return;
+                    };
+                    if failed.lock().map_or(true, |failed| failed.is_some()) {
+                        return;
+                    }
+                    match run(target, inputs, seed) {
+                        Ok(done) => {
+                            report(&done);
+                            if let Ok(mut reports) = reports.lock() {
+                                reports.push(done);
+                            }
+                        }
+                        Err(failure) => {
+                            if let Ok(mut failed) = failed.lock() {
+                                failed.get_or_insert(failure);
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().ok().flatten() {
+        Some(failure) => Err(failure),
+        None => Ok(reports.into_inner().unwrap_or_default()),
+    }
 }
 
 /// Runs `target` on one input; the panic message if it panics.

@@ -158,7 +158,11 @@ impl Future {
                 "config changes for a trust version far ahead of this replica's",
             ));
         }
-        let (count, bytes) = self.authors.get(&change.author).copied().unwrap_or_default();
+        let (count, bytes) = self
+            .authors
+            .get(&change.author)
+            .copied()
+            .unwrap_or_default();
         let bytes = bytes + change.change.len();
         if known {
             if count >= limits::FUTURE_PER_AUTHOR_MAX || bytes > limits::FUTURE_AUTHOR_BYTES_MAX {

@@ -530,7 +530,10 @@ fn neither_one_key_nor_a_crowd_of_keys_fills_the_queue_for_a_newer_trust_version
     // One key unknown here: a few changes, then refused.
     let stranger = key(50);
     for n in 0..limits::FUTURE_UNKNOWN_PER_AUTHOR_MAX as i64 {
-        assert_eq!(queue(&mut store, change_under(&stranger, 2, n)), Ok(Merge::Pending));
+        assert_eq!(
+            queue(&mut store, change_under(&stranger, 2, n)),
+            Ok(Merge::Pending)
+        );
     }
     assert!(matches!(
         queue(&mut store, change_under(&stranger, 2, 99)),
@@ -548,7 +551,10 @@ fn neither_one_key_nor_a_crowd_of_keys_fills_the_queue_for_a_newer_trust_version
         .count();
     assert_eq!(refused, limits::FUTURE_UNKNOWN_PER_AUTHOR_MAX);
     // The fleet's operators still get in; far ahead, nobody does.
-    assert_eq!(queue(&mut store, change_under(&key(100), 2, 1)), Ok(Merge::Pending));
+    assert_eq!(
+        queue(&mut store, change_under(&key(100), 2, 1)),
+        Ok(Merge::Pending)
+    );
     assert!(matches!(
         queue(
             &mut store,

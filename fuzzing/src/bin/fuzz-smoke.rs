@@ -2,7 +2,7 @@
 //! (the CI step), or replays one input.
 //!
 //! ```text
-//! fuzz-smoke [--seed N] [--scale F] [--only NAME,...]
+//! fuzz-smoke [--seed N] [--scale F] [--jobs N] [--only NAME,...]
 //! fuzz-smoke replay NAME HEX|FILE
 //! ```
 
@@ -21,6 +21,9 @@ struct Args {
     /// look, 10 for a longer run).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// Threads to run targets on (one target per thread at a time).
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
     /// Runs only these targets (comma-separated names).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -48,7 +51,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> ExitCode {
-    let chosen: Vec<&Target> = TARGETS
+    let chosen: Vec<&'static Target> = TARGETS
         .iter()
         .filter(|target| args.only.is_empty() || args.only.iter().any(|name| name == target.name))
         .collect();
@@ -65,32 +68,39 @@ fn run(args: &Args) -> ExitCode {
         fixture.entries.len(),
         started.elapsed().as_secs_f64()
     );
-    let mut total = 0;
-    for target in chosen {
-        let inputs = ((target.smoke_inputs as f64 * args.scale) as u64).max(1);
-        match smoke::run(target, inputs, args.seed) {
-            Ok(report) => {
-                total += report.inputs;
-                println!(
-                    "{:<16} {:>10} inputs ({} seeds) in {:>7.1}s: {:>9.0} inputs/s, 0 panics",
-                    report.target,
-                    report.inputs,
-                    report.seeds,
-                    report.elapsed.as_secs_f64(),
-                    report.rate()
-                );
-            }
-            Err(failure) => {
-                eprintln!("{failure}");
-                return ExitCode::FAILURE;
-            }
+    let runs: Vec<(&'static Target, u64)> = chosen
+        .into_iter()
+        .map(|target| {
+            let inputs = ((target.smoke_inputs as f64 * args.scale) as u64).max(1);
+            (target, inputs)
+        })
+        .collect();
+    let print = |report: &smoke::Report| {
+        println!(
+            "{:<16} {:>10} inputs ({} seeds) in {:>7.1}s: {:>9.0} inputs/s, 0 panics",
+            report.target,
+            report.inputs,
+            report.seeds,
+            report.elapsed.as_secs_f64(),
+            report.rate()
+        );
+    };
+    match smoke::run_all(&runs, args.seed, args.jobs, print) {
+        Ok(reports) => {
+            let total: u64 = reports.iter().map(|report| report.inputs).sum();
+            println!(
+                "fuzz smoke: {} targets, {total} inputs, 0 panics, {:.1}s on {} threads",
+                reports.len(),
+                started.elapsed().as_secs_f64(),
+                args.jobs
+            );
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("{failure}");
+            ExitCode::FAILURE
         }
     }
-    println!(
-        "fuzz smoke: {total} inputs, 0 panics, {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    ExitCode::SUCCESS
 }
 
 fn replay(name: &str, input: &str) -> ExitCode {
