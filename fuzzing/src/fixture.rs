@@ -22,6 +22,7 @@ use fleetmesh_node::crdt::{ConfigEntry, Ctx, Digest, PublicKey, TrustChain};
 use fleetmesh_node::state::{Entry, Kind};
 use fleetmesh_node::wire::{self, Message, StateMessage};
 use fleetmesh_node::{Agent, Instant, NodeMeta, snapshot};
+use fleetmesh_simulator::clock::Clock;
 use fleetmesh_simulator::fleet::Fleet;
 use fleetmesh_simulator::rng::Seeds;
 use fleetmesh_simulator::{RunOptions, Scenario, World};
@@ -45,7 +46,8 @@ pub struct Fixture {
     pub fleet: Fleet,
     /// The run's root seed.
     pub seed: u64,
-    /// When the run ended: targets run their agents at this time.
+    /// When the run ended, on an agent's clock: targets run their agents
+    /// at this time.
     pub now: Instant,
     /// Whether the run met its scenario's expectations.
     pub passed: bool,
@@ -84,7 +86,10 @@ impl Fixture {
         let trust = TrustChain::new(fleet.genesis.clone(), fleet.verifier.as_ref())
             .expect("the seed run's genesis verifies");
         let mut fixture = Fixture {
-            now: Instant(u64::try_from(scenario.duration.as_nanos()).unwrap_or(u64::MAX)),
+            // Agents' clocks read the simulator's base time plus true time:
+            // a perfect one at the end of the run.
+            now: Clock::default()
+                .local(u64::try_from(scenario.duration.as_nanos()).unwrap_or(u64::MAX)),
             passed: outcome.violations.is_empty(),
             scenario,
             fleet,
