@@ -5,26 +5,107 @@
 //! Each prints a table by default and, with `--json`, the admin API's
 //! JSON as it came (for one `--doc`, that document's entry), so scripts
 //! read what the API documents. Errors say what to do: no agent at the
-//! address, a key without the role, a stale release.
+//! address, no permission on its socket, a key without the role, a stale
+//! release.
+//!
+//! The agent is found (see [`AgentArgs`]) at `--admin`, else where the
+//! agent config (`--config`, or [`DEFAULT_CONFIG`] when it exists) says,
+//! else at [`DEFAULT_SOCKET`]; a TCP admin API's token is read from
+//! `--token-file` or from where the config says.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use fleetmesh_crdt::{Hlc, IdempotencyKey, LedgerRecord, RecordKind, Role, SignedRecord};
-use fleetmesh_runtime::{admin, files, formats};
+use fleetmesh_runtime::config::Endpoint;
+use fleetmesh_runtime::{AgentConfig, admin, files, formats};
 use serde_json::Value;
 
 use crate::operator;
 
+/// The agent config the CLI reads, when it exists and none is named.
+pub const DEFAULT_CONFIG: &str = "/etc/fleetmesh/agent.toml";
+/// The admin socket the CLI tries when no config says where it is: the
+/// default `admin` of an agent whose `state_dir` is `/var/lib/fleetmesh`.
+pub const DEFAULT_SOCKET: &str = "/var/lib/fleetmesh/admin.sock";
+
+/// Where the agent's admin API is.
+#[derive(Args, Clone, Debug)]
+pub struct AgentArgs {
+    /// The agent's admin API: its Unix socket, or its loopback IP:PORT
+    /// [default: the `admin` of the agent config, else
+    /// /var/lib/fleetmesh/admin.sock].
+    #[arg(long, value_name = "SOCKET|IP:PORT", alias = "agent")]
+    pub admin: Option<Endpoint>,
+    /// The agent's config, read for where its admin API and token are
+    /// [default: /etc/fleetmesh/agent.toml, when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The token file of an admin API on TCP [default: the one the agent
+    /// config names, or admin.token in its state directory].
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl AgentArgs {
+    /// The admin API these arguments name, with its token file for TCP.
+    fn target(&self) -> anyhow::Result<admin::Target> {
+        let endpoint = match &self.admin {
+            Some(endpoint) => endpoint.clone(),
+            None => match self.agent_config()? {
+                Some((path, config)) => config.admin.clone().with_context(|| {
+                    format!(
+                        "the admin API is off in {} (`admin = \"off\"`): turn it on there, or pass --admin",
+                        path.display()
+                    )
+                })?,
+                None => Endpoint::Unix(PathBuf::from(DEFAULT_SOCKET)),
+            },
+        };
+        let token_file = match (&endpoint, &self.token_file) {
+            (Endpoint::Unix(_), None) => None,
+            (Endpoint::Unix(socket), Some(_)) => bail!(
+                "--token-file is for an admin API on TCP; the one at {} is a Unix socket: leave --token-file out",
+                socket.display()
+            ),
+            (Endpoint::Tcp(_), Some(file)) => Some(file.clone()),
+            (Endpoint::Tcp(addr), None) => Some(
+                self.agent_config()?
+                    .and_then(|(_, config)| config.admin_token_path())
+                    .with_context(|| {
+                        format!(
+                            "the admin API at {addr} asks for a token: pass --token-file FILE (the agent writes admin.token in its state directory), or --config with the agent's config"
+                        )
+                    })?,
+            ),
+        };
+        Ok(admin::Target {
+            endpoint,
+            token_file,
+        })
+    }
+
+    /// The agent config named by `--config`, or the default one when it
+    /// exists; with its path.
+    fn agent_config(&self) -> anyhow::Result<Option<(PathBuf, AgentConfig)>> {
+        let path = match &self.config {
+            Some(path) => path.clone(),
+            None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+            None => return Ok(None),
+        };
+        let config = AgentConfig::load(&path)?;
+        Ok(Some((path, config)))
+    }
+}
+
 /// Where the agent is and how to print its answer.
 #[derive(Args, Clone, Debug)]
 pub struct Target {
-    /// The agent's admin API address (the `admin` of its config).
-    #[arg(long, value_name = "IP:PORT", default_value = fleetmesh_runtime::config::DEFAULT_ADMIN, alias = "agent")]
-    pub admin: SocketAddr,
+    /// The agent.
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// Print the admin API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -33,9 +114,9 @@ pub struct Target {
 /// `publish` / `config publish`: signed files for a running agent.
 #[derive(Args, Clone, Debug)]
 pub struct PublishArgs {
-    /// The agent's admin API address (the `admin` of its config).
-    #[arg(long, value_name = "IP:PORT", default_value = fleetmesh_runtime::config::DEFAULT_ADMIN, alias = "agent")]
-    pub admin: SocketAddr,
+    /// The agent.
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// The files (trust chain, config changes, config releases,
     /// approvals), published in the order given.
     #[arg(required = true, value_name = "FILE")]
@@ -57,20 +138,26 @@ const APPROVAL_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 /// One agent's admin API, called from synchronous code.
 struct Client {
     runtime: tokio::runtime::Runtime,
-    addr: SocketAddr,
+    target: admin::Target,
 }
 
 impl Client {
-    fn new(addr: SocketAddr) -> anyhow::Result<Client> {
+    fn new(agent: &AgentArgs) -> anyhow::Result<Client> {
+        let target = agent.target()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        Ok(Client { runtime, addr })
+        Ok(Client { runtime, target })
+    }
+
+    /// Where the agent is, for messages.
+    fn at(&self) -> &Endpoint {
+        &self.target.endpoint
     }
 
     fn call(&self, path: &str, body: Option<String>) -> anyhow::Result<(u16, String)> {
-        self.runtime.block_on(admin::call(self.addr, path, body))
+        self.runtime.block_on(admin::call(&self.target, path, body))
     }
 
     /// `GET path`, as JSON; an error naming the agent's reason otherwise.
@@ -80,14 +167,14 @@ impl Client {
         if status != 200 {
             bail!(
                 "the agent at {} answered {status} to {path}: {}",
-                self.addr,
+                self.at(),
                 value["error"].as_str().unwrap_or(body.trim())
             );
         }
         if value.is_null() {
             bail!(
-                "the agent at {} answered {path} with something that is not JSON: is this a fleetmesh agent's admin address?",
-                self.addr
+                "the agent at {} answered {path} with something that is not JSON: is this a fleetmesh agent's admin API?",
+                self.at()
             );
         }
         Ok(value)
@@ -101,7 +188,7 @@ impl Client {
         if status != 200 {
             bail!(
                 "the agent at {} refused {what}: {}",
-                self.addr,
+                self.at(),
                 value["error"].as_str().unwrap_or(text.trim())
             );
         }
@@ -194,7 +281,7 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
 
 /// `fleetmesh members`.
 pub fn members(target: &Target) -> anyhow::Result<()> {
-    let answer = Client::new(target.admin)?.get("/v1/members")?;
+    let answer = Client::new(&target.agent)?.get("/v1/members")?;
     if target.json {
         return print_json(&answer);
     }
@@ -243,7 +330,7 @@ pub fn members(target: &Target) -> anyhow::Result<()> {
 
 /// `fleetmesh health`.
 pub fn health(target: &Target) -> anyhow::Result<()> {
-    let answer = Client::new(target.admin)?.get("/v1/health")?;
+    let answer = Client::new(&target.agent)?.get("/v1/health")?;
     if target.json {
         return print_json(&answer);
     }
@@ -273,7 +360,7 @@ pub fn health(target: &Target) -> anyhow::Result<()> {
 
 /// `fleetmesh leases`.
 pub fn leases(target: &Target) -> anyhow::Result<()> {
-    let answer = Client::new(target.admin)?.get("/v1/leases")?;
+    let answer = Client::new(&target.agent)?.get("/v1/leases")?;
     if target.json {
         return print_json(&answer);
     }
@@ -320,7 +407,7 @@ pub fn leases(target: &Target) -> anyhow::Result<()> {
 
 /// `fleetmesh remediations`.
 pub fn remediations(target: &Target) -> anyhow::Result<()> {
-    let answer = Client::new(target.admin)?.get("/v1/remediations")?;
+    let answer = Client::new(&target.agent)?.get("/v1/remediations")?;
     if target.json {
         return print_json(&answer);
     }
@@ -375,7 +462,7 @@ pub fn remediations(target: &Target) -> anyhow::Result<()> {
 /// What `fleetmesh approve` is given.
 pub struct Approve<'a> {
     /// The agent.
-    pub admin: SocketAddr,
+    pub agent: &'a AgentArgs,
     /// The id (or a prefix of it) `fleetmesh remediations` shows.
     pub id: &'a str,
     /// The operator's key file; it must hold `approve`.
@@ -402,7 +489,7 @@ pub fn approve(args: &Approve<'_>) -> anyhow::Result<()> {
         );
     }
     let keypair = formats::load_key(args.key)?;
-    let client = Client::new(args.admin)?;
+    let client = Client::new(args.agent)?;
     let answer = client.get("/v1/approvals")?;
     let matching: Vec<&Value> = list(&answer, "approvals")
         .iter()
@@ -417,8 +504,8 @@ pub fn approve(args: &Approve<'_>) -> anyhow::Result<()> {
         [] => bail!(
             "nothing waits for an approval under id {} on the agent at {}: `fleetmesh remediations --admin {}` lists what does (it may have been approved, skipped or finished meanwhile)",
             args.id,
-            args.admin,
-            args.admin
+            client.at(),
+            client.at()
         ),
         _ => bail!(
             "{} remediations wait under ids starting {}: give more digits",
@@ -478,14 +565,15 @@ pub fn approve(args: &Approve<'_>) -> anyhow::Result<()> {
 
 /// `fleetmesh leave`: the agent leaves the fleet and stops; waits until
 /// it no longer answers.
-pub fn leave(admin: SocketAddr) -> anyhow::Result<()> {
-    let client = Client::new(admin)?;
+pub fn leave(agent: &AgentArgs) -> anyhow::Result<()> {
+    let client = Client::new(agent)?;
     let info = client.get("/v1/agent")?;
-    client.post("/v1/leave", String::new(), "to leave")?;
+    client.post("/v1/leave", "{}".to_owned(), "to leave")?;
     println!(
-        "agent {} ({}) at {admin} is leaving the fleet",
+        "agent {} ({}) at {} is leaving the fleet",
         cell(&info["name"]),
-        cell(&info["id"])
+        cell(&info["id"]),
+        client.at()
     );
     let polls = LEAVE_WAIT.as_millis() / LEAVE_POLL.as_millis();
     for _ in 0..polls {
@@ -496,7 +584,8 @@ pub fn leave(admin: SocketAddr) -> anyhow::Result<()> {
         }
     }
     bail!(
-        "the agent at {admin} still answers {} s after it was asked to leave: look at its log; stop it with SIGTERM",
+        "the agent at {} still answers {} s after it was asked to leave: look at its log; stop it with SIGTERM",
+        client.at(),
         LEAVE_WAIT.as_secs()
     )
 }
@@ -504,7 +593,7 @@ pub fn leave(admin: SocketAddr) -> anyhow::Result<()> {
 /// `fleetmesh publish` and `fleetmesh config publish`: posts each file to
 /// the agent's admin API, in order.
 pub fn publish(args: &PublishArgs) -> anyhow::Result<()> {
-    let client = Client::new(args.admin)?;
+    let client = Client::new(&args.agent)?;
     for path in &args.files {
         let text = std::fs::read_to_string(path).with_context(|| {
             format!(
@@ -523,12 +612,17 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<()> {
 }
 
 /// The releases an agent runs, those of `doc` only if given; an error
-/// naming what it does run when `doc` is not among them.
-fn releases_of(target: &Target, doc: Option<&str>) -> anyhow::Result<(Value, Vec<Value>)> {
-    let answer = Client::new(target.admin)?.get("/v1/releases")?;
+/// naming what it does run when `doc` is not among them. With where the
+/// agent is, for messages.
+fn releases_of(
+    target: &Target,
+    doc: Option<&str>,
+) -> anyhow::Result<(Endpoint, Value, Vec<Value>)> {
+    let client = Client::new(&target.agent)?;
+    let answer = client.get("/v1/releases")?;
     let all = list(&answer, "releases").to_vec();
     let Some(doc) = doc else {
-        return Ok((answer, all));
+        return Ok((client.target.endpoint, answer, all));
     };
     let chosen: Vec<Value> = all
         .iter()
@@ -539,7 +633,7 @@ fn releases_of(target: &Target, doc: Option<&str>) -> anyhow::Result<(Value, Vec
         let running: Vec<String> = all.iter().map(|release| cell(&release["doc"])).collect();
         bail!(
             "the agent at {} runs no release of document {doc} (it runs: {}); publish one with `fleetmesh config publish`",
-            target.admin,
+            client.at(),
             if running.is_empty() {
                 "none".to_owned()
             } else {
@@ -547,13 +641,13 @@ fn releases_of(target: &Target, doc: Option<&str>) -> anyhow::Result<(Value, Vec
             }
         );
     }
-    Ok((answer, chosen))
+    Ok((client.target.endpoint, answer, chosen))
 }
 
 /// `fleetmesh config release` against an agent: the release it runs per
 /// document.
 pub fn config_release(target: &Target, doc: Option<&str>) -> anyhow::Result<()> {
-    let (answer, releases) = releases_of(target, doc)?;
+    let (_, answer, releases) = releases_of(target, doc)?;
     if target.json {
         // One document's entry (`releases_of` found it), or the whole
         // answer.
@@ -599,12 +693,11 @@ pub fn config_show(
     doc: Option<&str>,
     format: operator::Format,
 ) -> anyhow::Result<()> {
-    let (_, releases) = releases_of(target, doc)?;
+    let (at, _, releases) = releases_of(target, doc)?;
     let release = match releases.as_slice() {
         [one] => one,
         [] => bail!(
-            "the agent at {} runs no release yet: publish one with `fleetmesh config publish`",
-            target.admin
+            "the agent at {at} runs no release yet: publish one with `fleetmesh config publish`"
         ),
         more => bail!(
             "the agent runs releases of {} documents ({}): name one with --doc",
@@ -632,7 +725,7 @@ pub fn config_show(
 
 /// `fleetmesh config history` against an agent: every release it holds.
 pub fn config_history(target: &Target, doc: Option<&str>) -> anyhow::Result<()> {
-    let answer = Client::new(target.admin)?.get("/v1/config/history")?;
+    let answer = Client::new(&target.agent)?.get("/v1/config/history")?;
     let releases: Vec<&Value> = list(&answer, "releases")
         .iter()
         .filter(|release| doc.is_none_or(|doc| release["doc"] == doc))

@@ -118,7 +118,7 @@ fn stages(fleet: &mut LocalFleet, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     }
     say(&format!(
         "started {count} agents on loopback (admin API of node-0: {})",
-        fleet.nodes[0].admin
+        fleet.nodes[0].admin.endpoint
     ));
     let ids: Vec<String> =
         local::wait_for("every agent's admin API answering", MESH_FORMS, || {

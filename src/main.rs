@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod demo;
+mod logging;
 mod operator;
 mod sim;
 mod sweep;
@@ -100,16 +101,14 @@ enum Command {
         /// How long the approval holds: 90s, 30m, 2h, 1d.
         #[arg(long = "for", value_name = "DURATION", default_value = "1h", value_parser = client::parse_duration)]
         valid_for: std::time::Duration,
-        /// The agent's admin API address (the `admin` of its config).
-        #[arg(long, value_name = "IP:PORT", default_value = fleetmesh_runtime::config::DEFAULT_ADMIN)]
-        admin: std::net::SocketAddr,
+        #[command(flatten)]
+        agent: client::AgentArgs,
     },
     /// Asks a running agent to leave the fleet gracefully and stop (as
     /// SIGTERM does), and waits until it has stopped.
     Leave {
-        /// The agent's admin API address (the `admin` of its config).
-        #[arg(long, value_name = "IP:PORT", default_value = fleetmesh_runtime::config::DEFAULT_ADMIN)]
-        admin: std::net::SocketAddr,
+        #[command(flatten)]
+        agent: client::AgentArgs,
     },
     /// A mesh of real agents on this host, for a first look: starts them
     /// on loopback with a throwaway fleet, releases a policy, breaks a demo
@@ -142,16 +141,16 @@ fn main() -> ExitCode {
             id,
             key,
             valid_for,
-            admin,
+            agent,
         } => {
             return operator_result(client::approve(&client::Approve {
-                admin,
+                agent: &agent,
                 id: &id,
                 key: &key,
                 valid_for,
             }));
         }
-        Command::Leave { admin } => return operator_result(client::leave(admin)),
+        Command::Leave { agent } => return operator_result(client::leave(&agent)),
         Command::Demo { nodes, keep } => {
             return operator_result(demo::run(usize::from(nodes), keep));
         }
@@ -168,18 +167,11 @@ fn agent(path: &Path) -> anyhow::Result<()> {
     // Before anything of size is allocated: pages faulted in as huge stay.
     let huge_pages = fleetmesh_runtime::process::disable_huge_pages();
     let config = fleetmesh_runtime::AgentConfig::load(path)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .context("log_level (checked when the config was loaded)")?;
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        fleetmesh_runtime::config::LogFormat::Human => logs.init(),
-        fleetmesh_runtime::config::LogFormat::Json => logs.json().init(),
-    }
+    let mut log_level = logging::init(path, &config)?;
     if let Err(error) = huge_pages {
         tracing::warn!(%error, "cannot turn transparent huge pages off; the agent may hold more memory than it uses");
     }
+    open_files(&config);
     // One thread: the core's loop already runs on the thread that blocks
     // on it, and worker threads only added cross-thread wake-ups (each
     // message woke both workers of a two-core host; docs/benchmarks.md,
@@ -189,11 +181,39 @@ fn agent(path: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(fleetmesh_runtime::run(
-        config,
-        fleetmesh_runtime::shutdown_signal(),
-        None,
-    ))
+    runtime.block_on(async {
+        let stop = fleetmesh_runtime::shutdown_signal(move || log_level.reload());
+        fleetmesh_runtime::run(config, stop, None).await
+    })
+}
+
+/// Raises the open files limit to the hard limit and logs both, warning
+/// when even that is below what the agent may need at its bounds.
+fn open_files(config: &fleetmesh_runtime::AgentConfig) {
+    let needed = fleetmesh_runtime::driver::descriptors_needed(config);
+    match fleetmesh_runtime::process::raise_open_files_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                soft = limit.soft,
+                soft_at_start = limit.soft_before,
+                hard = limit.hard,
+                needed,
+                "open files limit"
+            );
+            if limit.soft < needed {
+                tracing::warn!(
+                    limit = limit.soft,
+                    needed,
+                    "the open files limit is below what the agent may use at its bounds: raise LimitNOFILE in its systemd unit (or `ulimit -n`), or lower limits.tasks_running_max"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(
+            %error,
+            needed,
+            "cannot read or raise the open files limit; the agent runs with the one it was given"
+        ),
+    }
 }
 
 /// Operator commands exit 1 when they refuse (a bad file, a missing

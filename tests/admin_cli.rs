@@ -124,7 +124,7 @@ steps = [
 fn members_health_config_and_an_approved_remediation_read_from_a_running_agent() {
     let (fleet, scratch, ids) = running_fleet(2);
     let dir = scratch.path();
-    let admin = fleet.nodes[0].admin.to_string();
+    let admin = fleet.nodes[0].admin.endpoint.to_string();
     let at = ["--admin", admin.as_str()];
 
     // Members: a table with both nodes, the agent itself marked; the
@@ -161,7 +161,7 @@ fn members_health_config_and_an_approved_remediation_read_from_a_running_agent()
             .all(|index| fleet.release(index, "remediation") == Some(1))
             .then_some(())
     });
-    let other = fleet.nodes[1].admin.to_string();
+    let other = fleet.nodes[1].admin.endpoint.to_string();
     let at_other = ["--admin", other.as_str()];
     let table = ok(dir, &[&["config", "release"][..], &at_other].concat());
     let line = row(&table, "remediation");
@@ -306,7 +306,7 @@ fn members_health_config_and_an_approved_remediation_read_from_a_running_agent()
 fn a_disruptive_remediation_shows_its_budget_lease() {
     let (fleet, scratch, ids) = running_fleet(1);
     let dir = scratch.path();
-    let admin = fleet.nodes[0].admin.to_string();
+    let admin = fleet.nodes[0].admin.endpoint.to_string();
     let key = fleet.get_json(0, "/v1/agent").expect("agent")["key"]
         .as_str()
         .expect("its key")
@@ -367,7 +367,7 @@ steps = [
 fn a_stale_release_and_a_missing_agent_are_refused_with_what_to_do() {
     let (fleet, scratch, _) = running_fleet(1);
     let dir = scratch.path();
-    let admin = fleet.nodes[0].admin.to_string();
+    let admin = fleet.nodes[0].admin.endpoint.to_string();
     let first = fleet
         .publish_release(0, "app", "[web]\nport = 8080\n")
         .expect("release 1");
@@ -406,10 +406,7 @@ fn a_stale_release_and_a_missing_agent_are_refused_with_what_to_do() {
 
     // Nothing listening: every command says to start an agent or point
     // --admin at one.
-    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .to_string();
+    let nobody = dir.join("no-agent.sock").display().to_string();
     for command in [
         &["members"][..],
         &["health"],
@@ -441,7 +438,7 @@ fn a_stale_release_and_a_missing_agent_are_refused_with_what_to_do() {
 #[test]
 fn leave_stops_the_agent_and_the_fleet_sees_it_left() {
     let (mut fleet, scratch, ids) = running_fleet(2);
-    let admin = fleet.nodes[1].admin.to_string();
+    let admin = fleet.nodes[1].admin.endpoint.to_string();
     let stdout = ok(scratch.path(), &["leave", "--admin", &admin]);
     assert!(
         stdout.contains(&format!("agent node-1 ({})", ids[1])),
@@ -457,6 +454,10 @@ fn leave_stops_the_agent_and_the_fleet_sees_it_left() {
         matches!(&stopped[1], local::Stopped::Exited(status) if status.success()),
         "{stopped:?}"
     );
+    // Stopped agents take their admin sockets with them.
+    for node in &fleet.nodes {
+        assert!(!Path::new(&node.admin.endpoint.to_string()).exists());
+    }
 }
 
 #[test]
@@ -492,4 +493,71 @@ fn the_demo_heals_its_service_and_cleans_up() {
         .map(PathBuf::from)
         .expect("the demo names its directory");
     assert!(!dir.exists(), "{} was not removed", dir.display());
+}
+
+/// The inputs of `shared/repro/automerge-panics.md` published to a real
+/// agent: the first (unparsable) once killed the agent from any local
+/// user's `POST /v1/publish`, the second (unappliable, signed by the
+/// fleet's config key) killed every agent that applied it. Now the first
+/// is refused with the reason, the second quarantines its signer, and the
+/// agents go on answering and agree.
+#[test]
+fn config_changes_that_panic_automerge_are_refused_and_the_agents_live_on() {
+    use fleetmesh_crdt::config::hostile;
+    use fleetmesh_crdt::{Signature, SignedChange};
+    use fleetmesh_runtime::formats::{self, CHANGE_FORMAT, ChangeJson};
+    let (fleet, scratch, _) = running_fleet(2);
+    let dir = scratch.path();
+    let admin = fleet.nodes[0].admin.endpoint.to_string();
+    let operator = formats::load_key(&dir.join(OPERATOR_KEY)).expect("the operator key");
+    let write = |name: &str, change: &SignedChange| {
+        let json = fleetmesh_runtime::files::to_json(CHANGE_FORMAT, &ChangeJson::new(change))
+            .expect("json");
+        fs::write(dir.join(name), json).expect("write");
+        name.to_owned()
+    };
+    let unparsable = write(
+        "unparsable.json",
+        &SignedChange {
+            doc: "app".into(),
+            trust_version: 1,
+            author: operator.public(),
+            change: hostile::parse_panic(&operator.public()),
+            signature: Signature::from_bytes([0; 64]),
+        },
+    );
+    refused(
+        dir,
+        &["config", "publish", "--admin", &admin, &unparsable],
+        &["refused before parsing"],
+    );
+    let bytes = hostile::apply_panic(&operator.public());
+    let bomb = SignedChange::sign("boom", 1, &operator, bytes).expect("it parses");
+    let bomb = write("bomb.json", &bomb);
+    let output = run(dir, &["config", "publish", "--admin", &admin, &bomb]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("quarantined"), "{stderr}");
+    let panics = |index: usize| {
+        let (_, text) = fleet.get(index, "/metrics").expect("metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix("fleetmesh_state_automerge_panics_total "))
+            .and_then(|value| value.parse::<u64>().ok())
+            .expect("the panic counter")
+    };
+    assert!(panics(0) >= 1);
+    // The evidence reaches the other agent, which checks it itself.
+    let key = operator.public().to_hex();
+    wait_for(&fleet, "both agents quarantine the key", || {
+        (0..2)
+            .all(|index| {
+                fleet
+                    .get_json(index, "/v1/config/history")
+                    .is_some_and(|history| history["quarantined"] == serde_json::json!([key]))
+            })
+            .then_some(())
+    });
+    for index in 0..2 {
+        assert!(fleet.id(index).is_some(), "agent {index} answers");
+    }
 }

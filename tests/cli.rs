@@ -77,6 +77,13 @@ impl Scratch {
         fs::write(self.path(name), text).expect("write");
     }
 
+    /// Writes a key file as `keygen` would: readable by its owner only.
+    fn write_key(&self, name: &str, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        self.write(name, text);
+        fs::set_permissions(self.path(name), fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+
     fn read(&self, name: &str) -> String {
         fs::read_to_string(self.path(name)).expect("read")
     }
@@ -372,7 +379,7 @@ fn tampered_files_are_refused() {
 fn damaged_files_give_clear_errors() {
     let scratch = Scratch::new();
     scratch.keygen("root");
-    scratch.write("broken.key", "{\"format\": \"fleetmesh-key\", \"vers");
+    scratch.write_key("broken.key", "{\"format\": \"fleetmesh-key\", \"vers");
     let init = |key: &'static str| {
         [
             "fleet",
@@ -389,7 +396,7 @@ fn damaged_files_give_clear_errors() {
         &init("broken.key"),
         &["is not a fleetmesh key", "invalid JSON"],
     );
-    scratch.write(
+    scratch.write_key(
         "other.key",
         "{\"format\": \"fleetmesh-trust-chain\", \"version\": 1}",
     );
@@ -398,7 +405,7 @@ fn damaged_files_give_clear_errors() {
         &["is not a fleetmesh key (expected \"format\": \"fleetmesh-key\""],
     );
     let good = scratch.read("root.key");
-    scratch.write(
+    scratch.write_key(
         "future.key",
         &good.replace("\"version\": 1", "\"version\": 2"),
     );
@@ -409,7 +416,7 @@ fn damaged_files_give_clear_errors() {
     let seed_at = good.find("\"seed\": \"").expect("seed") + 9;
     let mut truncated = good.clone();
     truncated.replace_range(seed_at..seed_at + 3, "");
-    scratch.write("truncated.key", &truncated);
+    scratch.write_key("truncated.key", &truncated);
     scratch.refused(&init("truncated.key"), &["the seed is not whole hex bytes"]);
     let mut swapped = good.clone();
     let digit = if &good[seed_at..=seed_at] == "0" {
@@ -418,7 +425,7 @@ fn damaged_files_give_clear_errors() {
         "0"
     };
     swapped.replace_range(seed_at..=seed_at, digit);
-    scratch.write("swapped.key", &swapped);
+    scratch.write_key("swapped.key", &swapped);
     scratch.refused(
         &init("swapped.key"),
         &["the seed does not match the public key"],
@@ -444,6 +451,40 @@ fn key_files_are_private_and_never_overwritten_by_default() {
     let stdout = scratch.ok(&["keygen", "--out", "op.key", "--force"]);
     assert!(!stdout.contains(&first));
     assert!(!scratch.read("op.key").contains(&first));
+
+    // A key others may read is refused by every command that signs, with
+    // the chmod to run, as the agent refuses such a node key.
+    let public = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("public key "))
+        .expect("keygen prints the public key");
+    let roles = format!("{public}=config");
+    let init = [
+        "fleet",
+        "init",
+        "--name",
+        "prod",
+        "--root-key",
+        "op.key",
+        "--key",
+        &roles,
+        "--out",
+        "trust.json",
+    ];
+    for loose in [0o640, 0o604] {
+        fs::set_permissions(scratch.path("op.key"), fs::Permissions::from_mode(loose))
+            .expect("chmod");
+        scratch.refused(
+            &init,
+            &[
+                &format!("key file op.key has mode {loose:o}, readable by others than its owner"),
+                "run `chmod 600 op.key`",
+            ],
+        );
+    }
+    assert!(!scratch.path("trust.json").exists());
+    fs::set_permissions(scratch.path("op.key"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    scratch.ok(&init);
 }
 
 #[test]
@@ -808,4 +849,53 @@ fn a_failing_swarm_seed_shrinks_to_a_file_that_replays_it() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("breaks no invariant"), "{stderr}");
+}
+
+/// The inputs of `shared/repro/automerge-panics.md` as change files in an
+/// operator's store: `config show` used to panic on a store holding the
+/// second. Now the unparsable one is named and refused, and the
+/// unappliable one, signed by bob, quarantines bob and leaves the rest
+/// readable.
+#[test]
+fn a_store_holding_changes_that_panic_automerge_is_read_without_a_panic() {
+    use fleetmesh_crdt::config::hostile;
+    use fleetmesh_crdt::{Signature, SignedChange};
+    use fleetmesh_runtime::files;
+    use fleetmesh_runtime::formats::{self, CHANGE_FORMAT, ChangeJson};
+    let fleet = Fleet::new();
+    let scratch = &fleet.scratch;
+    let show = [
+        "config",
+        "show",
+        "--store",
+        "store",
+        "--trust",
+        "trust.json",
+        "--doc",
+        "app",
+    ];
+    let bob = formats::load_key(&scratch.path("bob.key")).expect("bob's key");
+    let write = |name: &str, change: &SignedChange| {
+        let json = files::to_json(CHANGE_FORMAT, &ChangeJson::new(change)).expect("json");
+        fs::write(scratch.path(&format!("store/{name}.json")), json).expect("write");
+    };
+    let bomb = SignedChange::sign("boom", 1, &bob, hostile::apply_panic(&bob.public()))
+        .expect("it parses, so bob can sign it");
+    write("change-bomb", &bomb);
+    let output = scratch.run(&show);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("quarantined"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("8080"));
+
+    let unparsable = SignedChange {
+        doc: "app".into(),
+        trust_version: 1,
+        author: bob.public(),
+        change: hostile::parse_panic(&bob.public()),
+        signature: Signature::from_bytes([0; 64]),
+    };
+    write("change-unparsable", &unparsable);
+    scratch.refused(&show, &["change-unparsable.json", "refused before parsing"]);
 }

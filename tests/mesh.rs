@@ -114,6 +114,9 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
 
     // A restart from the same state directory: the same node, restored,
     // alive again everywhere at a higher incarnation (it refuted its death).
+    // It replaces the admin socket the killed one left.
+    let socket = fleet.nodes[victim].admin.endpoint.to_string();
+    assert!(std::path::Path::new(&socket).exists(), "{socket}");
     fleet.start(victim).expect("the agent restarts");
     let id = wait_for(&fleet, "the restarted agent's admin API answers", || {
         fleet.id(victim)
@@ -274,4 +277,41 @@ fn a_bad_config_or_state_directory_is_refused_with_what_to_do() {
     assert!(stderr.contains("does not exist"), "{stderr}");
     let stderr = run("state_dir = \".\"\nadmin = \"off\"\nmdns = false\n");
     assert!(stderr.contains("fleetmesh keygen"), "{stderr}");
+}
+
+#[test]
+fn sighup_reloads_the_log_level_and_never_stops_the_agent() {
+    // Node 1 stays down: node 0 keeps dialing it, which it logs at debug.
+    let (mut fleet, _scratch) = fleet(2);
+    fleet.start(0).expect("the agent starts");
+    let id = wait_for(&fleet, "the agent answers", || fleet.id(0));
+    let dir = fleet.nodes[0].dir.clone();
+    let log = || fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+    let config = dir.join("agent.toml");
+    let text = fs::read_to_string(&config).expect("the config");
+    assert!(!log().contains("\"DEBUG\""), "{}", log());
+    fs::write(
+        &config,
+        text.replace("log_level = \"info\"", "log_level = \"debug\""),
+    )
+    .expect("write");
+    fleet.hangup(0).expect("SIGHUP");
+    wait_for(&fleet, "the reload logged", || {
+        log()
+            .contains("SIGHUP: reloaded log level debug; other settings need a restart")
+            .then_some(())
+    });
+    wait_for(&fleet, "debug lines logged", || {
+        log().contains("\"DEBUG\"").then_some(())
+    });
+
+    // A config that no longer loads changes nothing and stops nothing.
+    fs::write(&config, "state_dir = [\n").expect("write");
+    fleet.hangup(0).expect("SIGHUP");
+    wait_for(&fleet, "the refusal logged", || {
+        log()
+            .contains("SIGHUP: the config did not load; the log level stays debug")
+            .then_some(())
+    });
+    assert_eq!(fleet.id(0), Some(id), "{}", fleet.logs());
 }

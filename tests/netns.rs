@@ -11,8 +11,9 @@
 //!
 //! Needs root (network namespaces); elsewhere it prints why it skips and
 //! passes, unless `FLEETMESH_NETNS_REQUIRED` is set, as `.ci/run` does as
-//! root. Admin APIs listen on each namespace's own loopback, reached by
-//! entering the namespace: nothing listens beyond localhost.
+//! root. Admin APIs listen on the Unix socket in each agent's directory,
+//! which the test reaches through the shared file system: nothing listens
+//! on any network for them.
 
 mod common;
 

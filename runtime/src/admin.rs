@@ -1,5 +1,5 @@
-//! The admin API: JSON over HTTP on a loopback address (the config refuses
-//! any other, since the API has no authentication).
+//! The admin API: JSON over HTTP/1.1 on a Unix domain socket in the state
+//! directory (by default), or on a loopback TCP address with a token.
 //!
 //! | path | answer |
 //! | --- | --- |
@@ -12,11 +12,18 @@
 //! | `GET /v1/ledger` | the remediation ledger |
 //! | `GET /v1/remediations` | the ledger grouped per remediation (rule, target, incident), with where each stands |
 //! | `GET /v1/approvals` | remediations waiting for an operator's approval |
-//! | `GET /v1/config/history` | every release held per config document, and which one runs |
+//! | `GET /v1/config/history` | every release held per config document, which one runs, and the config keys quarantined |
 //! | `GET /v1/trust` | the trust chain the agent runs, as a trust chain file |
 //! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
 //! | `POST /v1/publish` | hands the agent a signed file: a trust chain, a config change, a config release or an approval, as the operator CLI writes them; 200 when merged, 422 with the reason when refused |
 //! | `POST /v1/leave` | the agent leaves the fleet gracefully and stops, as on SIGTERM |
+//!
+//! Who may ask: on the Unix socket, whoever the file's mode (0660, the
+//! agent's user and group) lets connect; on TCP, whoever shows the token
+//! ([`token`]). Before any handler runs, [`guard`] refuses what a browser
+//! or a DNS rebinding page could send: a foreign `Host`, any `Origin`, a
+//! POST that is not `application/json`. [`listener`] bounds the
+//! connections and how long each may stay.
 //!
 //! Publishing grants nothing a peer could not do: the agent verifies a
 //! published entry exactly as one arriving from the mesh, and spreads it
@@ -27,7 +34,15 @@
 //! full channel answers 503 at once (counted), so a flood of requests
 //! cannot queue up work for the agent.
 
-use std::net::SocketAddr;
+mod client;
+mod guard;
+mod listener;
+mod token;
+
+pub use client::{Target, call};
+pub use listener::{CONNECTION_TIME_MAX, CONNECTIONS_MAX, IDLE_TIMEOUT};
+pub use token::Token;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,6 +55,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::{ADMIN_TOKEN, AgentConfig, Endpoint};
+
 /// Requests waiting for the agent's loop at most.
 pub const QUEUE_MAX: usize = 64;
 
@@ -49,6 +66,11 @@ pub const PUBLISH_BYTES_MAX: usize = 4 * fleetmesh_node::wire::MESSAGE_BYTES_MAX
 
 /// How long a handler waits for the agent's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to or from the admin API, on either kind of socket.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// What a request asks the agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,83 +127,145 @@ pub struct Request {
     pub reply: oneshot::Sender<Answer>,
 }
 
+/// What the admin API counts, shared by its tasks and read by the agent's
+/// `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests refused because the agent's queue was full.
+    pub busy: AtomicU64,
+    /// Connections closed at once: [`CONNECTIONS_MAX`] were open.
+    pub connections_refused: AtomicU64,
+    /// Connections closed for idling ([`IDLE_TIMEOUT`]) or lasting past
+    /// [`CONNECTION_TIME_MAX`].
+    pub connections_timed_out: AtomicU64,
+    /// Connections open now.
+    pub connections_open: AtomicU64,
+    /// Requests refused before any handler ran: wrong `Host`, an `Origin`,
+    /// no or a wrong token, a POST that is not JSON.
+    pub requests_refused: AtomicU64,
+    /// Failed accepts (out of descriptors, say); the listener pauses and
+    /// goes on.
+    pub accept_errors: AtomicU64,
+}
+
+/// Where the admin API listens and who may use it, as the agent's config
+/// says.
+#[derive(Debug)]
+pub enum Listen {
+    /// A Unix socket at this path: its file mode decides who connects.
+    Unix(std::path::PathBuf),
+    /// A loopback address: every request must carry the token.
+    Tcp(std::net::SocketAddr, Token),
+}
+
+impl Listen {
+    /// The admin API of `config`; `None` when it is off. For TCP, reads the
+    /// configured token file, or writes a fresh token to
+    /// [`ADMIN_TOKEN`] in the state directory (mode 0600).
+    pub fn of(config: &AgentConfig) -> anyhow::Result<Option<Listen>> {
+        Ok(match &config.admin {
+            None => None,
+            Some(Endpoint::Unix(path)) => Some(Listen::Unix(path.clone())),
+            Some(Endpoint::Tcp(addr)) => {
+                let token = match &config.admin_token_file {
+                    Some(path) => Token::read_secret(path)?,
+                    None => Token::generate(&config.state_dir.join(ADMIN_TOKEN))?,
+                };
+                Some(Listen::Tcp(*addr, token))
+            }
+        })
+    }
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 struct Shared {
     agent: mpsc::Sender<Request>,
-    busy: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 /// A bound admin listener, ready to serve.
 pub struct Server {
-    listener: tokio::net::TcpListener,
-    shared: Shared,
+    listener: listener::Listener,
+    router: Router,
+    counters: Arc<Counters>,
 }
 
 impl Server {
-    /// Binds `addr`. Requests go to `agent`; each one refused because the
-    /// queue is full is counted in `busy`.
+    /// Binds where `listen` says. Requests go to `agent`; what is refused
+    /// and why is counted in `counters`.
     pub async fn bind(
-        addr: SocketAddr,
+        listen: Listen,
         agent: mpsc::Sender<Request>,
-        busy: Arc<AtomicU64>,
+        counters: Arc<Counters>,
     ) -> anyhow::Result<Server> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| {
-            anyhow::anyhow!(
-                "cannot listen for the admin API on {addr}: {error}; pick another `admin` address in the agent config, or \"off\""
-            )
-        })?;
+        let (listener, token) = match listen {
+            Listen::Unix(path) => (listener::Listener::bind_unix(&path).await?, None),
+            Listen::Tcp(addr, token) => (listener::Listener::bind_tcp(addr).await?, Some(token)),
+        };
+        let guard = guard::Guard::new(&listener.endpoint(), token, Arc::clone(&counters));
+        let shared = Shared {
+            agent,
+            counters: Arc::clone(&counters),
+        };
         Ok(Server {
+            router: router(shared, guard),
             listener,
-            shared: Shared { agent, busy },
+            counters,
         })
     }
 
-    /// The address bound (the port, when the config asked for port 0).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    /// Where it listens (the port bound, when the config asked for port 0).
+    pub fn endpoint(&self) -> Endpoint {
+        self.listener.endpoint()
     }
 
-    /// Serves until the task is dropped.
-    pub async fn serve(self) -> std::io::Result<()> {
-        let router = Router::new()
-            .route("/healthz", get(|state| ask(state, Query::Alive)))
-            .route("/v1/agent", get(|state| ask(state, Query::Agent)))
-            .route("/v1/members", get(|state| ask(state, Query::Members)))
-            .route("/v1/health", get(|state| ask(state, Query::Health)))
-            .route("/v1/releases", get(|state| ask(state, Query::Releases)))
-            .route("/v1/leases", get(|state| ask(state, Query::Leases)))
-            .route("/v1/ledger", get(|state| ask(state, Query::Ledger)))
-            .route(
-                "/v1/remediations",
-                get(|state| ask(state, Query::Remediations)),
-            )
-            .route("/v1/approvals", get(|state| ask(state, Query::Approvals)))
-            .route(
-                "/v1/config/history",
-                get(|state| ask(state, Query::ConfigHistory)),
-            )
-            .route("/v1/trust", get(|state| ask(state, Query::Trust)))
-            .route("/v1/leave", post(|state| ask(state, Query::Leave)))
-            .route("/metrics", get(|state| ask(state, Query::Metrics)))
-            .route(
-                "/v1/publish",
-                post(|state, body: String| ask(state, Query::Publish(body))),
-            )
-            .layer(DefaultBodyLimit::max(PUBLISH_BYTES_MAX))
-            .with_state(self.shared);
-        axum::serve(self.listener, router).await
+    /// Serves until the task is dropped; dropping it closes every
+    /// connection and removes the socket file.
+    pub async fn serve(self) {
+        self.listener.serve(self.router, self.counters).await;
     }
 }
 
-fn unavailable(why: &str) -> Response {
+/// The routes, behind the guard.
+fn router(shared: Shared, guard: guard::Guard) -> Router {
+    Router::new()
+        .route("/healthz", get(|state| ask(state, Query::Alive)))
+        .route("/v1/agent", get(|state| ask(state, Query::Agent)))
+        .route("/v1/members", get(|state| ask(state, Query::Members)))
+        .route("/v1/health", get(|state| ask(state, Query::Health)))
+        .route("/v1/releases", get(|state| ask(state, Query::Releases)))
+        .route("/v1/leases", get(|state| ask(state, Query::Leases)))
+        .route("/v1/ledger", get(|state| ask(state, Query::Ledger)))
+        .route(
+            "/v1/remediations",
+            get(|state| ask(state, Query::Remediations)),
+        )
+        .route("/v1/approvals", get(|state| ask(state, Query::Approvals)))
+        .route(
+            "/v1/config/history",
+            get(|state| ask(state, Query::ConfigHistory)),
+        )
+        .route("/v1/trust", get(|state| ask(state, Query::Trust)))
+        .route("/v1/leave", post(|state| ask(state, Query::Leave)))
+        .route("/metrics", get(|state| ask(state, Query::Metrics)))
+        .route(
+            "/v1/publish",
+            post(|state, body: String| ask(state, Query::Publish(body))),
+        )
+        .layer(DefaultBodyLimit::max(PUBLISH_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        .with_state(shared)
+}
+
+/// A JSON answer `{"error": why}` with `status`.
+fn refusal(status: StatusCode, why: &str) -> Response {
     let body = serde_json::json!({ "error": why }).to_string();
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn unavailable(why: &str) -> Response {
+    refusal(StatusCode::SERVICE_UNAVAILABLE, why)
 }
 
 async fn ask(State(shared): State<Shared>, query: Query) -> Response {
@@ -189,7 +273,7 @@ async fn ask(State(shared): State<Shared>, query: Query) -> Response {
     match shared.agent.try_send(Request { query, reply }) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
-            shared.busy.fetch_add(1, Ordering::Relaxed);
+            shared.counters.busy.fetch_add(1, Ordering::Relaxed);
             return unavailable("the agent is busy: retry shortly");
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -222,47 +306,4 @@ async fn ask(State(shared): State<Shared>, query: Query) -> Response {
         Ok(Err(_)) => unavailable("the agent is stopping"),
         Err(_) => unavailable("the agent did not answer in time"),
     }
-}
-
-/// Calls the admin API of the agent at `addr`: `GET path`, or `POST path`
-/// with `body`. Returns the status and the body; an error when no agent
-/// answers, worded for an operator.
-pub async fn call(
-    addr: SocketAddr,
-    path: &str,
-    body: Option<String>,
-) -> anyhow::Result<(u16, String)> {
-    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|error| {
-        anyhow::anyhow!(
-            "no agent answers at {addr} ({error}): start it with `fleetmesh agent --config FILE`, or pass --admin with the `admin` address of its config"
-        )
-    })?;
-    call_on(stream, addr, path, body).await
-}
-
-/// [`call`] over a connection the caller opened to the admin API at
-/// `addr` (from inside another network namespace, say).
-pub async fn call_on(
-    stream: tokio::net::TcpStream,
-    addr: SocketAddr,
-    path: &str,
-    body: Option<String>,
-) -> anyhow::Result<(u16, String)> {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .method(if body.is_some() { "POST" } else { "GET" })
-        .uri(path)
-        .header(header::HOST, addr.to_string())
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-    let response = tokio::time::timeout(ANSWER_TIMEOUT * 2, sender.send_request(request))
-        .await
-        .map_err(|_| anyhow::anyhow!("the agent on {addr} did not answer in time"))??;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    driver.abort();
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }

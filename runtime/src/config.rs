@@ -5,8 +5,10 @@
 //! reference).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{Context, bail};
 use fleetmesh_node::NodeMeta;
@@ -17,8 +19,51 @@ use serde::Deserialize;
 /// The listen address used when the file names none: every IPv4
 /// interface, UDP port 7946, QUIC.
 pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/udp/7946/quic-v1";
-/// The admin API's address when the file names none.
-pub const DEFAULT_ADMIN: &str = "127.0.0.1:7947";
+/// The admin API's socket file in the state directory, where it listens
+/// when the file names no other place (`admin = "unix"`).
+pub const ADMIN_SOCKET: &str = "admin.sock";
+/// The admin API's token file in the state directory: written at each
+/// start when the API listens on TCP and `admin_token_file` names none.
+pub const ADMIN_TOKEN: &str = "admin.token";
+
+/// Where an admin API listens, or where a client finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A Unix domain socket: only users the file's mode lets in (the
+    /// agent's user and group) can connect.
+    Unix(PathBuf),
+    /// A loopback TCP address: any local user can connect, so every request
+    /// must carry the agent's token.
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Unix(path) => write!(formatter, "{}", path.display()),
+            Endpoint::Tcp(addr) => write!(formatter, "{addr}"),
+        }
+    }
+}
+
+/// The command line's form: `IP:PORT`, else a socket path (with or
+/// without a `unix:` prefix; relative to the working directory).
+impl FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Endpoint, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Endpoint::Tcp(addr));
+        }
+        let path = text.strip_prefix("unix:").unwrap_or(text);
+        if path.is_empty() {
+            return Err(format!(
+                "{text:?} is neither a socket path nor IP:PORT; give e.g. /var/lib/fleetmesh/{ADMIN_SOCKET} or 127.0.0.1:7947"
+            ));
+        }
+        Ok(Endpoint::Unix(PathBuf::from(path)))
+    }
+}
 
 /// Protocol timing preset: the core's `Config::lan` or `Config::wan`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -112,6 +157,8 @@ struct File {
     preset: Preset,
     #[serde(default)]
     admin: Option<String>,
+    #[serde(default)]
+    admin_token_file: Option<PathBuf>,
     #[serde(default = "human")]
     log_format: LogFormat,
     #[serde(default = "info")]
@@ -156,9 +203,14 @@ pub struct AgentConfig {
     pub tags: Option<BTreeMap<String, String>>,
     /// Protocol timing preset (default lan).
     pub preset: Preset,
-    /// Where the admin API listens, loopback only (default
-    /// [`DEFAULT_ADMIN`]); `None` (`"off"` in the file): disabled.
-    pub admin: Option<SocketAddr>,
+    /// Where the admin API listens: a Unix socket (default
+    /// [`ADMIN_SOCKET`] in the state directory) or a loopback TCP address;
+    /// `None` (`"off"` in the file): disabled.
+    pub admin: Option<Endpoint>,
+    /// The token file a TCP admin API reads at start; `None`: the agent
+    /// writes a fresh token to [`ADMIN_TOKEN`] in the state directory at
+    /// each start (see [`AgentConfig::admin_token_path`]).
+    pub admin_token_file: Option<PathBuf>,
     /// How logs are written (default human).
     pub log_format: LogFormat,
     /// Which logs are written (`tracing` filter syntax, e.g. `info` or
@@ -179,14 +231,33 @@ impl AgentConfig {
         })?;
         let mut config = AgentConfig::parse(&text)
             .with_context(|| format!("agent config {}", path.display()))?;
-        // A relative state directory is relative to the config file, not
-        // to wherever the agent happened to be started.
-        if config.state_dir.is_relative()
-            && let Some(parent) = path.parent()
-        {
-            config.state_dir = parent.join(&config.state_dir);
+        // Relative paths are relative to the config file, not to wherever
+        // the agent (or the CLI reading its config) happened to start.
+        if let Some(parent) = path.parent() {
+            let rebase = |path: &mut PathBuf| *path = relative_to(parent, path);
+            rebase(&mut config.state_dir);
+            if let Some(Endpoint::Unix(socket)) = &mut config.admin {
+                rebase(socket);
+            }
+            if let Some(token) = &mut config.admin_token_file {
+                rebase(token);
+            }
         }
         Ok(config)
+    }
+
+    /// Where the token of a TCP admin API is: the configured file, or the
+    /// one the agent writes in its state directory. `None` unless the
+    /// admin API listens on TCP.
+    pub fn admin_token_path(&self) -> Option<PathBuf> {
+        match self.admin {
+            Some(Endpoint::Tcp(_)) => Some(
+                self.admin_token_file
+                    .clone()
+                    .unwrap_or_else(|| self.state_dir.join(ADMIN_TOKEN)),
+            ),
+            Some(Endpoint::Unix(_)) | None => None,
+        }
     }
 
     /// Parses and checks a config file's text.
@@ -213,10 +284,12 @@ impl AgentConfig {
             meta.validate()
                 .map_err(|error| anyhow::anyhow!("field `tags`: {error}"))?;
         }
-        let admin = match file.admin.as_deref().unwrap_or(DEFAULT_ADMIN) {
-            "off" => None,
-            text => Some(admin_address(text)?),
-        };
+        let admin = admin_endpoint(file.admin.as_deref().unwrap_or("unix"), &file.state_dir)?;
+        if file.admin_token_file.is_some() && !matches!(admin, Some(Endpoint::Tcp(_))) {
+            bail!(
+                "field `admin_token_file`: only a TCP admin API takes a token; remove the field, or set `admin` to a loopback address such as \"127.0.0.1:7947\""
+            );
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&file.log_level) {
             bail!(
                 "field `log_level`: {:?} is not a log filter ({error}); use e.g. \"info\" or \"info,fleetmesh_runtime=debug\"",
@@ -233,6 +306,7 @@ impl AgentConfig {
             tags: file.tags,
             preset: file.preset,
             admin,
+            admin_token_file: file.admin_token_file,
             log_format: file.log_format,
             log_level: file.log_level,
             limits: file.limits,
@@ -245,6 +319,25 @@ impl AgentConfig {
             Preset::Lan => fleetmesh_node::Config::lan(),
             Preset::Wan => fleetmesh_node::Config::wan(),
         }
+    }
+}
+
+/// `path` as seen from where `dir` is: `dir` joined with it when it is
+/// relative, without its `.` parts ("./admin.sock" is "admin.sock"), and
+/// `.` rather than nothing.
+fn relative_to(dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    let rest: PathBuf = path
+        .components()
+        .filter(|part| *part != std::path::Component::CurDir)
+        .collect();
+    let joined = dir.join(rest);
+    if joined.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        joined
     }
 }
 
@@ -293,19 +386,31 @@ pub fn address(text: &str) -> anyhow::Result<Multiaddr> {
     Ok(addr)
 }
 
-/// The admin API's address: loopback only, since the API is unauthenticated.
-fn admin_address(text: &str) -> anyhow::Result<SocketAddr> {
-    let addr: SocketAddr = text.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "field `admin`: {text:?} is not IP:PORT; write e.g. \"{DEFAULT_ADMIN}\", or \"off\" to disable the admin API"
-        )
-    })?;
-    if !addr.ip().is_loopback() {
+/// The admin API's endpoint as the file names it: `"unix"` (the socket in
+/// the state directory), `"unix:PATH"` or an absolute path (a socket
+/// there), a loopback `IP:PORT`, or `"off"` (`None`).
+fn admin_endpoint(text: &str, state_dir: &Path) -> anyhow::Result<Option<Endpoint>> {
+    let endpoint = match text {
+        "off" => return Ok(None),
+        "unix" => Endpoint::Unix(state_dir.join(ADMIN_SOCKET)),
+        _ if text.starts_with("unix:") || text.starts_with('/') => text
+            .parse()
+            .map_err(|error| anyhow::anyhow!("field `admin`: {error}"))?,
+        _ => match text.parse::<SocketAddr>() {
+            Ok(addr) => Endpoint::Tcp(addr),
+            Err(_) => bail!(
+                "field `admin`: {text:?} is none of \"unix\" (a socket in the state directory), \"unix:PATH\", an absolute socket path, a loopback IP:PORT, or \"off\""
+            ),
+        },
+    };
+    if let Endpoint::Tcp(addr) = endpoint
+        && !addr.ip().is_loopback()
+    {
         bail!(
-            "field `admin`: {addr} is not a loopback address; the admin API has no authentication and listens on 127.0.0.1 or ::1 only"
+            "field `admin`: {addr} is not a loopback address; the admin API listens on 127.0.0.1 or ::1 only (or on a Unix socket, the default)"
         );
     }
-    Ok(addr)
+    Ok(Some(endpoint))
 }
 
 fn check_limits(limits: &Limits) -> anyhow::Result<()> {
@@ -350,7 +455,13 @@ mod tests {
     fn defaults_fill_everything_but_the_state_directory() {
         let config = AgentConfig::parse("state_dir = \"/var/lib/fleetmesh\"").expect("parses");
         assert_eq!(config.listen, vec![address(DEFAULT_LISTEN).unwrap()]);
-        assert_eq!(config.admin, Some(DEFAULT_ADMIN.parse().unwrap()));
+        assert_eq!(
+            config.admin,
+            Some(Endpoint::Unix(PathBuf::from(
+                "/var/lib/fleetmesh/admin.sock"
+            )))
+        );
+        assert_eq!(config.admin_token_path(), None);
         assert!(config.mdns && config.bootstrap.is_empty() && config.tags.is_none());
         assert_eq!(config.preset, Preset::Lan);
         assert_eq!(config.log_format, LogFormat::Human);
@@ -389,6 +500,68 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_api_listens_where_the_file_says() {
+        let parse = |admin: &str| {
+            AgentConfig::parse(&format!("state_dir = \"/s\"\n{admin}")).expect("parses")
+        };
+        let unix = |path: &str| Some(Endpoint::Unix(PathBuf::from(path)));
+        assert_eq!(parse("admin = \"unix\"").admin, unix("/s/admin.sock"));
+        assert_eq!(
+            parse("admin = \"unix:/run/f.sock\"").admin,
+            unix("/run/f.sock")
+        );
+        assert_eq!(parse("admin = \"/run/g.sock\"").admin, unix("/run/g.sock"));
+        assert_eq!(parse("admin = \"off\"").admin, None);
+        let tcp = parse("admin = \"[::1]:7947\"");
+        assert_eq!(
+            tcp.admin,
+            Some(Endpoint::Tcp("[::1]:7947".parse().unwrap()))
+        );
+        assert_eq!(
+            tcp.admin_token_path(),
+            Some(PathBuf::from("/s/admin.token"))
+        );
+        let named = parse("admin = \"127.0.0.1:7947\"\nadmin_token_file = \"/etc/t\"");
+        assert_eq!(named.admin_token_path(), Some(PathBuf::from("/etc/t")));
+    }
+
+    #[test]
+    fn relative_paths_are_rebased_without_dots() {
+        let cases = [
+            ("", ".", "."),
+            ("", "./admin.sock", "admin.sock"),
+            ("/etc/f", ".", "/etc/f"),
+            ("/etc/f", "./s/admin.sock", "/etc/f/s/admin.sock"),
+            ("/etc/f", "/run/a.sock", "/run/a.sock"),
+            ("conf", "../state", "conf/../state"),
+        ];
+        for (dir, path, expected) in cases {
+            assert_eq!(
+                relative_to(Path::new(dir), Path::new(path)),
+                PathBuf::from(expected),
+                "{dir:?} {path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "state_dir = \"state\"\nadmin = \"unix:run/a.sock\"\n",
+        )
+        .expect("write");
+        let config = AgentConfig::load(&path).expect("loads");
+        assert_eq!(config.state_dir, dir.path().join("state"));
+        assert_eq!(
+            config.admin,
+            Some(Endpoint::Unix(dir.path().join("run/a.sock")))
+        );
+    }
+
+    #[test]
     fn mistakes_name_their_field() {
         assert!(error("state_dir = \"s\"\nlisten_on = []").contains("listen_on"));
         assert!(error("").contains("state_dir"));
@@ -399,6 +572,8 @@ mod tests {
             error("state_dir = \"s\"\nlisten = [\"/ip4/1.2.3.4/tcp/80\"]").contains("listen[0]")
         );
         assert!(error("state_dir = \"s\"\nadmin = \"0.0.0.0:80\"").contains("loopback"));
+        assert!(error("state_dir = \"s\"\nadmin = \"admin.sock\"").contains("unix:PATH"));
+        assert!(error("state_dir = \"s\"\nadmin_token_file = \"t\"").contains("admin_token_file"));
         assert!(error("state_dir = \"s\"\ntags = { \"bad key\" = \"x\" }").contains("tags"));
         assert!(
             error("state_dir = \"s\"\n[limits]\nqueue_bytes_max = 10").contains("queue_bytes_max")

@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -36,7 +35,7 @@ use tokio::task::JoinSet;
 
 use crate::admin::{self, Answer, Query};
 use crate::clock::Clock;
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Endpoint};
 use crate::exec;
 use crate::files;
 use crate::formats;
@@ -63,13 +62,39 @@ const LEAVE_GRACE: Duration = Duration::from_secs(2);
 /// more; in practice one or two passes suffice.
 const DRAIN_PASSES_MAX: usize = 16;
 
+/// Descriptors the agent holds whatever its load: the async runtime's,
+/// the QUIC and mDNS sockets, the lock, standard streams, a state file
+/// being written, and room to spare.
+const DESCRIPTORS_BASE: u64 = 64;
+
+/// Descriptors one running check or action holds: the pipes of its
+/// standard output and error, and its process's pidfd or wait handle.
+const DESCRIPTORS_PER_TASK: u64 = 3;
+
+/// The most file descriptors the agent of `config` may hold at once:
+/// [`DESCRIPTORS_BASE`], the admin API's listener and its
+/// [`admin::CONNECTIONS_MAX`] connections, and [`DESCRIPTORS_PER_TASK`]
+/// per check or action running (`limits.tasks_running_max`). QUIC
+/// connections to peers share the agent's UDP sockets and cost none.
+pub fn descriptors_needed(config: &AgentConfig) -> u64 {
+    let tasks = u64::try_from(config.limits.tasks_running_max).unwrap_or(u64::MAX);
+    let admin = if config.admin.is_some() {
+        1 + admin::CONNECTIONS_MAX as u64
+    } else {
+        0
+    };
+    DESCRIPTORS_BASE
+        .saturating_add(admin)
+        .saturating_add(tasks.saturating_mul(DESCRIPTORS_PER_TASK))
+}
+
 /// What the running agent tells the process that started it.
 #[derive(Clone, Debug)]
 pub struct Started {
     /// The node's id.
     pub id: NodeId,
-    /// The admin API's address, if enabled.
-    pub admin: Option<SocketAddr>,
+    /// Where the admin API listens, if enabled.
+    pub admin: Option<Endpoint>,
 }
 
 /// One message handed to libp2p and not yet acknowledged.
@@ -127,7 +152,7 @@ struct Driver {
     listening: Vec<Multiaddr>,
     tasks: JoinSet<(TaskId, TaskResult)>,
     stats: RuntimeStats,
-    admin_busy: Arc<AtomicU64>,
+    admin: Arc<admin::Counters>,
     /// Incoming messages the codec refused for their size.
     oversized: Arc<AtomicU64>,
     started_at: tokio::time::Instant,
@@ -236,7 +261,7 @@ pub async fn run(
         listening: Vec::new(),
         tasks: JoinSet::new(),
         stats: RuntimeStats::default(),
-        admin_busy: Arc::new(AtomicU64::new(0)),
+        admin: Arc::default(),
         oversized,
         started_at: tokio::time::Instant::now(),
         leaving: None,
@@ -250,17 +275,14 @@ pub async fn run(
         })?;
     }
     let (admin_tx, mut admin_rx) = mpsc::channel(admin::QUEUE_MAX);
-    let mut admin_addr = None;
-    let _admin = match driver.config.admin {
-        Some(addr) => {
-            let server =
-                admin::Server::bind(addr, admin_tx, Arc::clone(&driver.admin_busy)).await?;
-            admin_addr = Some(server.local_addr()?);
-            Some(AbortOnDrop(tokio::spawn(async move {
-                if let Err(error) = server.serve().await {
-                    tracing::error!(%error, "the admin API stopped");
-                }
-            })))
+    let mut admin_at = None;
+    // Dropped as `run` returns: that closes the admin connections and
+    // removes the socket file.
+    let _admin = match admin::Listen::of(&driver.config)? {
+        Some(listen) => {
+            let server = admin::Server::bind(listen, admin_tx, Arc::clone(&driver.admin)).await?;
+            admin_at = Some(server.endpoint());
+            Some(AbortOnDrop(tokio::spawn(server.serve())))
         }
         None => None,
     };
@@ -268,7 +290,7 @@ pub async fn run(
         node = %driver.agent.id(),
         key = %keypair.public(),
         peer = %local_peer,
-        admin = ?admin_addr,
+        admin = admin_at.as_ref().map(ToString::to_string),
         restored,
         trust_version = trust_version_saved,
         "agent started"
@@ -279,7 +301,7 @@ pub async fn run(
     if let Some(started) = started {
         let _ = started.send(Started {
             id: driver.agent.id(),
-            admin: admin_addr,
+            admin: admin_at,
         });
     }
 
@@ -363,7 +385,7 @@ impl Driver {
             }
             if persisted {
                 self.state.save_durable(&self.durable).with_context(|| {
-                    "cannot write the agent's durable state; the agent stops rather than send promises it could forget after a crash: free space or fix permissions in the state directory, then start it again"
+                    "cannot write the agent's durable state; the agent stops rather than send promises it could forget after a crash; start it again once this is fixed"
                 })?;
                 self.stats.durable_writes += 1;
             }
@@ -1088,7 +1110,16 @@ impl Driver {
                 })
             })
             .collect();
-        json!({ "releases": releases })
+        // Config keys this agent refuses for equivocating or for signing a
+        // change automerge cannot apply: the operator's cue to revoke them.
+        let quarantined: Vec<String> = self
+            .agent
+            .replicas()
+            .config()
+            .quarantined()
+            .map(PublicKey::to_hex)
+            .collect();
+        json!({ "releases": releases, "quarantined": quarantined })
     }
 
     fn info(&self) -> Value {
@@ -1201,7 +1232,16 @@ impl Driver {
                 })
             })
             .collect();
-        json!({ "releases": releases })
+        // Config keys this agent refuses for equivocating or for signing a
+        // change automerge cannot apply: the operator's cue to revoke them.
+        let quarantined: Vec<String> = self
+            .agent
+            .replicas()
+            .config()
+            .quarantined()
+            .map(PublicKey::to_hex)
+            .collect();
+        json!({ "releases": releases, "quarantined": quarantined })
     }
 
     fn leases(&self) -> Value {
@@ -1268,7 +1308,13 @@ impl Driver {
 
     fn metrics(&mut self) -> String {
         let now = self.clock.now();
-        self.stats.admin_busy = self.admin_busy.load(Ordering::Relaxed);
+        let admin = &self.admin;
+        self.stats.admin_busy = admin.busy.load(Ordering::Relaxed);
+        self.stats.admin_requests_refused = admin.requests_refused.load(Ordering::Relaxed);
+        self.stats.admin_connections_refused = admin.connections_refused.load(Ordering::Relaxed);
+        self.stats.admin_connections_timed_out =
+            admin.connections_timed_out.load(Ordering::Relaxed);
+        self.stats.admin_accept_errors = admin.accept_errors.load(Ordering::Relaxed);
         self.stats.messages_oversized = self.oversized.load(Ordering::Relaxed);
         let table = self.agent.members();
         let mut counts = [0usize; 4];
@@ -1307,6 +1353,8 @@ impl Driver {
                 .network_info()
                 .connection_counters()
                 .num_established() as usize,
+            admin_connections: usize::try_from(admin.connections_open.load(Ordering::Relaxed))
+                .unwrap_or(usize::MAX),
             budget_in_use,
             safe_mode: self.agent.is_safe_mode(now),
             incarnation: u64::from(self.agent.incarnation()),
@@ -1558,30 +1606,33 @@ fn record_json(kind: &RecordKind) -> Value {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C): the signals that ask the agent
-/// to leave the fleet and stop.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = int.recv() => tracing::info!("SIGINT received"),
-                }
+/// A future that resolves on SIGTERM or SIGINT (Ctrl-C): the signals that
+/// ask the agent to leave the fleet and stop. SIGHUP, whose default would
+/// kill the agent without a word, calls `on_hangup` instead (the binary
+/// reloads its log level) and stops nothing. The handlers are installed
+/// when this is called, inside the async runtime, so a signal arriving
+/// while the agent starts is not lost.
+pub fn shutdown_signal(mut on_hangup: impl FnMut()) -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    );
+    async move {
+        let (mut term, mut int, mut hup) = match signals {
+            (Ok(term), Ok(int), Ok(hup)) => (term, int, hup),
+            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+                tracing::error!(%error, "cannot watch for SIGTERM, SIGINT and SIGHUP; stop the agent with SIGKILL");
+                return std::future::pending::<()>().await;
             }
-            (Err(error), _) | (_, Err(error)) => {
-                tracing::error!(%error, "cannot watch for SIGTERM; stop the agent with SIGKILL");
-                std::future::pending::<()>().await;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return tracing::info!("SIGTERM received"),
+                _ = int.recv() => return tracing::info!("SIGINT received"),
+                _ = hup.recv() => on_hangup(),
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -156,16 +156,73 @@ pub fn write_atomic(
     });
     if let Err(error) = written {
         let _ = fs::remove_file(&temp);
-        return Err(error).with_context(|| {
-            format!(
-                "cannot write {}: check the directory exists and is writable",
-                path.display()
-            )
-        });
+        return Err(io_failure("cannot write", path, &error));
     }
     File::open(dir)
         .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("cannot sync directory {}", dir.display()))
+        .map_err(|error| io_failure("cannot sync directory", dir, &error))
+}
+
+/// An I/O error met on `path` worded for an operator: `what` failed,
+/// the cause as it is (a full disk is not a permission problem), what to
+/// do about it, and the system's own words. Every state write error the
+/// agent reports goes through here.
+pub fn io_failure(what: &str, path: &Path, error: &std::io::Error) -> anyhow::Error {
+    let path = path.display();
+    let advice = match (error.raw_os_error(), error.kind()) {
+        #[cfg(unix)]
+        (Some(libc::EMFILE), _) => format!(
+            "too many open files (this process's limit is {}): raise LimitNOFILE in the agent's systemd unit, or `ulimit -n` where it starts",
+            crate::process::open_files_limit()
+                .map_or_else(|| "unknown".to_owned(), |limit| limit.to_string())
+        ),
+        #[cfg(unix)]
+        (Some(libc::ENFILE), _) => "the system's table of open files is full: raise sysctl fs.file-max, or find the process holding them".to_owned(),
+        #[cfg(unix)]
+        (Some(libc::ENOSPC | libc::EDQUOT), _) => format!(
+            "no space left on the device (or quota) holding {path}: free space there"
+        ),
+        #[cfg(unix)]
+        (Some(libc::EROFS), _) => format!(
+            "the file system holding {path} is read-only: remount it read-write"
+        ),
+        #[cfg(unix)]
+        (Some(libc::EIO), _) => "the disk reported an I/O error: check it (`dmesg`)".to_owned(),
+        (_, std::io::ErrorKind::PermissionDenied) => format!(
+            "permission denied: make {path} and its directory writable by the agent's user"
+        ),
+        (_, std::io::ErrorKind::NotFound) => {
+            format!("{path} or its directory does not exist: create the directory")
+        }
+        _ => format!("check that the directory of {path} exists and is writable"),
+    };
+    anyhow::anyhow!("{what} {path}: {advice} ({error})")
+}
+
+/// Refuses a secret key or token file that others than its owner may
+/// read (group or world bits set), with the command that fixes it.
+pub fn check_secret_mode(path: &Path, what: &str) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = fs::metadata(path).with_context(|| {
+            format!(
+                "cannot read {what} {}: check the path and its permissions",
+                path.display()
+            )
+        })?;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "{what} {} has mode {mode:o}, readable by others than its owner: run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+    Ok(())
 }
 
 fn write_temp(temp: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()> {
@@ -442,6 +499,41 @@ mod tests {
         for bad in ["", "2027-02-30T00:00:00Z", "2027-01-01T00:00:00", "soon"] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_io_failure_names_its_cause_and_what_to_do() {
+        let path = Path::new("/var/lib/fleetmesh/durable.json");
+        let said = |errno| {
+            format!(
+                "{:#}",
+                io_failure(
+                    "cannot write",
+                    path,
+                    &std::io::Error::from_raw_os_error(errno)
+                )
+            )
+        };
+        let limit = crate::process::open_files_limit()
+            .expect("a limit")
+            .to_string();
+        let emfile = said(libc::EMFILE);
+        assert!(emfile.contains("too many open files"), "{emfile}");
+        assert!(emfile.contains(&format!("limit is {limit}")), "{emfile}");
+        assert!(emfile.contains("LimitNOFILE"), "{emfile}");
+        assert!(said(libc::ENFILE).contains("fs.file-max"));
+        let full = said(libc::ENOSPC);
+        assert!(full.contains("no space left"), "{full}");
+        assert!(!full.contains("permission"), "{full}");
+        assert!(said(libc::EDQUOT).contains("no space left"));
+        assert!(said(libc::EROFS).contains("read-only"));
+        assert!(said(libc::EACCES).contains("permission denied"));
+        assert!(said(libc::EPERM).contains("permission denied"));
+        let other = said(libc::EBUSY);
+        assert!(
+            other.starts_with("cannot write /var/lib/fleetmesh/durable.json: check"),
+            "{other}"
+        );
     }
 
     #[test]

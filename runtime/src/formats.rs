@@ -49,8 +49,10 @@ pub fn write_key(path: &Path, keypair: &Keypair, existing: Existing) -> anyhow::
     )
 }
 
-/// Loads and checks a key file.
+/// Loads and checks a key file. A key file others than its owner may read
+/// is refused (with the `chmod` to run): whoever reads it holds the key.
 pub fn load_key(path: &Path) -> anyhow::Result<Keypair> {
+    files::check_secret_mode(path, "key file")?;
     let body: KeyFile = files::read_json(path, KEY_FORMAT, "key")?;
     let context = || format!("key file {}", path.display());
     let seed = files::unhex_array::<32>(&body.seed, "the seed").with_context(context)?;
@@ -561,6 +563,19 @@ mod tests {
         .expect("write");
         let error = format!("{:#}", load_key(&key_path).unwrap_err());
         assert!(error.contains("damaged"), "{error}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for mode in [0o640, 0o604] {
+                std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(mode))
+                    .expect("chmod");
+                let error = format!("{:#}", load_key(&key_path).unwrap_err());
+                assert!(
+                    error.contains(&format!("run `chmod 600 {}`", key_path.display())),
+                    "{error}"
+                );
+            }
+        }
 
         let cert = NodeCert::issue(
             CertBody {

@@ -6,27 +6,31 @@
 //! those an operator gets): one throwaway operator key holding every role,
 //! the genesis trust chain, and per node a state directory with its key,
 //! certificate, the chain and an agent config listening on a free loopback
-//! port, with mDNS off. Agents are `fleetmesh agent` child processes, each
+//! port, its admin API on the Unix socket in its directory, with mDNS off.
+//! Agents are `fleetmesh agent` child processes, each
 //! running in its own node directory (checks and actions run there) and
 //! logging JSON lines to `agent.log` in it. Dropping the fleet kills every
 //! agent still running; [`LocalFleet::stop_all`] stops them the polite way
 //! first.
 //!
 //! [`LocalFleet::create_at`] places each node elsewhere: its own listen
-//! and admin addresses, a command prefix its agent and the commands aimed
-//! at it run under (`ip netns exec NAME`: a network namespace of its own),
-//! and a way to connect to its admin API from this process.
+//! address, its admin API on TCP with a token if asked, and a command
+//! prefix its agent and the commands aimed at it run under (`ip netns exec
+//! NAME`: a network namespace of its own; its admin socket is still a file
+//! this process reaches).
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
+
+use crate::admin::Target;
+use crate::config::{ADMIN_SOCKET, ADMIN_TOKEN, Endpoint};
 
 /// The tag every node of a local fleet carries: what policies select.
 pub const TAG: (&str, &str) = ("role", "local");
@@ -45,10 +49,6 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// How many log lines of each agent [`LocalFleet::logs`] shows.
 const LOG_TAIL_LINES: usize = 30;
 
-/// Opens a connection to the admin API at the address it is given, from
-/// wherever that address is reachable (another network namespace, say).
-pub type Connect = Arc<dyn Fn(SocketAddr) -> std::io::Result<TcpStream> + Send + Sync>;
-
 /// What a member's view holds per member id: its state and incarnation.
 pub type View = BTreeMap<String, (String, u64)>;
 
@@ -57,24 +57,32 @@ pub struct Placement {
     /// The QUIC address its agent listens on (and the others bootstrap
     /// from, for the first two nodes).
     pub listen: SocketAddr,
-    /// Its admin API address, as its config names it.
-    pub admin: SocketAddr,
+    /// Its admin API on this loopback address, with the token its agent
+    /// writes; `None` (the default): on the Unix socket in its directory.
+    pub admin_tcp: Option<SocketAddr>,
     /// A program and its arguments that the agent and every command aimed
     /// at it (`fleetmesh publish`) run under, such as `ip netns exec
     /// NAME`; empty: run directly.
     pub prefix: Vec<String>,
-    /// How to reach its admin API; `None`: connect from this process.
-    pub connect: Option<Connect>,
 }
 
 impl Placement {
-    /// A node on this host's loopback, on ports free right now.
+    /// A node on this host's loopback, on a port free right now, its admin
+    /// API on its Unix socket.
     pub fn loopback() -> anyhow::Result<Placement> {
         Ok(Placement {
             listen: SocketAddr::from(([127, 0, 0, 1], free_udp_port()?)),
-            admin: SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?)),
+            admin_tcp: None,
             prefix: Vec::new(),
-            connect: None,
+        })
+    }
+
+    /// [`Placement::loopback`] with the admin API on a free loopback TCP
+    /// port instead, behind its token.
+    pub fn loopback_tcp_admin() -> anyhow::Result<Placement> {
+        Ok(Placement {
+            admin_tcp: Some(SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?))),
+            ..Placement::loopback()?
         })
     }
 }
@@ -87,10 +95,9 @@ pub struct LocalNode {
     pub key: String,
     /// Its state directory, also its working directory.
     pub dir: PathBuf,
-    /// Its admin API address.
-    pub admin: SocketAddr,
+    /// Its admin API.
+    pub admin: Target,
     prefix: Vec<String>,
-    connect: Option<Connect>,
     child: Option<Child>,
 }
 
@@ -105,6 +112,15 @@ impl LocalNode {
                 command
             }
         }
+    }
+
+    /// The CLI's arguments that aim a command at this node's admin API.
+    pub fn admin_args(&self) -> Vec<String> {
+        let mut args = vec!["--admin".to_owned(), self.admin.endpoint.to_string()];
+        if let Some(token) = &self.admin.token_file {
+            args.extend(["--token-file".to_owned(), token.display().to_string()]);
+        }
+        args
     }
 }
 
@@ -263,13 +279,23 @@ impl LocalFleet {
                 .filter(|&&other| other != place.listen)
                 .map(|other| format!("\"{other}\""))
                 .collect();
+            let admin = match place.admin_tcp {
+                None => Target::unix(node_dir.join(ADMIN_SOCKET)),
+                Some(addr) => Target {
+                    endpoint: Endpoint::Tcp(addr),
+                    token_file: Some(node_dir.join(ADMIN_TOKEN)),
+                },
+            };
+            let admin_field = match &admin.endpoint {
+                Endpoint::Unix(_) => "unix".to_owned(),
+                Endpoint::Tcp(addr) => addr.to_string(),
+            };
             fs::write(
                 node_dir.join("agent.toml"),
                 format!(
-                    "state_dir = \".\"\nlisten = [\"{}\"]\nbootstrap = [{}]\nmdns = false\nadmin = \"{}\"\nlog_format = \"json\"\nlog_level = \"info\"\n",
+                    "state_dir = \".\"\nlisten = [\"{}\"]\nbootstrap = [{}]\nmdns = false\nadmin = \"{admin_field}\"\nlog_format = \"json\"\nlog_level = \"info\"\n",
                     place.listen,
                     bootstrap.join(", "),
-                    place.admin,
                 ),
             )
             .context("cannot write an agent config")?;
@@ -277,9 +303,8 @@ impl LocalFleet {
                 name,
                 key: public,
                 dir: node_dir,
-                admin: place.admin,
+                admin,
                 prefix: place.prefix,
-                connect: place.connect,
                 child: None,
             });
         }
@@ -429,24 +454,24 @@ impl LocalFleet {
         Ok(child)
     }
 
+    /// Sends node `index`'s agent SIGHUP: it reloads its log level.
+    pub fn hangup(&self, index: usize) -> anyhow::Result<()> {
+        let child = self
+            .nodes
+            .get(index)
+            .and_then(|node| node.child.as_ref())
+            .context("the agent is not running")?;
+        signal(child, libc::SIGHUP);
+        Ok(())
+    }
+
     /// `GET path` on node `index`'s admin API: status and body; `None`
     /// while nothing answers.
     pub fn get(&self, index: usize, path: &str) -> Option<(u16, String)> {
         let node = self.nodes.get(index)?;
-        let answer = match &node.connect {
-            None => self
-                .runtime
-                .block_on(crate::admin::call(node.admin, path, None)),
-            Some(connect) => {
-                let stream = connect(node.admin).ok()?;
-                stream.set_nonblocking(true).ok()?;
-                self.runtime.block_on(async {
-                    let stream = tokio::net::TcpStream::from_std(stream)?;
-                    crate::admin::call_on(stream, node.admin, path, None).await
-                })
-            }
-        };
-        answer.ok()
+        self.runtime
+            .block_on(crate::admin::call(&node.admin, path, None))
+            .ok()
     }
 
     /// `GET path` on node `index`'s admin API, as JSON; `None` while
@@ -629,9 +654,10 @@ impl LocalFleet {
     /// `fleetmesh config publish`, run under the node's command prefix.
     pub fn publish(&self, index: usize, files: &[PathBuf]) -> anyhow::Result<()> {
         let node = self.nodes.get(index).context("no such node")?;
-        let admin = node.admin.to_string();
-        let args = ["config", "publish", "--admin", &admin];
-        self.run(node.command(&self.binary).args(args).args(files), &args)?;
+        let mut args = vec!["config".to_owned(), "publish".to_owned()];
+        args.extend(node.admin_args());
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(node.command(&self.binary).args(&args).args(files), &words)?;
         Ok(())
     }
 
@@ -654,15 +680,17 @@ impl LocalFleet {
 
 /// Sends SIGTERM to `child`: the agent leaves the fleet and exits.
 fn terminate(child: &Child) {
-    #[cfg(unix)]
+    signal(child, libc::SIGTERM);
+}
+
+/// Sends `signal` to `child`.
+fn signal(child: &Child, signal: libc::c_int) {
     if let Ok(pid) = i32::try_from(child.id()) {
         // SAFETY: kill(2) takes plain integers and touches no memory; the
         // child is not reaped yet (its `Child` is held), so the id is
         // still its own.
         unsafe {
-            libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, signal);
         }
     }
-    #[cfg(not(unix))]
-    let _ = child;
 }

@@ -92,6 +92,15 @@ pub struct RuntimeStats {
     pub admin_requests: u64,
     /// Admin API requests refused because the agent was busy.
     pub admin_busy: u64,
+    /// Admin API requests refused before any handler ran: a foreign
+    /// `Host`, an `Origin`, no or a wrong token, a POST that is not JSON.
+    pub admin_requests_refused: u64,
+    /// Admin connections closed at once: the most were open.
+    pub admin_connections_refused: u64,
+    /// Admin connections cut off idle or past their time.
+    pub admin_connections_timed_out: u64,
+    /// Admin API accepts that failed (out of descriptors, say).
+    pub admin_accept_errors: u64,
 }
 
 /// Point-in-time values, read from the agent at the scrape.
@@ -111,6 +120,8 @@ pub struct Gauges {
     pub tasks_running: usize,
     /// Open connections.
     pub connections: usize,
+    /// Open admin API connections.
+    pub admin_connections: usize,
     /// Disruptive remediations in flight per budget scope.
     pub budget_in_use: Vec<(String, usize)>,
     /// Whether the agent is in safe mode.
@@ -305,6 +316,10 @@ fn runtime(registry: &mut Registry, stats: &RuntimeStats) {
         tasks_lost: "Task runs whose executor failed without a result",
         admin_requests: "Admin API requests answered",
         admin_busy: "Admin API requests refused: the agent was busy",
+        admin_requests_refused: "Admin API requests refused: foreign Host, an Origin, no or a wrong token, or a POST not JSON",
+        admin_connections_refused: "Admin API connections closed at once: the most were open",
+        admin_connections_timed_out: "Admin API connections cut off idle or past their time",
+        admin_accept_errors: "Admin API accepts that failed (out of descriptors, say)",
     });
 }
 
@@ -377,6 +392,11 @@ pub fn render(
             gauges.tasks_running,
         ),
         ("connections", "Open connections", gauges.connections),
+        (
+            "admin_connections",
+            "Open admin API connections",
+            gauges.admin_connections,
+        ),
     ] {
         gauge(&mut registry, name, help, value as u64);
     }

@@ -8,6 +8,8 @@
 //! | `durable.json` | what the core must not forget: lease voter records, the release run per document, the remediations started | the agent, before it sends anything that depends on it |
 //! | `replicas.bin` | a snapshot of the replicated collections (certificates, config changes and releases, leases, ledger) | the agent, every [`REPLICAS_SAVE_INTERVAL`] while they change, and as it stops |
 //! | `agent.lock` | held while an agent runs on the directory | the agent |
+//! | `admin.sock` | the admin API's Unix socket (mode 0660), by default | the agent, at start; removed as it stops |
+//! | `admin.token` | the token a TCP admin API asks for (mode 0600) | the agent, at each start, when `admin` is an `IP:PORT` and no `admin_token_file` is named |
 //!
 //! Every write is crash-safe ([`files::write_atomic`]). `durable.json`
 //! carries a checksum of its content besides the envelope's format and
@@ -203,12 +205,7 @@ impl StateDir {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .with_context(|| {
-                format!(
-                    "cannot open {}: check the state directory is writable by the agent's user",
-                    lock_path.display()
-                )
-            })?;
+            .map_err(|error| files::io_failure("cannot open", &lock_path, &error))?;
         if lock.try_lock().is_err() {
             bail!(
                 "another agent is running on state directory {} (it holds {}): stop it first",
@@ -249,18 +246,25 @@ impl StateDir {
         self.dir.join("durable.json")
     }
 
-    /// Temporary files of [`files::write_atomic`] start with a dot and end
-    /// in `.tmp-PID`; one left behind is a write that never completed, and
-    /// the file it was for still holds its previous content.
+    /// Temporary files of [`files::write_atomic`] (and the directory the
+    /// admin socket is made in) start with a dot and end in `.tmp-PID`; one
+    /// left behind is a write that never completed, and the file it was
+    /// for still holds its previous content.
     fn remove_leftovers(&self) -> anyhow::Result<()> {
         let entries = fs::read_dir(&self.dir)
-            .with_context(|| format!("cannot list state directory {}", self.dir.display()))?;
+            .map_err(|error| files::io_failure("cannot list state directory", &self.dir, &error))?;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with('.') && name.contains(".tmp-") {
-                fs::remove_file(entry.path()).with_context(|| {
-                    format!("cannot remove interrupted write {}", entry.path().display())
+                let path = entry.path();
+                let removed = if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                removed.map_err(|error| {
+                    files::io_failure("cannot remove interrupted write", &path, &error)
                 })?;
             }
         }
@@ -273,7 +277,15 @@ impl StateDir {
     /// takes (with the chain's genesis) and the whole chain.
     pub fn load_identity(&self, now_millis: u64) -> anyhow::Result<(Identity, TrustChain)> {
         let key_path = self.key_path();
-        check_secret_mode(&key_path)?;
+        if let Err(error) = fs::metadata(&key_path)
+            && error.kind() == std::io::ErrorKind::NotFound
+        {
+            bail!(
+                "node key {} does not exist: make one on this host with `fleetmesh keygen --out {}`",
+                key_path.display(),
+                key_path.display()
+            );
+        }
         let keypair = formats::load_key(&key_path)?;
         let chain = formats::load_chain(&self.trust_path())?;
         let cert = formats::load_cert(&self.cert_path())?;
@@ -392,12 +404,8 @@ impl StateDir {
     pub fn set_aside_replicas(&self) -> anyhow::Result<PathBuf> {
         let path = self.replicas_path();
         let aside = self.dir.join("replicas.bin.damaged");
-        fs::rename(&path, &aside).with_context(|| {
-            format!(
-                "cannot move {} to {}: remove it by hand",
-                path.display(),
-                aside.display()
-            )
+        fs::rename(&path, &aside).map_err(|error| {
+            files::io_failure("cannot move aside (remove it by hand)", &path, &error)
         })?;
         Ok(aside)
     }
@@ -451,32 +459,6 @@ fn damaged(path: &Path, why: &str) -> anyhow::Error {
         "durable state {} is damaged: {why}. Restore it from a backup of the state directory. Only if there is none: move it away and start again, which forgets this node's lease grants and the releases it ran, so do that only after the node has been stopped for longer than the longest lease ttl plus lock delay",
         path.display()
     )
-}
-
-/// Refuses a key file others can read: the key is the node's identity.
-fn check_secret_mode(path: &Path) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let metadata = fs::metadata(path).with_context(|| {
-            format!(
-                "cannot read node key {}: make one on this host with `fleetmesh keygen --out {}`",
-                path.display(),
-                path.display()
-            )
-        })?;
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            bail!(
-                "node key {} has mode {mode:o}, readable by others: run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            );
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -651,8 +633,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let leftover = dir.path().join(".durable.json.tmp-123");
         fs::write(&leftover, "half").expect("write");
+        let socket_dir = dir.path().join(".admin.sock.tmp-123");
+        fs::create_dir(&socket_dir).expect("mkdir");
+        fs::write(socket_dir.join("admin.sock"), "").expect("write");
         let state = StateDir::open(dir.path()).expect("open");
-        assert!(!leftover.exists());
+        assert!(!leftover.exists() && !socket_dir.exists());
         let error = format!("{:#}", StateDir::open(dir.path()).unwrap_err());
         assert!(error.contains("another agent"), "{error}");
         drop(state);

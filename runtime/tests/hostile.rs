@@ -117,7 +117,7 @@ async fn bad_input_from_the_network_is_counted_and_dropped() {
         .expect("a free port")
         .port();
     let config = AgentConfig::parse(&format!(
-        "state_dir = {:?}\nlisten = [\"127.0.0.1:{port}\"]\nmdns = false\nadmin = \"127.0.0.1:0\"\n",
+        "state_dir = {:?}\nlisten = [\"127.0.0.1:{port}\"]\nmdns = false\n",
         dir.path().display().to_string()
     ))
     .expect("config");
@@ -134,7 +134,10 @@ async fn bad_input_from_the_network_is_counted_and_dropped() {
         .await
         .expect("the agent starts in time")
         .expect("the agent reports its start");
-    let admin = started.admin.expect("admin enabled");
+    let admin = &fleetmesh_runtime::admin::Target {
+        endpoint: started.admin.expect("admin enabled"),
+        token_file: None,
+    };
 
     // The attacker: a fresh key nobody admitted, our protocol name, no
     // size limit of its own.

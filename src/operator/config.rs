@@ -118,7 +118,7 @@ impl Store {
                     eprintln!("warning: leaving out change {}: {error}", path.display())
                 }
                 Err(Rejected::Quarantined) => eprintln!(
-                    "warning: leaving out change {}: its author is quarantined for signing conflicting changes",
+                    "warning: leaving out change {}: its author is quarantined (it signed conflicting changes, or a change automerge cannot apply)",
                     path.display()
                 ),
                 Err(Rejected::BadSignature) => bail!(

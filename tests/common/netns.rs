@@ -10,22 +10,16 @@
 //! and namespaces left by a run that was killed (its pid gone) are removed
 //! by the next one.
 
-use std::fs::File;
 use std::io::{self, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use fleetmesh_runtime::local::Placement;
 
 /// The port every agent listens on, each at its own namespace's address.
 const AGENT_PORT: u16 = 7946;
-/// The admin API's port, each on its own namespace's loopback.
-const ADMIN_PORT: u16 = 7947;
 /// Prefix of every namespace these tests make.
 const PREFIX: &str = "fmt-";
 /// Set (to anything) where the namespace tests must run, as in CI: a
@@ -108,27 +102,23 @@ impl Network {
             ip_in(&sw, &format!("link set {port} up"))?;
             ip_in(&host, &format!("addr add {}/24 dev eth0", address(index)))?;
             ip_in(&host, "link set eth0 up")?;
-            // The admin API listens on the namespace's own loopback.
             ip_in(&host, "link set lo up")?;
         }
         Ok(network)
     }
 
     /// Where each host's agent runs: in its namespace (`ip netns exec`),
-    /// listening on the namespace's address, its admin API on the
-    /// namespace's own loopback, reached by entering the namespace.
+    /// listening on the namespace's address. Its admin API is the Unix
+    /// socket in its directory: the file system is shared, so this process
+    /// reaches it without entering the namespace.
     pub fn places(&self) -> Vec<Placement> {
         self.hosts
             .iter()
             .enumerate()
-            .map(|(index, name)| {
-                let namespace = name.clone();
-                Placement {
-                    listen: SocketAddr::from((address(index), AGENT_PORT)),
-                    admin: SocketAddr::from((Ipv4Addr::LOCALHOST, ADMIN_PORT)),
-                    prefix: ["ip", "netns", "exec", name].map(str::to_owned).to_vec(),
-                    connect: Some(Arc::new(move |admin| connect_in(&namespace, admin))),
-                }
+            .map(|(index, name)| Placement {
+                listen: SocketAddr::from((address(index), AGENT_PORT)),
+                admin_tcp: None,
+                prefix: ["ip", "netns", "exec", name].map(str::to_owned).to_vec(),
             })
             .collect()
     }
@@ -176,27 +166,6 @@ pub fn network_or_skip(test: &str, hosts: usize, side_a: usize) -> Option<Networ
             None
         }
     }
-}
-
-/// A TCP connection to `addr` inside namespace `name`. A thread of its
-/// own enters the namespace (setns changes only the calling thread's); the
-/// socket stays in it and serves any thread.
-fn connect_in(name: &str, addr: SocketAddr) -> io::Result<TcpStream> {
-    let path = Path::new("/run/netns").join(name);
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let namespace = File::open(&path)?;
-                // SAFETY: the descriptor is a namespace file open for the
-                // call's duration; setns only changes this thread.
-                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            })
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
-    })
 }
 
 /// Deletes namespaces of earlier runs whose process is gone (killed
