@@ -116,6 +116,9 @@ enum Deferred {
     Retag(NodeMeta),
 }
 
+/// Sees the bytes of each message handed to an agent ([`RunOptions::tap`]).
+pub type Tap = Box<dyn FnMut(&[u8])>;
+
 /// Options of one run.
 pub struct RunOptions {
     /// Root seed.
@@ -136,7 +139,7 @@ pub struct RunOptions {
     /// gets them: real traffic for the fuzzing seed corpora
     /// (`fuzzing/`). It observes only, so a run is the same with or
     /// without it.
-    pub tap: Option<Box<dyn FnMut(&[u8])>>,
+    pub tap: Option<Tap>,
 }
 
 impl RunOptions {
@@ -185,7 +188,7 @@ pub struct World {
     /// Each step's fingerprint, when the run records them.
     steps: Vec<Step>,
     /// [`RunOptions::tap`].
-    tap: Option<Box<dyn FnMut(&[u8])>>,
+    tap: Option<Tap>,
     traffic: Traffic,
     violations: Vec<Violation>,
     stop_on_violation: bool,
