@@ -1640,8 +1640,10 @@ impl Remediation {
     }
 }
 
-/// The entries a signed file holds, by its `format`.
-fn entries_of(text: &str) -> anyhow::Result<Vec<Entry>> {
+/// The entries a signed file holds, by its `format`: how the admin API
+/// reads a `POST /v1/publish` body (public for the fuzz target
+/// `admin_body`).
+pub fn entries_of(text: &str) -> anyhow::Result<Vec<Entry>> {
     let format = serde_json::from_str::<Value>(text)
         .ok()
         .and_then(|value| value.get("format")?.as_str().map(str::to_owned));

@@ -392,37 +392,15 @@ impl StateDir {
                 return Err(error).with_context(|| format!("cannot read {}", path.display()));
             }
         };
-        if bytes.len() < REPLICAS_HEADER || &bytes[..8] != REPLICAS_MAGIC {
-            bail!("{} is no fleetmesh replica snapshot", path.display());
-        }
-        let stated = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-        let payload = &bytes[REPLICAS_HEADER..];
-        if u64::try_from(payload.len()).ok() != Some(stated) {
-            bail!(
-                "{} is torn: it holds {} bytes of a {stated}-byte snapshot",
-                path.display(),
-                payload.len()
-            );
-        }
-        if bytes[16..REPLICAS_HEADER] != Digest::of_bytes(REPLICAS_DOMAIN, payload).0 {
-            bail!(
-                "{}: its checksum does not match its content (it was altered or the disk damaged it)",
-                path.display()
-            );
-        }
+        let payload = unframe_replicas(&bytes).with_context(|| path.display().to_string())?;
         Ok(Some(payload.to_vec()))
     }
 
     /// Writes a replica snapshot crash-safely.
     pub fn save_replicas(&self, snapshot: &[u8]) -> anyhow::Result<()> {
-        let mut bytes = Vec::with_capacity(REPLICAS_HEADER + snapshot.len());
-        bytes.extend_from_slice(REPLICAS_MAGIC);
-        bytes.extend_from_slice(&(snapshot.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&Digest::of_bytes(REPLICAS_DOMAIN, snapshot).0);
-        bytes.extend_from_slice(snapshot);
         files::write_atomic(
             &self.replicas_path(),
-            &bytes,
+            &frame_replicas(snapshot),
             Mode::Public,
             Existing::Replace,
         )
@@ -444,6 +422,43 @@ impl StateDir {
     pub fn save_trust(&self, chain: &TrustChain) -> anyhow::Result<()> {
         formats::save_chain(chain, &self.trust_path(), Existing::Replace)
     }
+}
+
+/// `replicas.bin`'s bytes for `snapshot`: magic, length, checksum, then
+/// the snapshot.
+pub fn frame_replicas(snapshot: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(REPLICAS_HEADER + snapshot.len());
+    bytes.extend_from_slice(REPLICAS_MAGIC);
+    bytes.extend_from_slice(&(snapshot.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&Digest::of_bytes(REPLICAS_DOMAIN, snapshot).0);
+    bytes.extend_from_slice(snapshot);
+    bytes
+}
+
+/// The snapshot inside `replicas.bin`'s bytes, checked whole (magic,
+/// length, checksum); the error says which check failed.
+pub fn unframe_replicas(bytes: &[u8]) -> anyhow::Result<&[u8]> {
+    let Some((header, payload)) = bytes.split_at_checked(REPLICAS_HEADER) else {
+        bail!("it is no fleetmesh replica snapshot (too short)");
+    };
+    let (magic, rest) = header.split_at(REPLICAS_MAGIC.len());
+    let (length, checksum) = rest.split_at(8);
+    if magic != REPLICAS_MAGIC {
+        bail!("it is no fleetmesh replica snapshot (wrong magic)");
+    }
+    let mut stated = [0; 8];
+    stated.copy_from_slice(length);
+    let stated = u64::from_le_bytes(stated);
+    if u64::try_from(payload.len()).ok() != Some(stated) {
+        bail!(
+            "it is torn: it holds {} bytes of a {stated}-byte snapshot",
+            payload.len()
+        );
+    }
+    if checksum != Digest::of_bytes(REPLICAS_DOMAIN, payload).0 {
+        bail!("its checksum does not match its content (it was altered or the disk damaged it)");
+    }
+    Ok(payload)
 }
 
 fn damaged(path: &Path, why: &str) -> anyhow::Error {

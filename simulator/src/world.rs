@@ -116,6 +116,9 @@ enum Deferred {
     Retag(NodeMeta),
 }
 
+/// Sees the bytes of each message handed to an agent ([`RunOptions::tap`]).
+pub type Tap = Box<dyn FnMut(&[u8])>;
+
 /// Options of one run.
 pub struct RunOptions {
     /// Root seed.
@@ -132,6 +135,11 @@ pub struct RunOptions {
     /// Keep the last events of these agents ([`crate::trace::Watch`]),
     /// to explain a violation they are involved in.
     pub watch: Vec<u32>,
+    /// Sees the bytes of every message handed to an agent, as the agent
+    /// gets them: real traffic for the fuzzing seed corpora
+    /// (`fuzzing/`). It observes only, so a run is the same with or
+    /// without it.
+    pub tap: Option<Tap>,
 }
 
 impl RunOptions {
@@ -144,6 +152,7 @@ impl RunOptions {
             fingerprint: false,
             timeline: false,
             watch: Vec::new(),
+            tap: None,
         }
     }
 }
@@ -178,6 +187,8 @@ pub struct World {
     trace: Trace,
     /// Each step's fingerprint, when the run records them.
     steps: Vec<Step>,
+    /// [`RunOptions::tap`].
+    tap: Option<Tap>,
     traffic: Traffic,
     violations: Vec<Violation>,
     stop_on_violation: bool,
@@ -271,6 +282,7 @@ impl World {
             release_moved: false,
             trace,
             steps: Vec::new(),
+            tap: options.tap,
             traffic: Traffic::default(),
             violations: Vec::new(),
             stop_on_violation: options.stop_on_violation,
@@ -506,6 +518,9 @@ impl World {
                 bytes: size,
             },
         );
+        if let Some(tap) = &mut self.tap {
+            tap(bytes);
+        }
         let sender = self.fleet.node_id(from);
         self.with_agent(to, |agent, now| agent.handle_message(now, sender, bytes));
     }

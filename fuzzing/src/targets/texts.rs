@@ -1,0 +1,49 @@
+//! Targets whose input is text a person or a program writes: the agent's
+//! config file, scenario files and the admin API's request bodies.
+
+use fleetmesh_runtime::AgentConfig;
+use fleetmesh_runtime::driver::entries_of;
+use fleetmesh_simulator::Scenario;
+
+use crate::fixture::fixture;
+
+/// Parses and validates `data` as an agent config file
+/// ([`AgentConfig::parse`]), then derives its protocol parameters. Checks
+/// that no text panics the parser or its validation; invalid UTF-8 is
+/// refused before, as reading the file refuses it.
+pub fn agent_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(config) = AgentConfig::parse(text) {
+        config.protocol();
+    }
+}
+
+/// Parses and validates `data` as a scenario file ([`Scenario::parse`]),
+/// without running it. Checks that no text panics the parser or its
+/// validation.
+pub fn scenario(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = Scenario::parse("fuzz.toml", text);
+}
+
+/// Reads `data` as a `POST /v1/publish` body ([`entries_of`]: a trust
+/// chain, config change, config release or approval file) and publishes
+/// the entries it holds to an agent holding the fixture fleet's state, as
+/// the admin API does. Checks that no body panics the agent.
+pub fn admin_body(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(entries) = entries_of(text) else {
+        return;
+    };
+    let fixture = fixture();
+    let mut agent = fixture.agent_with_state();
+    for entry in entries {
+        let _ = agent.publish(fixture.now, entry);
+    }
+}
