@@ -371,6 +371,11 @@ impl Document {
             .chain(self.pending.values().map(|parsed| &parsed.envelope))
     }
 
+    /// The changes waiting for a parent or their author's previous change.
+    pub fn pending_envelopes(&self) -> impl Iterator<Item = &SignedChange> {
+        self.pending.values().map(|parsed| &parsed.envelope)
+    }
+
     /// The applied changes' hashes.
     pub fn applied_keys(&self) -> impl Iterator<Item = &Digest> {
         self.applied.keys()

@@ -62,6 +62,9 @@ pub mod limits {
     /// Most releases waiting for a newer trust version that carry one
     /// signer's valid signature (see `ReleaseLog`'s future queue).
     pub const RELEASE_PENDING_PER_SIGNER_MAX: usize = 16;
+    /// Most releases waiting for a newer trust version signed only by keys
+    /// that do not hold `config` now, all together.
+    pub const RELEASE_PENDING_UNKNOWN_MAX: usize = 16;
     /// How far ahead of the replica's trust head a change or release may
     /// be and still wait for it; further ones are refused and come back by
     /// anti-entropy once the trust chain catches up.

@@ -240,19 +240,24 @@ type Versions = BTreeMap<u64, BTreeMap<Digest, SignedRelease>>;
 pub struct ReleaseLog {
     docs: BTreeMap<String, Versions>,
     /// Releases under a trust version newer than this replica's head, with
-    /// the signers that vouch for each (see [`ReleaseLog::wait`]).
+    /// the signers holding `config` now that vouch for each (none: signed
+    /// only by keys unknown here; see [`ReleaseLog::wait`]).
     future: BTreeMap<Digest, (SignedRelease, Vec<PublicKey>)>,
 }
 
 impl ReleaseLog {
     /// Holds a release under a trust version this replica does not have
-    /// yet. Who may release then cannot be judged now, so a release waits
-    /// only if a key holding `config` now signed it validly (the next
-    /// trust version usually keeps some of them), at most
-    /// [`limits::RELEASE_PENDING_PER_SIGNER_MAX`] per such signer, and at
-    /// most [`limits::FUTURE_VERSIONS_AHEAD`] versions ahead. A release
-    /// refused here loses nothing: anti-entropy offers it again once the
-    /// trust chain catches up.
+    /// yet. Who may release then cannot be judged now, only signatures:
+    /// a release waits only with at least one valid signature, at most
+    /// [`limits::FUTURE_VERSIONS_AHEAD`] versions ahead. A release signed
+    /// by keys holding `config` now (the next trust version usually keeps
+    /// some) counts against each of them, at most
+    /// [`limits::RELEASE_PENDING_PER_SIGNER_MAX`]; one signed only by keys
+    /// unknown here shares a small pool ([`limits::RELEASE_PENDING_UNKNOWN_MAX`]),
+    /// so neither one key nor a crowd of fresh keys crowds out the
+    /// fleet's operators. A release refused here loses nothing that
+    /// another replica holds: anti-entropy offers it again once the trust
+    /// chain catches up.
     fn wait(&mut self, entry: SignedRelease, ctx: &Ctx<'_>) -> Result<Merge, Rejected> {
         entry.release.check_shape()?;
         if entry.signatures.len() > limits::RELEASE_SIGNATURES_MAX {
@@ -277,7 +282,6 @@ impl ReleaseLog {
         let checks: Vec<SignatureCheck> = entry
             .signatures
             .iter()
-            .filter(|(signer, _)| ctx.trust.authorizes(signer, Role::Config, head))
             .map(|(signer, signature)| SignatureCheck {
                 key: *signer,
                 digest: key,
@@ -292,28 +296,43 @@ impl ReleaseLog {
             .map(|(check, _)| check.key)
             .collect();
         if signers.is_empty() {
-            return Err(Rejected::Unauthorized(
-                "a release for a newer trust version needs a valid signature by a config key \
-                 of this replica's"
-                    .into(),
-            ));
+            return Err(Rejected::BadSignature);
         }
-        let vouched = |signer: &PublicKey| {
-            self.future
-                .values()
-                .filter(|(_, vouching)| vouching.contains(signer))
-                .count()
-        };
-        if signers
-            .iter()
-            .any(|signer| vouched(signer) >= limits::RELEASE_PENDING_PER_SIGNER_MAX)
-        {
-            return Err(Rejected::QueueFull(
-                "releases one signer may queue for a newer trust version",
-            ));
+        let known: Vec<PublicKey> = signers
+            .into_iter()
+            .filter(|signer| ctx.trust.authorizes(signer, Role::Config, head))
+            .collect();
+        if known.is_empty() {
+            let unknown = self.future.values().filter(|(_, known)| known.is_empty());
+            if unknown.count() >= limits::RELEASE_PENDING_UNKNOWN_MAX {
+                return Err(Rejected::QueueFull(
+                    "releases by keys unknown here queued for a newer trust version",
+                ));
+            }
+        } else {
+            let vouched = |signer: &PublicKey| {
+                self.future
+                    .values()
+                    .filter(|(_, vouching)| vouching.contains(signer))
+                    .count()
+            };
+            if known
+                .iter()
+                .any(|signer| vouched(signer) >= limits::RELEASE_PENDING_PER_SIGNER_MAX)
+            {
+                return Err(Rejected::QueueFull(
+                    "releases one signer may queue for a newer trust version",
+                ));
+            }
         }
-        self.future.insert(key, (entry, signers));
+        self.future.insert(key, (entry, known));
         Ok(Merge::Pending)
+    }
+
+    /// The releases held back for a newer trust version: in the log only
+    /// once it arrives, so a snapshot must keep them.
+    pub fn held_back(&self) -> impl Iterator<Item = &SignedRelease> {
+        self.future.values().map(|(release, _)| release)
     }
 
     /// An empty log.

@@ -281,6 +281,16 @@ impl ConfigStore {
         self.docs.values().flat_map(Document::applied_keys)
     }
 
+    /// The verified changes held back, waiting for a parent or a newer
+    /// trust version: in no document yet, but accepted, so a snapshot must
+    /// keep them (merged again, they wait again).
+    pub fn held_back(&self) -> impl Iterator<Item = &SignedChange> {
+        self.docs
+            .values()
+            .flat_map(Document::pending_envelopes)
+            .chain(self.future.changes.values().map(|(change, _)| change))
+    }
+
     /// How many verified changes wait for parents or a newer trust version.
     pub fn pending_len(&self) -> usize {
         self.docs.values().map(Document::pending_len).sum::<usize>() + self.future.changes.len()

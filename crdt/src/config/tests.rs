@@ -570,7 +570,7 @@ fn neither_one_key_nor_a_crowd_of_keys_fills_the_queue_for_a_newer_trust_version
 }
 
 #[test]
-fn a_release_for_a_newer_trust_version_waits_only_on_a_config_key_of_today() {
+fn releases_for_a_newer_trust_version_wait_by_signer_and_strangers_share_a_small_pool() {
     let mut trust = chain();
     let mut log = ReleaseLog::new();
     let future = |version: u64, signers: &[u8]| {
@@ -586,17 +586,22 @@ fn a_release_for_a_newer_trust_version_waits_only_on_a_config_key_of_today() {
         }
         release
     };
-    assert!(matches!(
-        log.merge(future(1, &[50]), &ctx(&trust)),
-        Err(Rejected::Unauthorized(_))
-    ));
     let mut forged = future(1, &[]);
     forged
         .signatures
         .insert(key(100).public(), key(100).sign_digest(&Digest::default()));
+    assert_eq!(log.merge(forged, &ctx(&trust)), Err(Rejected::BadSignature));
+    // Keys unknown here (one the next version may add) share a pool.
+    let strangers = limits::RELEASE_PENDING_UNKNOWN_MAX as u64;
+    for version in 1..=strangers {
+        assert_eq!(
+            log.merge(future(100 + version, &[50]), &ctx(&trust)),
+            Ok(Merge::Pending)
+        );
+    }
     assert!(matches!(
-        log.merge(forged, &ctx(&trust)),
-        Err(Rejected::Unauthorized(_))
+        log.merge(future(99, &[51]), &ctx(&trust)),
+        Err(Rejected::QueueFull(_))
     ));
     let quota = limits::RELEASE_PENDING_PER_SIGNER_MAX as u64;
     for version in 1..=quota {

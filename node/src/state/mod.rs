@@ -23,10 +23,9 @@ mod digests;
 mod push;
 mod trust;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use fleetmesh_crdt::config::limits::{PENDING_BYTES_MAX, PENDING_MAX, RELEASE_PENDING_MAX};
 use fleetmesh_crdt::{
     ConfigEntry, ConfigStore, Ctx, Digest, HealthTable, LeaseKind, LeaseTable, Ledger, Merge,
     NodeCert, NodeId, PublicKey, Rejected, ReleaseLog, Replica, SignedHealth, SignedLease,
@@ -74,16 +73,6 @@ pub const AHEAD_MAX_MILLIS: u64 = 60_000;
 /// Most other announcers remembered per fetch, to retry from: a lost
 /// request or answer then costs one timeout, not a wait for anti-entropy.
 pub const ANNOUNCERS_MAX: usize = 4;
-
-/// Most entries held back (for a parent or a newer trust version) kept
-/// aside to save with a snapshot: as many as the config store and the
-/// release log hold back; past it (or [`WAITING_BYTES_MAX`]) the oldest is
-/// forgotten.
-pub const WAITING_MAX: usize = PENDING_MAX + RELEASE_PENDING_MAX;
-
-/// Most encoded bytes of the entries kept aside, as the config store
-/// bounds what it holds back.
-pub const WAITING_BYTES_MAX: usize = PENDING_BYTES_MAX;
 
 /// The replicated collections, in the order their digests travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -326,14 +315,6 @@ pub struct Replicas {
     governed: BTreeMap<String, BTreeSet<PublicKey>>,
     verifier: Arc<dyn Verifier>,
     stats: StateStats,
-    /// Config changes and releases held back waiting for a parent or a
-    /// newer trust version, as they came (at most [`WAITING_MAX`]): no
-    /// collection holds them yet, but a snapshot must, since one may be
-    /// applied (its parent arriving) after the snapshot emptied the
-    /// journal that held it. With each entry, its encoded size.
-    waiting: VecDeque<(Entry, usize)>,
-    /// Their encoded bytes, at most [`WAITING_BYTES_MAX`].
-    waiting_bytes: usize,
 }
 
 /// A fetch in flight.
@@ -374,8 +355,6 @@ impl Replicas {
             governed: BTreeMap::new(),
             verifier,
             stats: StateStats::default(),
-            waiting: VecDeque::new(),
-            waiting_bytes: 0,
         };
         replicas.after_trust_change(now_millis);
         let _ = replicas.merge(Entry::Cert(Box::new(own)), now_millis);
@@ -483,30 +462,15 @@ impl Replicas {
                 .into_iter()
                 .filter_map(move |(key, _)| self.entry(kind, &key))
         });
-        let waiting = self
-            .waiting
-            .iter()
-            .map(|(entry, _)| entry)
-            .filter(|entry| match entry {
-                Entry::Release(release) => self.releases.entry(&release.release.digest()).is_none(),
-                _ => true,
-            });
-        held.chain(waiting.cloned()).collect()
-    }
-
-    /// Keeps `entry`, just held back, to save with the next snapshot.
-    fn wait(&mut self, entry: Entry) {
-        let size = wire::entry_len(&entry);
-        while !self.waiting.is_empty()
-            && (self.waiting.len() >= WAITING_MAX
-                || self.waiting_bytes.saturating_add(size) > WAITING_BYTES_MAX)
-        {
-            if let Some((_, dropped)) = self.waiting.pop_front() {
-                self.waiting_bytes -= dropped;
-            }
-        }
-        self.waiting_bytes += size;
-        self.waiting.push_back((entry, size));
+        let changes = self
+            .config
+            .held_back()
+            .map(|change| Entry::Config(Box::new(ConfigEntry::Change(change.clone()))));
+        let releases = self
+            .releases
+            .held_back()
+            .map(|release| Entry::Release(Box::new(release.clone())));
+        held.chain(changes).chain(releases).collect()
     }
 
     /// The roots of the [`Kind::SAVED`] collections: unchanged roots
@@ -639,8 +603,7 @@ impl Replicas {
         if result == Ok(Merge::Pending)
             && let Some(waiting) = waiting
         {
-            effects.journal.push(waiting.clone());
-            self.wait(waiting);
+            effects.journal.push(waiting);
         }
         (result, effects)
     }
@@ -681,19 +644,9 @@ impl Replicas {
             let copy = Entry::Config(Box::new(copy));
             match result {
                 Ok(Merge::Changed { .. }) => effects.journal.push(copy),
-                Ok(Merge::Pending) => {
-                    effects.journal.push(copy.clone());
-                    self.wait(copy);
-                }
+                Ok(Merge::Pending) => effects.journal.push(copy),
                 Ok(Merge::Unchanged) | Err(_) => {}
             }
-        }
-        if !self.waiting.is_empty() && self.config.pending_len() == 0 {
-            // Nothing waits any more: every change kept aside is applied
-            // (and in its collection) or was dropped.
-            self.waiting
-                .retain(|(entry, _)| !matches!(entry, Entry::Config(_)));
-            self.waiting_bytes = self.waiting.iter().map(|(_, size)| size).sum();
         }
         // Results do not show everything a batch did: changes waiting for
         // a parent are applied along with it, and a quarantine rebuilds
