@@ -168,6 +168,7 @@ fn core(registry: &mut Registry, stats: &Stats) {
         claims_ignored: "Membership claims dropped unapplied",
         unexpected_messages: "Well-formed messages that fit no state (late acks, replies to nothing)",
         unadmitted_messages: "Messages dropped: the sender holds no valid certificate",
+        verify_budget_exceeded: "Messages dropped unverified: the sender's verification budget was spent",
         unadmitted_claims: "Claims dropped: about a node holding no valid certificate yet",
         expelled: "Members expelled: key or certificate revoked",
         probes: "Probes started",
