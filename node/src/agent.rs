@@ -420,6 +420,13 @@ impl Agent {
         self.members.get(id)
     }
 
+    /// Whether `node` holds a valid certificate at `now`: only then are its
+    /// messages (other than a Hello) handled. Drivers use it to bound what
+    /// peers not admitted may cost before the core sees their messages.
+    pub fn admits(&self, now: Instant, node: NodeId) -> bool {
+        self.replicas.certs().admits(node, self.now_millis(now))
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -603,7 +610,7 @@ impl Agent {
             return;
         }
         let introduction = matches!(message, Message::Hello { .. });
-        let admitted = self.replicas.certs().admits(from, self.now_millis(now));
+        let admitted = self.admits(now, from);
         if !introduction && !admitted {
             self.stats.unadmitted_messages += 1;
             self.introduce(now, from);
