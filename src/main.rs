@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod demo;
+mod memory;
 mod operator;
 mod sim;
 mod sweep;
