@@ -167,7 +167,8 @@ impl Budgets {
         self.peers.retain(|_, bucket| bucket.full_at > now);
     }
 
-    /// Buckets held (for tests of the bound).
+    /// Buckets held: peers that spent part of their budget and have not
+    /// refilled it (bounded by the admitted peers).
     pub fn len(&self) -> usize {
         self.peers.len()
     }

@@ -58,16 +58,6 @@ impl Admitted {
             }
         }
     }
-
-    /// Peers recorded as admitted.
-    pub fn len(&self) -> usize {
-        self.0.read().map_or(0, |peers| peers.len())
-    }
-
-    /// Whether no peer is recorded as admitted.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The question one incoming stream's codec may ask: is its peer admitted

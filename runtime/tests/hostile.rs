@@ -306,7 +306,7 @@ const FLOOD_DURATION: Duration = Duration::from_secs(8);
 /// Grace the test's agent gives a connection to be admitted.
 const FLOOD_GRACE_SECS: u64 = 3;
 /// What the flood may add to the agent's resident memory at its peak.
-const FLOOD_RSS_GROWTH_MAX: u64 = 96 << 20;
+const FLOOD_RSS_GROWTH_MAX: u64 = 64 << 20;
 
 /// The agent the flood targets, in a process of its own so that its
 /// memory is measured alone: the flood test starts this test binary again
