@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod demo;
 mod logging;
+mod memory;
 mod operator;
 mod sim;
 mod sweep;

@@ -1,7 +1,7 @@
 //! `fleetmesh sim`: the simulator's commands — one run, a sweep or swarm
 //! over many seeds, the determinism check and the benchmarks.
 
-use crate::{bench, sweep};
+use crate::{bench, memory, sweep};
 use anyhow::Context;
 use clap::Subcommand;
 use fleetmesh_simulator::expect::{self, Verdict};
@@ -54,6 +54,10 @@ pub enum SimCommand {
         /// Threads for `--seeds`; defaults to the number of cores.
         #[arg(long, requires = "seeds")]
         jobs: Option<usize>,
+        /// Run even when the scenario's estimated peak memory exceeds what
+        /// this machine has available (MemAvailable).
+        #[arg(long)]
+        force: bool,
     },
     /// Swarm testing: runs a scenario over a range of seeds where each seed
     /// also draws its own fault mix (kinds on or off, intensities, start
@@ -77,6 +81,10 @@ pub enum SimCommand {
         /// Run every seed twice and report seeds whose runs differ.
         #[arg(long)]
         check_determinism: bool,
+        /// Run even when the scenario's estimated peak memory exceeds what
+        /// this machine has available (MemAvailable).
+        #[arg(long)]
+        force: bool,
     },
     /// Shrinks a failing seed: removes the time after the violation, every
     /// fault the failure does not need and agents, while the same
@@ -100,6 +108,10 @@ pub enum SimCommand {
         /// the smallest found.
         #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
         time_limit: f64,
+        /// Run even when the scenario's estimated peak memory exceeds what
+        /// this machine has available (MemAvailable).
+        #[arg(long)]
+        force: bool,
     },
     /// Runs the benchmarks and prints a table (use a release build).
     Bench {
@@ -126,6 +138,7 @@ pub fn command(command: SimCommand) -> anyhow::Result<ExitCode> {
             jobs,
             swarm,
             check_determinism,
+            force,
             ..
         } => {
             let plan = sweep::Plan {
@@ -134,6 +147,7 @@ pub fn command(command: SimCommand) -> anyhow::Result<ExitCode> {
                 swarm,
                 check_determinism,
                 time_limit: None,
+                force,
             };
             sweep::run(&scenario, &plan)
         }
@@ -142,8 +156,9 @@ pub fn command(command: SimCommand) -> anyhow::Result<ExitCode> {
             seed,
             check_determinism: true,
             swarm,
+            force,
             ..
-        } => determinism(&scenario, seed, swarm),
+        } => determinism(&scenario, seed, swarm, force),
         SimCommand::Run {
             scenario,
             seed,
@@ -151,14 +166,16 @@ pub fn command(command: SimCommand) -> anyhow::Result<ExitCode> {
             keep_going,
             report,
             swarm,
+            force,
             ..
-        } => run(&scenario, seed, trace, keep_going, report, swarm),
+        } => run(&scenario, seed, trace, keep_going, report, swarm, force),
         SimCommand::Swarm {
             scenario,
             seeds,
             jobs,
             time_limit,
             check_determinism,
+            force,
         } => {
             let time_limit = time_limit
                 .map(|seconds| {
@@ -173,6 +190,7 @@ pub fn command(command: SimCommand) -> anyhow::Result<ExitCode> {
                 swarm: true,
                 check_determinism,
                 time_limit,
+                force,
             };
             sweep::run(&scenario, &plan)
         }
@@ -182,7 +200,9 @@ pub fn command(command: SimCommand) -> anyhow::Result<ExitCode> {
             swarm,
             out,
             time_limit,
+            force,
         } => {
+            memory::check(&Scenario::load(&scenario)?, 1, force)?;
             let time_limit = std::time::Duration::try_from_secs_f64(time_limit).map_err(|_| {
                 anyhow::anyhow!("--time-limit {time_limit} is not a number of seconds")
             })?;
@@ -192,9 +212,16 @@ pub fn command(command: SimCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Loads `path` and, for a swarm seed, applies the seed's mix (printing it).
-fn scenario_for(path: &Path, seed: Option<u64>, swarm: bool) -> anyhow::Result<(Scenario, u64)> {
+/// Loads `path` and, for a swarm seed, applies the seed's mix (printing
+/// it); refuses a scenario too large for this machine unless `force`.
+fn scenario_for(
+    path: &Path,
+    seed: Option<u64>,
+    swarm: bool,
+    force: bool,
+) -> anyhow::Result<(Scenario, u64)> {
     let scenario = Scenario::load(path)?;
+    memory::check(&scenario, 1, force)?;
     let seed = seed.unwrap_or(scenario.seed);
     println!(
         "scenario {} ({}), seed {seed}",
@@ -219,6 +246,7 @@ fn run(
     keep_going: bool,
     report: Option<PathBuf>,
     swarm: bool,
+    force: bool,
 ) -> anyhow::Result<ExitCode> {
     let writer: Option<Box<dyn std::io::Write>> = match &trace {
         Some(file) => {
@@ -232,7 +260,7 @@ fn run(
         }
         None => None,
     };
-    let (scenario, seed) = scenario_for(path, seed, swarm)?;
+    let (scenario, seed) = scenario_for(path, seed, swarm, force)?;
     let options = RunOptions {
         trace: writer,
         stop_on_violation: !keep_going,
@@ -351,8 +379,13 @@ fn shrink(
     Ok(ExitCode::SUCCESS)
 }
 
-fn determinism(path: &Path, seed: Option<u64>, swarm: bool) -> anyhow::Result<ExitCode> {
-    let (scenario, seed) = scenario_for(path, seed, swarm)?;
+fn determinism(
+    path: &Path,
+    seed: Option<u64>,
+    swarm: bool,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let (scenario, seed) = scenario_for(path, seed, swarm, force)?;
     let (outcome, divergence) = fleetmesh_simulator::check_determinism(&scenario, seed);
     match divergence {
         None => {

@@ -55,6 +55,8 @@ pub struct Plan {
     pub check_determinism: bool,
     /// Hand out no new seed after this long.
     pub time_limit: Option<Duration>,
+    /// Run even when the runs at once may not fit in memory.
+    pub force: bool,
 }
 
 /// The command that replays `seed`.
@@ -229,6 +231,7 @@ fn one(scenario: &Scenario, seed: u64, plan: &Plan) -> (Outcome, Option<Failure>
 /// Runs `plan` over the scenario at `path` and prints the summary.
 pub fn run(path: &Path, plan: &Plan) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::load(path)?;
+    crate::memory::check(&scenario, plan.jobs, plan.force)?;
     let total = plan.seeds.end - plan.seeds.start;
     let what = if plan.swarm { "swarm" } else { "scenario" };
     println!(

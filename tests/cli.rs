@@ -760,6 +760,43 @@ fn a_seed_range_runs_every_seed_and_a_bad_range_says_how_to_write_one() {
 }
 
 #[test]
+fn a_scenario_too_large_for_the_machine_is_refused_before_it_runs() {
+    let scratch = Scratch::new();
+    // 100,000 agents for a week: once accepted, it died of "memory
+    // allocation failed" after minutes of silence. Its estimate (several
+    // TiB) exceeds any machine.
+    scratch.write(
+        "huge.toml",
+        "name = \"huge\"\nduration_s = 604800\n[fleet]\nagents = 100000\n",
+    );
+    for args in [
+        &["sim", "run", "huge.toml"][..],
+        &["sim", "run", "huge.toml", "--seeds", "1..=2"],
+        &["sim", "swarm", "huge.toml", "--seeds", "1..=2"],
+    ] {
+        let started = std::time::Instant::now();
+        let output = scratch.run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for part in [
+            "estimated peak memory",
+            "available",
+            "at most about",
+            "--force",
+        ] {
+            assert!(
+                stderr.contains(part),
+                "{args:?}: {part:?} missing: {stderr}"
+            );
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "refused at once"
+        );
+    }
+}
+
+#[test]
 fn a_swarm_reports_invariants_probes_and_replays_a_seed_with_its_mix() {
     let scratch = Scratch::new();
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/lease-takeover.toml");

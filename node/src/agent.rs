@@ -2,6 +2,7 @@
 //! gossip and push-pull anti-entropy, as one deterministic state machine.
 
 use crate::broadcast::BroadcastQueue;
+use crate::budget::{Budgets, Metered};
 use crate::config::Config;
 use crate::error::AgentError;
 use crate::health::LocalHealth;
@@ -290,6 +291,10 @@ pub struct Agent {
     /// Ledger, health or lease state changed since remediation last ran.
     remedy_dirty: bool,
     tasks: VecDeque<Task>,
+    /// The verifier every merge uses, counting its checks.
+    metered: Arc<Metered>,
+    /// What each peer may still cost in verifications.
+    budgets: Budgets,
 }
 
 impl Agent {
@@ -313,6 +318,8 @@ impl Agent {
         let now_millis = millis(now);
         let trust = identity.verify(&verifier, now_millis)?;
         let id = identity.node_id();
+        let metered = Arc::new(Metered::new(verifier));
+        let verifier: Arc<dyn Verifier> = Arc::clone(&metered) as Arc<dyn Verifier>;
         let leases = Leases::new(Arc::clone(&verifier));
         // A fetch is one round trip, as a probe is; one answered late only
         // costs a second transfer from another announcer.
@@ -336,7 +343,10 @@ impl Agent {
             };
             timers.insert(timer, now + jitter(&mut rng, period));
         }
+        let budgets = Budgets::new(config.verify_per_peer, config.verify_unadmitted);
         let mut agent = Agent {
+            metered,
+            budgets,
             broadcasts: BroadcastQueue::new(
                 config.broadcast_queue_max,
                 config
@@ -422,6 +432,13 @@ impl Agent {
     /// The entry for `id` in this agent's view.
     pub fn member(&self, id: NodeId) -> Option<Member> {
         self.members.get(id)
+    }
+
+    /// Whether `node` holds a valid certificate at `now`: only then are its
+    /// messages (other than a Hello) handled. Drivers use it to bound what
+    /// peers not admitted may cost before the core sees their messages.
+    pub fn admits(&self, now: Instant, node: NodeId) -> bool {
+        self.replicas.certs().admits(node, self.now_millis(now))
     }
 
     /// Counters.
@@ -607,11 +624,17 @@ impl Agent {
             return;
         }
         let introduction = matches!(message, Message::Hello { .. });
-        if !introduction && !self.replicas.certs().admits(from, self.now_millis(now)) {
+        let admitted = self.admits(now, from);
+        if !introduction && !admitted {
             self.stats.unadmitted_messages += 1;
             self.introduce(now, from);
             return;
         }
+        if may_verify(&message) && !self.budgets.allows(now, from, admitted) {
+            self.stats.verify_budget_exceeded += 1;
+            return;
+        }
+        let checks_before = self.metered.checks();
         match message {
             Message::Ping {
                 seq,
@@ -647,6 +670,8 @@ impl Agent {
             Message::Hello { cert, reply } => self.on_hello(now, from, *cert, reply),
             Message::Lease(message) => self.on_lease(now, from, message),
         }
+        let checks = self.metered.checks().saturating_sub(checks_before);
+        self.budgets.charge(now, from, admitted, checks);
         self.fetch_missing_certs(now, from);
         if self.remedy_dirty {
             self.remedy_tick(now);
@@ -713,6 +738,7 @@ impl Agent {
                     // Certificates also expire on their own, between
                     // trust changes.
                     self.expel_unadmitted(now);
+                    self.budgets.forget_full(now);
                     self.reconnect(now);
                     self.members.shrink_slack();
                     self.timers
@@ -2077,6 +2103,38 @@ impl Agent {
             self.stats.events_dropped += 1;
         }
         self.events.push_back(event);
+    }
+}
+
+/// Whether handling `message` may verify a signature, and so must wait
+/// while its sender's verification budget is spent: an introduction (a
+/// certificate), replicated entries, a voter's signed grant. Everything
+/// else (probes, gossip, digests, requests) passes, so a peer in debt is
+/// still probed and still answers.
+fn may_verify(message: &Message) -> bool {
+    match message {
+        Message::Hello { .. } | Message::Lease(LeaseMessage::Granted { .. }) => true,
+        Message::State(StateMessage::Entries { entries }) => !entries.is_empty(),
+        Message::State(StateMessage::Push { entries, .. }) => !entries.is_empty(),
+        Message::State(
+            StateMessage::Roots { .. }
+            | StateMessage::Buckets { .. }
+            | StateMessage::Versions { .. }
+            | StateMessage::Want { .. },
+        )
+        | Message::Lease(
+            LeaseMessage::Request { .. }
+            | LeaseMessage::Refused { .. }
+            | LeaseMessage::Release { .. },
+        )
+        | Message::Ping { .. }
+        | Message::Ack { .. }
+        | Message::PingReq { .. }
+        | Message::Nack { .. }
+        | Message::Gossip { .. }
+        | Message::SyncRoot { .. }
+        | Message::SyncBuckets { .. }
+        | Message::SyncRecords { .. } => false,
     }
 }
 

@@ -1,7 +1,46 @@
 //! Protocol parameters: every timing and size knob of the agent in one place.
 
-use std::num::NonZeroU8;
+use std::num::{NonZeroU8, NonZeroU32};
 use std::time::Duration;
+
+/// A token bucket of signature verifications (see `crate::budget`): a
+/// sustained rate and the burst a full bucket allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifyBudget {
+    /// Verifications refilled per second.
+    pub per_second: NonZeroU32,
+    /// Verifications a full bucket holds.
+    pub burst: NonZeroU32,
+}
+
+impl VerifyBudget {
+    /// What one admitted peer may cost by default: about 4% of a core
+    /// sustained (one ed25519 verification takes ~40 µs), and a burst that
+    /// covers a joiner's catch-up from one peer in a fleet of thousands
+    /// (every certificate, health report and ledger record it lacks).
+    pub const PER_PEER: VerifyBudget = VerifyBudget::new(1_024, 16_384);
+
+    /// What all peers not admitted together may cost by default: one
+    /// certificate check per Hello, enough for a thousand agents joining
+    /// through one seed within seconds.
+    pub const UNADMITTED: VerifyBudget = VerifyBudget::new(1_024, 2_048);
+
+    /// A budget of `per_second` and `burst`, each raised to at least 1.
+    pub const fn new(per_second: u32, burst: u32) -> VerifyBudget {
+        VerifyBudget {
+            per_second: non_zero(per_second),
+            burst: non_zero(burst),
+        }
+    }
+}
+
+/// `value`, or 1 for 0.
+const fn non_zero(value: u32) -> NonZeroU32 {
+    match NonZeroU32::new(value) {
+        Some(value) => value,
+        None => NonZeroU32::MIN,
+    }
+}
 
 /// Protocol parameters of one agent. All agents of a fleet should use the
 /// same values; they tolerate small differences.
@@ -96,6 +135,15 @@ pub struct Config {
     /// published claim, which may look expired: other candidates then ask,
     /// and the voters' refusals tell them the scope is held.
     pub lease_publish_interval: Duration,
+    /// Signature verifications one admitted peer's messages may cost
+    /// (`crate::budget`): past it, its messages that would verify are
+    /// dropped and counted until the bucket refills. Raise it for fleets
+    /// whose joiners must catch up on more entries than the burst at once.
+    pub verify_per_peer: VerifyBudget,
+    /// Signature verifications all peers not admitted together may cost
+    /// (their Hellos' certificate checks): one shared bucket, since keys
+    /// cost nothing to make.
+    pub verify_unadmitted: VerifyBudget,
 }
 
 impl Config {
@@ -130,6 +178,8 @@ impl Config {
             lease_drift_bound: Duration::from_millis(500),
             lease_lock_delay: Duration::from_secs(2),
             lease_publish_interval: Duration::from_secs(120),
+            verify_per_peer: VerifyBudget::PER_PEER,
+            verify_unadmitted: VerifyBudget::UNADMITTED,
         }
     }
 

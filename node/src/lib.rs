@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod broadcast;
+pub mod budget;
 pub mod config;
 pub mod coverage;
 pub mod error;
@@ -30,7 +31,7 @@ pub mod time;
 pub mod wire;
 
 pub use agent::{Agent, Event, Transmit};
-pub use config::Config;
+pub use config::{Config, VerifyBudget};
 pub use coverage::{PROBES, Probe};
 pub use error::AgentError;
 pub use fleetmesh_crdt as crdt;

@@ -28,6 +28,11 @@ pub struct Stats {
     pub unexpected_messages: u64,
     /// Messages dropped because their sender holds no valid certificate.
     pub unadmitted_messages: u64,
+    /// Messages that would have verified signatures (introductions,
+    /// entries, grants), dropped because their sender's verification
+    /// budget was spent (`Config::verify_per_peer`, shared
+    /// `Config::verify_unadmitted` for peers not admitted).
+    pub verify_budget_exceeded: u64,
     /// Claims dropped because they are about a node holding no valid
     /// certificate (yet: its certificate is fetched from the claimer).
     pub unadmitted_claims: u64,
@@ -266,6 +271,7 @@ impl AddAssign<&Stats> for Stats {
         self.claims_ignored += other.claims_ignored;
         self.unexpected_messages += other.unexpected_messages;
         self.unadmitted_messages += other.unadmitted_messages;
+        self.verify_budget_exceeded += other.verify_budget_exceeded;
         self.unadmitted_claims += other.unadmitted_claims;
         self.expelled += other.expelled;
         self.probes += other.probes;

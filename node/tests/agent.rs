@@ -987,3 +987,83 @@ fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() 
         assert_eq!(harness.release_of(n), Some((1, false)), "agent {n}");
     }
 }
+
+#[test]
+fn a_peer_past_its_verification_budget_is_dropped_until_it_refills() {
+    use fleetmesh_node::VerifyBudget;
+    use fleetmesh_node::crdt::{HealthReport, HealthState, Hlc, SignedHealth};
+    use fleetmesh_node::state::Entry;
+    use fleetmesh_node::wire::StateMessage;
+    let config = Config {
+        verify_per_peer: VerifyBudget::new(1, 3),
+        verify_unadmitted: VerifyBudget::new(1, 2),
+        ..Config::lan()
+    };
+    let now = Instant(1_000_000_000);
+    let mut agent =
+        Agent::new(config, identity(0), NodeMeta::default(), 0, now, verifier()).expect("valid");
+    let send = |agent: &mut Agent, at: Instant, from: u64, message: &Message| {
+        let bytes = wire::encode(message).expect("encodes");
+        agent.handle_message(at, id(from), &bytes);
+    };
+    // Three strangers introduce themselves at once: their certificates
+    // share one bucket of two checks, whatever keys they hold.
+    for n in 1..=3 {
+        let cert = Box::new(identity(n).cert);
+        send(&mut agent, now, n, &Message::Hello { cert, reply: false });
+    }
+    let admits = |agent: &Agent, n: u64| agent.replicas().certs().admits(id(n), 1_000);
+    assert!(admits(&agent, 1) && admits(&agent, 2) && !admits(&agent, 3));
+    assert_eq!(agent.stats().verify_budget_exceeded, 1);
+
+    // Admitted node 1 sends five fresh reports, one a message: its own
+    // bucket holds three verifications.
+    let report = |check: usize| {
+        let report = HealthReport {
+            node: key(1).public(),
+            check: format!("check-{check}"),
+            state: HealthState::Healthy,
+            at: Hlc::default(),
+            detail: String::new(),
+            cause: None,
+        };
+        let entries = vec![Entry::Health(Box::new(SignedHealth::sign(report, &key(1))))];
+        Message::State(StateMessage::Entries { entries })
+    };
+    for check in 0..5 {
+        send(&mut agent, now, 1, &report(check));
+    }
+    let held = |agent: &Agent| {
+        (0..6)
+            .filter(|check| {
+                let check = format!("check-{check}");
+                agent
+                    .replicas()
+                    .health()
+                    .get(&key(1).public(), &check)
+                    .is_some()
+            })
+            .count()
+    };
+    assert_eq!(held(&agent), 3);
+    assert_eq!(agent.stats().verify_budget_exceeded, 3);
+    // A peer in debt is still probed and answered: a ping verifies nothing.
+    while agent.poll_transmit().is_some() {}
+    let ping = Message::Ping {
+        seq: 9,
+        target: id(0),
+        updates: Vec::new(),
+    };
+    send(&mut agent, now, 1, &ping);
+    assert!(
+        std::iter::from_fn(|| agent.poll_transmit()).any(|transmit| transmit.to == id(1)),
+        "the ping is acknowledged"
+    );
+    // A second's refill pays for one more verification.
+    let later = now + Duration::from_secs(1);
+    send(&mut agent, later, 1, &report(5));
+    assert_eq!(held(&agent), 4);
+    send(&mut agent, later, 1, &report(4));
+    assert_eq!(held(&agent), 4);
+    assert_eq!(agent.stats().verify_budget_exceeded, 4);
+}

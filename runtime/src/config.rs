@@ -9,9 +9,10 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use fleetmesh_node::NodeMeta;
+use fleetmesh_node::{NodeMeta, VerifyBudget};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use serde::Deserialize;
@@ -86,9 +87,9 @@ pub enum LogFormat {
 }
 
 /// Bounds on what peers can make this agent hold. Each bounded queue drops
-/// (and counts) once full instead of growing.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// (and counts) once full instead of growing. [`Limits::RANGES`] lists the
+/// values the file may give each.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Most connections open at once, both directions (default 512).
     pub connections_max: u32,
@@ -100,6 +101,14 @@ pub struct Limits {
     /// announced addresses are theirs to choose, so dials are bounded too
     /// (default 64).
     pub pending_outgoing_max: u32,
+    /// Most incoming connections from peers this agent does not admit
+    /// (yet): a joiner's stay there lasts one Hello, anyone else's is
+    /// refused past this many (default 32; `connections_max` bounds all
+    /// connections, these included).
+    pub unadmitted_connections_max: u32,
+    /// Seconds a connection's peer has to be admitted (its Hello) before
+    /// the connection is closed (default 10).
+    pub unadmitted_grace_secs: u64,
     /// Most bytes of messages sent to one peer and not yet acknowledged;
     /// past it, messages to that peer are dropped (a slow peer slows only
     /// itself; default 4 MiB).
@@ -119,22 +128,133 @@ pub struct Limits {
     /// Most bytes of a check's or an action's output kept (the rest is
     /// read and dropped; default 4096).
     pub output_bytes_max: usize,
+    /// Signature verifications per second one admitted peer's messages may
+    /// cost this agent; past it (and its burst), its messages that would
+    /// verify are dropped and counted (default 1024; the core's
+    /// `Config::verify_per_peer`).
+    pub verify_per_peer_per_second: u32,
+    /// Verifications one admitted peer may cost at once: covers a joiner's
+    /// catch-up from one peer (default 16384).
+    pub verify_per_peer_burst: u32,
+    /// Verifications per second all peers not admitted together may cost
+    /// (each Hello checks a certificate; default 1024).
+    pub verify_unadmitted_per_second: u32,
+    /// Verifications peers not admitted may cost at once (default 2048).
+    pub verify_unadmitted_burst: u32,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
+        let protocol = fleetmesh_node::Config::lan();
         Limits {
             connections_max: 512,
             connections_per_peer: 2,
             pending_incoming_max: 64,
             pending_outgoing_max: 64,
+            unadmitted_connections_max: 32,
+            unadmitted_grace_secs: 10,
             queue_bytes_per_peer: 4 << 20,
             queue_messages_per_peer: 1024,
             queue_bytes_max: 64 << 20,
             streams_per_connection: 16,
             tasks_running_max: 64,
             output_bytes_max: 4096,
+            verify_per_peer_per_second: protocol.verify_per_peer.per_second.get(),
+            verify_per_peer_burst: protocol.verify_per_peer.burst.get(),
+            verify_unadmitted_per_second: protocol.verify_unadmitted.per_second.get(),
+            verify_unadmitted_burst: protocol.verify_unadmitted.burst.get(),
         }
+    }
+}
+
+/// One limit as the file may set it: its name under `[limits]`, the
+/// values accepted, and the field it sets.
+pub struct LimitRange {
+    /// The key under `[limits]`.
+    pub name: &'static str,
+    /// The least value accepted.
+    pub min: u64,
+    /// The greatest value accepted.
+    pub max: u64,
+    /// Sets the field; fails only for a value that does not fit its type,
+    /// which the range rules out.
+    set: fn(&mut Limits, u64) -> Result<(), std::num::TryFromIntError>,
+}
+
+/// A [`LimitRange`] for field `$field`, from `$min` to `$max`.
+macro_rules! range {
+    ($field:ident, $min:expr, $max:expr) => {
+        LimitRange {
+            name: stringify!($field),
+            min: $min,
+            max: $max,
+            set: |limits, value| {
+                limits.$field = value.try_into()?;
+                Ok(())
+            },
+        }
+    };
+}
+
+/// The largest message, as the bound some byte limits may not go under.
+const MESSAGE: u64 = fleetmesh_node::wire::MESSAGE_BYTES_MAX as u64;
+
+impl Limits {
+    /// Every limit and the values it accepts: enough for any fleet, small
+    /// enough that no value wraps or stops the agent from working (a
+    /// byte queue below the largest message could never send it).
+    pub const RANGES: &[LimitRange] = &[
+        range!(connections_max, 1, 65_536),
+        range!(connections_per_peer, 1, 16),
+        range!(pending_incoming_max, 1, 4_096),
+        range!(pending_outgoing_max, 1, 4_096),
+        range!(unadmitted_connections_max, 1, 4_096),
+        range!(unadmitted_grace_secs, 1, 3_600),
+        range!(queue_bytes_per_peer, MESSAGE, 1 << 30),
+        range!(queue_messages_per_peer, 1, 1 << 20),
+        range!(queue_bytes_max, MESSAGE, 1 << 36),
+        range!(streams_per_connection, 1, 1_024),
+        range!(tasks_running_max, 1, 4_096),
+        range!(output_bytes_max, 1, 16 << 20),
+        range!(verify_per_peer_per_second, 1, 1_000_000),
+        range!(verify_per_peer_burst, 1, 1_000_000),
+        range!(verify_unadmitted_per_second, 1, 1_000_000),
+        range!(verify_unadmitted_burst, 1, 1_000_000),
+    ];
+
+    /// The limits the `[limits]` table sets, defaults for the rest. An
+    /// unknown key, a value that is not a whole number or one out of its
+    /// range is an error naming the field and the range.
+    fn from_table(table: &toml::Table) -> anyhow::Result<Limits> {
+        let mut limits = Limits::default();
+        for (key, value) in table {
+            let Some(range) = Limits::RANGES.iter().find(|range| range.name == key) else {
+                let names: Vec<&str> = Limits::RANGES.iter().map(|range| range.name).collect();
+                bail!(
+                    "field `limits.{key}`: no such limit; the limits are {}",
+                    names.join(", ")
+                );
+            };
+            let (min, max) = (range.min, range.max);
+            let number = value
+                .as_integer()
+                .and_then(|number| u64::try_from(number).ok())
+                .filter(|number| (min..=max).contains(number));
+            let Some(number) = number else {
+                bail!(
+                    "field `limits.{key}`: {value} is out of range; use a whole number from {min} to {max}"
+                );
+            };
+            (range.set)(&mut limits, number).map_err(|error| {
+                anyhow::anyhow!("field `limits.{key}`: {number} does not fit ({error}); use a whole number from {min} to {max}")
+            })?;
+        }
+        Ok(limits)
+    }
+
+    /// How long a connection's peer has to be admitted.
+    pub fn unadmitted_grace(&self) -> Duration {
+        Duration::from_secs(self.unadmitted_grace_secs)
     }
 }
 
@@ -164,7 +284,7 @@ struct File {
     #[serde(default = "info")]
     log_level: String,
     #[serde(default)]
-    limits: Limits,
+    limits: toml::Table,
 }
 
 fn yes() -> bool {
@@ -296,7 +416,7 @@ impl AgentConfig {
                 file.log_level
             );
         }
-        check_limits(&file.limits)?;
+        let limits = Limits::from_table(&file.limits)?;
         Ok(AgentConfig {
             state_dir: file.state_dir,
             listen,
@@ -309,15 +429,28 @@ impl AgentConfig {
             admin_token_file: file.admin_token_file,
             log_format: file.log_format,
             log_level: file.log_level,
-            limits: file.limits,
+            limits,
         })
     }
 
-    /// The core's protocol parameters for the preset.
+    /// The core's protocol parameters: the preset's, with the
+    /// verification budgets of `limits`.
     pub fn protocol(&self) -> fleetmesh_node::Config {
-        match self.preset {
+        let preset = match self.preset {
             Preset::Lan => fleetmesh_node::Config::lan(),
             Preset::Wan => fleetmesh_node::Config::wan(),
+        };
+        let limits = &self.limits;
+        fleetmesh_node::Config {
+            verify_per_peer: VerifyBudget::new(
+                limits.verify_per_peer_per_second,
+                limits.verify_per_peer_burst,
+            ),
+            verify_unadmitted: VerifyBudget::new(
+                limits.verify_unadmitted_per_second,
+                limits.verify_unadmitted_burst,
+            ),
+            ..preset
         }
     }
 }
@@ -411,36 +544,6 @@ fn admin_endpoint(text: &str, state_dir: &Path) -> anyhow::Result<Option<Endpoin
         );
     }
     Ok(Some(endpoint))
-}
-
-fn check_limits(limits: &Limits) -> anyhow::Result<()> {
-    let positive = [
-        ("connections_max", limits.connections_max as usize),
-        ("connections_per_peer", limits.connections_per_peer as usize),
-        ("pending_incoming_max", limits.pending_incoming_max as usize),
-        ("pending_outgoing_max", limits.pending_outgoing_max as usize),
-        ("queue_bytes_per_peer", limits.queue_bytes_per_peer),
-        ("queue_messages_per_peer", limits.queue_messages_per_peer),
-        ("queue_bytes_max", limits.queue_bytes_max),
-        ("streams_per_connection", limits.streams_per_connection),
-        ("tasks_running_max", limits.tasks_running_max),
-        ("output_bytes_max", limits.output_bytes_max),
-    ];
-    if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
-        bail!("field `limits.{name}`: must be at least 1");
-    }
-    let message_max = fleetmesh_node::wire::MESSAGE_BYTES_MAX;
-    for (name, value) in [
-        ("queue_bytes_per_peer", limits.queue_bytes_per_peer),
-        ("queue_bytes_max", limits.queue_bytes_max),
-    ] {
-        if value < message_max {
-            bail!(
-                "field `limits.{name}`: {value} is below the largest message ({message_max} bytes), which could then never be sent"
-            );
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -580,5 +683,72 @@ mod tests {
         );
         assert!(error("state_dir = \"s\"\n[limits]\nfoo = 1").contains("foo"));
         assert!(error("state_dir = \"s\"\nlog_level = \"[\"").contains("log_level"));
+    }
+
+    fn limit_error(limit: &str) -> String {
+        error(&format!("state_dir = \"s\"\n[limits]\n{limit}"))
+    }
+
+    #[test]
+    fn a_limit_out_of_range_is_refused_with_its_range() {
+        // 2^32 once passed and was cast to 0 streams: an agent that
+        // silently received nothing.
+        let message = limit_error("streams_per_connection = 4294967296");
+        assert!(
+            message.contains("`limits.streams_per_connection`")
+                && message.contains("4294967296")
+                && message.contains("from 1 to 1024"),
+            "{message}"
+        );
+        for (limit, range) in [
+            ("connections_max = 4294967297", "from 1 to 65536"),
+            ("connections_max = -1", "from 1 to 65536"),
+            ("connections_per_peer = 0", "from 1 to 16"),
+            ("tasks_running_max = 1.5", "from 1 to 4096"),
+            ("output_bytes_max = \"4k\"", "from 1 to 16777216"),
+            ("queue_bytes_max = 10", "from 1048576 to 68719476736"),
+            ("unadmitted_connections_max = 0", "from 1 to 4096"),
+            (
+                "unadmitted_grace_secs = 9223372036854775807",
+                "from 1 to 3600",
+            ),
+            ("verify_per_peer_burst = 0", "from 1 to 1000000"),
+        ] {
+            let name = limit.split(' ').next().unwrap_or_default();
+            let message = limit_error(limit);
+            assert!(
+                message.contains(&format!("`limits.{name}`")) && message.contains(range),
+                "{limit}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_limit_takes_the_ends_of_its_range() {
+        for range in Limits::RANGES {
+            for value in [range.min, range.max] {
+                let text = format!("state_dir = \"s\"\n[limits]\n{} = {value}", range.name);
+                let config = AgentConfig::parse(&text)
+                    .unwrap_or_else(|error| panic!("{} = {value}: {error:#}", range.name));
+                assert_ne!(
+                    config.limits,
+                    Limits::default(),
+                    "{} = {value} changed nothing",
+                    range.name
+                );
+            }
+        }
+        let config = AgentConfig::parse(
+            "state_dir = \"s\"\n[limits]\nverify_per_peer_per_second = 7\nverify_unadmitted_burst = 9",
+        )
+        .expect("parses");
+        let protocol = config.protocol();
+        assert_eq!(protocol.verify_per_peer.per_second.get(), 7);
+        assert_eq!(protocol.verify_unadmitted.burst.get(), 9);
+        assert_eq!(
+            Limits::default().verify_per_peer_burst,
+            fleetmesh_node::Config::lan().verify_per_peer.burst.get(),
+            "one default, in the core"
+        );
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,15 +35,17 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::admin::{self, Answer, Query};
+use crate::admission::{ADMISSION_SWEEP_INTERVAL, Strangers};
 use crate::clock::Clock;
 use crate::config::{AgentConfig, Endpoint};
 use crate::exec;
 use crate::files;
 use crate::formats;
+use crate::gate::Admitted;
 use crate::journal::{JOURNAL_BYTES_MAX, Journal, Replayed};
 use crate::metrics::{self, Gauges, RuntimeStats};
 use crate::state::{REPLICAS_SAVE_INTERVAL, StateDir};
-use crate::transport::{self, IDLE_CONNECTION_TIMEOUT, Mesh, MeshEvent};
+use crate::transport::{self, IDLE_CONNECTION_TIMEOUT, Mesh, MeshEvent, WireCounters};
 
 /// Most seeds (bootstrap and mDNS peers) kept; past it, discoveries are
 /// counted and dropped. The fleet is reached through any one of them.
@@ -119,6 +121,7 @@ enum Wake {
     Task(Result<(TaskId, TaskResult), tokio::task::JoinError>),
     Admin(admin::Request),
     Redial,
+    Admission,
     Shutdown,
     LeaveDone,
     Save,
@@ -165,7 +168,11 @@ struct Driver {
     stats: RuntimeStats,
     admin: Arc<admin::Counters>,
     /// Incoming messages the codec refused for their size.
-    oversized: Arc<AtomicU64>,
+    wire_counters: Arc<WireCounters>,
+    /// The connected peers the core admits, as the codec reads them.
+    admitted: Admitted,
+    /// Connections whose peer the core does not admit (yet).
+    strangers: Strangers,
     started_at: tokio::time::Instant,
     leaving: Option<tokio::time::Instant>,
 }
@@ -219,12 +226,14 @@ pub async fn run(
 
     let local_key = transport::libp2p_keypair(&keypair);
     let local_peer = local_key.public().to_peer_id();
-    let oversized = Arc::new(AtomicU64::new(0));
+    let wire_counters = Arc::new(WireCounters::default());
+    let admitted = Admitted::default();
     let (mesh, mdns_error) = Mesh::new(
         local_peer,
         &config.limits,
         config.mdns,
-        Arc::clone(&oversized),
+        admitted.clone(),
+        Arc::clone(&wire_counters),
     );
     if let Some(error) = mdns_error {
         tracing::warn!(%error, "mDNS discovery is off: it could not start; peers are found through bootstrap only");
@@ -239,14 +248,17 @@ pub async fn run(
             // taking messages; keep-alives hold live ones open.
             let idle = (protocol.probe_interval * 4)
                 .clamp(Duration::from_secs(4), Duration::from_secs(10));
-            quic.max_idle_timeout = idle.as_millis() as u32;
+            quic.max_idle_timeout = u32::try_from(idle.as_millis()).unwrap_or(u32::MAX);
             quic.keep_alive_interval = idle / 4;
             // What one peer can make this agent buffer: one message per
             // stream, a few per connection.
-            let message = fleetmesh_node::wire::MESSAGE_BYTES_MAX as u32;
-            quic.max_stream_data = message + message / 2;
-            quic.max_connection_data = message * 4;
-            quic.max_concurrent_stream_limit = limits.streams_per_connection as u32;
+            let message =
+                u32::try_from(fleetmesh_node::wire::MESSAGE_BYTES_MAX).unwrap_or(u32::MAX);
+            quic.max_stream_data = message.saturating_add(message / 2);
+            quic.max_connection_data = message.saturating_mul(4);
+            // The config's range (at most 1,024) always fits.
+            quic.max_concurrent_stream_limit =
+                u32::try_from(limits.streams_per_connection).unwrap_or(u32::MAX);
             quic
         })
         .with_behaviour(|_| mesh)
@@ -277,7 +289,9 @@ pub async fn run(
         tasks: JoinSet::new(),
         stats: RuntimeStats::default(),
         admin: Arc::default(),
-        oversized,
+        wire_counters,
+        admitted,
+        strangers: Strangers::new(&config.limits),
         started_at: tokio::time::Instant::now(),
         leaving: None,
         config,
@@ -326,6 +340,8 @@ pub async fn run(
     redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut save = tokio::time::interval(REPLICAS_SAVE_INTERVAL);
     save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut admission = tokio::time::interval(ADMISSION_SWEEP_INTERVAL);
+    admission.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let timer = driver
             .agent
@@ -337,6 +353,7 @@ pub async fn run(
             Some(done) = driver.tasks.join_next(), if !driver.tasks.is_empty() => Wake::Task(done),
             Some(request) = admin_rx.recv() => Wake::Admin(request),
             _ = redial.tick() => Wake::Redial,
+            _ = admission.tick() => Wake::Admission,
             _ = save.tick() => Wake::Save,
             () = &mut shutdown, if driver.leaving.is_none() => Wake::Shutdown,
             () = sleep_until(driver.leaving), if driver.leaving.is_some() => Wake::LeaveDone,
@@ -350,6 +367,7 @@ pub async fn run(
             Wake::Task(done) => driver.on_task_done(done),
             Wake::Admin(request) => driver.answer(request),
             Wake::Redial => driver.dial_bootstrap(),
+            Wake::Admission => driver.sweep_admission(),
             Wake::Save => driver.save_replicas(),
             Wake::Shutdown => driver.leave(),
             Wake::LeaveDone => break,
@@ -706,11 +724,12 @@ impl Driver {
         } else {
             self.addresses_of(transmit.to)
         };
-        let id = self.swarm.behaviour_mut().wire.send_request_with_addresses(
-            &peer,
-            transmit.bytes,
-            addrs,
-        );
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .wire
+            .inner_mut()
+            .send_request_with_addresses(&peer, transmit.bytes, addrs);
         self.in_flight.insert(id, InFlight { peer, bytes });
         let queued = self.queued_per_peer.entry(peer).or_default();
         queued.0 += 1;
@@ -803,8 +822,19 @@ impl Driver {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 };
-                self.connected.insert(node, peer_id);
                 let now = tokio::time::Instant::now();
+                let admitted = self.agent.admits(self.clock.now(), node);
+                self.admitted.set(peer_id, admitted);
+                if !admitted
+                    && !self
+                        .strangers
+                        .opened(connection_id, peer_id, endpoint.is_listener(), now)
+                {
+                    self.stats.connections_unadmitted_refused += 1;
+                    self.swarm.close_connection(connection_id);
+                    return;
+                }
+                self.connected.insert(node, peer_id);
                 let open = self.connections.entry(peer_id).or_default();
                 if endpoint.is_listener() {
                     let (stale, kept): (Vec<_>, Vec<_>) = open
@@ -844,16 +874,18 @@ impl Driver {
                 ..
             } => {
                 self.stats.connections_closed += 1;
+                self.strangers.closed(connection_id);
                 if let Some(open) = self.connections.get_mut(&peer_id) {
                     open.retain(|(id, _)| *id != connection_id);
                     if open.is_empty() {
                         self.connections.remove(&peer_id);
                     }
                 }
-                if num_established == 0
-                    && let Some((_, node)) = transport::node_of(&peer_id)
-                {
-                    self.connected.remove(&node);
+                if num_established == 0 {
+                    self.admitted.set(peer_id, false);
+                    if let Some((_, node)) = transport::node_of(&peer_id) {
+                        self.connected.remove(&node);
+                    }
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -888,6 +920,43 @@ impl Driver {
         }
     }
 
+    /// Asks the core whether `peer` (node `node`) is admitted now, and
+    /// tells the codec and the strangers' bookkeeping; returns the answer.
+    fn check_admission(&mut self, peer: PeerId, node: NodeId) -> bool {
+        let admitted = self.agent.admits(self.clock.now(), node);
+        self.admitted.set(peer, admitted);
+        if admitted {
+            self.strangers.admitted(&peer);
+        }
+        admitted
+    }
+
+    /// Asks the core again about every connected peer (certificates also
+    /// come from third parties, and go with revocation and expiry): a peer
+    /// no longer admitted gets the strangers' grace, and connections past
+    /// their grace are closed.
+    fn sweep_admission(&mut self) {
+        let now = tokio::time::Instant::now();
+        let peers: Vec<PeerId> = self.connections.keys().copied().collect();
+        for peer in peers {
+            let Some((_, node)) = transport::node_of(&peer) else {
+                continue;
+            };
+            if self.check_admission(peer, node) {
+                continue;
+            }
+            for (id, _) in self.connections.get(&peer).cloned().unwrap_or_default() {
+                if !self.strangers.contains(id) {
+                    self.strangers.opened(id, peer, false, now);
+                }
+            }
+        }
+        for id in self.strangers.expired(now) {
+            self.stats.connections_unadmitted_expired += 1;
+            self.swarm.close_connection(id);
+        }
+    }
+
     fn on_wire(&mut self, event: request_response::Event<Vec<u8>, ()>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
@@ -896,7 +965,12 @@ impl Driver {
                 } => {
                     // Acknowledge first: the sender's queue is freed whatever
                     // the core makes of the bytes.
-                    let _ = self.swarm.behaviour_mut().wire.send_response(channel, ());
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .wire
+                        .inner_mut()
+                        .send_response(channel, ());
                     let Some((_, node)) = transport::node_of(&peer) else {
                         self.stats.peers_refused += 1;
                         return;
@@ -904,6 +978,9 @@ impl Driver {
                     self.stats.messages_delivered += 1;
                     let now = self.clock.now();
                     self.agent.handle_message(now, node, &request);
+                    // A Hello admits its sender at once: its next message
+                    // may be a large one.
+                    self.check_admission(peer, node);
                 }
                 request_response::Message::Response { request_id, .. } => self.settle(request_id),
             },
@@ -1448,7 +1525,10 @@ impl Driver {
         self.stats.admin_connections_timed_out =
             admin.connections_timed_out.load(Ordering::Relaxed);
         self.stats.admin_accept_errors = admin.accept_errors.load(Ordering::Relaxed);
-        self.stats.messages_oversized = self.oversized.load(Ordering::Relaxed);
+        let counters = &self.wire_counters;
+        self.stats.messages_oversized = counters.oversized.load(Ordering::Relaxed);
+        self.stats.messages_unadmitted_oversized =
+            counters.unadmitted_oversized.load(Ordering::Relaxed);
         let table = self.agent.members();
         let mut counts = [0usize; 4];
         for at in 0..table.len() {
@@ -1481,6 +1561,7 @@ impl Driver {
             outbound_in_flight: self.in_flight.len(),
             outbound_bytes: self.queued_bytes,
             tasks_running: self.tasks.len(),
+            connections_unadmitted: self.strangers.len(),
             connections: self
                 .swarm
                 .network_info()

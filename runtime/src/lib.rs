@@ -3,7 +3,10 @@
 //!
 //! One tokio task owns the core's `Agent` and drives it with real time
 //! ([`clock`]) and OS randomness ([`driver`]); peers talk over libp2p with
-//! QUIC, authenticated by the agent's ed25519 node key ([`transport`]);
+//! QUIC, authenticated by the agent's ed25519 node key ([`transport`]),
+//! and peers the core does not admit may hold only a few connections for
+//! a few seconds and send only Hello-sized messages ([`admission`],
+//! [`gate`]);
 //! what the core must not forget lives in a state directory written
 //! crash-safely ([`state`], [`files`], [`formats`]), with a journal of the
 //! replicated entries merged since the last snapshot ([`journal`]); checks
@@ -17,12 +20,14 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admission;
 pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod exec;
 pub mod files;
 pub mod formats;
+pub mod gate;
 pub mod journal;
 pub mod local;
 pub mod metrics;

@@ -40,6 +40,9 @@ pub struct RuntimeStats {
     /// Incoming messages refused unread past the size limit
     /// (`MESSAGE_BYTES_MAX`).
     pub messages_oversized: u64,
+    /// Incoming messages from peers not admitted, refused unread past
+    /// `gate::UNADMITTED_MESSAGE_BYTES_MAX`.
+    pub messages_unadmitted_oversized: u64,
     /// Incoming messages handed to the core.
     pub messages_delivered: u64,
     /// Connections established.
@@ -52,6 +55,12 @@ pub struct RuntimeStats {
     /// Connections refused or dropped: the peer's key is not ed25519, so it
     /// can be no agent.
     pub peers_refused: u64,
+    /// Incoming connections closed at once: their peer is not admitted and
+    /// `limits.unadmitted_connections_max` others like them were open.
+    pub connections_unadmitted_refused: u64,
+    /// Connections closed because their peer was still not admitted after
+    /// `limits.unadmitted_grace_secs`.
+    pub connections_unadmitted_expired: u64,
     /// Incoming connection attempts that failed (limits included).
     pub incoming_connection_errors: u64,
     /// Outgoing connection attempts that failed.
@@ -131,6 +140,8 @@ pub struct Gauges {
     pub connections: usize,
     /// Open admin API connections.
     pub admin_connections: usize,
+    /// Open connections whose peer is not admitted (yet).
+    pub connections_unadmitted: usize,
     /// Disruptive remediations in flight per budget scope.
     pub budget_in_use: Vec<(String, usize)>,
     /// Whether the agent is in safe mode.
@@ -189,6 +200,7 @@ fn core(registry: &mut Registry, stats: &Stats) {
         claims_ignored: "Membership claims dropped unapplied",
         unexpected_messages: "Well-formed messages that fit no state (late acks, replies to nothing)",
         unadmitted_messages: "Messages dropped: the sender holds no valid certificate",
+        verify_budget_exceeded: "Messages dropped unverified: the sender's verification budget was spent",
         unadmitted_claims: "Claims dropped: about a node holding no valid certificate yet",
         expelled: "Members expelled: key or certificate revoked",
         probes: "Probes started",
@@ -303,11 +315,14 @@ fn runtime(registry: &mut Registry, stats: &RuntimeStats) {
         transmit_failures: "Messages lost: connection closed, I/O error or protocol unsupported",
         receive_failures: "Incoming messages that failed after being read (timeouts, closed streams)",
         messages_oversized: "Incoming messages refused past the size limit",
+        messages_unadmitted_oversized: "Incoming messages from peers not admitted refused past their size limit",
         messages_delivered: "Incoming messages handed to the core",
         connections_opened: "Connections established",
         connections_closed: "Connections closed",
         connections_replaced: "Connections closed as leftovers of a restarted peer",
         peers_refused: "Connections dropped: the peer's key is not ed25519",
+        connections_unadmitted_refused: "Incoming connections closed at once: peer not admitted, bound reached",
+        connections_unadmitted_expired: "Connections closed: peer still not admitted after the grace",
         incoming_connection_errors: "Incoming connection attempts that failed (limits included)",
         dial_errors: "Outgoing connection attempts that failed",
         mdns_discovered: "Peers discovered by mDNS",
@@ -410,6 +425,11 @@ pub fn render(
             "admin_connections",
             "Open admin API connections",
             gauges.admin_connections,
+        ),
+        (
+            "connections_unadmitted",
+            "Open connections whose peer is not admitted (yet)",
+            gauges.connections_unadmitted,
         ),
     ] {
         gauge(&mut registry, name, help, value as u64);

@@ -11,9 +11,10 @@
 //! Each core message travels as one request of a request-response
 //! protocol (`/fleetmesh/wire/1`), on its own QUIC stream: the sender
 //! writes the bytes and closes its side, the receiver reads to the end,
-//! refusing anything over [`MESSAGE_BYTES_MAX`], and answers with an empty
-//! acknowledgement, which is what frees the message's place in the
-//! sender's bounded queue.
+//! refusing anything over [`MESSAGE_BYTES_MAX`] (over
+//! [`UNADMITTED_MESSAGE_BYTES_MAX`] from a peer the core does not admit,
+//! see [`crate::gate`]), and answers with an empty acknowledgement, which
+//! is what frees the message's place in the sender's bounded queue.
 
 use std::io;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{PeerId, StreamProtocol, connection_limits, identity, mdns, request_response};
 
 use crate::config::Limits;
+use crate::gate::{Admitted, Gated, UNADMITTED_MESSAGE_BYTES_MAX, WireProtocol};
 
 /// The protocol name of core messages.
 pub const WIRE_PROTOCOL: StreamProtocol = StreamProtocol::new("/fleetmesh/wire/1");
@@ -43,65 +45,99 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// reopen.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What the codec refused (libp2p reports a failed read to nobody): the
+/// driver reads these into its metrics.
+#[derive(Debug, Default)]
+pub struct WireCounters {
+    /// Incoming messages refused past [`MESSAGE_BYTES_MAX`].
+    pub oversized: AtomicU64,
+    /// Incoming messages from peers not admitted, refused past
+    /// [`UNADMITTED_MESSAGE_BYTES_MAX`].
+    pub unadmitted_oversized: AtomicU64,
+}
+
 /// The codec of [`WIRE_PROTOCOL`]: a request is one core message's bytes,
-/// the response is empty. It counts the incoming messages it refuses for
-/// their size (libp2p reports a failed read to nobody).
+/// the response is empty.
 #[derive(Clone, Debug, Default)]
 pub struct WireCodec {
-    oversized: Arc<AtomicU64>,
+    counters: Arc<WireCounters>,
 }
 
 impl WireCodec {
-    /// A codec counting refused messages in `oversized`.
-    pub fn new(oversized: Arc<AtomicU64>) -> WireCodec {
-        WireCodec { oversized }
+    /// A codec counting the messages it refuses in `counters`.
+    pub fn new(counters: Arc<WireCounters>) -> WireCodec {
+        WireCodec { counters }
     }
 }
 
-/// Reads a whole stream of at most `max` bytes; a longer one is an error
-/// (and is not read further).
-async fn read_bounded<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    io.take(limit).read_to_end(&mut bytes).await?;
+/// Reads the rest of a stream into `bytes` while they hold at most `max`;
+/// past that, an error, and the stream is not read further.
+async fn read_bounded<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    bytes: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<()> {
+    let room = max.saturating_sub(bytes.len());
+    let limit = u64::try_from(room).unwrap_or(u64::MAX).saturating_add(1);
+    io.take(limit).read_to_end(bytes).await?;
     if bytes.len() > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("message over the {max}-byte limit"),
         ));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 impl request_response::Codec for WireCodec {
-    type Protocol = StreamProtocol;
+    type Protocol = WireProtocol;
     type Request = Vec<u8>;
     type Response = ();
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    /// Reads one message: up to [`UNADMITTED_MESSAGE_BYTES_MAX`] from
+    /// anyone, past that only from a peer the gate passes, and never past
+    /// [`MESSAGE_BYTES_MAX`]. The gate is asked as late as possible, so a
+    /// peer admitted while its message arrives is let through.
+    async fn read_request<T>(&mut self, protocol: &WireProtocol, io: &mut T) -> io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let read = read_bounded(io, MESSAGE_BYTES_MAX).await;
-        if read
+        let mut bytes = Vec::new();
+        let first = read_bounded(io, &mut bytes, UNADMITTED_MESSAGE_BYTES_MAX).await;
+        match first {
+            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                if !protocol.admitted() {
+                    self.counters
+                        .unadmitted_oversized
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "message over the limit for a peer not admitted",
+                    ));
+                }
+            }
+            other => return other.map(|()| bytes),
+        }
+        let rest = read_bounded(io, &mut bytes, MESSAGE_BYTES_MAX).await;
+        if rest
             .as_ref()
             .is_err_and(|error| error.kind() == io::ErrorKind::InvalidData)
         {
-            self.oversized.fetch_add(1, Ordering::Relaxed);
+            self.counters.oversized.fetch_add(1, Ordering::Relaxed);
         }
-        read
+        rest.map(|()| bytes)
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
+    async fn read_response<T>(&mut self, _: &WireProtocol, io: &mut T) -> io::Result<()>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_bounded(io, 0).await.map(drop)
+        read_bounded(io, &mut Vec::new(), 0).await
     }
 
     async fn write_request<T>(
         &mut self,
-        _: &StreamProtocol,
+        _: &WireProtocol,
         io: &mut T,
         bytes: Vec<u8>,
     ) -> io::Result<()>
@@ -118,7 +154,7 @@ impl request_response::Codec for WireCodec {
         io.close().await
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, (): ()) -> io::Result<()>
+    async fn write_response<T>(&mut self, _: &WireProtocol, io: &mut T, (): ()) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -133,8 +169,8 @@ impl request_response::Codec for WireCodec {
 pub struct Mesh {
     /// Bounds on connections, enforced before a handshake completes.
     pub limits: connection_limits::Behaviour,
-    /// Core messages.
-    pub wire: request_response::Behaviour<WireCodec>,
+    /// Core messages, gated by admission.
+    pub wire: Gated<WireCodec>,
     /// Peers on the local network.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
@@ -170,13 +206,14 @@ impl From<std::convert::Infallible> for MeshEvent {
 impl Mesh {
     /// The behaviour for `local`, with mDNS when `mdns` is set and the
     /// host lets it bind its socket (failure is returned, for the caller to
-    /// report and go on without it). Incoming messages refused for their size are counted in
-    /// `oversized`.
+    /// report and go on without it). Incoming messages are gated by
+    /// `admitted`; those refused are counted in `counters`.
     pub fn new(
         local: PeerId,
         limits: &Limits,
         mdns: bool,
-        oversized: Arc<AtomicU64>,
+        admitted: Admitted,
+        counters: Arc<WireCounters>,
     ) -> (Mesh, Option<io::Error>) {
         let connection_limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(limits.connections_max))
@@ -184,12 +221,16 @@ impl Mesh {
             .with_max_pending_incoming(Some(limits.pending_incoming_max))
             .with_max_pending_outgoing(Some(limits.pending_outgoing_max));
         let wire = request_response::Behaviour::with_codec(
-            WireCodec::new(oversized),
-            [(WIRE_PROTOCOL, request_response::ProtocolSupport::Full)],
+            WireCodec::new(counters),
+            [(
+                WireProtocol::new(WIRE_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
             request_response::Config::default()
                 .with_request_timeout(REQUEST_TIMEOUT)
                 .with_max_concurrent_streams(limits.streams_per_connection),
         );
+        let wire = Gated::new(wire, admitted);
         let (mdns, error) = if mdns {
             match mdns::tokio::Behaviour::new(mdns::Config::default(), local) {
                 Ok(behaviour) => (Some(behaviour), None),
@@ -255,44 +296,64 @@ mod tests {
     }
 
     #[test]
-    fn the_codec_refuses_messages_over_the_limit() {
+    fn the_codec_refuses_messages_over_the_limit_and_strangers_past_a_hello() {
+        use crate::gate::Gate;
         futures::executor::block_on(async {
-            let oversized = Arc::new(AtomicU64::new(0));
-            let mut codec = WireCodec::new(Arc::clone(&oversized));
-            let mut written = Cursor::new(Vec::new());
-            codec
-                .write_request(&WIRE_PROTOCOL, &mut written, vec![7; 100])
+            let counters = Arc::new(WireCounters::default());
+            let mut codec = WireCodec::new(Arc::clone(&counters));
+            let admitted = Admitted::default();
+            let peer = PeerId::random();
+            let gated = WireProtocol::new(WIRE_PROTOCOL).gated(Gate::new(peer, admitted.clone()));
+            async fn read(
+                codec: &mut WireCodec,
+                protocol: &WireProtocol,
+                bytes: usize,
+            ) -> io::Result<Vec<u8>> {
+                let mut stream = Cursor::new(vec![7; bytes]);
+                codec.read_request(protocol, &mut stream).await
+            }
+            // A stranger: a Hello's worth, not a byte more.
+            let small = read(&mut codec, &gated, UNADMITTED_MESSAGE_BYTES_MAX).await;
+            assert_eq!(
+                small.expect("a Hello's size").len(),
+                UNADMITTED_MESSAGE_BYTES_MAX
+            );
+            let error = read(&mut codec, &gated, UNADMITTED_MESSAGE_BYTES_MAX + 1)
                 .await
-                .expect("write");
-            let mut read = Cursor::new(written.into_inner());
-            let bytes = codec
-                .read_request(&WIRE_PROTOCOL, &mut read)
-                .await
-                .expect("read");
-            assert_eq!(bytes, vec![7; 100]);
-            let mut big = Cursor::new(vec![0; MESSAGE_BYTES_MAX + 1]);
-            let error = codec
-                .read_request(&WIRE_PROTOCOL, &mut big)
+                .expect_err("over a stranger's limit");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            // A stream that passed through no gate is a stranger's too.
+            let ungated = WireProtocol::new(WIRE_PROTOCOL);
+            assert!(read(&mut codec, &ungated, 100_000).await.is_err());
+            assert_eq!(counters.unadmitted_oversized.load(Ordering::Relaxed), 2);
+            // Once admitted, up to the message limit.
+            admitted.set(peer, true);
+            let exact = read(&mut codec, &gated, MESSAGE_BYTES_MAX).await;
+            assert_eq!(exact.expect("at the limit").len(), MESSAGE_BYTES_MAX);
+            let error = read(&mut codec, &gated, MESSAGE_BYTES_MAX + 1)
                 .await
                 .expect_err("over the limit");
             assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-            assert_eq!(oversized.load(Ordering::Relaxed), 1);
-            let mut exact = Cursor::new(vec![0; MESSAGE_BYTES_MAX]);
-            assert!(codec.read_request(&WIRE_PROTOCOL, &mut exact).await.is_ok());
+            assert_eq!(counters.oversized.load(Ordering::Relaxed), 1);
+            assert_eq!(counters.unadmitted_oversized.load(Ordering::Relaxed), 2);
+            admitted.set(peer, false);
+            assert!(read(&mut codec, &gated, MESSAGE_BYTES_MAX).await.is_err());
+
+            let mut written = Cursor::new(Vec::new());
+            codec
+                .write_request(&ungated, &mut written, vec![7; 100])
+                .await
+                .expect("write");
+            assert_eq!(written.into_inner(), vec![7; 100]);
             let mut written = Cursor::new(Vec::new());
             assert!(
                 codec
-                    .write_request(&WIRE_PROTOCOL, &mut written, vec![0; MESSAGE_BYTES_MAX + 1])
+                    .write_request(&ungated, &mut written, vec![0; MESSAGE_BYTES_MAX + 1])
                     .await
                     .is_err()
             );
             let mut response = Cursor::new(vec![1]);
-            assert!(
-                codec
-                    .read_response(&WIRE_PROTOCOL, &mut response)
-                    .await
-                    .is_err()
-            );
+            assert!(codec.read_response(&ungated, &mut response).await.is_err());
         });
     }
 }

@@ -18,6 +18,7 @@ pub mod expect;
 pub mod explain;
 pub mod fingerprint;
 pub mod fleet;
+pub mod footprint;
 pub mod network;
 pub mod operator;
 pub mod outcome;

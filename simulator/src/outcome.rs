@@ -340,11 +340,12 @@ impl fmt::Display for Outcome {
         )?;
         writeln!(
             f,
-            "  dropped input  {} undecodable, {} broadcasts, {} transmits, {} events",
+            "  dropped input  {} undecodable, {} broadcasts, {} transmits, {} events, {} over a verification budget",
             stats.decode_errors,
             stats.broadcasts_dropped,
             stats.transmits_dropped,
-            stats.events_dropped
+            stats.events_dropped,
+            stats.verify_budget_exceeded
         )?;
         let state = &self.state;
         writeln!(

@@ -464,6 +464,10 @@ struct ProtocolFile {
     reap_after_s: Option<f64>,
     lease_drift_bound_ms: Option<u64>,
     lease_lock_delay_ms: Option<u64>,
+    verify_per_peer_per_second: Option<u32>,
+    verify_per_peer_burst: Option<u32>,
+    verify_unadmitted_per_second: Option<u32>,
+    verify_unadmitted_burst: Option<u32>,
 }
 
 fn default_preset() -> String {
@@ -632,6 +636,9 @@ fn default_true() -> bool {
 
 /// Most attack attempts one fault may ask for.
 const ATTEMPTS_MAX: u32 = 1_000_000;
+/// Most verifications per second, or in a burst, a scenario may give a
+/// verification budget (as the agent config's `limits.verify_*`).
+const VERIFY_BUDGET_MAX: u32 = 1_000_000;
 /// Largest generated config document, in KiB: a change must stay under the
 /// store's per-change bound.
 const CONTENT_KB_MAX: u32 = 200;
@@ -1060,6 +1067,40 @@ fn config(
     if let Some(ms) = protocol.lease_lock_delay_ms {
         let field = "protocol.lease_lock_delay_ms";
         config.lease_lock_delay = millis(context, span.clone(), field, ms)?;
+    }
+    for (field, value, slot) in [
+        (
+            "protocol.verify_per_peer_per_second",
+            protocol.verify_per_peer_per_second,
+            &mut config.verify_per_peer.per_second,
+        ),
+        (
+            "protocol.verify_per_peer_burst",
+            protocol.verify_per_peer_burst,
+            &mut config.verify_per_peer.burst,
+        ),
+        (
+            "protocol.verify_unadmitted_per_second",
+            protocol.verify_unadmitted_per_second,
+            &mut config.verify_unadmitted.per_second,
+        ),
+        (
+            "protocol.verify_unadmitted_burst",
+            protocol.verify_unadmitted_burst,
+            &mut config.verify_unadmitted.burst,
+        ),
+    ] {
+        if let Some(value) = value {
+            *slot = std::num::NonZeroU32::new(value)
+                .filter(|value| value.get() <= VERIFY_BUDGET_MAX)
+                .ok_or_else(|| {
+                    context.invalid(
+                        span.clone(),
+                        field,
+                        format!("must be 1 to {VERIFY_BUDGET_MAX}"),
+                    )
+                })?;
+        }
     }
     Ok((config, protocol.preset.clone()))
 }
@@ -1644,6 +1685,32 @@ mod tests {
             error.contains("fleet.groups") && error.contains("add up to 3"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn verification_budgets_are_set_within_their_range() {
+        let text = format!(
+            "{MINIMAL}[protocol]\nverify_per_peer_per_second = 8\nverify_unadmitted_burst = 3\n"
+        );
+        let scenario = Scenario::parse("t.toml", &text).expect("valid");
+        assert_eq!(scenario.config.verify_per_peer.per_second.get(), 8);
+        assert_eq!(scenario.config.verify_unadmitted.burst.get(), 3);
+        assert_eq!(
+            scenario.config.verify_per_peer.burst,
+            Config::lan().verify_per_peer.burst
+        );
+        for bad in [
+            "verify_per_peer_burst = 0",
+            "verify_unadmitted_per_second = 1000001",
+        ] {
+            let text = format!("{MINIMAL}[protocol]\n{bad}\n");
+            let error = Scenario::parse("t.toml", &text).unwrap_err().to_string();
+            let field = bad.split(' ').next().unwrap_or_default();
+            assert!(
+                error.contains(&format!("protocol.{field}")) && error.contains("1 to 1000000"),
+                "{error}"
+            );
+        }
     }
 
     #[test]
