@@ -760,7 +760,8 @@ impl World {
                 attacker,
                 target,
                 attempt,
-            } => self.attack(attacker, target, attempt),
+                config_key,
+            } => self.attack(attacker, target, attempt, config_key),
             Action::CrashHolder(scope, restart_after) => self.crash_holder(&scope, restart_after),
             Action::Health {
                 agent,
@@ -1082,15 +1083,33 @@ impl World {
         self.push(check_at, What::CheckPublications);
     }
 
-    fn attack(&mut self, attacker: u32, target: u32, attempt: u32) {
+    fn attack(
+        &mut self,
+        attacker: u32,
+        target: u32,
+        attempt: u32,
+        config_key: Option<OperatorKey>,
+    ) {
         if attacker == target || !self.is_running(attacker) {
             return;
         }
-        let key = self.fleet.identity(attacker).keypair;
-        let bytes = self.operators.attack(&key, attempt, wall_millis(self.now));
+        let key = self.fleet.node_keypair(attacker).clone();
+        let attempt = self
+            .operators
+            .attack(&key, config_key, attempt, wall_millis(self.now));
         self.traffic.attacks += 1;
+        self.traffic.flood_entries += attempt.flood_entries;
+        if let Some(key) = attempt.convicts {
+            // Signed by a trusted key, the change reaches automerge and
+            // panics there; its evidence must reach every agent, as an
+            // equivocation's does.
+            let check_at = self
+                .config_checks
+                .published(self.now, Awaited::Quarantine { key });
+            self.push(check_at, What::CheckPublications);
+        }
         let to = self.fleet.node_id(target);
-        self.send(attacker, to, bytes);
+        self.send(attacker, to, attempt.bytes);
     }
 
     /// A running, unpaused agent reports a check; a stopped process reports
