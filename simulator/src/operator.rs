@@ -101,8 +101,8 @@ pub struct Operators {
     revoked_keys: Vec<Keypair>,
     /// Config keys an attacker has signed an unappliable change with.
     convicted: BTreeSet<OperatorKey>,
-    /// Each attacker's flood message, built once.
-    floods: BTreeMap<PublicKey, attack::Flood>,
+    /// Each attacker's flood message by its most entries, built once.
+    floods: BTreeMap<(PublicKey, usize), attack::Flood>,
     verifier: Arc<dyn Verifier>,
     rng: ChaCha8Rng,
     truth: Truth,

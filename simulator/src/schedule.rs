@@ -58,6 +58,8 @@ pub enum Action {
         target: u32,
         /// The attempt's number: picks what is forged.
         attempt: u32,
+        /// The fault's attempts in all.
+        attempts: u32,
         /// The config key the attacker holds, if any.
         config_key: Option<OperatorKey>,
     },
@@ -316,6 +318,7 @@ pub fn resolve(
                         attacker: *attacker,
                         target: target.min(fleet.agents - 1),
                         attempt,
+                        attempts: *attempts,
                         config_key: *config_key,
                     };
                     schedule.push((*from + step * attempt, action));

@@ -760,8 +760,9 @@ impl World {
                 attacker,
                 target,
                 attempt,
+                attempts,
                 config_key,
-            } => self.attack(attacker, target, attempt, config_key),
+            } => self.attack(attacker, target, (attempt, attempts), config_key),
             Action::CrashHolder(scope, restart_after) => self.crash_holder(&scope, restart_after),
             Action::Health {
                 agent,
@@ -1087,7 +1088,7 @@ impl World {
         &mut self,
         attacker: u32,
         target: u32,
-        attempt: u32,
+        attempt: (u32, u32),
         config_key: Option<OperatorKey>,
     ) {
         if attacker == target || !self.is_running(attacker) {

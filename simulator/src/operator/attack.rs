@@ -26,12 +26,14 @@
 //!    guard catches it and the signed change becomes evidence that
 //!    quarantines the key on every replica;
 //! 10. the same change signed by the key the root revoked last (an
-//!    operator's or a node's), under the trust version before its
-//!    revocation, or else by the attacker's own key;
+//!     operator's or a node's), under the trust version before its
+//!     revocation, or else by the attacker's own key;
 //! 11. a verification flood: one message holding as many forged health
-//!    reports as fit, each naming another agent as its writer and carrying
-//!    the attacker's signature, so that each costs its receiver a
-//!    signature verification before it is refused.
+//!     reports as the wire's decoder takes (fewer if the fault's floods
+//!     would carry more than [`FLOOD_ENTRIES_PER_ATTACK`] in all), each
+//!     naming another agent as its writer and carrying the attacker's
+//!     signature, so that each costs its receiver a signature verification
+//!     before it is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,6 +60,14 @@ const CRAFTED_DOC: &str = "crafted";
 /// Bytes of a flood message left to its framing: the version byte, two
 /// variant tags and two length prefixes.
 const FLOOD_FRAMING_BYTES: usize = 16;
+/// Most forged entries the floods of one `attack` fault carry together.
+/// The simulator's clock stands still while an agent verifies, so what a
+/// flood tests does not grow with its length, while each entry costs the
+/// run about 2 µs of the receiver's real work (decoding, hashing, a
+/// verdict-cache lookup: measured on attack-forgeries). This bounds what
+/// floods add to a run to about 2 s whatever the fault's `attempts`; a
+/// fault of up to 142 floods (1,715 attempts) sends full messages.
+const FLOOD_ENTRIES_PER_ATTACK: usize = 1 << 20;
 
 /// One attack attempt, as the attacker sends it.
 pub struct Attempt {
@@ -91,14 +101,14 @@ pub(super) struct Flood {
 }
 
 impl Operators {
-    /// Attack attempt `attempt` by `attacker` (an admitted node's key),
-    /// holding `config_key` if the fault gives one, at true time
-    /// `now_millis`.
+    /// Attack attempt `attempt` of `attempts` by `attacker` (an admitted
+    /// node's key), holding `config_key` if the fault gives one, at true
+    /// time `now_millis`.
     pub fn attack(
         &mut self,
         attacker: &Keypair,
         config_key: Option<OperatorKey>,
-        attempt: u32,
+        (attempt, attempts): (u32, u32),
         now_millis: u64,
     ) -> Attempt {
         let mut convicts = None;
@@ -120,7 +130,9 @@ impl Operators {
             }
             10 => self.unappliable_by_revoked_key(attacker),
             _ => {
-                let flood = self.flood(attacker, now_millis);
+                let floods = (attempts / ATTACK_KINDS).max(1) as usize;
+                let entries_max = FLOOD_ENTRIES_PER_ATTACK / floods;
+                let flood = self.flood(attacker, entries_max, now_millis);
                 return Attempt {
                     bytes: flood.bytes.clone(),
                     flood_entries: flood.entries,
@@ -317,12 +329,13 @@ impl Operators {
         unappliable(key, revoked_at.saturating_sub(1).max(1))
     }
 
-    /// `attacker`'s flood message, built the first time it is asked for.
-    fn flood(&mut self, attacker: &Keypair, now_millis: u64) -> &Flood {
+    /// `attacker`'s flood message of at most `entries_max` entries, built
+    /// the first time it is asked for.
+    fn flood(&mut self, attacker: &Keypair, entries_max: usize, now_millis: u64) -> &Flood {
         let nodes = &self.nodes;
         self.floods
-            .entry(attacker.public())
-            .or_insert_with(|| build_flood(attacker, nodes, now_millis))
+            .entry((attacker.public(), entries_max))
+            .or_insert_with(|| build_flood(attacker, nodes, entries_max, now_millis))
     }
 }
 
@@ -335,11 +348,16 @@ fn unappliable(signer: &Keypair, trust_version: u64) -> Option<Entry> {
 }
 
 /// One message holding as many forged health reports as the wire's
-/// decoder takes, dated `now_millis`, each naming one of the other `nodes`
-/// as its writer, all carrying one signature the attacker made:
-/// well-formed, so only a full verification under the named node's key
-/// refuses it.
-fn build_flood(attacker: &Keypair, nodes: &[Keypair], now_millis: u64) -> Flood {
+/// decoder takes, at most `entries_max`, dated `now_millis`, each naming
+/// one of the other `nodes` as its writer, all carrying one signature the
+/// attacker made: well-formed, so only a full verification under the
+/// named node's key refuses it.
+fn build_flood(
+    attacker: &Keypair,
+    nodes: &[Keypair],
+    entries_max: usize,
+    now_millis: u64,
+) -> Flood {
     let victims: Vec<PublicKey> = nodes
         .iter()
         .map(Keypair::public)
@@ -367,7 +385,7 @@ fn build_flood(attacker: &Keypair, nodes: &[Keypair], now_millis: u64) -> Flood 
     // a hundred, so the loop ends within MESSAGE_BYTES_MAX / 100 turns.
     let mut entries = Vec::new();
     let mut bytes = FLOOD_FRAMING_BYTES;
-    loop {
+    while entries.len() < entries_max {
         let entry = Entry::Health(Box::new(SignedHealth {
             report: report(entries.len()),
             signature,
@@ -420,7 +438,7 @@ mod tests {
         let nodes: Vec<Keypair> = (0..5u8)
             .map(|seed| Keypair::from_seed([seed; 32]))
             .collect();
-        let flood = build_flood(&nodes[0], &nodes, 1_000);
+        let flood = build_flood(&nodes[0], &nodes, usize::MAX, 1_000);
         assert!(flood.bytes.len() <= wire::MESSAGE_BYTES_MAX);
         // Thousands of reports, and one more would not decode.
         assert!(flood.entries > 4_000, "{}", flood.entries);
@@ -444,5 +462,6 @@ mod tests {
             writers, others,
             "every other node is named, the attacker never"
         );
+        assert_eq!(build_flood(&nodes[0], &nodes, 100, 1_000).entries, 100);
     }
 }
