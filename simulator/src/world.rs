@@ -1084,23 +1084,25 @@ impl World {
         self.push(check_at, What::CheckPublications);
     }
 
+    /// `attacker`, holding `config_key` if any, sends `target` attack
+    /// attempt `numbers` (the attempt's number, the fault's attempts).
     fn attack(
         &mut self,
         attacker: u32,
         target: u32,
-        attempt: (u32, u32),
+        numbers: (u32, u32),
         config_key: Option<OperatorKey>,
     ) {
         if attacker == target || !self.is_running(attacker) {
             return;
         }
-        let key = self.fleet.node_keypair(attacker).clone();
-        let attempt = self
+        let key = self.fleet.node_keypair(attacker);
+        let sent = self
             .operators
-            .attack(&key, config_key, attempt, wall_millis(self.now));
+            .attack(key, config_key, numbers, wall_millis(self.now));
         self.traffic.attacks += 1;
-        self.traffic.flood_entries += attempt.flood_entries;
-        if let Some(key) = attempt.convicts {
+        self.traffic.flood_entries += sent.flood_entries;
+        if let Some(key) = sent.convicts {
             // Signed by a trusted key, the change reaches automerge and
             // panics there; its evidence must reach every agent, as an
             // equivocation's does.
@@ -1110,7 +1112,7 @@ impl World {
             self.push(check_at, What::CheckPublications);
         }
         let to = self.fleet.node_id(target);
-        self.send(attacker, to, attempt.bytes);
+        self.send(attacker, to, sent.bytes);
     }
 
     /// A running, unpaused agent reports a check; a stopped process reports
