@@ -41,6 +41,17 @@ fn operators_and_an_attacker_replay_exactly() {
 }
 
 #[test]
+fn a_stolen_config_key_its_quarantine_and_floods_replay_exactly() {
+    // The attacker signs with a stolen config key and a revoked node's key,
+    // the operators' laptops quarantine the stolen key, floods are built
+    // once and answered from the verdict cache: none of it may depend on
+    // anything but the seed.
+    let scenario =
+        Scenario::load(Path::new("scenarios/attack-automerge.toml")).expect("scenario loads");
+    assert_eq!(hash(&scenario, 2), hash(&scenario, 2), "one seed, two runs");
+}
+
+#[test]
 fn the_written_trace_matches_the_hashed_one() {
     let scenario =
         Scenario::load(Path::new("scenarios/rolling-leave.toml")).expect("scenario loads");

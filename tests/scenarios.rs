@@ -75,6 +75,52 @@ fn a_small_faulty_fleet_passes_under_many_seeds() {
     }
 }
 
+/// Every attack kind, a dozen times over; the attack is the last fault,
+/// so a line appended to the text belongs to it.
+const SMALL_ATTACK: &str = r#"
+name = "small-attack"
+duration_s = 60
+[fleet]
+agents = 12
+join_spread_s = 2
+[expect]
+release_within_s = 20
+[[faults]]
+kind = "config"
+at_s = 4
+content = { service = "web" }
+[[faults]]
+kind = "attack"
+from_s = 10
+until_s = 40
+attempts = 144
+attacker = 3
+"#;
+
+#[test]
+fn only_a_trusted_keys_crafted_change_reaches_automerge_and_then_every_agent_quarantines_it() {
+    // The attacker's own key signs the unappliable change: every agent
+    // refuses it before automerge sees it.
+    let scenario = Scenario::parse("small-attack", SMALL_ATTACK).expect("valid");
+    let outcome = run(&scenario, RunOptions::seeded(1));
+    assert_eq!(expect::verdict(&outcome, &[]), Verdict::Pass, "{outcome}");
+    assert_eq!(outcome.state.automerge_panics, 0, "{outcome}");
+    // Twelve floods, each entry verified and refused.
+    assert!(outcome.traffic.flood_entries > 12 * 4_000, "{outcome}");
+    assert!(
+        outcome.state.bad_signatures >= outcome.traffic.flood_entries,
+        "{outcome}"
+    );
+    // operator-2's key signs it: automerge panics, the guard catches it,
+    // and the run passes only if every running agent quarantines the key
+    // within the release bound.
+    let text = format!("{SMALL_ATTACK}config_key = \"operator-2\"\n");
+    let scenario = Scenario::parse("small-attack", &text).expect("valid");
+    let outcome = run(&scenario, RunOptions::seeded(1));
+    assert_eq!(expect::verdict(&outcome, &[]), Verdict::Pass, "{outcome}");
+    assert!(outcome.state.automerge_panics > 0, "{outcome}");
+}
+
 #[test]
 fn scenario_errors_name_file_line_and_field() {
     let error = Scenario::load(Path::new("does-not-exist.toml"))

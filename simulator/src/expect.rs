@@ -71,6 +71,14 @@ pub fn unmet(expect: &Expect, outcome: &Outcome) -> Vec<String> {
             outcome.unconverged_at_end
         ));
     }
+    if let Some(min) = expect.automerge_panics_min
+        && outcome.state.automerge_panics < min
+    {
+        unmet.push(format!(
+            "agents caught {} automerge panics, expected at least {min}",
+            outcome.state.automerge_panics
+        ));
+    }
     unmet.extend(remedy_unmet(&expect.remedy, outcome));
     unmet
 }

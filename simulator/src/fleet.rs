@@ -138,6 +138,12 @@ impl Fleet {
     pub fn node_key(&self, index: u32) -> PublicKey {
         self.keys[index as usize].public()
     }
+
+    /// The key pair of node `index`: what its host holds, and a hostile
+    /// agent or anyone who stole it signs with.
+    pub(crate) fn node_keypair(&self, index: u32) -> &Keypair {
+        &self.keys[index as usize]
+    }
 }
 
 /// Most verdicts remembered before the cache starts over.

@@ -1,6 +1,6 @@
 //! The fleet's operators, as the simulator plays them: the root key, two
 //! config keys, the documents they write and the releases they sign, and a
-//! hostile agent's forgeries.
+//! hostile agent's forgeries ([`attack`]).
 //!
 //! Each config key writes from its own *laptop*: a trust chain and a config
 //! store of its own, as the operator CLI keeps them. A laptop learns every
@@ -19,7 +19,6 @@ use fleetmesh_node::crdt::{
     TrustChain, Value, Verifier,
 };
 use fleetmesh_node::state::Entry;
-use fleetmesh_node::wire::{self, Message, StateMessage};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
@@ -27,10 +26,9 @@ use crate::fleet::{Fleet, keypair};
 use crate::rng::Seeds;
 use crate::scenario::{Content, OperatorKey, Publication, TrustChange};
 
-/// Kinds of attack attempt, taken in turn.
-const ATTACK_KINDS: u32 = 8;
-/// Longest run of random bytes one malformed attempt sends.
-const GARBAGE_BYTES_MAX: usize = 2_048;
+mod attack;
+pub use attack::Attempt;
+
 /// Bytes of one generated config value (a hex string) with its key.
 const GENERATED_ENTRY_BYTES: usize = 64;
 
@@ -73,7 +71,8 @@ pub struct Truth {
     pub rogue_releases: BTreeMap<Digest, PublicKey>,
     /// The newest legitimate release per document.
     pub latest_release: BTreeMap<String, u64>,
-    /// Revoked keys, with the trust version that revoked them.
+    /// Revoked keys, operators' and nodes', with the trust version that
+    /// revoked them.
     pub revoked: BTreeMap<PublicKey, u64>,
     /// The newest trust version.
     pub trust_version: u64,
@@ -95,8 +94,15 @@ pub struct Operators {
     trust: Vec<SignedTrust>,
     /// Legitimate entries published, for replay attacks.
     published: Vec<Entry>,
-    /// Every agent's node key, by index.
-    nodes: Vec<PublicKey>,
+    /// Every agent's node key, by index: a hostile agent names the others
+    /// in its forgeries, and may hold a revoked one's.
+    nodes: Vec<Keypair>,
+    /// Every key the root revoked, operator or node, newest last.
+    revoked_keys: Vec<Keypair>,
+    /// Config keys an attacker has signed an unappliable change with.
+    convicted: BTreeSet<OperatorKey>,
+    /// Each attacker's flood message by its most entries, built once.
+    floods: BTreeMap<(PublicKey, usize), attack::Flood>,
     verifier: Arc<dyn Verifier>,
     rng: ChaCha8Rng,
     truth: Truth,
@@ -135,8 +141,11 @@ impl Operators {
             trust: vec![fleet.genesis.clone()],
             published: Vec::new(),
             nodes: (0..fleet.len())
-                .map(|index| fleet.node_key(index))
+                .map(|index| fleet.node_keypair(index).clone())
                 .collect(),
+            revoked_keys: Vec::new(),
+            convicted: BTreeSet::new(),
+            floods: BTreeMap::new(),
             verifier: verifier.clone(),
             rng: seeds.rng("operators", 0),
             truth: Truth {
@@ -302,19 +311,32 @@ impl Operators {
         }
         // The other operators see both, quarantine the key and write on
         // without its changes from then on.
+        let pair = vec![
+            ConfigEntry::Change(first.clone()),
+            ConfigEntry::Change(second.clone()),
+        ];
+        self.share_with_others(author, pair, now_millis);
+        let entry = |change: SignedChange| Entry::Config(Box::new(ConfigEntry::Change(change)));
+        Some((entry(first), entry(second)))
+    }
+
+    /// Merges `entries`, evidence against `author`, into the laptops of
+    /// the other operators still trusted.
+    fn share_with_others(
+        &mut self,
+        author: OperatorKey,
+        entries: Vec<ConfigEntry>,
+        now_millis: u64,
+    ) {
+        let verifier = self.verifier.clone();
         for (other, laptop) in &mut self.laptops {
             if *other != author && !self.revoked.contains(other) {
-                let pair = vec![
-                    ConfigEntry::Change(first.clone()),
-                    ConfigEntry::Change(second.clone()),
-                ];
+                let entries = entries.clone();
                 laptop.with_ctx(verifier.as_ref(), now_millis, |store, ctx| {
-                    store.merge_batch(pair, ctx)
+                    store.merge_batch(entries, ctx)
                 });
             }
         }
-        let entry = |change: SignedChange| Entry::Config(Box::new(ConfigEntry::Change(change)));
-        Some((entry(first), entry(second)))
     }
 
     /// Content of about `bytes` bytes, new in every value.
@@ -343,9 +365,13 @@ impl Operators {
                 doc.revoked.insert(public);
                 self.revoked.insert(key);
                 self.truth.revoked.insert(public, doc.version);
+                self.revoked_keys.push(self.keys[&key].clone());
             }
             TrustChange::RevokeNode(index) => {
-                doc.revoked.insert(self.nodes[index as usize]);
+                let node = self.nodes[index as usize].clone();
+                doc.revoked.insert(node.public());
+                self.truth.revoked.insert(node.public(), doc.version);
+                self.revoked_keys.push(node);
             }
             TrustChange::RotateRoot => {
                 let next = keypair(&self.seeds, "root-key", self.roots);
@@ -417,161 +443,6 @@ impl Operators {
             })
             .collect()
     }
-
-    /// The bytes of attack attempt `attempt` by `attacker` (an admitted
-    /// node's key) at true time `now_millis`. Every kind must be refused by
-    /// every agent: checkers hold the agents to it.
-    pub fn attack(&mut self, attacker: &Keypair, attempt: u32, now_millis: u64) -> Vec<u8> {
-        let entry = match attempt % ATTACK_KINDS {
-            0 => self.change_by(attacker, attempt, now_millis),
-            1 => self.change_with_forged_signature(attempt, now_millis),
-            2 => self.release_by(attacker, attempt),
-            3 => self.release_with_forged_signature(attempt),
-            4 => self.replay(attempt),
-            5 => return self.garbage(),
-            6 => return self.mutated(attempt),
-            _ => self.trust_by(attacker),
-        };
-        let message = Message::State(StateMessage::Push {
-            entries: entry.into_iter().collect(),
-            announces: Vec::new(),
-        });
-        wire::encode(&message).unwrap_or_default()
-    }
-
-    /// A well-signed change by a key that holds no `config` role, made on
-    /// a laptop that pretends it does.
-    fn change_by(&self, signer: &Keypair, attempt: u32, now_millis: u64) -> Option<Entry> {
-        let change = self.forged_change(signer, attempt, now_millis)?;
-        Some(Entry::Config(Box::new(ConfigEntry::Change(change))))
-    }
-
-    /// A change claiming an operator as author, with a signature over
-    /// something else.
-    fn change_with_forged_signature(&self, attempt: u32, now_millis: u64) -> Option<Entry> {
-        let operator = &self.keys[&OperatorKey::Operator];
-        let mut change = self.forged_change(operator, attempt, now_millis)?;
-        change.signature = operator.sign_digest(&nonce_digest(attempt));
-        Some(Entry::Config(Box::new(ConfigEntry::Change(change))))
-    }
-
-    /// A change by `signer` on a laptop whose made-up fleet lists it as a
-    /// config key.
-    fn forged_change(
-        &self,
-        signer: &Keypair,
-        attempt: u32,
-        now_millis: u64,
-    ) -> Option<SignedChange> {
-        let head = &self.trust.last()?.doc;
-        let mut doc = head.clone();
-        doc.version = 1;
-        doc.keys = BTreeMap::from([(signer.public(), BTreeSet::from([Role::Root, Role::Config]))]);
-        doc.root_threshold = 1;
-        doc.revoked = BTreeSet::new();
-        let genesis = SignedTrust::sign(doc, &[signer]);
-        let mut laptop = Laptop {
-            chain: TrustChain::new(genesis, self.verifier.as_ref()).ok()?,
-            store: ConfigStore::new(),
-        };
-        let content = Value::Map(BTreeMap::from([(
-            format!("forged-{attempt}"),
-            Value::Str("rm -rf /".into()),
-        )]));
-        let mut change = laptop
-            .with_ctx(self.verifier.as_ref(), now_millis, |store, ctx| {
-                store.author("fleet", signer, 1, &content, ctx)
-            })
-            .ok()??;
-        change.trust_version = head.version;
-        change.signature = signer.sign_digest(&change.signing_digest(&change.key()?));
-        Some(change)
-    }
-
-    /// A release signed by a key without the `config` role, of a version
-    /// ahead of the fleet's.
-    fn release_by(&self, signer: &Keypair, attempt: u32) -> Option<Entry> {
-        let mut release = self.forged_release(attempt)?;
-        release.sign(signer);
-        Some(Entry::Release(Box::new(release)))
-    }
-
-    /// A release carrying an operator's signature over something else.
-    fn release_with_forged_signature(&self, attempt: u32) -> Option<Entry> {
-        let mut release = self.forged_release(attempt)?;
-        let operator = &self.keys[&OperatorKey::Operator];
-        release.signatures.insert(
-            operator.public(),
-            operator.sign_digest(&nonce_digest(attempt)),
-        );
-        Some(Entry::Release(Box::new(release)))
-    }
-
-    fn forged_release(&self, attempt: u32) -> Option<SignedRelease> {
-        let version = self.truth.latest_release.get("fleet").copied().unwrap_or(0);
-        Some(SignedRelease::new(Release {
-            doc: "fleet".into(),
-            version: version + 1 + u64::from(attempt % 3),
-            heads: vec![nonce_digest(attempt)],
-            expires_millis: None,
-            trust_version: self.trust.last()?.doc.version,
-        }))
-    }
-
-    /// A legitimate entry published earlier, sent again: old releases must
-    /// not roll anyone back, old changes change nothing.
-    fn replay(&self, attempt: u32) -> Option<Entry> {
-        if self.published.is_empty() {
-            return None;
-        }
-        let index = attempt as usize / ATTACK_KINDS as usize % self.published.len();
-        Some(self.published[index].clone())
-    }
-
-    fn garbage(&mut self) -> Vec<u8> {
-        let len = self.rng.random_range(1..=GARBAGE_BYTES_MAX);
-        (0..len).map(|_| self.rng.random()).collect()
-    }
-
-    /// A legitimate message with one byte changed or its tail cut off.
-    fn mutated(&mut self, attempt: u32) -> Vec<u8> {
-        let entry = self.replay(attempt);
-        let message = Message::State(StateMessage::Push {
-            entries: entry.into_iter().collect(),
-            announces: Vec::new(),
-        });
-        let mut bytes = wire::encode(&message).unwrap_or_default();
-        if bytes.is_empty() {
-            return bytes;
-        }
-        let at = self.rng.random_range(0..bytes.len());
-        if self.rng.random::<bool>() {
-            bytes[at] ^= self.rng.random_range(1..=255u8);
-        } else {
-            bytes.truncate(at);
-        }
-        bytes
-    }
-
-    /// The next trust version, revoking every operator, signed by the
-    /// attacker and by every root the fleet has retired.
-    fn trust_by(&self, attacker: &Keypair) -> Option<Entry> {
-        let head = self.trust.last()?;
-        let mut doc = head.doc.clone();
-        doc.version += 1;
-        doc.revoked.extend(self.keys.values().map(Keypair::public));
-        doc.keys.insert(
-            attacker.public(),
-            BTreeSet::from([Role::Root, Role::Config]),
-        );
-        let mut signers: Vec<&Keypair> = self.old_roots.iter().collect();
-        signers.push(attacker);
-        Some(Entry::Trust(Box::new(SignedTrust::sign(doc, &signers))))
-    }
-}
-
-fn nonce_digest(attempt: u32) -> Digest {
-    Digest::of_bytes("fleetmesh simulator forgery", &attempt.to_le_bytes())
 }
 
 fn hex(bytes: &[u8]) -> String {

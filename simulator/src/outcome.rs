@@ -27,6 +27,9 @@ pub struct Traffic {
     pub refutations: u64,
     /// Attack attempts a hostile agent sent.
     pub attacks: u64,
+    /// Forged entries the attacks' floods carried, each costing its
+    /// receiver a signature verification.
+    pub flood_entries: u64,
     /// Operator publications that found no running agent to take them.
     pub publications_lost: u64,
     /// Operator entries the agent handed them refused (a revoked key's,
@@ -303,7 +306,11 @@ impl fmt::Display for Outcome {
             )?;
         }
         if self.traffic.attacks > 0 {
-            writeln!(f, "  attacks        {} attempts sent", self.traffic.attacks)?;
+            writeln!(
+                f,
+                "  attacks        {} attempts sent ({} flood entries)",
+                self.traffic.attacks, self.traffic.flood_entries
+            )?;
         }
         writeln!(
             f,
@@ -350,13 +357,14 @@ impl fmt::Display for Outcome {
         let state = &self.state;
         writeln!(
             f,
-            "  state entries  {} merged, {} redundant, {} pending; refused: {} bad signature, {} unauthorized, {} malformed",
+            "  state entries  {} merged, {} redundant, {} pending; refused: {} bad signature, {} unauthorized, {} malformed; automerge panics caught {}",
             state.merged,
             state.redundant,
             state.pending,
             state.bad_signatures,
             state.unauthorized,
-            state.malformed
+            state.malformed,
+            state.automerge_panics
         )?;
         for lease in &self.leases {
             let longest = lease.vacancies.iter().max().copied().unwrap_or(0);

@@ -309,8 +309,19 @@ fn period(fault: &Fault, end: f64) -> (f64, f64, &'static str, String) {
             format!("crash holder of {scope}"),
         ),
         Fault::Attack {
-            from, until: stop, ..
-        } => (s(from), s(stop), "mark", "attack".into()),
+            from,
+            until: stop,
+            config_key,
+            ..
+        } => (
+            s(from),
+            s(stop),
+            "mark",
+            match config_key {
+                Some(key) => format!("attack holding {}'s config key", key.name()),
+                None => "attack".into(),
+            },
+        ),
         Fault::Leave { at, nodes } => (
             s(at),
             s(at),

@@ -295,6 +295,10 @@ pub enum Fault {
         attempts: u32,
         /// The attacking agent.
         attacker: u32,
+        /// A config key the attacker holds: it signs the change that
+        /// panics automerge when applied. `None`: the attacker's own node
+        /// key signs it, and every agent refuses it unapplied.
+        config_key: Option<OperatorKey>,
     },
 }
 
@@ -387,6 +391,10 @@ pub struct Expect {
     /// Whenever a lease scope has no holder while one of its candidates
     /// runs, some candidate holds it again within this bound.
     pub lease_held_within: Option<Duration>,
+    /// Fewest panics inside automerge the agents must have caught, summed
+    /// over the fleet: that the crafted changes of an `attack` reached
+    /// automerge and were refused there.
+    pub automerge_panics_min: Option<u64>,
     /// What remediation must have done.
     pub remedy: RemedyExpect,
 }
@@ -602,6 +610,7 @@ enum FaultFile {
         until_s: f64,
         attempts: u32,
         attacker: u32,
+        config_key: Option<String>,
     },
     Equivocate {
         at_s: f64,
@@ -653,6 +662,7 @@ struct ExpectFile {
     bytes_per_agent_second_max: Option<f64>,
     release_within_s: Option<f64>,
     lease_held_within_s: Option<f64>,
+    automerge_panics_min: Option<u64>,
     actions_min: Option<u64>,
     actions_max: Option<u64>,
     disruptive_min: Option<u64>,
@@ -1564,6 +1574,7 @@ fn fault(
             until_s,
             attempts,
             attacker,
+            config_key,
         } => {
             let from = seconds(context, span.clone(), &field("from_s"), *from_s)?;
             let until = seconds(context, span.clone(), &field("until_s"), *until_s)?;
@@ -1587,11 +1598,16 @@ fn fault(
                     ),
                 ));
             }
+            let config_key = config_key
+                .as_deref()
+                .map(|key| operator_key(context, span.clone(), &field("config_key"), key))
+                .transpose()?;
             Fault::Attack {
                 from,
                 until,
                 attempts: *attempts,
                 attacker: *attacker,
+                config_key,
             }
         }
     })
@@ -1641,6 +1657,7 @@ fn expect(
         bytes_per_agent_second_max: expect.bytes_per_agent_second_max,
         release_within: bound("release_within_s", expect.release_within_s)?,
         lease_held_within: bound("lease_held_within_s", expect.lease_held_within_s)?,
+        automerge_panics_min: expect.automerge_panics_min,
         remedy: services::expect(context, span.clone(), expect, fleet)?,
     })
 }
@@ -1711,6 +1728,28 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn an_attack_may_hold_an_operator_config_key() {
+        let attack = "\n[[faults]]\nkind = \"attack\"\nfrom_s = 1\nuntil_s = 5\nattempts = 12\nattacker = 2\n";
+        let held = |scenario: &Scenario| match scenario.faults.as_slice() {
+            [Fault::Attack { config_key, .. }] => *config_key,
+            faults => panic!("{faults:?}"),
+        };
+        let text = format!("{MINIMAL}{attack}");
+        assert_eq!(held(&Scenario::parse("t.toml", &text).unwrap()), None);
+        let text = format!("{MINIMAL}{attack}config_key = \"operator-2\"\n");
+        assert_eq!(
+            held(&Scenario::parse("t.toml", &text).unwrap()),
+            Some(OperatorKey::Operator2)
+        );
+        let text = format!("{MINIMAL}{attack}config_key = \"root\"\n");
+        let error = Scenario::parse("t.toml", &text).unwrap_err().to_string();
+        assert!(
+            error.contains("faults[0].config_key") && error.contains("\"operator-2\""),
+            "{error}"
+        );
     }
 
     #[test]

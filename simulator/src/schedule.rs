@@ -58,6 +58,10 @@ pub enum Action {
         target: u32,
         /// The attempt's number: picks what is forged.
         attempt: u32,
+        /// The fault's attempts in all.
+        attempts: u32,
+        /// The config key the attacker holds, if any.
+        config_key: Option<OperatorKey>,
     },
     /// An agent reports health check number `check` healthy or not.
     Health {
@@ -302,6 +306,7 @@ pub fn resolve(
                 until,
                 attempts,
                 attacker,
+                config_key,
             } => {
                 let step = (*until - *from) / *attempts;
                 for attempt in 0..*attempts {
@@ -313,6 +318,8 @@ pub fn resolve(
                         attacker: *attacker,
                         target: target.min(fleet.agents - 1),
                         attempt,
+                        attempts: *attempts,
+                        config_key: *config_key,
                     };
                     schedule.push((*from + step * attempt, action));
                 }

@@ -673,6 +673,30 @@ mod tests {
     }
 
     #[test]
+    fn a_written_mix_keeps_the_attack_as_written_with_its_config_key() {
+        const TEXT: &str = "name = \"t\"\nduration_s = 60\n[fleet]\nagents = 8\n\
+            [[faults]]\nkind = \"crash\"\nat_s = 10\nnodes = { count = 2 }\n\
+            [[faults]]\nkind = \"attack\"\nfrom_s = 5\nuntil_s = 50\nattempts = 24\n\
+            attacker = 3\nconfig_key = \"operator-2\"\n";
+        let scenario = Scenario::parse("t.toml", TEXT).unwrap();
+        for seed in 1..=5 {
+            let written = write_swarm_mix(TEXT, &scenario, seed).unwrap();
+            let replayed = Scenario::parse("written.toml", &written).unwrap();
+            assert_eq!(replayed.faults, swarm::mix(&scenario, seed).0.faults);
+            assert!(
+                replayed.faults.iter().any(|fault| matches!(
+                    fault,
+                    Fault::Attack {
+                        config_key: Some(crate::scenario::OperatorKey::Operator2),
+                        ..
+                    }
+                )),
+                "{written}"
+            );
+        }
+    }
+
+    #[test]
     fn written_times_parse_back_to_the_same_nanosecond() {
         for nanos in [
             0,

@@ -775,7 +775,9 @@ impl World {
                 attacker,
                 target,
                 attempt,
-            } => self.attack(attacker, target, attempt),
+                attempts,
+                config_key,
+            } => self.attack(attacker, target, (attempt, attempts), config_key),
             Action::CrashHolder(scope, restart_after) => self.crash_holder(&scope, restart_after),
             Action::Health {
                 agent,
@@ -1097,15 +1099,35 @@ impl World {
         self.push(check_at, What::CheckPublications);
     }
 
-    fn attack(&mut self, attacker: u32, target: u32, attempt: u32) {
+    /// `attacker`, holding `config_key` if any, sends `target` attack
+    /// attempt `numbers` (the attempt's number, the fault's attempts).
+    fn attack(
+        &mut self,
+        attacker: u32,
+        target: u32,
+        numbers: (u32, u32),
+        config_key: Option<OperatorKey>,
+    ) {
         if attacker == target || !self.is_running(attacker) {
             return;
         }
-        let key = self.fleet.identity(attacker).keypair;
-        let bytes = self.operators.attack(&key, attempt, wall_millis(self.now));
+        let key = self.fleet.node_keypair(attacker);
+        let sent = self
+            .operators
+            .attack(key, config_key, numbers, wall_millis(self.now));
         self.traffic.attacks += 1;
+        self.traffic.flood_entries += sent.flood_entries;
+        if let Some(key) = sent.convicts {
+            // Signed by a trusted key, the change reaches automerge and
+            // panics there; its evidence must reach every agent, as an
+            // equivocation's does.
+            let check_at = self
+                .config_checks
+                .published(self.now, Awaited::Quarantine { key });
+            self.push(check_at, What::CheckPublications);
+        }
         let to = self.fleet.node_id(target);
-        self.send(attacker, to, bytes);
+        self.send(attacker, to, sent.bytes);
     }
 
     /// A running, unpaused agent reports a check; a stopped process reports
