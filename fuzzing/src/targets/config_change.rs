@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use fleetmesh_node::crdt::{
-    AppliedRelease, ConfigEntry, ConfigStore, Digest, Keypair, PublicKey, Release, ReleaseLog,
+    AppliedRelease, ConfigEntry, ConfigStore, Ctx, Digest, Keypair, PublicKey, Release, ReleaseLog,
     Replica, Signature, SignedChange, SignedRelease,
 };
 
@@ -35,7 +35,11 @@ pub const BASE_DOCS: [&str; 1] = ["team-b"];
 /// but misbehaving key holder could, for the document holding a parent it
 /// names (else [`FRESH_DOC`]); a change that does not parse goes unsigned.
 /// Two stores holding [`BASE_DOCS`] take the changes, one in a batch in
-/// input order, the other one by one in reverse. Checks that no panic
+/// input order, the other one by one in reverse, then offer each other the
+/// evidence they hold, as anti-entropy would: a key that signed two
+/// unappliable changes is convicted by whichever came first, and replicas
+/// keep the lowest-keyed proof once they have seen both (docs/security.md,
+/// "Equivocation and malformed-change evidence"). Checks that no panic
 /// escapes, that both stores end identical (documents, heads, changes
 /// held, pending, quarantined keys, and the content of every document the
 /// changes touched), that those documents read at their heads, and that a
@@ -56,8 +60,7 @@ pub fn config_change(data: &[u8]) {
     fixture.with_ctx(&fixture.trust, |ctx| {
         forward.merge_batch(changes.clone(), ctx)
     });
-    let state = State::of(&forward, base);
-    if state == *base {
+    if State::of(&forward, base) == *base {
         return;
     }
     let mut backward = base_store();
@@ -65,7 +68,10 @@ pub fn config_change(data: &[u8]) {
         for change in changes.into_iter().rev() {
             let _ = backward.merge(change, ctx);
         }
+        offer_evidence(&forward, &mut backward, ctx);
+        offer_evidence(&backward, &mut forward, ctx);
     });
+    let state = State::of(&forward, base);
     assert_eq!(
         state,
         State::of(&backward, base),
@@ -74,6 +80,16 @@ pub fn config_change(data: &[u8]) {
     for (doc, heads, _) in &state.documents {
         if base.heads_of(doc) != Some(heads) {
             release(fixture, &forward, doc, heads);
+        }
+    }
+}
+
+/// Merges into `to` every proof `from` holds (anti-entropy offers evidence
+/// like any other entry).
+fn offer_evidence(from: &ConfigStore, to: &mut ConfigStore, ctx: &Ctx<'_>) {
+    for key in from.evidence_keys() {
+        if let Some(entry) = from.entry(key) {
+            let _ = to.merge(entry, ctx);
         }
     }
 }
