@@ -4,8 +4,19 @@
 //! Invariant: every change in the automerge document is in `applied`, and
 //! only changes whose parents (and whose author's previous change) are
 //! applied are handed to automerge, so automerge's own queue of
-//! not-yet-ready changes stays empty and the document is a function of the
-//! set of verified changes held.
+//! not-yet-ready changes stays empty.
+//!
+//! The document is built by applying its changes in one canonical order,
+//! a function of the set alone ([`Document::canonical`]): parents and the
+//! author's previous change first, the lowest hash first among the
+//! changes ready. automerge converges whatever the order for the changes
+//! it writes itself, but not for every change an author can craft (a
+//! fuzzed pair of concurrent changes inserting into the root map read
+//! differently applied in the two orders), and replicas must agree on
+//! what a document says. A change that extends the canonical order (the
+//! usual case: it follows everything held) is applied onto the document;
+//! one that sorts before a held change (a concurrent change with a lower
+//! hash) rebuilds the document.
 //!
 //! Every automerge call here runs behind [`guarded`]: a change that makes
 //! automerge panic or fail is taken out again by rebuilding the document
@@ -65,9 +76,12 @@ pub(crate) struct Document {
     /// document (an automerge fault, not a proven bad change): refused if
     /// offered again, at most [`limits::REFUSED_MAX`], lowest hashes kept.
     refused: BTreeSet<Digest>,
-    /// The applied changes in the order they went in: parents before
-    /// children, what [`Document::reload`] replays.
+    /// The applied changes in canonical order ([`Document::canonical`]),
+    /// as automerge took them: what [`Document::reload`] replays.
     order: Vec<Digest>,
+    /// Per applied change, what must be applied before it: its parents
+    /// and its author's previous change (the canonical order's edges).
+    before: BTreeMap<Digest, Vec<Digest>>,
 }
 
 impl Document {
@@ -82,6 +96,7 @@ impl Document {
             dependents: BTreeMap::new(),
             refused: BTreeSet::new(),
             order: Vec::new(),
+            before: BTreeMap::new(),
         }
     }
 
@@ -184,45 +199,32 @@ impl Document {
         predecessor_present && parsed.deps().all(|dep| present(&dep))
     }
 
-    fn apply(&mut self, order: Vec<Digest>) -> Vec<Unappliable> {
-        if order.is_empty() {
-            return Vec::new();
-        }
-        let changes: Vec<automerge::Change> = order
-            .iter()
-            .filter_map(|hash| self.pending.get(hash))
-            .map(|parsed| parsed.change.clone())
-            .collect();
-        if let Ok(Ok(())) = guarded(|| self.automerge.apply_changes(changes)) {
-            for hash in order {
-                self.mark_applied(&hash);
-            }
-            return Vec::new();
-        }
-        // A verified change automerge refuses or panics on can only come
-        // from a misbehaving authorized key (or an automerge fault). The
-        // batch may be half in: start over from the changes known to
-        // apply, then try the batch one by one in its order (parents
-        // first), taking out what fails.
-        self.reload();
+    fn apply(&mut self, batch: Vec<Digest>) -> Vec<Unappliable> {
+        let mut batch: BTreeSet<Digest> = batch.into_iter().collect();
         let mut failed = Vec::new();
-        for hash in order {
-            let Some(parsed) = self.pending.get(&hash) else {
-                continue;
+        loop {
+            // Changes whose parent or predecessor failed wait again.
+            while let Some(waiting) = batch.iter().copied().find(|hash| {
+                self.pending
+                    .get(hash)
+                    .is_none_or(|parsed| !self.ready(parsed, &batch))
+            }) {
+                batch.remove(&waiting);
+            }
+            let Err((hash, reason)) = self.try_apply(&batch) else {
+                return failed;
             };
-            if !self.ready(parsed, &BTreeSet::new()) {
+            // A verified change automerge refuses or panics on can only
+            // come from a misbehaving authorized key (or an automerge
+            // fault). The change at which the canonical order fails goes,
+            // whether it came in this batch or before: which change that
+            // is depends on the set of changes alone, so replicas holding
+            // the same set take out the same one.
+            if !batch.remove(&hash) {
+                self.take_out(hash);
+                self.reload();
                 continue;
             }
-            let change = parsed.change.clone();
-            let reason = match guarded(|| self.automerge.apply_changes([change])) {
-                Ok(Ok(())) => {
-                    self.mark_applied(&hash);
-                    continue;
-                }
-                Ok(Err(error)) => error.to_string(),
-                Err(panicked) => panicked.to_string(),
-            };
-            self.reload();
             if let Some(parsed) = self.remove_pending(&hash) {
                 let evidence = MalformedChange::gather(&parsed, |hash| self.applied_parsed(hash))
                     .filter(|evidence| evidence.convicts(&parsed).is_ok());
@@ -236,7 +238,99 @@ impl Document {
                 });
             }
         }
-        failed
+    }
+
+    /// Applies the pending changes `batch` (each ready once those before it
+    /// are in) so that the document holds the applied changes and the
+    /// batch in canonical order, one change at a time: onto the document
+    /// when the batch sorts after every applied change, else on a fresh
+    /// document that then replaces it. When automerge will not take one,
+    /// returns it and what automerge said, with the document as it was.
+    fn try_apply(&mut self, batch: &BTreeSet<Digest>) -> Result<(), (Digest, String)> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let order = self.canonical(batch);
+        let extends = order.starts_with(&self.order);
+        let from = if extends { self.order.len() } else { 0 };
+        let changes: Vec<(Digest, automerge::Change)> = order[from..]
+            .iter()
+            .filter_map(|hash| self.held(hash))
+            .map(|parsed| (parsed.hash, parsed.change))
+            .collect();
+        if extends {
+            if let Err(failure) = apply_each(&mut self.automerge, changes) {
+                // The document may be half-applied.
+                self.reload();
+                return Err(failure);
+            }
+        } else {
+            let mut fresh = Automerge::new();
+            apply_each(&mut fresh, changes)?;
+            self.automerge = fresh;
+        }
+        for hash in batch {
+            self.mark_applied(hash);
+        }
+        self.order = order;
+        Ok(())
+    }
+
+    /// The canonical order of the applied changes and `extra` (pending
+    /// changes whose parents and author's previous change are applied or
+    /// among them): Kahn's topological sort over the edges in
+    /// [`Document::before`], taking the lowest hash among the changes
+    /// ready at each step. A function of the set alone, so every replica
+    /// holding the same changes builds its document in the same order.
+    fn canonical<'a>(&self, extra: impl IntoIterator<Item = &'a Digest>) -> Vec<Digest> {
+        let mut before: BTreeMap<Digest, Vec<Digest>> = self.before.clone();
+        for hash in extra {
+            if let Some(parsed) = self.pending.get(hash) {
+                before.insert(*hash, self.predecessors(parsed));
+            }
+        }
+        let mut waiting: BTreeMap<Digest, usize> = BTreeMap::new();
+        let mut after: BTreeMap<Digest, Vec<Digest>> = BTreeMap::new();
+        for (hash, predecessors) in &before {
+            let held: Vec<&Digest> = predecessors
+                .iter()
+                .filter(|predecessor| before.contains_key(predecessor))
+                .collect();
+            waiting.insert(*hash, held.len());
+            for predecessor in held {
+                after.entry(*predecessor).or_default().push(*hash);
+            }
+        }
+        let mut ready: BTreeSet<Digest> = waiting
+            .iter()
+            .filter(|(_, count)| **count == 0)
+            .map(|(hash, _)| *hash)
+            .collect();
+        let mut order = Vec::with_capacity(before.len());
+        while let Some(hash) = ready.pop_first() {
+            order.push(hash);
+            for next in after.get(&hash).into_iter().flatten() {
+                if let Some(count) = waiting.get_mut(next) {
+                    *count -= 1;
+                    if *count == 0 {
+                        ready.insert(*next);
+                    }
+                }
+            }
+        }
+        order
+    }
+
+    /// What must be applied before `parsed`: its parents and its author's
+    /// previous change.
+    fn predecessors(&self, parsed: &Parsed) -> Vec<Digest> {
+        let mut predecessors: Vec<Digest> = parsed.deps().collect();
+        if parsed.seq() > 1
+            && let Some(previous) = self.seqs.get(&(parsed.envelope.author, parsed.seq() - 1))
+        {
+            predecessors.push(*previous);
+        }
+        predecessors
     }
 
     /// Remembers a change that failed on this document, within the bound.
@@ -252,12 +346,14 @@ impl Document {
         Parsed::new(self.applied.get(hash)?.clone()).ok()
     }
 
+    /// Moves a pending change to the applied ones (the caller records
+    /// its place in `order`).
     fn mark_applied(&mut self, hash: &Digest) {
         if let Some(parsed) = self.remove_pending(hash) {
             self.seqs
                 .insert((parsed.envelope.author, parsed.seq()), parsed.hash);
+            self.before.insert(*hash, self.predecessors(&parsed));
             self.applied.insert(*hash, parsed.envelope);
-            self.order.push(*hash);
         }
     }
 
@@ -278,10 +374,10 @@ impl Document {
         Some(parsed)
     }
 
-    /// Rebuilds the automerge document from the applied changes, in the
-    /// order they went in (parents first). They applied before, so one
-    /// batch takes them; should it not (an automerge fault), the first that
-    /// fails one at a time is taken out, with every applied change that
+    /// Rebuilds the automerge document from the applied changes, one at a
+    /// time in canonical order (taking changes out keeps the rest in it).
+    /// They applied before, so they go in again; should one not (an
+    /// automerge fault), it is taken out, with every applied change that
     /// depends on it, and the rest is tried again. Each round takes a
     /// change out, so this ends, with a document automerge can read.
     fn reload(&mut self) {
@@ -292,20 +388,10 @@ impl Document {
                 .filter_map(|hash| self.held(hash))
                 .map(|parsed| (parsed.hash, parsed.change))
                 .collect();
-            let batch: Vec<automerge::Change> =
-                changes.iter().map(|(_, change)| change.clone()).collect();
             self.automerge = Automerge::new();
-            if let Ok(Ok(())) = guarded(|| self.automerge.apply_changes(batch)) {
-                return;
-            }
-            self.automerge = Automerge::new();
-            let failing = changes.into_iter().find_map(|(hash, change)| {
-                let applied = guarded(|| self.automerge.apply_changes([change]));
-                (!matches!(applied, Ok(Ok(())))).then_some(hash)
-            });
-            match failing {
-                Some(hash) => self.take_out(hash),
-                None => return,
+            match apply_each(&mut self.automerge, changes) {
+                Ok(()) => return,
+                Err((hash, _)) => self.take_out(hash),
             }
         }
     }
@@ -334,6 +420,7 @@ impl Document {
         }
         self.order = kept;
         for hash in gone {
+            self.before.remove(&hash);
             if let Some(envelope) = self.applied.remove(&hash)
                 && let Ok(parsed) = Parsed::new(envelope)
             {
@@ -436,4 +523,24 @@ impl Document {
     pub fn automerge(&self) -> &Automerge {
         &self.automerge
     }
+}
+
+/// Applies `changes` to `automerge` one call each, in their order, behind
+/// the guard; when one will not go in, it and what automerge said. One
+/// call per change, never a batch: automerge takes a batch by another
+/// path, and for changes an author crafted the two paths can build
+/// different documents from the same changes in the same order, so every
+/// replica must take the same path.
+fn apply_each(
+    automerge: &mut Automerge,
+    changes: Vec<(Digest, automerge::Change)>,
+) -> Result<(), (Digest, String)> {
+    for (hash, change) in changes {
+        match guarded(|| automerge.apply_changes([change])) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err((hash, error.to_string())),
+            Err(panicked) => return Err((hash, panicked.to_string())),
+        }
+    }
+    Ok(())
 }

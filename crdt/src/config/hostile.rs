@@ -1,9 +1,11 @@
 //! Config change bytes that broke automerge 0.12, for the simulator's
 //! attacker and for tests: the two inputs of
 //! `shared/repro/automerge-panics.md` (found by fuzzing the config-change
-//! path), with their actor rewritten to the key that is to sign them.
+//! path), and a pair of concurrent changes whose document depends on how
+//! automerge took them (found by fleetmesh's `config_change` fuzz
+//! target), with their actor rewritten to the key that is to sign them.
 //!
-//! Both have no dependencies and a 32-byte actor at byte 13, and automerge
+//! All have no dependencies and a 32-byte actor at byte 13, and automerge
 //! does not check a change's header checksum, so rewriting the actor keeps
 //! them what they are.
 
@@ -29,6 +31,26 @@ pub fn parse_panic(author: &PublicKey) -> Vec<u8> {
 /// panic when applied; `author` can sign them.
 pub fn apply_panic(author: &PublicKey) -> Vec<u8> {
     crafted(APPLY_PANIC, author)
+}
+
+/// Two changes with no parents that insert into the root map as if it
+/// were a list (ops with `insert` set and list positions as keys). Both
+/// apply, but automerge 0.12 builds a different document from them in
+/// each order, and again when it takes both in one call: written as
+/// `first` and `second`, both may sign them.
+const ROOT_INSERTS: [&str; 2] = [
+    "856f4a83fbbda20b01a5010020200361e6897cd248d7848cfd464c7e6dd6a237ccc344c1865c297c87cc3b1dfc01010000000a0108030811041306152934024208560a57107002000102000003030000010201000303060007020000067d0007017a066c696d2974730562757273740363707504706f7274077365727669636507776569676874730003057f0100020303047f007a010285012436000314000000000c000440903f7765620102030900",
+    "856f4a83fbbda20b01a501002004e2dc9886f40944debacd1bb515dd1cb397c3f53f119e4d85796781a49039e1010a0000000a0108030811041306152934024208560a57107002000102000003030000010201000303060007020000067d0007017a066c696d2974730562757273740363707504706f7274077365727669636707776569676874730003057f0100020303047f007a000285012437000314000000000c000440903f7765620102030900",
+];
+
+/// Concurrent change bytes, written as `first` and `second`, that
+/// automerge 0.12 applies into different documents depending on the order
+/// and batching it takes them in.
+pub fn root_inserts(first: &PublicKey, second: &PublicKey) -> [Vec<u8>; 2] {
+    [
+        crafted(ROOT_INSERTS[0], first),
+        crafted(ROOT_INSERTS[1], second),
+    ]
 }
 
 fn crafted(hex: &str, author: &PublicKey) -> Vec<u8> {

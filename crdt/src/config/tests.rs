@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
-use automerge::{ActorId, Automerge, ROOT, transaction::Transactable};
+use automerge::{ActorId, Automerge, ROOT, ReadDoc, transaction::Transactable};
 use proptest::prelude::*;
 
 use super::*;
@@ -281,6 +281,72 @@ fn the_guard_catches_automerges_own_panics_on_the_repro_inputs() {
     let mut doc = Automerge::new();
     let panicked = guard::guarded(|| doc.apply_changes([change])).unwrap_err();
     assert!(panicked.0.contains("Missing from Index"), "{panicked:?}");
+}
+
+#[test]
+fn crafted_concurrent_changes_read_the_same_whatever_order_and_batches_they_came_in() {
+    // automerge 0.12 alone builds three different documents from these
+    // two changes: taken in one call, or one call each in either order.
+    // (Built with debug assertions, automerge panics on its own op order
+    // instead.)
+    let [a, b] = hostile::root_inserts(&key(100).public(), &key(101).public());
+    let parse = |bytes: &Vec<u8>| automerge::Change::from_bytes(bytes.clone()).unwrap();
+    let length = |calls: &[&[&Vec<u8>]]| {
+        let mut doc = Automerge::new();
+        let applied = guard::guarded(|| {
+            for call in calls {
+                doc.apply_changes(call.iter().map(|bytes| parse(bytes)))?;
+            }
+            Ok::<_, automerge::AutomergeError>(doc.length(ROOT))
+        });
+        applied.ok().and_then(Result::ok)
+    };
+    let lengths = [
+        length(&[&[&a, &b]]),
+        length(&[&[&a], &[&b]]),
+        length(&[&[&b], &[&a]]),
+    ];
+    if cfg!(debug_assertions) {
+        assert!(lengths.contains(&None), "{lengths:?}");
+    } else {
+        let distinct: BTreeSet<Option<usize>> = lengths.into_iter().collect();
+        assert_eq!(
+            distinct.len(),
+            3,
+            "automerge no longer diverges: {lengths:?}"
+        );
+    }
+
+    // Stores build every document in one canonical order, one change at
+    // a time, so they read the same whatever the arrival.
+    let trust = chain();
+    let ctx = ctx(&trust);
+    let a = ConfigEntry::Change(SignedChange::sign("app", 1, &key(100), a).unwrap());
+    let b = ConfigEntry::Change(SignedChange::sign("app", 1, &key(101), b).unwrap());
+    // With automerge's debug assertions, each change panics automerge on
+    // its own, so every store convicts both authors alike.
+    let mut batch = ConfigStore::new();
+    let merged = batch.merge_batch(vec![a.clone(), b.clone()], &ctx);
+    if cfg!(debug_assertions) {
+        assert_eq!(batch.quarantined().count(), 2, "{merged:?}");
+    } else {
+        assert!(merged.iter().all(Result::is_ok), "{merged:?}");
+    }
+    let reads = |store: &ConfigStore| {
+        let quarantined: Vec<PublicKey> = store.quarantined().copied().collect();
+        let content = store.value_at("app", &store.heads("app"));
+        (sorted_versions(store), quarantined, content)
+    };
+    for order in [[&a, &b], [&b, &a]] {
+        let mut store = ConfigStore::new();
+        for change in order {
+            let _ = store.merge(change.clone(), &ctx);
+        }
+        assert_eq!(reads(&store), reads(&batch));
+    }
+    let mut reversed = ConfigStore::new();
+    reversed.merge_batch(vec![b, a], &ctx);
+    assert_eq!(reads(&reversed), reads(&batch));
 }
 
 #[test]
