@@ -7,7 +7,7 @@
 //! not-yet-ready changes stays empty.
 //!
 //! The document is built by applying its changes in one canonical order,
-//! a function of the set alone ([`Document::canonical`]): parents and the
+//! a function of the set alone ([`canonical`]): parents and the
 //! author's previous change first, the lowest hash first among the
 //! changes ready. automerge converges whatever the order for the changes
 //! it writes itself, but not for every change an author can craft (a
@@ -76,7 +76,7 @@ pub(crate) struct Document {
     /// document (an automerge fault, not a proven bad change): refused if
     /// offered again, at most [`limits::REFUSED_MAX`], lowest hashes kept.
     refused: BTreeSet<Digest>,
-    /// The applied changes in canonical order ([`Document::canonical`]),
+    /// The applied changes in canonical order ([`canonical`]),
     /// as automerge took them: what [`Document::reload`] replays.
     order: Vec<Digest>,
     /// Per applied change, what must be applied before it: its parents
@@ -250,75 +250,74 @@ impl Document {
         if batch.is_empty() {
             return Ok(());
         }
-        let order = self.canonical(batch);
-        let extends = order.starts_with(&self.order);
-        let from = if extends { self.order.len() } else { 0 };
-        let changes: Vec<(Digest, automerge::Change)> = order[from..]
+        let edges: BTreeMap<Digest, Vec<Digest>> = batch
             .iter()
-            .filter_map(|hash| self.held(hash))
-            .map(|parsed| (parsed.hash, parsed.change))
+            .filter_map(|hash| Some((*hash, self.predecessors(self.pending.get(hash)?))))
             .collect();
-        if extends {
-            if let Err(failure) = apply_each(&mut self.automerge, changes) {
-                // The document may be half-applied.
-                self.reload();
-                return Err(failure);
-            }
+        // The new canonical order, when the batch does not simply follow
+        // the applied changes in it.
+        let mut rebuilt = None;
+        let suffix = if self.follows_everything(&edges) {
+            canonical(&edges)
         } else {
-            let mut fresh = Automerge::new();
-            apply_each(&mut fresh, changes)?;
-            self.automerge = fresh;
+            let mut all = self.before.clone();
+            all.extend(edges);
+            let order = canonical(&all);
+            match order.strip_prefix(self.order.as_slice()) {
+                Some(suffix) => suffix.to_vec(),
+                None => {
+                    rebuilt = Some(order);
+                    Vec::new()
+                }
+            }
+        };
+        let parsed = |hashes: &[Digest]| -> Vec<(Digest, automerge::Change)> {
+            hashes
+                .iter()
+                .filter_map(|hash| self.held(hash))
+                .map(|parsed| (parsed.hash, parsed.change))
+                .collect()
+        };
+        match &rebuilt {
+            None => {
+                let changes = parsed(&suffix);
+                if let Err(failure) = apply_each(&mut self.automerge, changes) {
+                    // The document may be half-applied.
+                    self.reload();
+                    return Err(failure);
+                }
+            }
+            Some(order) => {
+                let changes = parsed(order);
+                let mut fresh = Automerge::new();
+                apply_each(&mut fresh, changes)?;
+                self.automerge = fresh;
+            }
         }
         for hash in batch {
             self.mark_applied(hash);
         }
-        self.order = order;
+        match rebuilt {
+            Some(order) => self.order = order,
+            None => self.order.extend(suffix),
+        }
         Ok(())
     }
 
-    /// The canonical order of the applied changes and `extra` (pending
-    /// changes whose parents and author's previous change are applied or
-    /// among them): Kahn's topological sort over the edges in
-    /// [`Document::before`], taking the lowest hash among the changes
-    /// ready at each step. A function of the set alone, so every replica
-    /// holding the same changes builds its document in the same order.
-    fn canonical<'a>(&self, extra: impl IntoIterator<Item = &'a Digest>) -> Vec<Digest> {
-        let mut before: BTreeMap<Digest, Vec<Digest>> = self.before.clone();
-        for hash in extra {
-            if let Some(parsed) = self.pending.get(hash) {
-                before.insert(*hash, self.predecessors(parsed));
-            }
-        }
-        let mut waiting: BTreeMap<Digest, usize> = BTreeMap::new();
-        let mut after: BTreeMap<Digest, Vec<Digest>> = BTreeMap::new();
-        for (hash, predecessors) in &before {
-            let held: Vec<&Digest> = predecessors
+    /// Whether every change of a batch (`edges`: each one's predecessors)
+    /// has every applied change as an ancestor: each change the batch
+    /// starts from names all of the document's heads. The canonical order
+    /// then places the whole batch after the applied changes, without
+    /// sorting them again (the usual case: a change written on top of
+    /// what its author held).
+    fn follows_everything(&self, edges: &BTreeMap<Digest, Vec<Digest>>) -> bool {
+        let heads = self.heads();
+        edges.values().all(|predecessors| {
+            predecessors
                 .iter()
-                .filter(|predecessor| before.contains_key(predecessor))
-                .collect();
-            waiting.insert(*hash, held.len());
-            for predecessor in held {
-                after.entry(*predecessor).or_default().push(*hash);
-            }
-        }
-        let mut ready: BTreeSet<Digest> = waiting
-            .iter()
-            .filter(|(_, count)| **count == 0)
-            .map(|(hash, _)| *hash)
-            .collect();
-        let mut order = Vec::with_capacity(before.len());
-        while let Some(hash) = ready.pop_first() {
-            order.push(hash);
-            for next in after.get(&hash).into_iter().flatten() {
-                if let Some(count) = waiting.get_mut(next) {
-                    *count -= 1;
-                    if *count == 0 {
-                        ready.insert(*next);
-                    }
-                }
-            }
-        }
-        order
+                .any(|predecessor| edges.contains_key(predecessor))
+                || heads.iter().all(|head| predecessors.contains(head))
+        })
     }
 
     /// What must be applied before `parsed`: its parents and its author's
@@ -543,4 +542,42 @@ fn apply_each(
         }
     }
     Ok(())
+}
+
+/// The canonical order of a set of changes (`edges`: each change and what
+/// must be applied before it; predecessors outside the set are taken as
+/// in): Kahn's topological sort, taking the lowest hash among the changes
+/// ready at each step. A function of the set alone, so every replica
+/// holding the same changes builds its document in the same order.
+fn canonical(edges: &BTreeMap<Digest, Vec<Digest>>) -> Vec<Digest> {
+    let mut waiting: BTreeMap<Digest, usize> = BTreeMap::new();
+    let mut after: BTreeMap<Digest, Vec<Digest>> = BTreeMap::new();
+    for (hash, predecessors) in edges {
+        let held: Vec<&Digest> = predecessors
+            .iter()
+            .filter(|predecessor| edges.contains_key(predecessor))
+            .collect();
+        waiting.insert(*hash, held.len());
+        for predecessor in held {
+            after.entry(*predecessor).or_default().push(*hash);
+        }
+    }
+    let mut ready: BTreeSet<Digest> = waiting
+        .iter()
+        .filter(|(_, count)| **count == 0)
+        .map(|(hash, _)| *hash)
+        .collect();
+    let mut order = Vec::with_capacity(edges.len());
+    while let Some(hash) = ready.pop_first() {
+        order.push(hash);
+        for next in after.get(&hash).into_iter().flatten() {
+            if let Some(count) = waiting.get_mut(next) {
+                *count -= 1;
+                if *count == 0 {
+                    ready.insert(*next);
+                }
+            }
+        }
+    }
+    order
 }
