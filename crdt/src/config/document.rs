@@ -221,6 +221,13 @@ impl Document {
             // is depends on the set of changes alone, so replicas holding
             // the same set take out the same one.
             if !batch.remove(&hash) {
+                // try_apply names only changes it tried: the batch's or
+                // applied ones. Taking one out makes progress; anything
+                // else would loop.
+                debug_assert!(self.is_applied(&hash), "{hash:?} neither applied nor new");
+                if !self.is_applied(&hash) {
+                    return failed;
+                }
                 self.take_out(hash);
                 self.reload();
                 continue;
