@@ -1320,16 +1320,18 @@ impl Driver {
                 })
             })
             .collect();
-        // Config keys this agent refuses for equivocating or for signing a
-        // change automerge cannot apply: the operator's cue to revoke them.
-        let quarantined: Vec<String> = self
-            .agent
+        json!({ "releases": releases, "quarantined": self.quarantined() })
+    }
+
+    /// Config keys this agent refuses for equivocating or for signing a
+    /// change automerge cannot apply: the operator's cue to revoke them.
+    fn quarantined(&self) -> Vec<String> {
+        self.agent
             .replicas()
             .config()
             .quarantined()
             .map(PublicKey::to_hex)
-            .collect();
-        json!({ "releases": releases, "quarantined": quarantined })
+            .collect()
     }
 
     fn info(&self) -> Value {
@@ -1442,16 +1444,7 @@ impl Driver {
                 })
             })
             .collect();
-        // Config keys this agent refuses for equivocating or for signing a
-        // change automerge cannot apply: the operator's cue to revoke them.
-        let quarantined: Vec<String> = self
-            .agent
-            .replicas()
-            .config()
-            .quarantined()
-            .map(PublicKey::to_hex)
-            .collect();
-        json!({ "releases": releases, "quarantined": quarantined })
+        json!({ "releases": releases, "quarantined": self.quarantined() })
     }
 
     fn leases(&self) -> Value {
