@@ -5,10 +5,12 @@ use crate::broadcast::BroadcastQueue;
 use crate::budget::{Budgets, Metered};
 use crate::config::Config;
 use crate::error::AgentError;
+use crate::event::{Event, Transmit};
 use crate::health::LocalHealth;
 use crate::identity::Identity;
 use crate::lease::{Cx, LeaseMessage, Leases, Out};
 use crate::members::{Change, Member, MemberTable};
+use crate::output::Output;
 use crate::persist::{Durable, Persist, PersistQueue};
 use crate::probe::ProbeCursor;
 use crate::remedy::policy::{POLICY_DOC, Policy};
@@ -55,79 +57,10 @@ const RANDOM_PICK_ATTEMPTS: usize = 32;
 const TASKS_MAX: usize = 1024;
 /// Entries to journal a driver may leave undrained. One input merges at
 /// most a message's entries (a few thousand at [`wire::MESSAGE_BYTES_MAX`]),
-/// so only a driver that skips [`Agent::poll_journal`] reaches it; past it
+/// so only a driver that does not drain [`Agent::poll_output`] reaches it; past it
 /// entries are dropped and counted (`journal_dropped`), and the driver
 /// saves a whole snapshot instead.
 pub const JOURNAL_MAX: usize = 16_384;
-
-/// A message for the driver to deliver.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// The recipient.
-    pub to: NodeId,
-    /// The encoded message ([`crate::wire`]).
-    pub bytes: Vec<u8>,
-}
-
-/// Something the driver (or an operator) may want to know.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// This agent's belief about a member's liveness changed; `previous` is
-    /// `None` for a member new to the table.
-    MemberChanged {
-        /// The member.
-        id: NodeId,
-        /// Liveness before.
-        previous: Option<Liveness>,
-        /// Liveness now.
-        current: Liveness,
-    },
-    /// A dead or departed member was forgotten.
-    MemberReaped {
-        /// The member.
-        id: NodeId,
-    },
-    /// Someone claimed this agent was suspect or dead (or announced a stale
-    /// version of it); it refuted by announcing `incarnation`.
-    Refuted {
-        /// The new incarnation.
-        incarnation: Incarnation,
-    },
-    /// This agent moved to a new release of a config document: from now on
-    /// it runs the document's content at the release's heads.
-    ReleaseApplied {
-        /// The document.
-        doc: String,
-        /// The release version now running.
-        version: u64,
-        /// The release's digest. An agent can move several versions in one
-        /// step, so by the time the event is read the document may already
-        /// run a later release: the event says which one it was.
-        digest: Digest,
-    },
-    /// A release this agent runs expired or turned void (`entered`), or a
-    /// valid newer one ended that: in safe mode the agent starts no new
-    /// disruptive action.
-    SafeMode {
-        /// Whether the agent is in safe mode now.
-        entered: bool,
-    },
-    /// This agent now holds `scope` at `epoch` ([`Agent::holds`]).
-    LeaseAcquired {
-        /// The scope.
-        scope: String,
-        /// The fencing epoch.
-        epoch: u64,
-    },
-    /// This agent no longer holds `scope` at `epoch`: it ran out unrenewed,
-    /// was released, or a higher epoch superseded it.
-    LeaseLost {
-        /// The scope.
-        scope: String,
-        /// The epoch that was held.
-        epoch: u64,
-    },
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
@@ -211,28 +144,24 @@ struct Parked {
 /// `handle_*` and the operator's mutators ([`Agent::join`],
 /// [`Agent::leave`], [`Agent::set_meta`]); all but `set_meta` take `now`.
 /// A restarted agent gets its persisted state back with [`Agent::restore`]
-/// before any other input. Outputs are drained with `poll_*`. After any
-/// input the driver drains, in order:
+/// before any other input. After any input the driver drains
+/// [`Agent::poll_output`] until it returns [`Output::Timeout`] (or
+/// [`Output::Idle`]), acting on each output in the order it comes out:
 ///
-/// 1. [`Agent::poll_journal`] until `None`, appending each entry to a
-///    journal and syncing it (once for all of them), then
-///    [`Agent::poll_persist`] until `None`, making each output durable
-///    (written and synced) before going on: what the agent accepted or
-///    promised must survive a crash before anyone hears of it (an entry an
-///    operator published, a voter's grant, the release it moved to), so
-///    this comes before step 2, and before the driver acts on
-///    [`Agent::holds`]; the journal comes first so that a release is never
-///    on disk without the changes it names;
-/// 2. [`Agent::poll_transmit`] until `None`, sending each message;
-/// 3. [`Agent::poll_event`] until `None`;
-/// 4. [`Agent::poll_task`] until `None`, starting each check or action off
-///    the core's thread and reporting back with
-///    [`Agent::handle_task_result`];
-/// 5. [`Agent::poll_timeout`], and calls [`Agent::handle_timeout`] once that
-///    instant has passed (calling it early is harmless).
-///
-/// A restarted agent gets what it persisted back through [`Agent::restore`],
-/// right after [`Agent::new`] and before any other input.
+/// 1. [`Output::Journal`]: append the entry to a journal (one sync for a
+///    run of them), then [`Output::Persist`]: make it durable (written and
+///    synced). What the agent accepted or promised must survive a crash
+///    before anyone hears of it (an entry an operator published, a voter's
+///    grant, the release it moved to), so the core hands these out before
+///    anything else, and the driver completes the sync before it acts on
+///    the next output or on [`Agent::holds`]; the journal comes first so
+///    that a release is never on disk without the changes it names;
+/// 2. [`Output::Transmit`]: send the message;
+/// 3. [`Output::Event`]: observe it;
+/// 4. [`Output::Task`]: start the check or action off the core's thread
+///    and report back with [`Agent::handle_task_result`];
+/// 5. [`Output::Timeout`]: call [`Agent::handle_timeout`] once that instant
+///    has passed (calling it early is harmless).
 ///
 /// Leases ([`Agent::acquire`], [`Agent::holds`]; `docs/protocol.md`): every
 /// agent votes on the grant requests it receives; a candidate names the
@@ -678,7 +607,7 @@ impl Agent {
         }
     }
 
-    /// Hands in the result of a task from [`Agent::poll_task`]. A result
+    /// Hands in the result of a task from [`Output::Task`]. A result
     /// after the task's timeout, or for no task, is counted and ignored.
     pub fn handle_task_result(&mut self, now: Instant, id: TaskId, result: TaskResult) {
         if self.left {
@@ -750,24 +679,36 @@ impl Agent {
 
     // --- outputs -------------------------------------------------------------
 
-    /// The next message to send.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+    /// The next output, in the order the driver must act on them (see
+    /// [`Output`]): after any input, call until it returns
+    /// [`Output::Timeout`] or [`Output::Idle`]. Durable state comes first,
+    /// so a driver that acts on each output as it comes out never sends
+    /// what it has not made durable.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(entry) = self.journal.pop_front() {
+            return Output::Journal(entry);
+        }
+        if let Some(persist) = self.persists.pop() {
+            return Output::Persist(persist);
+        }
+        if let Some(transmit) = self.transmits.pop_front() {
+            return Output::Transmit(transmit);
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        if let Some(task) = self.tasks.pop_front() {
+            return Output::Task(task);
+        }
+        match self.next_deadline() {
+            Some(at) => Output::Timeout(at),
+            None => Output::Idle,
+        }
     }
 
-    /// The next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    /// The next check or action for the driver to run; report how it ended
-    /// with [`Agent::handle_task_result`].
-    pub fn poll_task(&mut self) -> Option<Task> {
-        self.tasks.pop_front()
-    }
-
-    /// When [`Agent::handle_timeout`] must next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When [`Agent::handle_timeout`] must next be called; `None` once the
+    /// agent left and has nothing more to say.
+    fn next_deadline(&self) -> Option<Instant> {
         let mut next = self
             .timers
             .iter()
@@ -801,7 +742,7 @@ impl Agent {
     // --- leases -----------------------------------------------------------------
 
     /// Restores what this agent persisted before a restart (see
-    /// [`Agent::poll_persist`]); call before any other input. The voter
+    /// [`Output::Persist`]); call before any other input. The voter
     /// treats each restored grant as made now, its clock reading across the
     /// restart being moot, and grants no new epoch of that scope for a full
     /// ttl plus lock-delay from `now`. Releases are never taken back: an
@@ -817,7 +758,7 @@ impl Agent {
     /// The replicated collections worth saving ([`Kind::SAVED`]), encoded
     /// as a snapshot for the driver to write to disk; a restarted agent
     /// takes them back with [`Agent::load_replicas`]. Unlike
-    /// [`Agent::poll_persist`] nothing depends on it being current: what a
+    /// [`Output::Persist`] nothing depends on it being current: what a
     /// snapshot misses comes by anti-entropy.
     pub fn save_replicas(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(&self.replicas.saved())
@@ -839,7 +780,7 @@ impl Agent {
         Ok(self.load_journal(now, entries))
     }
 
-    /// Takes back entries [`Agent::poll_journal`] handed out before a
+    /// Takes back entries [`Output::Journal`] handed out before a
     /// restart, after [`Agent::load_replicas`]: verified and merged like a
     /// snapshot's, and not handed out to journal again. Entries the
     /// snapshot already holds are merged again harmlessly.
@@ -848,22 +789,6 @@ impl Agent {
         let (loaded, effects) = self.replicas.load(entries, now_millis);
         self.apply_state_effects(now, effects);
         loaded
-    }
-
-    /// The next output to make durable before any message is sent.
-    pub fn poll_persist(&mut self) -> Option<Persist> {
-        self.persists.pop()
-    }
-
-    /// The next replicated entry to append to the driver's journal before
-    /// any message is sent or any published entry acknowledged: one that
-    /// merged here (from a peer, an operator or this agent itself) or
-    /// waits for a parent, in a collection [`Agent::save_replicas`] saves.
-    /// The journal and the last snapshot together hold everything the
-    /// agent accepted; a restart takes the journal back with
-    /// [`Agent::load_journal`].
-    pub fn poll_journal(&mut self) -> Option<Entry> {
-        self.journal.pop_front()
     }
 
     /// Starts asking `voters` for `scope`, for leases of `ttl`, and keeps it
@@ -896,7 +821,7 @@ impl Agent {
     /// `asked + ttl - lease_drift_bound` on this agent's clock, counted from
     /// when it sent the requests that won, and never once its lease table
     /// shows a higher epoch. Act on it only after draining
-    /// [`Agent::poll_persist`].
+    /// [`Output::Persist`].
     pub fn holds(&self, now: Instant, scope: &str) -> Option<u64> {
         if self.left {
             return None;

@@ -22,8 +22,8 @@
 //! the lease table ([`Cx`]) and turns what it returns ([`Out`]) into
 //! messages, persisted records, published leases and events.
 
-use crate::agent::Event;
 use crate::config::Config;
+use crate::event::Event;
 use crate::persist::Persist;
 use crate::stats::LeaseStats;
 use crate::time::Instant;

@@ -3,12 +3,12 @@
 //! This crate is deterministic and does no I/O: it reads no clock, opens no
 //! socket, spawns no thread and draws randomness only from a seeded RNG that
 //! each [`Agent`] owns. Time is an argument of every input. The same code
-//! runs inside the simulator (`fleetmesh-simulator`) and, later, inside the
-//! tokio runtime; the crate's dependency list (no tokio, no networking
+//! runs inside the simulator (`fleetmesh-simulator`) and inside the tokio
+//! runtime (`fleetmesh-runtime`); the crate's dependency list (no tokio, no networking
 //! crate) is the proof.
 //!
 //! Start at [`Agent`]: its doc comment gives the order in which a driver
-//! feeds inputs and drains outputs.
+//! feeds inputs and drains [`Output`]s.
 
 pub mod agent;
 pub mod broadcast;
@@ -16,10 +16,12 @@ pub mod budget;
 pub mod config;
 pub mod coverage;
 pub mod error;
+pub mod event;
 pub mod health;
 pub mod identity;
 pub mod lease;
 pub mod members;
+pub mod output;
 pub mod persist;
 pub mod probe;
 pub mod remedy;
@@ -30,13 +32,15 @@ pub mod suspicion;
 pub mod time;
 pub mod wire;
 
-pub use agent::{Agent, Event, Transmit};
+pub use agent::Agent;
 pub use config::{Config, VerifyBudget};
 pub use coverage::{PROBES, Probe};
 pub use error::AgentError;
+pub use event::{Event, Transmit};
 pub use fleetmesh_crdt as crdt;
 pub use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeId, NodeMeta};
 pub use identity::Identity;
+pub use output::Output;
 pub use persist::{Durable, Persist};
 pub use remedy::policy::{POLICY_DOC, Policy, PolicyError};
 pub use remedy::task::{Task, TaskId, TaskResult};

@@ -2,16 +2,17 @@
 //! the driver.
 //!
 //! The agent never writes anything itself: it queues [`Persist`] outputs,
-//! the driver drains them with [`crate::Agent::poll_persist`] and makes each
-//! durable *before* it drains [`crate::Agent::poll_transmit`]. That order is
-//! what makes "a voter persists its grant before sending it" true. After a
+//! the driver receives them from [`crate::Agent::poll_output`] as
+//! [`crate::Output::Persist`] and makes each durable *before* it acts on
+//! the next output: the core hands out every persist before any transmit.
+//! That order is what makes "a voter persists its grant before sending it" true. After a
 //! restart the driver hands the folded result back with
 //! [`crate::Agent::restore`].
 //!
 //! The replicated entries the agent merges are the other half of what it
 //! must not lose: a release in [`Durable`] is worth nothing without the
 //! config changes it names. Those are drained just before these outputs,
-//! with [`crate::Agent::poll_journal`], appended to a journal beside the
+//! as [`crate::Output::Journal`], appended to a journal beside the
 //! driver's replica snapshot and synced in the same pass.
 
 use fleetmesh_crdt::{AppliedRelease, IdempotencyKey, VoterRecord};

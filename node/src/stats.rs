@@ -73,7 +73,7 @@ pub struct Stats {
     /// Events dropped because the driver did not drain them.
     pub events_dropped: u64,
     /// Entries to journal dropped because the driver did not drain them
-    /// ([`crate::Agent::poll_journal`]): the driver must then save a whole
+    /// ([`crate::Output::Journal`]): the driver must then save a whole
     /// snapshot before it sends anything.
     pub journal_dropped: u64,
     /// Indirect probe requests refused: too many in flight, or naming this

@@ -257,7 +257,7 @@ pub fn entry_len(entry: &Entry) -> usize {
 }
 
 /// Encodes one replicated entry on its own, version byte first: a record
-/// of the runtime's journal (`Agent::poll_journal`). Fails only for an
+/// of the runtime's journal (`Output::Journal`). Fails only for an
 /// entry over [`MESSAGE_BYTES_MAX`], which no merged entry can be, since
 /// each arrived in a message.
 pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, EncodeError> {

@@ -23,7 +23,9 @@ use fleetmesh_crdt::{
     NodeMeta, PublicKey, RecordKind, Replica, SignedRecord, SignedRelease,
 };
 use fleetmesh_node::state::{Entry, Kind};
-use fleetmesh_node::{Agent, Durable, Event, Policy, Task, TaskId, TaskResult, Transmit};
+use fleetmesh_node::{
+    Agent, Durable, Event, Instant, Output, Policy, Task, TaskId, TaskResult, Transmit,
+};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
@@ -327,7 +329,7 @@ pub async fn run(
     driver.load_replicas();
     driver.replay_journal(replayed);
     driver.dial_bootstrap();
-    driver.drain()?;
+    let mut timeout = driver.drain()?;
     if let Some(started) = started {
         let _ = started.send(Started {
             id: driver.agent.id(),
@@ -343,10 +345,7 @@ pub async fn run(
     let mut admission = tokio::time::interval(ADMISSION_SWEEP_INTERVAL);
     admission.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let timer = driver
-            .agent
-            .poll_timeout()
-            .map(|at| driver.clock.deadline(at));
+        let timer = timeout.map(|at| driver.clock.deadline(at));
         let wake = tokio::select! {
             event = driver.swarm.select_next_some() => Wake::Swarm(Box::new(event)),
             () = sleep_until(timer) => Wake::Timer,
@@ -372,7 +371,7 @@ pub async fn run(
             Wake::Shutdown => driver.leave(),
             Wake::LeaveDone => break,
         }
-        driver.drain()?;
+        timeout = driver.drain()?;
         driver.acknowledge();
     }
     driver.save_replicas();
@@ -416,40 +415,49 @@ fn without_peer(addr: &Multiaddr) -> Multiaddr {
 }
 
 impl Driver {
-    /// Drains the core per the driver contract. An error is fatal: state
-    /// the core asked to make durable could not be written, so nothing
-    /// that depends on it may be sent.
-    fn drain(&mut self) -> anyhow::Result<()> {
+    /// Drains the core per the driver contract ([`Output`]) and returns
+    /// when its next timeout is due. Durable outputs come out first; they
+    /// are gathered and made durable with one journal sync and one state
+    /// write before the first output that is not durable is acted on. An
+    /// error is fatal: state the core asked to make durable could not be
+    /// written, so nothing that depends on it may be sent.
+    fn drain(&mut self) -> anyhow::Result<Option<Instant>> {
+        let mut next = None;
         for _ in 0..DRAIN_PASSES_MAX {
-            // The journal first: a release written to the durable state is
-            // never on disk without the changes it names.
-            self.write_journal()?;
+            let mut entries = Vec::new();
             let mut persisted = false;
-            while let Some(persist) = self.agent.poll_persist() {
-                self.durable.apply(persist);
-                persisted = true;
-            }
-            if persisted {
-                self.state
-                    .save_durable(&self.durable)
-                    .with_context(|| stop_unwritten("the agent's durable state"))?;
-                self.stats.durable_writes += 1;
-            }
-            self.save_trust();
-            while let Some(transmit) = self.agent.poll_transmit() {
-                self.send(transmit);
-            }
-            while let Some(event) = self.agent.poll_event() {
-                self.on_event(event);
-            }
+            let mut synced = false;
             let mut refused = Vec::new();
-            while let Some(task) = self.agent.poll_task() {
-                if let Some(id) = self.start_task(task) {
-                    refused.push(id);
+            loop {
+                let output = self.agent.poll_output();
+                if !output.is_durable() && !synced {
+                    self.make_durable(std::mem::take(&mut entries), persisted)?;
+                    (persisted, synced) = (false, true);
+                }
+                match output {
+                    Output::Journal(entry) => {
+                        entries.push(entry);
+                        synced = false;
+                    }
+                    Output::Persist(persist) => {
+                        self.durable.apply(persist);
+                        (persisted, synced) = (true, false);
+                    }
+                    Output::Transmit(transmit) => self.send(transmit),
+                    Output::Event(event) => self.on_event(event),
+                    Output::Task(task) => refused.extend(self.start_task(task)),
+                    Output::Timeout(at) => {
+                        next = Some(at);
+                        break;
+                    }
+                    Output::Idle => {
+                        next = None;
+                        break;
+                    }
                 }
             }
             if refused.is_empty() {
-                return Ok(());
+                break;
             }
             let now = self.clock.now();
             for id in refused {
@@ -464,18 +472,31 @@ impl Driver {
                 self.agent.handle_task_result(now, id, result);
             }
         }
+        Ok(next)
+    }
+
+    /// Makes a drained run of durable outputs durable: the journal entries
+    /// with one sync (the journal first, so that a release written to the
+    /// durable state is never on disk without the changes it names), then
+    /// the folded durable state if a persist changed it, then a newer trust
+    /// chain.
+    fn make_durable(&mut self, entries: Vec<Entry>, persisted: bool) -> anyhow::Result<()> {
+        self.write_journal(entries)?;
+        if persisted {
+            self.state
+                .save_durable(&self.durable)
+                .with_context(|| stop_unwritten("the agent's durable state"))?;
+            self.stats.durable_writes += 1;
+        }
+        self.save_trust();
         Ok(())
     }
 
-    /// Appends what the core merged to the journal with one sync (group
-    /// commit). Entries the core could not hand out (its queue overflowed)
+    /// Appends what the core merged (`entries`) to the journal with one
+    /// sync (group commit). Entries the core could not hand out (its queue overflowed)
     /// are saved by a whole snapshot instead; past the journal's bound, a
     /// snapshot empties it early.
-    fn write_journal(&mut self) -> anyhow::Result<()> {
-        let mut entries = Vec::new();
-        while let Some(entry) = self.agent.poll_journal() {
-            entries.push(entry);
-        }
+    fn write_journal(&mut self, entries: Vec<Entry>) -> anyhow::Result<()> {
         let mut unjournaled = 0;
         if !entries.is_empty() {
             unjournaled = self

@@ -27,7 +27,7 @@ use crate::trace::{REAPED, Reach, Trace, TraceEvent, Watch};
 use fleetmesh_node::crdt::HealthState;
 use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
 use fleetmesh_node::{
-    Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Stats, TaskId,
+    Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Output, Stats, TaskId,
 };
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -428,29 +428,42 @@ impl World {
         }
     }
 
+    /// Acts on everything agent `index` has to say, in the order the core
+    /// hands it out: what it made durable before what it sends.
     fn drain(&mut self, index: u32, agent: &mut Agent) {
-        World::persist(&mut self.nodes[index as usize], agent);
-        while let Some(transmit) = agent.poll_transmit() {
-            self.send(index, transmit.to, transmit.bytes);
-        }
-        while let Some(event) = agent.poll_event() {
-            self.observe(index, agent, event);
-        }
-        self.take_tasks(index, agent);
-        let node = &mut self.nodes[index as usize];
-        if let Some(deadline) = agent.poll_timeout() {
-            let at = node.clock.true_time_of(deadline, self.now);
-            if node.wake_at.is_none_or(|scheduled| at < scheduled) {
-                node.wake_at = Some(at);
-                let generation = node.generation;
-                self.push(
-                    at,
-                    What::Wake {
-                        node: index,
-                        generation,
-                    },
-                );
+        loop {
+            match agent.poll_output() {
+                // A simulated agent keeps no replica files: a restarted one
+                // catches up from its peers.
+                Output::Journal(_) => {}
+                Output::Persist(persist) => self.nodes[index as usize].durable.apply(persist),
+                Output::Transmit(transmit) => self.send(index, transmit.to, transmit.bytes),
+                Output::Event(event) => self.observe(index, agent, event),
+                Output::Task(task) => self.take_task(index, task),
+                Output::Timeout(deadline) => {
+                    self.schedule_wake(index, deadline);
+                    return;
+                }
+                Output::Idle => return,
             }
+        }
+    }
+
+    /// Schedules agent `index`'s next timeout at its local `deadline`,
+    /// unless it is already due to wake earlier.
+    fn schedule_wake(&mut self, index: u32, deadline: fleetmesh_node::Instant) {
+        let node = &mut self.nodes[index as usize];
+        let at = node.clock.true_time_of(deadline, self.now);
+        if node.wake_at.is_none_or(|scheduled| at < scheduled) {
+            node.wake_at = Some(at);
+            let generation = node.generation;
+            self.push(
+                at,
+                What::Wake {
+                    node: index,
+                    generation,
+                },
+            );
         }
     }
 

@@ -292,7 +292,7 @@ pub struct Merged {
     /// Entries of the [`Kind::SAVED`] collections that merged, or that
     /// are held back waiting for a parent or a newer trust version: what a
     /// driver journals so that a restart finds them without a peer
-    /// (`Agent::poll_journal`). Merging them again is idempotent.
+    /// (`Output::Journal`). Merging them again is idempotent.
     pub journal: Vec<Entry>,
 }
 

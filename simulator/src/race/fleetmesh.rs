@@ -7,8 +7,8 @@ use crate::clock::Clock;
 use crate::fleet::Fleet;
 use crate::rng::Seeds;
 use crate::scenario::Scenario;
-use fleetmesh_node::{Agent, Config, Event, NodeId, NodeMeta};
-use std::collections::BTreeMap;
+use fleetmesh_node::{Agent, Config, Event, Instant, NodeId, NodeMeta, Output};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,10 @@ pub struct FleetmeshAgent {
     /// is true time shifted to keep it positive, as in the world.
     clock: Clock,
     now: u64,
+    /// What the last drain handed out, for the race to take in its order.
+    outgoing: VecDeque<Outgoing>,
+    changes: VecDeque<ViewChange>,
+    deadline: Option<Instant>,
 }
 
 impl Implementation for Fleetmesh {
@@ -97,6 +101,9 @@ impl Implementation for Fleetmesh {
             fleet: Arc::clone(&self.fleet),
             clock,
             now,
+            outgoing: VecDeque::new(),
+            changes: VecDeque::new(),
+            deadline: None,
         };
         started.settle();
         Ok(started)
@@ -104,14 +111,57 @@ impl Implementation for Fleetmesh {
 }
 
 impl FleetmeshAgent {
-    /// Drains what the driver must take before sending, as the agent's API
-    /// orders. The race publishes no config, policy or lease, so nothing is
-    /// journaled or persisted that a restart would need (the race restarts
-    /// nobody) and no task is ever asked for.
+    /// Drains the agent into what the race asks for. The race publishes no
+    /// config, policy or lease, so nothing is journaled or persisted that a
+    /// restart would need (the race restarts nobody) and no task is ever
+    /// handed out.
     fn settle(&mut self) {
-        while self.agent.poll_journal().is_some() {}
-        while self.agent.poll_persist().is_some() {}
-        while self.agent.poll_task().is_some() {}
+        loop {
+            match self.agent.poll_output() {
+                Output::Journal(_) | Output::Persist(_) | Output::Task(_) => {}
+                Output::Transmit(transmit) => self.outgoing.push_back(Outgoing {
+                    to: self.fleet.node_index(transmit.to),
+                    bytes: transmit.bytes,
+                }),
+                Output::Event(event) => {
+                    if let Some(change) = self.view_change(event) {
+                        self.changes.push_back(change);
+                    }
+                }
+                Output::Timeout(at) => {
+                    self.deadline = Some(at);
+                    return;
+                }
+                Output::Idle => {
+                    self.deadline = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The change of view an event is, if it is one: a member going up or
+    /// down in this agent's eyes.
+    fn view_change(&self, event: Event) -> Option<ViewChange> {
+        let Event::MemberChanged {
+            id,
+            previous,
+            current,
+        } = event
+        else {
+            return None;
+        };
+        let was_up = previous.is_some_and(|liveness| liveness.state.is_up());
+        let is_up = current.state.is_up();
+        if was_up == is_up {
+            return None;
+        }
+        let member = self.fleet.node_index(id)?;
+        Some(ViewChange {
+            member,
+            up: is_up,
+            epoch: u64::from(current.incarnation),
+        })
     }
 }
 
@@ -131,42 +181,16 @@ impl RaceAgent for FleetmeshAgent {
     }
 
     fn poll_timeout(&self) -> Option<u64> {
-        let deadline = self.agent.poll_timeout()?;
+        let deadline = self.deadline?;
         Some(self.clock.true_time_of(deadline, self.now))
     }
 
     fn poll_transmit(&mut self) -> Option<Outgoing> {
-        let transmit = self.agent.poll_transmit()?;
-        Some(Outgoing {
-            to: self.fleet.node_index(transmit.to),
-            bytes: transmit.bytes,
-        })
+        self.outgoing.pop_front()
     }
 
     fn poll_change(&mut self) -> Option<ViewChange> {
-        while let Some(event) = self.agent.poll_event() {
-            let Event::MemberChanged {
-                id,
-                previous,
-                current,
-            } = event
-            else {
-                continue;
-            };
-            let was_up = previous.is_some_and(|liveness| liveness.state.is_up());
-            let is_up = current.state.is_up();
-            if was_up == is_up {
-                continue;
-            }
-            if let Some(member) = self.fleet.node_index(id) {
-                return Some(ViewChange {
-                    member,
-                    up: is_up,
-                    epoch: u64::from(current.incarnation),
-                });
-            }
-        }
-        None
+        self.changes.pop_front()
     }
 
     fn identity(&self) -> u64 {

@@ -5,7 +5,7 @@
 //! policy are checked (their voters, who ask by themselves, are the
 //! candidates), and so is any other scope an agent reports acquiring.
 
-use super::{Action, Node, What, World, nanos};
+use super::{Action, What, World, nanos};
 use crate::checkers::Violation;
 use crate::checkers::lease::{HELD_AGAIN, LeaseCheck};
 use crate::outcome::LeaseOutcome;
@@ -90,17 +90,6 @@ impl World {
                     .acquire(now, &scope, voters, ttl)
                     .expect("scenario loading validated every lease");
             });
-        }
-    }
-
-    /// Drains what the agent asked to persist into its durable state; the
-    /// driver contract puts this before sending anything. The entries to
-    /// journal are dropped: a simulated agent keeps no replica files, and a
-    /// restarted one catches up from its peers.
-    pub(super) fn persist(node: &mut Node, agent: &mut Agent) {
-        while agent.poll_journal().is_some() {}
-        while let Some(persist) = agent.poll_persist() {
-            node.durable.apply(persist);
         }
     }
 

@@ -27,7 +27,7 @@ use crate::scenario::{
 use crate::trace::TraceEvent;
 use fleetmesh_node::crdt::{IdempotencyKey, PublicKey, RecordKind};
 use fleetmesh_node::remedy::policy::{ActionClass, Policy};
-use fleetmesh_node::{Agent, Task, TaskId, TaskResult};
+use fleetmesh_node::{Task, TaskId, TaskResult};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -130,26 +130,24 @@ impl Remediation {
 }
 
 impl World {
-    /// Takes the tasks agent `index` handed out.
-    pub(super) fn take_tasks(&mut self, index: u32, agent: &mut Agent) {
-        while let Some(task) = agent.poll_task() {
-            match task {
-                Task::Check { id, check } => {
-                    let generation = self.nodes[index as usize].generation;
-                    let at = self.now + super::nanos(self.remedy.model.check_latency);
-                    let check = check.name.clone();
-                    self.push(
-                        at,
-                        What::CheckDone {
-                            node: index,
-                            generation,
-                            id,
-                            check,
-                        },
-                    );
-                }
-                action @ Task::Action { .. } => self.start_action(index, action),
+    /// Takes a task agent `index` handed out.
+    pub(super) fn take_task(&mut self, index: u32, task: Task) {
+        match task {
+            Task::Check { id, check } => {
+                let generation = self.nodes[index as usize].generation;
+                let at = self.now + super::nanos(self.remedy.model.check_latency);
+                let check = check.name.clone();
+                self.push(
+                    at,
+                    What::CheckDone {
+                        node: index,
+                        generation,
+                        id,
+                        check,
+                    },
+                );
             }
+            action @ Task::Action { .. } => self.start_action(index, action),
         }
     }
 
