@@ -4,6 +4,7 @@
 use crate::broadcast::BroadcastQueue;
 use crate::budget::{Budgets, Metered};
 use crate::config::Config;
+use crate::encoding::encoded_len;
 use crate::error::AgentError;
 use crate::event::{Event, Transmit};
 use crate::health::LocalHealth;
@@ -17,11 +18,12 @@ use crate::remedy::policy::{POLICY_DOC, Policy};
 use crate::remedy::task::{Task, TaskId, TaskResult};
 use crate::remedy::{Cx as RemedyCx, Out as RemedyOut, Remedy};
 use crate::snapshot::{self, SnapshotError};
+use crate::state::StateMessage;
 use crate::state::{Entry, Kind, Loaded, Merged, Replicas, cert_key};
 use crate::stats::Stats;
 use crate::suspicion::{Expired, Suspicions};
 use crate::time::Instant;
-use crate::wire::{self, Message, StateMessage, SyncRecord, Update};
+use crate::wire::{self, Message, SyncRecord, Update};
 use fleetmesh_crdt::config::limits::RELEASE_VERSIONS_MAX;
 use fleetmesh_crdt::{
     AppliedRelease, Digest, HealthReport, HealthState, HlcClock, Incarnation, Keypair, Liveness,
@@ -56,7 +58,7 @@ const RANDOM_PICK_ATTEMPTS: usize = 32;
 /// at most one run in flight, so this is only reached by a stalled driver.
 const TASKS_MAX: usize = 1024;
 /// Entries to journal a driver may leave undrained. One input merges at
-/// most a message's entries (a few thousand at [`wire::MESSAGE_BYTES_MAX`]),
+/// most a message's entries (a few thousand at [`crate::limits::MESSAGE_BYTES_MAX`]),
 /// so only a driver that does not drain [`Agent::poll_output`] reaches it; past it
 /// entries are dropped and counted (`journal_dropped`), and the driver
 /// saves a whole snapshot instead.
@@ -795,7 +797,7 @@ impl Agent {
     /// held (renewing every third of `ttl`) until [`Agent::release_lease`].
     /// Calling it again changes voters and ttl. Refused for a bad scope,
     /// voter set or ttl (which must exceed `lease_drift_bound`), past
-    /// [`crate::lease::WANTED_MAX`] scopes, or after [`Agent::leave`].
+    /// [`crate::limits::WANTED_MAX`] scopes, or after [`Agent::leave`].
     pub fn acquire(
         &mut self,
         now: Instant,
@@ -1511,7 +1513,7 @@ impl Agent {
             .saturating_sub(MESSAGE_OVERHEAD_BYTES);
         let skip = first.as_ref().map(|update| update.id);
         if let Some(update) = first {
-            budget = budget.saturating_sub(wire::encoded_len(&update));
+            budget = budget.saturating_sub(encoded_len(&update));
             updates.push(update);
         }
         let limit = self.config.retransmit_limit(self.members.up_count());

@@ -7,7 +7,9 @@
 //! when full, the update already sent most often is dropped, and the drop
 //! is counted; anti-entropy repairs anything gossip lost.
 
-use crate::wire::{Update, encoded_len};
+use crate::encoding::encoded_len;
+use crate::limits::UPDATES_MAX;
+use crate::wire::Update;
 use fleetmesh_crdt::NodeId;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -107,7 +109,7 @@ impl BroadcastQueue {
         let mut taken = Vec::new();
         let mut misses = 0;
         for (&priority, queued) in &self.queued {
-            if out.len() + taken.len() >= crate::wire::UPDATES_MAX || misses >= FILL_MISSES_MAX {
+            if out.len() + taken.len() >= UPDATES_MAX || misses >= FILL_MISSES_MAX {
                 break;
             }
             if Some(queued.update.id) == skip || used + queued.encoded_len > budget_bytes {

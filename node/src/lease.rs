@@ -23,7 +23,9 @@
 //! messages, persisted records, published leases and events.
 
 use crate::config::Config;
+use crate::error::LeaseError;
 use crate::event::Event;
+use crate::limits::{TTL_MAX, WANTED_MAX};
 use crate::persist::Persist;
 use crate::stats::LeaseStats;
 use crate::time::Instant;
@@ -38,10 +40,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Most scopes one agent asks to hold at once.
-pub const WANTED_MAX: usize = 64;
-/// Longest ttl a candidate asks for and a voter grants.
-pub const TTL_MAX: Duration = Duration::from_secs(3600);
 /// Longest a candidate waits on a voter's hint before asking again, so a
 /// misbehaving voter cannot park it.
 const RETRY_HINT_MAX: Duration = Duration::from_secs(2 * 3600);
@@ -115,23 +113,6 @@ impl LeaseMessage {
         };
         !scope.is_empty() && scope.len() <= lease_limits::SCOPE_MAX
     }
-}
-
-/// Why [`crate::Agent::acquire`] refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum LeaseError {
-    /// The scope name is empty or too long.
-    #[error("scope must be 1..={} bytes", lease_limits::SCOPE_MAX)]
-    BadScope,
-    /// The voter set is empty or larger than a lease may name.
-    #[error("a lease names 1..={} voters", lease_limits::VOTERS_MAX)]
-    BadVoters,
-    /// The ttl does not exceed the drift bound, or exceeds [`TTL_MAX`].
-    #[error("ttl must exceed lease_drift_bound and be at most {TTL_MAX:?}")]
-    BadTtl,
-    /// The agent already wants [`WANTED_MAX`] scopes.
-    #[error("at most {WANTED_MAX} scopes may be wanted at once")]
-    TooManyScopes,
 }
 
 /// What the agent lends the lease logic for one input.

@@ -13,10 +13,9 @@
 //! XOR makes the digest independent of insertion order and updatable in
 //! O(1) when a record changes.
 
-use crate::wire::{
-    SYNC_BUCKETS, SYNC_RECORD_BYTES_MAX, SYNC_RECORDS_BYTES_MAX, SyncRecord, bucket_of,
-    meta_encoded_len,
-};
+use crate::encoding::encoded_len;
+use crate::limits::{SYNC_BUCKETS, SYNC_RECORD_BYTES_MAX, SYNC_RECORDS_BYTES_MAX};
+use crate::wire::{SyncRecord, bucket_of};
 use fleetmesh_crdt::{
     Incarnation, Liveness, MemberRecord, MemberState, MetaVersion, NodeId, NodeMeta,
 };
@@ -121,7 +120,7 @@ impl MetaTable {
         let entry = Some(MetaEntry {
             meta: Arc::clone(meta),
             hash,
-            encoded_len: meta_encoded_len(meta),
+            encoded_len: encoded_len(meta),
             references: 1,
         });
         let at = match self.free.pop() {

@@ -7,43 +7,22 @@
 //! allocating, trailing bytes are an error, and every decoded value is
 //! checked against the protocol's own limits before it is returned.
 
-use bincode::config::{Configuration, Limit, LittleEndian, Varint};
-use fleetmesh_crdt::{Digest, Incarnation, Liveness, MemberState, NodeCert, NodeId, NodeMeta};
+use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeCert, NodeId, NodeMeta};
 
+use crate::encoding::BINCODE;
 use crate::lease::LeaseMessage;
-use crate::state::{Entry, Kind, PAIRS_MAX, STATE_BUCKETS, WANTS_MAX};
+use crate::limits::{
+    MESSAGE_BYTES_MAX, PAIRS_MAX, RECORDS_MAX, STATE_BUCKETS, SYNC_BUCKETS, UPDATES_MAX, WANTS_MAX,
+};
+/// The replicated state's messages, one variant of [`Message`]: here too, so
+/// the whole message family is one namespace for whoever encodes it.
+pub use crate::state::StateMessage;
+use crate::state::{Entry, Kind};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Version of the encoding; a message with another version is dropped.
 pub const PROTOCOL_VERSION: u8 = 1;
-
-/// Largest message accepted, in bytes (anti-entropy deltas are the largest).
-pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
-
-/// Most updates one message may piggyback.
-pub const UPDATES_MAX: usize = 256;
-
-/// Most member records one anti-entropy message may carry.
-pub const RECORDS_MAX: usize = 65_536;
-
-/// Number of anti-entropy buckets; members are bucketed by the top bits of
-/// their id, and a `u64` bitmap names a set of buckets.
-pub const SYNC_BUCKETS: usize = 64;
-
-/// The limit bincode enforces on the body (the message less its version byte).
-const BODY_BYTES_MAX: usize = MESSAGE_BYTES_MAX - 1;
-
-const BINCODE: Configuration<LittleEndian, Varint, Limit<BODY_BYTES_MAX>> =
-    bincode::config::standard().with_limit::<BODY_BYTES_MAX>();
-
-/// Budget for the records of one anti-entropy message, leaving room for its
-/// header and metadata table bookkeeping.
-pub const SYNC_RECORDS_BYTES_MAX: usize = MESSAGE_BYTES_MAX - 4096;
-
-/// Most bytes one [`SyncRecord`] encodes to (varint id, incarnations and
-/// index at their widest).
-pub const SYNC_RECORD_BYTES_MAX: usize = 9 + 5 + 1 + 1 + 5 + 5;
 
 /// A claim about one member, piggybacked on protocol messages.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -74,50 +53,6 @@ pub struct SyncRecord {
     pub liveness: Liveness,
     /// Incarnation of the metadata and its index in the message's table.
     pub meta: Option<(Incarnation, u32)>,
-}
-
-/// The replicated state's messages ([`crate::state`] explains the exchange).
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub enum StateMessage {
-    /// Anti-entropy step 1: one root digest per collection, in
-    /// [`Kind::ALL`] order.
-    Roots {
-        /// The roots.
-        roots: Vec<Digest>,
-    },
-    /// Step 2: bucket digests of the collections whose roots differ.
-    Buckets {
-        /// Per collection, [`STATE_BUCKETS`] digests.
-        kinds: Vec<(Kind, Vec<Digest>)>,
-    },
-    /// Step 3: the initiator's `(key, version)` pairs of differing buckets.
-    Versions {
-        /// The collection.
-        kind: Kind,
-        /// Bitmap of the buckets the pairs are drawn from.
-        buckets: u64,
-        /// The pairs.
-        pairs: Vec<(Digest, Digest)>,
-    },
-    /// Asks for entries by key.
-    Want {
-        /// The collection.
-        kind: Kind,
-        /// Their keys.
-        keys: Vec<Digest>,
-    },
-    /// Entries answering a want or filling a difference.
-    Entries {
-        /// The entries.
-        entries: Vec<Entry>,
-    },
-    /// A gossip round's push: small entries whole, large ones announced.
-    Push {
-        /// Entries.
-        entries: Vec<Entry>,
-        /// Keys of entries to fetch if missing.
-        announces: Vec<(Kind, Digest)>,
-    },
 }
 
 /// Everything agents say to each other.
@@ -239,21 +174,6 @@ pub fn encode(message: &Message) -> Result<Vec<u8>, EncodeError> {
     bytes.push(PROTOCOL_VERSION);
     bytes.extend_from_slice(&body);
     Ok(bytes)
-}
-
-/// Encoded size of a metadata value, for budgeting anti-entropy messages.
-pub fn meta_encoded_len(meta: &NodeMeta) -> usize {
-    bincode::serde::encode_to_vec(meta, BINCODE).map_or(usize::MAX, |bytes| bytes.len())
-}
-
-/// Encoded size of one update, used to fill datagrams up to their budget.
-pub fn encoded_len(update: &Update) -> usize {
-    bincode::serde::encode_to_vec(update, BINCODE).map_or(usize::MAX, |bytes| bytes.len())
-}
-
-/// Encoded size of one replicated entry.
-pub fn entry_len(entry: &Entry) -> usize {
-    bincode::serde::encode_to_vec(entry, BINCODE).map_or(usize::MAX, |bytes| bytes.len())
 }
 
 /// Encodes one replicated entry on its own, version byte first: a record

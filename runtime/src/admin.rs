@@ -62,7 +62,7 @@ pub const QUEUE_MAX: usize = 64;
 
 /// Largest file `POST /v1/publish` takes: a message's worth, the most any
 /// one entry can be.
-pub const PUBLISH_BYTES_MAX: usize = 4 * fleetmesh_node::wire::MESSAGE_BYTES_MAX;
+pub const PUBLISH_BYTES_MAX: usize = 4 * fleetmesh_node::limits::MESSAGE_BYTES_MAX;
 
 /// How long a handler waits for the agent's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);

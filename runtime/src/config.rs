@@ -197,7 +197,7 @@ macro_rules! range {
 }
 
 /// The largest message, as the bound some byte limits may not go under.
-const MESSAGE: u64 = fleetmesh_node::wire::MESSAGE_BYTES_MAX as u64;
+const MESSAGE: u64 = fleetmesh_node::limits::MESSAGE_BYTES_MAX as u64;
 
 impl Limits {
     /// Every limit and the values it accepts: enough for any fleet, small

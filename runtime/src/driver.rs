@@ -255,7 +255,7 @@ pub async fn run(
             // What one peer can make this agent buffer: one message per
             // stream, a few per connection.
             let message =
-                u32::try_from(fleetmesh_node::wire::MESSAGE_BYTES_MAX).unwrap_or(u32::MAX);
+                u32::try_from(fleetmesh_node::limits::MESSAGE_BYTES_MAX).unwrap_or(u32::MAX);
             quic.max_stream_data = message.saturating_add(message / 2);
             quic.max_connection_data = message.saturating_mul(4);
             // The config's range (at most 1,024) always fits.

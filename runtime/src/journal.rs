@@ -48,7 +48,7 @@ pub const JOURNAL_DOMAIN: &str = "fleetmesh 2026-12 replica journal record v1";
 pub const RECORD_HEADER: usize = 4 + 32;
 
 /// Longest payload: one entry, which arrived in one message.
-pub const RECORD_BYTES_MAX: usize = wire::MESSAGE_BYTES_MAX;
+pub const RECORD_BYTES_MAX: usize = fleetmesh_node::limits::MESSAGE_BYTES_MAX;
 
 /// Journal size past which the agent writes a snapshot at once instead of
 /// waiting for the interval: bounds the disk the journal takes and the

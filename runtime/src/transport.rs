@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fleetmesh_crdt::{Keypair, NodeId, PublicKey};
-use fleetmesh_node::wire::MESSAGE_BYTES_MAX;
+use fleetmesh_node::limits::MESSAGE_BYTES_MAX;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use fleetmesh_crdt::{
     CertBody, Ed25519, Keypair, NodeCert, Role, SignedTrust, TrustChain, TrustDoc,
 };
-use fleetmesh_node::wire::{self, MESSAGE_BYTES_MAX, Message};
+use fleetmesh_node::limits::MESSAGE_BYTES_MAX;
+use fleetmesh_node::wire::{self, Message};
 use fleetmesh_runtime::admin::Target;
 use fleetmesh_runtime::config::ADMIN_SOCKET;
 use fleetmesh_runtime::files::Existing;

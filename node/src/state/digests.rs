@@ -8,11 +8,9 @@
 //! exchange starts by comparing roots, and hashing the 64 buckets anew each
 //! time was a fifth to a quarter of a simulated run's CPU.
 
+use crate::limits::STATE_BUCKETS;
 use fleetmesh_crdt::keys::domain;
 use fleetmesh_crdt::{Digest, Merge};
-
-/// Buckets per collection; a `u64` bitmap names a set of them.
-pub const STATE_BUCKETS: usize = 64;
 
 /// The bucket `key` falls in.
 pub fn bucket_of(key: &Digest) -> usize {

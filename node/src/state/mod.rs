@@ -20,6 +20,7 @@
 //! Message and queue sizes are bounded; see the constants.
 
 mod digests;
+mod message;
 mod push;
 mod trust;
 
@@ -33,31 +34,14 @@ use fleetmesh_crdt::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use digests::STATE_BUCKETS;
 pub use fleetmesh_crdt::{CERTS_MAX, CertTable, cert_key};
+pub use message::StateMessage;
 
 use digests::{Digests, bucket_of};
 use push::PushQueue;
 
-use crate::wire::{self, StateMessage};
-
-/// Most `(key, version)` pairs one message carries.
-pub const PAIRS_MAX: usize = 8_192;
-
-/// Most keys one fetch asks for.
-pub const WANTS_MAX: usize = 1_024;
-
-/// Byte budget for the entries of one message (leaves room for framing).
-pub const ENTRIES_BYTES_MAX: usize = wire::MESSAGE_BYTES_MAX / 2;
-
-/// Entries larger than this are announced, not pushed whole. Every agent
-/// pushes a new entry `retransmit_limit` times (about 12 at N = 1,000):
-/// whole, an entry of `s` bytes costs each agent about 12·s sent; announced,
-/// 12 announcements of ~40 bytes and one fetch of `s`. Announcing wins for
-/// anything much over 40 bytes, and every signed entry is (a health report
-/// is ~300 bytes, a quorum lease ~1 KB), at the price of one round trip per
-/// hop: worth it for every entry kind the fleet carries.
-pub const INLINE_ENTRY_BYTES_MAX: usize = 128;
+use crate::encoding::encoded_len;
+use crate::limits::{ENTRIES_BYTES_MAX, INLINE_ENTRY_BYTES_MAX, PAIRS_MAX, WANTS_MAX};
 
 /// Most fetches in flight; a fetch not answered within its deadline is
 /// retried from another announcer.
@@ -441,7 +425,7 @@ impl Replicas {
             for (key, _) in self.versions(kind) {
                 if let Some(entry) = self.entry(kind, &key) {
                     bytes.counts[kind.index()] += 1;
-                    bytes.entries[kind.index()] += wire::entry_len(&entry);
+                    bytes.entries[kind.index()] += encoded_len(&entry);
                 }
             }
         }
@@ -997,7 +981,7 @@ impl Replicas {
             let Some(entry) = self.entry(kind, key) else {
                 continue;
             };
-            let size = wire::entry_len(&entry);
+            let size = encoded_len(&entry);
             if bytes + size > ENTRIES_BYTES_MAX && !entries.is_empty() {
                 out.push(StateMessage::Entries {
                     entries: std::mem::take(&mut entries),
@@ -1027,7 +1011,7 @@ impl Replicas {
                 continue;
             };
             self.push.sent(kind, key, limit);
-            let size = wire::entry_len(&entry);
+            let size = encoded_len(&entry);
             // A register's version is replaced by the next one: announcing
             // it would cost a fetch round trip for a value soon stale.
             let register = matches!(kind, Kind::Lease | Kind::Health);

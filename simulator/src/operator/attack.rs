@@ -390,8 +390,8 @@ fn build_flood(
             report: report(entries.len()),
             signature,
         }));
-        bytes += wire::entry_len(&entry);
-        if bytes > wire::MESSAGE_BYTES_MAX {
+        bytes += fleetmesh_node::encoding::encoded_len(&entry);
+        if bytes > fleetmesh_node::limits::MESSAGE_BYTES_MAX {
             break;
         }
         entries.push(entry);
@@ -439,7 +439,7 @@ mod tests {
             .map(|seed| Keypair::from_seed([seed; 32]))
             .collect();
         let flood = build_flood(&nodes[0], &nodes, usize::MAX, 1_000);
-        assert!(flood.bytes.len() <= wire::MESSAGE_BYTES_MAX);
+        assert!(flood.bytes.len() <= fleetmesh_node::limits::MESSAGE_BYTES_MAX);
         // Thousands of reports, and one more would not decode.
         assert!(flood.entries > 4_000, "{}", flood.entries);
         let decoded = wire::decode(&flood.bytes);

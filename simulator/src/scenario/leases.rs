@@ -4,7 +4,7 @@
 use super::{Context, Fleet, ScenarioError, parse_selector, seconds};
 use fleetmesh_node::Config;
 use fleetmesh_node::crdt::lease_limits;
-use fleetmesh_node::lease::TTL_MAX;
+use fleetmesh_node::limits::TTL_MAX;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
