@@ -1,0 +1,116 @@
+//! The bridge between the agent and remediation ([`crate::remedy`]): the
+//! policy it runs, the context it lends, and what remediation asks the agent
+//! to publish, run, acquire, persist and tell.
+
+use super::Agent;
+use crate::remedy::policy::POLICY_DOC;
+use crate::remedy::{Cx as RemedyCx, Out as RemedyOut, Remedy};
+use crate::state::StateMessage;
+use crate::time::Instant;
+use crate::wire::Message;
+
+impl Agent {
+    /// Runs `input` on the remediation logic, then carries out what it
+    /// asked for.
+    pub(super) fn with_remedy<R>(
+        &mut self,
+        now: Instant,
+        input: impl FnOnce(&mut Remedy, &mut RemedyCx<'_>, &mut Vec<RemedyOut>) -> R,
+    ) -> R {
+        let safe_mode = self.is_safe_mode(now);
+        let now_millis = self.now_millis(now);
+        let mut out = Vec::new();
+        let leases = &self.leases;
+        let table = self.replicas.leases();
+        let held = |scope: &str| leases.held(now, scope, table);
+        let mut cx = RemedyCx {
+            now,
+            now_millis,
+            keypair: &self.keypair,
+            hlc: &mut self.hlc,
+            meta: &self.meta,
+            members: &self.members,
+            replicas: &self.replicas,
+            safe_mode,
+            held: &held,
+            stats: &mut self.stats.remedy,
+        };
+        let result = input(&mut self.remedy, &mut cx, &mut out);
+        self.apply_remedy_outs(now, out);
+        result
+    }
+
+    pub(super) fn remedy_tick(&mut self, now: Instant) {
+        self.remedy_dirty = false;
+        if self.left {
+            return;
+        }
+        self.with_remedy(now, |remedy, cx, out| remedy.tick(cx, out));
+    }
+
+    /// Loads the policy of the release of [`POLICY_DOC`] this agent runs,
+    /// once its content is readable.
+    pub(super) fn refresh_policy(&mut self, now: Instant) {
+        let Some(applied) = self.applied.get(POLICY_DOC) else {
+            return;
+        };
+        let digest = applied.digest;
+        let Some(value) = self.released_config(POLICY_DOC) else {
+            return;
+        };
+        self.with_remedy(now, |remedy, cx, out| remedy.load(cx, digest, &value, out));
+        if let Some(policy) = self.remedy.policy() {
+            let governed = policy
+                .rules
+                .values()
+                .flat_map(|rule| rule.budgets())
+                .map(|(scope, budget)| (scope, budget.voters.clone()))
+                .collect();
+            self.replicas.govern_leases(governed);
+        }
+        self.remedy_dirty = true;
+    }
+
+    fn apply_remedy_outs(&mut self, now: Instant, out: Vec<RemedyOut>) {
+        for out in out {
+            match out {
+                RemedyOut::Publish(entry) => {
+                    if self.publish(now, entry).is_err() {
+                        self.stats.remedy.publish_rejected += 1;
+                    }
+                }
+                RemedyOut::Task(task) => {
+                    if !self.outbox.task(task) {
+                        self.stats.remedy.tasks_dropped += 1;
+                    }
+                }
+                RemedyOut::Acquire { scope, voters, ttl } => {
+                    let result = self.with_leases(now, |leases, cx, out| {
+                        leases.acquire(cx, &scope, voters, ttl, out)
+                    });
+                    if result.is_err() {
+                        self.stats.remedy.policies_refused += 1;
+                    }
+                }
+                RemedyOut::Release(scope) => self.release_lease(now, &scope),
+                RemedyOut::Persist(persist) => self.outbox.persist(persist),
+                RemedyOut::Tell(to, entry) => {
+                    let message = Message::State(StateMessage::Push {
+                        entries: vec![entry],
+                        announces: Vec::new(),
+                    });
+                    for key in to {
+                        let id = key.node_id();
+                        let up = self
+                            .members
+                            .get(id)
+                            .is_some_and(|member| member.state().is_up());
+                        if id != self.id && up {
+                            self.send(id, &message);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
