@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// When every mesh starts.
-pub const START: Instant = Instant(1_000_000_000);
+const START: Instant = Instant(1_000_000_000);
 /// Most steps one run may take before it is called stuck.
 const STEPS_MAX: usize = 2_000_000;
 /// Most outputs one drain may yield before the agent is called stuck:
