@@ -1,133 +1,29 @@
-//! Behaviour of the agent core, driven by a minimal harness: a handful of
-//! agents, a virtual clock that jumps to the next timeout, and delivery
-//! after a fixed delay through links the test can cut. No simulator: these
-//! tests pin the protocol itself.
+//! Behaviour of the agent core on the common mesh (`common::mesh`): a
+//! handful of agents, a virtual clock that jumps to the next thing due, and
+//! links the test can cut and slow. No simulator: these tests pin the
+//! protocol itself.
 
 mod common;
 
+use common::links::LINK_DELAY;
+use common::mesh::{Mesh, outputs, transmits};
 use common::{FLEET, Laptop, id, identity, key, verifier};
 use fleetmesh_node::crdt::{Keypair, Role, SignedTrust};
 use fleetmesh_node::wire::{self, Message, Update};
-use fleetmesh_node::{Agent, Config, Instant, MemberState, NodeId, NodeMeta};
-use std::collections::{BTreeMap, BTreeSet};
+use fleetmesh_node::{Agent, Config, Instant, MemberState, NodeMeta, Output};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-const LINK_DELAY: Duration = Duration::from_millis(1);
-const STEPS_MAX: usize = 1_000_000;
-
-struct Harness {
-    config: Config,
-    now: Instant,
-    agents: BTreeMap<NodeId, Agent>,
-    in_flight: BTreeMap<(Instant, u64), (NodeId, NodeId, Vec<u8>)>,
-    sequence: u64,
-    /// Agents that neither send nor receive (crashed or cut off).
-    isolated: BTreeSet<NodeId>,
-}
-
-impl Harness {
-    fn new(count: u64) -> Harness {
-        Harness::with_config(count, Config::lan())
-    }
-
-    fn with_config(count: u64, config: Config) -> Harness {
-        let mut harness = Harness {
-            config,
-            now: Instant(1_000_000_000),
-            agents: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
-            sequence: 0,
-            isolated: BTreeSet::new(),
-        };
-        for n in 0..count {
-            harness.add(n);
-        }
-        harness
-    }
-
-    fn add(&mut self, n: u64) {
-        let agent = Agent::new(
-            self.config.clone(),
-            identity(n),
-            NodeMeta::default(),
-            n,
-            self.now,
-            verifier(),
-        )
-        .expect("empty metadata is valid");
-        self.agents.insert(id(n), agent);
-        if n > 0 {
-            self.agents
-                .get_mut(&id(n))
-                .unwrap()
-                .join(self.now, &[id(0)]);
-        }
-        self.drain(id(n));
-    }
-
-    fn drain(&mut self, who: NodeId) {
-        let agent = self.agents.get_mut(&who).unwrap();
-        while let Some(transmit) = agent.poll_transmit() {
-            if self.isolated.contains(&who) || self.isolated.contains(&transmit.to) {
-                continue;
-            }
-            self.sequence += 1;
-            self.in_flight.insert(
-                (self.now + LINK_DELAY, self.sequence),
-                (who, transmit.to, transmit.bytes),
-            );
-        }
-        while agent.poll_event().is_some() {}
-    }
-
-    /// Advances virtual time by `duration`, delivering and firing timers.
-    fn run_for(&mut self, duration: Duration) {
-        let end = self.now + duration;
-        for _ in 0..STEPS_MAX {
-            let next_message = self.in_flight.keys().next().map(|&(at, _)| at);
-            let next_timer = self
-                .agents
-                .iter()
-                .filter(|(who, _)| !self.isolated.contains(who))
-                .filter_map(|(&who, agent)| agent.poll_timeout().map(|at| (at, who)))
-                .min();
-            let next = [next_message, next_timer.map(|(at, _)| at)]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(next) = next.filter(|&next| next <= end) else {
-                self.now = end;
-                return;
-            };
-            self.now = self.now.max(next);
-            if next_message == Some(next) {
-                let (_, (from, to, bytes)) = self.in_flight.pop_first().unwrap();
-                if self.isolated.contains(&to) {
-                    continue;
-                }
-                self.agents
-                    .get_mut(&to)
-                    .unwrap()
-                    .handle_message(self.now, from, &bytes);
-                self.drain(to);
-            } else if let Some((_, who)) = next_timer {
-                self.agents.get_mut(&who).unwrap().handle_timeout(self.now);
-                self.drain(who);
-            }
-        }
-        panic!("harness did not reach the end of its run within {STEPS_MAX} steps");
-    }
-
+impl Mesh {
+    /// What node `observer` believes of node `member`.
     fn state(&self, observer: u64, member: u64) -> Option<MemberState> {
-        self.agents[&id(observer)]
-            .member(id(member))
-            .map(|member| member.state())
+        (self.agent(observer).member(id(member))).map(|member| member.state())
     }
 }
 
 #[test]
 fn joiners_learn_the_whole_fleet_and_everyone_learns_them() {
-    let mut harness = Harness::new(8);
+    let mut harness = Mesh::new(8);
     harness.run_for(Duration::from_secs(5));
     for observer in 0..8 {
         for member in 0..8 {
@@ -142,19 +38,19 @@ fn joiners_learn_the_whole_fleet_and_everyone_learns_them() {
 
 #[test]
 fn a_late_joiner_gets_the_full_view_in_its_first_exchange() {
-    let mut harness = Harness::new(20);
+    let mut harness = Mesh::new(20);
     harness.run_for(Duration::from_secs(10));
     harness.add(20);
     // One exchange with the seed: four one-way delays.
     harness.run_for(LINK_DELAY * 5);
-    assert_eq!(harness.agents[&id(20)].members().up_count(), 21);
+    assert_eq!(harness.agent(20).members().up_count(), 21);
 }
 
 #[test]
 fn a_crashed_member_is_declared_dead_by_all() {
-    let mut harness = Harness::new(10);
+    let mut harness = Mesh::new(10);
     harness.run_for(Duration::from_secs(5));
-    harness.isolated.insert(id(7));
+    harness.pause(7);
     let config = Config::lan();
     let bound = config
         .suspicion_timeout_min(10)
@@ -172,28 +68,22 @@ fn a_crashed_member_is_declared_dead_by_all() {
 
 #[test]
 fn a_suspected_member_refutes_and_stays_alive() {
-    let mut harness = Harness::new(6);
+    let mut harness = Mesh::new(6);
     harness.run_for(Duration::from_secs(5));
     // Cut agent 3 off until someone suspects it, then reconnect it at once:
     // it must refute before any suspicion runs out.
-    harness.isolated.insert(id(3));
-    let suspected = |harness: &Harness| {
-        (0..6)
-            .filter(|&o| o != 3)
-            .any(|o| harness.state(o, 3) == Some(MemberState::Suspect))
-    };
+    harness.pause(3);
     // A probe round over five peers takes five probe intervals.
-    for _ in 0..1000 {
-        if suspected(&harness) {
-            break;
-        }
-        harness.run_for(Duration::from_millis(10));
-    }
-    assert!(
-        suspected(&harness),
-        "10 s of silence must raise a suspicion"
+    harness.run_until(
+        Duration::from_secs(10),
+        "10 s of silence must raise a suspicion",
+        |harness| {
+            (0..6)
+                .filter(|&o| o != 3)
+                .any(|o| harness.state(o, 3) == Some(MemberState::Suspect))
+        },
     );
-    harness.isolated.remove(&id(3));
+    harness.resume(3);
     harness.run_for(Duration::from_secs(30));
     for observer in 0..6 {
         assert_eq!(
@@ -203,24 +93,26 @@ fn a_suspected_member_refutes_and_stays_alive() {
         );
     }
     assert!(
-        harness.agents[&id(3)].incarnation() > 0,
+        harness.agent(3).incarnation() > 0,
         "refuting takes a new incarnation"
     );
-    assert!(harness.agents[&id(3)].stats().refutations > 0);
+    assert!(harness.agent(3).stats().refutations > 0);
 }
 
 #[test]
 fn both_sides_of_a_long_partition_merge_again() {
-    let mut harness = Harness::new(6);
+    let mut harness = Mesh::new(6);
     harness.run_for(Duration::from_secs(5));
     // Agents 3..6 fall silent for two minutes: the rest declares them dead,
     // and they, hearing nothing, declare the rest dead.
     for n in 3..6 {
-        harness.isolated.insert(id(n));
+        harness.pause(n);
     }
     harness.run_for(Duration::from_secs(120));
     assert_eq!(harness.state(0, 4), Some(MemberState::Dead));
-    harness.isolated.clear();
+    for n in 3..6 {
+        harness.resume(n);
+    }
     harness.run_for(Duration::from_secs(60));
     for observer in 0..6 {
         for member in 0..6 {
@@ -233,15 +125,36 @@ fn both_sides_of_a_long_partition_merge_again() {
     }
 }
 
+/// A member one peer cannot reach directly (its link is cut one way, or
+/// slower than the probe timeout) is confirmed through other members'
+/// indirect probes, and never even suspected.
+#[test]
+fn a_member_one_peer_cannot_reach_directly_stays_alive_through_indirect_probes() {
+    let slow = Config::lan().probe_timeout * 2;
+    for cut in [true, false] {
+        let mut harness = Mesh::new(6);
+        harness.run_for(Duration::from_secs(5));
+        if cut {
+            harness.links.cut(0, 3);
+        } else {
+            harness.links.slow(0, 3, slow);
+            harness.links.slow(3, 0, slow);
+        }
+        harness.run_for(Duration::from_secs(60));
+        let prober = harness.agent(0);
+        assert!(prober.stats().indirect_probes > 0, "cut {cut}");
+        assert_eq!(harness.state(0, 3), Some(MemberState::Alive), "cut {cut}");
+        assert_eq!(harness.agent(3).incarnation(), 0, "cut {cut}: refuted");
+    }
+}
+
 #[test]
 fn a_leaving_member_is_marked_left_not_dead() {
-    let mut harness = Harness::new(5);
+    let mut harness = Mesh::new(5);
     harness.run_for(Duration::from_secs(5));
-    let now = harness.now;
-    harness.agents.get_mut(&id(4)).unwrap().leave(now);
-    harness.drain(id(4));
+    harness.input(4, |agent, now| agent.leave(now));
     harness.run_for(Duration::from_secs(1));
-    harness.isolated.insert(id(4));
+    harness.pause(4);
     harness.run_for(Duration::from_secs(60));
     for observer in 0..4 {
         assert_eq!(
@@ -256,22 +169,20 @@ fn a_leaving_member_is_marked_left_not_dead() {
 fn the_last_other_member_hears_of_a_leave() {
     // With two agents, the leaver's only peer must still get its `Left`:
     // it is the one member the leaver can tell.
-    let mut harness = Harness::new(2);
+    let mut harness = Mesh::new(2);
     harness.run_for(Duration::from_secs(5));
     assert_eq!(harness.state(0, 1), Some(MemberState::Alive));
-    let now = harness.now;
-    harness.agents.get_mut(&id(1)).unwrap().leave(now);
-    harness.drain(id(1));
+    harness.input(1, |agent, now| agent.leave(now));
     harness.run_for(Duration::from_millis(100));
     assert_eq!(harness.state(0, 1), Some(MemberState::Left));
 }
 
 #[test]
 fn garbage_is_counted_and_dropped_without_changing_state() {
-    let mut harness = Harness::new(3);
+    let mut harness = Mesh::new(3);
     harness.run_for(Duration::from_secs(3));
-    let now = harness.now;
-    let agent = harness.agents.get_mut(&id(1)).unwrap();
+    let now = harness.now();
+    let agent = harness.agent_mut(1);
     let before = (
         agent.members().up_count(),
         agent.incarnation(),
@@ -306,10 +217,10 @@ fn garbage_is_counted_and_dropped_without_changing_state() {
 
 #[test]
 fn claims_about_strangers_do_not_add_members() {
-    let mut harness = Harness::new(2);
+    let mut harness = Mesh::new(2);
     harness.run_for(Duration::from_secs(2));
-    let now = harness.now;
-    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    let now = harness.now();
+    let agent = harness.agent_mut(0);
     let stranger = |state| Update {
         id: id(99),
         incarnation: 5,
@@ -371,11 +282,10 @@ fn invalid_metadata_and_changes_after_leaving_are_refused() {
 
 #[test]
 fn records_are_only_sent_to_a_peer_that_opened_an_exchange() {
-    let mut harness = Harness::new(3);
+    let mut harness = Mesh::new(3);
     harness.run_for(Duration::from_secs(3));
-    let now = harness.now;
-    let agent = harness.agents.get_mut(&id(0)).unwrap();
-    while agent.poll_transmit().is_some() {}
+    let now = harness.now();
+    let agent = harness.agent_mut(0);
     let ask = Message::SyncRecords {
         buckets: u64::MAX,
         metas: Vec::new(),
@@ -385,7 +295,7 @@ fn records_are_only_sent_to_a_peer_that_opened_an_exchange() {
     };
     agent.handle_message(now, id(2), &wire::encode(&ask).unwrap());
     assert!(
-        agent.poll_transmit().is_none(),
+        transmits(agent).is_empty(),
         "an unsolicited request for records must get no answer"
     );
     assert_eq!(agent.stats().unexpected_messages, 1);
@@ -393,10 +303,10 @@ fn records_are_only_sent_to_a_peer_that_opened_an_exchange() {
 
 #[test]
 fn an_accused_member_answers_a_stale_accusation_with_its_current_incarnation() {
-    let mut harness = Harness::new(2);
+    let mut harness = Mesh::new(2);
     harness.run_for(Duration::from_secs(2));
-    let now = harness.now;
-    let agent = harness.agents.get_mut(&id(1)).unwrap();
+    let now = harness.now();
+    let agent = harness.agent_mut(1);
     // Refute once, so that incarnation 0 claims are stale afterwards.
     let accusation = |incarnation| Update {
         id: id(1),
@@ -413,7 +323,7 @@ fn an_accused_member_answers_a_stale_accusation_with_its_current_incarnation() {
     // Drain everything the refutation queued, as if gossip had spread it.
     for _ in 0..100 {
         agent.handle_timeout(now + Duration::from_secs(60));
-        while agent.poll_transmit().is_some() {}
+        outputs(agent);
     }
     let ping = Message::Ping {
         seq: 9,
@@ -421,7 +331,7 @@ fn an_accused_member_answers_a_stale_accusation_with_its_current_incarnation() {
         updates: vec![accusation(0)],
     };
     agent.handle_message(now, id(0), &wire::encode(&ping).unwrap());
-    let ack = std::iter::from_fn(|| agent.poll_transmit())
+    let ack = (transmits(agent).into_iter())
         .find_map(|transmit| match wire::decode(&transmit.bytes) {
             Ok(Message::Ack { seq: 9, updates }) => Some(updates),
             _ => None,
@@ -445,41 +355,37 @@ fn a_difference_larger_than_one_message_is_repaired_in_successive_exchanges() {
     // with these ids, holds 10), so a batch of sixteen records covers only
     // a few buckets, and only batches of whole buckets make the next
     // exchange move on.
-    let mut harness = Harness::with_config(200, config);
+    let mut harness = Mesh::with_config(200, config);
     harness.run_for(Duration::from_secs(20));
     harness.add(200);
     // The 201-member table takes dozens of exchanges, one after the other.
     harness.run_for(Duration::from_millis(500));
-    assert_eq!(harness.agents[&id(200)].members().up_count(), 201);
-    assert!(harness.agents[&id(0)].stats().sync_truncated > 0);
+    assert_eq!(harness.agent(200).members().up_count(), 201);
+    assert!(harness.agent(0).stats().sync_truncated > 0);
 }
 
 #[test]
 fn a_joiner_whose_seed_was_down_joins_later_without_re_announcing_the_fleet() {
-    let mut harness = Harness::new(6);
+    let mut harness = Mesh::new(6);
     harness.run_for(Duration::from_secs(5));
-    harness.isolated.insert(id(0));
+    harness.pause(0);
     harness.add(6);
     harness.run_for(Duration::from_secs(3));
     assert_eq!(
-        harness.agents[&id(6)].members().len(),
+        harness.agent(6).members().len(),
         1,
         "the seed was unreachable"
     );
-    harness.isolated.remove(&id(0));
+    harness.resume(0);
     // The reconnect timer retries the seed; that exchange is the bootstrap.
     // Step until it lands, then look at once, before gossip could drain.
     let reconnect = Config::lan().reconnect_interval * 2;
     // Records about members whose certificates the joiner lacks wait one
     // round trip for them.
-    for _ in 0..reconnect.as_millis() {
-        harness.run_for(Duration::from_millis(1));
-        if harness.agents[&id(6)].members().up_count() == 7 {
-            break;
-        }
-    }
-    let joiner = &harness.agents[&id(6)];
-    assert_eq!(joiner.members().up_count(), 7);
+    harness.run_until(reconnect, "the joiner learns the fleet", |harness| {
+        harness.agent(6).members().up_count() == 7
+    });
+    let joiner = harness.agent(6);
     assert!(
         joiner.queued_broadcasts() <= 1,
         "a bootstrap must not re-gossip the fleet ({} queued)",
@@ -491,14 +397,12 @@ fn a_joiner_whose_seed_was_down_joins_later_without_re_announcing_the_fleet() {
 fn a_health_report_reaches_every_agent_and_a_forged_one_reaches_none() {
     use fleetmesh_node::crdt::{HealthReport, HealthState, Hlc, SignedHealth};
     use fleetmesh_node::state::Entry;
-    let mut harness = Harness::new(12);
+    let mut harness = Mesh::new(12);
     harness.run_for(Duration::from_secs(10));
-    let now = harness.now;
     harness
-        .agents
-        .get_mut(&id(3))
-        .unwrap()
-        .report_health(now, "nginx", HealthState::Unhealthy, "exit 1")
+        .input(3, |agent, now| {
+            agent.report_health(now, "nginx", HealthState::Unhealthy, "exit 1")
+        })
         .unwrap();
     // Agent 5 claims a report about agent 3, signed with its own key.
     let forged = SignedHealth::sign(
@@ -512,15 +416,12 @@ fn a_health_report_reaches_every_agent_and_a_forged_one_reaches_none() {
         },
         &key(5),
     );
-    let refused = harness
-        .agents
-        .get_mut(&id(5))
-        .unwrap()
-        .publish(now, Entry::Health(Box::new(forged)));
+    let refused = harness.input(5, |agent, now| {
+        agent.publish(now, Entry::Health(Box::new(forged)))
+    });
     assert!(refused.is_err());
-    harness.drain(id(3));
     harness.run_for(Duration::from_secs(2));
-    for (who, agent) in &harness.agents {
+    for (who, agent) in harness.agents() {
         let health = agent.replicas().health();
         let report = health.get(&key(3).public(), "nginx");
         assert_eq!(
@@ -546,18 +447,10 @@ impl Laptop {
     }
 }
 
-impl Harness {
-    fn publish(&mut self, to: u64, entries: Vec<fleetmesh_node::state::Entry>) {
-        let now = self.now;
-        let agent = self.agents.get_mut(&id(to)).unwrap();
-        for entry in entries {
-            agent.publish(now, entry).unwrap();
-        }
-        self.drain(id(to));
-    }
-
+impl Mesh {
+    /// The version of document `app` node `n` runs, and whether it is void.
     fn release_of(&self, n: u64) -> Option<(u64, bool)> {
-        self.agents[&id(n)]
+        self.agent(n)
             .applied_release("app")
             .map(|applied| (applied.version, applied.void))
     }
@@ -576,14 +469,14 @@ fn content(pairs: &[(&str, i64)]) -> fleetmesh_node::crdt::Value {
 #[test]
 fn a_release_reaches_every_agent_which_then_runs_its_content() {
     let (operator, _) = &*FLEET;
-    let mut harness = Harness::new(8);
+    let mut harness = Mesh::new(8);
     harness.run_for(Duration::from_secs(5));
     let mut laptop = Laptop::new();
     harness.publish(2, laptop.write(operator, &[("replicas", 3)], 1, None));
     harness.run_for(Duration::from_secs(3));
     for n in 0..8 {
         assert_eq!(harness.release_of(n), Some((1, false)), "agent {n}");
-        let running = harness.agents[&id(n)].released_config("app");
+        let running = harness.agent(n).released_config("app");
         assert_eq!(running, Some(content(&[("replicas", 3)])), "agent {n}");
     }
     // A draft without a release changes nothing agents run.
@@ -593,58 +486,56 @@ fn a_release_reaches_every_agent_which_then_runs_its_content() {
     harness.run_for(Duration::from_secs(3));
     for n in 0..8 {
         assert_eq!(harness.release_of(n), Some((1, false)));
-        let running = harness.agents[&id(n)].released_config("app");
+        let running = harness.agent(n).released_config("app");
         assert_eq!(running, Some(content(&[("replicas", 3)])));
     }
 }
 
 #[test]
 fn a_restarted_agent_never_goes_back_to_an_older_release() {
-    use fleetmesh_node::{Durable, Persist};
     let (operator, _) = &*FLEET;
     let mut laptop = Laptop::new();
     let first = laptop.write(operator, &[("replicas", 3)], 1, None);
     let second = laptop.write(operator, &[("replicas", 4)], 2, None);
-    let mut harness = Harness::new(1);
+    let mut harness = Mesh::new(1);
     harness.publish(0, first.clone());
     harness.publish(0, second);
-    let agent = harness.agents.get_mut(&id(0)).unwrap();
-    let mut durable = Durable::default();
-    while let Some(record) = agent.poll_persist() {
-        assert!(matches!(record, Persist::Release(_)));
-        durable.apply(record);
-    }
+    let durable = harness.node(0).durable.clone();
+    assert!(durable.voter_records.is_empty() && durable.remediations.is_empty());
     assert_eq!(durable.releases["app"].version, 2);
     // A new process with the persisted state is offered only release 1.
-    let mut restarted = restarted_agent(harness.now, &durable);
+    let mut restarted = restarted_agent(harness.now(), &durable);
     for entry in first {
-        restarted.publish(harness.now, entry).unwrap();
+        restarted.publish(harness.now(), entry).unwrap();
     }
     assert_eq!(restarted.applied_release("app").unwrap().version, 2);
     assert_eq!(restarted.stats().releases_applied, 0);
-    assert!(restarted.poll_persist().is_none());
+    let persists = outputs(&mut restarted)
+        .into_iter()
+        .filter(|output| matches!(output, Output::Persist(_)));
+    assert_eq!(persists.count(), 0);
 }
 
 #[test]
 fn an_expired_release_holds_the_agent_in_safe_mode_until_a_newer_one() {
     let (operator, _) = &*FLEET;
-    let mut harness = Harness::new(3);
+    let mut harness = Mesh::new(3);
     harness.run_for(Duration::from_secs(3));
-    let expires = harness.now.0 / 1_000_000 + 2_000;
+    let expires = harness.now().0 / 1_000_000 + 2_000;
     let mut laptop = Laptop::new();
     harness.publish(
         0,
         laptop.write(operator, &[("replicas", 3)], 1, Some(expires)),
     );
     harness.run_for(Duration::from_secs(1));
-    assert!((0..3).all(|n| !harness.agents[&id(n)].is_safe_mode(harness.now)));
+    assert!((0..3).all(|n| !harness.agent(n).is_safe_mode(harness.now())));
     harness.run_for(Duration::from_secs(2));
-    assert!((0..3).all(|n| harness.agents[&id(n)].is_safe_mode(harness.now)));
+    assert!((0..3).all(|n| harness.agent(n).is_safe_mode(harness.now())));
     harness.publish(1, laptop.write(operator, &[("replicas", 4)], 2, None));
     harness.run_for(Duration::from_secs(2));
     for n in 0..3 {
-        let agent = &harness.agents[&id(n)];
-        assert!(!agent.is_safe_mode(harness.now), "agent {n}");
+        let agent = harness.agent(n);
+        assert!(!agent.is_safe_mode(harness.now()), "agent {n}");
         assert_eq!(agent.stats().safe_mode_entered, 1);
     }
 }
@@ -663,7 +554,7 @@ fn a_revoked_signers_release_turns_void_and_is_replaced_at_its_version() {
         doc.revoked = revoked.iter().map(|key| key.public()).collect();
         SignedTrust::sign(doc, &[operator])
     };
-    let mut harness = Harness::new(4);
+    let mut harness = Mesh::new(4);
     harness.run_for(Duration::from_secs(3));
     let mut laptop = Laptop::new();
     let mut rogue_laptop = Laptop::new();
@@ -681,9 +572,9 @@ fn a_revoked_signers_release_turns_void_and_is_replaced_at_its_version() {
     harness.publish(2, vec![laptop.trust(trust(3, &[&rogue]))]);
     harness.run_for(Duration::from_secs(2));
     for n in 0..4 {
-        let agent = &harness.agents[&id(n)];
+        let agent = harness.agent(n);
         assert_eq!(harness.release_of(n), Some((1, true)), "agent {n}");
-        assert!(agent.is_safe_mode(harness.now));
+        assert!(agent.is_safe_mode(harness.now()));
         assert_eq!(agent.released_config("app"), None);
         assert_eq!(agent.stats().releases_voided, 1);
     }
@@ -691,9 +582,9 @@ fn a_revoked_signers_release_turns_void_and_is_replaced_at_its_version() {
     harness.publish(3, laptop.write(operator, &[("replicas", 3)], 1, None));
     harness.run_for(Duration::from_secs(2));
     for n in 0..4 {
-        let agent = &harness.agents[&id(n)];
+        let agent = harness.agent(n);
         assert_eq!(harness.release_of(n), Some((1, false)), "agent {n}");
-        assert!(!agent.is_safe_mode(harness.now));
+        assert!(!agent.is_safe_mode(harness.now()));
         assert_eq!(
             agent.released_config("app"),
             Some(content(&[("replicas", 3)]))
@@ -705,9 +596,9 @@ fn a_revoked_signers_release_turns_void_and_is_replaced_at_its_version() {
 fn an_entry_dated_far_ahead_is_refused_until_the_clock_catches_up() {
     use fleetmesh_node::crdt::{HealthReport, HealthState, Hlc, SignedHealth};
     use fleetmesh_node::state::{AHEAD_MAX_MILLIS, Entry};
-    let mut harness = Harness::new(2);
+    let mut harness = Mesh::new(2);
     harness.run_for(Duration::from_secs(2));
-    let now_millis = harness.now.0 / 1_000_000;
+    let now_millis = harness.now().0 / 1_000_000;
     let report = |ahead_millis: u64| {
         let report = HealthReport {
             node: key(1).public(),
@@ -722,8 +613,8 @@ fn an_entry_dated_far_ahead_is_refused_until_the_clock_catches_up() {
         };
         Entry::Health(Box::new(SignedHealth::sign(report, &key(1))))
     };
-    let now = harness.now;
-    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    let now = harness.now();
+    let agent = harness.agent_mut(0);
     assert!(
         agent
             .publish(now, report(AHEAD_MAX_MILLIS + 1_000))
@@ -732,8 +623,8 @@ fn an_entry_dated_far_ahead_is_refused_until_the_clock_catches_up() {
     assert_eq!(agent.replicas().stats().future_dated, 1);
     assert!(agent.publish(now, report(AHEAD_MAX_MILLIS / 2)).is_ok());
     harness.run_for(Duration::from_millis(AHEAD_MAX_MILLIS));
-    let now = harness.now;
-    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    let now = harness.now();
+    let agent = harness.agent_mut(0);
     assert!(agent.publish(now, report(AHEAD_MAX_MILLIS + 1_000)).is_ok());
 }
 
@@ -789,22 +680,19 @@ fn a_restarted_agent_takes_its_replicas_back_from_its_snapshot() {
     use fleetmesh_node::Durable;
     let (operator, _) = &*FLEET;
     let mut laptop = Laptop::new();
-    let mut harness = Harness::new(3);
+    let mut harness = Mesh::new(3);
     harness.run_for(Duration::from_secs(5));
     harness.publish(1, laptop.write(operator, &[("replicas", 5)], 1, None));
     harness.run_for(Duration::from_secs(3));
-    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    let agent = harness.agent(0);
     let snapshot = agent.save_replicas().unwrap();
-    let mut durable = Durable::default();
-    while let Some(record) = agent.poll_persist() {
-        durable.apply(record);
-    }
+    let durable = harness.node(0).durable.clone();
     let roots = agent.saved_roots();
     // A new process, alone: no peer to catch up from.
-    let restart = |durable: &Durable| restarted_agent(harness.now, durable);
+    let restart = |durable: &Durable| restarted_agent(harness.now(), durable);
     let mut restarted = restart(&durable);
     assert_eq!(restarted.released_config("app"), None);
-    let loaded = restarted.load_replicas(harness.now, &snapshot).unwrap();
+    let loaded = restarted.load_replicas(harness.now(), &snapshot).unwrap();
     assert!(loaded.merged >= 4, "{loaded:?}");
     assert_eq!(loaded.refused, 0, "{loaded:?}");
     assert_eq!(restarted.saved_roots(), roots);
@@ -825,7 +713,7 @@ fn a_restarted_agent_takes_its_replicas_back_from_its_snapshot() {
     let mut altered = snapshot.clone();
     altered[at] ^= 0x20;
     let mut restarted = restart(&durable);
-    match restarted.load_replicas(harness.now, &altered) {
+    match restarted.load_replicas(harness.now(), &altered) {
         Ok(loaded) => {
             assert!(loaded.refused >= 1, "{loaded:?}");
             assert_eq!(restarted.released_config("app"), None);
@@ -836,7 +724,7 @@ fn a_restarted_agent_takes_its_replicas_back_from_its_snapshot() {
     let mut restarted = restart(&durable);
     assert!(
         restarted
-            .load_replicas(harness.now, &snapshot[..snapshot.len() / 2])
+            .load_replicas(harness.now(), &snapshot[..snapshot.len() / 2])
             .is_err()
     );
     assert_eq!(restarted.released_config("app"), None);
@@ -844,7 +732,6 @@ fn a_restarted_agent_takes_its_replicas_back_from_its_snapshot() {
 
 #[test]
 fn a_lone_agent_restarts_with_what_it_journaled_since_its_snapshot() {
-    use fleetmesh_node::Durable;
     use fleetmesh_node::state::Entry;
     let (operator, _) = &*FLEET;
     let mut laptop = Laptop::new();
@@ -852,39 +739,27 @@ fn a_lone_agent_restarts_with_what_it_journaled_since_its_snapshot() {
     let second = laptop.write(operator, &[("replicas", 2)], 2, None);
     let third = laptop.write(operator, &[("replicas", 3)], 3, None);
     let fourth = laptop.write(operator, &[("replicas", 4)], 4, None);
-    let mut harness = Harness::new(1);
-    let agent = harness.agents.get_mut(&id(0)).unwrap();
-    let now = harness.now;
-    let journal =
-        |agent: &mut Agent| -> Vec<Entry> { std::iter::from_fn(|| agent.poll_journal()).collect() };
-    let mut durable = Durable::default();
-    let mut persist = |agent: &mut Agent| {
-        while let Some(record) = agent.poll_persist() {
-            durable.apply(record);
-        }
-    };
-    for entry in first.clone() {
-        agent.publish(now, entry).unwrap();
-    }
+    let mut harness = Mesh::new(1);
+    let now = harness.now();
+    let journal = |harness: &mut Mesh| std::mem::take(&mut harness.node_mut(0).journal);
+    harness.publish(0, first.clone());
     assert_eq!(
-        journal(agent),
+        journal(&mut harness),
         first,
         "what merged is handed out to journal"
     );
     // The change of release 4 comes before its parent (release 3's
     // change): it waits, and is journaled as it waits.
-    agent.publish(now, fourth[0].clone()).unwrap();
-    assert_eq!(journal(agent), vec![fourth[0].clone()]);
-    persist(agent);
+    harness.publish(0, vec![fourth[0].clone()]);
+    assert_eq!(journal(&mut harness), vec![fourth[0].clone()]);
     // The snapshot empties the journal, as the runtime does.
-    let snapshot = agent.save_replicas().unwrap();
-    for entry in second.iter().chain(&third).chain(&fourth[1..]) {
-        agent.publish(now, entry.clone()).unwrap();
-    }
-    assert_eq!(agent.applied_release("app").unwrap().version, 4);
-    let since: Vec<Entry> = journal(agent);
+    let snapshot = harness.agent(0).save_replicas().unwrap();
+    let rest = second.iter().chain(&third).chain(&fourth[1..]);
+    harness.publish(0, rest.cloned().collect());
+    assert_eq!(harness.agent(0).applied_release("app").unwrap().version, 4);
+    let since: Vec<Entry> = journal(&mut harness);
     assert_eq!(since.len(), 5, "changes 2 and 3, releases 2 to 4");
-    persist(agent);
+    let durable = harness.node(0).durable.clone();
     assert_eq!(durable.releases["app"].version, 4);
 
     // Killed now, restarted alone: the snapshot and the journal hold
@@ -898,9 +773,12 @@ fn a_lone_agent_restarts_with_what_it_journaled_since_its_snapshot() {
         restarted.released_config("app"),
         Some(content(&[("replicas", 4)]))
     );
+    let journaled = outputs(&mut restarted)
+        .into_iter()
+        .filter(|output| matches!(output, Output::Journal(_)));
     assert_eq!(
-        restarted.poll_journal(),
-        None,
+        journaled.count(),
+        0,
         "nothing taken back is journaled again"
     );
     assert!(!restarted.is_safe_mode(now));
@@ -938,7 +816,7 @@ fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() 
     use fleetmesh_node::state::Entry;
     use fleetmesh_node::wire::StateMessage;
     let (operator, _) = &*FLEET;
-    let mut harness = Harness::new(4);
+    let mut harness = Mesh::new(4);
     harness.run_for(Duration::from_secs(3));
     let mut laptop = Laptop::new();
     harness.publish(3, laptop.write(operator, &[("replicas", 3)], 1, None));
@@ -953,8 +831,8 @@ fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() 
     };
     let entries = vec![Entry::Config(Box::new(ConfigEntry::Change(unparsable)))];
     let bytes = wire::encode(&Message::State(StateMessage::Entries { entries })).unwrap();
-    let now = harness.now;
-    let agent = harness.agents.get_mut(&id(0)).unwrap();
+    let now = harness.now();
+    let agent = harness.agent_mut(0);
     let malformed = agent.replicas().stats().malformed;
     agent.handle_message(now, id(1), &bytes);
     assert_eq!(agent.replicas().stats().malformed, malformed + 1);
@@ -962,22 +840,21 @@ fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() 
 
     let bytes = hostile::apply_panic(&operator.public());
     let bomb = SignedChange::sign("boom", 1, operator, bytes).unwrap();
-    let agent = harness.agents.get_mut(&id(2)).unwrap();
+    let agent = harness.agent_mut(2);
     assert!(
         agent
             .publish(now, Entry::Config(Box::new(ConfigEntry::Change(bomb))))
             .is_err()
     );
     assert!(agent.replicas().stats().automerge_panics >= 1);
-    harness.drain(id(2));
     harness.run_for(Duration::from_secs(5));
     let versions = |n: u64| {
-        let mut versions = harness.agents[&id(n)].replicas().config().versions();
+        let mut versions = harness.agent(n).replicas().config().versions();
         versions.sort();
         versions
     };
     for n in 0..4 {
-        let config = harness.agents[&id(n)].replicas().config();
+        let config = harness.agent(n).replicas().config();
         assert_eq!(
             config.quarantined().copied().collect::<Vec<_>>(),
             vec![operator.public()],
@@ -1048,7 +925,7 @@ fn a_peer_past_its_verification_budget_is_dropped_until_it_refills() {
     assert_eq!(held(&agent), 3);
     assert_eq!(agent.stats().verify_budget_exceeded, 3);
     // A peer in debt is still probed and answered: a ping verifies nothing.
-    while agent.poll_transmit().is_some() {}
+    outputs(&mut agent);
     let ping = Message::Ping {
         seq: 9,
         target: id(0),
@@ -1056,7 +933,9 @@ fn a_peer_past_its_verification_budget_is_dropped_until_it_refills() {
     };
     send(&mut agent, now, 1, &ping);
     assert!(
-        std::iter::from_fn(|| agent.poll_transmit()).any(|transmit| transmit.to == id(1)),
+        transmits(&mut agent)
+            .iter()
+            .any(|transmit| transmit.to == id(1)),
         "the ping is acknowledged"
     );
     // A second's refill pays for one more verification.
@@ -1066,4 +945,47 @@ fn a_peer_past_its_verification_budget_is_dropped_until_it_refills() {
     send(&mut agent, later, 1, &report(4));
     assert_eq!(held(&agent), 4);
     assert_eq!(agent.stats().verify_budget_exceeded, 4);
+}
+
+/// The drain order is the core's: whatever inputs queued them, and in
+/// whatever order, every entry to journal and every state to persist comes
+/// out before the first message to send. Here a voter's grant is queued
+/// before the release that a later message brings, and still leaves after
+/// it is durable.
+#[test]
+fn durable_state_comes_out_before_any_transmit_whenever_it_was_queued() {
+    use fleetmesh_node::crdt::GrantRequest;
+    use fleetmesh_node::lease::LeaseMessage;
+    use fleetmesh_node::wire::StateMessage;
+    let (operator, _) = &*FLEET;
+    let mut harness = Mesh::new(3);
+    harness.run_for(Duration::from_secs(3));
+    let now = harness.now();
+    let request = LeaseMessage::Request {
+        attempt: 1,
+        request: GrantRequest {
+            scope: "singleton:backup".into(),
+            epoch: 1,
+            holder: key(1).public(),
+            ttl_millis: 10_000,
+        },
+    };
+    let entries = Laptop::new().write(operator, &[("replicas", 3)], 1, None);
+    let agent = harness.agent_mut(0);
+    agent.handle_message(now, id(1), &wire::encode(&Message::Lease(request)).unwrap());
+    let state = Message::State(StateMessage::Entries { entries });
+    agent.handle_message(now, id(2), &wire::encode(&state).unwrap());
+    let outputs = outputs(agent);
+    let count = |kind: fn(&Output) -> bool| outputs.iter().filter(|output| kind(output)).count();
+    assert_eq!(count(|output| matches!(output, Output::Journal(_))), 2);
+    assert_eq!(count(|output| matches!(output, Output::Persist(_))), 2);
+    let first_transmit = (outputs.iter())
+        .position(|output| matches!(output, Output::Transmit(_)))
+        .expect("the grant is sent");
+    assert!(
+        outputs[first_transmit..]
+            .iter()
+            .all(|output| !output.is_durable()),
+        "{outputs:#?}"
+    );
 }

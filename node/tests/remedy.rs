@@ -1,32 +1,24 @@
-//! Remediation on bare agents: a harness with a virtual clock, fixed-delay
-//! links, modelled services answering the agents' check tasks, and actions
-//! that fix them. These tests pin what each rail does; the simulator's
-//! scenarios check the fleet-wide invariants under faults.
+//! Remediation on bare agents, on the common mesh (`common::mesh`): a
+//! virtual clock, fixed-delay links, and a world of modelled services
+//! answering the agents' check tasks and actions that fix them. These
+//! tests pin what each rail does; the simulator's scenarios check the
+//! fleet-wide invariants under faults.
 
 mod common;
 
-use common::{FLEET, Laptop, id, identity, key, verifier};
+use common::mesh::{Mesh, World};
+use common::{FLEET, Laptop, key};
 use fleetmesh_node::crdt::{Hlc, IdempotencyKey, LedgerRecord, RecordKind, SignedRecord, Value};
 use fleetmesh_node::remedy::policy::ActionClass;
 use fleetmesh_node::state::Entry;
-use fleetmesh_node::{
-    Agent, Config, Durable, Instant, NodeId, NodeMeta, POLICY_DOC, Policy, Task, TaskResult,
-};
+use fleetmesh_node::{Config, NodeMeta, POLICY_DOC, Policy, Task, TaskResult};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-const LINK_DELAY: Duration = Duration::from_millis(1);
 const CHECK_LATENCY: Duration = Duration::from_millis(2);
 const ACTION_TIME: Duration = Duration::from_millis(200);
-const STEPS_MAX: usize = 2_000_000;
 
-/// What happens at an instant besides timers.
-enum Due {
-    Deliver(u64, u64, Vec<u8>),
-    Result(u64, Task),
-}
-
-/// One action as the harness saw it start.
+/// One action as the world saw it start.
 #[derive(Clone, Debug)]
 struct Ran {
     node: u64,
@@ -35,27 +27,67 @@ struct Ran {
     epoch: u64,
 }
 
-struct Harness {
-    now: Instant,
-    agents: BTreeMap<u64, Agent>,
-    durable: BTreeMap<u64, Durable>,
-    due: BTreeMap<(Instant, u64), Due>,
-    sequence: u64,
+/// What lies outside the agents: each node's modelled service, the actions
+/// that fix it, what ran, and the operator's laptop.
+struct Site {
     /// Whether each node's modelled service is up.
     healthy: BTreeMap<u64, bool>,
     /// Actions that bring a node's service back.
     fixes: BTreeSet<String>,
+    /// Nodes whose actions wait for the test to complete them.
+    held_actions: BTreeSet<u64>,
     ran: Vec<Ran>,
-    /// Disruptive actions running now, and the most ever at once.
     /// Disruptive actions running now, per zone, and the most ever at
     /// once, per zone and in all.
     disruptive_running: BTreeMap<&'static str, usize>,
     disruptive_peak: BTreeMap<&'static str, usize>,
     disruptive_peak_all: usize,
     laptop: Laptop,
+    /// The policy document's last released version.
     version: u64,
-    /// Nodes `0..voters` are tagged `db`, the rest `web`.
-    voters: u64,
+}
+
+impl World for Site {
+    fn task_started(&mut self, n: u64, task: &Task) -> Option<Duration> {
+        let Task::Action { step, epoch, .. } = task else {
+            return Some(CHECK_LATENCY);
+        };
+        self.ran.push(Ran {
+            node: n,
+            action: step.action.clone(),
+            class: step.class,
+            epoch: *epoch,
+        });
+        if step.class == ActionClass::Disruptive {
+            let running = self.disruptive_running.entry(zone(n)).or_default();
+            *running += 1;
+            let peak = self.disruptive_peak.entry(zone(n)).or_default();
+            *peak = (*peak).max(*running);
+            let all = self.disruptive_running.values().sum();
+            self.disruptive_peak_all = self.disruptive_peak_all.max(all);
+        }
+        (!self.held_actions.contains(&n)).then_some(ACTION_TIME)
+    }
+
+    fn task_finished(&mut self, n: u64, task: &Task) -> TaskResult {
+        let success = match task {
+            Task::Check { .. } => self.healthy[&n],
+            Task::Action { step, .. } => {
+                if step.class == ActionClass::Disruptive {
+                    *self.disruptive_running.entry(zone(n)).or_default() -= 1;
+                }
+                if self.fixes.contains(&step.action) {
+                    self.healthy.insert(n, true);
+                }
+                true
+            }
+        };
+        TaskResult {
+            success,
+            exit_code: Some(if success { 0 } else { 1 }),
+            detail: String::new(),
+        }
+    }
 }
 
 /// Even nodes are in zone a, odd ones in zone b.
@@ -73,213 +105,48 @@ fn tags(n: u64, role: &str) -> NodeMeta {
     }
 }
 
-impl Harness {
-    /// `count` agents, `voters` of them (the first) tagged `db`, the rest
-    /// `web`.
-    fn new(count: u64, voters: u64) -> Harness {
-        let mut harness = Harness {
-            now: Instant(1_000_000_000),
-            agents: BTreeMap::new(),
-            durable: BTreeMap::new(),
-            due: BTreeMap::new(),
-            sequence: 0,
-            healthy: BTreeMap::new(),
-            fixes: BTreeSet::from(["restart".to_owned()]),
-            ran: Vec::new(),
-            disruptive_running: BTreeMap::new(),
-            disruptive_peak: BTreeMap::new(),
-            disruptive_peak_all: 0,
-            laptop: Laptop::new(),
-            version: 0,
-            voters,
-        };
-        for n in 0..count {
-            let agent = Agent::new(
-                Config::lan(),
-                identity(n),
-                tags(n, harness.role(n)),
-                n,
-                harness.now,
-                verifier(),
-            )
-            .expect("valid metadata");
-            harness.agents.insert(n, agent);
-            harness.healthy.insert(n, true);
-            if n > 0 {
-                let now = harness.now;
-                harness.agents.get_mut(&n).unwrap().join(now, &[id(0)]);
-            }
-            harness.drain(n);
-        }
-        harness.run_for(Duration::from_secs(5));
-        harness
+/// `count` agents with healthy services, `voters` of them (the first)
+/// tagged `db`, the rest `web`, after five seconds to find each other.
+fn fleet(count: u64, voters: u64) -> Mesh<Site> {
+    let site = Site {
+        healthy: (0..count).map(|n| (n, true)).collect(),
+        fixes: BTreeSet::from(["restart".to_owned()]),
+        held_actions: BTreeSet::new(),
+        ran: Vec::new(),
+        disruptive_running: BTreeMap::new(),
+        disruptive_peak: BTreeMap::new(),
+        disruptive_peak_all: 0,
+        laptop: Laptop::new(),
+        version: 0,
+    };
+    let mut mesh = Mesh::empty(Config::lan(), site);
+    for n in 0..count {
+        let role = if n < voters { "db" } else { "web" };
+        mesh.add_with_meta(n, tags(n, role));
     }
+    mesh.run_for(Duration::from_secs(5));
+    mesh
+}
 
-    fn role(&self, n: u64) -> &'static str {
-        if n < self.voters { "db" } else { "web" }
-    }
-
-    /// Crashes agent `n` and starts it again with what it persisted; its
-    /// tasks in flight are lost with the process.
-    fn restart(&mut self, n: u64) {
-        self.due
-            .retain(|_, due| !matches!(due, Due::Result(node, _) if *node == n));
-        let mut agent = Agent::new(
-            Config::lan(),
-            identity(n),
-            tags(n, self.role(n)),
-            n + 1000,
-            self.now,
-            verifier(),
-        )
-        .expect("valid metadata");
-        agent.restore(self.now, self.durable.get(&n).cloned().unwrap_or_default());
-        agent.join(self.now, &[id(0)]);
-        self.agents.insert(n, agent);
-        self.drain(n);
-    }
-
-    fn index_of(who: NodeId) -> u64 {
-        (0..1000).find(|&n| id(n) == who).expect("a test agent")
-    }
-
-    fn push(&mut self, at: Instant, due: Due) {
-        self.sequence += 1;
-        self.due.insert((at, self.sequence), due);
-    }
-
-    fn drain(&mut self, n: u64) {
-        let agent = self.agents.get_mut(&n).unwrap();
-        while let Some(persist) = agent.poll_persist() {
-            self.durable.entry(n).or_default().apply(persist);
-        }
-        let mut out = Vec::new();
-        while let Some(transmit) = agent.poll_transmit() {
-            out.push((Harness::index_of(transmit.to), transmit.bytes));
-        }
-        while agent.poll_event().is_some() {}
-        let mut tasks = Vec::new();
-        while let Some(task) = agent.poll_task() {
-            tasks.push(task);
-        }
-        for (to, bytes) in out {
-            self.push(self.now + LINK_DELAY, Due::Deliver(n, to, bytes));
-        }
-        for task in tasks {
-            let after = match &task {
-                Task::Check { .. } => CHECK_LATENCY,
-                Task::Action { step, epoch, .. } => {
-                    self.ran.push(Ran {
-                        node: n,
-                        action: step.action.clone(),
-                        class: step.class,
-                        epoch: *epoch,
-                    });
-                    if step.class == ActionClass::Disruptive {
-                        let running = self.disruptive_running.entry(zone(n)).or_default();
-                        *running += 1;
-                        let peak = self.disruptive_peak.entry(zone(n)).or_default();
-                        *peak = (*peak).max(*running);
-                        let all = self.disruptive_running.values().sum();
-                        self.disruptive_peak_all = self.disruptive_peak_all.max(all);
-                    }
-                    ACTION_TIME
-                }
-            };
-            self.push(self.now + after, Due::Result(n, task));
-        }
-    }
-
-    fn finish(&mut self, n: u64, task: Task) {
-        let success = match &task {
-            Task::Check { .. } => self.healthy[&n],
-            Task::Action { step, .. } => {
-                if step.class == ActionClass::Disruptive {
-                    *self.disruptive_running.entry(zone(n)).or_default() -= 1;
-                }
-                if self.fixes.contains(&step.action) {
-                    self.healthy.insert(n, true);
-                }
-                true
-            }
-        };
-        let result = TaskResult {
-            success,
-            exit_code: Some(if success { 0 } else { 1 }),
-            detail: String::new(),
-        };
-        let now = self.now;
-        self.agents
-            .get_mut(&n)
-            .unwrap()
-            .handle_task_result(now, task.id(), result);
-        self.drain(n);
-    }
-
-    fn run_for(&mut self, duration: Duration) {
-        let end = self.now + duration;
-        for _ in 0..STEPS_MAX {
-            let next_due = self.due.keys().next().map(|&(at, _)| at);
-            let next_timer = self
-                .agents
-                .iter()
-                .filter_map(|(&n, agent)| agent.poll_timeout().map(|at| (at, n)))
-                .min();
-            let next = [next_due, next_timer.map(|(at, _)| at)]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(next) = next.filter(|&next| next <= end) else {
-                self.now = end;
-                return;
-            };
-            self.now = self.now.max(next);
-            let now = self.now;
-            if next_due == Some(next) {
-                match self.due.pop_first().unwrap().1 {
-                    Due::Deliver(from, to, bytes) => {
-                        self.agents
-                            .get_mut(&to)
-                            .unwrap()
-                            .handle_message(now, id(from), &bytes);
-                        self.drain(to);
-                    }
-                    Due::Result(n, task) => self.finish(n, task),
-                }
-            } else if let Some((_, n)) = next_timer {
-                self.agents.get_mut(&n).unwrap().handle_timeout(now);
-                self.drain(n);
-            }
-        }
-        panic!("harness did not reach the end of its run within {STEPS_MAX} steps");
-    }
-
+impl Mesh<Site> {
     /// Releases `policy` as the next version of the policy document.
     fn release(&mut self, policy: &Value) {
         let (operator, _) = &*FLEET;
-        self.version += 1;
-        let entries = self
+        let site = &mut self.world;
+        site.version += 1;
+        let entries = site
             .laptop
-            .write_doc(operator, POLICY_DOC, policy, self.version, None);
+            .write_doc(operator, POLICY_DOC, policy, site.version, None);
         self.publish(0, entries);
         self.run_for(Duration::from_secs(2));
-        for (n, agent) in &self.agents {
+        for (n, agent) in self.agents() {
             assert!(agent.policy().is_some(), "agent {n} runs the policy");
         }
     }
 
-    fn publish(&mut self, to: u64, entries: Vec<Entry>) {
-        let now = self.now;
-        let agent = self.agents.get_mut(&to).unwrap();
-        for entry in entries {
-            agent.publish(now, entry).unwrap();
-        }
-        self.drain(to);
-    }
-
     /// Records about `node` in agent 0's ledger, as (kind name, incident).
     fn records(&self, node: u64) -> Vec<(&'static str, String)> {
-        self.agents[&0]
+        self.agent(0)
             .replicas()
             .ledger()
             .iter()
@@ -304,7 +171,8 @@ impl Harness {
     /// from now.
     fn approve(&mut self, node: u64, ttl: Duration) {
         let (operator, _) = &*FLEET;
-        let keys: BTreeSet<IdempotencyKey> = self.agents[&0]
+        let keys: BTreeSet<IdempotencyKey> = self
+            .agent(0)
             .replicas()
             .ledger()
             .iter()
@@ -315,7 +183,7 @@ impl Harness {
             .map(|signed| signed.record.key.clone())
             .collect();
         assert!(!keys.is_empty(), "something awaits approval");
-        let now_millis = self.now.0 / 1_000_000;
+        let now_millis = self.now().0 / 1_000_000;
         let entries = keys
             .into_iter()
             .map(|about| {
@@ -412,22 +280,23 @@ fn policy(steps: Vec<Value>, voters: u64, extra: Vec<(&str, Value)>) -> Value {
 
 #[test]
 fn a_crashed_service_is_restarted_by_its_own_node_and_the_fix_is_recorded() {
-    let mut harness = Harness::new(6, 3);
+    let mut harness = fleet(6, 3);
     harness.release(&policy(vec![step("restart", "local", 5_000)], 3, vec![]));
     harness.run_for(Duration::from_secs(3));
-    assert!(harness.ran.is_empty(), "a healthy fleet runs nothing");
-    harness.healthy.insert(4, false);
+    assert!(harness.world.ran.is_empty(), "a healthy fleet runs nothing");
+    harness.world.healthy.insert(4, false);
     harness.run_for(Duration::from_secs(6));
     let ran: Vec<(u64, &str)> = harness
+        .world
         .ran
         .iter()
         .map(|ran| (ran.node, ran.action.as_str()))
         .collect();
     assert_eq!(ran, [(4, "restart")]);
-    assert!(harness.healthy[&4]);
+    assert!(harness.world.healthy[&4]);
     assert_eq!(harness.count(4, "started"), 1);
     assert_eq!(harness.count(4, "outcome"), 1);
-    let stats = &harness.agents[&4].stats().remedy;
+    let stats = &harness.agent(4).stats().remedy;
     assert_eq!((stats.incidents, stats.attempts, stats.fixes), (1, 1, 1));
     // Two failed checks at 1 s, then the restart: well under 4 s.
     assert!(stats.fix_millis_max < 4_000, "{stats:?}");
@@ -435,20 +304,21 @@ fn a_crashed_service_is_restarted_by_its_own_node_and_the_fix_is_recorded() {
 
 #[test]
 fn a_flapping_service_stops_at_the_limit_and_asks_for_a_human() {
-    let mut harness = Harness::new(5, 3);
+    let mut harness = fleet(5, 3);
     let limit = vec![("limit_count", Value::Int(2))];
     harness.release(&policy(vec![step("restart", "local", 3_000)], 3, limit));
     for _ in 0..5 {
-        harness.healthy.insert(4, false);
+        harness.world.healthy.insert(4, false);
         harness.run_for(Duration::from_secs(8));
     }
-    let restarts = harness.ran.iter().filter(|ran| ran.node == 4).count();
+    let restarts = harness.world.ran.iter().filter(|ran| ran.node == 4).count();
     assert_eq!(restarts, 2, "the limit stops the third restart");
     assert_eq!(harness.count(4, "needs-human"), 1);
-    assert!(!harness.healthy[&4]);
+    assert!(!harness.world.healthy[&4]);
     // An operator who approves the needs-human record re-arms the rule.
     let (operator, _) = &*FLEET;
-    let needs = harness.agents[&0]
+    let needs = harness
+        .agent(0)
         .replicas()
         .ledger()
         .iter()
@@ -457,7 +327,7 @@ fn a_flapping_service_stops_at_the_limit_and_asks_for_a_human() {
         .record
         .key
         .clone();
-    let now_millis = harness.now.0 / 1_000_000;
+    let now_millis = harness.now().0 / 1_000_000;
     let approval = LedgerRecord {
         key: needs,
         kind: RecordKind::Approval {
@@ -478,14 +348,17 @@ fn a_flapping_service_stops_at_the_limit_and_asks_for_a_human() {
         )))],
     );
     harness.run_for(Duration::from_secs(5));
-    assert_eq!(harness.ran.iter().filter(|ran| ran.node == 4).count(), 3);
-    assert!(harness.healthy[&4]);
+    assert_eq!(
+        harness.world.ran.iter().filter(|ran| ran.node == 4).count(),
+        3
+    );
+    assert!(harness.world.healthy[&4]);
 }
 
 #[test]
 fn a_disruptive_step_runs_once_on_the_target_under_the_holders_epoch() {
-    let mut harness = Harness::new(7, 3);
-    harness.fixes = BTreeSet::from(["reboot".to_owned()]);
+    let mut harness = fleet(7, 3);
+    harness.world.fixes = BTreeSet::from(["reboot".to_owned()]);
     let steps = vec![
         step("restart", "local", 2_000),
         step("reboot", "disruptive", 3_000),
@@ -494,15 +367,17 @@ fn a_disruptive_step_runs_once_on_the_target_under_the_holders_epoch() {
     harness.run_for(Duration::from_secs(5));
     let holders: Vec<(u64, u64)> = (0..3)
         .filter_map(|n| {
-            harness.agents[&n]
-                .holds(harness.now, "remediate:web-down")
+            harness
+                .agent(n)
+                .holds(harness.now(), "remediate:web-down")
                 .map(|epoch| (n, epoch))
         })
         .collect();
     assert_eq!(holders.len(), 1, "one voter holds the budget: {holders:?}");
-    harness.healthy.insert(5, false);
+    harness.world.healthy.insert(5, false);
     harness.run_for(Duration::from_secs(15));
     let ran: Vec<(&str, ActionClass, u64)> = harness
+        .world
         .ran
         .iter()
         .map(|ran| (ran.action.as_str(), ran.class, ran.epoch))
@@ -514,18 +389,18 @@ fn a_disruptive_step_runs_once_on_the_target_under_the_holders_epoch() {
             ("reboot", ActionClass::Disruptive, holders[0].1)
         ]
     );
-    assert!(harness.ran.iter().all(|ran| ran.node == 5));
-    assert!(harness.healthy[&5]);
+    assert!(harness.world.ran.iter().all(|ran| ran.node == 5));
+    assert!(harness.world.healthy[&5]);
     assert_eq!(harness.count(5, "request"), 1);
     assert_eq!(harness.count(5, "intent"), 1);
     let planner = holders[0].0;
-    assert_eq!(harness.agents[&planner].stats().remedy.intents_planned, 1);
+    assert_eq!(harness.agent(planner).stats().remedy.intents_planned, 1);
 }
 
 #[test]
 fn the_budget_holds_concurrent_disruptive_steps_to_max_concurrent() {
-    let mut harness = Harness::new(9, 3);
-    harness.fixes = BTreeSet::from(["reboot".to_owned()]);
+    let mut harness = fleet(9, 3);
+    harness.world.fixes = BTreeSet::from(["reboot".to_owned()]);
     let steps = vec![step("reboot", "disruptive", 3_000)];
     harness.release(&policy(
         steps,
@@ -534,16 +409,16 @@ fn the_budget_holds_concurrent_disruptive_steps_to_max_concurrent() {
     ));
     harness.run_for(Duration::from_secs(5));
     for n in 4..7 {
-        harness.healthy.insert(n, false);
+        harness.world.healthy.insert(n, false);
     }
     harness.run_for(Duration::from_secs(20));
-    let rebooted: Vec<u64> = harness.ran.iter().map(|ran| ran.node).collect();
+    let rebooted: Vec<u64> = harness.world.ran.iter().map(|ran| ran.node).collect();
     assert_eq!(rebooted.len(), 3, "each target rebooted once: {rebooted:?}");
-    assert_eq!(harness.disruptive_peak_all, 1, "max_concurrent is 1");
+    assert_eq!(harness.world.disruptive_peak_all, 1, "max_concurrent is 1");
     let outcomes: Vec<u64> = (4..7).map(|n| harness.count(n, "outcome") as u64).collect();
     assert_eq!(outcomes, [1, 1, 1]);
     // Never two at once: each intent was planned after the previous outcome.
-    let ledger = harness.agents[&0].replicas().ledger();
+    let ledger = harness.agent(0).replicas().ledger();
     let mut intents: Vec<u64> = Vec::new();
     let mut outcomes_at: Vec<u64> = Vec::new();
     for signed in ledger.iter() {
@@ -568,7 +443,7 @@ fn the_budget_holds_concurrent_disruptive_steps_to_max_concurrent() {
 
 #[test]
 fn a_systemic_failure_is_recorded_and_nothing_runs() {
-    let mut harness = Harness::new(7, 3);
+    let mut harness = fleet(7, 3);
     // Failures detected at the same check round are only known to be
     // systemic once their reports have spread: `unhealthy_for` is that
     // wait.
@@ -576,28 +451,28 @@ fn a_systemic_failure_is_recorded_and_nothing_runs() {
     harness.release(&policy(vec![step("restart", "local", 3_000)], 3, wait));
     // 3 of the 4 web nodes: above max_unhealthy = 50%.
     for n in 3..6 {
-        harness.healthy.insert(n, false);
+        harness.world.healthy.insert(n, false);
     }
     harness.run_for(Duration::from_secs(10));
-    assert!(harness.ran.is_empty(), "{:?}", harness.ran);
+    assert!(harness.world.ran.is_empty(), "{:?}", harness.world.ran);
     let skipped: usize = (3..6).map(|n| harness.count(n, "skipped")).sum();
     assert_eq!(skipped, 3, "the short-circuit is recorded once per node");
     // One node recovering by itself brings the fleet under the threshold:
     // the others are remediated.
-    harness.healthy.insert(3, true);
+    harness.world.healthy.insert(3, true);
     harness.run_for(Duration::from_secs(10));
-    let ran: BTreeSet<u64> = harness.ran.iter().map(|ran| ran.node).collect();
+    let ran: BTreeSet<u64> = harness.world.ran.iter().map(|ran| ran.node).collect();
     assert_eq!(ran, BTreeSet::from([4, 5]));
 }
 
 #[test]
 fn an_approval_gated_step_waits_and_an_expired_approval_denies_it() {
-    let mut harness = Harness::new(5, 3);
+    let mut harness = fleet(5, 3);
     let gated = vec![("require_approval", Value::Bool(true))];
     harness.release(&policy(vec![step("restart", "local", 20_000)], 3, gated));
-    harness.healthy.insert(3, false);
+    harness.world.healthy.insert(3, false);
     harness.run_for(Duration::from_secs(5));
-    assert!(harness.ran.is_empty(), "waits for an approval");
+    assert!(harness.world.ran.is_empty(), "waits for an approval");
     assert_eq!(
         harness.count(3, "intent"),
         1,
@@ -606,30 +481,30 @@ fn an_approval_gated_step_waits_and_an_expired_approval_denies_it() {
     // An approval that lapses before it reaches the node denies.
     harness.approve(3, Duration::ZERO);
     harness.run_for(Duration::from_secs(2));
-    assert!(harness.ran.is_empty());
+    assert!(harness.world.ran.is_empty());
     assert_eq!(harness.count(3, "skipped"), 1);
     // A valid one lets it run.
     harness.approve(3, Duration::from_secs(30));
     harness.run_for(Duration::from_secs(2));
-    assert_eq!(harness.ran.len(), 1);
-    assert!(harness.healthy[&3]);
+    assert_eq!(harness.world.ran.len(), 1);
+    assert!(harness.world.healthy[&3]);
 }
 
 #[test]
 fn a_dry_run_records_the_intent_and_runs_nothing() {
-    let mut harness = Harness::new(5, 3);
+    let mut harness = fleet(5, 3);
     let dry = vec![("dry_run", Value::Bool(true))];
     harness.release(&policy(vec![step("restart", "local", 2_000)], 3, dry));
-    harness.healthy.insert(4, false);
+    harness.world.healthy.insert(4, false);
     harness.run_for(Duration::from_secs(6));
-    assert!(harness.ran.is_empty());
+    assert!(harness.world.ran.is_empty());
     assert_eq!(harness.count(4, "intent"), 1);
-    assert_eq!(harness.agents[&4].stats().remedy.dry_runs, 1);
+    assert_eq!(harness.agent(4).stats().remedy.dry_runs, 1);
 }
 
 #[test]
 fn a_reload_never_starts_an_action_for_a_failure_already_known() {
-    let mut harness = Harness::new(5, 3);
+    let mut harness = fleet(5, 3);
     let no_rule = map(vec![(
         "checks",
         map(vec![(
@@ -645,11 +520,11 @@ fn a_reload_never_starts_an_action_for_a_failure_already_known() {
         )]),
     )]);
     harness.release(&no_rule);
-    harness.healthy.insert(4, false);
+    harness.world.healthy.insert(4, false);
     harness.run_for(Duration::from_secs(5));
     harness.release(&policy(vec![step("restart", "local", 2_000)], 3, vec![]));
     harness.run_for(Duration::from_secs(10));
-    assert!(harness.ran.is_empty(), "{:?}", harness.ran);
+    assert!(harness.world.ran.is_empty(), "{:?}", harness.world.ran);
 }
 
 #[test]
@@ -713,8 +588,8 @@ fn policies_that_would_act_on_everything_or_unsafely_are_refused_naming_the_fiel
 
 #[test]
 fn an_intent_not_backed_by_the_scopes_lease_is_never_run() {
-    let mut harness = Harness::new(6, 3);
-    harness.fixes = BTreeSet::from(["reboot".to_owned()]);
+    let mut harness = fleet(6, 3);
+    harness.world.fixes = BTreeSet::from(["reboot".to_owned()]);
     // Voters that do not exist: nobody can hold the budget.
     let mut doc = policy(vec![step("reboot", "disruptive", 3_000)], 0, vec![]);
     if let Value::Map(root) = &mut doc
@@ -727,9 +602,10 @@ fn an_intent_not_backed_by_the_scopes_lease_is_never_run() {
         rule.insert("voters".into(), Value::List(ghosts));
     }
     harness.release(&doc);
-    harness.healthy.insert(5, false);
+    harness.world.healthy.insert(5, false);
     harness.run_for(Duration::from_secs(5));
-    let requested = harness.agents[&0]
+    let requested = harness
+        .agent(0)
         .replicas()
         .ledger()
         .iter()
@@ -753,7 +629,7 @@ fn an_intent_not_backed_by_the_scopes_lease_is_never_run() {
         },
         author: forger.public(),
         at: Hlc {
-            millis: harness.now.0 / 1_000_000,
+            millis: harness.now().0 / 1_000_000,
             counter: 0,
         },
     };
@@ -762,28 +638,33 @@ fn an_intent_not_backed_by_the_scopes_lease_is_never_run() {
         vec![Entry::Ledger(Box::new(SignedRecord::sign(forged, &forger)))],
     );
     harness.run_for(Duration::from_secs(10));
-    assert!(harness.ran.is_empty(), "{:?}", harness.ran);
-    assert!(!harness.healthy[&5]);
+    assert!(harness.world.ran.is_empty(), "{:?}", harness.world.ran);
+    assert!(!harness.world.healthy[&5]);
 }
 
 #[test]
 fn the_limit_holds_across_a_restart_of_the_agent() {
-    let mut harness = Harness::new(5, 3);
+    let mut harness = fleet(5, 3);
     let limit = vec![("limit_count", Value::Int(1))];
     harness.release(&policy(vec![step("restart", "local", 3_000)], 3, limit));
-    harness.healthy.insert(4, false);
+    harness.world.healthy.insert(4, false);
     harness.run_for(Duration::from_secs(6));
-    assert_eq!(harness.ran.len(), 1);
-    harness.healthy.insert(4, false);
+    assert_eq!(harness.world.ran.len(), 1);
+    harness.world.healthy.insert(4, false);
     harness.run_for(Duration::from_secs(6));
-    assert_eq!(harness.ran.len(), 1, "the limit stops the second restart");
+    assert_eq!(
+        harness.world.ran.len(),
+        1,
+        "the limit stops the second restart"
+    );
     // A crash loop of the agent must not reset the rails.
     for _ in 0..3 {
-        harness.restart(4);
+        harness.crash(4);
+        harness.start(4);
         harness.run_for(Duration::from_secs(8));
     }
-    assert_eq!(harness.ran.len(), 1, "{:?}", harness.ran);
-    let agent = &harness.agents[&4];
+    assert_eq!(harness.world.ran.len(), 1, "{:?}", harness.world.ran);
+    let agent = &harness.agent(4);
     assert!(
         agent.policy().is_some(),
         "the restarted agent runs the policy"
@@ -799,7 +680,7 @@ fn the_limit_holds_across_a_restart_of_the_agent() {
 #[test]
 fn a_lease_of_a_budget_scope_naming_other_voters_is_refused() {
     use fleetmesh_node::crdt::{Grant, GrantBody, Lease, LeaseKind, SignedLease};
-    let mut harness = Harness::new(6, 3);
+    let mut harness = fleet(6, 3);
     harness.release(&policy(
         vec![step("reboot", "disruptive", 3_000)],
         3,
@@ -807,9 +688,9 @@ fn a_lease_of_a_budget_scope_naming_other_voters_is_refused() {
     ));
     harness.run_for(Duration::from_secs(5));
     let scope = "remediate:web-down";
-    let holder = |harness: &Harness| {
+    let holder = |harness: &Mesh<Site>| {
         (0..3)
-            .filter_map(|n| harness.agents[&n].holds(harness.now, scope))
+            .filter_map(|n| harness.agent(n).holds(harness.now(), scope))
             .collect::<Vec<u64>>()
     };
     let before = holder(&harness);
@@ -819,7 +700,7 @@ fn a_lease_of_a_budget_scope_naming_other_voters_is_refused() {
     // lease and become the fencing token.
     let rogue = key(4);
     let at = Hlc {
-        millis: harness.now.0 / 1_000_000,
+        millis: harness.now().0 / 1_000_000,
         counter: 0,
     };
     let grant = Grant::sign(
@@ -845,12 +726,11 @@ fn a_lease_of_a_budget_scope_naming_other_voters_is_refused() {
         },
     };
     let entry = Entry::Lease(Box::new(SignedLease::sign(lease, &rogue)));
-    let now = harness.now;
-    let refused = harness.agents.get_mut(&4).unwrap().publish(now, entry);
+    let refused = harness.input(4, |agent, now| agent.publish(now, entry));
     assert!(refused.is_err(), "refused where the policy runs");
     harness.run_for(Duration::from_secs(5));
     assert_eq!(holder(&harness), before, "the real holder keeps the scope");
-    for agent in harness.agents.values() {
+    for (_, agent) in harness.agents() {
         let table = agent.replicas().leases();
         assert_eq!(table.max_epoch(scope), Some(before[0]));
     }
@@ -858,8 +738,8 @@ fn a_lease_of_a_budget_scope_naming_other_voters_is_refused() {
 
 #[test]
 fn an_escrowed_budget_gives_each_zone_its_own_slot_granted_by_its_own_voters() {
-    let mut harness = Harness::new(12, 6);
-    harness.fixes = BTreeSet::from(["reboot".to_owned()]);
+    let mut harness = fleet(12, 6);
+    harness.world.fixes = BTreeSet::from(["reboot".to_owned()]);
     let slot = |zone_of: u64| {
         let voters = (0..6)
             .filter(|n| n % 2 == zone_of)
@@ -905,7 +785,7 @@ fn an_escrowed_budget_gives_each_zone_its_own_slot_granted_by_its_own_voters() {
         ("remediate:web-down:b", [1, 3, 5]),
     ] {
         let holders: Vec<u64> = (0..6)
-            .filter(|&n| harness.agents[&n].holds(harness.now, scope).is_some())
+            .filter(|&n| harness.agent(n).holds(harness.now(), scope).is_some())
             .collect();
         assert_eq!(holders.len(), 1, "{scope}: {holders:?}");
         assert!(
@@ -915,15 +795,49 @@ fn an_escrowed_budget_gives_each_zone_its_own_slot_granted_by_its_own_voters() {
     }
     // Two web nodes down in each zone.
     for n in 6..10 {
-        harness.healthy.insert(n, false);
+        harness.world.healthy.insert(n, false);
     }
     harness.run_for(Duration::from_secs(20));
-    assert_eq!(harness.ran.len(), 4, "{:?}", harness.ran);
-    assert!((6..10).all(|n| harness.healthy[&n]));
-    assert_eq!(harness.disruptive_peak.get("a"), Some(&1));
-    assert_eq!(harness.disruptive_peak.get("b"), Some(&1));
+    assert_eq!(harness.world.ran.len(), 4, "{:?}", harness.world.ran);
+    assert!((6..10).all(|n| harness.world.healthy[&n]));
+    assert_eq!(harness.world.disruptive_peak.get("a"), Some(&1));
+    assert_eq!(harness.world.disruptive_peak.get("b"), Some(&1));
     assert_eq!(
-        harness.disruptive_peak_all, 2,
+        harness.world.disruptive_peak_all, 2,
         "the zones' slots run side by side"
+    );
+}
+
+/// An action that reports back after its timeout was already counted a
+/// failure: its late result is counted and ignored, not taken as a fix.
+#[test]
+fn an_action_result_after_its_timeout_is_ignored() {
+    let mut harness = fleet(5, 3);
+    harness.world.held_actions.insert(4);
+    harness.release(&policy(vec![step("restart", "local", 2_000)], 3, vec![]));
+    harness.world.healthy.insert(4, false);
+    harness.run_until(
+        Duration::from_secs(5),
+        "node 4 starts its restart",
+        |harness| !harness.node(4).tasks.is_empty(),
+    );
+    let (&task, _) = harness.node(4).tasks.first_key_value().expect("held");
+    harness.run_for(Duration::from_secs(3));
+    let stats = harness.agent(4).stats().remedy.clone();
+    assert!(
+        stats.failures >= 1,
+        "the timeout counts as a failure: {stats:?}"
+    );
+    let result = TaskResult {
+        success: true,
+        exit_code: Some(0),
+        detail: String::new(),
+    };
+    harness.complete(4, task, result);
+    let stats = &harness.agent(4).stats().remedy;
+    assert_eq!(
+        (stats.results_ignored, stats.successes),
+        (1, 0),
+        "{stats:?}"
     );
 }

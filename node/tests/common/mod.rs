@@ -1,6 +1,12 @@
-//! The test fleet both agent-level test files run: node keys derived from
-//! small numbers, one operator holding root, config, admit and approve, and the
-//! certified identity of node `n`.
+//! The test fleet every node test file runs: node keys derived from small
+//! numbers, one operator holding root, config, admit and approve, and the
+//! certified identity of node `n`; and the one harness that drives their
+//! agents ([`mesh::Mesh`] over [`links::Links`]).
+
+#[allow(dead_code, reason = "each test file uses its own part of the harness")]
+pub mod links;
+#[allow(dead_code, reason = "each test file uses its own part of the harness")]
+pub mod mesh;
 
 use fleetmesh_node::crdt::{
     CertBody, ConfigEntry, ConfigStore, Ctx, Ed25519, Keypair, NodeCert, PublicKey, Release,
