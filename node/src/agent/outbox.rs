@@ -197,7 +197,7 @@ mod tests {
             kind: CheckKind::Exec {
                 command: vec!["true".into()],
             },
-            select: Selector::parse("*").expect("a valid selector"),
+            select: Selector::parse("role=web").expect("a valid selector"),
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             fall: 1,
