@@ -6,6 +6,8 @@
 //! clock, draws randomness or performs I/O; the protocol core and the
 //! simulator decide when merges happen.
 
+#![deny(missing_docs, unreachable_pub)]
+
 pub mod cert;
 pub mod cert_table;
 pub mod config;

@@ -37,7 +37,7 @@ impl<R, E> Default for Registers<R, E> {
 
 impl<R: Ord, E> Registers<R, E> {
     /// Keeps `offered` under `key` when it ranks above what is held.
-    pub fn offer(&mut self, key: Digest, offered: Held<R, E>) -> Merge {
+    pub(crate) fn offer(&mut self, key: Digest, offered: Held<R, E>) -> Merge {
         let replaced = match self.held.get(&key) {
             Some(current) if current.rank >= offered.rank => return Merge::Unchanged,
             current => current.map(|current| current.version),
@@ -52,12 +52,12 @@ impl<R: Ord, E> Registers<R, E> {
     }
 
     /// The entry under `key`.
-    pub fn get(&self, key: &Digest) -> Option<&E> {
+    pub(crate) fn get(&self, key: &Digest) -> Option<&E> {
         self.held.get(key).map(|held| &held.entry)
     }
 
     /// Every (key, version).
-    pub fn versions(&self) -> Vec<(Digest, Digest)> {
+    pub(crate) fn versions(&self) -> Vec<(Digest, Digest)> {
         self.held
             .iter()
             .map(|(key, held)| (*key, held.version))
@@ -65,27 +65,27 @@ impl<R: Ord, E> Registers<R, E> {
     }
 
     /// Entries in key order.
-    pub fn entries(&self) -> impl Iterator<Item = (&Digest, &E)> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Digest, &E)> {
         self.held.iter().map(|(key, held)| (key, &held.entry))
     }
 
     /// How many keys are held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.held.len()
     }
 
     /// Forgets `key`.
-    pub fn remove(&mut self, key: &Digest) {
+    pub(crate) fn remove(&mut self, key: &Digest) {
         self.held.remove(key);
     }
 
     /// Forgets the highest key: the deterministic victim when over a bound.
-    pub fn pop_last(&mut self) -> Option<(Digest, E)> {
+    pub(crate) fn pop_last(&mut self) -> Option<(Digest, E)> {
         self.held.pop_last().map(|(key, held)| (key, held.entry))
     }
 
     /// Keeps the entries `keep` accepts; returns the keys dropped.
-    pub fn retain(&mut self, mut keep: impl FnMut(&E) -> bool) -> Vec<Digest> {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&E) -> bool) -> Vec<Digest> {
         let mut dropped = Vec::new();
         self.held.retain(|key, held| {
             let kept = keep(&held.entry);

@@ -9,7 +9,7 @@ use crate::trust::TrustChain;
 use crate::trust::tests::{doc, key, sign};
 
 /// A fleet whose roots are keys 1 and 2 and whose approver is key 100.
-pub struct Fleet {
+pub(crate) struct Fleet {
     /// The trust chain; [`Fleet::revoke`] extends it.
     pub trust: TrustChain,
     /// Node keys with a valid certificate.
@@ -18,7 +18,7 @@ pub struct Fleet {
 
 impl Fleet {
     /// A fleet admitting `nodes`.
-    pub fn new(nodes: &[&Keypair]) -> Fleet {
+    pub(crate) fn new(nodes: &[&Keypair]) -> Fleet {
         let (a, b) = (key(1), key(2));
         let trust = TrustChain::new(sign(doc(1, &[&a, &b], &[]), &[&a, &b]), &Ed25519).unwrap();
         Fleet {
@@ -28,7 +28,7 @@ impl Fleet {
     }
 
     /// Publishes the next trust version, revoking `revoked`.
-    pub fn revoke(&mut self, revoked: &[PublicKey]) {
+    pub(crate) fn revoke(&mut self, revoked: &[PublicKey]) {
         let (a, b) = (key(1), key(2));
         let version = self.trust.head().doc.version + 1;
         let next = sign(doc(version, &[&a, &b], revoked), &[&a, &b]);
@@ -36,7 +36,7 @@ impl Fleet {
     }
 
     /// Runs `body` with a merge context at HLC time `now_millis`.
-    pub fn with_ctx<T>(&self, now_millis: u64, body: impl FnOnce(&Ctx<'_>) -> T) -> T {
+    pub(crate) fn with_ctx<T>(&self, now_millis: u64, body: impl FnOnce(&Ctx<'_>) -> T) -> T {
         let admitted = |node: &PublicKey| self.admitted.contains(node);
         let ctx = Ctx {
             trust: &self.trust,
@@ -49,7 +49,7 @@ impl Fleet {
 }
 
 /// One pool entry and whether it is valid.
-pub type Pooled<E> = (E, bool);
+pub(crate) type Pooled<E> = (E, bool);
 
 /// Delivers `order` (indices into `pool`) to a copy of `empty`.
 fn deliver<R: Replica + Clone>(
@@ -86,7 +86,7 @@ fn join<R: Replica + Clone>(fleet: &Fleet, a: &R, b: &R) -> R {
 /// is commutative, associative and idempotent; invalid entries are never
 /// held. Returns the state every replica converged to, for the caller's own
 /// checks of what it must hold.
-pub fn check_crdt_laws<R: Replica + Clone>(
+pub(crate) fn check_crdt_laws<R: Replica + Clone>(
     fleet: &Fleet,
     empty: &R,
     pool: &[Pooled<R::Entry>],

@@ -429,13 +429,13 @@ pub(crate) mod tests {
     use super::*;
     use crate::keys::{Ed25519, Keypair};
 
-    pub fn key(n: u8) -> Keypair {
+    pub(crate) fn key(n: u8) -> Keypair {
         Keypair::from_seed([n; 32])
     }
 
     /// A document naming `roots` as root keys (threshold 2 when there are at
     /// least two) and key 100 as the single config and admit key.
-    pub fn doc(version: u64, roots: &[&Keypair], revoked: &[PublicKey]) -> TrustDoc {
+    pub(crate) fn doc(version: u64, roots: &[&Keypair], revoked: &[PublicKey]) -> TrustDoc {
         let mut keys = BTreeMap::new();
         for root in roots {
             keys.insert(root.public(), BTreeSet::from([Role::Root]));
@@ -454,7 +454,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn sign(doc: TrustDoc, signers: &[&Keypair]) -> SignedTrust {
+    pub(crate) fn sign(doc: TrustDoc, signers: &[&Keypair]) -> SignedTrust {
         SignedTrust::sign(doc, signers)
     }
 

@@ -124,7 +124,7 @@ pub(crate) struct Parsed {
 impl Parsed {
     /// Checks everything about `envelope` that needs no trust: sizes, that
     /// the bytes parse, that the actor is the author.
-    pub fn new(envelope: SignedChange) -> Result<Parsed, Rejected> {
+    pub(crate) fn new(envelope: SignedChange) -> Result<Parsed, Rejected> {
         if envelope.doc.is_empty() || envelope.doc.len() > limits::DOC_ID_MAX {
             return Err(Rejected::Malformed(format!(
                 "document id must be 1..={} bytes",
@@ -154,7 +154,7 @@ impl Parsed {
     }
 
     /// Whether the author may write under the stated trust version.
-    pub fn standing(&self, ctx: &Ctx<'_>) -> Result<Standing, Rejected> {
+    pub(crate) fn standing(&self, ctx: &Ctx<'_>) -> Result<Standing, Rejected> {
         let version = self.envelope.trust_version;
         if version > ctx.trust.head().doc.version {
             return Ok(Standing::Future);
@@ -173,7 +173,7 @@ impl Parsed {
     }
 
     /// Checks authorization under the current trust and the signature.
-    pub fn verify(&self, ctx: &Ctx<'_>) -> Result<(), Rejected> {
+    pub(crate) fn verify(&self, ctx: &Ctx<'_>) -> Result<(), Rejected> {
         if self.standing(ctx)? == Standing::Future {
             return Err(Rejected::Unauthorized(format!(
                 "trust version {} is newer than this replica's",
@@ -187,7 +187,7 @@ impl Parsed {
     }
 
     /// The signature check for the envelope.
-    pub fn check(&self) -> SignatureCheck {
+    pub(crate) fn check(&self) -> SignatureCheck {
         SignatureCheck {
             key: self.envelope.author,
             digest: self.envelope.signing_digest(&self.hash),
@@ -196,12 +196,12 @@ impl Parsed {
     }
 
     /// The author's automerge sequence number.
-    pub fn seq(&self) -> u64 {
+    pub(crate) fn seq(&self) -> u64 {
         self.change.seq()
     }
 
     /// The hashes of the changes this one depends on.
-    pub fn deps(&self) -> impl Iterator<Item = Digest> + '_ {
+    pub(crate) fn deps(&self) -> impl Iterator<Item = Digest> + '_ {
         self.change.deps().iter().map(|hash| Digest(hash.0))
     }
 }

@@ -86,7 +86,7 @@ pub(crate) struct Document {
 
 impl Document {
     /// An empty document.
-    pub fn new() -> Document {
+    pub(super) fn new() -> Document {
         Document {
             automerge: Automerge::new(),
             applied: BTreeMap::new(),
@@ -101,32 +101,32 @@ impl Document {
     }
 
     /// Whether the change was refused for failing on this document.
-    pub fn refused(&self, hash: &Digest) -> bool {
+    pub(super) fn refused(&self, hash: &Digest) -> bool {
         self.refused.contains(hash)
     }
 
     /// Whether the change is applied or pending.
-    pub fn holds(&self, hash: &Digest) -> bool {
+    pub(super) fn holds(&self, hash: &Digest) -> bool {
         self.applied.contains_key(hash) || self.pending.contains_key(hash)
     }
 
     /// Whether the change is applied.
-    pub fn is_applied(&self, hash: &Digest) -> bool {
+    pub(super) fn is_applied(&self, hash: &Digest) -> bool {
         self.applied.contains_key(hash)
     }
 
     /// Whether the change waits in the queue.
-    pub fn is_pending(&self, hash: &Digest) -> bool {
+    pub(super) fn is_pending(&self, hash: &Digest) -> bool {
         self.pending.contains_key(hash)
     }
 
     /// Whether the document holds no change at all.
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.applied.is_empty() && self.pending.is_empty()
     }
 
     /// Queues a verified change; [`Document::drain`] applies it once ready.
-    pub fn insert(&mut self, parsed: Parsed) -> Insert {
+    pub(super) fn insert(&mut self, parsed: Parsed) -> Insert {
         if self.holds(&parsed.hash) {
             return Insert::Known;
         }
@@ -157,7 +157,7 @@ impl Document {
     /// unblock, whose parents and predecessor are applied: one automerge
     /// batch for all of them. Returns the changes automerge would not take;
     /// they are no longer held.
-    pub fn drain(&mut self, candidates: impl IntoIterator<Item = Digest>) -> Vec<Unappliable> {
+    pub(super) fn drain(&mut self, candidates: impl IntoIterator<Item = Digest>) -> Vec<Unappliable> {
         let mut work: Vec<Digest> = candidates.into_iter().collect();
         let mut round = BTreeSet::new();
         let mut order = Vec::new();
@@ -439,7 +439,7 @@ impl Document {
     /// Rebuilds the document from the held changes `keep` accepts; the rest
     /// are forgotten, and changes that depended on them wait again. Returns
     /// what automerge would not take on the way (see [`Document::drain`]).
-    pub fn rebuild(&mut self, keep: impl Fn(&SignedChange) -> bool) -> Vec<Unappliable> {
+    pub(super) fn rebuild(&mut self, keep: impl Fn(&SignedChange) -> bool) -> Vec<Unappliable> {
         let mut held: Vec<Parsed> = std::mem::take(&mut self.pending).into_values().collect();
         held.extend(
             std::mem::take(&mut self.applied)
@@ -458,50 +458,50 @@ impl Document {
     }
 
     /// Every held change's envelope, applied or pending.
-    pub fn envelopes(&self) -> impl Iterator<Item = &SignedChange> {
+    pub(super) fn envelopes(&self) -> impl Iterator<Item = &SignedChange> {
         self.applied
             .values()
             .chain(self.pending.values().map(|parsed| &parsed.envelope))
     }
 
     /// The changes waiting for a parent or their author's previous change.
-    pub fn pending_envelopes(&self) -> impl Iterator<Item = &SignedChange> {
+    pub(super) fn pending_envelopes(&self) -> impl Iterator<Item = &SignedChange> {
         self.pending.values().map(|parsed| &parsed.envelope)
     }
 
     /// The applied changes' hashes.
-    pub fn applied_keys(&self) -> impl Iterator<Item = &Digest> {
+    pub(super) fn applied_keys(&self) -> impl Iterator<Item = &Digest> {
         self.applied.keys()
     }
 
     /// An applied change's envelope.
-    pub fn entry(&self, hash: &Digest) -> Option<&SignedChange> {
+    pub(super) fn entry(&self, hash: &Digest) -> Option<&SignedChange> {
         self.applied.get(hash)
     }
 
     /// The pending change with the highest hash, if any: what a full queue
     /// drops first, the same on every replica.
-    pub fn last_pending(&self) -> Option<Digest> {
+    pub(super) fn last_pending(&self) -> Option<Digest> {
         self.pending.keys().next_back().copied()
     }
 
     /// Drops a pending change to respect the queue's bounds.
-    pub fn drop_pending(&mut self, hash: &Digest) {
+    pub(super) fn drop_pending(&mut self, hash: &Digest) {
         self.remove_pending(hash);
     }
 
     /// How many changes wait.
-    pub fn pending_len(&self) -> usize {
+    pub(super) fn pending_len(&self) -> usize {
         self.pending.len()
     }
 
     /// How many bytes of changes wait.
-    pub fn pending_bytes(&self) -> usize {
+    pub(super) fn pending_bytes(&self) -> usize {
         self.pending_bytes
     }
 
     /// The current heads.
-    pub fn heads(&self) -> Vec<Digest> {
+    pub(super) fn heads(&self) -> Vec<Digest> {
         self.automerge
             .get_heads()
             .into_iter()
@@ -510,12 +510,12 @@ impl Document {
     }
 
     /// Whether every one of `heads` is applied.
-    pub fn has_all(&self, heads: &[Digest]) -> bool {
+    pub(super) fn has_all(&self, heads: &[Digest]) -> bool {
         heads.iter().all(|head| self.applied.contains_key(head))
     }
 
     /// The content at `heads`, which must all be applied.
-    pub fn value_at(&self, heads: &[Digest]) -> Option<Value> {
+    pub(super) fn value_at(&self, heads: &[Digest]) -> Option<Value> {
         if !self.has_all(heads) {
             return None;
         }
@@ -526,7 +526,7 @@ impl Document {
     }
 
     /// The live automerge document, for authoring on a fork of it.
-    pub fn automerge(&self) -> &Automerge {
+    pub(super) fn automerge(&self) -> &Automerge {
         &self.automerge
     }
 }
