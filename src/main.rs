@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+mod config_command;
 mod demo;
 mod logging;
 mod memory;
@@ -55,7 +56,7 @@ enum Command {
     /// published to and read from a running agent.
     Config {
         #[command(subcommand)]
-        command: operator::ConfigCommand,
+        command: config_command::ConfigCommand,
     },
     /// Runs the agent in the foreground until SIGTERM or SIGINT, then
     /// leaves the fleet gracefully. Exit status: 0 after a clean stop, 1 when
@@ -131,7 +132,7 @@ fn main() -> ExitCode {
         Command::Sim { command } => sim::command(command),
         Command::Keygen { out, force } => return operator_result(operator::keygen(&out, force)),
         Command::Fleet { command } => return operator_result(operator::fleet(command)),
-        Command::Config { command } => return operator_result(operator::config(command)),
+        Command::Config { command } => return operator_result(config_command::run(command)),
         Command::Agent { config } => return operator_result(agent(&config)),
         Command::Publish(args) => return operator_result(client::publish(&args)),
         Command::Members { target } => return operator_result(client::members(&target)),

@@ -10,10 +10,6 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Exit code of a determinism check that found two runs of one seed
-/// differing (after 0 pass, 1 unmet, 2 usage, 3 liveness, 4 safety).
-pub const EXIT_NONDETERMINISTIC: u8 = 5;
-
 /// The simulator's subcommands.
 #[derive(Subcommand)]
 pub enum SimCommand {
@@ -397,7 +393,7 @@ fn determinism(
         }
         Some(divergence) => {
             println!("NONDETERMINISTIC: {divergence}");
-            Ok(ExitCode::from(EXIT_NONDETERMINISTIC))
+            Ok(ExitCode::from(sweep::EXIT_NONDETERMINISTIC))
         }
     }
 }

@@ -20,6 +20,39 @@ use std::time::{Duration, Instant};
 /// Most failing seeds listed with their replay command.
 const LISTED_MAX: usize = 20;
 
+/// Exit code of a determinism check that found two runs of one seed
+/// differing (after 0 pass, 1 unmet, 2 usage, 3 liveness, 4 safety).
+pub const EXIT_NONDETERMINISTIC: u8 = 5;
+
+/// Why a seed failed: the simulator's verdict on its run, or its two runs
+/// differing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failed {
+    Verdict(Verdict),
+    Nondeterministic,
+}
+
+impl Failed {
+    /// The name the summary prints and counts failures by.
+    fn name(self) -> &'static str {
+        match self {
+            Failed::Verdict(Verdict::Pass) => "Pass",
+            Failed::Verdict(Verdict::ExpectationUnmet) => "ExpectationUnmet",
+            Failed::Verdict(Verdict::Liveness) => "Liveness",
+            Failed::Verdict(Verdict::Safety) => "Safety",
+            Failed::Nondeterministic => "Nondeterministic",
+        }
+    }
+
+    /// The process exit code of a run that failed so.
+    fn exit_code(self) -> i32 {
+        match self {
+            Failed::Verdict(verdict) => verdict.exit_code(),
+            Failed::Nondeterministic => i32::from(EXIT_NONDETERMINISTIC),
+        }
+    }
+}
+
 /// Parses `A..B` (B exclusive) or `A..=B`.
 pub fn parse_range(text: &str) -> Result<Range<u64>, String> {
     let problem = || format!("`{text}` is not a seed range: write A..B or A..=B, e.g. 1..=1000");
@@ -68,7 +101,7 @@ pub fn replay(path: &Path, seed: u64, swarm: bool) -> String {
 /// A failing seed.
 struct Failure {
     seed: u64,
-    verdict: String,
+    verdict: Failed,
     first: String,
     mix: Option<String>,
 }
@@ -201,7 +234,7 @@ fn one(scenario: &Scenario, seed: u64, plan: &Plan) -> (Outcome, Option<Failure>
         let step = divergence.first.or(divergence.second);
         Some(Failure {
             seed,
-            verdict: "Nondeterministic".to_string(),
+            verdict: Failed::Nondeterministic,
             first: format!(
                 "runs part at step {}: {}",
                 divergence.index,
@@ -218,7 +251,7 @@ fn one(scenario: &Scenario, seed: u64, plan: &Plan) -> (Outcome, Option<Failure>
             .unwrap_or_default();
         Some(Failure {
             seed,
-            verdict: format!("{verdict:?}"),
+            verdict: Failed::Verdict(verdict),
             first,
             mix,
         })
@@ -287,12 +320,7 @@ pub fn run(path: &Path, plan: &Plan) -> anyhow::Result<ExitCode> {
     let worst = summary
         .failures
         .iter()
-        .map(|failure| match failure.verdict.as_str() {
-            "Nondeterministic" => i32::from(crate::sim::EXIT_NONDETERMINISTIC),
-            "ExpectationUnmet" => Verdict::ExpectationUnmet.exit_code(),
-            "Liveness" => Verdict::Liveness.exit_code(),
-            _ => Verdict::Safety.exit_code(),
-        })
+        .map(|failure| failure.verdict.exit_code())
         .max()
         .unwrap_or(0);
     Ok(ExitCode::from(u8::try_from(worst).unwrap_or(1)))
@@ -318,7 +346,7 @@ fn print_summary(path: &Path, plan: &Plan, summary: &Summary, wall: Duration) {
     }
     let mut by_verdict: BTreeMap<&str, usize> = BTreeMap::new();
     for failure in &summary.failures {
-        *by_verdict.entry(&failure.verdict).or_default() += 1;
+        *by_verdict.entry(failure.verdict.name()).or_default() += 1;
     }
     for (verdict, count) in &by_verdict {
         println!("  {verdict:<18} {count}");
@@ -347,7 +375,9 @@ fn print_summary(path: &Path, plan: &Plan, summary: &Summary, wall: Duration) {
     for failure in summary.failures.iter().take(LISTED_MAX) {
         println!(
             "  seed {} {}: {}",
-            failure.seed, failure.verdict, failure.first
+            failure.seed,
+            failure.verdict.name(),
+            failure.first
         );
         if let Some(mix) = &failure.mix {
             println!("    mix: {mix}");

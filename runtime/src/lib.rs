@@ -31,9 +31,11 @@ pub mod gate;
 pub mod journal;
 pub mod local;
 pub mod metrics;
+pub mod peers;
 pub mod process;
 pub mod state;
 pub mod transport;
+pub mod views;
 
 pub use config::AgentConfig;
 pub use driver::{Started, run, shutdown_signal};

@@ -1,0 +1,797 @@
+//! The admin API's views (`GET /v1/...`): JSON built from the core's
+//! [`Agent`] and the little the runtime knows around it ([`Local`]), as
+//! pure functions, so each is tested against an agent built in the test
+//! and none can change what it shows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fleetmesh_crdt::{
+    Digest, HealthState, IdempotencyKey, LeaseKind, MemberState, NodeId, PublicKey, RecordKind,
+    Replica, SignedRecord, SignedRelease,
+};
+use fleetmesh_node::state::Entry;
+use fleetmesh_node::{Agent, Instant, Policy};
+use libp2p::{Multiaddr, PeerId};
+use serde_json::{Value, json};
+
+use crate::files;
+use crate::formats;
+
+/// What `GET /v1/agent` shows besides the core's state: the runtime's own.
+#[derive(Clone, Copy, Debug)]
+pub struct Local<'a> {
+    /// The agent's libp2p peer id.
+    pub peer: &'a PeerId,
+    /// The addresses its listeners bound.
+    pub listening: &'a [Multiaddr],
+    /// Whether it is leaving the fleet.
+    pub leaving: bool,
+    /// How long it has run.
+    pub uptime_millis: u64,
+    /// Its wall clock, in Unix milliseconds.
+    pub now_millis: u64,
+    /// Its state directory.
+    pub state_dir: &'a Path,
+}
+
+/// Why a published release is stale, if it is: this agent already
+/// runs a higher version of its document, or another release of the
+/// same version. Agents only move forward, so such a release would be
+/// held and never run; an operator publishing it made a mistake worth
+/// saying. The release this agent runs may be published again (after a
+/// whole fleet restarted, say).
+pub fn stale(agent: &Agent, entry: &Entry) -> Option<String> {
+    let Entry::Release(release) = entry else {
+        return None;
+    };
+    let body = &release.release;
+    let applied = agent.applied_release(&body.doc)?;
+    let behind = body.version < applied.version
+        || (body.version == applied.version && body.digest() != applied.digest && !applied.void);
+    behind.then(|| {
+        format!(
+            "release {} version {} is stale: this agent already runs version {} of {}; make release {} instead (`fleetmesh config release --version {}`)",
+            body.doc,
+            body.version,
+            applied.version,
+            body.doc,
+            applied.version + 1,
+            applied.version + 1
+        )
+    })
+}
+
+/// `GET /v1/trust`: the trust chain this agent runs, as the file an
+/// operator would hold; `None` if it cannot be written out.
+pub fn trust(agent: &Agent) -> Option<Value> {
+    formats::chain_json(agent.replicas().trust())
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+}
+
+/// `GET /v1/remediations`: the ledger grouped per remediation.
+pub fn remediations(agent: &Agent, now_millis: u64) -> Value {
+    json!({
+        "remediations": remediations_of(agent, now_millis).iter().map(Remediation::json).collect::<Vec<_>>(),
+    })
+}
+
+/// The ledger grouped per remediation (rule, target, incident), oldest
+/// first.
+fn remediations_of(agent: &Agent, now_millis: u64) -> Vec<Remediation> {
+    let mut grouped: BTreeMap<&IdempotencyKey, Vec<&SignedRecord>> = BTreeMap::new();
+    for signed in agent.replicas().ledger().iter() {
+        grouped.entry(&signed.record.key).or_default().push(signed);
+    }
+    let mut all: Vec<Remediation> = grouped
+        .into_iter()
+        .map(|(key, records)| {
+            let name = name_of(agent, key.target.node_id());
+            Remediation::of(key, name, &records, now_millis, agent.policy())
+        })
+        .collect();
+    all.sort_by_key(|remediation| remediation.first_millis);
+    all
+}
+
+/// `GET /v1/approvals`: the remediations waiting for an operator's
+/// approval, and the agent's clock (an approval's expiry counts from it).
+pub fn approvals(agent: &Agent, now_millis: u64) -> Value {
+    let waiting: Vec<Value> = remediations_of(agent, now_millis)
+        .iter()
+        .filter(|remediation| remediation.awaits_approval.is_some())
+        .map(Remediation::json)
+        .collect();
+    json!({ "approvals": waiting, "now_millis": now_millis })
+}
+
+/// `GET /v1/config/history`: every release held, sorted by document,
+/// version and digest, which one runs, and the quarantined config keys.
+pub fn config_history(agent: &Agent) -> Value {
+    let log = agent.replicas().releases();
+    let mut releases: Vec<SignedRelease> = log
+        .versions()
+        .iter()
+        .filter_map(|(key, _)| log.entry(key))
+        .collect();
+    releases.sort_by(|a, b| {
+        (&a.release.doc, a.release.version, a.release.digest()).cmp(&(
+            &b.release.doc,
+            b.release.version,
+            b.release.digest(),
+        ))
+    });
+    let releases: Vec<Value> = releases
+        .iter()
+        .map(|signed| {
+            let body = &signed.release;
+            let digest = body.digest();
+            let applied = agent.applied_release(&body.doc);
+            json!({
+                "doc": body.doc,
+                "version": body.version,
+                "digest": digest.to_hex(),
+                "trust_version": body.trust_version,
+                "expires_millis": body.expires_millis,
+                "signers": signed.signatures.keys().map(PublicKey::to_hex).collect::<Vec<_>>(),
+                "running": applied.is_some_and(|applied| applied.digest == digest),
+            })
+        })
+        .collect();
+    json!({ "releases": releases, "quarantined": quarantined(agent) })
+}
+
+/// Config keys this agent refuses for equivocating or for signing a
+/// change automerge cannot apply: the operator's cue to revoke them.
+fn quarantined(agent: &Agent) -> Vec<String> {
+    agent
+        .replicas()
+        .config()
+        .quarantined()
+        .map(PublicKey::to_hex)
+        .collect()
+}
+
+/// `GET /v1/agent`: who this agent is, its fleet and trust version, its
+/// addresses, safe mode, uptime and clock.
+pub fn info(agent: &Agent, now: Instant, local: &Local<'_>) -> Value {
+    let trust = agent.replicas().trust();
+    let me = agent.members().meta(agent.id());
+    json!({
+        "id": agent.id().to_string(),
+        "name": name_of(agent, agent.id()),
+        "key": key_of(agent, agent.id()),
+        "peer": local.peer.to_string(),
+        "incarnation": agent.incarnation(),
+        "fleet": trust.fleet_id().to_hex(),
+        "fleet_name": trust.head().doc.fleet,
+        "trust_version": trust.head().doc.version,
+        "tags": me.map(|meta| meta.tags.clone()).unwrap_or_default(),
+        "addrs": me.map(|meta| meta.addrs.clone()).unwrap_or_default(),
+        "listening": local.listening.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "safe_mode": agent.is_safe_mode(now),
+        "policy_loaded": agent.policy().is_some(),
+        "leaving": local.leaving,
+        "uptime_millis": local.uptime_millis,
+        "now_millis": local.now_millis,
+        "now": files::format_time(local.now_millis),
+        "state_dir": local.state_dir.display().to_string(),
+    })
+}
+
+/// The key in `node`'s certificate, if this agent holds it.
+fn key_of(agent: &Agent, node: NodeId) -> Option<String> {
+    agent
+        .replicas()
+        .certs()
+        .get(node)
+        .map(|cert| cert.body.node_key.to_hex())
+}
+
+/// The name in `node`'s certificate, if this agent holds it.
+fn name_of(agent: &Agent, node: NodeId) -> Option<String> {
+    agent
+        .replicas()
+        .certs()
+        .get(node)
+        .map(|cert| cert.body.name.clone())
+}
+
+/// `GET /v1/members`: the member table, with whether each member has a
+/// connected peer (`is_connected`).
+pub fn members(agent: &Agent, is_connected: impl Fn(NodeId) -> bool) -> Value {
+    let table = agent.members();
+    let members: Vec<Value> = (0..table.len())
+        .map(|at| {
+            let member = table.member_at(at);
+            let cert = agent.replicas().certs().get(member.id);
+            let meta = table.meta(member.id);
+            json!({
+                "id": member.id.to_string(),
+                "name": cert.map(|cert| cert.body.name.clone()),
+                "key": cert.map(|cert| cert.body.node_key.to_hex()),
+                "state": state_name(member.state()),
+                "incarnation": member.incarnation(),
+                "tags": meta.map(|meta| meta.tags.clone()).unwrap_or_default(),
+                "addrs": meta.map(|meta| meta.addrs.clone()).unwrap_or_default(),
+                "connected": is_connected(member.id),
+                "self": member.id == agent.id(),
+            })
+        })
+        .collect();
+    json!({ "members": members })
+}
+
+/// `GET /v1/health`: every health report held.
+pub fn health(agent: &Agent) -> Value {
+    let reports: Vec<Value> = agent
+        .replicas()
+        .health()
+        .iter()
+        .map(|signed| {
+            let report = &signed.report;
+            json!({
+                "node": report.node.node_id().to_string(),
+                "name": name_of(agent, report.node.node_id()),
+                "key": report.node.to_hex(),
+                "check": report.check,
+                "state": match report.state {
+                    HealthState::Healthy => "healthy",
+                    HealthState::Unhealthy => "unhealthy",
+                    HealthState::Unknown => "unknown",
+                },
+                "at_millis": report.at.millis,
+                "detail": report.detail,
+                "cause": report.cause.map(|cause| cause.to_hex()),
+            })
+        })
+        .collect();
+    json!({ "reports": reports })
+}
+
+/// `GET /v1/releases`: the release run per document, with its content.
+pub fn releases(agent: &Agent) -> Value {
+    let releases: Vec<Value> = agent
+        .applied_releases()
+        .values()
+        .map(|applied| {
+            json!({
+                "doc": applied.doc,
+                "version": applied.version,
+                "digest": applied.digest.to_hex(),
+                "expires_millis": applied.expires_millis,
+                "void": applied.void,
+                "content": agent.released_config(&applied.doc)
+                    .and_then(|value| serde_json::to_value(value).ok()),
+            })
+        })
+        .collect();
+    json!({ "releases": releases, "quarantined": quarantined(agent) })
+}
+
+/// `GET /v1/leases`: the lease table, with who backs each lease and
+/// whether this agent holds it at `now`.
+pub fn leases(agent: &Agent, now: Instant) -> Value {
+    let leases: Vec<Value> = agent
+        .replicas()
+        .leases()
+        .iter()
+        .map(|signed| {
+            let lease = &signed.lease;
+            // Who backs the lease, so an operator can see which voters
+            // granted it (a quorum lease) or that none did.
+            let (voters, granted_by): (Vec<String>, Vec<String>) = match &lease.kind {
+                LeaseKind::Quorum { voters, grants } => (
+                    voters.iter().map(PublicKey::to_hex).collect(),
+                    grants
+                        .iter()
+                        .map(|grant| grant.body.voter.to_hex())
+                        .collect(),
+                ),
+                LeaseKind::Component => (Vec::new(), Vec::new()),
+            };
+            json!({
+                "scope": lease.scope,
+                "voters": voters,
+                "granted_by": granted_by,
+                "epoch": lease.epoch,
+                "holder": lease.holder.to_hex(),
+                "holder_id": lease.holder.node_id().to_string(),
+                "holder_name": name_of(agent, lease.holder.node_id()),
+                "granted_at_millis": lease.granted_at.millis,
+                "expires_at_millis": lease.expires_at_millis(),
+                "held_here": agent.holds(now, &lease.scope) == Some(lease.epoch),
+                "budget_in_use": agent.budget_in_use(now, &lease.scope),
+            })
+        })
+        .collect();
+    json!({ "leases": leases })
+}
+
+/// `GET /v1/ledger`: every ledger record.
+pub fn ledger(agent: &Agent) -> Value {
+    let records: Vec<Value> = agent
+        .replicas()
+        .ledger()
+        .iter()
+        .map(|signed| {
+            let record = &signed.record;
+            json!({
+                "digest": signed.digest().to_hex(),
+                "rule": record.key.rule,
+                "target": record.key.target.to_hex(),
+                "target_id": record.key.target.node_id().to_string(),
+                "incident": record.key.incident,
+                "author": record.author.to_hex(),
+                "at_millis": record.at.millis,
+                "record": record_json(&record.kind),
+            })
+        })
+        .collect();
+    json!({ "records": records })
+}
+
+/// One remediation as the ledger tells it: every record about one
+/// (rule, target, incident).
+struct Remediation {
+    key: IdempotencyKey,
+    target_name: Option<String>,
+    first_millis: u64,
+    last_millis: u64,
+    records: usize,
+    /// Where it stands, in one word.
+    status: &'static str,
+    /// The action planned or asked for, if a record names it.
+    action: Option<String>,
+    /// The outcome's detail or the rail's reason, if any.
+    detail: Option<String>,
+    approved: bool,
+    /// The record an approval would answer (an intent of a step that waits
+    /// for one, or a needs-human record), if it still waits: the id
+    /// `fleetmesh approve` takes.
+    awaits_approval: Option<Digest>,
+}
+
+impl Remediation {
+    fn of(
+        key: &IdempotencyKey,
+        target_name: Option<String>,
+        records: &[&SignedRecord],
+        now_millis: u64,
+        policy: Option<&Policy>,
+    ) -> Remediation {
+        let find = |wanted: fn(&RecordKind) -> bool| {
+            records
+                .iter()
+                .find(|signed| wanted(&signed.record.kind))
+                .copied()
+        };
+        let outcome = find(|kind| matches!(kind, RecordKind::Outcome { .. }));
+        let started = find(|kind| matches!(kind, RecordKind::Started { .. }));
+        let skipped = find(|kind| matches!(kind, RecordKind::Skipped { .. }));
+        let needs_human = find(|kind| matches!(kind, RecordKind::NeedsHuman { .. }));
+        let intent = find(|kind| matches!(kind, RecordKind::Intent { .. }));
+        let request = find(|kind| matches!(kind, RecordKind::Request { .. }));
+        let approved = records.iter().any(|signed| {
+            matches!(signed.record.kind, RecordKind::Approval { expires_millis, .. } if expires_millis > now_millis)
+        });
+        let action = records.iter().find_map(|signed| match &signed.record.kind {
+            RecordKind::Intent { action, .. } | RecordKind::Request { action, .. } => {
+                Some(action.clone())
+            }
+            _ => None,
+        });
+        let detail = records.iter().find_map(|signed| match &signed.record.kind {
+            RecordKind::Outcome { detail, .. } => Some(detail.clone()),
+            RecordKind::Skipped { reason } | RecordKind::NeedsHuman { reason } => {
+                Some(reason.clone())
+            }
+            _ => None,
+        });
+        let dry_run = intent.is_some_and(|signed| {
+            matches!(signed.record.kind, RecordKind::Intent { dry_run: true, .. })
+        });
+        // A step's intent waits for an approval when the policy says the
+        // step needs one; with no policy loaded the agent cannot tell, so
+        // it lists it rather than hide it.
+        let gated = |action: &str| {
+            policy
+                .and_then(|policy| policy.rules.get(&key.rule))
+                .is_none_or(|rule| {
+                    rule.steps
+                        .iter()
+                        .any(|step| step.action == action && step.approval)
+                })
+        };
+        let status = match (outcome, started, skipped, needs_human, intent, request) {
+            (Some(signed), ..) => match signed.record.kind {
+                RecordKind::Outcome { success: true, .. } => "succeeded",
+                _ => "failed",
+            },
+            (None, Some(_), ..) => "running",
+            (None, None, Some(_), ..) => "skipped",
+            (None, None, None, Some(_), ..) if approved => "approved",
+            (None, None, None, Some(_), ..) => "needs-human",
+            (None, None, None, None, Some(_), _) if dry_run => "dry-run",
+            (None, None, None, None, Some(_), _) => "planned",
+            (None, None, None, None, None, Some(_)) => "requested",
+            (None, None, None, None, None, None) if approved => "approved",
+            (None, None, None, None, None, None) => "lapsed",
+        };
+        let awaits_approval = match status {
+            _ if approved => None,
+            "needs-human" => needs_human,
+            "planned" if action.as_deref().is_some_and(gated) => intent,
+            _ => None,
+        }
+        .map(|signed| signed.digest());
+        let status = match status {
+            "planned" if awaits_approval.is_some() => "awaiting-approval",
+            other => other,
+        };
+        let times = records.iter().map(|signed| signed.record.at.millis);
+        Remediation {
+            key: key.clone(),
+            target_name,
+            first_millis: times.clone().min().unwrap_or(0),
+            last_millis: times.max().unwrap_or(0),
+            records: records.len(),
+            status,
+            action,
+            detail,
+            approved,
+            awaits_approval,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "id": self.awaits_approval.map(|digest| digest.to_hex()),
+            "rule": self.key.rule,
+            "target": self.key.target.to_hex(),
+            "target_id": self.key.target.node_id().to_string(),
+            "target_name": self.target_name,
+            "incident": self.key.incident,
+            "status": self.status,
+            "action": self.action,
+            "detail": self.detail,
+            "approved": self.approved,
+            "records": self.records,
+            "first_at_millis": self.first_millis,
+            "last_at_millis": self.last_millis,
+        })
+    }
+}
+
+/// Members per state, in the order [`state_name`] lists the states: the
+/// metrics' member gauges.
+pub fn member_counts(agent: &Agent) -> Vec<(&'static str, usize)> {
+    let table = agent.members();
+    let mut counts = [0usize; 4];
+    for at in 0..table.len() {
+        counts[state_index(table.member_at(at).state())] += 1;
+    }
+    [
+        MemberState::Alive,
+        MemberState::Suspect,
+        MemberState::Dead,
+        MemberState::Left,
+    ]
+    .into_iter()
+    .map(|state| (state_name(state), counts[state_index(state)]))
+    .collect()
+}
+
+/// Disruptive remediations in flight per `remediate:` lease scope at
+/// `now`: the metrics' budget gauges.
+pub fn budgets_in_use(agent: &Agent, now: Instant) -> Vec<(String, usize)> {
+    agent
+        .replicas()
+        .leases()
+        .iter()
+        .filter(|signed| signed.lease.scope.starts_with("remediate:"))
+        .map(|signed| {
+            let scope = signed.lease.scope.clone();
+            let used = agent.budget_in_use(now, &scope);
+            (scope, used)
+        })
+        .collect()
+}
+
+fn state_index(state: MemberState) -> usize {
+    match state {
+        MemberState::Alive => 0,
+        MemberState::Suspect => 1,
+        MemberState::Dead => 2,
+        MemberState::Left => 3,
+    }
+}
+
+/// A member state as the admin API and logs name it.
+pub fn state_name(state: MemberState) -> &'static str {
+    match state {
+        MemberState::Alive => "alive",
+        MemberState::Suspect => "suspect",
+        MemberState::Dead => "dead",
+        MemberState::Left => "left",
+    }
+}
+
+fn record_json(kind: &RecordKind) -> Value {
+    let key = |key: &PublicKey| key.to_hex();
+    match kind {
+        RecordKind::Intent {
+            scope,
+            epoch,
+            action,
+            planner,
+            dry_run,
+            deadline_millis,
+        } => json!({
+            "kind": "intent", "scope": scope, "epoch": epoch, "action": action,
+            "planner": key(planner), "dry_run": dry_run, "deadline_millis": deadline_millis,
+        }),
+        RecordKind::Request { scope, action } => {
+            json!({ "kind": "request", "scope": scope, "action": action })
+        }
+        RecordKind::Started { epoch } => json!({ "kind": "started", "epoch": epoch }),
+        RecordKind::Outcome {
+            success,
+            exit_code,
+            detail,
+        } => json!({
+            "kind": "outcome", "success": success, "exit_code": exit_code, "detail": detail,
+        }),
+        RecordKind::Skipped { reason } => json!({ "kind": "skipped", "reason": reason }),
+        RecordKind::NeedsHuman { reason } => json!({ "kind": "needs-human", "reason": reason }),
+        RecordKind::Approval {
+            approver,
+            expires_millis,
+            trust_version,
+        } => json!({
+            "kind": "approval", "approver": key(approver),
+            "expires_millis": expires_millis, "trust_version": trust_version,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    use fleetmesh_crdt::{
+        CertBody, Ed25519, Hlc, Keypair, LedgerRecord, NodeCert, NodeMeta, Role, SignedTrust,
+        TrustDoc,
+    };
+    use fleetmesh_node::{Config, Identity};
+
+    /// The test fleet's operator (every role) and its genesis.
+    fn fleet() -> (Keypair, SignedTrust) {
+        let operator = Keypair::from_seed([9; 32]);
+        let doc = TrustDoc {
+            fleet: "views".into(),
+            version: 1,
+            keys: BTreeMap::from([(
+                operator.public(),
+                BTreeSet::from([Role::Root, Role::Config, Role::Admit, Role::Approve]),
+            )]),
+            root_threshold: 1,
+            config_threshold: 1,
+            revoked: BTreeSet::new(),
+        };
+        let genesis = SignedTrust::sign(doc, &[&operator]);
+        (operator, genesis)
+    }
+
+    /// A lone agent named `node-1` in the test fleet, at time 0.
+    fn agent() -> Agent {
+        let (operator, genesis) = fleet();
+        let keypair = Keypair::from_seed([1; 32]);
+        let body = CertBody {
+            fleet: genesis.digest(),
+            node_key: keypair.public(),
+            name: "node-1".into(),
+            tags: BTreeMap::new(),
+            expires_millis: None,
+            issuer: operator.public(),
+            trust_version: 1,
+        };
+        let identity = Identity {
+            keypair,
+            cert: NodeCert::issue(body, &operator),
+            genesis,
+        };
+        let meta = NodeMeta {
+            tags: BTreeMap::from([("zone".into(), "a".into())]),
+            addrs: Vec::new(),
+        };
+        Agent::new(
+            Config::lan(),
+            identity,
+            meta,
+            7,
+            Instant(0),
+            Arc::new(Ed25519),
+        )
+        .expect("a valid agent")
+    }
+
+    fn record(kind: RecordKind, at_millis: u64) -> SignedRecord {
+        let author = Keypair::from_seed([1; 32]);
+        let record = LedgerRecord {
+            key: IdempotencyKey {
+                rule: "restart-web".into(),
+                target: author.public(),
+                incident: "web down".into(),
+            },
+            kind,
+            author: author.public(),
+            at: Hlc {
+                millis: at_millis,
+                counter: 0,
+            },
+        };
+        SignedRecord::sign(record, &author)
+    }
+
+    fn intent() -> RecordKind {
+        RecordKind::Intent {
+            scope: "remediate:web".into(),
+            epoch: 3,
+            action: "restart".into(),
+            planner: Keypair::from_seed([1; 32]).public(),
+            dry_run: false,
+            deadline_millis: 10_000,
+        }
+    }
+
+    fn approval(expires_millis: u64) -> RecordKind {
+        RecordKind::Approval {
+            approver: fleet().0.public(),
+            expires_millis,
+            trust_version: 1,
+        }
+    }
+
+    /// The remediation `records` make at `now_millis`, with no policy
+    /// loaded.
+    fn remediation(records: &[SignedRecord], now_millis: u64) -> Remediation {
+        let key = records[0].record.key.clone();
+        let records: Vec<&SignedRecord> = records.iter().collect();
+        Remediation::of(&key, Some("node-1".into()), &records, now_millis, None)
+    }
+
+    #[test]
+    fn the_agent_view_shows_the_core_and_the_runtime_around_it() {
+        let agent = agent();
+        let peer = PeerId::random();
+        let listening: Vec<Multiaddr> = vec!["/ip4/127.0.0.1/udp/7000/quic-v1".parse().unwrap()];
+        let local = Local {
+            peer: &peer,
+            listening: &listening,
+            leaving: true,
+            uptime_millis: 1_500,
+            now_millis: 86_400_000,
+            state_dir: Path::new("/var/lib/fleetmesh"),
+        };
+        let info = info(&agent, Instant(0), &local);
+        assert_eq!(info["id"], agent.id().to_string());
+        assert_eq!(info["name"], "node-1");
+        assert_eq!(info["fleet_name"], "views");
+        assert_eq!(info["trust_version"], 1);
+        assert_eq!(info["tags"]["zone"], "a");
+        assert_eq!(info["peer"], peer.to_string());
+        assert_eq!(info["listening"][0], "/ip4/127.0.0.1/udp/7000/quic-v1");
+        assert_eq!(info["leaving"], true);
+        assert_eq!(info["policy_loaded"], false);
+        assert_eq!(info["now"], "1970-01-02T00:00:00.000Z");
+        assert_eq!(info["state_dir"], "/var/lib/fleetmesh");
+    }
+
+    #[test]
+    fn members_list_the_agent_itself_and_ask_who_is_connected() {
+        let agent = agent();
+        let me = agent.id();
+        let view = members(&agent, |node| node == me);
+        let listed = view["members"].as_array().expect("a list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0]["name"], "node-1");
+        assert_eq!(listed[0]["state"], "alive");
+        assert_eq!(listed[0]["self"], true);
+        assert_eq!(listed[0]["connected"], true);
+        assert_eq!(members(&agent, |_| false)["members"][0]["connected"], false);
+        assert_eq!(
+            member_counts(&agent),
+            [("alive", 1), ("suspect", 0), ("dead", 0), ("left", 0)]
+        );
+    }
+
+    #[test]
+    fn the_trust_view_is_a_chain_file_that_reads_back() {
+        let agent = agent();
+        let chain = trust(&agent).expect("the genesis writes out");
+        let read = formats::parse_chain(&chain.to_string()).expect("a chain file");
+        assert_eq!(read.head().doc.fleet, "views");
+        assert_eq!(read.head().doc.version, 1);
+    }
+
+    #[test]
+    fn a_fresh_agent_shows_empty_tables() {
+        let agent = agent();
+        assert_eq!(health(&agent), json!({ "reports": [] }));
+        assert_eq!(ledger(&agent), json!({ "records": [] }));
+        assert_eq!(leases(&agent, Instant(0)), json!({ "leases": [] }));
+        assert_eq!(remediations(&agent, 5), json!({ "remediations": [] }));
+        assert_eq!(
+            approvals(&agent, 5),
+            json!({ "approvals": [], "now_millis": 5 })
+        );
+        assert_eq!(
+            config_history(&agent),
+            json!({ "releases": [], "quarantined": [] })
+        );
+        assert!(budgets_in_use(&agent, Instant(0)).is_empty());
+        assert_eq!(
+            stale(&agent, &Entry::Ledger(Box::new(record(intent(), 1)))),
+            None
+        );
+    }
+
+    #[test]
+    fn an_intent_awaits_approval_until_an_unexpired_approval_answers_it() {
+        let planned = [record(intent(), 100)];
+        let waiting = remediation(&planned, 1_000);
+        // No policy loaded: the step may need an approval, so it is listed.
+        assert_eq!(waiting.status, "awaiting-approval");
+        assert_eq!(waiting.awaits_approval, Some(planned[0].digest()));
+        let json = waiting.json();
+        assert_eq!(json["id"], planned[0].digest().to_hex());
+        assert_eq!(json["action"], "restart");
+        assert_eq!(json["target_name"], "node-1");
+
+        let approved = [record(intent(), 100), record(approval(2_000), 200)];
+        let answered = remediation(&approved, 1_000);
+        assert_eq!(
+            (answered.status, answered.awaits_approval),
+            ("planned", None)
+        );
+        assert_eq!((answered.first_millis, answered.last_millis), (100, 200));
+        assert_eq!(
+            remediation(&approved, 2_000).status,
+            "awaiting-approval",
+            "an approval lapses at its expiry"
+        );
+    }
+
+    #[test]
+    fn a_remediation_takes_the_status_of_its_furthest_record() {
+        let outcome = RecordKind::Outcome {
+            success: false,
+            exit_code: Some(1),
+            detail: "exit 1".into(),
+        };
+        let records = [
+            record(intent(), 1),
+            record(RecordKind::Started { epoch: 3 }, 2),
+            record(outcome, 3),
+        ];
+        let failed = remediation(&records, 10);
+        assert_eq!(failed.status, "failed");
+        assert_eq!(failed.detail.as_deref(), Some("exit 1"));
+        assert_eq!(remediation(&records[..2], 10).status, "running");
+        let stuck = [record(
+            RecordKind::NeedsHuman {
+                reason: "flapping".into(),
+            },
+            1,
+        )];
+        let needs_human = remediation(&stuck, 10);
+        assert_eq!(needs_human.status, "needs-human");
+        assert_eq!(needs_human.awaits_approval, Some(stuck[0].digest()));
+        assert_eq!(record_json(&stuck[0].record.kind)["kind"], "needs-human");
+    }
+}

@@ -1,0 +1,106 @@
+//! How the client prints the admin API's JSON: tables of cells.
+
+use fleetmesh_runtime::files;
+use serde_json::Value;
+
+/// A table: a header row and left-aligned columns two spaces apart.
+pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|header| header.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (index, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            if index + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        text.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// A JSON field as table text: strings bare, absent or null as `-`.
+pub(super) fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(text) if text.is_empty() => "-".to_owned(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A time in milliseconds as RFC 3339, `-` when absent.
+pub(super) fn time_cell(value: &Value) -> String {
+    value
+        .as_u64()
+        .map_or_else(|| "-".to_owned(), files::format_time)
+}
+
+/// `key=value` pairs of a JSON object of tags, comma-separated.
+pub(super) fn tags_cell(value: &Value) -> String {
+    let tags: Vec<String> = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+        .collect();
+    if tags.is_empty() {
+        "-".to_owned()
+    } else {
+        tags.join(",")
+    }
+}
+
+/// The first `count` characters of a hex digest or key.
+pub(super) fn short(value: &Value, count: usize) -> String {
+    value
+        .as_str()
+        .map_or_else(|| "-".to_owned(), |text| text.chars().take(count).collect())
+}
+
+/// Text shortened to `max` characters, on one line.
+pub(super) fn brief(value: &Value, max: usize) -> String {
+    let text = cell(value).replace(['\n', '\r'], " ");
+    if text.chars().count() <= max {
+        return text;
+    }
+    text.chars().take(max - 1).collect::<String>() + "…"
+}
+
+/// The array `field` of `value`; empty when absent.
+pub(super) fn list<'a>(value: &'a Value, field: &str) -> &'a [Value] {
+    value[field].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// Prints `value` as pretty JSON (`--json`).
+pub(super) fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_aligns_its_columns_and_shows_absent_values_as_a_dash() {
+        let rows = vec![
+            vec!["node-10".to_owned(), cell(&Value::Null)],
+            vec!["n".to_owned(), cell(&Value::from("alive"))],
+        ];
+        assert_eq!(
+            table(&["NAME", "STATE"], &rows),
+            "NAME     STATE\nnode-10  -\nn        alive\n"
+        );
+    }
+}
