@@ -14,6 +14,7 @@
 
 pub mod checkers;
 pub mod clock;
+pub mod event;
 pub mod expect;
 pub mod explain;
 pub mod fingerprint;

@@ -13,6 +13,7 @@ use crate::checkers::false_death::FalseDeath;
 use crate::checkers::spread::Spread;
 use crate::checkers::{Kind, Violation};
 use crate::clock::{Clock, wall_millis};
+use crate::event::{REAPED, TraceEvent};
 use crate::fingerprint::Step;
 use crate::fleet::Fleet;
 use crate::network::{DropReason, LinkOverride, Network, Verdict};
@@ -23,7 +24,7 @@ use crate::rng::Seeds;
 use crate::scenario::{Fault, Nodes, OperatorKey, Publication, Scenario, TrustChange};
 use crate::schedule::{self, Action, Schedule};
 use crate::timeline::Timeline;
-use crate::trace::{REAPED, Reach, Trace, TraceEvent, Watch};
+use crate::trace::{Reach, Trace, Watch};
 use fleetmesh_node::crdt::HealthState;
 use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
 use fleetmesh_node::{

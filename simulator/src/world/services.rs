@@ -20,11 +20,11 @@
 use super::{What, World};
 use crate::checkers::remedy::{RemedyCheck, Start, fixed_in_time};
 use crate::clock::wall_millis;
+use crate::event::TraceEvent;
 use crate::outcome::RemedyOutcome;
 use crate::scenario::{
     ApproveFault, Content, Fault, Publication, Scenario, ServiceFault, ServiceModel, resolve_voters,
 };
-use crate::trace::TraceEvent;
 use fleetmesh_node::crdt::{IdempotencyKey, PublicKey, RecordKind};
 use fleetmesh_node::remedy::policy::{ActionClass, Policy};
 use fleetmesh_node::{Agent, Task, TaskId, TaskResult};
