@@ -9,8 +9,8 @@
 use crate::checkers::Violation;
 use crate::event::{MEMBER_STATES, TraceEvent};
 use crate::scenario::Scenario;
+use crate::schedule::FAULT_NAMES;
 use crate::trace::{Reach, Watched};
-use crate::world::FAULT_NAMES;
 use crate::{RunOptions, run};
 
 /// Most agents a log follows.

@@ -14,6 +14,7 @@ use crate::checkers::spread::Spread;
 use crate::checkers::{Kind, Violation};
 use crate::clock::{Clock, wall_millis};
 use crate::event::{REAPED, TraceEvent};
+use crate::fault;
 use crate::fingerprint::Step;
 use crate::fleet::Fleet;
 use crate::network::{DropReason, LinkOverride, Network, Verdict};
@@ -21,8 +22,10 @@ use crate::operator::Operators;
 use crate::outcome::{Outcome, Traffic};
 use crate::queue::EventQueue;
 use crate::rng::Seeds;
-use crate::scenario::{Fault, Nodes, OperatorKey, Publication, Scenario, TrustChange};
-use crate::schedule::{self, Action, Schedule};
+use crate::scenario::Scenario;
+use crate::scenario::fleet::Nodes;
+use crate::scenario::operators::{OperatorKey, Publication, TrustChange};
+use crate::schedule::{Action, Schedule};
 use crate::timeline::Timeline;
 use crate::trace::{Reach, Trace, Watch};
 use fleetmesh_node::crdt::HealthState;
@@ -213,7 +216,7 @@ impl World {
     pub fn new(scenario: &Scenario, options: RunOptions) -> World {
         let seeds = Seeds::new(options.seed);
         let agents = scenario.fleet.agents as usize;
-        let schedule = schedule::resolve(&scenario.fleet, scenario.link, &scenario.faults, &seeds);
+        let schedule = fault::resolve(&scenario.fleet, scenario.link, &scenario.faults, &seeds);
         let overrides = link_overrides(scenario);
         let lossy = scenario.link.loss > 0.0 || overrides.iter().any(|rule| rule.model.loss > 0.0);
         let network = Network::new(scenario.link, overrides, seeds.rng("network", 0));
@@ -230,16 +233,10 @@ impl World {
             .collect();
         let fleet = Fleet::new(&seeds, &scenario.fleet.tags);
         let operators = Operators::new(&fleet, &seeds);
-        let watch_config = scenario.faults.iter().any(|fault| {
-            matches!(
-                fault,
-                Fault::Config { .. }
-                    | Fault::Policy { .. }
-                    | Fault::Trust { .. }
-                    | Fault::Attack { .. }
-                    | Fault::Equivocate { .. }
-            )
-        });
+        let watch_config = scenario
+            .faults
+            .iter()
+            .any(|fault| fault.kind().touches_config());
         let leases = SimLease::resolve(scenario, |index| fleet.identity(index).keypair.public());
         let trace = match options.trace {
             Some(writer) => Trace::writing(writer),
@@ -674,7 +671,7 @@ impl World {
     // --- faults ------------------------------------------------------------------
 
     fn act(&mut self, action: Action) {
-        let code = action_code(&action);
+        let code = action.code();
         self.trace.record(self.now, TraceEvent::Fault { code });
         if let Some(reach) = reach(&action) {
             self.trace.note_fault(self.now, code, reach);
@@ -1354,59 +1351,6 @@ fn reach(action: &Action) -> Option<Reach> {
         | Action::Policy(..) => Reach::Fleet,
         Action::Equivocate(..) | Action::Approve(..) => return None,
     })
-}
-
-/// Names of the fault action codes of [`TraceEvent::Fault`].
-pub const FAULT_NAMES: [&str; 22] = [
-    "start",
-    "partition",
-    "heal",
-    "crash",
-    "restart",
-    "pause",
-    "resume",
-    "network change",
-    "clock change",
-    "leave",
-    "stop",
-    "retag",
-    "config publication",
-    "trust change",
-    "attack attempt",
-    "equivocation",
-    "crash of the holder",
-    "health report",
-    "policy publication",
-    "service fails",
-    "service recovers",
-    "approval",
-];
-
-fn action_code(action: &Action) -> u8 {
-    match action {
-        Action::Start(_) => 0,
-        Action::Partition(_) => 1,
-        Action::Heal => 2,
-        Action::Crash(_) => 3,
-        Action::Restart(_) => 4,
-        Action::Pause(_) => 5,
-        Action::Resume(_) => 6,
-        Action::Network(_) => 7,
-        Action::Clock(..) => 8,
-        Action::Leave(_) => 9,
-        Action::Stop(_) => 10,
-        Action::Retag(..) => 11,
-        Action::Publish(..) => 12,
-        Action::Trust(..) => 13,
-        Action::Attack { .. } => 14,
-        Action::Equivocate(..) => 15,
-        Action::CrashHolder(..) => 16,
-        Action::Health { .. } => 17,
-        Action::Policy(..) => 18,
-        Action::Service { failing: true, .. } => 19,
-        Action::Service { failing: false, .. } => 20,
-        Action::Approve(..) => 21,
-    }
 }
 
 /// Whether agent `index` runs and holds `awaited`.
