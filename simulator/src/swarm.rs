@@ -26,7 +26,7 @@ use std::time::Duration;
 
 /// The kind of a chaos fault, or `None` for workload the mix keeps.
 fn kind(fault: &Fault) -> Option<&'static str> {
-    fault.is_chaos().then(|| fault.name())
+    fault.is_chaos().then_some(fault.name())
 }
 
 /// What one seed's mix did to the scenario, for the report and the replay.
