@@ -3,7 +3,8 @@
 
 use crate::checkers::Kind;
 use crate::outcome::{Outcome, quantile_s};
-use crate::scenario::{Expect, RemedyExpect};
+use crate::scenario::expect::Expect;
+use crate::scenario::services::RemedyExpect;
 
 /// How a run ended, from best to worst; each has its own exit code so that
 /// scripts (and swarm runs) can tell them apart.

@@ -7,9 +7,10 @@
 //! every agent's events in every run.
 
 use crate::checkers::Violation;
+use crate::event::{MEMBER_STATES, TraceEvent};
 use crate::scenario::Scenario;
-use crate::trace::{MEMBER_STATES, Reach, TraceEvent, Watched};
-use crate::world::FAULT_NAMES;
+use crate::schedule::FAULT_NAMES;
+use crate::trace::{Reach, Watched};
 use crate::{RunOptions, run};
 
 /// Most agents a log follows.

@@ -21,7 +21,8 @@
 //! "Simulator memory"). The estimate errs high: it is a guard, and a run
 //! it lets through should fit.
 
-use crate::scenario::{Fault, Scenario};
+use crate::fault::Fault;
+use crate::scenario::Scenario;
 
 /// The process with a handful of agents.
 const BASE_BYTES: u64 = 16 << 20;
@@ -47,7 +48,7 @@ pub fn peak_bytes(scenario: &Scenario) -> u64 {
     let partitioned = scenario
         .faults
         .iter()
-        .any(|fault| matches!(fault, Fault::Partition { .. }));
+        .any(|fault| matches!(fault, Fault::Partition(_)));
     let pair_bytes = if partitioned {
         AGENT_PAIR_BYTES.saturating_mul(8 + PARTITION_EIGHTHS) / 8
     } else {
@@ -57,7 +58,7 @@ pub fn peak_bytes(scenario: &Scenario) -> u64 {
         .faults
         .iter()
         .filter_map(|fault| match fault {
-            Fault::HealthFlaps { checks, .. } => Some(u64::from(*checks)),
+            Fault::HealthFlaps(flaps) => Some(u64::from(flaps.checks)),
             _ => None,
         })
         .max()

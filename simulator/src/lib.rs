@@ -14,8 +14,10 @@
 
 pub mod checkers;
 pub mod clock;
+pub mod event;
 pub mod expect;
 pub mod explain;
+pub mod fault;
 pub mod fingerprint;
 pub mod fleet;
 pub mod footprint;

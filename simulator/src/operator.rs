@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::fleet::{Fleet, keypair};
 use crate::rng::Seeds;
-use crate::scenario::{Content, OperatorKey, Publication, TrustChange};
+use crate::scenario::operators::{Content, OperatorKey, Publication, TrustChange};
 
 mod attack;
 pub use attack::Attempt;

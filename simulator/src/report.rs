@@ -14,8 +14,9 @@
 //! Every shape has a `<title>`, so hovering tells the exact numbers.
 
 use crate::checkers::lease::HolderChange;
+use crate::fault::kind::Period;
 use crate::outcome::Outcome;
-use crate::scenario::{Fault, Nodes, Scenario};
+use crate::scenario::Scenario;
 use crate::timeline::{MemberChange, Timeline};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -153,7 +154,12 @@ fn timeline_svg(scenario: &Scenario, outcome: &Outcome, axis: &Axis) -> String {
     rows += &section_label("faults", y);
     y += ROW;
     for fault in &scenario.faults {
-        let (start, stop, class, label) = period(fault, axis.end);
+        let Period {
+            from: start,
+            until: stop,
+            class,
+            label,
+        } = fault.kind().period(axis.end);
         let (x, width) = axis.span(start, stop);
         let _ = write!(
             rows,
@@ -226,147 +232,6 @@ fn note(text: &str, y: f64) -> String {
         y + ROW - 3.0,
         escape(text)
     )
-}
-
-/// A fault's period in seconds, its CSS class and its label.
-fn period(fault: &Fault, end: f64) -> (f64, f64, &'static str, String) {
-    let s = |duration: &Duration| duration.as_secs_f64();
-    let until =
-        |start: &Duration, stop: Option<&Duration>| stop.map_or(end, |stop| s(stop).max(s(start)));
-    match fault {
-        Fault::Partition {
-            at, heal, groups, ..
-        } => (
-            s(at),
-            until(at, heal.as_ref()),
-            "partition",
-            format!("partition, {} groups", groups.len() + 1),
-        ),
-        Fault::Crash {
-            at,
-            nodes,
-            restart_after,
-        } => (
-            s(at),
-            restart_after.map_or(end, |after| s(at) + s(&after)),
-            "crash",
-            format!("crash {}", nodes_label(nodes)),
-        ),
-        Fault::Pause {
-            at,
-            nodes,
-            duration,
-        } => (
-            s(at),
-            s(at) + s(duration),
-            "pause",
-            format!("pause {}", nodes_label(nodes)),
-        ),
-        Fault::RandomPauses {
-            from,
-            until: stop,
-            per_agent_hour,
-            ..
-        } => (
-            s(from),
-            s(stop),
-            "pause",
-            format!("random pauses {per_agent_hour:.1}/agent-h"),
-        ),
-        Fault::HealthFlaps {
-            from, until: stop, ..
-        } => (s(from), s(stop), "flaps", "health flaps".into()),
-        Fault::Network {
-            at,
-            until: stop,
-            model,
-        } => (
-            s(at),
-            until(at, stop.as_ref()),
-            "network",
-            format!("network, loss {:.0}%", model.loss * 100.0),
-        ),
-        Fault::Clock {
-            at, nodes, skew, ..
-        } => (
-            s(at),
-            end,
-            "clock",
-            format!(
-                "clock {} skew {:.0} ms",
-                nodes_label(nodes),
-                s(skew) * 1000.0
-            ),
-        ),
-        Fault::CrashHolder {
-            at,
-            scope,
-            restart_after,
-        } => (
-            s(at),
-            restart_after.map_or(end, |after| s(at) + s(&after)),
-            "crash",
-            format!("crash holder of {scope}"),
-        ),
-        Fault::Attack {
-            from,
-            until: stop,
-            config_key,
-            ..
-        } => (
-            s(from),
-            s(stop),
-            "mark",
-            match config_key {
-                Some(key) => format!("attack holding {}'s config key", key.name()),
-                None => "attack".into(),
-            },
-        ),
-        Fault::Leave { at, nodes } => (
-            s(at),
-            s(at),
-            "mark",
-            format!("leave {}", nodes_label(nodes)),
-        ),
-        Fault::Retag { at, nodes, .. } => (
-            s(at),
-            s(at),
-            "mark",
-            format!("retag {}", nodes_label(nodes)),
-        ),
-        Fault::Config { at, .. } => (s(at), s(at), "mark", "config release".into()),
-        Fault::Policy { at, .. } => (s(at), s(at), "mark", "policy release".into()),
-        Fault::Trust { at, .. } => (s(at), s(at), "mark", "trust change".into()),
-        Fault::Equivocate { at, .. } => (s(at), s(at), "mark", "equivocation".into()),
-        Fault::Service(service) => (
-            s(&service.at),
-            s(&service.at),
-            "mark",
-            "service failure".into(),
-        ),
-        Fault::Approve(approve) => (s(&approve.at), s(&approve.at), "mark", "approval".into()),
-    }
-}
-
-fn nodes_label(nodes: &Nodes) -> String {
-    if let Some(ids) = &nodes.ids {
-        return format!("agents {ids:?}");
-    }
-    let what = match (nodes.count, nodes.fraction) {
-        (Some(count), _) => format!("{count} agents"),
-        (None, Some(fraction)) => format!("{:.0}% of agents", fraction * 100.0),
-        (None, None) => "all agents".into(),
-    };
-    if nodes.select.is_empty() {
-        what
-    } else {
-        let select: Vec<String> = nodes
-            .select
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        format!("{what} ({})", select.join(","))
-    }
 }
 
 fn hue(agent: u32) -> u32 {

@@ -16,10 +16,9 @@
 //! shrink of a 50-agent, 300 s swarm failure is some tens of runs.
 
 use crate::checkers::Violation;
-use crate::network::LinkModel;
-use crate::scenario::{Fault, Nodes, Scenario, ScenarioError};
+use crate::fault::write;
+use crate::scenario::{Scenario, ScenarioError};
 use crate::{RunOptions, swarm};
-use std::time::Duration;
 use toml::{Table, Value};
 
 /// Why a run could not be shrunk.
@@ -493,7 +492,7 @@ fn write_mix(doc: &mut Table, mixed: &Scenario, sources: &[usize]) {
         .filter_map(|(fault, &index)| {
             let mut entry = written.get(index)?.clone();
             if let Value::Table(table) = &mut entry {
-                write_varied(table, fault);
+                fault.kind().write_back(table);
             }
             Some(entry)
         })
@@ -503,138 +502,23 @@ fn write_mix(doc: &mut Table, mixed: &Scenario, sources: &[usize]) {
         .entry("network")
         .or_insert_with(|| Value::Table(Table::new()));
     if let Value::Table(network) = network {
-        write_loss(network, &mixed.link);
+        write::loss(network, &mixed.link);
         // A link rule's fields default to the scenario's link as written:
         // pin them, since the mix scaled that link and not the rules.
         if let Some(Value::Array(rules)) = network.get_mut("links") {
             for (rule, parsed) in rules.iter_mut().zip(&mixed.links) {
                 if let Value::Table(rule) = rule {
-                    write_loss(rule, &parsed.model);
+                    write::loss(rule, &parsed.model);
                 }
             }
         }
     }
-}
-
-fn write_loss(table: &mut Table, model: &LinkModel) {
-    table.insert("loss".into(), Value::Float(model.loss));
-    table.insert("duplicate".into(), Value::Float(model.duplicate));
-    table.insert("reorder".into(), Value::Float(model.reorder));
-}
-
-/// Writes what [`swarm`]'s `vary` changes in `fault` into its file entry,
-/// one arm per kind as there.
-fn write_varied(entry: &mut Table, fault: &Fault) {
-    match fault {
-        Fault::Partition {
-            at, heal, groups, ..
-        } => {
-            seconds(entry, "at_s", *at);
-            if let Some(heal) = heal {
-                seconds(entry, "heal_s", *heal);
-            }
-            if let Some(Value::Array(files)) = entry.get_mut("groups") {
-                for (file, nodes) in files.iter_mut().zip(groups) {
-                    write_nodes(file, nodes);
-                }
-            }
-        }
-        Fault::Crash { at, nodes, .. } => {
-            seconds(entry, "at_s", *at);
-            write_nodes_field(entry, nodes);
-        }
-        Fault::CrashHolder { at, .. } => seconds(entry, "at_s", *at),
-        Fault::Pause {
-            at,
-            nodes,
-            duration,
-        } => {
-            seconds(entry, "at_s", *at);
-            seconds(entry, "duration_s", *duration);
-            write_nodes_field(entry, nodes);
-        }
-        Fault::RandomPauses {
-            from,
-            until,
-            per_agent_hour,
-            ..
-        }
-        | Fault::HealthFlaps {
-            from,
-            until,
-            per_agent_hour,
-            ..
-        } => {
-            seconds(entry, "from_s", *from);
-            seconds(entry, "until_s", *until);
-            entry.insert("per_agent_hour".into(), Value::Float(*per_agent_hour));
-        }
-        Fault::Network { at, until, model } => {
-            seconds(entry, "at_s", *at);
-            if let Some(until) = until {
-                seconds(entry, "until_s", *until);
-            }
-            write_loss(entry, model);
-        }
-        Fault::Clock {
-            at,
-            nodes,
-            skew,
-            drift_ppm,
-        } => {
-            seconds(entry, "at_s", *at);
-            entry.insert("skew_ms".into(), Value::Float(exact(*skew, 1000.0)));
-            entry.insert("drift_ppm".into(), Value::Integer(i64::from(*drift_ppm)));
-            write_nodes_field(entry, nodes);
-        }
-        _ => {}
-    }
-}
-
-fn seconds(entry: &mut Table, field: &str, at: Duration) {
-    entry.insert(field.into(), Value::Float(exact(at, 1.0)));
-}
-
-fn write_nodes_field(entry: &mut Table, nodes: &Nodes) {
-    if let Some(file) = entry.get_mut("nodes") {
-        write_nodes(file, nodes);
-    }
-}
-
-fn write_nodes(file: &mut Value, nodes: &Nodes) {
-    let Value::Table(file) = file else {
-        return;
-    };
-    if let Some(count) = nodes.count {
-        file.insert("count".into(), Value::Integer(i64::from(count)));
-    }
-    if let Some(fraction) = nodes.fraction {
-        file.insert("fraction".into(), Value::Float(fraction));
-    }
-}
-
-/// The number that the parser, reading it as `value / scale` seconds, turns
-/// back into exactly `duration`: a mix moves faults by arbitrary
-/// nanoseconds, and a replay that is a nanosecond off is another run.
-fn exact(duration: Duration, scale: f64) -> f64 {
-    let nearest = duration.as_secs_f64() * scale;
-    (0..=8u64)
-        .flat_map(|step| {
-            let bits = nearest.to_bits();
-            [bits.wrapping_add(step), bits.wrapping_sub(step)]
-        })
-        .map(f64::from_bits)
-        .find(|&value| {
-            value.is_finite()
-                && value >= 0.0
-                && Duration::try_from_secs_f64(value / scale).ok() == Some(duration)
-        })
-        .unwrap_or(nearest)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::Fault;
 
     #[test]
     fn ddmin_finds_the_faults_a_failure_needs() {
@@ -686,31 +570,10 @@ mod tests {
             assert!(
                 replayed.faults.iter().any(|fault| matches!(
                     fault,
-                    Fault::Attack {
-                        config_key: Some(crate::scenario::OperatorKey::Operator2),
-                        ..
-                    }
+                    Fault::Attack(attack)
+                        if attack.config_key == Some(crate::scenario::OperatorKey::Operator2)
                 )),
                 "{written}"
-            );
-        }
-    }
-
-    #[test]
-    fn written_times_parse_back_to_the_same_nanosecond() {
-        for nanos in [
-            0,
-            1,
-            999_999_999,
-            12_345_678_901,
-            299_999_999_999,
-            7_000_000_003,
-        ] {
-            let duration = Duration::from_nanos(nanos);
-            assert_eq!(Duration::from_secs_f64(exact(duration, 1.0)), duration);
-            assert_eq!(
-                Duration::from_secs_f64(exact(duration, 1000.0) / 1000.0),
-                duration
             );
         }
     }

@@ -14,47 +14,19 @@
 //! have something to judge. The mix comes from its own random stream
 //! (`swarm`), so the run's other streams are those of the plain seed.
 
+use crate::fault::vary::Variation;
+use crate::fault::{Fault, KINDS};
 use crate::rng::Seeds;
-use crate::scenario::{Fault, Nodes, Scenario};
+use crate::scenario::Scenario;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-/// The kinds of chaos fault a mix varies, by their names in scenario files.
-pub const KINDS: [&str; 8] = [
-    "partition",
-    "crash",
-    "pause",
-    "random-pauses",
-    "network",
-    "clock",
-    "crash-holder",
-    "health-flaps",
-];
-
 /// The kind of a chaos fault, or `None` for workload the mix keeps.
 fn kind(fault: &Fault) -> Option<&'static str> {
-    Some(match fault {
-        Fault::Partition { .. } => "partition",
-        Fault::Crash { .. } => "crash",
-        Fault::Pause { .. } => "pause",
-        Fault::RandomPauses { .. } => "random-pauses",
-        Fault::Network { .. } => "network",
-        Fault::Clock { .. } => "clock",
-        Fault::CrashHolder { .. } => "crash-holder",
-        Fault::HealthFlaps { .. } => "health-flaps",
-        Fault::Config { .. }
-        | Fault::Policy { .. }
-        | Fault::Trust { .. }
-        | Fault::Equivocate { .. }
-        | Fault::Service(_)
-        | Fault::Approve(_)
-        | Fault::Attack { .. }
-        | Fault::Leave { .. }
-        | Fault::Retag { .. } => return None,
-    })
+    fault.is_chaos().then_some(fault.name())
 }
 
 /// What one seed's mix did to the scenario, for the report and the replay.
@@ -98,7 +70,9 @@ pub fn mix_traced(scenario: &Scenario, seed: u64) -> (Scenario, Mix, Vec<usize>)
     let bounds = &scenario.swarm;
     let mut rng = Seeds::new(seed).rng("swarm", 0);
     let used: Vec<&'static str> = KINDS
-        .into_iter()
+        .iter()
+        .filter(|(_, chaos)| *chaos)
+        .map(|(name, _)| *name)
         .filter(|name| {
             scenario
                 .faults
@@ -141,7 +115,11 @@ pub fn mix_traced(scenario: &Scenario, seed: u64) -> (Scenario, Mix, Vec<usize>)
         let keep_it = rng.random_bool(keep);
         let shift = signed(&mut rng, jitter);
         if let Some(Some(factor)) = kinds.get(name) {
-            let varied = vary(fault, *factor, shift, scenario.duration);
+            let varied = fault.varied(&Variation {
+                factor: *factor,
+                shift,
+                end: scenario.duration,
+            });
             if keep_it {
                 mixed.faults.push(varied);
                 sources.push(index);
@@ -184,107 +162,6 @@ fn signed(rng: &mut ChaCha8Rng, jitter: Duration) -> i128 {
     } else {
         rng.random_range(-nanos..=nanos)
     }
-}
-
-/// `at` moved by `shift`, kept within the run.
-fn moved(at: Duration, shift: i128, end: Duration) -> Duration {
-    let nanos = (at.as_nanos() as i128 + shift).clamp(0, end.as_nanos() as i128);
-    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-}
-
-/// A later time `end_at` of a fault that moves to `start`: the fault's
-/// length scaled by `factor`.
-fn stretched(start: Duration, old_start: Duration, end_at: Duration, factor: f64) -> Duration {
-    start + end_at.saturating_sub(old_start).mul_f64(factor)
-}
-
-fn scaled_nodes(nodes: &Nodes, factor: f64) -> Nodes {
-    let mut nodes = nodes.clone();
-    nodes.count = nodes
-        .count
-        .map(|count| ((f64::from(count) * factor).round() as u32).max(1));
-    nodes.fraction = nodes
-        .fraction
-        .map(|fraction| (fraction * factor).clamp(f64::MIN_POSITIVE, 1.0));
-    nodes
-}
-
-/// One chaos fault at intensity `factor`, moved by `shift` nanoseconds.
-fn vary(fault: &Fault, factor: f64, shift: i128, end: Duration) -> Fault {
-    let mut fault = fault.clone();
-    match &mut fault {
-        Fault::Partition {
-            at, heal, groups, ..
-        } => {
-            let start = moved(*at, shift, end);
-            *heal = heal.map(|heal| stretched(start, *at, heal, factor));
-            *at = start;
-            // Smaller named groups reshape the partition: the agents they
-            // leave out join the remainder group.
-            for group in groups {
-                *group = scaled_nodes(group, factor);
-            }
-        }
-        Fault::Crash { at, nodes, .. } => {
-            *at = moved(*at, shift, end);
-            *nodes = scaled_nodes(nodes, factor);
-        }
-        Fault::Pause {
-            at,
-            nodes,
-            duration,
-        } => {
-            *at = moved(*at, shift, end);
-            *nodes = scaled_nodes(nodes, factor);
-            *duration = duration.mul_f64(factor);
-        }
-        Fault::RandomPauses {
-            from,
-            until,
-            per_agent_hour,
-            ..
-        } => {
-            let start = moved(*from, shift, end);
-            *until = moved(*until, shift, end).max(start);
-            *from = start;
-            *per_agent_hour *= factor;
-        }
-        Fault::HealthFlaps {
-            from,
-            until,
-            per_agent_hour,
-            ..
-        } => {
-            let start = moved(*from, shift, end);
-            *until = moved(*until, shift, end).max(start);
-            *from = start;
-            *per_agent_hour *= factor;
-        }
-        Fault::Network { at, until, model } => {
-            let start = moved(*at, shift, end);
-            *until = until.map(|until| stretched(start, *at, until, factor));
-            *at = start;
-            model.loss = (model.loss * factor).min(1.0);
-            model.duplicate = (model.duplicate * factor).min(1.0);
-            model.reorder = (model.reorder * factor).min(1.0);
-        }
-        Fault::Clock {
-            at,
-            nodes,
-            skew,
-            drift_ppm,
-        } => {
-            *at = moved(*at, shift, end);
-            *nodes = scaled_nodes(nodes, factor);
-            // Within what a scenario file may say, so that a mix can be
-            // written down as one (`sim shrink --swarm`).
-            *skew = skew.mul_f64(factor).min(Duration::from_secs(3_600));
-            *drift_ppm = ((f64::from(*drift_ppm) * factor).round() as u32).min(99_999);
-        }
-        Fault::CrashHolder { at, .. } => *at = moved(*at, shift, end),
-        _ => {}
-    }
-    fault
 }
 
 #[cfg(test)]
@@ -348,29 +225,27 @@ nodes = { count = 1 }
             let leaves = mixed
                 .faults
                 .iter()
-                .filter(|fault| matches!(fault, Fault::Leave { .. }))
+                .filter(|fault| matches!(fault, Fault::Leave(_)))
                 .count();
             assert_eq!(leaves, 1, "workload is kept");
             for fault in &mixed.faults {
                 match fault {
-                    Fault::Partition {
-                        at, heal, groups, ..
-                    } => {
-                        let heal = heal.expect("still heals");
-                        assert!(heal >= *at && heal - *at <= Duration::from_secs(20));
-                        let fraction = groups[0].fraction.expect("a fraction");
+                    Fault::Partition(partition) => {
+                        let (at, heal) = (partition.at, partition.heal.expect("still heals"));
+                        assert!(heal >= at && heal - at <= Duration::from_secs(20));
+                        let fraction = partition.groups[0].fraction.expect("a fraction");
                         assert!((0.125 - 1e-12..=0.5 + 1e-12).contains(&fraction));
                         shapes.insert((fraction * 100.0).round() as u32);
                     }
-                    Fault::Crash { nodes, .. } => {
-                        assert!((1..=4).contains(&nodes.count.expect("a count")));
+                    Fault::Crash(crash) => {
+                        assert!((1..=4).contains(&crash.nodes.count.expect("a count")));
                     }
-                    Fault::RandomPauses { per_agent_hour, .. } => {
-                        assert!((2.5 - 1e-9..=10.0 + 1e-9).contains(per_agent_hour));
+                    Fault::RandomPauses(pauses) => {
+                        assert!((2.5 - 1e-9..=10.0 + 1e-9).contains(&pauses.per_agent_hour));
                     }
                     _ => {}
                 }
-                assert!(fault_at(fault) <= scenario.duration);
+                assert!(fault.kind().start() <= scenario.duration);
             }
         }
         assert!(shapes.len() > 10, "partition shapes vary: {shapes:?}");
@@ -388,13 +263,5 @@ nodes = { count = 1 }
             (20..=80).contains(&off),
             "partition off in {off} of 199 seeds"
         );
-    }
-
-    fn fault_at(fault: &Fault) -> Duration {
-        match fault {
-            Fault::Partition { at, .. } | Fault::Crash { at, .. } | Fault::Leave { at, .. } => *at,
-            Fault::RandomPauses { from, .. } => *from,
-            _ => Duration::ZERO,
-        }
     }
 }

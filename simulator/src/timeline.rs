@@ -7,7 +7,7 @@
 //! run fits in memory; past a cap it says so instead of drawing a wrong
 //! picture silently.
 
-use crate::trace::TraceEvent;
+use crate::event::TraceEvent;
 
 /// Time buckets of the traffic plot.
 pub const BUCKETS: usize = 200;
@@ -32,7 +32,7 @@ pub struct Timeline {
     /// (time, agent, version): an agent moved to a config release.
     pub releases: Vec<(u64, u32, u32)>,
     /// (time, agent, phase): a remediation action started or ended, phase
-    /// as in [`crate::trace::ACTION_PHASES`].
+    /// as in [`crate::event::ACTION_PHASES`].
     pub actions: Vec<(u64, u32, u8)>,
     /// Some list reached [`EVENTS_MAX`]: later events of it are missing.
     pub truncated: bool,

@@ -5,14 +5,22 @@
 //! fault, then drains the agent's outputs (str0m's rule: after any input,
 //! drain until the next timeout). Every delivery, drop and membership change
 //! feeds the trace hash and the invariant checkers.
+//!
+//! This module holds the loop, the network side and the drain of an agent
+//! (`World::drain`); its seams are submodules: `act` applies the fault
+//! schedule's actions, `lifecycle` starts, stops and resumes processes,
+//! `operators` hands operators' publications to agents, `leases` and
+//! `services` keep the lease and remediation truth, `finish` reports.
 
-use crate::checkers::config::{AgentConfig, Awaited, ConfigChecks};
+use crate::checkers::config::{AgentConfig, ConfigChecks};
 use crate::checkers::convergence::Convergence;
 use crate::checkers::detection::Detection;
 use crate::checkers::false_death::FalseDeath;
 use crate::checkers::spread::Spread;
 use crate::checkers::{Kind, Violation};
-use crate::clock::{Clock, wall_millis};
+use crate::clock::Clock;
+use crate::event::{REAPED, TraceEvent};
+use crate::fault;
 use crate::fingerprint::Step;
 use crate::fleet::Fleet;
 use crate::network::{DropReason, LinkOverride, Network, Verdict};
@@ -20,22 +28,26 @@ use crate::operator::Operators;
 use crate::outcome::{Outcome, Traffic};
 use crate::queue::EventQueue;
 use crate::rng::Seeds;
-use crate::scenario::{Fault, Nodes, OperatorKey, Publication, Scenario, TrustChange};
-use crate::schedule::{self, Action, Schedule};
+use crate::scenario::Scenario;
+use crate::scenario::fleet::Nodes;
+use crate::schedule::{Action, Schedule};
 use crate::timeline::Timeline;
-use crate::trace::{REAPED, Reach, Trace, TraceEvent, Watch};
-use fleetmesh_node::crdt::HealthState;
-use fleetmesh_node::state::{Entry as StateEntry, Kind as StateKind, StateStats};
+use crate::trace::{Trace, Watch};
+use fleetmesh_node::state::{Kind as StateKind, StateStats};
 use fleetmesh_node::{
     Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Output, Stats, TaskId,
 };
-use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+mod act;
+mod finish;
 mod leases;
+mod lifecycle;
+mod operators;
 mod services;
+use finish::Bounds;
 use leases::SimLease;
 use services::Remediation;
 
@@ -212,7 +224,7 @@ impl World {
     pub fn new(scenario: &Scenario, options: RunOptions) -> World {
         let seeds = Seeds::new(options.seed);
         let agents = scenario.fleet.agents as usize;
-        let schedule = schedule::resolve(&scenario.fleet, scenario.link, &scenario.faults, &seeds);
+        let schedule = fault::resolve(&scenario.fleet, scenario.link, &scenario.faults, &seeds);
         let overrides = link_overrides(scenario);
         let lossy = scenario.link.loss > 0.0 || overrides.iter().any(|rule| rule.model.loss > 0.0);
         let network = Network::new(scenario.link, overrides, seeds.rng("network", 0));
@@ -229,16 +241,10 @@ impl World {
             .collect();
         let fleet = Fleet::new(&seeds, &scenario.fleet.tags);
         let operators = Operators::new(&fleet, &seeds);
-        let watch_config = scenario.faults.iter().any(|fault| {
-            matches!(
-                fault,
-                Fault::Config { .. }
-                    | Fault::Policy { .. }
-                    | Fault::Trust { .. }
-                    | Fault::Attack { .. }
-                    | Fault::Equivocate { .. }
-            )
-        });
+        let watch_config = scenario
+            .faults
+            .iter()
+            .any(|fault| fault.kind().touches_config());
         let leases = SimLease::resolve(scenario, |index| fleet.identity(index).keypair.public());
         let trace = match options.trace {
             Some(writer) => Trace::writing(writer),
@@ -682,582 +688,6 @@ impl World {
     fn running_agents(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.nodes.len() as u32).filter(|&index| self.convergence.is_tracked(index))
     }
-
-    // --- faults ------------------------------------------------------------------
-
-    fn act(&mut self, action: Action) {
-        let code = action_code(&action);
-        self.trace.record(self.now, TraceEvent::Fault { code });
-        if let Some(reach) = reach(&action) {
-            self.trace.note_fault(self.now, code, reach);
-        }
-        if action.disturbs() {
-            let check_at = self.convergence.instant_disturbance(self.now);
-            self.false_death.instant_disturbance(self.now);
-            self.push(check_at, What::CheckConvergence);
-        }
-        match action {
-            Action::Start(index) => self.start(index),
-            Action::Restart(indices) => indices.into_iter().for_each(|index| self.start(index)),
-            Action::Crash(indices) => indices.into_iter().for_each(|index| self.stop(index, true)),
-            Action::Leave(indices) => {
-                for index in indices {
-                    self.operate(index, Deferred::Leave, false);
-                }
-            }
-            Action::Stop(indices) => {
-                for index in indices {
-                    // A leave still waiting for a pause to end is followed
-                    // by its own stop (StopAfterLeave) once it happens.
-                    let waiting = self.nodes[index as usize]
-                        .deferred
-                        .iter()
-                        .any(|operation| matches!(operation, Deferred::Leave));
-                    if !waiting {
-                        self.stop(index, false);
-                    }
-                }
-            }
-            Action::Partition(cut) => {
-                if self.network.cut.is_none() {
-                    self.convergence.disturbance_started();
-                    self.false_death.disturbance_started(self.now);
-                }
-                self.network.cut = Some(cut);
-            }
-            Action::Heal => {
-                if self.network.cut.take().is_some() {
-                    let check_at = self.convergence.disturbance_ended(self.now);
-                    self.false_death.disturbance_ended(self.now);
-                    self.push(check_at, What::CheckConvergence);
-                    if let Some(check_at) = self.config_checks.healed(self.now) {
-                        self.push(check_at, What::CheckPublications);
-                    }
-                }
-            }
-            Action::Pause(indices) => {
-                for index in indices {
-                    let node = &mut self.nodes[index as usize];
-                    if node.agent.is_some() {
-                        node.paused += 1;
-                        self.convergence.disturbance_started();
-                        self.false_death.disturbance_started(self.now);
-                    }
-                }
-            }
-            Action::Resume(indices) => {
-                for index in indices {
-                    self.resume(index);
-                }
-            }
-            Action::Network(model) => {
-                self.network.default = model;
-                let lossy = model.loss > 0.0
-                    || self
-                        .network
-                        .overrides
-                        .iter()
-                        .any(|rule| rule.model.loss > 0.0);
-                self.false_death.set_lossy(self.now, lossy);
-            }
-            Action::Clock(index, offset, drift) => {
-                self.clock_changed(index, offset, drift);
-                let node = &mut self.nodes[index as usize];
-                node.clock = if node.agent.is_none() {
-                    // Not running: the next process starts on this clock.
-                    Clock::new(offset, drift)
-                } else {
-                    node.clock.reset(self.now, offset, drift)
-                };
-            }
-            Action::Retag(indices, tags) => {
-                for index in indices {
-                    let meta = NodeMeta {
-                        tags: tags.clone(),
-                        addrs: Vec::new(),
-                    };
-                    self.operate(index, Deferred::Retag(meta), false);
-                }
-            }
-            Action::Publish(publication, via) => {
-                self.publish_config(&publication, &via);
-            }
-            Action::Trust(change, via) => self.change_trust(change, &via),
-            Action::Equivocate(author, doc, via) => self.equivocate(author, &doc, &via),
-            Action::Attack {
-                attacker,
-                target,
-                attempt,
-                attempts,
-                config_key,
-            } => self.attack(attacker, target, (attempt, attempts), config_key),
-            Action::CrashHolder(scope, restart_after) => self.crash_holder(&scope, restart_after),
-            Action::Health {
-                agent,
-                check,
-                healthy,
-            } => self.report_health(agent, check, healthy),
-            Action::Policy(publication, via) => self.publish_policy(&publication, &via),
-            Action::Service {
-                fault,
-                nodes,
-                failing,
-            } => self.service_turn(fault, &nodes, failing),
-            Action::Approve(fault, targets, via) => self.approve(&fault, &targets, &via),
-        }
-        self.convergence.refresh(self.now);
-    }
-
-    /// Applies an operator action to agent `index`, or defers it until the
-    /// agent resumes if it is paused.
-    fn operate(&mut self, index: u32, operation: Deferred, deferred: bool) {
-        let node = &mut self.nodes[index as usize];
-        if let Deferred::Retag(meta) = &operation {
-            // A restarted process announces the new tags too.
-            node.meta = meta.clone();
-        }
-        if node.agent.is_none() {
-            return;
-        }
-        if node.paused > 0 {
-            node.deferred.push(operation);
-            return;
-        }
-        match operation {
-            Deferred::Leave => {
-                self.with_agent(index, |agent, now| agent.leave(now));
-                self.become_not_running(index);
-                if deferred {
-                    // The scheduled stop passed during the pause: give the
-                    // departure its round of gossip, then stop.
-                    self.push(self.now + LEAVE_GOSSIP_NANOS, What::StopAfterLeave(index));
-                }
-            }
-            Deferred::Retag(meta) => {
-                let mut accepted = false;
-                self.with_agent(index, |agent, _| accepted = agent.set_meta(meta).is_ok());
-                if accepted {
-                    self.track_spread(index);
-                }
-            }
-        }
-    }
-
-    fn track_spread(&mut self, member: u32) {
-        let Some(agent) = &self.nodes[member as usize].agent else {
-            return;
-        };
-        let incarnation = agent.incarnation();
-        let id = self.fleet.node_id(member);
-        let waiting = self
-            .running_agents()
-            .filter(|&other| other != member)
-            .filter(|&other| {
-                let view = self.nodes[other as usize]
-                    .agent
-                    .as_ref()
-                    .and_then(|agent| agent.member(id));
-                view.is_none_or(|view| view.incarnation() < incarnation)
-            })
-            .collect();
-        self.spread
-            .announced(self.now, member, incarnation, waiting);
-        if let Some(bound) = self.spread_bound {
-            self.push(self.now + bound, What::CheckSpread(member, incarnation));
-        }
-    }
-
-    fn start(&mut self, index: u32) {
-        let node = &self.nodes[index as usize];
-        if node.agent.is_some() || node.expelled {
-            return;
-        }
-        let node = &mut self.nodes[index as usize];
-        node.generation += 1;
-        let seed = self.seeds.seed(
-            "agent",
-            (u64::from(index) << 32) | u64::from(node.generation),
-        );
-        let now = node.clock.local(self.now);
-        let agent = Agent::new(
-            self.config.clone(),
-            self.fleet.identity(index),
-            node.meta.clone(),
-            seed,
-            now,
-            self.fleet.verifier.clone(),
-        )
-        .expect("scenario loading validated every agent's tags");
-        node.agent = Some(Box::new(agent));
-        node.paused = 0;
-        node.running_since = Some(self.now);
-        self.detection.restarted(index);
-        // Every running agent that counted this one as gone is now wrong,
-        // and one that still saw it up is right again.
-        let others: Vec<u32> = self.running_agents().collect();
-        for other in others {
-            let sees_up = self.sees_up(other, index);
-            self.convergence.adjust(self.now, other, !sees_up);
-        }
-        // The new agent sees only itself: it is wrong about every other
-        // running agent.
-        let wrong = self.running_agents().count();
-        self.convergence
-            .track(index, u32::try_from(wrong).unwrap_or(u32::MAX));
-        self.restore_durable(index);
-        let seeds = self.seed_ids.clone();
-        self.with_agent(index, |agent, now| agent.join(now, &seeds));
-        self.acquire_leases(index);
-    }
-
-    /// Removes agent `index` from the ground truth's running set: every
-    /// running agent that sees it up is now wrong, and waits that counted
-    /// on this agent's view stop counting it.
-    fn become_not_running(&mut self, index: u32) {
-        if !self.convergence.is_tracked(index) {
-            return;
-        }
-        self.convergence.untrack(index);
-        // Every running agent that sees it up is now wrong, and one that
-        // already counted it gone (across a partition, say) is right again.
-        let others: Vec<u32> = self.running_agents().collect();
-        for &other in &others {
-            let sees_up = self.sees_up(other, index);
-            self.convergence.adjust(self.now, other, sees_up);
-        }
-        // The departed agent's own view no longer counts toward pending waits.
-        let pending: Vec<u32> = (0..self.nodes.len() as u32)
-            .filter(|&member| self.detection.is_pending(member) && self.sees_up(index, member))
-            .collect();
-        for member in pending {
-            self.detection.view_changed(self.now, member, true);
-        }
-        self.spread.forget(self.now, index);
-    }
-
-    fn stop(&mut self, index: u32, crash: bool) {
-        if self.nodes[index as usize].agent.is_none() {
-            return;
-        }
-        let was_running = self.convergence.is_tracked(index);
-        self.become_not_running(index);
-        if crash && was_running {
-            let remaining = self
-                .running_agents()
-                .filter(|&other| self.sees_up(other, index))
-                .count();
-            let check_at = self.detection.crashed(
-                self.now,
-                index,
-                u32::try_from(remaining).unwrap_or(u32::MAX),
-            );
-            self.push(check_at, What::CheckDetection(index));
-        }
-        self.remedy.forget(index);
-        let node = &mut self.nodes[index as usize];
-        for _ in 0..node.paused {
-            self.convergence.disturbance_ended(self.now);
-            self.false_death.disturbance_ended(self.now);
-        }
-        node.paused = 0;
-        node.deferred.clear();
-        let agent = node.agent.take().expect("checked above");
-        node.retired += agent.stats();
-        node.retired_state += &agent.replicas().stats();
-        node.generation += 1;
-        node.wake_at = None;
-        node.inbox.clear();
-        if let Some(since) = node.running_since.take() {
-            node.running_nanos += self.now - since;
-        }
-    }
-
-    fn resume(&mut self, index: u32) {
-        let node = &mut self.nodes[index as usize];
-        if node.paused == 0 {
-            return;
-        }
-        node.paused -= 1;
-        let check_at = self.convergence.disturbance_ended(self.now);
-        self.false_death.disturbance_ended(self.now);
-        self.push(check_at, What::CheckConvergence);
-        if self.nodes[index as usize].paused > 0 {
-            return;
-        }
-        self.resume_tasks(index);
-        let inbox = std::mem::take(&mut self.nodes[index as usize].inbox);
-        for (from, bytes) in inbox {
-            self.hand_over(from, index, &bytes);
-        }
-        self.with_agent(index, |agent, now| agent.handle_timeout(now));
-        let deferred = std::mem::take(&mut self.nodes[index as usize].deferred);
-        for operation in deferred {
-            self.operate(index, operation, true);
-        }
-    }
-
-    // --- operators ---------------------------------------------------------------
-
-    /// One running agent of `via`, drawn at random; `None` when none runs.
-    fn pick_running(&mut self, via: &[u32]) -> Option<u32> {
-        let running: Vec<u32> = via
-            .iter()
-            .copied()
-            .filter(|&index| self.is_running(index) && self.nodes[index as usize].paused == 0)
-            .collect();
-        if running.is_empty() {
-            return None;
-        }
-        Some(running[self.operator_rng.random_range(0..running.len())])
-    }
-
-    /// Hands `entries` to agent `index`, as an operator's CLI would.
-    fn hand(&mut self, index: u32, entries: Vec<StateEntry>) {
-        let mut refused = 0;
-        self.with_agent(index, |agent, now| {
-            for entry in entries {
-                // A refusal is the agent's verdict, and what a scenario
-                // about a revoked key shows.
-                if agent.publish(now, entry).is_err() {
-                    refused += 1;
-                }
-            }
-        });
-        self.traffic.publications_refused += refused;
-    }
-
-    /// Publishes `publication` through one running agent of `via`;
-    /// whether an agent took it.
-    fn publish_config(&mut self, publication: &Publication, via: &[u32]) -> bool {
-        let Some(index) = self.pick_running(via) else {
-            self.traffic.publications_lost += 1;
-            return false;
-        };
-        let now_millis = wall_millis(self.now);
-        let Ok(entries) = self.operators.publish(publication, now_millis) else {
-            self.traffic.publications_lost += 1;
-            return false;
-        };
-        let released = self
-            .operators
-            .truth()
-            .latest_release
-            .get(&publication.doc)
-            .copied();
-        let legit = entries.iter().any(|entry| match entry {
-            StateEntry::Release(release) => Some(release.release.version) == released,
-            _ => false,
-        });
-        self.hand(index, entries);
-        if legit && let Some(version) = released {
-            let awaited = Awaited::Release {
-                doc: publication.doc.clone(),
-                version,
-            };
-            let check_at = self.config_checks.published(self.now, awaited);
-            self.push(check_at, What::CheckPublications);
-            self.note_reach();
-        }
-        true
-    }
-
-    fn change_trust(&mut self, change: TrustChange, via: &[u32]) {
-        let Some(index) = self.pick_running(via) else {
-            self.traffic.publications_lost += 1;
-            return;
-        };
-        let entry = self.operators.change_trust(change, wall_millis(self.now));
-        self.hand(index, vec![entry]);
-        if let TrustChange::RevokeNode(expelled) = change {
-            // The truth changes at once: agents that still see the node up
-            // are wrong until the revocation reaches them. Its process runs
-            // on, ignored, as a compromised host's would.
-            self.nodes[expelled as usize].expelled = true;
-            self.become_not_running(expelled);
-        }
-        let version = self.operators.truth().trust_version;
-        let check_at = self
-            .config_checks
-            .published(self.now, Awaited::Trust { version });
-        self.push(check_at, What::CheckPublications);
-    }
-
-    fn equivocate(&mut self, author: OperatorKey, doc: &str, via: &[u32]) {
-        let Some(first_agent) = self.pick_running(via) else {
-            self.traffic.publications_lost += 1;
-            return;
-        };
-        let others: Vec<u32> = via
-            .iter()
-            .copied()
-            .filter(|&index| index != first_agent)
-            .collect();
-        let Some(second_agent) = self.pick_running(&others) else {
-            self.traffic.publications_lost += 1;
-            return;
-        };
-        let Some((first, second)) = self
-            .operators
-            .equivocate(author, doc, wall_millis(self.now))
-        else {
-            self.traffic.publications_lost += 1;
-            return;
-        };
-        self.hand(first_agent, vec![first]);
-        self.hand(second_agent, vec![second]);
-        let key = self.operators.key(author);
-        let check_at = self
-            .config_checks
-            .published(self.now, Awaited::Quarantine { key });
-        self.push(check_at, What::CheckPublications);
-    }
-
-    /// `attacker`, holding `config_key` if any, sends `target` attack
-    /// attempt `numbers` (the attempt's number, the fault's attempts).
-    fn attack(
-        &mut self,
-        attacker: u32,
-        target: u32,
-        numbers: (u32, u32),
-        config_key: Option<OperatorKey>,
-    ) {
-        if attacker == target || !self.is_running(attacker) {
-            return;
-        }
-        let key = self.fleet.node_keypair(attacker);
-        let sent = self
-            .operators
-            .attack(key, config_key, numbers, wall_millis(self.now));
-        self.traffic.attacks += 1;
-        self.traffic.flood_entries += sent.flood_entries;
-        if let Some(key) = sent.convicts {
-            // Signed by a trusted key, the change reaches automerge and
-            // panics there; its evidence must reach every agent, as an
-            // equivocation's does.
-            let check_at = self
-                .config_checks
-                .published(self.now, Awaited::Quarantine { key });
-            self.push(check_at, What::CheckPublications);
-        }
-        let to = self.fleet.node_id(target);
-        self.send(attacker, to, sent.bytes);
-    }
-
-    /// A running, unpaused agent reports a check; a stopped process reports
-    /// nothing.
-    fn report_health(&mut self, index: u32, check: u8, healthy: bool) {
-        if self.nodes[index as usize].paused > 0 {
-            return;
-        }
-        let state = if healthy {
-            HealthState::Healthy
-        } else {
-            HealthState::Unhealthy
-        };
-        self.with_agent(index, |agent, now| {
-            // Refused only after `leave`, when the agent reports nothing.
-            let _ = agent.report_health(now, &format!("check-{check}"), state, "");
-        });
-    }
-
-    fn note_reach(&mut self) {
-        let running: Vec<u32> = self.running_agents().collect();
-        let nodes = &self.nodes;
-        self.config_checks.note_reach(self.now, |awaited| {
-            running.iter().all(|&index| has(nodes, index, awaited))
-        });
-    }
-
-    fn check_publications(&mut self) {
-        if self.network.cut.is_some() {
-            // The heal schedules the next check.
-            return;
-        }
-        // An agent that (re)started less than a bound ago may still be
-        // catching up: judged at a later check.
-        let settled_since = self.now.saturating_sub(self.config_checks.bound());
-        let settled: Vec<u32> = self
-            .running_agents()
-            .filter(|&index| {
-                self.nodes[index as usize]
-                    .running_since
-                    .is_some_and(|since| since <= settled_since)
-            })
-            .collect();
-        let nodes = &self.nodes;
-        let violation = self.config_checks.check(self.now, |awaited| {
-            settled
-                .iter()
-                .copied()
-                .filter(|&index| !has(nodes, index, awaited))
-                .collect()
-        });
-        if let Some(violation) = violation {
-            self.violations.push(violation);
-        }
-    }
-
-    // --- the end -------------------------------------------------------------------
-
-    fn finish(mut self, wall: Duration) -> Outcome {
-        let leases = self.finish_leases();
-        let remedy = self.finish_remedy();
-        let mut stats = Stats::default();
-        let mut state = StateStats::default();
-        let mut agent_nanos = 0u64;
-        for node in &mut self.nodes {
-            if let Some(agent) = &node.agent {
-                node.retired += agent.stats();
-                node.retired_state += &agent.replicas().stats();
-            }
-            if let Some(since) = node.running_since {
-                node.running_nanos += self.now.min(self.end) - since;
-            }
-            stats += &node.retired;
-            state += &node.retired_state;
-            agent_nanos += node.running_nanos;
-        }
-        let state_bytes = self
-            .nodes
-            .iter()
-            .find_map(|node| node.agent.as_ref())
-            .map(|agent| agent.replicas().approx_bytes());
-        let trace_error = self.trace.finish().err().map(|error| error.to_string());
-        let liveness_failed = self
-            .violations
-            .iter()
-            .any(|violation| violation.kind == Kind::Liveness);
-        Outcome {
-            agents: self.nodes.len(),
-            simulated: Duration::from_nanos(self.now.min(self.end)),
-            wall,
-            events: self.events_processed,
-            agent_seconds: agent_nanos as f64 / 1e9,
-            stats,
-            state,
-            traffic: self.traffic,
-            settle_times: self.convergence.settle_times().to_vec(),
-            unconverged_at_end: self.convergence.unconverged(),
-            converge_bound: Duration::from_nanos(self.convergence.bound()),
-            detection_times: self.detection.times().to_vec(),
-            detect_bound: Duration::from_nanos(self.detection.bound()),
-            spread_times: self.spread.times().to_vec(),
-            release_times: self.config_checks.reach_times().to_vec(),
-            state_bytes,
-            false_dead_incidents: self.false_death.incidents(),
-            false_dead_declarations: self.false_death.declarations(),
-            leases,
-            remedy,
-            violations: self.violations,
-            liveness_failed,
-            trace_hash: self.trace.hash(),
-            trace_events: self.trace.events(),
-            trace_error,
-            steps: std::mem::take(&mut self.steps),
-            timeline: self.trace.take_timeline(),
-            watched: self.trace.take_watch(),
-        }
-    }
 }
 
 /// A step's kind (an index into [`crate::fingerprint::STEP_KINDS`]) and
@@ -1275,38 +705,6 @@ fn step_code(what: &What) -> (u8, u32) {
         What::CheckDone { node, .. } => (8, *node),
         What::ActionDone(_) => (9, u32::MAX),
         What::CheckFixed(_) => (10, u32::MAX),
-    }
-}
-
-/// Default bounds of the checkers, from the protocol parameters, unless the
-/// scenario sets them.
-struct Bounds {
-    converge: u64,
-    detect: u64,
-    quiet_window: u64,
-    publication: u64,
-}
-
-impl Bounds {
-    fn derive(config: &Config, agents: usize, scenario: &Scenario) -> Bounds {
-        let suspicion_max = config
-            .suspicion_timeout_min(agents)
-            .mul_f64(config.suspicion_max_mult);
-        // Worst case of an unconfirmed suspicion, plus probing and spreading.
-        let detect = suspicion_max + config.probe_interval * 4 + config.gossip_interval * 20;
-        // A heal is noticed by the next reconnect attempt; refutations then
-        // need a detection's worth of time to spread and settle.
-        let converge = config.reconnect_interval * 2 + config.sync_interval + detect;
-        let quiet_window = suspicion_max + config.probe_interval * 4 + config.gossip_interval * 20;
-        // A heal is noticed by the next reconnect; anti-entropy then needs a
-        // few exchanges to carry a release across.
-        let publication = config.reconnect_interval * 2 + config.sync_interval * 4;
-        Bounds {
-            publication: nanos(scenario.expect.release_within.unwrap_or(publication)),
-            converge: nanos(scenario.expect.converge_within.unwrap_or(converge)),
-            detect: nanos(scenario.expect.detect_within.unwrap_or(detect)),
-            quiet_window: nanos(quiet_window),
-        }
     }
 }
 
@@ -1337,96 +735,6 @@ fn mask(scenario: &Scenario, nodes: &Nodes) -> Vec<bool> {
         }
     }
     mask
-}
-
-/// What a fault action acts on, for the watch; `None` for one that acts
-/// on no agent in particular and not on the fleet as a whole (an
-/// equivocation, an approval).
-fn reach(action: &Action) -> Option<Reach> {
-    Some(match action {
-        Action::Start(index) | Action::Clock(index, ..) => Reach::Agents(vec![*index]),
-        Action::Crash(indices)
-        | Action::Restart(indices)
-        | Action::Pause(indices)
-        | Action::Resume(indices)
-        | Action::Leave(indices)
-        | Action::Stop(indices)
-        | Action::Retag(indices, _)
-        | Action::Service { nodes: indices, .. } => Reach::Agents(indices.clone()),
-        Action::Attack {
-            attacker, target, ..
-        } => Reach::Agents(vec![*attacker, *target]),
-        Action::Health { agent, .. } => Reach::Agents(vec![*agent]),
-        Action::Partition(_)
-        | Action::Heal
-        | Action::Network(_)
-        | Action::Publish(..)
-        | Action::Trust(..)
-        | Action::CrashHolder(..)
-        | Action::Policy(..) => Reach::Fleet,
-        Action::Equivocate(..) | Action::Approve(..) => return None,
-    })
-}
-
-/// Names of the fault action codes of [`TraceEvent::Fault`].
-pub const FAULT_NAMES: [&str; 22] = [
-    "start",
-    "partition",
-    "heal",
-    "crash",
-    "restart",
-    "pause",
-    "resume",
-    "network change",
-    "clock change",
-    "leave",
-    "stop",
-    "retag",
-    "config publication",
-    "trust change",
-    "attack attempt",
-    "equivocation",
-    "crash of the holder",
-    "health report",
-    "policy publication",
-    "service fails",
-    "service recovers",
-    "approval",
-];
-
-fn action_code(action: &Action) -> u8 {
-    match action {
-        Action::Start(_) => 0,
-        Action::Partition(_) => 1,
-        Action::Heal => 2,
-        Action::Crash(_) => 3,
-        Action::Restart(_) => 4,
-        Action::Pause(_) => 5,
-        Action::Resume(_) => 6,
-        Action::Network(_) => 7,
-        Action::Clock(..) => 8,
-        Action::Leave(_) => 9,
-        Action::Stop(_) => 10,
-        Action::Retag(..) => 11,
-        Action::Publish(..) => 12,
-        Action::Trust(..) => 13,
-        Action::Attack { .. } => 14,
-        Action::Equivocate(..) => 15,
-        Action::CrashHolder(..) => 16,
-        Action::Health { .. } => 17,
-        Action::Policy(..) => 18,
-        Action::Service { failing: true, .. } => 19,
-        Action::Service { failing: false, .. } => 20,
-        Action::Approve(..) => 21,
-    }
-}
-
-/// Whether agent `index` runs and holds `awaited`.
-fn has(nodes: &[Node], index: u32, awaited: &Awaited) -> bool {
-    nodes[index as usize]
-        .agent
-        .as_ref()
-        .is_some_and(|agent| awaited.is_held_by(agent))
 }
 
 /// What the config checkers look at to tell that an agent's config state

@@ -47,7 +47,7 @@ use fleetmesh_node::wire::{self, Message, StateMessage};
 use rand::RngExt;
 
 use super::{Laptop, Operators};
-use crate::scenario::OperatorKey;
+use crate::scenario::operators::OperatorKey;
 
 /// Kinds of attack attempt, taken in turn.
 const ATTACK_KINDS: u32 = 12;

@@ -19,11 +19,12 @@
 pub mod fleetmesh;
 pub mod foca;
 
+use crate::fault;
 use crate::network::{Cut, LinkModel, Network, Verdict};
 use crate::queue::EventQueue;
 use crate::rng::Seeds;
 use crate::scenario::Scenario;
-use crate::schedule::{self, Action};
+use crate::schedule::Action;
 use crate::world::{PAUSED_INBOX_MAX, WAKES_PER_INSTANT_MAX, link_overrides};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -285,7 +286,7 @@ impl<I: Implementation> Race<I> {
     pub fn new(scenario: &Scenario, options: RaceOptions) -> Result<Race<I>, RaceError> {
         let seeds = Seeds::new(options.seed);
         let agents = scenario.fleet.agents;
-        let schedule = schedule::resolve(&scenario.fleet, scenario.link, &scenario.faults, &seeds)
+        let schedule = fault::resolve(&scenario.fleet, scenario.link, &scenario.faults, &seeds)
             .into_iter()
             .map(|(at, action)| fault(action).map(|fault| (at, fault)))
             .collect::<Result<Vec<_>, _>>()

@@ -1,7 +1,8 @@
 //! The `[[leases]]` section: scopes the simulated fleet runs the quorum
 //! lease protocol for, with their voters and candidates as tag selectors.
 
-use super::{Context, Fleet, ScenarioError, parse_selector, seconds};
+use crate::scenario::context::{Context, ScenarioError, seconds};
+use crate::scenario::fleet::{Fleet, parse_selector, selected};
 use fleetmesh_node::Config;
 use fleetmesh_node::crdt::lease_limits;
 use fleetmesh_node::limits::TTL_MAX;
@@ -27,29 +28,18 @@ pub struct LeaseSpec {
 impl LeaseSpec {
     /// Indices of the voters in `fleet`.
     pub fn voter_indices(&self, fleet: &Fleet) -> Vec<u32> {
-        selected(fleet, &self.voters)
+        selected(&fleet.tags, &self.voters)
     }
 
     /// Indices of the candidates in `fleet`.
     pub fn candidate_indices(&self, fleet: &Fleet) -> Vec<u32> {
-        selected(fleet, &self.candidates)
+        selected(&fleet.tags, &self.candidates)
     }
-}
-
-fn selected(fleet: &Fleet, select: &BTreeMap<String, String>) -> Vec<u32> {
-    (0..fleet.agents)
-        .filter(|&agent| {
-            let tags = &fleet.tags[agent as usize];
-            select
-                .iter()
-                .all(|(key, value)| tags.get(key) == Some(value))
-        })
-        .collect()
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct LeaseFile {
+pub(crate) struct LeaseFile {
     scope: String,
     voters: String,
     candidates: String,
@@ -57,7 +47,7 @@ pub(super) struct LeaseFile {
 }
 
 /// Validates the `[[leases]]` tables against the fleet and the protocol.
-pub(super) fn leases(
+pub(crate) fn leases(
     context: &Context<'_>,
     files: &[Spanned<LeaseFile>],
     fleet: &Fleet,

@@ -1,7 +1,7 @@
 //! The `[swarm]` section: how far a swarm run may vary the scenario's
 //! faults from seed to seed (see [`crate::swarm`]).
 
-use super::{Context, ScenarioError, probability};
+use crate::scenario::context::{Context, ScenarioError, probability};
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
@@ -46,7 +46,7 @@ impl Default for SwarmBounds {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SwarmFile {
+pub(crate) struct SwarmFile {
     keep_min: Option<f64>,
     kind_off: Option<f64>,
     scale_min: Option<f64>,
@@ -55,7 +55,7 @@ pub(super) struct SwarmFile {
 }
 
 /// Validates the `[swarm]` table.
-pub(super) fn bounds(
+pub(crate) fn bounds(
     context: &Context<'_>,
     file: Option<&Spanned<SwarmFile>>,
     duration: Duration,

@@ -20,11 +20,14 @@
 use super::{What, World};
 use crate::checkers::remedy::{RemedyCheck, Start, fixed_in_time};
 use crate::clock::wall_millis;
+use crate::event::TraceEvent;
+use crate::fault::Fault;
+use crate::fault::service::ServiceFault;
 use crate::outcome::RemedyOutcome;
-use crate::scenario::{
-    ApproveFault, Content, Fault, Publication, Scenario, ServiceFault, ServiceModel, resolve_voters,
-};
-use crate::trace::TraceEvent;
+use crate::scenario::Scenario;
+use crate::scenario::operators::{Content, Publication};
+use crate::scenario::services::{ServiceModel, resolve_voters};
+use crate::schedule::Approval;
 use fleetmesh_node::crdt::{IdempotencyKey, PublicKey, RecordKind};
 use fleetmesh_node::remedy::policy::{ActionClass, Policy};
 use fleetmesh_node::{Task, TaskId, TaskResult};
@@ -430,7 +433,7 @@ impl World {
     /// An operator approves every pending remediation of `fault.rule` on
     /// `targets` that the ledger of one running agent of `via` shows: keys
     /// with an intent, a request or a `needs-human` record and no start.
-    pub(super) fn approve(&mut self, fault: &ApproveFault, targets: &[u32], via: &[u32]) {
+    pub(super) fn approve(&mut self, fault: &Approval, targets: &[u32], via: &[u32]) {
         let Some(index) = self.pick_running(via) else {
             self.traffic.publications_lost += 1;
             return;
