@@ -1,5 +1,6 @@
 //! Errors the agent's API returns to its driver.
 
+use crate::config::ConfigError;
 use fleetmesh_crdt::{MetaError, Rejected};
 
 /// Why the agent refused an operator's request. A refused request does not
@@ -19,6 +20,10 @@ pub enum AgentError {
     /// The agent has left the fleet; it announces nothing more.
     #[error("the agent has left the fleet")]
     Left,
+    /// The protocol parameters break a relationship the core relies on
+    /// ([`crate::Config::validate`]); no agent was built.
+    #[error("invalid protocol parameters: {0}")]
+    Config(#[from] ConfigError),
     /// A lease cannot be asked for with these parameters.
     #[error("lease refused: {0}")]
     Lease(#[from] crate::lease::LeaseError),

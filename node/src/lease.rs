@@ -46,6 +46,16 @@ pub const TTL_MAX: Duration = Duration::from_secs(3600);
 /// misbehaving voter cannot park it.
 const RETRY_HINT_MAX: Duration = Duration::from_secs(2 * 3600);
 
+// Constant relationships the lease logic relies on.
+const _: () = {
+    // Some ttl exceeds the drift bound of every validated config.
+    assert!(crate::config::LEASE_DRIFT_BOUND_MAX.as_nanos() < TTL_MAX.as_nanos());
+    // A voter's hint to wait out one whole ttl is never cut short.
+    assert!(TTL_MAX.as_nanos() <= RETRY_HINT_MAX.as_nanos());
+    // Every scope one agent wants fits in its own voter's records.
+    assert!(WANTED_MAX <= lease_limits::SCOPES_MAX);
+};
+
 /// Why a voter refused, as the wire carries it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum RefusalReason {
@@ -319,8 +329,56 @@ impl Leases {
         table: &LeaseTable,
     ) -> Option<(u64, Instant)> {
         let held = self.wanted.get(scope)?.valid(now)?;
+        debug_assert!(now < held.until, "lease {scope} reported held past expiry");
         let superseded = table.max_epoch(scope).is_some_and(|max| max > held.epoch);
         (!superseded).then_some((held.epoch, held.until))
+    }
+
+    /// Panics unless every scope wanted is within the protocol's bounds,
+    /// every grant an attempt counts is its voter's, for the attempt's
+    /// epoch, and an attempt never asks for an epoch below the one held.
+    /// Costs a pass over the attempts' grants: for the agent's
+    /// `check_invariants`.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "Agent::check_invariants will call it (issue 16)")
+    )]
+    pub(crate) fn check_invariants(&self) {
+        assert!(
+            self.wanted.len() <= WANTED_MAX,
+            "leases: {} scopes wanted",
+            self.wanted.len()
+        );
+        assert!(
+            self.voter.records().len() <= lease_limits::SCOPES_MAX,
+            "leases: voter holds {} scopes",
+            self.voter.records().len()
+        );
+        for (scope, wanted) in &self.wanted {
+            assert!(
+                (1..=lease_limits::VOTERS_MAX).contains(&wanted.voters.len())
+                    && wanted.ttl <= TTL_MAX,
+                "leases: {scope} wanted with {} voters, ttl {:?}",
+                wanted.voters.len(),
+                wanted.ttl
+            );
+            let Some(attempt) = &wanted.attempt else {
+                continue;
+            };
+            assert!(
+                wanted.held.is_none_or(|held| held.epoch <= attempt.epoch),
+                "leases: {scope} asks for epoch {} below the one held",
+                attempt.epoch
+            );
+            for (voter, grant) in &attempt.grants {
+                assert!(
+                    grant.body.voter == *voter
+                        && grant.body.epoch == attempt.epoch
+                        && !attempt.refused.contains(voter),
+                    "leases: {scope} counts a grant of {voter:?} that is not for its epoch"
+                );
+            }
+        }
     }
 
     /// When [`Leases::tick`] must next run.
@@ -751,7 +809,14 @@ impl Leases {
             }
             LeaseMessage::Request { .. } | LeaseMessage::Release { .. } => return,
         }
-        let (granted, refused) = (attempt.grants.len(), attempt.refused.len());
+        // Only grants of the scope's current voters count: `acquire` may
+        // have changed them since the attempt started.
+        let granted = wanted
+            .voters
+            .iter()
+            .filter(|voter| attempt.grants.contains_key(voter))
+            .count();
+        let refused = attempt.refused.len();
         if granted >= wanted.majority() {
             self.won(cx, &scope, out);
         } else if refused > wanted.voters.len() - wanted.majority() {
@@ -857,10 +922,41 @@ impl Leases {
         let Some(attempt) = wanted.attempt.take() else {
             return;
         };
+        // Paired with the count in `on_answer`, from the grants themselves:
+        // a lease is held only on a strict majority of its voters' grants,
+        // and a holder's epoch never goes back.
+        let granted_by_voters = attempt
+            .grants
+            .keys()
+            .filter(|voter| wanted.voters.contains(voter))
+            .count();
+        assert!(
+            granted_by_voters >= wanted.majority(),
+            "lease {scope} won with {granted_by_voters} of {} voters' grants",
+            wanted.voters.len()
+        );
+        assert!(
+            wanted.held.is_none_or(|held| held.epoch <= attempt.epoch),
+            "lease {scope}: epoch went back to {}",
+            attempt.epoch
+        );
+        debug_assert!(
+            attempt
+                .grants
+                .iter()
+                .all(|(voter, grant)| grant.body.voter == *voter
+                    && grant.body.epoch == attempt.epoch
+                    && grant.body.holder == cx.keypair.public()),
+            "lease {scope}: a grant counted is not for this holder and epoch"
+        );
         let renewal = wanted
             .valid(cx.now)
             .is_some_and(|held| held.epoch == attempt.epoch);
         let until = attempt.asked + wanted.ttl.saturating_sub(cx.config.lease_drift_bound);
+        assert!(
+            until <= attempt.asked + wanted.ttl,
+            "lease {scope}: held past the voters' promise"
+        );
         wanted.held = Some(Held {
             epoch: attempt.epoch,
             until,
@@ -956,4 +1052,46 @@ fn lost(cx: &mut Cx<'_>, scope: &str, epoch: u64, out: &mut Vec<Out>) {
         scope: scope.to_owned(),
         epoch,
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetmesh_crdt::Ed25519;
+
+    fn wanted(held: Option<u64>, asking: u64) -> Wanted {
+        let voter = Keypair::from_seed([1; 32]).public();
+        Wanted {
+            voters: BTreeSet::from([voter]),
+            ttl: Duration::from_secs(10),
+            held: held.map(|epoch| Held {
+                epoch,
+                until: Instant(1),
+            }),
+            attempt: Some(Attempt {
+                number: 1,
+                epoch: asking,
+                asked: Instant::ZERO,
+                asked_hlc: Hlc::default(),
+                resend_at: None,
+                deadline: Instant(1),
+                grants: BTreeMap::new(),
+                refused: BTreeSet::new(),
+                retry_after: Duration::ZERO,
+            }),
+            next_try: Instant::ZERO,
+            seen_epoch: 0,
+            published: None,
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "below the one held")]
+    fn check_invariants_fires_on_an_epoch_going_back() {
+        let mut leases = Leases::new(Arc::new(Ed25519));
+        leases.wanted.insert("renewal".into(), wanted(Some(5), 5));
+        leases.check_invariants();
+        leases.wanted.insert("back".into(), wanted(Some(5), 4));
+        leases.check_invariants();
+    }
 }

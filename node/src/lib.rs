@@ -31,7 +31,7 @@ pub mod time;
 pub mod wire;
 
 pub use agent::{Agent, Event, Transmit};
-pub use config::{Config, VerifyBudget};
+pub use config::{Config, ConfigError, VerifyBudget};
 pub use coverage::{PROBES, Probe};
 pub use error::AgentError;
 pub use fleetmesh_crdt as crdt;

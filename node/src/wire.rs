@@ -8,8 +8,11 @@
 //! checked against the protocol's own limits before it is returned.
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
-use fleetmesh_crdt::{Digest, Incarnation, Liveness, MemberState, NodeCert, NodeId, NodeMeta};
+use fleetmesh_crdt::{
+    Digest, Incarnation, Liveness, MemberState, NodeCert, NodeId, NodeMeta, meta_limits,
+};
 
+use crate::config;
 use crate::lease::LeaseMessage;
 use crate::state::{Entry, Kind, PAIRS_MAX, STATE_BUCKETS, WANTS_MAX};
 use serde::{Deserialize, Serialize};
@@ -44,6 +47,32 @@ pub const SYNC_RECORDS_BYTES_MAX: usize = MESSAGE_BYTES_MAX - 4096;
 /// Most bytes one [`SyncRecord`] encodes to (varint id, incarnations and
 /// index at their widest).
 pub const SYNC_RECORD_BYTES_MAX: usize = 9 + 5 + 1 + 1 + 5 + 5;
+
+/// Most bytes one [`Update`] encodes to: its fields at their widest and
+/// metadata at the bounds of [`meta_limits`], each string's length prefix
+/// one byte (every string is shorter than 251 bytes, asserted below).
+pub const UPDATE_BYTES_MAX: usize = 9 + 5 + 1 + 9 + 1 // id, incarnation, state, from, Some
+    + 1 + 2 * meta_limits::TAGS_MAX + 1 + meta_limits::ADDRS_MAX // counts and lengths
+    + meta_limits::TOTAL_BYTES_MAX;
+
+// Constant relationships the codec and `crate::config` rely on.
+const _: () = {
+    // A string's length prefix is one varint byte below 251.
+    assert!(meta_limits::TAG_KEY_BYTES_MAX < 251);
+    assert!(meta_limits::TAG_VALUE_BYTES_MAX < 251);
+    assert!(meta_limits::ADDR_BYTES_MAX < 251);
+    // An update with the largest metadata fits in half the smallest
+    // datagram a validated config allows, leaving the rest for the header.
+    assert!(2 * UPDATE_BYTES_MAX <= config::DATAGRAM_BYTES_MIN);
+    // The largest datagram a config allows is a message every receiver
+    // accepts, and so is the largest record batch it may ask for.
+    assert!(config::DATAGRAM_BYTES_MAX <= MESSAGE_BYTES_MAX);
+    assert!(config::SYNC_RECORDS_LIMIT == RECORDS_MAX);
+    // A `u64` bitmap names a set of anti-entropy buckets.
+    assert!(SYNC_BUCKETS == u64::BITS as usize);
+    // Record batches leave room for their message's header.
+    assert!(SYNC_RECORD_BYTES_MAX < SYNC_RECORDS_BYTES_MAX);
+};
 
 /// A claim about one member, piggybacked on protocol messages.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -400,6 +429,35 @@ mod tests {
                 meta: None,
             }],
         }
+    }
+
+    /// [`UPDATE_BYTES_MAX`] bounds a real update with the largest metadata
+    /// the limits allow.
+    #[test]
+    fn update_bytes_max_bounds_the_widest_update() {
+        let tags = (0..meta_limits::TAGS_MAX)
+            .map(|at| (format!("{at:02}"), "v".repeat(10)))
+            .collect();
+        let meta = NodeMeta {
+            tags,
+            addrs: vec!["a".repeat(16); meta_limits::ADDRS_MAX],
+        };
+        let widest = Update {
+            id: NodeId(u64::MAX),
+            incarnation: Incarnation::MAX,
+            state: MemberState::Alive,
+            from: NodeId(u64::MAX),
+            meta: Some(Arc::new(meta)),
+        };
+        assert!(
+            widest
+                .meta
+                .as_ref()
+                .is_some_and(|meta| meta.validate().is_ok())
+        );
+        let len = encoded_len(&widest);
+        assert!(len <= UPDATE_BYTES_MAX, "{len} > {UPDATE_BYTES_MAX}");
+        assert!(len + 64 > UPDATE_BYTES_MAX, "the bound is tight: {len}");
     }
 
     #[test]
