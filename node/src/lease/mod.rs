@@ -22,26 +22,25 @@
 //! the lease table ([`Cx`]) and turns what it returns ([`Out`]) into
 //! messages, persisted records, published leases and events.
 
+mod context;
+mod invariants;
+mod protocol;
+
+pub(crate) use context::Cx;
+use context::{lock_delay_millis, others_lease_left, rank};
+pub use protocol::{LeaseError, LeaseMessage, RefusalReason, TTL_MAX, WANTED_MAX};
+
 use crate::agent::Event;
-use crate::config::Config;
 use crate::persist::Persist;
-use crate::stats::LeaseStats;
 use crate::time::Instant;
 use fleetmesh_crdt::{
-    Grant, GrantBody, GrantRequest, Hlc, HlcClock, Keypair, Lease, LeaseKind, LeaseTable, NodeId,
-    PublicKey, Refusal, SignedLease, Verifier, Voter, VoterRecord, lease_limits,
+    Grant, GrantBody, GrantRequest, Hlc, Lease, LeaseKind, LeaseTable, NodeId, PublicKey, Refusal,
+    SignedLease, Verifier, Voter, VoterRecord, lease_limits,
 };
-use rand::RngExt;
-use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Most scopes one agent asks to hold at once.
-pub const WANTED_MAX: usize = 64;
-/// Longest ttl a candidate asks for and a voter grants.
-pub const TTL_MAX: Duration = Duration::from_secs(3600);
 /// Longest a candidate waits on a voter's hint before asking again, so a
 /// misbehaving voter cannot park it.
 const RETRY_HINT_MAX: Duration = Duration::from_secs(2 * 3600);
@@ -55,161 +54,6 @@ const _: () = {
     // Every scope one agent wants fits in its own voter's records.
     assert!(WANTED_MAX <= lease_limits::SCOPES_MAX);
 };
-
-/// Why a voter refused, as the wire carries it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub enum RefusalReason {
-    /// The epoch is below the one granted.
-    StaleEpoch,
-    /// The epoch is granted to another holder.
-    HeldByOther,
-    /// A new epoch, before the last grant's ttl plus lock-delay passed.
-    TooEarly,
-    /// The scope or ttl is out of bounds, the voter holds records for too
-    /// many scopes, or the sender asked on behalf of another key.
-    BadRequest,
-}
-
-/// The lease protocol's messages. `attempt` numbers the candidate's
-/// attempt; an answer counts only for the attempt it names, so a late grant
-/// from an earlier round is never credited to a later one (whose validity
-/// is counted from a later send).
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub enum LeaseMessage {
-    /// A candidate asks a voter for a grant.
-    Request {
-        /// The candidate's attempt number.
-        attempt: u64,
-        /// What it asks for; `holder` must be the sender's key.
-        request: GrantRequest,
-    },
-    /// The voter granted.
-    Granted {
-        /// The attempt answered.
-        attempt: u64,
-        /// The signed grant.
-        grant: Box<Grant>,
-    },
-    /// The voter refused; nothing changed at the voter.
-    Refused {
-        /// The attempt answered.
-        attempt: u64,
-        /// The scope asked for.
-        scope: String,
-        /// The epoch asked for.
-        epoch: u64,
-        /// Why.
-        reason: RefusalReason,
-        /// The voter's standing grant: epoch and holder.
-        current: Option<(u64, PublicKey)>,
-        /// How long until the voter could grant a new epoch, on its clock.
-        retry_after_millis: u64,
-    },
-    /// The sender gives back its grant of `epoch`: it did not win with it,
-    /// or it stopped holding. The voter may grant a new epoch at once.
-    Release {
-        /// The scope.
-        scope: String,
-        /// The epoch given back.
-        epoch: u64,
-    },
-}
-
-impl LeaseMessage {
-    /// Whether the message is within the protocol's limits (scope names).
-    pub fn is_valid(&self) -> bool {
-        let scope = match self {
-            LeaseMessage::Request { request, .. } => &request.scope,
-            LeaseMessage::Granted { grant, .. } => &grant.body.scope,
-            LeaseMessage::Refused { scope, .. } | LeaseMessage::Release { scope, .. } => scope,
-        };
-        !scope.is_empty() && scope.len() <= lease_limits::SCOPE_MAX
-    }
-}
-
-/// Why [`crate::Agent::acquire`] refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum LeaseError {
-    /// The scope name is empty or too long.
-    #[error("scope must be 1..={} bytes", lease_limits::SCOPE_MAX)]
-    BadScope,
-    /// The voter set is empty or larger than a lease may name.
-    #[error("a lease names 1..={} voters", lease_limits::VOTERS_MAX)]
-    BadVoters,
-    /// The ttl does not exceed the drift bound, or exceeds [`TTL_MAX`].
-    #[error("ttl must exceed lease_drift_bound and be at most {TTL_MAX:?}")]
-    BadTtl,
-    /// The agent already wants [`WANTED_MAX`] scopes.
-    #[error("at most {WANTED_MAX} scopes may be wanted at once")]
-    TooManyScopes,
-}
-
-/// What the agent lends the lease logic for one input.
-pub(crate) struct Cx<'a> {
-    pub now: Instant,
-    pub config: &'a Config,
-    pub keypair: &'a Keypair,
-    pub hlc: &'a mut HlcClock,
-    pub rng: &'a mut ChaCha8Rng,
-    pub table: &'a LeaseTable,
-    pub stats: &'a mut LeaseStats,
-}
-
-impl Cx<'_> {
-    fn millis(&self) -> u64 {
-        self.now.0 / 1_000_000
-    }
-
-    fn stamp(&mut self) -> Hlc {
-        let physical = self.millis().max(self.hlc.last().millis);
-        self.hlc.now(physical)
-    }
-
-    /// A jitter in `[0, span)` from the agent's RNG.
-    fn jitter(&mut self, span: Duration) -> Duration {
-        let nanos = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX).max(1);
-        Duration::from_nanos(self.rng.random_range(0..nanos))
-    }
-
-    /// How long a candidate waits for answers.
-    fn answer_timeout(&self) -> Duration {
-        self.config.probe_timeout * 2
-    }
-
-    /// The wait a candidate of rank `rank` adds before asking after a
-    /// vacancy: `rank` answer timeouts, plus a jitter of less than one, so
-    /// an attempt of a better-ranked candidate has ended (won, or been
-    /// refused or timed out) before the next one asks.
-    fn stagger(&mut self, rank: usize) -> Duration {
-        let step = self.answer_timeout();
-        let rank = u32::try_from(rank.min(RANK_MAX)).unwrap_or(0);
-        step * rank + self.jitter(step)
-    }
-}
-
-/// The rank past which candidates wait no longer: with many voters the
-/// tail shares the last slot and falls back on the jitter.
-const RANK_MAX: usize = 7;
-
-/// Where `me` stands among the candidates for `scope`: its position when
-/// the voters are ordered by a hash of scope and key (so each scope prefers
-/// another voter), or last if it is no voter.
-fn rank(scope: &str, me: PublicKey, voters: &BTreeSet<PublicKey>) -> usize {
-    let order = |key: &PublicKey| {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(scope.as_bytes());
-        hasher.update(&key.0);
-        *hasher.finalize().as_bytes()
-    };
-    let mine = order(&me);
-    if !voters.contains(&me) {
-        return voters.len();
-    }
-    voters
-        .iter()
-        .filter(|&&voter| voter != me && order(&voter) < mine)
-        .count()
-}
 
 /// What the agent must do on behalf of the lease logic, in order.
 pub(crate) enum Out {
@@ -332,53 +176,6 @@ impl Leases {
         debug_assert!(now < held.until, "lease {scope} reported held past expiry");
         let superseded = table.max_epoch(scope).is_some_and(|max| max > held.epoch);
         (!superseded).then_some((held.epoch, held.until))
-    }
-
-    /// Panics unless every scope wanted is within the protocol's bounds,
-    /// every grant an attempt counts is its voter's, for the attempt's
-    /// epoch, and an attempt never asks for an epoch below the one held.
-    /// Costs a pass over the attempts' grants: for the agent's
-    /// `check_invariants`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "Agent::check_invariants will call it (issue 16)")
-    )]
-    pub(crate) fn check_invariants(&self) {
-        assert!(
-            self.wanted.len() <= WANTED_MAX,
-            "leases: {} scopes wanted",
-            self.wanted.len()
-        );
-        assert!(
-            self.voter.records().len() <= lease_limits::SCOPES_MAX,
-            "leases: voter holds {} scopes",
-            self.voter.records().len()
-        );
-        for (scope, wanted) in &self.wanted {
-            assert!(
-                (1..=lease_limits::VOTERS_MAX).contains(&wanted.voters.len())
-                    && wanted.ttl <= TTL_MAX,
-                "leases: {scope} wanted with {} voters, ttl {:?}",
-                wanted.voters.len(),
-                wanted.ttl
-            );
-            let Some(attempt) = &wanted.attempt else {
-                continue;
-            };
-            assert!(
-                wanted.held.is_none_or(|held| held.epoch <= attempt.epoch),
-                "leases: {scope} asks for epoch {} below the one held",
-                attempt.epoch
-            );
-            for (voter, grant) in &attempt.grants {
-                assert!(
-                    grant.body.voter == *voter
-                        && grant.body.epoch == attempt.epoch
-                        && !attempt.refused.contains(voter),
-                    "leases: {scope} counts a grant of {voter:?} that is not for its epoch"
-                );
-            }
-        }
     }
 
     /// When [`Leases::tick`] must next run.
@@ -1031,67 +828,10 @@ fn resend_unanswered(cx: &mut Cx<'_>, scope: &str, wanted: &mut Wanted, out: &mu
     }
 }
 
-/// How long another holder's lease in the table still runs, by this
-/// agent's clock against the holder's HLC stamp.
-fn others_lease_left(cx: &Cx<'_>, scope: &str, me: PublicKey) -> Option<Duration> {
-    let signed = cx
-        .table
-        .get(scope)
-        .filter(|signed| signed.lease.holder != me)?;
-    let left = signed.lease.expires_at_millis().checked_sub(cx.millis())?;
-    (left > 0).then(|| Duration::from_millis(left))
-}
-
-fn lock_delay_millis(cx: &Cx<'_>) -> u64 {
-    u64::try_from(cx.config.lease_lock_delay.as_millis()).unwrap_or(u64::MAX)
-}
-
 fn lost(cx: &mut Cx<'_>, scope: &str, epoch: u64, out: &mut Vec<Out>) {
     cx.stats.lost += 1;
     out.push(Out::Event(Event::LeaseLost {
         scope: scope.to_owned(),
         epoch,
     }));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use fleetmesh_crdt::Ed25519;
-
-    fn wanted(held: Option<u64>, asking: u64) -> Wanted {
-        let voter = Keypair::from_seed([1; 32]).public();
-        Wanted {
-            voters: BTreeSet::from([voter]),
-            ttl: Duration::from_secs(10),
-            held: held.map(|epoch| Held {
-                epoch,
-                until: Instant(1),
-            }),
-            attempt: Some(Attempt {
-                number: 1,
-                epoch: asking,
-                asked: Instant::ZERO,
-                asked_hlc: Hlc::default(),
-                resend_at: None,
-                deadline: Instant(1),
-                grants: BTreeMap::new(),
-                refused: BTreeSet::new(),
-                retry_after: Duration::ZERO,
-            }),
-            next_try: Instant::ZERO,
-            seen_epoch: 0,
-            published: None,
-        }
-    }
-
-    #[test]
-    #[should_panic(expected = "below the one held")]
-    fn check_invariants_fires_on_an_epoch_going_back() {
-        let mut leases = Leases::new(Arc::new(Ed25519));
-        leases.wanted.insert("renewal".into(), wanted(Some(5), 5));
-        leases.check_invariants();
-        leases.wanted.insert("back".into(), wanted(Some(5), 4));
-        leases.check_invariants();
-    }
 }
