@@ -22,6 +22,9 @@ pub mod health_limits {
     pub const CHECKS_PER_NODE_MAX: usize = 64;
     /// Most reports kept in all.
     pub const REPORTS_MAX: usize = 65_536;
+
+    // One node's checks fit in the table.
+    const _: () = assert!(CHECKS_PER_NODE_MAX <= REPORTS_MAX);
 }
 
 /// A check's state.

@@ -89,6 +89,11 @@ pub mod meta_limits {
     /// Most bytes of keys, values and addresses together: keeps an update
     /// carrying the metadata well inside one datagram.
     pub const TOTAL_BYTES_MAX: usize = 512;
+
+    // One tag of the longest key and value, or one longest address, is
+    // allowed by the total.
+    const _: () = assert!(TAG_KEY_BYTES_MAX + TAG_VALUE_BYTES_MAX <= TOTAL_BYTES_MAX);
+    const _: () = assert!(ADDR_BYTES_MAX <= TOTAL_BYTES_MAX);
 }
 
 /// Why a [`NodeMeta`] was refused.

@@ -41,7 +41,9 @@ impl BroadcastQueue {
     /// An empty queue holding at most `capacity` updates of at most
     /// `update_bytes_max` encoded bytes (what fits in one datagram).
     pub fn new(capacity: usize, update_bytes_max: usize) -> BroadcastQueue {
-        assert!(capacity > 0, "a broadcast queue needs room for one update");
+        // `Config::validate` refuses `broadcast_queue_max` 0, so only an
+        // unvalidated config reaches this: a full queue must pop one.
+        debug_assert!(capacity > 0, "a broadcast queue needs room for one update");
         BroadcastQueue {
             capacity,
             update_bytes_max,
@@ -78,8 +80,9 @@ impl BroadcastQueue {
             self.dropped += 1;
             return;
         }
-        if self.queued.len() == self.capacity {
-            let (_, most_sent) = self.queued.pop_last().expect("a full queue is not empty");
+        if self.queued.len() >= self.capacity
+            && let Some((_, most_sent)) = self.queued.pop_last()
+        {
             self.by_member.remove(&most_sent.update.id);
             self.dropped += 1;
         }
@@ -132,6 +135,38 @@ impl BroadcastQueue {
             }
         }
     }
+
+    /// Panics unless the queue is within its bound, the member index and
+    /// the queue agree entry for entry, and every queued update fits a
+    /// datagram. Costs a pass over the queue: for the agent's
+    /// `check_invariants`.
+    pub fn check_invariants(&self) {
+        assert!(
+            self.queued.len() <= self.capacity,
+            "broadcast queue: {} updates over its bound {}",
+            self.queued.len(),
+            self.capacity
+        );
+        assert_eq!(
+            self.by_member.len(),
+            self.queued.len(),
+            "broadcast queue: member index and queue differ in size"
+        );
+        for (member, priority) in &self.by_member {
+            let queued = self.queued.get(priority);
+            assert!(
+                queued.is_some_and(|queued| queued.update.id == *member),
+                "broadcast queue: index of {member} points elsewhere"
+            );
+        }
+        for (&(_, Reverse(sequence)), queued) in &self.queued {
+            assert!(
+                sequence < self.next_sequence && queued.encoded_len <= self.update_bytes_max,
+                "broadcast queue: update of {} has a future sequence or does not fit",
+                queued.update.id
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +213,19 @@ mod tests {
         out.clear();
         queue.fill(1400, 5, None, &mut out);
         assert_eq!(out, vec![update(3, 0), update(2, 0)]);
+        queue.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "points elsewhere")]
+    fn check_invariants_fires_on_a_stale_member_index() {
+        let mut queue = BroadcastQueue::new(8, 1400);
+        queue.push(update(1, 0));
+        queue.push(update(2, 0));
+        queue.check_invariants();
+        let two = queue.by_member[&NodeId(2)];
+        queue.by_member.insert(NodeId(1), two);
+        queue.check_invariants();
     }
 
     #[test]

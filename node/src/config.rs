@@ -1,6 +1,9 @@
-//! Protocol parameters: every timing and size knob of the agent in one place.
+//! Protocol parameters: every timing and size knob of the agent in one place,
+//! and [`Config::validate`], the relationships between them the core relies
+//! on. Every driver validates a config before it builds an agent from it.
 
 use std::num::{NonZeroU8, NonZeroU32};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// A token bucket of signature verifications (see `crate::budget`): a
@@ -212,8 +215,258 @@ impl Config {
     }
 }
 
+/// Longest duration any timing field may hold: a week. Timers are set as
+/// `now + interval * k` with small `k` (and the local health multiplier of
+/// at most 256), which stays far inside `Duration` for this bound.
+pub const DURATION_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Smallest `datagram_bytes_max`: IPv6's minimum MTU, which holds a
+/// message header and an update with the largest metadata (asserted in
+/// below), so every update can be gossiped.
+pub const DATAGRAM_BYTES_MIN: usize = 1280;
+
+/// Largest `datagram_bytes_max` (64 KiB); a message of this size passes
+/// every receiver's decode limit (asserted below).
+pub const DATAGRAM_BYTES_MAX: usize = 64 << 10;
+
+/// Largest `sync_records_max`: the records one anti-entropy message may
+/// carry before receivers refuse it (equal to [`crate::limits::RECORDS_MAX`],
+/// asserted below).
+pub const SYNC_RECORDS_LIMIT: usize = 65_536;
+
+/// Largest `lease_drift_bound`: below the longest lease ttl
+/// (`crate::lease::TTL_MAX`, asserted there), so some ttl can always be
+/// asked for.
+pub const LEASE_DRIFT_BOUND_MAX: Duration = Duration::from_secs(60);
+
+/// Largest `retransmit_mult`: past it the retransmit limit saturates its
+/// `u8` in fleets of a few hundred members.
+pub const RETRANSMIT_MULT_MAX: u32 = 32;
+
+/// Range of `suspicion_mult` (Lifeguard's alpha).
+pub const SUSPICION_MULT_RANGE: RangeInclusive<f64> = 0.1..=100.0;
+
+/// Range of `suspicion_max_mult` (Lifeguard's beta): at least 1, since the
+/// longest suspicion timeout is this times the shortest.
+pub const SUSPICION_MAX_MULT_RANGE: RangeInclusive<f64> = 1.0..=100.0;
+
+/// A [`Config`] field out of the range the core relies on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("protocol parameter `{field}`: {problem}")]
+pub struct ConfigError {
+    /// The field of [`Config`] at fault.
+    pub field: &'static str,
+    /// What is wrong with it and what range it must be in.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, problem: impl Into<String>) -> ConfigError {
+        ConfigError {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks every relationship between the fields that the core relies
+    /// on; the first one broken is returned. [`Config::lan`] and
+    /// [`Config::wan`] pass. An agent built from a config that fails could
+    /// spin on a zero interval, panic on an empty queue bound or never
+    /// hold a lease.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let timings = [
+            ("probe_interval", self.probe_interval),
+            ("probe_timeout", self.probe_timeout),
+            ("gossip_interval", self.gossip_interval),
+            ("sync_interval", self.sync_interval),
+            ("reconnect_interval", self.reconnect_interval),
+            ("reap_after", self.reap_after),
+            ("lease_publish_interval", self.lease_publish_interval),
+        ];
+        for (field, value) in timings {
+            if value.is_zero() || value > DURATION_MAX {
+                let problem = format!("{value:?} is outside (0, {DURATION_MAX:?}]");
+                return Err(ConfigError::new(field, problem));
+            }
+        }
+        if self.probe_timeout >= self.probe_interval {
+            let problem = format!(
+                "{:?} must be shorter than probe_interval ({:?}): a probe ends before the next starts",
+                self.probe_timeout, self.probe_interval
+            );
+            return Err(ConfigError::new("probe_timeout", problem));
+        }
+        for (field, value, range) in [
+            ("suspicion_mult", self.suspicion_mult, SUSPICION_MULT_RANGE),
+            (
+                "suspicion_max_mult",
+                self.suspicion_max_mult,
+                SUSPICION_MAX_MULT_RANGE,
+            ),
+        ] {
+            if !range.contains(&value) {
+                let problem = format!("{value} is outside {range:?}");
+                return Err(ConfigError::new(field, problem));
+            }
+        }
+        if !(1..=RETRANSMIT_MULT_MAX).contains(&self.retransmit_mult) {
+            let problem = format!(
+                "{} is outside 1..={RETRANSMIT_MULT_MAX}",
+                self.retransmit_mult
+            );
+            return Err(ConfigError::new("retransmit_mult", problem));
+        }
+        if !(DATAGRAM_BYTES_MIN..=DATAGRAM_BYTES_MAX).contains(&self.datagram_bytes_max) {
+            let problem = format!(
+                "{} is outside {DATAGRAM_BYTES_MIN}..={DATAGRAM_BYTES_MAX} bytes",
+                self.datagram_bytes_max
+            );
+            return Err(ConfigError::new("datagram_bytes_max", problem));
+        }
+        if !(1..=SYNC_RECORDS_LIMIT).contains(&self.sync_records_max) {
+            let problem = format!(
+                "{} is outside 1..={SYNC_RECORDS_LIMIT}",
+                self.sync_records_max
+            );
+            return Err(ConfigError::new("sync_records_max", problem));
+        }
+        let bounds = [
+            ("broadcast_queue_max", self.broadcast_queue_max),
+            ("relayed_probes_max", self.relayed_probes_max),
+            ("transmit_queue_max", self.transmit_queue_max),
+            ("event_queue_max", self.event_queue_max),
+        ];
+        for (field, value) in bounds {
+            if value == 0 {
+                let problem = "must be at least 1: a zero bound drops everything";
+                return Err(ConfigError::new(field, problem));
+            }
+        }
+        if self.lease_drift_bound > LEASE_DRIFT_BOUND_MAX {
+            let problem = format!(
+                "{:?} exceeds {LEASE_DRIFT_BOUND_MAX:?}; every lease ttl must exceed it",
+                self.lease_drift_bound
+            );
+            return Err(ConfigError::new("lease_drift_bound", problem));
+        }
+        if self.lease_lock_delay > DURATION_MAX {
+            let problem = format!("{:?} exceeds {DURATION_MAX:?}", self.lease_lock_delay);
+            return Err(ConfigError::new("lease_lock_delay", problem));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config::lan()
+    }
+}
+
+// Constant relationships the codec and the agent rely on.
+const _: () = {
+    use crate::limits::{MESSAGE_BYTES_MAX, RECORDS_MAX, UPDATE_BYTES_MAX};
+    // An update with the largest metadata fits in half the smallest
+    // datagram a validated config allows, leaving the rest for the header.
+    assert!(2 * UPDATE_BYTES_MAX <= DATAGRAM_BYTES_MIN);
+    // The largest datagram a config allows is a message every receiver
+    // accepts, and so is the largest record batch it may ask for.
+    assert!(DATAGRAM_BYTES_MAX <= MESSAGE_BYTES_MAX);
+    assert!(SYNC_RECORDS_LIMIT == RECORDS_MAX);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid() {
+        assert_eq!(Config::lan().validate(), Ok(()));
+        assert_eq!(Config::wan().validate(), Ok(()));
+    }
+
+    /// Each broken relationship is refused, naming its field.
+    #[test]
+    fn broken_relationships_name_their_field() {
+        let lan = Config::lan();
+        let cases = [
+            (
+                "probe_timeout",
+                Config {
+                    probe_timeout: lan.probe_interval,
+                    ..lan.clone()
+                },
+            ),
+            (
+                "gossip_interval",
+                Config {
+                    gossip_interval: Duration::ZERO,
+                    ..lan.clone()
+                },
+            ),
+            (
+                "reap_after",
+                Config {
+                    reap_after: DURATION_MAX + Duration::from_secs(1),
+                    ..lan.clone()
+                },
+            ),
+            (
+                "suspicion_mult",
+                Config {
+                    suspicion_mult: f64::NAN,
+                    ..lan.clone()
+                },
+            ),
+            (
+                "suspicion_max_mult",
+                Config {
+                    suspicion_max_mult: 0.5,
+                    ..lan.clone()
+                },
+            ),
+            (
+                "retransmit_mult",
+                Config {
+                    retransmit_mult: 0,
+                    ..lan.clone()
+                },
+            ),
+            (
+                "datagram_bytes_max",
+                Config {
+                    datagram_bytes_max: DATAGRAM_BYTES_MIN - 1,
+                    ..lan.clone()
+                },
+            ),
+            (
+                "sync_records_max",
+                Config {
+                    sync_records_max: SYNC_RECORDS_LIMIT + 1,
+                    ..lan.clone()
+                },
+            ),
+            (
+                "broadcast_queue_max",
+                Config {
+                    broadcast_queue_max: 0,
+                    ..lan.clone()
+                },
+            ),
+            (
+                "lease_drift_bound",
+                Config {
+                    lease_drift_bound: LEASE_DRIFT_BOUND_MAX + Duration::from_millis(1),
+                    ..lan.clone()
+                },
+            ),
+        ];
+        for (field, config) in cases {
+            let error = config.validate().expect_err(field);
+            assert_eq!(error.field, field, "{error}");
+            assert!(error.to_string().contains(field), "{error}");
+        }
     }
 }

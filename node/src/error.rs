@@ -1,5 +1,6 @@
 //! Errors the agent's API returns to its driver.
 
+use crate::config::ConfigError;
 use crate::limits::{TTL_MAX, WANTED_MAX};
 use fleetmesh_crdt::{MetaError, Rejected, lease_limits};
 
@@ -20,6 +21,10 @@ pub enum AgentError {
     /// The agent has left the fleet; it announces nothing more.
     #[error("the agent has left the fleet")]
     Left,
+    /// The protocol parameters break a relationship the core relies on
+    /// ([`crate::Config::validate`]); no agent was built.
+    #[error("invalid protocol parameters: {0}")]
+    Config(#[from] ConfigError),
     /// A lease cannot be asked for with these parameters.
     #[error("lease refused: {0}")]
     Lease(#[from] LeaseError),

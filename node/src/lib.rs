@@ -35,7 +35,7 @@ pub mod time;
 pub mod wire;
 
 pub use agent::Agent;
-pub use config::{Config, VerifyBudget};
+pub use config::{Config, ConfigError, VerifyBudget};
 pub use coverage::{PROBES, Probe};
 pub use error::AgentError;
 pub use event::{Event, Transmit};

@@ -5,10 +5,19 @@
 //! numbers without depending on each other; the relations between them are
 //! checked at compile time below.
 
+use fleetmesh_crdt::meta_limits;
 use std::time::Duration;
 
 /// Largest message accepted, in bytes (anti-entropy deltas are the largest).
 pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
+
+/// Most bytes one [`crate::wire::Update`] encodes to: its fields at their
+/// widest and metadata at the bounds of [`meta_limits`], each string's
+/// length prefix one byte (every string is shorter than 251 bytes, asserted
+/// below).
+pub const UPDATE_BYTES_MAX: usize = 9 + 5 + 1 + 9 + 1 // id, incarnation, state, from, Some
+    + 1 + 2 * meta_limits::TAGS_MAX + 1 + meta_limits::ADDRS_MAX // counts and lengths
+    + meta_limits::TOTAL_BYTES_MAX;
 
 /// Most updates one message may piggyback.
 pub const UPDATES_MAX: usize = 256;
@@ -63,3 +72,9 @@ const _: () = assert!(SYNC_RECORD_BYTES_MAX < SYNC_RECORDS_BYTES_MAX);
 const _: () = assert!(SYNC_RECORDS_BYTES_MAX < MESSAGE_BYTES_MAX);
 // An entry small enough to push whole always fits a push.
 const _: () = assert!(INLINE_ENTRY_BYTES_MAX < ENTRIES_BYTES_MAX);
+// A string's length prefix is one varint byte below 251.
+const _: () = assert!(
+    meta_limits::TAG_KEY_BYTES_MAX < 251
+        && meta_limits::TAG_VALUE_BYTES_MAX < 251
+        && meta_limits::ADDR_BYTES_MAX < 251
+);

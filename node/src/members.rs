@@ -512,33 +512,42 @@ impl MemberTable {
         batch
     }
 
-    /// Recomputes every derived field from the entries and compares; used by
-    /// tests and debug assertions to check the incremental bookkeeping.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// Recomputes every derived field (index, bucket digests and sizes, up
+    /// count) from the entries and panics on the first that drifted. It
+    /// costs a hash per member: the agent's `check_invariants` runs it
+    /// under debug assertions only.
+    pub fn check_invariants(&self) {
         let mut digests = [0u64; SYNC_BUCKETS];
         let mut up = 0;
         for at in 0..self.len() {
             digests[bucket_of(self.ids[at])] ^= self.record_hash(at);
             up += usize::from(self.slots[at].liveness.state.is_up());
-            if self.position(self.ids[at]) != Some(at) {
-                return Err(format!("index of {} is stale", self.ids[at]));
-            }
+            assert_eq!(
+                self.position(self.ids[at]),
+                Some(at),
+                "member table: index of {} is stale",
+                self.ids[at]
+            );
         }
-        if digests != self.digests {
-            return Err("bucket digests drifted from the entries".into());
-        }
-        if up != self.up {
-            return Err(format!("up count {} but {} entries are up", self.up, up));
-        }
-        if self.index.len() != self.len() {
-            return Err("index and entries differ in size".into());
-        }
+        assert!(
+            digests == self.digests,
+            "member table: bucket digests drifted from the entries"
+        );
+        assert_eq!(
+            up, self.up,
+            "member table: up count drifted from the entries"
+        );
+        assert_eq!(
+            self.index.len(),
+            self.len(),
+            "member table: index and entries differ in size"
+        );
         let mut sizes = [0u32; SYNC_BUCKETS];
         self.ids.iter().for_each(|&id| sizes[bucket_of(id)] += 1);
-        if sizes != self.bucket_sizes {
-            return Err("bucket sizes drifted from the entries".into());
-        }
-        Ok(())
+        assert!(
+            sizes == self.bucket_sizes,
+            "member table: bucket sizes drifted from the entries"
+        );
     }
 }
 
@@ -600,7 +609,7 @@ mod tests {
                         prop_assert_eq!(table.remove(NodeId(id)), model.remove(&NodeId(id)).is_some());
                     }
                 }
-                table.check_invariants().map_err(TestCaseError::fail)?;
+                table.check_invariants();
             }
             for (id, record) in &model {
                 prop_assert_eq!(table.record(*id), Some(record.clone()));
@@ -646,6 +655,20 @@ mod tests {
             table.remove(NodeId(id << 40));
         }
         assert_eq!(table.distinct_metas(), 0);
-        table.check_invariants().unwrap();
+        table.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "up count drifted")]
+    fn check_invariants_fires_on_a_drifted_up_count() {
+        let mut table = MemberTable::default();
+        let alive = Liveness {
+            incarnation: 0,
+            state: MemberState::Alive,
+        };
+        table.merge(NodeId(1), alive, None);
+        table.check_invariants();
+        table.up += 1;
+        table.check_invariants();
     }
 }

@@ -15,6 +15,7 @@
 //! as [`crate::Output::Journal`], appended to a journal beside the
 //! driver's replica snapshot and synced in the same pass.
 
+use fleetmesh_crdt::config::limits as config_limits;
 use fleetmesh_crdt::{AppliedRelease, IdempotencyKey, VoterRecord};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -72,9 +73,8 @@ impl Durable {
     }
 }
 
-/// The agent's queue of outputs to persist; bounded by construction (one
-/// entry for the voter records, one per config document, and documents
-/// are bounded by `DOCS_MAX`).
+/// The agent's queue of outputs to persist; bounded by construction at
+/// [`PERSIST_QUEUE_MAX`] (one entry per part of [`Durable`]).
 #[derive(Debug, Default)]
 pub(crate) struct PersistQueue {
     queue: VecDeque<Persist>,
@@ -96,5 +96,49 @@ impl PersistQueue {
     /// The oldest queued output.
     pub(crate) fn pop(&mut self) -> Option<Persist> {
         self.queue.pop_front()
+    }
+
+    /// Panics unless the queue holds at most one snapshot per part of
+    /// [`Durable`], and so at most [`PERSIST_QUEUE_MAX`]: for the agent's
+    /// `check_invariants`.
+    pub(crate) fn check_invariants(&self) {
+        assert!(
+            self.queue.len() <= PERSIST_QUEUE_MAX,
+            "persist queue: {} outputs over its bound {PERSIST_QUEUE_MAX}",
+            self.queue.len()
+        );
+        for (at, persist) in self.queue.iter().enumerate() {
+            assert!(
+                !self
+                    .queue
+                    .range(at + 1..)
+                    .any(|later| later.same_part(persist)),
+                "persist queue: two snapshots of one part queued"
+            );
+        }
+    }
+}
+
+/// Most outputs the persist queue holds: the voter records, the
+/// remediations, and one release per config document.
+pub(crate) const PERSIST_QUEUE_MAX: usize = 2 + config_limits::DOCS_MAX;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "two snapshots of one part")]
+    fn check_invariants_fires_on_two_snapshots_of_one_part() {
+        let mut queue = PersistQueue::default();
+        queue.push(Persist::Remediations(Vec::new()));
+        queue.push(Persist::VoterRecords(BTreeMap::new()));
+        queue.push(Persist::Remediations(Vec::new()));
+        assert_eq!(queue.queue.len(), 2, "a later snapshot replaces one queued");
+        queue.check_invariants();
+        queue
+            .queue
+            .push_back(Persist::VoterRecords(BTreeMap::new()));
+        queue.check_invariants();
     }
 }

@@ -158,6 +158,36 @@ impl Suspicions {
     }
 }
 
+impl Suspicions {
+    /// Panics unless the deadline index holds exactly one entry per
+    /// suspicion, at its deadline, and each suspicion's confirmers are
+    /// distinct and its timeouts ordered. Costs a pass over the
+    /// suspicions: for the agent's `check_invariants`.
+    pub fn check_invariants(&self) {
+        assert_eq!(
+            self.deadlines.len(),
+            self.by_member.len(),
+            "suspicions: deadline index and suspicions differ in size"
+        );
+        for (member, suspicion) in &self.by_member {
+            assert!(
+                self.deadlines.contains(&(suspicion.deadline, *member)),
+                "suspicions: deadline of {member} is not indexed"
+            );
+            let confirmers: BTreeSet<&NodeId> = suspicion.confirmers.iter().collect();
+            assert!(
+                !suspicion.confirmers.is_empty() && confirmers.len() == suspicion.confirmers.len(),
+                "suspicions: confirmers of {member} are empty or repeat"
+            );
+            assert!(
+                suspicion.timeout_min <= suspicion.timeout_max
+                    && suspicion.started <= suspicion.deadline,
+                "suspicions: timeouts of {member} are out of order"
+            );
+        }
+    }
+}
+
 /// Lifeguard's suspicion timeout after `confirmations` independent
 /// confirmations, of at most `confirmations_max` that count.
 pub fn dynamic_timeout(
@@ -183,6 +213,18 @@ mod tests {
         assert!(one < max && one > min, "{one:?}");
         assert_eq!(dynamic_timeout(3, 3, min, max), min);
         assert_eq!(dynamic_timeout(9, 3, min, max), min);
+    }
+
+    #[test]
+    #[should_panic(expected = "is not indexed")]
+    fn check_invariants_fires_on_an_unindexed_deadline() {
+        let mut suspicions = Suspicions::default();
+        let (min, max) = (Duration::from_secs(4), Duration::from_secs(24));
+        suspicions.start(Instant::ZERO, NodeId(5), 1, NodeId(1), min, max);
+        suspicions.check_invariants();
+        let (_, member) = suspicions.deadlines.pop_first().expect("one deadline");
+        suspicions.deadlines.insert((Instant(1), member));
+        suspicions.check_invariants();
     }
 
     #[test]
@@ -219,5 +261,6 @@ mod tests {
             Some(Expired::Declare(member, 1))
         );
         assert!(suspicions.is_empty());
+        suspicions.check_invariants();
     }
 }

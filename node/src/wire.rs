@@ -306,6 +306,9 @@ pub fn bucket_of(id: NodeId) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::encoded_len;
+    use crate::limits::UPDATE_BYTES_MAX;
+    use fleetmesh_crdt::meta_limits;
     use proptest::prelude::*;
 
     fn sample() -> Message {
@@ -320,6 +323,35 @@ mod tests {
                 meta: None,
             }],
         }
+    }
+
+    /// [`UPDATE_BYTES_MAX`] bounds a real update with the largest metadata
+    /// the limits allow.
+    #[test]
+    fn update_bytes_max_bounds_the_widest_update() {
+        let tags = (0..meta_limits::TAGS_MAX)
+            .map(|at| (format!("{at:02}"), "v".repeat(10)))
+            .collect();
+        let meta = NodeMeta {
+            tags,
+            addrs: vec!["a".repeat(16); meta_limits::ADDRS_MAX],
+        };
+        let widest = Update {
+            id: NodeId(u64::MAX),
+            incarnation: Incarnation::MAX,
+            state: MemberState::Alive,
+            from: NodeId(u64::MAX),
+            meta: Some(Arc::new(meta)),
+        };
+        assert!(
+            widest
+                .meta
+                .as_ref()
+                .is_some_and(|meta| meta.validate().is_ok())
+        );
+        let len = encoded_len(&widest);
+        assert!(len <= UPDATE_BYTES_MAX, "{len} > {UPDATE_BYTES_MAX}");
+        assert!(len + 64 > UPDATE_BYTES_MAX, "the bound is tight: {len}");
     }
 
     #[test]

@@ -201,7 +201,11 @@ fn garbage_is_counted_and_dropped_without_changing_state() {
         agent.handle_message(now, id(2), &garbage);
     }
     agent.handle_message(now, id(2), &[]);
-    agent.handle_message(now, id(2), &vec![0xFF; fleetmesh_node::limits::MESSAGE_BYTES_MAX + 1]);
+    agent.handle_message(
+        now,
+        id(2),
+        &vec![0xFF; fleetmesh_node::limits::MESSAGE_BYTES_MAX + 1],
+    );
     let after = (
         agent.members().up_count(),
         agent.incarnation(),

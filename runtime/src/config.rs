@@ -417,7 +417,7 @@ impl AgentConfig {
             );
         }
         let limits = Limits::from_table(&file.limits)?;
-        Ok(AgentConfig {
+        let config = AgentConfig {
             state_dir: file.state_dir,
             listen,
             advertise,
@@ -430,7 +430,13 @@ impl AgentConfig {
             log_format: file.log_format,
             log_level: file.log_level,
             limits,
-        })
+        };
+        config.protocol().validate().map_err(|error| {
+            anyhow::anyhow!(
+                "fields `preset` and `[limits]` give the core protocol parameters it refuses: {error}; change the verify_* limits or the preset"
+            )
+        })?;
+        Ok(config)
     }
 
     /// The core's protocol parameters: the preset's, with the

@@ -246,6 +246,17 @@ mod tests {
         }
     }
 
+    /// The protocol section is checked by `Config::validate`, which names
+    /// the field at fault.
+    #[test]
+    fn a_probe_timeout_past_the_interval_is_refused() {
+        let text =
+            format!("{MINIMAL}[protocol]\nprobe_interval_ms = 500\nprobe_timeout_ms = 500\n");
+        let error = Scenario::parse("t.toml", &text).unwrap_err().to_string();
+        assert!(error.contains("protocol.probe_timeout"), "{error}");
+        assert!(error.contains("shorter than probe_interval"), "{error}");
+    }
+
     #[test]
     fn an_attack_may_hold_an_operator_config_key() {
         let attack = "\n[[faults]]\nkind = \"attack\"\nfrom_s = 1\nuntil_s = 5\nattempts = 12\nattacker = 2\n";

@@ -157,7 +157,10 @@ impl Document {
     /// unblock, whose parents and predecessor are applied: one automerge
     /// batch for all of them. Returns the changes automerge would not take;
     /// they are no longer held.
-    pub(super) fn drain(&mut self, candidates: impl IntoIterator<Item = Digest>) -> Vec<Unappliable> {
+    pub(super) fn drain(
+        &mut self,
+        candidates: impl IntoIterator<Item = Digest>,
+    ) -> Vec<Unappliable> {
         let mut work: Vec<Digest> = candidates.into_iter().collect();
         let mut round = BTreeSet::new();
         let mut order = Vec::new();

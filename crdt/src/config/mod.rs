@@ -82,4 +82,15 @@ pub mod limits {
     pub const FUTURE_UNKNOWN_BYTES_MAX: usize = 2 * 1024 * 1024;
     /// ...and per such key.
     pub const FUTURE_UNKNOWN_PER_AUTHOR_MAX: usize = 16;
+
+    // Each per-author or per-signer share fits in the queue it is a share
+    // of, and one change of the largest size can wait in every queue.
+    const _: () = {
+        assert!(RELEASE_PENDING_PER_SIGNER_MAX <= RELEASE_PENDING_MAX);
+        assert!(RELEASE_PENDING_UNKNOWN_MAX <= RELEASE_PENDING_MAX);
+        assert!(FUTURE_UNKNOWN_PER_AUTHOR_MAX <= FUTURE_UNKNOWN_MAX);
+        assert!(CHANGE_BYTES_MAX <= PENDING_BYTES_MAX);
+        assert!(CHANGE_BYTES_MAX <= FUTURE_AUTHOR_BYTES_MAX);
+        assert!(CHANGE_BYTES_MAX <= FUTURE_UNKNOWN_BYTES_MAX);
+    };
 }

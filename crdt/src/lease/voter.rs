@@ -197,7 +197,22 @@ impl Voter {
                 record: fresh,
                 renewal: false,
             },
-            Some(last) => decide_after(last, fresh, lock_delay_millis)?,
+            Some(last) => {
+                let decision = decide_after(last, fresh, lock_delay_millis)?;
+                // Paired with the refusals of `decide_after`, from the
+                // records themselves: a voter's epoch of a scope only
+                // grows, and one epoch has one holder.
+                let next = decision.record;
+                assert!(
+                    next.epoch > last.epoch
+                        || (next.epoch == last.epoch && next.holder == last.holder),
+                    "voter would grant epoch {} of {} after epoch {} to another holder",
+                    next.epoch,
+                    request.scope,
+                    last.epoch
+                );
+                decision
+            }
         };
         self.records.insert(request.scope, decision.record);
         Ok(decision)

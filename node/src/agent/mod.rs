@@ -151,6 +151,8 @@ pub struct Agent {
     stats: Stats,
     /// What the driver has yet to drain.
     outbox: Outbox,
+    /// Drains completed, for sampling the costlier invariant checks.
+    drains: u64,
     leases: Leases,
     remedy: Remedy,
     /// Ledger, health or lease state changed since remediation last ran.
@@ -167,8 +169,9 @@ impl Agent {
     /// `verifier` checks every signature it receives.
     ///
     /// It knows only itself until [`Agent::join`] or a message from a peer.
-    /// Fails, changing nothing, when `meta` breaks the limits receivers
-    /// enforce or the identity does not verify.
+    /// Fails, changing nothing, when `config` breaks a relationship the
+    /// core relies on ([`Config::validate`]), `meta` breaks the limits
+    /// receivers enforce or the identity does not verify.
     pub fn new(
         config: Config,
         identity: Identity,
@@ -177,6 +180,7 @@ impl Agent {
         now: Instant,
         verifier: Arc<dyn Verifier>,
     ) -> Result<Agent, AgentError> {
+        config.validate()?;
         meta.validate()?;
         let hlc = HlcClock::new(HLC_MAX_AHEAD_MILLIS);
         let now_millis = millis(now);
@@ -249,6 +253,7 @@ impl Agent {
             next_seq: 0,
             stats: Stats::default(),
             outbox,
+            drains: 0,
             leases,
             remedy: Remedy::default(),
             remedy_dirty: false,
@@ -615,6 +620,7 @@ impl Agent {
             return output;
         }
         // The drain is over: the input that filled it is done.
+        self.drains += 1;
         self.check_invariants();
         match self.next_deadline() {
             Some(at) => Output::Timeout(at),

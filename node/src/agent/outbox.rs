@@ -114,6 +114,7 @@ impl Outbox {
 
     /// Checks the bounds hold; called from `Agent::check_invariants`.
     pub(super) fn check_invariants(&self) {
+        self.persists.check_invariants();
         assert!(self.journal.len() <= JOURNAL_MAX, "journal over its bound");
         assert!(self.tasks.len() <= TASKS_MAX, "tasks over their bound");
         assert!(

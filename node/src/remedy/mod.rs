@@ -293,6 +293,19 @@ impl Remedy {
             .count()
     }
 
+    /// Panics unless the indexes of requests and intents are within
+    /// [`INDEX_MAX`] and the log of starts is consistent: for the agent's
+    /// `check_invariants`.
+    pub(crate) fn check_invariants(&self) {
+        assert!(
+            self.requests.len() <= INDEX_MAX && self.planned.len() <= INDEX_MAX,
+            "remedy: {} requests or {} intents indexed over {INDEX_MAX}",
+            self.requests.len(),
+            self.planned.len()
+        );
+        self.started.check_invariants();
+    }
+
     /// Takes back the starts persisted before a restart.
     pub(crate) fn restore(&mut self, started: Vec<(IdempotencyKey, u64)>) {
         self.started.restore(started);
@@ -1107,4 +1120,26 @@ fn shorten(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "indexed over")]
+    fn check_invariants_fires_past_the_index_bound() {
+        let mut remedy = Remedy::default();
+        remedy.check_invariants();
+        let target = fleetmesh_crdt::Keypair::from_seed([1; 32]).public();
+        for incident in 0..=INDEX_MAX {
+            let key = IdempotencyKey {
+                rule: "restart".to_owned(),
+                target,
+                incident: incident.to_string(),
+            };
+            remedy.requests.insert(key, "scope".to_owned());
+        }
+        remedy.check_invariants();
+    }
 }

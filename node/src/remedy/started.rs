@@ -63,8 +63,48 @@ impl StartedLog {
         (count, latest)
     }
 
+    /// Panics unless the log is within [`STARTED_MAX`] and its order and
+    /// key set hold the same keys once each.
+    pub(crate) fn check_invariants(&self) {
+        assert!(
+            self.order.len() <= STARTED_MAX,
+            "started log: {} keys over its bound {STARTED_MAX}",
+            self.order.len()
+        );
+        assert!(
+            self.order.len() == self.keys.len()
+                && self.order.iter().all(|(key, _)| self.keys.contains(key)),
+            "started log: order and key set disagree"
+        );
+    }
+
     /// An operator re-armed `rule` at HLC time `millis`.
     pub(crate) fn rearm(&mut self, rule: &str, millis: u64) {
         self.rearmed.insert(rule.to_owned(), millis);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetmesh_crdt::Keypair;
+
+    fn key(incident: &str) -> IdempotencyKey {
+        IdempotencyKey {
+            rule: "restart".to_owned(),
+            target: Keypair::from_seed([1; 32]).public(),
+            incident: incident.to_owned(),
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "order and key set disagree")]
+    fn check_invariants_fires_when_order_and_keys_disagree() {
+        let mut log = StartedLog::default();
+        log.record(key("a"), 1);
+        log.record(key("a"), 2);
+        log.check_invariants();
+        log.keys.insert(key("b"));
+        log.check_invariants();
     }
 }

@@ -47,6 +47,16 @@ use crate::limits::{ENTRIES_BYTES_MAX, INLINE_ENTRY_BYTES_MAX, PAIRS_MAX, WANTS_
 /// retried from another announcer.
 pub const FETCHES_MAX: usize = 4_096;
 
+// Constant relationships of the exchange's budgets.
+const _: () = {
+    use fleetmesh_crdt::config::limits::{CHANGE_BYTES_MAX, EVIDENCE_HISTORY_BYTES_MAX};
+    // Malformed-change evidence (the change and its history) fits in the
+    // entries of one message, so it can always travel.
+    assert!(CHANGE_BYTES_MAX + EVIDENCE_HISTORY_BYTES_MAX <= ENTRIES_BYTES_MAX);
+    // An entry small enough to push whole fits in any message.
+    assert!(INLINE_ENTRY_BYTES_MAX <= ENTRIES_BYTES_MAX);
+};
+
 /// How far ahead of this replica's clock an entry's timestamp may be. A
 /// later timestamp wins a health register and outlives the ledger's
 /// eviction, so a node dating its entries far ahead would make its later

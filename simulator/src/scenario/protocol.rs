@@ -68,48 +68,22 @@ pub(crate) fn config(
     if let Some(ms) = protocol.probe_timeout_ms {
         config.probe_timeout = millis(context, span.clone(), "protocol.probe_timeout_ms", ms)?;
     }
-    if config.probe_timeout >= config.probe_interval {
-        return Err(context.invalid(
-            span,
-            "protocol.probe_timeout_ms",
-            "must be shorter than the probe interval",
-        ));
-    }
     if let Some(count) = protocol.indirect_probes {
         config.indirect_probes = non_zero("protocol.indirect_probes", count)?;
     }
     if let Some(fanout) = protocol.gossip_fanout {
         config.gossip_fanout = non_zero("protocol.gossip_fanout", fanout)?;
     }
-    for (field, value, slot) in [
-        (
-            "protocol.suspicion_mult",
-            protocol.suspicion_mult,
-            &mut config.suspicion_mult,
-        ),
-        (
-            "protocol.suspicion_max_mult",
-            protocol.suspicion_max_mult,
-            &mut config.suspicion_max_mult,
-        ),
-    ] {
-        if let Some(value) = value {
-            if !(value.is_finite() && (0.1..=100.0).contains(&value)) {
-                return Err(context.invalid(span, field, "must be between 0.1 and 100"));
-            }
-            *slot = value;
-        }
+    if let Some(mult) = protocol.suspicion_mult {
+        config.suspicion_mult = mult;
     }
-    if config.suspicion_max_mult < 1.0 {
-        return Err(context.invalid(span, "protocol.suspicion_max_mult", "must be at least 1"));
+    if let Some(mult) = protocol.suspicion_max_mult {
+        config.suspicion_max_mult = mult;
     }
     if let Some(ms) = protocol.gossip_interval_ms {
         config.gossip_interval = millis(context, span.clone(), "protocol.gossip_interval_ms", ms)?;
     }
     if let Some(mult) = protocol.retransmit_mult {
-        if mult == 0 || mult > 32 {
-            return Err(context.invalid(span, "protocol.retransmit_mult", "must be 1 to 32"));
-        }
         config.retransmit_mult = mult;
     }
     for (field, value, slot) in [
@@ -131,9 +105,6 @@ pub(crate) fn config(
     ] {
         if let Some(value) = value {
             *slot = seconds(context, span.clone(), field, value)?;
-            if slot.is_zero() {
-                return Err(context.invalid(span, field, "must be positive"));
-            }
         }
     }
     if let Some(ms) = protocol.lease_drift_bound_ms {
@@ -178,5 +149,9 @@ pub(crate) fn config(
                 })?;
         }
     }
+    config.validate().map_err(|error| {
+        let field = format!("protocol.{}", error.field);
+        context.invalid(span, field, error.problem)
+    })?;
     Ok((config, protocol.preset.clone()))
 }

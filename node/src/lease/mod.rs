@@ -22,20 +22,23 @@
 //! the lease table ([`Cx`]) and turns what it returns ([`Out`]) into
 //! messages, persisted records, published leases and events.
 
-use crate::config::Config;
+mod context;
+mod invariants;
+mod protocol;
+
+pub(crate) use context::Cx;
+use context::{lock_delay_millis, others_lease_left, rank};
+pub use protocol::{LeaseMessage, RefusalReason};
+
 use crate::error::LeaseError;
 use crate::event::Event;
 use crate::limits::{TTL_MAX, WANTED_MAX};
 use crate::persist::Persist;
-use crate::stats::LeaseStats;
 use crate::time::Instant;
 use fleetmesh_crdt::{
-    Grant, GrantBody, GrantRequest, Hlc, HlcClock, Keypair, Lease, LeaseKind, LeaseTable, NodeId,
-    PublicKey, Refusal, SignedLease, Verifier, Voter, VoterRecord, lease_limits,
+    Grant, GrantBody, GrantRequest, Hlc, Lease, LeaseKind, LeaseTable, NodeId, PublicKey, Refusal,
+    SignedLease, Verifier, Voter, VoterRecord, lease_limits,
 };
-use rand::RngExt;
-use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,143 +47,15 @@ use std::time::Duration;
 /// misbehaving voter cannot park it.
 const RETRY_HINT_MAX: Duration = Duration::from_secs(2 * 3600);
 
-/// Why a voter refused, as the wire carries it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub enum RefusalReason {
-    /// The epoch is below the one granted.
-    StaleEpoch,
-    /// The epoch is granted to another holder.
-    HeldByOther,
-    /// A new epoch, before the last grant's ttl plus lock-delay passed.
-    TooEarly,
-    /// The scope or ttl is out of bounds, the voter holds records for too
-    /// many scopes, or the sender asked on behalf of another key.
-    BadRequest,
-}
-
-/// The lease protocol's messages. `attempt` numbers the candidate's
-/// attempt; an answer counts only for the attempt it names, so a late grant
-/// from an earlier round is never credited to a later one (whose validity
-/// is counted from a later send).
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub enum LeaseMessage {
-    /// A candidate asks a voter for a grant.
-    Request {
-        /// The candidate's attempt number.
-        attempt: u64,
-        /// What it asks for; `holder` must be the sender's key.
-        request: GrantRequest,
-    },
-    /// The voter granted.
-    Granted {
-        /// The attempt answered.
-        attempt: u64,
-        /// The signed grant.
-        grant: Box<Grant>,
-    },
-    /// The voter refused; nothing changed at the voter.
-    Refused {
-        /// The attempt answered.
-        attempt: u64,
-        /// The scope asked for.
-        scope: String,
-        /// The epoch asked for.
-        epoch: u64,
-        /// Why.
-        reason: RefusalReason,
-        /// The voter's standing grant: epoch and holder.
-        current: Option<(u64, PublicKey)>,
-        /// How long until the voter could grant a new epoch, on its clock.
-        retry_after_millis: u64,
-    },
-    /// The sender gives back its grant of `epoch`: it did not win with it,
-    /// or it stopped holding. The voter may grant a new epoch at once.
-    Release {
-        /// The scope.
-        scope: String,
-        /// The epoch given back.
-        epoch: u64,
-    },
-}
-
-impl LeaseMessage {
-    /// Whether the message is within the protocol's limits (scope names).
-    pub fn is_valid(&self) -> bool {
-        let scope = match self {
-            LeaseMessage::Request { request, .. } => &request.scope,
-            LeaseMessage::Granted { grant, .. } => &grant.body.scope,
-            LeaseMessage::Refused { scope, .. } | LeaseMessage::Release { scope, .. } => scope,
-        };
-        !scope.is_empty() && scope.len() <= lease_limits::SCOPE_MAX
-    }
-}
-
-/// What the agent lends the lease logic for one input.
-pub(crate) struct Cx<'a> {
-    pub now: Instant,
-    pub config: &'a Config,
-    pub keypair: &'a Keypair,
-    pub hlc: &'a mut HlcClock,
-    pub rng: &'a mut ChaCha8Rng,
-    pub table: &'a LeaseTable,
-    pub stats: &'a mut LeaseStats,
-}
-
-impl Cx<'_> {
-    fn millis(&self) -> u64 {
-        self.now.0 / 1_000_000
-    }
-
-    fn stamp(&mut self) -> Hlc {
-        let physical = self.millis().max(self.hlc.last().millis);
-        self.hlc.now(physical)
-    }
-
-    /// A jitter in `[0, span)` from the agent's RNG.
-    fn jitter(&mut self, span: Duration) -> Duration {
-        let nanos = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX).max(1);
-        Duration::from_nanos(self.rng.random_range(0..nanos))
-    }
-
-    /// How long a candidate waits for answers.
-    fn answer_timeout(&self) -> Duration {
-        self.config.probe_timeout * 2
-    }
-
-    /// The wait a candidate of rank `rank` adds before asking after a
-    /// vacancy: `rank` answer timeouts, plus a jitter of less than one, so
-    /// an attempt of a better-ranked candidate has ended (won, or been
-    /// refused or timed out) before the next one asks.
-    fn stagger(&mut self, rank: usize) -> Duration {
-        let step = self.answer_timeout();
-        let rank = u32::try_from(rank.min(RANK_MAX)).unwrap_or(0);
-        step * rank + self.jitter(step)
-    }
-}
-
-/// The rank past which candidates wait no longer: with many voters the
-/// tail shares the last slot and falls back on the jitter.
-const RANK_MAX: usize = 7;
-
-/// Where `me` stands among the candidates for `scope`: its position when
-/// the voters are ordered by a hash of scope and key (so each scope prefers
-/// another voter), or last if it is no voter.
-fn rank(scope: &str, me: PublicKey, voters: &BTreeSet<PublicKey>) -> usize {
-    let order = |key: &PublicKey| {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(scope.as_bytes());
-        hasher.update(&key.0);
-        *hasher.finalize().as_bytes()
-    };
-    let mine = order(&me);
-    if !voters.contains(&me) {
-        return voters.len();
-    }
-    voters
-        .iter()
-        .filter(|&&voter| voter != me && order(&voter) < mine)
-        .count()
-}
+// Constant relationships the lease logic relies on.
+const _: () = {
+    // Some ttl exceeds the drift bound of every validated config.
+    assert!(crate::config::LEASE_DRIFT_BOUND_MAX.as_nanos() < TTL_MAX.as_nanos());
+    // A voter's hint to wait out one whole ttl is never cut short.
+    assert!(TTL_MAX.as_nanos() <= RETRY_HINT_MAX.as_nanos());
+    // Every scope one agent wants fits in its own voter's records.
+    assert!(WANTED_MAX <= lease_limits::SCOPES_MAX);
+};
 
 /// What the agent must do on behalf of the lease logic, in order.
 pub(crate) enum Out {
@@ -300,6 +175,7 @@ impl Leases {
         table: &LeaseTable,
     ) -> Option<(u64, Instant)> {
         let held = self.wanted.get(scope)?.valid(now)?;
+        debug_assert!(now < held.until, "lease {scope} reported held past expiry");
         let superseded = table.max_epoch(scope).is_some_and(|max| max > held.epoch);
         (!superseded).then_some((held.epoch, held.until))
     }
@@ -732,7 +608,14 @@ impl Leases {
             }
             LeaseMessage::Request { .. } | LeaseMessage::Release { .. } => return,
         }
-        let (granted, refused) = (attempt.grants.len(), attempt.refused.len());
+        // Only grants of the scope's current voters count: `acquire` may
+        // have changed them since the attempt started.
+        let granted = wanted
+            .voters
+            .iter()
+            .filter(|voter| attempt.grants.contains_key(voter))
+            .count();
+        let refused = attempt.refused.len();
         if granted >= wanted.majority() {
             self.won(cx, &scope, out);
         } else if refused > wanted.voters.len() - wanted.majority() {
@@ -838,10 +721,41 @@ impl Leases {
         let Some(attempt) = wanted.attempt.take() else {
             return;
         };
+        // Paired with the count in `on_answer`, from the grants themselves:
+        // a lease is held only on a strict majority of its voters' grants,
+        // and a holder's epoch never goes back.
+        let granted_by_voters = attempt
+            .grants
+            .keys()
+            .filter(|voter| wanted.voters.contains(voter))
+            .count();
+        assert!(
+            granted_by_voters >= wanted.majority(),
+            "lease {scope} won with {granted_by_voters} of {} voters' grants",
+            wanted.voters.len()
+        );
+        assert!(
+            wanted.held.is_none_or(|held| held.epoch <= attempt.epoch),
+            "lease {scope}: epoch went back to {}",
+            attempt.epoch
+        );
+        debug_assert!(
+            attempt
+                .grants
+                .iter()
+                .all(|(voter, grant)| grant.body.voter == *voter
+                    && grant.body.epoch == attempt.epoch
+                    && grant.body.holder == cx.keypair.public()),
+            "lease {scope}: a grant counted is not for this holder and epoch"
+        );
         let renewal = wanted
             .valid(cx.now)
             .is_some_and(|held| held.epoch == attempt.epoch);
         let until = attempt.asked + wanted.ttl.saturating_sub(cx.config.lease_drift_bound);
+        assert!(
+            until <= attempt.asked + wanted.ttl,
+            "lease {scope}: held past the voters' promise"
+        );
         wanted.held = Some(Held {
             epoch: attempt.epoch,
             until,
@@ -914,21 +828,6 @@ fn resend_unanswered(cx: &mut Cx<'_>, scope: &str, wanted: &mut Wanted, out: &mu
         };
         out.push(Out::Send(voter.node_id(), message));
     }
-}
-
-/// How long another holder's lease in the table still runs, by this
-/// agent's clock against the holder's HLC stamp.
-fn others_lease_left(cx: &Cx<'_>, scope: &str, me: PublicKey) -> Option<Duration> {
-    let signed = cx
-        .table
-        .get(scope)
-        .filter(|signed| signed.lease.holder != me)?;
-    let left = signed.lease.expires_at_millis().checked_sub(cx.millis())?;
-    (left > 0).then(|| Duration::from_millis(left))
-}
-
-fn lock_delay_millis(cx: &Cx<'_>) -> u64 {
-    u64::try_from(cx.config.lease_lock_delay.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn lost(cx: &mut Cx<'_>, scope: &str, epoch: u64, out: &mut Vec<Out>) {
