@@ -9,7 +9,7 @@
 use crate::checkers::Violation;
 use crate::event::{MEMBER_STATES, TraceEvent};
 use crate::scenario::Scenario;
-use crate::schedule::FAULT_NAMES;
+use crate::scenario::schedule::FAULT_NAMES;
 use crate::trace::{Reach, Watched};
 use crate::{RunOptions, run};
 

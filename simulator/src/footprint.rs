@@ -21,8 +21,8 @@
 //! "Simulator memory"). The estimate errs high: it is a guard, and a run
 //! it lets through should fit.
 
-use crate::fault::Fault;
 use crate::scenario::Scenario;
+use crate::scenario::fault::Fault;
 
 /// The process with a handful of agents.
 const BASE_BYTES: u64 = 16 << 20;

@@ -14,9 +14,9 @@
 //! Every shape has a `<title>`, so hovering tells the exact numbers.
 
 use crate::checkers::lease::HolderChange;
-use crate::fault::kind::Period;
 use crate::outcome::Outcome;
 use crate::scenario::Scenario;
+use crate::scenario::fault::kind::Period;
 use crate::timeline::{MemberChange, Timeline};
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -4,14 +4,14 @@
 //! file, the line and the field.
 //!
 //! Each section is read by its own module; the `[[faults]]` entries by
-//! their kinds' modules under [`crate::fault`]. This module reads the
+//! their kinds' modules under [`crate::scenario::fault`]. This module reads the
 //! file and puts the sections together.
 
-use crate::fault::kind::Known;
-use crate::fault::{self, Fault, FaultFile};
 use crate::network::LinkModel;
 use context::{Context, DURATION_S_MAX, seconds};
 use expect::{Expect, ExpectFile};
+use fault::kind::Known;
+use fault::{Fault, FaultFile};
 use fleet::{Fleet, FleetFile};
 use fleetmesh_node::Config;
 use leases::LeaseSpec;
@@ -26,11 +26,13 @@ use toml::Spanned;
 
 pub mod context;
 pub mod expect;
+pub mod fault;
 pub mod fleet;
 pub mod leases;
 pub mod network;
 pub mod operators;
 pub mod protocol;
+pub mod schedule;
 pub mod services;
 pub mod swarm;
 

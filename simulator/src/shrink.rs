@@ -16,7 +16,7 @@
 //! shrink of a 50-agent, 300 s swarm failure is some tens of runs.
 
 use crate::checkers::Violation;
-use crate::fault::write;
+use crate::scenario::fault::write;
 use crate::scenario::{Scenario, ScenarioError};
 use crate::{RunOptions, swarm};
 use toml::{Table, Value};
@@ -518,7 +518,7 @@ fn write_mix(doc: &mut Table, mixed: &Scenario, sources: &[usize]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fault::Fault;
+    use crate::scenario::fault::Fault;
 
     #[test]
     fn ddmin_finds_the_faults_a_failure_needs() {

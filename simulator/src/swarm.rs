@@ -14,10 +14,10 @@
 //! have something to judge. The mix comes from its own random stream
 //! (`swarm`), so the run's other streams are those of the plain seed.
 
-use crate::fault::vary::Variation;
-use crate::fault::{Fault, KINDS};
 use crate::rng::Seeds;
 use crate::scenario::Scenario;
+use crate::scenario::fault::vary::Variation;
+use crate::scenario::fault::{Fault, KINDS};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;

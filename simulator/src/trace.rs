@@ -35,7 +35,7 @@ pub const WATCHED_MAX: usize = 2_000;
 pub enum Watched {
     /// A trace event that names a watched agent.
     Event(TraceEvent),
-    /// A scheduled fault action (code as in [`crate::schedule::FAULT_NAMES`])
+    /// A scheduled fault action (code as in [`crate::scenario::schedule::FAULT_NAMES`])
     /// and what it acts on.
     Fault(u8, Reach),
 }

@@ -6,7 +6,7 @@
 //! replicated state, leases, remediation) and its checkers read fleetmesh's
 //! types, so the race has its own compact loop over the parts both
 //! implementations share: the scenario format and its resolved fault
-//! schedule ([`crate::schedule`]), the link model and partitions
+//! schedule ([`crate::scenario::schedule`]), the link model and partitions
 //! ([`crate::network`]), the named seed streams ([`crate::rng`]) and the
 //! event queue ([`crate::queue`]). Both implementations sit behind
 //! [`RaceAgent`], so every message, timer and fault reaches them through one
@@ -19,12 +19,12 @@
 pub mod fleetmesh;
 pub mod foca;
 
-use crate::fault;
 use crate::network::{Cut, LinkModel, Network, Verdict};
 use crate::queue::EventQueue;
 use crate::rng::Seeds;
 use crate::scenario::Scenario;
-use crate::schedule::Action;
+use crate::scenario::fault;
+use crate::scenario::schedule::Action;
 use crate::world::{PAUSED_INBOX_MAX, WAKES_PER_INSTANT_MAX, link_overrides};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;

@@ -217,9 +217,9 @@ fn named(set: &BTreeSet<String>, name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::fault::Fault;
-    use crate::fault::service::ServiceMode;
     use crate::scenario::Scenario;
+    use crate::scenario::fault::Fault;
+    use crate::scenario::fault::service::ServiceMode;
 
     const FLEET: &str = "name = \"t\"\nduration_s = 100\n[fleet]\nagents = 6\n[[fleet.groups]]\ncount = 3\ntags = { role = \"db\" }\n[[fleet.groups]]\ncount = 3\ntags = { role = \"web\" }\n";
 

@@ -5,7 +5,7 @@
 use super::{Deferred, LEAVE_GOSSIP_NANOS, What, World};
 use crate::clock::Clock;
 use crate::event::TraceEvent;
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use crate::trace::Reach;
 use fleetmesh_node::NodeMeta;
 

@@ -3,14 +3,14 @@
 //! parse, resolve and report. A leaf of the fault modules: every kind and
 //! the registry use it, and it uses neither.
 
-use crate::fault::vary::Variation;
 use crate::network::LinkModel;
 use crate::scenario::context::{Context, ScenarioError, seconds};
+use crate::scenario::fault::vary::Variation;
 use crate::scenario::fleet::{Fleet, Nodes, NodesFile, nodes};
 use crate::scenario::leases::LeaseSpec;
 use crate::scenario::operators::{OperatorKey, operator_key};
+use crate::scenario::schedule::{Action, Schedule, pick};
 use crate::scenario::services::Declared;
-use crate::schedule::{Action, Schedule, pick};
 use rand_chacha::ChaCha8Rng;
 use serde::de::DeserializeOwned;
 use std::ops::Range;

@@ -1,11 +1,11 @@
 //! `rotate-root`: the next trust document replaces the root key with a new
 //! one, signed by the old root and the new.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::fleet::{Nodes, NodesFile};
 use crate::scenario::operators::TrustChange;
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::time::Duration;
 

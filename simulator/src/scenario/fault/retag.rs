@@ -1,10 +1,10 @@
 //! `retag`: agents replace their tags, announced with a new incarnation;
 //! the run measures how long the news takes to reach everyone.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::fleet::{Nodes, NodesFile};
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,12 +4,12 @@
 //! (checks, rules, actions, budget scopes) is what the `service`,
 //! `approve` and `crash-holder` faults may name.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::fleet::{NodesFile, selected};
 use crate::scenario::operators::{Content, Publication, default_author};
+use crate::scenario::schedule::Action;
 use crate::scenario::services::resolve_voters;
-use crate::schedule::Action;
 use fleetmesh_node::crdt::{PublicKey, Value, lease_limits};
 use fleetmesh_node::{POLICY_DOC, Policy as RemedyPolicy};
 use serde::Deserialize;

@@ -2,10 +2,10 @@
 //! agents' hosts, as a crash (until an action fixes it or it heals) or a
 //! flap.
 
-use crate::fault::kind::{Input, Kind, Misfit, Parse, Period, Resolution, starts_by};
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Misfit, Parse, Period, Resolution, starts_by};
 use crate::scenario::fleet::{Nodes, NodesFile};
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::time::Duration;
 

@@ -2,13 +2,13 @@
 //! the scenario's `[network]` model returns, whatever other network faults
 //! did meanwhile.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
-use crate::fault::vary::Variation;
-use crate::fault::write;
 use crate::network::LinkModel;
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
+use crate::scenario::fault::vary::Variation;
+use crate::scenario::fault::write;
 use crate::scenario::network::{LinkFile, link_model};
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Table;

@@ -2,11 +2,11 @@
 //! fires crashes (no one does if nobody holds it then), restarting later
 //! if the fault says so.
 
-use crate::fault::kind::{Input, Kind, Known, Misfit, Parse, Period, Resolution};
-use crate::fault::vary::Variation;
-use crate::fault::write;
 use crate::scenario::context::ScenarioError;
-use crate::schedule::Action;
+use crate::scenario::fault::kind::{Input, Kind, Known, Misfit, Parse, Period, Resolution};
+use crate::scenario::fault::vary::Variation;
+use crate::scenario::fault::write;
+use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Table;

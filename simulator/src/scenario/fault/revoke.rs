@@ -1,11 +1,11 @@
 //! `revoke`: the root signs the next trust document, revoking an operator
 //! key or an agent's node key (the fleet then expels the agent).
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::fleet::{Nodes, NodesFile};
 use crate::scenario::operators::TrustChange;
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::time::Duration;
 

@@ -1,12 +1,12 @@
 //! `clock`: agents' clocks are skewed and drift, each by its own random
 //! offset and rate within the fault's bounds.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
-use crate::fault::vary::Variation;
-use crate::fault::write;
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
+use crate::scenario::fault::vary::Variation;
+use crate::scenario::fault::write;
 use crate::scenario::fleet::{Nodes, NodesFile};
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use rand::RngExt;
 use serde::Deserialize;
 use std::time::Duration;

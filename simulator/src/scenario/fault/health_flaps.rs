@@ -2,11 +2,11 @@
 //! window's start, then each check flips between unhealthy and healthy as
 //! a Poisson process.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
-use crate::fault::vary::Variation;
-use crate::fault::write;
 use crate::scenario::context::ScenarioError;
-use crate::schedule::Action;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
+use crate::scenario::fault::vary::Variation;
+use crate::scenario::fault::write;
+use crate::scenario::schedule::Action;
 use fleetmesh_node::crdt::health_limits::CHECKS_PER_NODE_MAX;
 use rand::RngExt;
 use serde::Deserialize;

@@ -103,7 +103,7 @@ fn workload_is_never_varied() {
 
 #[test]
 fn every_kind_has_its_row_in_the_scenario_docs() {
-    let docs = include_str!("../../../docs/scenarios.md");
+    let docs = include_str!("../../../../docs/scenarios.md");
     for (name, _) in KINDS {
         assert!(
             docs.contains(&format!("| `{name}` |")),

@@ -18,15 +18,15 @@
 //! and the two trait impls (copy a kind close to it), add its `mod` and
 //! its line at the end of the registry, and its row in
 //! `docs/scenarios.md`. A kind that needs the world to do something new
-//! also adds an [`crate::schedule::Action`] and its application in
+//! also adds an [`crate::scenario::schedule::Action`] and its application in
 //! `world/act.rs`.
 
 use crate::network::LinkModel;
 use crate::rng::Seeds;
 use crate::scenario::context::{Context, ScenarioError};
 use crate::scenario::fleet::Fleet;
+use crate::scenario::schedule::{self, Schedule};
 use crate::scenario::services::Declared;
-use crate::schedule::{self, Schedule};
 use kind::{Input, Kind, Known, Misfit, Parse, Resolution};
 use serde::Deserialize;
 use std::ops::Range;

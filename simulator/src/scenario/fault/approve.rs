@@ -2,10 +2,10 @@
 //! pending remediation of a rule on some targets that an agent's ledger
 //! shows, possibly late (so it may arrive expired).
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::fleet::{Nodes, NodesFile};
-use crate::schedule::{Action, Approval};
+use crate::scenario::schedule::{Action, Approval};
 use serde::Deserialize;
 use std::time::Duration;
 

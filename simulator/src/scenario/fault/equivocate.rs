@@ -2,11 +2,11 @@
 //! sequence number and hands each to a different agent; the fleet must
 //! quarantine the key.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::fleet::{Nodes, NodesFile};
 use crate::scenario::operators::{OperatorKey, default_author, default_doc, doc_id};
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::time::Duration;
 

@@ -1,11 +1,11 @@
 //! `random-pauses`: every agent pauses as a Poisson process inside a
 //! window; one agent's pauses never overlap.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
-use crate::fault::vary::Variation;
-use crate::fault::write;
 use crate::scenario::context::ScenarioError;
-use crate::schedule::Action;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
+use crate::scenario::fault::vary::Variation;
+use crate::scenario::fault::write;
+use crate::scenario::schedule::Action;
 use rand::RngExt;
 use serde::Deserialize;
 use std::time::Duration;

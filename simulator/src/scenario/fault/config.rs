@@ -2,11 +2,11 @@
 //! generated keys and values of about a given size) and, usually, releases
 //! it; one running agent of `via` is handed both.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::fleet::NodesFile;
 use crate::scenario::operators::{Content, Publication, default_author, default_doc, doc_id};
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::time::Duration;
 

@@ -1,10 +1,10 @@
 //! `attack`: an admitted agent turns hostile, sending forged, replayed and
 //! malformed input to random agents while it still runs the protocol.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::operators::OperatorKey;
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use rand::RngExt;
 use serde::Deserialize;
 use std::time::Duration;

@@ -2,13 +2,13 @@
 //! fault says when. `allow` adds one-way links between groups; `bridges`
 //! are agents that reach, and are reached by, every group.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
-use crate::fault::vary::Variation;
-use crate::fault::write;
 use crate::network::Cut;
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
+use crate::scenario::fault::vary::Variation;
+use crate::scenario::fault::write;
 use crate::scenario::fleet::{Fleet, Nodes, NodesFile};
-use crate::schedule::{Action, pick};
+use crate::scenario::schedule::{Action, pick};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use std::time::Duration;

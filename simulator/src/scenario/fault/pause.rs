@@ -1,12 +1,12 @@
 //! `pause`: agents stop handling input for a while, as a stopped process
 //! does; their timers fire late.
 
-use crate::fault::kind::{Input, Kind, Parse, Period, Resolution};
-use crate::fault::vary::Variation;
-use crate::fault::write;
 use crate::scenario::context::ScenarioError;
+use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
+use crate::scenario::fault::vary::Variation;
+use crate::scenario::fault::write;
 use crate::scenario::fleet::{Nodes, NodesFile};
-use crate::schedule::Action;
+use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Table;

@@ -1,6 +1,6 @@
 //! How a swarm seed varies one chaos fault: its intensity scaled by a
 //! factor, its start moved by a shift, kept within the run. The kinds'
-//! [`crate::fault::kind::Kind::vary`] are written with these.
+//! [`crate::scenario::fault::kind::Kind::vary`] are written with these.
 
 use crate::scenario::fleet::Nodes;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Writing a varied fault back into its scenario file entry, so that the
 //! entry parses back to exactly that fault: what `sim shrink --swarm`
 //! writes a seed's mix down with. The kinds'
-//! [`crate::fault::kind::Kind::write_back`] are written with these.
+//! [`crate::scenario::fault::kind::Kind::write_back`] are written with these.
 
 use crate::network::LinkModel;
 use crate::scenario::fleet::Nodes;
