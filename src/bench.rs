@@ -432,7 +432,7 @@ fn release_spread(rows: &mut Vec<Row>) -> anyhow::Result<()> {
 /// collection; the peak RSS of the whole simulation over its agents bounds
 /// the in-memory figure from above.
 fn state_memory(rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    use fleetmesh_node::state::Kind;
+    use fleetmesh_node::Kind;
     const RELEASES: u32 = 100;
     const WARMUP_S: u32 = 40;
     const SPACING_S: u32 = 2;

@@ -13,8 +13,8 @@ use fleetmesh_node::crdt::{
     AppliedRelease, ConfigEntry, Digest, Keypair, Release, SignedChange, Value,
 };
 use fleetmesh_node::snapshot;
-use fleetmesh_node::state::{Entry, Kind};
 use fleetmesh_node::wire::{self, Message, StateMessage};
+use fleetmesh_node::{Entry, Kind};
 use fleetmesh_runtime::files;
 use fleetmesh_runtime::formats::{
     APPROVAL_FORMAT, ApprovalJson, CHANGE_FORMAT, ChangeJson, RELEASE_FORMAT, ReleaseJson,

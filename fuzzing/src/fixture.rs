@@ -19,9 +19,9 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 
 use fleetmesh_node::crdt::{ConfigEntry, Ctx, Digest, PublicKey, TrustChain};
-use fleetmesh_node::state::{Entry, Kind};
 use fleetmesh_node::wire::{self, Message, StateMessage};
 use fleetmesh_node::{Agent, Instant, NodeMeta, snapshot};
+use fleetmesh_node::{Entry, Kind};
 use fleetmesh_simulator::clock::Clock;
 use fleetmesh_simulator::fleet::Fleet;
 use fleetmesh_simulator::rng::Seeds;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use fleetmesh_fuzzing::corpus::{self, kind_of};
 use fleetmesh_fuzzing::fixture::{fixture, kinds};
 use fleetmesh_fuzzing::{TARGETS, smoke};
-use fleetmesh_node::state::Kind;
+use fleetmesh_node::Kind;
 use fleetmesh_node::wire;
 
 #[test]

@@ -28,7 +28,7 @@ type Priority = (u8, Reverse<u64>);
 const FILL_MISSES_MAX: usize = 8;
 
 /// Bounded, transmit-limited queue of updates.
-pub struct BroadcastQueue {
+pub(crate) struct BroadcastQueue {
     capacity: usize,
     update_bytes_max: usize,
     next_sequence: u64,
@@ -40,7 +40,7 @@ pub struct BroadcastQueue {
 impl BroadcastQueue {
     /// An empty queue holding at most `capacity` updates of at most
     /// `update_bytes_max` encoded bytes (what fits in one datagram).
-    pub fn new(capacity: usize, update_bytes_max: usize) -> BroadcastQueue {
+    pub(crate) fn new(capacity: usize, update_bytes_max: usize) -> BroadcastQueue {
         // `Config::validate` refuses `broadcast_queue_max` 0, so only an
         // unvalidated config reaches this: a full queue must pop one.
         debug_assert!(capacity > 0, "a broadcast queue needs room for one update");
@@ -55,22 +55,22 @@ impl BroadcastQueue {
     }
 
     /// Updates waiting.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.queued.len()
     }
 
     /// True when nothing waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.queued.is_empty()
     }
 
     /// Updates dropped because the queue was full or they were too large.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped
     }
 
     /// Queues `update`, replacing any queued claim about the same member.
-    pub fn push(&mut self, update: Update) {
+    pub(crate) fn push(&mut self, update: Update) {
         if let Some(priority) = self.by_member.remove(&update.id) {
             self.queued.remove(&priority);
         }
@@ -101,7 +101,7 @@ impl BroadcastQueue {
     /// Appends to `out` the least-sent updates that fit in `budget_bytes`,
     /// skipping the member `skip` (already in the message), and counts one
     /// transmission for each; updates that reach `limit` are retired.
-    pub fn fill(
+    pub(crate) fn fill(
         &mut self,
         budget_bytes: usize,
         limit: u8,
@@ -140,7 +140,7 @@ impl BroadcastQueue {
     /// the queue agree entry for entry, and every queued update fits a
     /// datagram. Costs a pass over the queue: for the agent's
     /// `check_invariants`.
-    pub fn check_invariants(&self) {
+    pub(crate) fn check_invariants(&self) {
         assert!(
             self.queued.len() <= self.capacity,
             "broadcast queue: {} updates over its bound {}",

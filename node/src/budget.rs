@@ -36,14 +36,14 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
 /// A verifier that counts the checks it runs: what a message cost is the
 /// count after it minus the count before.
-pub struct Metered {
+pub(crate) struct Metered {
     inner: std::sync::Arc<dyn Verifier>,
     checks: AtomicU64,
 }
 
 impl Metered {
     /// Counts the checks of `inner`.
-    pub fn new(inner: std::sync::Arc<dyn Verifier>) -> Metered {
+    pub(crate) fn new(inner: std::sync::Arc<dyn Verifier>) -> Metered {
         Metered {
             inner,
             checks: AtomicU64::new(0),
@@ -51,7 +51,7 @@ impl Metered {
     }
 
     /// Checks run so far.
-    pub fn checks(&self) -> u64 {
+    pub(crate) fn checks(&self) -> u64 {
         self.checks.load(Ordering::Relaxed)
     }
 
@@ -113,7 +113,7 @@ fn tolerance(budget: VerifyBudget) -> u64 {
 /// The buckets of one agent: one per admitted peer that spent some of its
 /// budget recently, and one shared by every peer not admitted.
 #[derive(Clone, Debug)]
-pub struct Budgets {
+pub(crate) struct Budgets {
     per_peer: VerifyBudget,
     unadmitted: VerifyBudget,
     /// Buckets not full; bounded by the admitted peers (certificates held)
@@ -125,7 +125,7 @@ pub struct Budgets {
 impl Budgets {
     /// Full buckets of `per_peer` for each admitted peer and one of
     /// `unadmitted` for all the others.
-    pub fn new(per_peer: VerifyBudget, unadmitted: VerifyBudget) -> Budgets {
+    pub(crate) fn new(per_peer: VerifyBudget, unadmitted: VerifyBudget) -> Budgets {
         Budgets {
             per_peer,
             unadmitted,
@@ -136,7 +136,7 @@ impl Budgets {
 
     /// Whether a message from `peer` (admitted or not) may be verified at
     /// `now`: its bucket holds at least one verification.
-    pub fn allows(&self, now: Instant, peer: NodeId, admitted: bool) -> bool {
+    pub(crate) fn allows(&self, now: Instant, peer: NodeId, admitted: bool) -> bool {
         if admitted {
             let bucket = self.peers.get(&peer).copied().unwrap_or_default();
             bucket.allows(now, self.per_peer)
@@ -146,7 +146,7 @@ impl Budgets {
     }
 
     /// Charges `peer` (admitted or not) the `checks` its message cost.
-    pub fn charge(&mut self, now: Instant, peer: NodeId, admitted: bool, checks: u64) {
+    pub(crate) fn charge(&mut self, now: Instant, peer: NodeId, admitted: bool, checks: u64) {
         if checks == 0 {
             return;
         }
@@ -163,19 +163,15 @@ impl Budgets {
 
     /// Drops the buckets that are full again at `now`: an absent bucket
     /// is a full one.
-    pub fn forget_full(&mut self, now: Instant) {
+    pub(crate) fn forget_full(&mut self, now: Instant) {
         self.peers.retain(|_, bucket| bucket.full_at > now);
     }
 
     /// Buckets held: peers that spent part of their budget and have not
     /// refilled it (bounded by the admitted peers).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.peers.len()
-    }
-
-    /// Whether no peer's bucket is held.
-    pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
     }
 }
 
@@ -240,7 +236,7 @@ mod tests {
             budgets.allows(now, id(3), true),
             "admitted peers keep their own"
         );
-        assert!(budgets.is_empty(), "strangers hold no per-peer bucket");
+        assert_eq!(budgets.len(), 0, "strangers hold no per-peer bucket");
         assert!(budgets.allows(now + Duration::from_millis(500), id(4), false));
     }
 
@@ -253,7 +249,7 @@ mod tests {
         budgets.forget_full(now + Duration::from_millis(200));
         assert_eq!(budgets.len(), 1, "the first refilled, the second not yet");
         budgets.forget_full(now + Duration::from_millis(500));
-        assert!(budgets.is_empty());
+        assert!((budgets.len() == 0));
         assert!(budgets.allows(now + Duration::from_millis(500), id(2), true));
     }
 

@@ -218,37 +218,37 @@ impl Config {
 /// Longest duration any timing field may hold: a week. Timers are set as
 /// `now + interval * k` with small `k` (and the local health multiplier of
 /// at most 256), which stays far inside `Duration` for this bound.
-pub const DURATION_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const DURATION_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Smallest `datagram_bytes_max`: IPv6's minimum MTU, which holds a
 /// message header and an update with the largest metadata (asserted in
 /// below), so every update can be gossiped.
-pub const DATAGRAM_BYTES_MIN: usize = 1280;
+pub(crate) const DATAGRAM_BYTES_MIN: usize = 1280;
 
 /// Largest `datagram_bytes_max` (64 KiB); a message of this size passes
 /// every receiver's decode limit (asserted below).
-pub const DATAGRAM_BYTES_MAX: usize = 64 << 10;
+pub(crate) const DATAGRAM_BYTES_MAX: usize = 64 << 10;
 
 /// Largest `sync_records_max`: the records one anti-entropy message may
 /// carry before receivers refuse it (equal to [`crate::limits::RECORDS_MAX`],
 /// asserted below).
-pub const SYNC_RECORDS_LIMIT: usize = 65_536;
+pub(crate) const SYNC_RECORDS_LIMIT: usize = 65_536;
 
 /// Largest `lease_drift_bound`: below the longest lease ttl
 /// (`crate::lease::TTL_MAX`, asserted there), so some ttl can always be
 /// asked for.
-pub const LEASE_DRIFT_BOUND_MAX: Duration = Duration::from_secs(60);
+pub(crate) const LEASE_DRIFT_BOUND_MAX: Duration = Duration::from_secs(60);
 
 /// Largest `retransmit_mult`: past it the retransmit limit saturates its
 /// `u8` in fleets of a few hundred members.
-pub const RETRANSMIT_MULT_MAX: u32 = 32;
+pub(crate) const RETRANSMIT_MULT_MAX: u32 = 32;
 
 /// Range of `suspicion_mult` (Lifeguard's alpha).
-pub const SUSPICION_MULT_RANGE: RangeInclusive<f64> = 0.1..=100.0;
+pub(crate) const SUSPICION_MULT_RANGE: RangeInclusive<f64> = 0.1..=100.0;
 
 /// Range of `suspicion_max_mult` (Lifeguard's beta): at least 1, since the
 /// longest suspicion timeout is this times the shortest.
-pub const SUSPICION_MAX_MULT_RANGE: RangeInclusive<f64> = 1.0..=100.0;
+pub(crate) const SUSPICION_MAX_MULT_RANGE: RangeInclusive<f64> = 1.0..=100.0;
 
 /// A [`Config`] field out of the range the core relies on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -11,34 +11,29 @@ use std::time::Duration;
 
 /// The local health score, in `0..=max`.
 #[derive(Clone, Copy, Debug)]
-pub struct LocalHealth {
+pub(crate) struct LocalHealth {
     score: u8,
     max: u8,
 }
 
 impl LocalHealth {
     /// A healthy score with ceiling `max`.
-    pub fn new(max: u8) -> LocalHealth {
+    pub(crate) fn new(max: u8) -> LocalHealth {
         LocalHealth { score: 0, max }
     }
 
-    /// The current score.
-    pub fn score(self) -> u8 {
-        self.score
-    }
-
     /// Records evidence that this agent is the problem.
-    pub fn worsen(&mut self) {
+    pub(crate) fn worsen(&mut self) {
         self.score = (self.score + 1).min(self.max);
     }
 
     /// Records a successful probe.
-    pub fn improve(&mut self) {
+    pub(crate) fn improve(&mut self) {
         self.score = self.score.saturating_sub(1);
     }
 
     /// `base` stretched by the score.
-    pub fn scale(self, base: Duration) -> Duration {
+    pub(crate) fn scale(self, base: Duration) -> Duration {
         base * (u32::from(self.score) + 1)
     }
 }

@@ -58,6 +58,13 @@ pub const INLINE_ENTRY_BYTES_MAX: usize = 128;
 /// Buckets per collection; a `u64` bitmap names a set of them.
 pub const STATE_BUCKETS: usize = 64;
 
+/// How far ahead of a replica's clock an entry's timestamp may be. A
+/// later timestamp wins a health register and outlives the ledger's
+/// eviction, so a node dating its entries far ahead would make its later
+/// honest ones lose, or pin its records in the audit trail: such entries
+/// are refused until the clock catches up (anti-entropy offers them again).
+pub const AHEAD_MAX_MILLIS: u64 = 60_000;
+
 /// Most scopes one agent asks to hold at once.
 pub const WANTED_MAX: usize = 64;
 /// Longest ttl a candidate asks for and a voter grants.

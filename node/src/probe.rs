@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// Position generator over `0..size`.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ProbeCursor {
+pub(crate) struct ProbeCursor {
     size: usize,
     start: usize,
     stride: usize,
@@ -21,7 +21,7 @@ pub struct ProbeCursor {
 
 impl ProbeCursor {
     /// The next table position to consider, or `None` for an empty table.
-    pub fn next(&mut self, size: usize, rng: &mut ChaCha8Rng) -> Option<usize> {
+    pub(crate) fn next(&mut self, size: usize, rng: &mut ChaCha8Rng) -> Option<usize> {
         if size == 0 {
             return None;
         }

@@ -32,7 +32,7 @@ struct Suspicion {
 
 /// A suspicion whose time ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expired {
+pub(crate) enum Expired {
     /// Probe the member once more, then ask again after the probe timeout.
     LastProbe(NodeId, Incarnation),
     /// The last probe went unanswered: declare the member dead.
@@ -41,25 +41,20 @@ pub enum Expired {
 
 /// All suspicions this agent holds, ordered by deadline.
 #[derive(Default)]
-pub struct Suspicions {
+pub(crate) struct Suspicions {
     by_member: BTreeMap<NodeId, Suspicion>,
     deadlines: BTreeSet<(Instant, NodeId)>,
 }
 
 impl Suspicions {
-    /// Suspicions held.
-    pub fn len(&self) -> usize {
-        self.by_member.len()
-    }
-
     /// True when none is held.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_member.is_empty()
     }
 
     /// Starts (or restarts, for a newer incarnation) a suspicion of `member`
     /// raised by `from`.
-    pub fn start(
+    pub(crate) fn start(
         &mut self,
         now: Instant,
         member: NodeId,
@@ -88,7 +83,7 @@ impl Suspicions {
     /// Records a suspect claim from `from`. When it is a new, independent
     /// confirmation of the held suspicion, shortens the deadline and returns
     /// true (the claim is worth re-gossiping).
-    pub fn confirm(
+    pub(crate) fn confirm(
         &mut self,
         member: NodeId,
         incarnation: Incarnation,
@@ -122,21 +117,25 @@ impl Suspicions {
     }
 
     /// Drops the suspicion of `member`, if any (refuted, or declared dead).
-    pub fn clear(&mut self, member: NodeId) {
+    pub(crate) fn clear(&mut self, member: NodeId) {
         if let Some(suspicion) = self.by_member.remove(&member) {
             self.deadlines.remove(&(suspicion.deadline, member));
         }
     }
 
     /// The earliest deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|&(deadline, _)| deadline)
     }
 
     /// One suspicion whose deadline has passed. The first time, it stays
     /// held for `last_probe_timeout` more while the caller probes the member;
     /// the second time it is removed and the member is to be declared dead.
-    pub fn pop_expired(&mut self, now: Instant, last_probe_timeout: Duration) -> Option<Expired> {
+    pub(crate) fn pop_expired(
+        &mut self,
+        now: Instant,
+        last_probe_timeout: Duration,
+    ) -> Option<Expired> {
         let &(deadline, member) = self.deadlines.first()?;
         if deadline > now {
             return None;
@@ -163,7 +162,7 @@ impl Suspicions {
     /// suspicion, at its deadline, and each suspicion's confirmers are
     /// distinct and its timeouts ordered. Costs a pass over the
     /// suspicions: for the agent's `check_invariants`.
-    pub fn check_invariants(&self) {
+    pub(crate) fn check_invariants(&self) {
         assert_eq!(
             self.deadlines.len(),
             self.by_member.len(),
@@ -190,7 +189,7 @@ impl Suspicions {
 
 /// Lifeguard's suspicion timeout after `confirmations` independent
 /// confirmations, of at most `confirmations_max` that count.
-pub fn dynamic_timeout(
+pub(crate) fn dynamic_timeout(
     confirmations: usize,
     confirmations_max: u8,
     min: Duration,

@@ -10,12 +10,13 @@
 use fleetmesh_crdt::{Incarnation, Liveness, MemberState, NodeCert, NodeId, NodeMeta};
 
 use crate::encoding::BINCODE;
-use crate::lease::LeaseMessage;
 use crate::limits::{
     MESSAGE_BYTES_MAX, PAIRS_MAX, RECORDS_MAX, STATE_BUCKETS, SYNC_BUCKETS, UPDATES_MAX, WANTS_MAX,
 };
-/// The replicated state's messages, one variant of [`Message`]: here too, so
-/// the whole message family is one namespace for whoever encodes it.
+// The whole message family, and the measure the core budgets messages
+// with, in one namespace for whoever encodes or crafts messages.
+pub use crate::encoding::encoded_len;
+pub use crate::lease::{LeaseMessage, RefusalReason};
 pub use crate::state::StateMessage;
 use crate::state::{Entry, Kind};
 use serde::{Deserialize, Serialize};

@@ -399,8 +399,8 @@ fn a_joiner_whose_seed_was_down_joins_later_without_re_announcing_the_fleet() {
 
 #[test]
 fn a_health_report_reaches_every_agent_and_a_forged_one_reaches_none() {
+    use fleetmesh_node::Entry;
     use fleetmesh_node::crdt::{HealthReport, HealthState, Hlc, SignedHealth};
-    use fleetmesh_node::state::Entry;
     let mut harness = Mesh::new(12);
     harness.run_for(Duration::from_secs(10));
     harness
@@ -446,7 +446,7 @@ impl Laptop {
         pairs: &[(&str, i64)],
         version: u64,
         expires_millis: Option<u64>,
-    ) -> Vec<fleetmesh_node::state::Entry> {
+    ) -> Vec<fleetmesh_node::Entry> {
         self.write_doc(author, "app", &content(pairs), version, expires_millis)
     }
 }
@@ -598,8 +598,9 @@ fn a_revoked_signers_release_turns_void_and_is_replaced_at_its_version() {
 
 #[test]
 fn an_entry_dated_far_ahead_is_refused_until_the_clock_catches_up() {
+    use fleetmesh_node::Entry;
     use fleetmesh_node::crdt::{HealthReport, HealthState, Hlc, SignedHealth};
-    use fleetmesh_node::state::{AHEAD_MAX_MILLIS, Entry};
+    use fleetmesh_node::limits::AHEAD_MAX_MILLIS;
     let mut harness = Mesh::new(2);
     harness.run_for(Duration::from_secs(2));
     let now_millis = harness.now().0 / 1_000_000;
@@ -638,8 +639,8 @@ fn an_entry_dated_far_ahead_is_refused_until_the_clock_catches_up() {
 #[test]
 fn unanswered_fetches_are_asked_of_the_next_announcer() {
     use fleetmesh_node::crdt::Digest;
-    use fleetmesh_node::state::{Kind, Replicas};
     use fleetmesh_node::wire::StateMessage;
+    use fleetmesh_node::{Kind, Replicas};
     const TIMEOUT_MILLIS: u64 = 500;
     let identity = identity(1);
     let trust = identity
@@ -736,7 +737,7 @@ fn a_restarted_agent_takes_its_replicas_back_from_its_snapshot() {
 
 #[test]
 fn a_lone_agent_restarts_with_what_it_journaled_since_its_snapshot() {
-    use fleetmesh_node::state::Entry;
+    use fleetmesh_node::Entry;
     let (operator, _) = &*FLEET;
     let mut laptop = Laptop::new();
     let first = laptop.write(operator, &[("replicas", 1)], 1, None);
@@ -815,9 +816,9 @@ fn restarted_agent(now: Instant, durable: &fleetmesh_node::Durable) -> Agent {
 /// fleet's config key and published (it panicked automerge's apply).
 #[test]
 fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() {
+    use fleetmesh_node::Entry;
     use fleetmesh_node::crdt::config::hostile;
     use fleetmesh_node::crdt::{ConfigEntry, Replica, Signature, SignedChange};
-    use fleetmesh_node::state::Entry;
     use fleetmesh_node::wire::StateMessage;
     let (operator, _) = &*FLEET;
     let mut harness = Mesh::new(4);
@@ -871,9 +872,9 @@ fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() 
 
 #[test]
 fn a_peer_past_its_verification_budget_is_dropped_until_it_refills() {
+    use fleetmesh_node::Entry;
     use fleetmesh_node::VerifyBudget;
     use fleetmesh_node::crdt::{HealthReport, HealthState, Hlc, SignedHealth};
-    use fleetmesh_node::state::Entry;
     use fleetmesh_node::wire::StateMessage;
     let config = Config {
         verify_per_peer: VerifyBudget::new(1, 3),
@@ -959,7 +960,7 @@ fn a_peer_past_its_verification_budget_is_dropped_until_it_refills() {
 #[test]
 fn durable_state_comes_out_before_any_transmit_whenever_it_was_queued() {
     use fleetmesh_node::crdt::GrantRequest;
-    use fleetmesh_node::lease::LeaseMessage;
+    use fleetmesh_node::wire::LeaseMessage;
     use fleetmesh_node::wire::StateMessage;
     let (operator, _) = &*FLEET;
     let mut harness = Mesh::new(3);

@@ -8,9 +8,9 @@ mod common;
 
 use common::mesh::{Mesh, World};
 use common::{FLEET, Laptop, key};
+use fleetmesh_node::ActionClass;
+use fleetmesh_node::Entry;
 use fleetmesh_node::crdt::{Hlc, IdempotencyKey, LedgerRecord, RecordKind, SignedRecord, Value};
-use fleetmesh_node::remedy::policy::ActionClass;
-use fleetmesh_node::state::Entry;
 use fleetmesh_node::{Config, NodeMeta, POLICY_DOC, Policy, Task, TaskResult};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

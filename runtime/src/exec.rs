@@ -14,7 +14,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use fleetmesh_node::remedy::policy::CheckKind;
+use fleetmesh_node::CheckKind;
 use fleetmesh_node::{Task, TaskId, TaskResult};
 use http_body_util::Empty;
 use hyper::body::Bytes;

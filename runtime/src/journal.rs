@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fleetmesh_crdt::Digest;
-use fleetmesh_node::state::Entry;
+use fleetmesh_node::Entry;
 use fleetmesh_node::wire;
 
 use crate::files::{self, Existing, Mode};

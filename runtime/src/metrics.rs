@@ -7,9 +7,9 @@
 //! which only the agent's own task touches, so there is nothing to keep
 //! in sync between scrapes.
 
+use fleetmesh_node::StateStats;
 use fleetmesh_node::Stats;
-use fleetmesh_node::state::StateStats;
-use fleetmesh_node::stats::{LeaseStats, RemedyStats};
+use fleetmesh_node::{LeaseStats, RemedyStats};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -10,7 +10,7 @@ use fleetmesh_crdt::{
     Digest, HealthState, IdempotencyKey, LeaseKind, MemberState, NodeId, PublicKey, RecordKind,
     Replica, SignedRecord, SignedRelease,
 };
-use fleetmesh_node::state::Entry;
+use fleetmesh_node::Entry;
 use fleetmesh_node::{Agent, Instant, Policy};
 use libp2p::{Multiaddr, PeerId};
 use serde_json::{Value, json};

@@ -13,12 +13,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use fleetmesh_node::Entry;
 use fleetmesh_node::crdt::{
     ConfigEntry, ConfigStore, Ctx, Digest, Hlc, IdempotencyKey, Keypair, LedgerRecord, PublicKey,
     RecordKind, Release, Replica, Role, SignedChange, SignedRecord, SignedRelease, SignedTrust,
     TrustChain, Value, Verifier,
 };
-use fleetmesh_node::state::Entry;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 

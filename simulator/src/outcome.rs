@@ -4,7 +4,7 @@ use crate::checkers::Violation;
 use crate::fingerprint::Step;
 use crate::network::DropReason;
 use fleetmesh_node::Stats;
-use fleetmesh_node::state::{StateBytes, StateStats};
+use fleetmesh_node::{StateBytes, StateStats};
 use std::fmt;
 use std::time::Duration;
 

@@ -33,10 +33,10 @@ use crate::scenario::fleet::Nodes;
 use crate::scenario::schedule::{Action, Schedule};
 use crate::timeline::Timeline;
 use crate::trace::{Trace, Watch};
-use fleetmesh_node::state::{Kind as StateKind, StateStats};
 use fleetmesh_node::{
     Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Output, Stats, TaskId,
 };
+use fleetmesh_node::{Kind as StateKind, StateStats};
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 use std::time::Duration;

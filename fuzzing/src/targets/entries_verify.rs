@@ -1,9 +1,9 @@
 //! `entries_verify`: entries of every kind from an admitted peer, merged
 //! into an agent that holds the fleet's state.
 
-use fleetmesh_node::state::{Kind, StateStats};
 use fleetmesh_node::wire::{self, Message, PROTOCOL_VERSION, StateMessage};
 use fleetmesh_node::{Agent, crdt::Digest};
+use fleetmesh_node::{Kind, StateStats};
 
 use crate::fixture::{PEER, fixture};
 

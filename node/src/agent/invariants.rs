@@ -89,6 +89,6 @@ impl Agent {
 
     /// Whether the debug walk of every sub-state runs after this input.
     fn walk_due(&self) -> bool {
-        self.members.len() <= WALK_ALWAYS_MEMBERS || self.drains % WALK_EVERY == 0
+        self.members.len() <= WALK_ALWAYS_MEMBERS || self.drains.is_multiple_of(WALK_EVERY)
     }
 }

@@ -16,7 +16,7 @@
 
 use super::links::Links;
 use super::{id, identity, verifier};
-use fleetmesh_node::state::Entry;
+use fleetmesh_node::Entry;
 use fleetmesh_node::{
     Agent, Config, Durable, Event, Instant, NodeId, NodeMeta, Output, Task, TaskId, TaskResult,
     Transmit,
@@ -29,7 +29,7 @@ const START: Instant = Instant(1_000_000_000);
 /// Most steps one run may take before it is called stuck.
 const STEPS_MAX: usize = 2_000_000;
 /// Most outputs one drain may yield before the agent is called stuck:
-/// more than a full journal ([`fleetmesh_node::agent::JOURNAL_MAX`]) plus
+/// more than a full journal (the core's bound on entries left to journal) plus
 /// a message's worth of everything else.
 const OUTPUTS_MAX: usize = 100_000;
 

@@ -8,11 +8,11 @@ pub mod links;
 #[allow(dead_code, reason = "each test file uses its own part of the harness")]
 pub mod mesh;
 
+use fleetmesh_node::Entry;
 use fleetmesh_node::crdt::{
     CertBody, ConfigEntry, ConfigStore, Ctx, Ed25519, Keypair, NodeCert, PublicKey, Release,
     Replica, Role, SignedRelease, SignedTrust, TrustChain, TrustDoc, Value, Verifier,
 };
-use fleetmesh_node::state::Entry;
 use fleetmesh_node::{Identity, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fleetmesh_crdt::{Digest, Ed25519, MemberState, NodeId, NodeMeta};
-use fleetmesh_node::state::{Entry, Kind};
 use fleetmesh_node::{Agent, Durable, Event, Instant, Output, Task, TaskId, TaskResult};
+use fleetmesh_node::{Entry, Kind};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm};

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use fleetmesh_crdt::ConfigEntry;
-use fleetmesh_node::state::Entry;
+use fleetmesh_node::Entry;
 use serde_json::{Value, json};
 
 use super::{Driver, LEAVE_GRACE};

@@ -37,12 +37,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use fleetmesh_node::Entry;
 use fleetmesh_node::crdt::config::hostile;
 use fleetmesh_node::crdt::{
     ConfigEntry, ConfigStore, Digest, HealthReport, HealthState, Hlc, Keypair, PublicKey, Release,
     Role, Signature, SignedChange, SignedHealth, SignedRelease, SignedTrust, TrustChain, Value,
 };
-use fleetmesh_node::state::Entry;
 use fleetmesh_node::wire::{self, Message, StateMessage};
 use rand::RngExt;
 
@@ -390,7 +390,7 @@ fn build_flood(
             report: report(entries.len()),
             signature,
         }));
-        bytes += fleetmesh_node::encoding::encoded_len(&entry);
+        bytes += fleetmesh_node::wire::encoded_len(&entry);
         if bytes > fleetmesh_node::limits::MESSAGE_BYTES_MAX {
             break;
         }

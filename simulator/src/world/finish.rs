@@ -5,7 +5,7 @@ use super::{World, nanos};
 use crate::checkers::Kind;
 use crate::outcome::Outcome;
 use crate::scenario::Scenario;
-use fleetmesh_node::state::StateStats;
+use fleetmesh_node::StateStats;
 use fleetmesh_node::{Config, Stats};
 use std::time::Duration;
 

@@ -6,8 +6,8 @@ use super::{Node, What, World};
 use crate::checkers::config::Awaited;
 use crate::clock::wall_millis;
 use crate::scenario::operators::{OperatorKey, Publication, TrustChange};
+use fleetmesh_node::Entry as StateEntry;
 use fleetmesh_node::crdt::HealthState;
-use fleetmesh_node::state::Entry as StateEntry;
 use rand::RngExt;
 
 impl World {

@@ -29,7 +29,7 @@ use crate::scenario::operators::{Content, Publication};
 use crate::scenario::schedule::Approval;
 use crate::scenario::services::{ServiceModel, resolve_voters};
 use fleetmesh_node::crdt::{IdempotencyKey, PublicKey, RecordKind};
-use fleetmesh_node::remedy::policy::{ActionClass, Policy};
+use fleetmesh_node::{ActionClass, Policy};
 use fleetmesh_node::{Task, TaskId, TaskResult};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
