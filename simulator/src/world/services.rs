@@ -1,5 +1,5 @@
 //! The world's side of remediation: each host's modelled services, the
-//! checks and actions agents hand out (`Agent::poll_task`) and their
+//! checks and actions agents hand out (`Output::Task`) and their
 //! results, the operators' remediation faults (`policy`, `service`,
 //! `approve`), and the truth [`RemedyCheck`] judges.
 //!
