@@ -10,9 +10,7 @@ use std::time::Duration;
 use fleetmesh_crdt::{Lease, LeaseKind, NodeId, PublicKey, SignedLease};
 
 use super::context::{Cx, lock_delay_millis, others_lease_left, rank};
-use super::{
-    Answered, Attempt, Held, LeaseMessage, Leases, Out, RETRY_HINT_MAX, Wanted, lost,
-};
+use super::{Answered, Attempt, Held, LeaseMessage, Leases, Out, RETRY_HINT_MAX, Wanted, lost};
 use crate::event::Event;
 
 impl Leases {

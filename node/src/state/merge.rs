@@ -274,7 +274,6 @@ impl Replicas {
             }
         }
     }
-
 }
 
 /// Merges `entry` into `collection`; also says whether the merge evicted

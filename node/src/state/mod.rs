@@ -22,8 +22,8 @@
 mod digests;
 mod exchange;
 mod fetch;
-mod message;
 mod merge;
+mod message;
 mod push;
 mod trust;
 
