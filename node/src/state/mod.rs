@@ -20,6 +20,9 @@
 //! Message and queue sizes are bounded; see the constants.
 
 mod digests;
+mod exchange;
+mod fetch;
+mod merge;
 mod message;
 mod push;
 mod trust;
@@ -37,11 +40,11 @@ use serde::{Deserialize, Serialize};
 pub use fleetmesh_crdt::{CERTS_MAX, CertTable, cert_key};
 pub use message::StateMessage;
 
-use digests::{Digests, bucket_of};
+use digests::Digests;
 use push::PushQueue;
 
 use crate::encoding::encoded_len;
-use crate::limits::{ENTRIES_BYTES_MAX, INLINE_ENTRY_BYTES_MAX, PAIRS_MAX, WANTS_MAX};
+use crate::limits::{ENTRIES_BYTES_MAX, INLINE_ENTRY_BYTES_MAX};
 
 /// Most fetches in flight; a fetch not answered within its deadline is
 /// retried from another announcer.
@@ -473,265 +476,6 @@ impl Replicas {
         Kind::SAVED.map(|kind| self.root(kind))
     }
 
-    /// Takes back entries [`Replicas::saved`] returned before a restart.
-    /// Each is verified and merged as if a peer had sent it (certificates
-    /// first, so their holders' entries are admitted), so a file altered
-    /// or signed under revoked keys adds nothing; none is pushed, since
-    /// none is news to the fleet.
-    pub fn load(&mut self, entries: Vec<Entry>, now_millis: u64) -> (Loaded, Merged) {
-        let before = self.stats.clone();
-        let (certs, rest): (Vec<Entry>, Vec<Entry>) = entries
-            .into_iter()
-            .partition(|entry| entry.kind() == Kind::Cert);
-        let mut effects = self.merge_entries(certs, now_millis);
-        effects.absorb(self.merge_entries(rest, now_millis));
-        // They came from the driver's own files: nothing to journal again.
-        effects.journal.clear();
-        self.push = PushQueue::default();
-        self.stats.push_dropped = before.push_dropped;
-        let after = &self.stats;
-        let refused = |stats: &StateStats| {
-            stats.bad_signatures + stats.unauthorized + stats.malformed + stats.future_dated
-        };
-        let loaded = Loaded {
-            merged: after.merged - before.merged,
-            known: (after.redundant - before.redundant) + (after.pending - before.pending),
-            refused: refused(after) - refused(&before),
-        };
-        (loaded, effects)
-    }
-
-    /// Verifies and merges one entry; new entries are queued for pushing.
-    pub fn merge(&mut self, entry: Entry, now_millis: u64) -> (Result<Merge, Rejected>, Merged) {
-        let kind = entry.kind();
-        if let Some(dated) = entry.dated_millis()
-            && dated > now_millis.saturating_add(AHEAD_MAX_MILLIS)
-        {
-            self.stats.future_dated += 1;
-            let ahead = dated - now_millis;
-            let refused = Rejected::Malformed(format!("dated {ahead} ms ahead of this clock"));
-            return (Err(refused), Merged::default());
-        }
-        if let Entry::Lease(lease) = &entry
-            && let Err(refused) = governs(&self.governed, lease)
-        {
-            let refused = Err(refused);
-            self.stats.count(&refused);
-            return (refused, Merged::default());
-        }
-        let mut effects = Merged::default();
-        // A release held back for a newer trust version is journaled and
-        // kept aside as it came: it is in no collection to read back from.
-        let waiting = matches!(entry, Entry::Release(_)).then(|| entry.clone());
-        let Replicas {
-            trust: chain,
-            certs,
-            leases,
-            health,
-            ledger,
-            releases,
-            verifier,
-            ..
-        } = self;
-        let verifier = verifier.as_ref();
-        let (result, evicted) = match entry {
-            Entry::Trust(doc) => (trust::merge_trust(chain, *doc, verifier), false),
-            Entry::Cert(cert) => {
-                let id = cert.node_id();
-                let result = with_ctx(chain, None, verifier, now_millis, |ctx| {
-                    certs.merge(*cert, ctx)
-                });
-                if matches!(result, Ok(Merge::Changed { .. })) {
-                    effects.admitted.push(id);
-                }
-                (result, false)
-            }
-            Entry::Lease(lease) => with_ctx(chain, Some(certs), verifier, now_millis, |ctx| {
-                merge_counted(leases, *lease, ctx, LeaseTable::len)
-            }),
-            Entry::Health(report) => with_ctx(chain, Some(certs), verifier, now_millis, |ctx| {
-                merge_counted(health, *report, ctx, HealthTable::len)
-            }),
-            Entry::Ledger(record) => with_ctx(chain, Some(certs), verifier, now_millis, |ctx| {
-                merge_counted(ledger, *record, ctx, Ledger::len)
-            }),
-            Entry::Config(change) => {
-                let (mut results, effects) = self.merge_config(vec![*change], now_millis);
-                return (results.pop().unwrap_or(Ok(Merge::Unchanged)), effects);
-            }
-            // A release can prune older versions or candidates: the digest
-            // is rebuilt rather than patched (releases are rare).
-            Entry::Release(release) => (
-                with_ctx(chain, Some(certs), verifier, now_millis, |ctx| {
-                    releases.merge(*release, ctx)
-                }),
-                true,
-            ),
-        };
-        self.stats.count(&result);
-        if let Ok(merge @ Merge::Changed { key, .. }) = &result {
-            self.fetching.remove(&(kind, *key));
-            // A trust change can revoke config authors and release signers.
-            effects.config_changed = matches!(kind, Kind::Trust | Kind::Release);
-            effects.remedy_changed = matches!(kind, Kind::Health | Kind::Lease | Kind::Ledger);
-            if kind == Kind::Ledger {
-                effects.records.push(*key);
-            }
-            if kind == Kind::Trust {
-                effects.trust_changed = true;
-                // Rebuilds every digest.
-                self.after_trust_change(now_millis);
-            } else if evicted {
-                // A collection at its bound dropped another entry.
-                self.digests[kind.index()] = Digests::of(&self.versions(kind));
-            } else {
-                self.digests[kind.index()].apply(merge);
-            }
-            if kind.pushed() && !self.push.push(kind, *key) {
-                self.stats.push_dropped += 1;
-            }
-            if kind.saved() {
-                effects.journal.extend(self.entry(kind, key));
-            }
-        }
-        if result == Ok(Merge::Pending)
-            && let Some(waiting) = waiting
-        {
-            effects.journal.push(waiting);
-        }
-        (result, effects)
-    }
-
-    /// Merges config entries in one batch: signatures are checked one by
-    /// one, and each document's ready changes are applied by one automerge
-    /// call, which is what makes a large document's history cheap to catch
-    /// up on.
-    fn merge_config(
-        &mut self,
-        entries: Vec<ConfigEntry>,
-        now_millis: u64,
-    ) -> (Vec<Result<Merge, Rejected>>, Merged) {
-        // Kept to journal: a change held back for its parent is in no
-        // collection to read it back from, and reading the merged ones back
-        // one by one would cost more than this copy.
-        let copies = entries.clone();
-        let Replicas {
-            trust,
-            certs,
-            config,
-            verifier,
-            ..
-        } = self;
-        let results = with_ctx(trust, Some(certs), verifier.as_ref(), now_millis, |ctx| {
-            config.merge_batch(entries, ctx)
-        });
-        let mut effects = Merged::default();
-        for (result, copy) in results.iter().zip(copies) {
-            self.stats.count(result);
-            if let Ok(Merge::Changed { key, .. }) = result {
-                effects.config_changed = true;
-                self.fetching.remove(&(Kind::Config, *key));
-                if !self.push.push(Kind::Config, *key) {
-                    self.stats.push_dropped += 1;
-                }
-            }
-            let copy = Entry::Config(Box::new(copy));
-            match result {
-                Ok(Merge::Changed { .. }) => effects.journal.push(copy),
-                Ok(Merge::Pending) => effects.journal.push(copy),
-                Ok(Merge::Unchanged) | Err(_) => {}
-            }
-        }
-        // Results do not show everything a batch did: changes waiting for
-        // a parent are applied along with it, and a quarantine rebuilds
-        // documents without the equivocator's changes.
-        let quarantined = results
-            .iter()
-            .any(|result| matches!(result, Err(Rejected::Quarantined)));
-        if effects.config_changed || quarantined {
-            effects.config_changed = true;
-            self.digests[Kind::Config.index()] = Digests::of(&self.config.versions());
-        }
-        if quarantined {
-            // Evidence found here is news the results do not name: every
-            // replica must quarantine the key, so it is pushed at once.
-            let evidence: Vec<Digest> = self.config.evidence_keys().copied().collect();
-            for key in evidence {
-                if !self.push.push(Kind::Config, key) {
-                    self.stats.push_dropped += 1;
-                }
-                effects.journal.extend(self.entry(Kind::Config, &key));
-            }
-        }
-        (results, effects)
-    }
-
-    /// Merges entries as they arrived in one message, config changes in one
-    /// batch.
-    fn merge_entries(&mut self, entries: Vec<Entry>, now_millis: u64) -> Merged {
-        let mut effects = Merged::default();
-        let mut changes = Vec::new();
-        for entry in entries {
-            match entry {
-                Entry::Config(change) => changes.push(*change),
-                other => effects.absorb(self.merge(other, now_millis).1),
-            }
-        }
-        if !changes.is_empty() {
-            effects.absorb(self.merge_config(changes, now_millis).1);
-        }
-        effects
-    }
-
-    /// Drops whatever the trust chain no longer vouches for: the
-    /// certificates first, since the other collections' writers must hold
-    /// one.
-    fn after_trust_change(&mut self, now_millis: u64) {
-        // Entries signed under a trust version this replica lacked were
-        // held back; the ones the new trust admits are pushed like any
-        // other news, not left to anti-entropy.
-        let waiting = [Kind::Config, Kind::Release];
-        let before = waiting.map(|kind| {
-            self.versions(kind)
-                .into_iter()
-                .map(|(key, _)| key)
-                .collect::<BTreeSet<Digest>>()
-        });
-        let verifier = self.verifier.as_ref();
-        with_ctx(&self.trust, None, verifier, now_millis, |ctx| {
-            self.certs.trust_changed(ctx)
-        });
-        with_ctx(
-            &self.trust,
-            Some(&self.certs),
-            verifier,
-            now_millis,
-            |ctx| {
-                self.leases.trust_changed(ctx);
-                self.health.trust_changed(ctx);
-                self.ledger.trust_changed(ctx);
-                self.config.trust_changed(ctx);
-                self.releases.trust_changed(ctx);
-            },
-        );
-        self.revoked_ids = self
-            .trust
-            .head()
-            .doc
-            .revoked
-            .iter()
-            .map(PublicKey::node_id)
-            .collect();
-        self.rebuild_digests();
-        for (kind, before) in waiting.into_iter().zip(before) {
-            for (key, _) in self.versions(kind) {
-                if !before.contains(&key) && !self.push.push(kind, key) {
-                    self.stats.push_dropped += 1;
-                }
-            }
-        }
-    }
-
     fn rebuild_digests(&mut self) {
         for kind in Kind::ALL {
             self.digests[kind.index()] = Digests::of(&self.versions(kind));
@@ -783,14 +527,6 @@ impl Replicas {
         }
     }
 
-    fn versions_in(&self, kind: Kind, buckets: u64) -> Vec<(Digest, Digest)> {
-        let mut pairs = self.versions(kind);
-        pairs.retain(|(key, _)| buckets & (1 << bucket_of(key)) != 0);
-        pairs
-    }
-
-    // --- anti-entropy ---------------------------------------------------------
-
     /// Whether `release` still verifies under the trust chain now: it
     /// stops once a signer is revoked and the rest miss the threshold.
     pub fn release_holds(&self, release: &SignedRelease, now_millis: u64) -> bool {
@@ -808,241 +544,10 @@ impl Replicas {
     pub fn root(&self, kind: Kind) -> Digest {
         self.digests[kind.index()].root()
     }
-
-    /// Step 1: the roots to send to a sync peer.
-    pub fn roots(&self) -> StateMessage {
-        StateMessage::Roots {
-            roots: self.digests.iter().map(Digests::root).collect(),
-        }
-    }
-
-    /// Handles one state message from admitted peer `from`, appending the
-    /// answers to send it to `out`; returns what the merges did.
-    pub fn handle(
-        &mut self,
-        message: StateMessage,
-        from: NodeId,
-        now_millis: u64,
-        out: &mut Vec<StateMessage>,
-    ) -> Merged {
-        let mut effects = Merged::default();
-        match message {
-            StateMessage::Roots { roots } => {
-                let kinds: Vec<(Kind, Vec<Digest>)> = Kind::ALL
-                    .into_iter()
-                    .zip(&roots)
-                    .filter(|(kind, root)| self.digests[kind.index()].root() != **root)
-                    .map(|(kind, _)| (kind, self.digests[kind.index()].buckets().to_vec()))
-                    .collect();
-                if !kinds.is_empty() {
-                    out.push(StateMessage::Buckets { kinds });
-                }
-            }
-            StateMessage::Buckets { kinds } => {
-                for (kind, digests) in kinds {
-                    let buckets = self.digests[kind.index()].differing(&digests);
-                    if buckets == 0 {
-                        continue;
-                    }
-                    let mut pairs = self.versions_in(kind, buckets);
-                    pairs.truncate(PAIRS_MAX);
-                    out.push(StateMessage::Versions {
-                        kind,
-                        buckets,
-                        pairs,
-                    });
-                }
-            }
-            StateMessage::Versions {
-                kind,
-                buckets,
-                pairs,
-            } => {
-                let theirs: BTreeSet<(Digest, Digest)> = pairs.iter().copied().collect();
-                let mine: BTreeSet<(Digest, Digest)> =
-                    self.versions_in(kind, buckets).into_iter().collect();
-                // Holding another version counts as not holding it: for
-                // registers the merge decides which one wins.
-                let want: Vec<Digest> = pairs
-                    .iter()
-                    .filter(|pair| !mine.contains(pair))
-                    .map(|(key, _)| *key)
-                    .take(WANTS_MAX)
-                    .collect();
-                let missing: Vec<Digest> = mine
-                    .into_iter()
-                    .filter(|pair| !theirs.contains(pair))
-                    .map(|(key, _)| key)
-                    .collect();
-                self.send_entries(kind, &missing, out);
-                self.fetch(kind, want, from, now_millis, out);
-            }
-            StateMessage::Want { kind, keys } => self.send_entries(kind, &keys, out),
-            StateMessage::Entries { entries } => {
-                effects.absorb(self.merge_entries(entries, now_millis));
-            }
-            StateMessage::Push { entries, announces } => {
-                effects.absorb(self.merge_entries(entries, now_millis));
-                for (kind, keys) in group(announces) {
-                    let keys: Vec<Digest> = keys
-                        .into_iter()
-                        .filter(|key| self.entry(kind, key).is_none())
-                        .collect();
-                    self.fetch(kind, keys, from, now_millis, out);
-                }
-            }
-        }
-        effects
-    }
-
-    /// A request to `from` for `keys` not already being fetched, if any
-    /// remain.
-    pub fn want(
-        &mut self,
-        kind: Kind,
-        keys: Vec<Digest>,
-        from: NodeId,
-        now_millis: u64,
-    ) -> Option<StateMessage> {
-        let mut out = Vec::new();
-        self.fetch(kind, keys, from, now_millis, &mut out);
-        out.pop()
-    }
-
-    /// Asks `from`, which holds `keys`, for those not already being
-    /// fetched; for those being fetched from someone else, notes `from` as
-    /// a peer to ask next.
-    fn fetch(
-        &mut self,
-        kind: Kind,
-        keys: Vec<Digest>,
-        from: NodeId,
-        now_millis: u64,
-        out: &mut Vec<StateMessage>,
-    ) {
-        let mut asked = Vec::new();
-        for key in keys {
-            if let Some(fetch) = self.fetching.get_mut(&(kind, key)) {
-                if fetch.deadline <= now_millis {
-                    // Overdue: `from` is as good a peer to ask as any.
-                    fetch.asked = from;
-                    fetch.deadline = now_millis + self.fetch_timeout_millis;
-                    fetch.announcers.retain(|peer| *peer != from);
-                    asked.push(key);
-                } else if fetch.asked != from
-                    && !fetch.announcers.contains(&from)
-                    && fetch.announcers.len() < ANNOUNCERS_MAX
-                {
-                    fetch.announcers.push(from);
-                }
-                continue;
-            }
-            if self.fetching.len() >= FETCHES_MAX {
-                self.stats.fetches_refused += 1;
-                continue;
-            }
-            let fetch = Fetch {
-                deadline: now_millis + self.fetch_timeout_millis,
-                asked: from,
-                announcers: Vec::new(),
-            };
-            self.fetching.insert((kind, key), fetch);
-            asked.push(key);
-        }
-        if !asked.is_empty() {
-            out.push(StateMessage::Want { kind, keys: asked });
-        }
-    }
-
-    /// Fetches past their deadline, asked again of the next announcer:
-    /// the requests to send, by peer. A fetch with no announcer left is
-    /// given up; anti-entropy or a later announcement starts it again.
-    pub fn retry_fetches(&mut self, now_millis: u64) -> Vec<(NodeId, StateMessage)> {
-        let mut asks: BTreeMap<(NodeId, Kind), Vec<Digest>> = BTreeMap::new();
-        let deadline = now_millis + self.fetch_timeout_millis;
-        self.fetching.retain(|&(kind, key), fetch| {
-            if fetch.deadline > now_millis {
-                return true;
-            }
-            if fetch.announcers.is_empty() {
-                return false;
-            }
-            fetch.asked = fetch.announcers.remove(0);
-            fetch.deadline = deadline;
-            asks.entry((fetch.asked, kind)).or_default().push(key);
-            true
-        });
-        asks.into_iter()
-            .flat_map(|((peer, kind), keys)| {
-                keys.chunks(WANTS_MAX)
-                    .map(|keys| {
-                        let keys = keys.to_vec();
-                        (peer, StateMessage::Want { kind, keys })
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
-    fn send_entries(&self, kind: Kind, keys: &[Digest], out: &mut Vec<StateMessage>) {
-        let mut entries = Vec::new();
-        let mut bytes = 0;
-        for key in keys {
-            let Some(entry) = self.entry(kind, key) else {
-                continue;
-            };
-            let size = encoded_len(&entry);
-            if bytes + size > ENTRIES_BYTES_MAX && !entries.is_empty() {
-                out.push(StateMessage::Entries {
-                    entries: std::mem::take(&mut entries),
-                });
-                bytes = 0;
-            }
-            if size <= ENTRIES_BYTES_MAX {
-                bytes += size;
-                entries.push(entry);
-            }
-        }
-        if !entries.is_empty() {
-            out.push(StateMessage::Entries { entries });
-        }
-    }
-
-    /// A push for one gossip peer: queued entries, whole or announced, up
-    /// to `budget` bytes; `None` when nothing is queued. `limit` is how
-    /// many times each entry is pushed in all.
-    pub fn next_push(&mut self, budget: usize, limit: u32) -> Option<StateMessage> {
-        let mut entries = Vec::new();
-        let mut announces = Vec::new();
-        let mut used = 0;
-        for (kind, key) in self.push.candidates() {
-            let Some(entry) = self.entry(kind, &key) else {
-                self.push.forget(kind, key);
-                continue;
-            };
-            self.push.sent(kind, key, limit);
-            let size = encoded_len(&entry);
-            // A register's version is replaced by the next one: announcing
-            // it would cost a fetch round trip for a value soon stale.
-            let register = matches!(kind, Kind::Lease | Kind::Health);
-            if (size <= INLINE_ENTRY_BYTES_MAX || register) && used + size <= budget {
-                used += size;
-                entries.push(entry);
-            } else {
-                used += 40;
-                announces.push((kind, key));
-            }
-            if used >= budget {
-                break;
-            }
-        }
-        (!entries.is_empty() || !announces.is_empty())
-            .then_some(StateMessage::Push { entries, announces })
-    }
 }
 
 impl Merged {
-    fn absorb(&mut self, other: Merged) {
+    pub(super) fn absorb(&mut self, other: Merged) {
         self.trust_changed |= other.trust_changed;
         self.admitted.extend(other.admitted);
         self.config_changed |= other.config_changed;
@@ -1052,8 +557,6 @@ impl Merged {
     }
 }
 
-/// Runs `f` with a merge context. `certs` says who is admitted; `None`
-/// admits everybody, for merging the certificates themselves.
 /// Whether `lease` may be held under the governed scopes' voter sets.
 fn governs(
     governed: &BTreeMap<String, BTreeSet<PublicKey>>,
@@ -1071,6 +574,8 @@ fn governs(
     }
 }
 
+/// Runs `f` with a merge context. `certs` says who is admitted; `None`
+/// admits everybody, for merging the certificates themselves.
 fn with_ctx<T>(
     trust: &TrustChain,
     certs: Option<&CertTable>,
@@ -1085,26 +590,4 @@ fn with_ctx<T>(
         verifier,
         now_millis,
     })
-}
-
-/// Merges `entry` into `collection`; also says whether the merge evicted
-/// some other entry (the collection did not grow by the new key).
-fn merge_counted<R: Replica>(
-    collection: &mut R,
-    entry: R::Entry,
-    ctx: &Ctx<'_>,
-    len: impl Fn(&R) -> usize,
-) -> (Result<Merge, Rejected>, bool) {
-    let before = len(collection);
-    let result = collection.merge(entry, ctx);
-    let grew = usize::from(matches!(result, Ok(Merge::Changed { replaced: None, .. })));
-    (result, len(collection) != before + grew)
-}
-
-fn group(announces: Vec<(Kind, Digest)>) -> BTreeMap<Kind, Vec<Digest>> {
-    let mut grouped: BTreeMap<Kind, Vec<Digest>> = BTreeMap::new();
-    for (kind, key) in announces {
-        grouped.entry(kind).or_default().push(key);
-    }
-    grouped
 }
