@@ -10,7 +10,7 @@
 //! Start at [`Agent`]: its doc comment gives the order in which a driver
 //! feeds inputs and drains [`Output`]s.
 
-#![warn(missing_docs, unreachable_pub)]
+#![deny(missing_docs, unreachable_pub)]
 
 // Private modules: what drivers need is re-exported below. The codec
 // (`wire`, with `snapshot` for the saved form) and the protocol's bounds

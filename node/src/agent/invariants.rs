@@ -37,6 +37,10 @@ impl Agent {
             "last probes over bound"
         );
         assert!(
+            self.relays.len() <= self.config.relayed_probes_max,
+            "relayed probes over bound"
+        );
+        assert!(
             self.syncs.len() <= SYNCS_IN_FLIGHT_MAX,
             "exchanges in flight over bound"
         );

@@ -25,9 +25,9 @@
 mod checks;
 mod ladder;
 mod planner;
-pub mod policy;
+pub(crate) mod policy;
 mod started;
-pub mod task;
+pub(crate) mod task;
 
 use crate::members::MemberTable;
 use crate::persist::Persist;
@@ -48,9 +48,9 @@ use task::{Task, TaskId, TaskResult};
 
 /// Most remediation keys this node remembers having started (persisted):
 /// it never starts one twice, even across a restart.
-pub const STARTED_MAX: usize = 4_096;
+pub(crate) const STARTED_MAX: usize = 4_096;
 /// Most pending requests and in-flight intents a voter indexes.
-pub const INDEX_MAX: usize = 4_096;
+pub(crate) const INDEX_MAX: usize = 4_096;
 /// A request whose incident opened longer ago than this is dropped from a
 /// voter's index (its target's reports stopped arriving).
 const REQUEST_MAX_AGE: Duration = Duration::from_secs(3600);

@@ -42,7 +42,16 @@ impl Remedy {
                 });
                 planned.deadline_millis = planned.deadline_millis.max(*deadline_millis);
             }
-            _ => {}
+            // Requests and intents of scopes this agent does not vote on,
+            // and what the targets record: nothing to plan. Named, so a
+            // new kind of record is a decision here, not a silent skip.
+            RecordKind::Request { .. }
+            | RecordKind::Intent { .. }
+            | RecordKind::Started { .. }
+            | RecordKind::Outcome { .. }
+            | RecordKind::Skipped { .. }
+            | RecordKind::NeedsHuman { .. }
+            | RecordKind::Approval { .. } => {}
         }
     }
 

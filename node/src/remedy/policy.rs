@@ -13,18 +13,18 @@ use std::time::Duration;
 /// The config document that holds the remediation policy.
 pub const POLICY_DOC: &str = "remediation";
 /// Most checks a policy declares.
-pub const CHECKS_MAX: usize = 64;
+pub(crate) const CHECKS_MAX: usize = 64;
 /// Most rules a policy declares.
-pub const RULES_MAX: usize = 64;
+pub(crate) const RULES_MAX: usize = 64;
 /// Most steps in one rule's escalation ladder.
-pub const STEPS_MAX: usize = 8;
+pub(crate) const STEPS_MAX: usize = 8;
 /// Most arguments of an exec command, and longest argument in bytes.
-pub const ARGS_MAX: usize = 32;
+pub(crate) const ARGS_MAX: usize = 32;
 const ARG_BYTES_MAX: usize = 1_024;
 /// Shortest check interval: agents are guests on their hosts.
-pub const INTERVAL_MIN: Duration = Duration::from_millis(100);
+pub(crate) const INTERVAL_MIN: Duration = Duration::from_millis(100);
 /// Longest interval, timeout, window or duration any field takes.
-pub const DURATION_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const DURATION_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Why a policy document was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -13,7 +13,7 @@ use fleetmesh_crdt::keys::domain;
 use fleetmesh_crdt::{Digest, Merge};
 
 /// The bucket `key` falls in.
-pub fn bucket_of(key: &Digest) -> usize {
+pub(super) fn bucket_of(key: &Digest) -> usize {
     (key.prefix() >> 58) as usize
 }
 
@@ -23,7 +23,7 @@ fn pair_hash(key: &Digest, version: &Digest) -> Digest {
 
 /// The per-bucket digests of one collection.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Digests {
+pub(super) struct Digests {
     buckets: Vec<Digest>,
     root: Digest,
 }
@@ -39,7 +39,7 @@ impl Default for Digests {
 
 impl Digests {
     /// Digests of a collection holding `pairs`.
-    pub fn of(pairs: &[(Digest, Digest)]) -> Digests {
+    pub(super) fn of(pairs: &[(Digest, Digest)]) -> Digests {
         let mut digests = Digests::default();
         for (key, version) in pairs {
             digests.toggle(key, version);
@@ -54,7 +54,7 @@ impl Digests {
     }
 
     /// Accounts for what a merge did.
-    pub fn apply(&mut self, merge: &Merge) {
+    pub(super) fn apply(&mut self, merge: &Merge) {
         if let Merge::Changed {
             key,
             version,
@@ -69,17 +69,17 @@ impl Digests {
     }
 
     /// One digest of the whole collection.
-    pub fn root(&self) -> Digest {
+    pub(super) fn root(&self) -> Digest {
         self.root
     }
 
     /// The bucket digests ([`STATE_BUCKETS`] of them).
-    pub fn buckets(&self) -> &[Digest] {
+    pub(super) fn buckets(&self) -> &[Digest] {
         &self.buckets
     }
 
     /// Bitmap of the buckets where `other` differs from these.
-    pub fn differing(&self, other: &[Digest]) -> u64 {
+    pub(super) fn differing(&self, other: &[Digest]) -> u64 {
         self.buckets
             .iter()
             .zip(other)

@@ -11,9 +11,9 @@ use fleetmesh_crdt::{
 
 use super::trust;
 use super::{
-    AHEAD_MAX_MILLIS, Digests, Entry, Kind, Loaded, Merged, PushQueue, Replicas, StateStats,
-    governs, with_ctx,
+    Digests, Entry, Kind, Loaded, Merged, PushQueue, Replicas, StateStats, governs, with_ctx,
 };
+use crate::limits::AHEAD_MAX_MILLIS;
 
 impl Replicas {
     /// Takes back entries [`Replicas::saved`] returned before a restart.

@@ -37,7 +37,7 @@ use fleetmesh_crdt::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use fleetmesh_crdt::{CERTS_MAX, CertTable, cert_key};
+pub(crate) use fleetmesh_crdt::{CertTable, cert_key};
 pub use message::StateMessage;
 
 use digests::Digests;
@@ -48,7 +48,7 @@ use crate::limits::{ENTRIES_BYTES_MAX, INLINE_ENTRY_BYTES_MAX};
 
 /// Most fetches in flight; a fetch not answered within its deadline is
 /// retried from another announcer.
-pub const FETCHES_MAX: usize = 4_096;
+pub(crate) const FETCHES_MAX: usize = 4_096;
 
 // Constant relationships of the exchange's budgets.
 const _: () = {
@@ -60,16 +60,9 @@ const _: () = {
     assert!(INLINE_ENTRY_BYTES_MAX <= ENTRIES_BYTES_MAX);
 };
 
-/// How far ahead of this replica's clock an entry's timestamp may be. A
-/// later timestamp wins a health register and outlives the ledger's
-/// eviction, so a node dating its entries far ahead would make its later
-/// honest ones lose, or pin its records in the audit trail: such entries
-/// are refused until the clock catches up (anti-entropy offers them again).
-pub const AHEAD_MAX_MILLIS: u64 = 60_000;
-
 /// Most other announcers remembered per fetch, to retry from: a lost
 /// request or answer then costs one timeout, not a wait for anti-entropy.
-pub const ANNOUNCERS_MAX: usize = 4;
+pub(crate) const ANNOUNCERS_MAX: usize = 4;
 
 /// The replicated collections, in the order their digests travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -198,7 +191,7 @@ pub struct StateStats {
     pub push_dropped: u64,
     /// Fetches not started because too many were in flight.
     pub fetches_refused: u64,
-    /// Entries refused for a timestamp more than [`AHEAD_MAX_MILLIS`]
+    /// Entries refused for a timestamp more than [`crate::limits::AHEAD_MAX_MILLIS`]
     /// ahead of this replica's clock.
     pub future_dated: u64,
     /// Panics automerge raised on config changes (malformed ones) that the

@@ -7,7 +7,7 @@ use fleetmesh_crdt::Digest;
 use super::Kind;
 
 /// Most entries queued; when full, new entries wait for anti-entropy.
-pub const PUSH_QUEUE_MAX: usize = 4_096;
+pub(super) const PUSH_QUEUE_MAX: usize = 4_096;
 
 /// Most entries looked at for one push message.
 const CANDIDATES_MAX: usize = 64;
@@ -15,14 +15,14 @@ const CANDIDATES_MAX: usize = 64;
 /// Entries to push, least-sent first (like the membership broadcast queue,
 /// fresh news goes out before news most peers already have).
 #[derive(Clone, Debug, Default)]
-pub struct PushQueue {
+pub(super) struct PushQueue {
     sent: BTreeMap<(Kind, Digest), u32>,
     order: BTreeSet<(u32, Kind, Digest)>,
 }
 
 impl PushQueue {
     /// Queues an entry (again, if it changed); false if the queue is full.
-    pub fn push(&mut self, kind: Kind, key: Digest) -> bool {
+    pub(super) fn push(&mut self, kind: Kind, key: Digest) -> bool {
         if !self.sent.contains_key(&(kind, key)) && self.sent.len() >= PUSH_QUEUE_MAX {
             return false;
         }
@@ -34,7 +34,7 @@ impl PushQueue {
     }
 
     /// The entries to consider for the next push, least-sent first.
-    pub fn candidates(&self) -> Vec<(Kind, Digest)> {
+    pub(super) fn candidates(&self) -> Vec<(Kind, Digest)> {
         self.order
             .iter()
             .take(CANDIDATES_MAX)
@@ -44,7 +44,7 @@ impl PushQueue {
 
     /// Records one more transmission of an entry; it leaves the queue after
     /// `limit` of them.
-    pub fn sent(&mut self, kind: Kind, key: Digest, limit: u32) {
+    pub(super) fn sent(&mut self, kind: Kind, key: Digest, limit: u32) {
         let Some(count) = self.sent.get_mut(&(kind, key)) else {
             return;
         };
@@ -58,14 +58,14 @@ impl PushQueue {
     }
 
     /// Drops an entry that no longer exists.
-    pub fn forget(&mut self, kind: Kind, key: Digest) {
+    pub(super) fn forget(&mut self, kind: Kind, key: Digest) {
         if let Some(count) = self.sent.remove(&(kind, key)) {
             self.order.remove(&(count, kind, key));
         }
     }
 
     /// Entries queued.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.sent.len()
     }
 }

@@ -13,7 +13,7 @@ fn version_key(version: u64) -> Digest {
 /// because every other collection's merge reads the chain.
 ///
 /// [`Replica`]: fleetmesh_crdt::Replica
-pub fn merge_trust(
+pub(super) fn merge_trust(
     chain: &mut TrustChain,
     doc: SignedTrust,
     verifier: &dyn Verifier,
@@ -36,7 +36,7 @@ pub fn merge_trust(
 }
 
 /// The chain's (key, version) pairs.
-pub fn trust_versions(chain: &TrustChain) -> Vec<(Digest, Digest)> {
+pub(super) fn trust_versions(chain: &TrustChain) -> Vec<(Digest, Digest)> {
     chain
         .chain()
         .map(|doc| (version_key(doc.doc.version), doc.digest()))
@@ -44,7 +44,7 @@ pub fn trust_versions(chain: &TrustChain) -> Vec<(Digest, Digest)> {
 }
 
 /// The chain's document under `key`.
-pub fn trust_entry(chain: &TrustChain, key: &Digest) -> Option<SignedTrust> {
+pub(super) fn trust_entry(chain: &TrustChain, key: &Digest) -> Option<SignedTrust> {
     chain
         .chain()
         .find(|doc| version_key(doc.doc.version) == *key)
