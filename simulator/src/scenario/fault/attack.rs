@@ -47,11 +47,7 @@ impl Parse for Attack {
     const CHAOS: bool = false;
 
     fn parse(file: &File, input: &Input<'_>) -> Result<Attack, ScenarioError> {
-        let from = input.seconds("from_s", file.from_s)?;
-        let until = input.seconds("until_s", file.until_s)?;
-        if until <= from {
-            return Err(input.invalid("until_s", "must be after from_s"));
-        }
+        let (from, until) = input.window(file.from_s, file.until_s)?;
         if file.attempts == 0 || file.attempts > ATTEMPTS_MAX {
             return Err(input.invalid("attempts", format!("must be 1 to {ATTEMPTS_MAX}")));
         }

@@ -5,7 +5,7 @@
 use crate::scenario::context::ScenarioError;
 use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::fleet::NodesFile;
-use crate::scenario::operators::{Content, Publication, default_author, default_doc, doc_id};
+use crate::scenario::operators::{Content, Publication, default_author, default_doc};
 use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::time::Duration;
@@ -51,12 +51,7 @@ impl Parse for Config {
     const CHAOS: bool = false;
 
     fn parse(file: &File, input: &Input<'_>) -> Result<Config, ScenarioError> {
-        doc_id(
-            input.context,
-            input.span.clone(),
-            &input.field("doc"),
-            &file.doc,
-        )?;
+        input.doc_id("doc", &file.doc)?;
         let author = input.operator_key("author", &file.author)?;
         let content = match (&file.content, file.size_kb) {
             (Some(table), None) => {

@@ -5,7 +5,7 @@
 use crate::scenario::context::ScenarioError;
 use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::fleet::{Nodes, NodesFile};
-use crate::scenario::operators::{OperatorKey, default_author, default_doc, doc_id};
+use crate::scenario::operators::{OperatorKey, default_author, default_doc};
 use crate::scenario::schedule::Action;
 use serde::Deserialize;
 use std::time::Duration;
@@ -44,12 +44,7 @@ impl Parse for Equivocate {
     const CHAOS: bool = false;
 
     fn parse(file: &File, input: &Input<'_>) -> Result<Equivocate, ScenarioError> {
-        doc_id(
-            input.context,
-            input.span.clone(),
-            &input.field("doc"),
-            &file.doc,
-        )?;
+        input.doc_id("doc", &file.doc)?;
         Ok(Equivocate {
             at: input.seconds("at_s", file.at_s)?,
             author: input.operator_key("author", &file.author)?,

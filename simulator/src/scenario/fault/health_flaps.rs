@@ -43,11 +43,7 @@ impl Parse for HealthFlaps {
     const CHAOS: bool = true;
 
     fn parse(file: &File, input: &Input<'_>) -> Result<HealthFlaps, ScenarioError> {
-        let from = input.seconds("from_s", file.from_s)?;
-        let until = input.seconds("until_s", file.until_s)?;
-        if until <= from {
-            return Err(input.invalid("until_s", "must be after from_s"));
-        }
+        let (from, until) = input.window(file.from_s, file.until_s)?;
         if file.checks == 0 || usize::from(file.checks) > CHECKS_PER_NODE_MAX {
             return Err(input.invalid("checks", format!("must be 1 to {CHECKS_PER_NODE_MAX}")));
         }

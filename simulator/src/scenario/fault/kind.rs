@@ -8,7 +8,7 @@ use crate::scenario::context::{Context, ScenarioError, seconds};
 use crate::scenario::fault::vary::Variation;
 use crate::scenario::fleet::{Fleet, Nodes, NodesFile, nodes};
 use crate::scenario::leases::LeaseSpec;
-use crate::scenario::operators::{OperatorKey, operator_key};
+use crate::scenario::operators::{OperatorKey, doc_id, operator_key};
 use crate::scenario::schedule::{Action, Schedule, pick};
 use crate::scenario::services::Declared;
 use rand_chacha::ChaCha8Rng;
@@ -205,6 +205,16 @@ impl Input<'_> {
         seconds(self.context, self.span.clone(), &self.field(name), value)
     }
 
+    /// The window `from_s` to `until_s`, which must end after it starts.
+    pub fn window(&self, from_s: f64, until_s: f64) -> Result<(Duration, Duration), ScenarioError> {
+        let from = self.seconds("from_s", from_s)?;
+        let until = self.seconds("until_s", until_s)?;
+        if until <= from {
+            return Err(self.invalid("until_s", "must be after from_s"));
+        }
+        Ok((from, until))
+    }
+
     /// Optional field `name`, in seconds.
     pub fn optional_seconds(
         &self,
@@ -228,6 +238,11 @@ impl Input<'_> {
     /// Operator key `name`.
     pub fn operator_key(&self, name: &str, text: &str) -> Result<OperatorKey, ScenarioError> {
         operator_key(self.context, self.span.clone(), &self.field(name), text)
+    }
+
+    /// Document id `name`: a name the config store accepts.
+    pub fn doc_id(&self, name: &str, doc: &str) -> Result<(), ScenarioError> {
+        doc_id(self.context, self.span.clone(), &self.field(name), doc)
     }
 }
 

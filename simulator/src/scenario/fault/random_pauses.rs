@@ -40,11 +40,7 @@ impl Parse for RandomPauses {
     const CHAOS: bool = true;
 
     fn parse(file: &File, input: &Input<'_>) -> Result<RandomPauses, ScenarioError> {
-        let from = input.seconds("from_s", file.from_s)?;
-        let until = input.seconds("until_s", file.until_s)?;
-        if until <= from {
-            return Err(input.invalid("until_s", "must be after from_s"));
-        }
+        let (from, until) = input.window(file.from_s, file.until_s)?;
         if !(file.per_agent_hour.is_finite() && (0.0..=3600.0).contains(&file.per_agent_hour)) {
             return Err(input.invalid("per_agent_hour", "must be 0 to 3600"));
         }
