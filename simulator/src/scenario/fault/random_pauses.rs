@@ -9,7 +9,7 @@ use crate::scenario::schedule::Action;
 use rand::RngExt;
 use serde::Deserialize;
 use std::time::Duration;
-use toml::{Table, Value};
+use toml::Table;
 
 /// Pause random agents, as a Poisson process per agent.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,16 +81,12 @@ impl Kind for RandomPauses {
     }
 
     fn vary(&mut self, variation: &Variation) {
-        let start = variation.moved(self.from);
-        self.until = variation.moved(self.until).max(start);
-        self.from = start;
+        (self.from, self.until) = variation.window(self.from, self.until);
         self.per_agent_hour *= variation.factor;
     }
 
     fn write_back(&self, entry: &mut Table) {
-        write::seconds(entry, "from_s", self.from);
-        write::seconds(entry, "until_s", self.until);
-        entry.insert("per_agent_hour".into(), Value::Float(self.per_agent_hour));
+        write::rate_window(entry, self.from, self.until, self.per_agent_hour);
     }
 
     fn period(&self, _end: f64) -> Period {

@@ -23,6 +23,13 @@ impl Variation {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
+    /// A window `from`..`until` moved by the shift, its end never before
+    /// its start.
+    pub fn window(&self, from: Duration, until: Duration) -> (Duration, Duration) {
+        let start = self.moved(from);
+        (start, self.moved(until).max(start))
+    }
+
     /// A later time `end_at` of a fault that moves from `old_start` to
     /// `start`: the fault's length scaled by the factor.
     pub fn stretched(&self, start: Duration, old_start: Duration, end_at: Duration) -> Duration {
