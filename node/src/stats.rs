@@ -76,6 +76,10 @@ pub struct Stats {
     /// ([`crate::Output::Journal`]): the driver must then save a whole
     /// snapshot before it sends anything.
     pub journal_dropped: u64,
+    /// Work one part of the agent asked of another (an entry to publish, a
+    /// lease to acquire or release) dropped because its queue was full.
+    /// Never expected.
+    pub effects_dropped: u64,
     /// Indirect probe requests refused: too many in flight, or naming this
     /// agent as the target.
     pub relays_refused: u64,
@@ -291,6 +295,7 @@ impl AddAssign<&Stats> for Stats {
         self.transmits_dropped += other.transmits_dropped;
         self.events_dropped += other.events_dropped;
         self.journal_dropped += other.journal_dropped;
+        self.effects_dropped += other.effects_dropped;
         self.relays_refused += other.relays_refused;
         self.reaped += other.reaped;
         self.releases_applied += other.releases_applied;

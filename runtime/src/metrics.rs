@@ -220,6 +220,7 @@ fn core(registry: &mut Registry, stats: &Stats) {
         transmits_dropped: "Messages dropped: the core's transmit queue was full",
         events_dropped: "Events dropped: the core's event queue was full",
         journal_dropped: "Entries to journal dropped: the core's journal queue was full (a snapshot saved them)",
+        effects_dropped: "Work the core asked of itself (a publish, a lease to acquire or release) dropped: its queue was full",
         relays_refused: "Indirect probe requests refused",
         reaped: "Dead or departed members forgotten",
         releases_applied: "Config releases applied",

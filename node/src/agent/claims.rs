@@ -2,7 +2,7 @@
 //! parking them until the member's certificate arrives), refuting claims
 //! about this agent, declaring the dead and reaping the long gone.
 
-use super::{Agent, PARKED_MAX, Timer};
+use super::{Agent, Timer};
 use crate::event::Event;
 use crate::members::Change;
 use crate::time::Instant;
@@ -259,10 +259,6 @@ impl Agent {
     /// Holds a claim about a member we cannot admit yet and asks for its
     /// certificate.
     fn park(&mut self, claim: Claim<'_>, source: Source) {
-        if self.parked.len() >= PARKED_MAX && !self.parked.contains_key(&claim.id) {
-            self.stats.claims_ignored += 1;
-            return;
-        }
         let parked = Parked {
             liveness: claim.liveness,
             meta: claim
@@ -271,8 +267,8 @@ impl Agent {
             from: claim.from,
             source,
         };
-        if self.parked.insert(claim.id, parked).is_none() {
-            self.missing_certs.push(claim.id);
+        if !self.admission.park(claim.id, parked) {
+            self.stats.claims_ignored += 1;
         }
     }
 }

@@ -19,7 +19,7 @@ impl Agent {
     pub fn restore(&mut self, now: Instant, durable: Durable) {
         self.leases.restore(durable.voter_records, millis(now));
         self.remedy.restore(durable.remediations);
-        self.applied = durable.releases;
+        self.releases.restore(durable.releases);
         self.advance_releases(now);
     }
 

@@ -2,15 +2,119 @@
 //! records of differing buckets, bounded in flight both ways; and
 //! reconnection attempts to members believed down.
 
+use super::Agent;
 use super::claims::{Claim, Source};
-use super::{Agent, SYNCS_ANSWERED_MAX, SYNCS_IN_FLIGHT_MAX};
 use crate::time::Instant;
 use crate::wire::{self, Message, SyncRecord};
 use fleetmesh_crdt::{NodeId, NodeMeta};
 use rand::RngExt;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Most anti-entropy exchanges this agent has in flight as initiator.
+const STARTED_MAX: usize = 8;
+/// Most peers this agent is answering an anti-entropy exchange for at once.
+const ANSWERING_MAX: usize = 64;
+
+/// The anti-entropy exchanges in flight, both ways, each bounded and each
+/// with a deadline: those this agent started (it waits for the peer's
+/// bucket digests, then its records) and those it answers (the peer, sent
+/// our digests, may now ask for records, and nobody else may).
+#[derive(Default)]
+pub(super) struct Exchanges {
+    started: BTreeMap<NodeId, Sync>,
+    answering: BTreeMap<NodeId, Instant>,
+}
+
+/// Why an exchange did not start.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum NotStarted {
+    /// One with that peer is in flight already.
+    Open,
+    /// [`STARTED_MAX`] are in flight.
+    Full,
+}
+
+impl Exchanges {
+    /// Starts an exchange with `peer`.
+    pub(super) fn start(&mut self, peer: NodeId, sync: Sync) -> Result<(), NotStarted> {
+        if self.started.contains_key(&peer) {
+            return Err(NotStarted::Open);
+        }
+        if self.started.len() >= STARTED_MAX {
+            return Err(NotStarted::Full);
+        }
+        self.started.insert(peer, sync);
+        Ok(())
+    }
+
+    /// The exchange this agent started with `peer`, if in flight.
+    pub(super) fn started_mut(&mut self, peer: NodeId) -> Option<&mut Sync> {
+        self.started.get_mut(&peer)
+    }
+
+    /// Ends the exchange this agent started with `peer`.
+    pub(super) fn finish(&mut self, peer: NodeId) -> Option<Sync> {
+        self.started.remove(&peer)
+    }
+
+    /// Lets `peer` ask for records until `deadline`; false, changing
+    /// nothing, when [`ANSWERING_MAX`] other peers may already.
+    pub(super) fn answer(&mut self, peer: NodeId, deadline: Instant) -> bool {
+        if self.answering.len() >= ANSWERING_MAX && !self.answering.contains_key(&peer) {
+            return false;
+        }
+        self.answering.insert(peer, deadline);
+        true
+    }
+
+    /// Uses up `peer`'s permission to ask for records: whether it had one.
+    pub(super) fn take_answer(&mut self, peer: NodeId) -> bool {
+        self.answering.remove(&peer).is_some()
+    }
+
+    /// Forgets the exchanges whose deadline passed at `now`.
+    pub(super) fn expire(&mut self, now: Instant) {
+        self.started.retain(|_, sync| sync.deadline > now);
+        self.answering.retain(|_, deadline| *deadline > now);
+    }
+
+    /// Forgets every exchange (the agent left).
+    pub(super) fn clear(&mut self) {
+        *self = Exchanges::default();
+    }
+
+    /// The peers of the exchanges this agent started.
+    pub(super) fn started_with(&self) -> Vec<NodeId> {
+        self.started.keys().copied().collect()
+    }
+
+    /// Whether no exchange is in flight either way.
+    pub(super) fn is_idle(&self) -> bool {
+        self.started.is_empty() && self.answering.is_empty()
+    }
+
+    /// The earliest deadline of an exchange this agent started: the one
+    /// the agent must wake for (an answered one just lapses).
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.started.values().map(|sync| sync.deadline).min()
+    }
+
+    /// Asserts the bounds.
+    pub(super) fn check_invariants(&self) {
+        assert!(
+            self.started.len() <= STARTED_MAX,
+            "exchanges in flight over bound"
+        );
+        assert!(
+            self.answering.len() <= ANSWERING_MAX,
+            "exchanges answered over bound"
+        );
+    }
+}
+
+/// An exchange this agent started.
 pub(super) struct Sync {
     pub(super) deadline: Instant,
     /// The exchange teaches a joiner the fleet: not re-gossiped.
@@ -29,23 +133,19 @@ pub(super) struct Batch<'a> {
 
 impl Agent {
     pub(super) fn start_sync(&mut self, now: Instant, peer: NodeId, bootstrap: bool) {
-        if self.syncs.contains_key(&peer) {
-            return;
+        let sync = Sync {
+            deadline: now + self.config.probe_interval * 4,
+            bootstrap,
+            truncated: false,
+        };
+        match self.exchanges.start(peer, sync) {
+            Ok(()) => self.stats.syncs_started += 1,
+            Err(NotStarted::Open) => return,
+            Err(NotStarted::Full) => {
+                self.stats.syncs_refused += 1;
+                return;
+            }
         }
-        if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX {
-            self.stats.syncs_refused += 1;
-            return;
-        }
-        let deadline = now + self.config.probe_interval * 4;
-        self.syncs.insert(
-            peer,
-            Sync {
-                deadline,
-                bootstrap,
-                truncated: false,
-            },
-        );
-        self.stats.syncs_started += 1;
         // The peer may not hold our certificate (a joiner's seed, a member
         // back from a partition that outlived a revocation sweep): an
         // introduction first costs a few hundred bytes per exchange and
@@ -79,12 +179,13 @@ impl Agent {
         if root == self.members.root() {
             return;
         }
-        if self.answering.len() >= SYNCS_ANSWERED_MAX && !self.answering.contains_key(&from) {
+        if !self
+            .exchanges
+            .answer(from, now + self.config.probe_interval * 4)
+        {
             self.stats.syncs_refused += 1;
             return;
         }
-        self.answering
-            .insert(from, now + self.config.probe_interval * 4);
         let digests = self.members.digests().to_vec();
         self.send(from, &Message::SyncBuckets { digests });
     }
@@ -109,18 +210,18 @@ impl Agent {
     }
 
     pub(super) fn on_sync_buckets(&mut self, from: NodeId, digests: &[u64]) {
-        if !self.syncs.contains_key(&from) {
+        if self.exchanges.started_mut(from).is_none() {
             self.stats.unexpected_messages += 1;
             return;
         }
         let buckets = self.members.differing_buckets(digests);
         if buckets == 0 {
-            self.syncs.remove(&from);
+            self.exchanges.finish(from);
             return;
         }
         self.stats.syncs_differing += 1;
         let truncated = self.send_records(from, buckets, true);
-        if let Some(sync) = self.syncs.get_mut(&from) {
+        if let Some(sync) = self.exchanges.started_mut(from) {
             sync.truncated = truncated;
         }
     }
@@ -139,13 +240,13 @@ impl Agent {
             truncated,
         } = batch;
         let (source, continue_with) = if reply {
-            if self.answering.remove(&from).is_none() {
+            if !self.exchanges.take_answer(from) {
                 self.stats.unexpected_messages += 1;
                 return;
             }
             (Source::Sync { bootstrap: false }, None)
         } else {
-            let Some(sync) = self.syncs.remove(&from) else {
+            let Some(sync) = self.exchanges.finish(from) else {
                 self.stats.unexpected_messages += 1;
                 return;
             };
@@ -221,5 +322,66 @@ impl Agent {
             let bootstrap = self.members.len() <= 1;
             self.start_sync(now, peer, bootstrap);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync(deadline: u64) -> Sync {
+        Sync {
+            deadline: Instant(deadline),
+            bootstrap: false,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn starts_one_per_peer_and_at_most_the_bound() {
+        let mut exchanges = Exchanges::default();
+        for peer in 0..STARTED_MAX as u64 {
+            assert_eq!(exchanges.start(NodeId(peer), sync(10)), Ok(()));
+        }
+        assert_eq!(exchanges.start(NodeId(0), sync(10)), Err(NotStarted::Open));
+        let late = NodeId(STARTED_MAX as u64);
+        assert_eq!(exchanges.start(late, sync(10)), Err(NotStarted::Full));
+        assert!(exchanges.finish(NodeId(0)).is_some());
+        assert_eq!(exchanges.start(late, sync(10)), Ok(()));
+        assert_eq!(exchanges.started_with().len(), STARTED_MAX);
+        exchanges.check_invariants();
+    }
+
+    #[test]
+    fn only_a_peer_answered_may_ask_for_records_and_only_once() {
+        let mut exchanges = Exchanges::default();
+        assert!(!exchanges.take_answer(NodeId(1)), "never answered");
+        assert!(exchanges.answer(NodeId(1), Instant(10)));
+        assert!(exchanges.take_answer(NodeId(1)));
+        assert!(!exchanges.take_answer(NodeId(1)), "permission used up");
+        for peer in 0..ANSWERING_MAX as u64 {
+            assert!(exchanges.answer(NodeId(peer), Instant(10)));
+        }
+        assert!(!exchanges.answer(NodeId(ANSWERING_MAX as u64), Instant(10)));
+        assert!(
+            exchanges.answer(NodeId(0), Instant(20)),
+            "a peer answered already may be answered again"
+        );
+        exchanges.check_invariants();
+    }
+
+    #[test]
+    fn deadlines_expire_both_ways() {
+        let mut exchanges = Exchanges::default();
+        exchanges.start(NodeId(1), sync(10)).unwrap();
+        exchanges.start(NodeId(2), sync(30)).unwrap();
+        exchanges.answer(NodeId(3), Instant(5));
+        assert_eq!(exchanges.next_deadline(), Some(Instant(10)));
+        exchanges.expire(Instant(10));
+        assert_eq!(exchanges.started_with(), [NodeId(2)]);
+        assert!(!exchanges.take_answer(NodeId(3)), "expired");
+        exchanges.expire(Instant(30));
+        assert!(exchanges.is_idle());
+        assert_eq!(exchanges.next_deadline(), None);
     }
 }

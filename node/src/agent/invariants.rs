@@ -3,10 +3,7 @@
 //! doing (foreign input is counted and dropped, not asserted), and
 //! carrying on with broken state would be worse than stopping.
 
-use super::{
-    Agent, INTRODUCTIONS_MAX, LAST_PROBES_MAX, PARKED_MAX, SYNCS_ANSWERED_MAX, SYNCS_IN_FLIGHT_MAX,
-    TIMERS, Timer,
-};
+use super::{Agent, TIMERS, Timer};
 use fleetmesh_crdt::MemberState;
 
 /// Fleets up to this size are walked after every input.
@@ -27,27 +24,10 @@ impl Agent {
     /// large one, where walking every time made a simulated run quadratic.
     pub fn check_invariants(&self) {
         self.outbox.check_invariants();
-        assert!(self.parked.len() <= PARKED_MAX, "parked claims over bound");
-        assert!(
-            self.introduced.len() <= INTRODUCTIONS_MAX,
-            "introductions over bound"
-        );
-        assert!(
-            self.last_probes.len() <= LAST_PROBES_MAX,
-            "last probes over bound"
-        );
-        assert!(
-            self.relays.len() <= self.config.relayed_probes_max,
-            "relayed probes over bound"
-        );
-        assert!(
-            self.syncs.len() <= SYNCS_IN_FLIGHT_MAX,
-            "exchanges in flight over bound"
-        );
-        assert!(
-            self.answering.len() <= SYNCS_ANSWERED_MAX,
-            "exchanges answered over bound"
-        );
+        self.effects.check_invariants();
+        self.admission.check_invariants();
+        self.prober.check_invariants(self.config.relayed_probes_max);
+        self.exchanges.check_invariants();
         // The table's record of this agent is the one it announces.
         let own = self
             .members
@@ -66,7 +46,7 @@ impl Agent {
         assert_eq!(own.state(), expected, "own record's state");
         if self.left {
             assert!(
-                self.probe.is_none() && self.syncs.is_empty(),
+                self.prober.is_stopped() && self.exchanges.is_idle(),
                 "a departed agent still probes or exchanges"
             );
             assert!(
@@ -79,9 +59,7 @@ impl Agent {
                 "a timer went unset"
             );
         }
-        for (doc, applied) in &self.applied {
-            assert_eq!(&applied.doc, doc, "release filed under another document");
-        }
+        self.releases.check_invariants();
         if cfg!(debug_assertions) && self.walk_due() {
             self.members.check_invariants();
             self.suspicions.check_invariants();

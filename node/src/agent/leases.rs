@@ -3,6 +3,7 @@
 //! table asks the agent to send, persist, publish and tell.
 
 use super::Agent;
+use super::effects::{By, Effect};
 use crate::error::AgentError;
 use crate::lease::{Cx, LeaseMessage, Leases, Out};
 use crate::state::Entry;
@@ -90,13 +91,10 @@ impl Agent {
             match out {
                 Out::Persist(persist) => self.outbox.persist(persist),
                 Out::Send(to, message) => self.send(to, &Message::Lease(message)),
-                Out::Publish(lease) => {
-                    if self.publish(now, Entry::Lease(lease)).is_err() {
-                        self.stats.leases.publish_rejected += 1;
-                    }
-                }
+                Out::Publish(lease) => self.defer(Effect::Publish(Entry::Lease(lease), By::Leases)),
                 Out::Event(event) => self.push_event(event),
             }
         }
+        self.settle(now);
     }
 }

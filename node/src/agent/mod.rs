@@ -4,6 +4,7 @@
 mod admission;
 mod claims;
 mod durable;
+mod effects;
 mod exchange;
 mod gossip;
 mod invariants;
@@ -13,6 +14,7 @@ mod probe;
 mod releases;
 mod remedy;
 
+use effects::Effects;
 use outbox::Outbox;
 
 use crate::broadcast::BroadcastQueue;
@@ -25,7 +27,6 @@ use crate::identity::Identity;
 use crate::lease::{LeaseMessage, Leases};
 use crate::members::{Member, MemberTable};
 use crate::output::Output;
-use crate::probe::ProbeCursor;
 use crate::remedy::Remedy;
 use crate::remedy::policy::Policy;
 use crate::remedy::task::{TaskId, TaskResult};
@@ -35,32 +36,22 @@ use crate::stats::Stats;
 use crate::suspicion::{Expired, Suspicions};
 use crate::time::Instant;
 use crate::wire::{self, Message};
-use claims::Parked;
-use exchange::{Batch, Sync};
+use admission::Admission;
+use exchange::{Batch, Exchanges};
 use fleetmesh_crdt::{
     AppliedRelease, HealthReport, HealthState, HlcClock, Incarnation, Keypair, Liveness,
-    MemberState, NodeCert, NodeId, NodeMeta, Replica, SignedHealth, SignedRelease, Value, Verifier,
+    MemberState, NodeCert, NodeId, NodeMeta, Replica, SignedHealth, Value, Verifier,
 };
-use probe::{Probe, Relay};
+use probe::Prober;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use releases::Releases;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes of a datagram reserved for the message around piggybacked updates.
 const MESSAGE_OVERHEAD_BYTES: usize = 32;
-/// Most anti-entropy exchanges this agent has in flight as initiator.
-const SYNCS_IN_FLIGHT_MAX: usize = 8;
-/// Most peers this agent is answering an anti-entropy exchange for at once.
-const SYNCS_ANSWERED_MAX: usize = 64;
-/// Last probes whose acks are remembered (the oldest is forgotten first).
-const LAST_PROBES_MAX: usize = 1024;
-/// Most peers remembered as recently introduced to (see `introduce`).
-const INTRODUCTIONS_MAX: usize = 1024;
-/// Most claims parked waiting for their member's certificate: a joiner's
-/// first exchange names the whole fleet before it holds any certificate.
-const PARKED_MAX: usize = 65_536;
 /// How far ahead of the local clock a peer's HLC timestamp may be.
 const HLC_MAX_AHEAD_MILLIS: u64 = 60_000;
 /// Draws tried when picking random members; bounds the loop when few of the
@@ -116,15 +107,8 @@ pub struct Agent {
     cert: Arc<NodeCert>,
     hlc: HlcClock,
     replicas: Replicas,
-    /// The release run per document: only ever moves forward.
-    applied: BTreeMap<String, AppliedRelease>,
-    /// The signed releases behind `applied`, re-verified when the trust
-    /// chain changes; a restarted agent finds them again in the log.
-    running: BTreeMap<String, SignedRelease>,
-    safe_mode: bool,
-    introduced: BTreeMap<NodeId, Instant>,
-    missing_certs: Vec<NodeId>,
-    parked: BTreeMap<NodeId, Parked>,
+    releases: Releases,
+    admission: Admission,
     incarnation: Incarnation,
     meta: Arc<NodeMeta>,
     left: bool,
@@ -133,24 +117,19 @@ pub struct Agent {
     broadcasts: BroadcastQueue,
     suspicions: Suspicions,
     health: LocalHealth,
-    cursor: ProbeCursor,
-    probe: Option<Probe>,
-    relays: BTreeMap<u32, Relay>,
-    /// Sequence numbers of last probes awaiting their ack.
-    last_probes: BTreeSet<u32>,
-    syncs: BTreeMap<NodeId, Sync>,
-    /// Peers sent our bucket digests, who may now ask for records, with the
-    /// deadline of that permission.
-    answering: BTreeMap<NodeId, Instant>,
+    prober: Prober,
+    exchanges: Exchanges,
     seeds: Vec<NodeId>,
     /// Dead and departed members in the order they went down: reap deadline,
     /// member, incarnation. Also the candidates for reconnection attempts.
     downed: VecDeque<(Instant, NodeId, Incarnation)>,
     timers: BTreeMap<Timer, Instant>,
-    next_seq: u32,
     stats: Stats,
     /// What the driver has yet to drain.
     outbox: Outbox,
+    /// Work one part of the agent asked of another, run before the input
+    /// that caused it returns.
+    effects: Effects,
     /// Drains completed, for sampling the costlier invariant checks.
     drains: u64,
     leases: Leases,
@@ -229,30 +208,22 @@ impl Agent {
             cert: Arc::new(identity.cert),
             hlc,
             replicas,
-            applied: BTreeMap::new(),
-            running: BTreeMap::new(),
-            safe_mode: false,
-            introduced: BTreeMap::new(),
-            missing_certs: Vec::new(),
-            parked: BTreeMap::new(),
+            releases: Releases::default(),
+            admission: Admission::default(),
             incarnation: 0,
             meta: Arc::new(meta),
             left: false,
             rng,
             members: MemberTable::default(),
             suspicions: Suspicions::default(),
-            cursor: ProbeCursor::default(),
-            probe: None,
-            relays: BTreeMap::new(),
-            last_probes: BTreeSet::new(),
-            syncs: BTreeMap::new(),
-            answering: BTreeMap::new(),
+            prober: Prober::default(),
+            exchanges: Exchanges::default(),
             seeds: Vec::new(),
             downed: VecDeque::new(),
             timers,
-            next_seq: 0,
             stats: Stats::default(),
             outbox,
+            effects: Effects::default(),
             drains: 0,
             leases,
             remedy: Remedy::default(),
@@ -317,19 +288,23 @@ impl Agent {
 
     /// The release this agent runs for `doc`, if any.
     pub fn applied_release(&self, doc: &str) -> Option<&AppliedRelease> {
-        self.applied.get(doc)
+        self.releases.applied().get(doc)
     }
 
     /// The releases this agent runs, per document.
     pub fn applied_releases(&self) -> &BTreeMap<String, AppliedRelease> {
-        &self.applied
+        self.releases.applied()
     }
 
     /// The content of `doc` at the release this agent runs; `None` with no
     /// release applied, or while the released changes have not all arrived
     /// (a restarted agent catching up).
     pub fn released_config(&self, doc: &str) -> Option<Value> {
-        let applied = self.applied.get(doc).filter(|applied| !applied.void)?;
+        let applied = self
+            .releases
+            .applied()
+            .get(doc)
+            .filter(|applied| !applied.void)?;
         let release = self.replicas.releases().entry(&applied.digest)?;
         self.replicas.config().value_at(doc, &release.release.heads)
     }
@@ -340,11 +315,11 @@ impl Agent {
     /// it must start no new disruptive action until that is over.
     pub fn is_safe_mode(&self, now: Instant) -> bool {
         let now_millis = self.now_millis(now);
-        self.applied.iter().any(|(doc, applied)| {
-            let readable = self
-                .running
-                .get(doc)
-                .is_some_and(|release| self.replicas.config().has_all(doc, &release.release.heads));
+        self.releases.applied().iter().any(|(doc, applied)| {
+            let readable =
+                self.releases.running().get(doc).is_some_and(|release| {
+                    self.replicas.config().has_all(doc, &release.release.heads)
+                });
             applied.void || applied.is_expired(now_millis) || !readable
         })
     }
@@ -394,12 +369,9 @@ impl Agent {
         }
         self.left = true;
         // Nothing but the news of the departure goes out from now on.
-        self.probe = None;
+        self.prober.stop();
         self.suspicions = Suspicions::default();
-        self.relays.clear();
-        self.last_probes.clear();
-        self.syncs.clear();
-        self.answering.clear();
+        self.exchanges.clear();
         self.timers.retain(|&timer, _| timer == Timer::Gossip);
         let liveness = Liveness {
             incarnation: self.incarnation,
@@ -456,16 +428,7 @@ impl Agent {
     /// ledger record) and spreads it. Refused, changing nothing, when it
     /// does not verify.
     pub fn publish(&mut self, now: Instant, entry: Entry) -> Result<(), AgentError> {
-        if self.left {
-            return Err(AgentError::Left);
-        }
-        let now_millis = self.now_millis(now);
-        let (result, effects) = self.replicas.merge(entry, now_millis);
-        self.apply_state_effects(now, effects);
-        match result {
-            Ok(_) => Ok(()),
-            Err(rejected) => Err(AgentError::Rejected(rejected)),
-        }
+        self.merge_own(now, entry)
     }
 
     /// Handles one message from `from`. The transport must authenticate
@@ -564,8 +527,7 @@ impl Agent {
         }
         self.expire_relays(now);
         self.update_safe_mode(now);
-        self.syncs.retain(|_, sync| sync.deadline > now);
-        self.answering.retain(|_, deadline| *deadline > now);
+        self.exchanges.expire(now);
         self.reap(now);
         self.lease_timeout(now);
         self.remedy_tick(now);
@@ -590,7 +552,7 @@ impl Agent {
                     // silently: a joiner's follow-up exchange, meant to
                     // catch what its bootstrap missed, could be lost to
                     // drawing its own seed again.
-                    let busy: Vec<NodeId> = self.syncs.keys().copied().collect();
+                    let busy = self.exchanges.started_with();
                     if let Some(&peer) = self.random_up_members(1, &busy).first() {
                         self.start_sync(now, peer, false);
                     }
@@ -647,17 +609,11 @@ impl Agent {
             }
         };
         consider(self.suspicions.next_deadline());
-        consider(self.relays.values().map(|relay| relay.deadline).min());
-        consider(self.syncs.values().map(|sync| sync.deadline).min());
+        consider(self.exchanges.next_deadline());
         consider(self.downed.front().map(|&(at, _, _)| at));
         consider(self.leases.next_deadline().filter(|_| !self.left));
         consider(self.remedy.next_deadline().filter(|_| !self.left));
-        consider(
-            self.probe
-                .as_ref()
-                .filter(|probe| !probe.acked && !probe.indirect)
-                .map(|probe| probe.direct_deadline),
-        );
+        consider(self.prober.next_deadline());
         next
     }
 
@@ -693,11 +649,6 @@ impl Agent {
             picked.push(member.id);
         }
         picked
-    }
-
-    fn allocate_seq(&mut self) -> u32 {
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.next_seq
     }
 
     /// The physical time of this agent's HLC: never earlier than a

@@ -3,6 +3,7 @@
 //! to publish, run, acquire, persist and tell.
 
 use super::Agent;
+use super::effects::{By, Effect};
 use crate::remedy::policy::POLICY_DOC;
 use crate::remedy::{Cx as RemedyCx, Out as RemedyOut, Remedy};
 use crate::state::StateMessage;
@@ -51,7 +52,7 @@ impl Agent {
     /// Loads the policy of the release of [`POLICY_DOC`] this agent runs,
     /// once its content is readable.
     pub(super) fn refresh_policy(&mut self, now: Instant) {
-        let Some(applied) = self.applied.get(POLICY_DOC) else {
+        let Some(applied) = self.releases.applied().get(POLICY_DOC) else {
             return;
         };
         let digest = applied.digest;
@@ -74,25 +75,16 @@ impl Agent {
     fn apply_remedy_outs(&mut self, now: Instant, out: Vec<RemedyOut>) {
         for out in out {
             match out {
-                RemedyOut::Publish(entry) => {
-                    if self.publish(now, entry).is_err() {
-                        self.stats.remedy.publish_rejected += 1;
-                    }
-                }
+                RemedyOut::Publish(entry) => self.defer(Effect::Publish(entry, By::Remedy)),
                 RemedyOut::Task(task) => {
                     if !self.outbox.task(task) {
                         self.stats.remedy.tasks_dropped += 1;
                     }
                 }
                 RemedyOut::Acquire { scope, voters, ttl } => {
-                    let result = self.with_leases(now, |leases, cx, out| {
-                        leases.acquire(cx, &scope, voters, ttl, out)
-                    });
-                    if result.is_err() {
-                        self.stats.remedy.policies_refused += 1;
-                    }
+                    self.defer(Effect::Acquire { scope, voters, ttl })
                 }
-                RemedyOut::Release(scope) => self.release_lease(now, &scope),
+                RemedyOut::Release(scope) => self.defer(Effect::Release(scope)),
                 RemedyOut::Persist(persist) => self.outbox.persist(persist),
                 RemedyOut::Tell(to, entry) => {
                     let message = Message::State(StateMessage::Push {
@@ -112,5 +104,6 @@ impl Agent {
                 }
             }
         }
+        self.settle(now);
     }
 }
