@@ -139,6 +139,16 @@ impl Period {
         Period::new(at, at, "mark", label)
     }
 
+    /// A bar over the window `from`..`until`.
+    pub fn window(
+        from: Duration,
+        until: Duration,
+        class: &'static str,
+        label: impl Into<String>,
+    ) -> Period {
+        Period::new(from.as_secs_f64(), until.as_secs_f64(), class, label)
+    }
+
     /// From `start` until `stop` (not before `start`), or the run's `end`.
     pub fn until(
         start: Duration,

@@ -48,6 +48,7 @@ pub mod partition;
 pub mod pause;
 pub mod policy;
 pub mod random_pauses;
+pub mod rate;
 pub mod retag;
 pub mod revoke;
 pub mod rotate_root;

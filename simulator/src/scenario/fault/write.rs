@@ -18,13 +18,6 @@ pub fn millis(entry: &mut Table, field: &str, duration: Duration) {
     entry.insert(field.into(), Value::Float(exact(duration, 1000.0)));
 }
 
-/// Writes a window at a rate: `from_s`, `until_s` and `per_agent_hour`.
-pub fn rate_window(entry: &mut Table, from: Duration, until: Duration, per_agent_hour: f64) {
-    seconds(entry, "from_s", from);
-    seconds(entry, "until_s", until);
-    entry.insert("per_agent_hour".into(), Value::Float(per_agent_hour));
-}
-
 /// Writes what a variation changes of the entry's `nodes` set.
 pub fn nodes_field(entry: &mut Table, nodes: &Nodes) {
     if let Some(file) = entry.get_mut("nodes") {
