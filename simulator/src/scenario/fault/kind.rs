@@ -282,4 +282,11 @@ impl Resolution<'_> {
     pub fn push(&mut self, at: Duration, action: Action) {
         self.schedule.push((at, action));
     }
+
+    /// Schedules at `at` what an operator hands to the agents `via` names
+    /// (drawn from the `faults` stream now): `action` built for them.
+    pub fn hand(&mut self, at: Duration, via: &Nodes, action: impl FnOnce(Vec<u32>) -> Action) {
+        let via = self.pick(via);
+        self.push(at, action(via));
+    }
 }
