@@ -81,7 +81,11 @@ pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
         remediation(&mut rows)?;
     }
     if !rows.is_empty() {
-        print_table(&rows);
+        let cells: Vec<[&str; 3]> = rows
+            .iter()
+            .map(|row| [row.benchmark.as_str(), row.result.as_str(), row.target])
+            .collect();
+        print_table(["benchmark", "result", "target"], &cells);
         println!();
     }
     if wanted("foca-race") {
@@ -557,24 +561,24 @@ expect_fixed_within_s = 30
     Ok(())
 }
 
-fn print_table(rows: &[Row]) {
-    let width = |pick: fn(&Row) -> &str, title: &str| {
+/// Prints `rows` as a Markdown table under `titles`, each column as wide
+/// as its widest cell.
+fn print_table<const N: usize>(titles: [&str; N], rows: &[[&str; N]]) {
+    let widths: [usize; N] = std::array::from_fn(|column| {
         rows.iter()
-            .map(|row| pick(row).len())
-            .max()
-            .unwrap_or(0)
-            .max(title.len())
+            .map(|row| row[column].len())
+            .fold(titles[column].len(), usize::max)
+    });
+    let line = |cells: [&str; N]| {
+        let cells = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!(" {cell:width$} "));
+        println!("|{}|", cells.collect::<Vec<_>>().join("|"));
     };
-    let (w1, w2) = (
-        width(|row| &row.benchmark, "benchmark"),
-        width(|row| &row.result, "result"),
-    );
-    println!("| {:w1$} | {:w2$} | target |", "benchmark", "result");
-    println!("|{}|{}|--------|", "-".repeat(w1 + 2), "-".repeat(w2 + 2));
+    line(titles);
+    println!("|{}|", widths.map(|width| "-".repeat(width + 2)).join("|"));
     for row in rows {
-        println!(
-            "| {:w1$} | {:w2$} | {} |",
-            row.benchmark, row.result, row.target
-        );
+        line(*row);
     }
 }
