@@ -405,14 +405,7 @@ fn release_spread(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     // The bound only keeps a slow release from failing the run: the row
     // reports the times measured.
     let mut extra = String::from("[network]\nloss = 0.01\n[expect]\nrelease_within_s = 60\n");
-    for index in 0..RELEASES {
-        let _ = write!(
-            extra,
-            "[[faults]]\nkind = \"config\"\nat_s = {}\nsize_kb = 100\nvia = {{ ids = [{}] }}\n",
-            WARMUP_S + index * SPACING_S,
-            (index * 37 + 11) % 1000
-        );
-    }
+    config_releases(&mut extra, RELEASES, WARMUP_S, SPACING_S, |_| 100);
     let outcome = simulate(&fleet(1000, WARMUP_S + RELEASES * SPACING_S, &extra))?;
     let times = &outcome.release_times;
     rows.push(Row {
@@ -430,6 +423,27 @@ fn release_spread(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Appends `releases` config faults to `extra`, one every `spacing_s`
+/// from `warmup_s`, release `index` of `size_kb(index)` KB handed to an
+/// agent of a 1,000-agent fleet spread over it.
+fn config_releases(
+    extra: &mut String,
+    releases: u32,
+    warmup_s: u32,
+    spacing_s: u32,
+    size_kb: fn(u32) -> u32,
+) {
+    for index in 0..releases {
+        let _ = write!(
+            extra,
+            "[[faults]]\nkind = \"config\"\nat_s = {}\nsize_kb = {}\nvia = {{ ids = [{}] }}\n",
+            warmup_s + index * spacing_s,
+            size_kb(index),
+            (index * 37 + 11) % 1000
+        );
+    }
+}
+
 /// The replicated state one agent of a 1,000-agent fleet holds after 100
 /// config releases (documents of 1 to 4 KB of generated content, rewritten
 /// each time, so the history grows by every version), as encoded bytes per
@@ -442,15 +456,9 @@ fn state_memory(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     const SPACING_S: u32 = 2;
     eprintln!("state-memory: 1000 agents, {RELEASES} config releases ...");
     let mut extra = String::from("[expect]\nrelease_within_s = 60\n");
-    for index in 0..RELEASES {
-        let _ = write!(
-            extra,
-            "[[faults]]\nkind = \"config\"\nat_s = {}\nsize_kb = {}\nvia = {{ ids = [{}] }}\n",
-            WARMUP_S + index * SPACING_S,
-            1 + index % 4,
-            (index * 37 + 11) % 1000
-        );
-    }
+    config_releases(&mut extra, RELEASES, WARMUP_S, SPACING_S, |index| {
+        1 + index % 4
+    });
     let outcome = simulate(&fleet(1000, WARMUP_S + RELEASES * SPACING_S + 30, &extra))?;
     let bytes = outcome
         .state_bytes
