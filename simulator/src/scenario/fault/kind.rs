@@ -234,6 +234,21 @@ impl Input<'_> {
         value.map(|value| self.seconds(name, value)).transpose()
     }
 
+    /// Optional field `name` in seconds, which must be after `at` (the
+    /// entry's `at_s`).
+    pub fn optional_after(
+        &self,
+        at: Duration,
+        name: &str,
+        value: Option<f64>,
+    ) -> Result<Option<Duration>, ScenarioError> {
+        let time = self.optional_seconds(name, value)?;
+        if time.is_some_and(|time| time <= at) {
+            return Err(self.invalid(name, "must be after at_s"));
+        }
+        Ok(time)
+    }
+
     /// Node set `name`.
     pub(crate) fn nodes(&self, name: &str, file: &NodesFile) -> Result<Nodes, ScenarioError> {
         nodes(
