@@ -20,23 +20,35 @@ struct Row {
     target: &'static str,
 }
 
+/// A benchmark: appends its rows; `large` adds its 10,000-agent runs, if
+/// it has any.
+type Benchmark = fn(&mut Vec<Row>, bool) -> anyhow::Result<()>;
+
+/// Every benchmark of the table by name, in the order they run (and their
+/// rows print).
+const BENCHMARKS: [(&str, Benchmark); 10] = [
+    ("speed", speed),
+    ("spread", spread),
+    ("detect", |rows, _| detect(rows)),
+    ("false-dead", |rows, _| false_dead(rows)),
+    ("traffic", |rows, _| traffic(rows)),
+    ("config-merge", |rows, _| config_merge(rows)),
+    ("release-spread", |rows, _| release_spread(rows)),
+    ("state-memory", |rows, _| state_memory(rows)),
+    ("lease-health-traffic", |rows, _| lease_health_traffic(rows)),
+    ("remediation", |rows, _| remediation(rows)),
+];
+
+/// The benchmark with its own table, run after the others.
+const FOCA_RACE: &str = "foca-race";
+
 /// Runs the benchmarks named by `only` (`all` for every one); `large` adds
 /// the 10,000-agent runs.
 pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
-    let known = [
-        "all",
-        "speed",
-        "spread",
-        "detect",
-        "false-dead",
-        "traffic",
-        "config-merge",
-        "lease-health-traffic",
-        "release-spread",
-        "state-memory",
-        "remediation",
-        "foca-race",
-    ];
+    let known: Vec<&str> = std::iter::once("all")
+        .chain(BENCHMARKS.iter().map(|(name, _)| *name))
+        .chain([FOCA_RACE])
+        .collect();
     if !known.contains(&only) {
         bail!(
             "unknown benchmark {only:?}; use one of {}",
@@ -50,45 +62,23 @@ pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
     }
     let wanted = |name: &str| only == "all" || only == name;
     let mut rows = Vec::new();
-    if wanted("speed") {
-        speed(&mut rows, large)?;
-    }
-    if wanted("spread") {
-        spread(&mut rows, large)?;
-    }
-    if wanted("detect") {
-        detect(&mut rows)?;
-    }
-    if wanted("false-dead") {
-        false_dead(&mut rows)?;
-    }
-    if wanted("traffic") {
-        traffic(&mut rows)?;
-    }
-    if wanted("config-merge") {
-        config_merge(&mut rows)?;
-    }
-    if wanted("release-spread") {
-        release_spread(&mut rows)?;
-    }
-    if wanted("state-memory") {
-        state_memory(&mut rows)?;
-    }
-    if wanted("lease-health-traffic") {
-        lease_health_traffic(&mut rows)?;
-    }
-    if wanted("remediation") {
-        remediation(&mut rows)?;
+    for (name, benchmark) in BENCHMARKS {
+        if wanted(name) {
+            benchmark(&mut rows, large)?;
+        }
     }
     if !rows.is_empty() {
         let cells: Vec<[&str; 3]> = rows
             .iter()
             .map(|row| [row.benchmark.as_str(), row.result.as_str(), row.target])
             .collect();
-        print_table(["benchmark", "result", "target"], &cells);
+        print!(
+            "{}",
+            markdown_table(["benchmark", "result", "target"], &cells)
+        );
         println!();
     }
-    if wanted("foca-race") {
+    if wanted(FOCA_RACE) {
         // Its own table: one column per implementation.
         race::run()?;
     }
@@ -569,24 +559,46 @@ expect_fixed_within_s = 30
     Ok(())
 }
 
-/// Prints `rows` as a Markdown table under `titles`, each column as wide
-/// as its widest cell.
-fn print_table<const N: usize>(titles: [&str; N], rows: &[[&str; N]]) {
+/// `rows` as a Markdown table under `titles`, each column as wide as its
+/// widest cell.
+fn markdown_table<const N: usize>(titles: [&str; N], rows: &[[&str; N]]) -> String {
     let widths: [usize; N] = std::array::from_fn(|column| {
         rows.iter()
             .map(|row| row[column].len())
             .fold(titles[column].len(), usize::max)
     });
-    let line = |cells: [&str; N]| {
-        let cells = cells
+    let line = |cells: &[&str; N]| {
+        let cells: Vec<String> = cells
             .iter()
             .zip(widths)
-            .map(|(cell, width)| format!(" {cell:width$} "));
-        println!("|{}|", cells.collect::<Vec<_>>().join("|"));
+            .map(|(cell, width)| format!(" {cell:width$} "))
+            .collect();
+        format!("|{}|\n", cells.join("|"))
     };
-    line(titles);
-    println!("|{}|", widths.map(|width| "-".repeat(width + 2)).join("|"));
+    let rule = widths.map(|width| "-".repeat(width + 2)).join("|");
+    let mut table = line(&titles) + &format!("|{rule}|\n");
     for row in rows {
-        line(*row);
+        table.push_str(&line(row));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::markdown_table;
+
+    #[test]
+    fn a_markdown_table_pads_every_column_to_its_widest_cell_or_title() {
+        let table = markdown_table(
+            ["measurement (N=100)", "a", "target"],
+            &[["short", "wider", "x"], ["tiny", "b", "< 3 s"]],
+        );
+        assert_eq!(
+            table,
+            "| measurement (N=100) | a     | target |\n\
+             |---------------------|-------|--------|\n\
+             | short               | wider | x      |\n\
+             | tiny                | b     | < 3 s  |\n"
+        );
     }
 }

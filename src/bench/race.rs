@@ -234,7 +234,10 @@ pub fn run() -> anyhow::Result<()> {
         .iter()
         .map(|row| [row.measurement.as_str(), &row.fleetmesh, &row.foca])
         .collect();
-    super::print_table([&title, "fleetmesh", "foca"], &cells);
+    print!(
+        "{}",
+        super::markdown_table([&title, "fleetmesh", "foca"], &cells)
+    );
     print_parameters()?;
     eprintln!(
         "foca-race: {:.1} s wall in all",
