@@ -209,11 +209,7 @@ fn detect(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             "crash declared dead by all, N=1000 ({} crashes)",
             times.len()
         ),
-        result: format!(
-            "median {:.2} s, p99 {:.2} s",
-            quantile_s(times, 0.5).unwrap_or(f64::NAN),
-            quantile_s(times, 0.99).unwrap_or(f64::NAN)
-        ),
+        result: median_and(times, "p99", 0.99),
         target: "median < 8 s",
     });
     Ok(())
@@ -403,11 +399,7 @@ fn release_spread(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             "100 KB config release to 100% of N=1000, 1% loss ({} releases)",
             times.len()
         ),
-        result: format!(
-            "median {:.2} s, max {:.2} s",
-            quantile_s(times, 0.5).unwrap_or(f64::NAN),
-            quantile_s(times, 1.0).unwrap_or(f64::NAN)
-        ),
+        result: median_and(times, "max", 1.0),
         target: "< 3 s",
     });
     Ok(())
@@ -548,15 +540,21 @@ expect_fixed_within_s = 30
                 "service failure to fix, N=1000, 1% loss, {class} {action}, detection (fall x interval) {DETECTION_S:.0} s ({} fixed of 20)",
                 times.len()
             ),
-            result: format!(
-                "median {:.2} s, max {:.2} s",
-                quantile_s(times, 0.5).unwrap_or(f64::NAN),
-                quantile_s(times, 1.0).unwrap_or(f64::NAN)
-            ),
+            result: median_and(times, "max", 1.0),
             target: "median < detection + 3 s",
         });
     }
     Ok(())
+}
+
+/// The median of `times` and its quantile `quantile`, named `name`
+/// (`p99`, `max`), in seconds.
+fn median_and(times: &[u64], name: &str, quantile: f64) -> String {
+    format!(
+        "median {:.2} s, {name} {:.2} s",
+        quantile_s(times, 0.5).unwrap_or(f64::NAN),
+        quantile_s(times, quantile).unwrap_or(f64::NAN)
+    )
 }
 
 /// `rows` as a Markdown table under `titles`, each column as wide as its
