@@ -20,23 +20,35 @@ struct Row {
     target: &'static str,
 }
 
+/// A benchmark: appends its rows; `large` adds its 10,000-agent runs, if
+/// it has any.
+type Benchmark = fn(&mut Vec<Row>, bool) -> anyhow::Result<()>;
+
+/// Every benchmark of the table by name, in the order they run (and their
+/// rows print).
+const BENCHMARKS: [(&str, Benchmark); 10] = [
+    ("speed", speed),
+    ("spread", spread),
+    ("detect", |rows, _| detect(rows)),
+    ("false-dead", |rows, _| false_dead(rows)),
+    ("traffic", |rows, _| traffic(rows)),
+    ("config-merge", |rows, _| config_merge(rows)),
+    ("release-spread", |rows, _| release_spread(rows)),
+    ("state-memory", |rows, _| state_memory(rows)),
+    ("lease-health-traffic", |rows, _| lease_health_traffic(rows)),
+    ("remediation", |rows, _| remediation(rows)),
+];
+
+/// The benchmark with its own table, run after the others.
+const FOCA_RACE: &str = "foca-race";
+
 /// Runs the benchmarks named by `only` (`all` for every one); `large` adds
 /// the 10,000-agent runs.
 pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
-    let known = [
-        "all",
-        "speed",
-        "spread",
-        "detect",
-        "false-dead",
-        "traffic",
-        "config-merge",
-        "lease-health-traffic",
-        "release-spread",
-        "state-memory",
-        "remediation",
-        "foca-race",
-    ];
+    let known: Vec<&str> = std::iter::once("all")
+        .chain(BENCHMARKS.iter().map(|(name, _)| *name))
+        .chain([FOCA_RACE])
+        .collect();
     if !known.contains(&only) {
         bail!(
             "unknown benchmark {only:?}; use one of {}",
@@ -50,41 +62,23 @@ pub fn run(only: &str, large: bool) -> anyhow::Result<()> {
     }
     let wanted = |name: &str| only == "all" || only == name;
     let mut rows = Vec::new();
-    if wanted("speed") {
-        speed(&mut rows, large)?;
-    }
-    if wanted("spread") {
-        spread(&mut rows, large)?;
-    }
-    if wanted("detect") {
-        detect(&mut rows)?;
-    }
-    if wanted("false-dead") {
-        false_dead(&mut rows)?;
-    }
-    if wanted("traffic") {
-        traffic(&mut rows)?;
-    }
-    if wanted("config-merge") {
-        config_merge(&mut rows)?;
-    }
-    if wanted("release-spread") {
-        release_spread(&mut rows)?;
-    }
-    if wanted("state-memory") {
-        state_memory(&mut rows)?;
-    }
-    if wanted("lease-health-traffic") {
-        lease_health_traffic(&mut rows)?;
-    }
-    if wanted("remediation") {
-        remediation(&mut rows)?;
+    for (name, benchmark) in BENCHMARKS {
+        if wanted(name) {
+            benchmark(&mut rows, large)?;
+        }
     }
     if !rows.is_empty() {
-        print_table(&rows);
+        let cells: Vec<[&str; 3]> = rows
+            .iter()
+            .map(|row| [row.benchmark.as_str(), row.result.as_str(), row.target])
+            .collect();
+        print!(
+            "{}",
+            markdown_table(["benchmark", "result", "target"], &cells)
+        );
         println!();
     }
-    if wanted("foca-race") {
+    if wanted(FOCA_RACE) {
         // Its own table: one column per implementation.
         race::run()?;
     }
@@ -215,11 +209,7 @@ fn detect(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             "crash declared dead by all, N=1000 ({} crashes)",
             times.len()
         ),
-        result: format!(
-            "median {:.2} s, p99 {:.2} s",
-            quantile_s(times, 0.5).unwrap_or(f64::NAN),
-            quantile_s(times, 0.99).unwrap_or(f64::NAN)
-        ),
+        result: median_and(times, "p99", 0.99),
         target: "median < 8 s",
     });
     Ok(())
@@ -401,14 +391,7 @@ fn release_spread(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     // The bound only keeps a slow release from failing the run: the row
     // reports the times measured.
     let mut extra = String::from("[network]\nloss = 0.01\n[expect]\nrelease_within_s = 60\n");
-    for index in 0..RELEASES {
-        let _ = write!(
-            extra,
-            "[[faults]]\nkind = \"config\"\nat_s = {}\nsize_kb = 100\nvia = {{ ids = [{}] }}\n",
-            WARMUP_S + index * SPACING_S,
-            (index * 37 + 11) % 1000
-        );
-    }
+    config_releases(&mut extra, RELEASES, WARMUP_S, SPACING_S, |_| 100);
     let outcome = simulate(&fleet(1000, WARMUP_S + RELEASES * SPACING_S, &extra))?;
     let times = &outcome.release_times;
     rows.push(Row {
@@ -416,14 +399,31 @@ fn release_spread(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             "100 KB config release to 100% of N=1000, 1% loss ({} releases)",
             times.len()
         ),
-        result: format!(
-            "median {:.2} s, max {:.2} s",
-            quantile_s(times, 0.5).unwrap_or(f64::NAN),
-            quantile_s(times, 1.0).unwrap_or(f64::NAN)
-        ),
+        result: median_and(times, "max", 1.0),
         target: "< 3 s",
     });
     Ok(())
+}
+
+/// Appends `releases` config faults to `extra`, one every `spacing_s`
+/// from `warmup_s`, release `index` of `size_kb(index)` KB handed to an
+/// agent of a 1,000-agent fleet spread over it.
+fn config_releases(
+    extra: &mut String,
+    releases: u32,
+    warmup_s: u32,
+    spacing_s: u32,
+    size_kb: fn(u32) -> u32,
+) {
+    for index in 0..releases {
+        let _ = write!(
+            extra,
+            "[[faults]]\nkind = \"config\"\nat_s = {}\nsize_kb = {}\nvia = {{ ids = [{}] }}\n",
+            warmup_s + index * spacing_s,
+            size_kb(index),
+            (index * 37 + 11) % 1000
+        );
+    }
 }
 
 /// The replicated state one agent of a 1,000-agent fleet holds after 100
@@ -438,15 +438,9 @@ fn state_memory(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     const SPACING_S: u32 = 2;
     eprintln!("state-memory: 1000 agents, {RELEASES} config releases ...");
     let mut extra = String::from("[expect]\nrelease_within_s = 60\n");
-    for index in 0..RELEASES {
-        let _ = write!(
-            extra,
-            "[[faults]]\nkind = \"config\"\nat_s = {}\nsize_kb = {}\nvia = {{ ids = [{}] }}\n",
-            WARMUP_S + index * SPACING_S,
-            1 + index % 4,
-            (index * 37 + 11) % 1000
-        );
-    }
+    config_releases(&mut extra, RELEASES, WARMUP_S, SPACING_S, |index| {
+        1 + index % 4
+    });
     let outcome = simulate(&fleet(1000, WARMUP_S + RELEASES * SPACING_S + 30, &extra))?;
     let bytes = outcome
         .state_bytes
@@ -546,35 +540,63 @@ expect_fixed_within_s = 30
                 "service failure to fix, N=1000, 1% loss, {class} {action}, detection (fall x interval) {DETECTION_S:.0} s ({} fixed of 20)",
                 times.len()
             ),
-            result: format!(
-                "median {:.2} s, max {:.2} s",
-                quantile_s(times, 0.5).unwrap_or(f64::NAN),
-                quantile_s(times, 1.0).unwrap_or(f64::NAN)
-            ),
+            result: median_and(times, "max", 1.0),
             target: "median < detection + 3 s",
         });
     }
     Ok(())
 }
 
-fn print_table(rows: &[Row]) {
-    let width = |pick: fn(&Row) -> &str, title: &str| {
+/// The median of `times` and its quantile `quantile`, named `name`
+/// (`p99`, `max`), in seconds.
+fn median_and(times: &[u64], name: &str, quantile: f64) -> String {
+    format!(
+        "median {:.2} s, {name} {:.2} s",
+        quantile_s(times, 0.5).unwrap_or(f64::NAN),
+        quantile_s(times, quantile).unwrap_or(f64::NAN)
+    )
+}
+
+/// `rows` as a Markdown table under `titles`, each column as wide as its
+/// widest cell.
+fn markdown_table<const N: usize>(titles: [&str; N], rows: &[[&str; N]]) -> String {
+    let widths: [usize; N] = std::array::from_fn(|column| {
         rows.iter()
-            .map(|row| pick(row).len())
-            .max()
-            .unwrap_or(0)
-            .max(title.len())
+            .map(|row| row[column].len())
+            .fold(titles[column].len(), usize::max)
+    });
+    let line = |cells: &[&str; N]| {
+        let cells: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!(" {cell:width$} "))
+            .collect();
+        format!("|{}|\n", cells.join("|"))
     };
-    let (w1, w2) = (
-        width(|row| &row.benchmark, "benchmark"),
-        width(|row| &row.result, "result"),
-    );
-    println!("| {:w1$} | {:w2$} | target |", "benchmark", "result");
-    println!("|{}|{}|--------|", "-".repeat(w1 + 2), "-".repeat(w2 + 2));
+    let rule = widths.map(|width| "-".repeat(width + 2)).join("|");
+    let mut table = line(&titles) + &format!("|{rule}|\n");
     for row in rows {
-        println!(
-            "| {:w1$} | {:w2$} | {} |",
-            row.benchmark, row.result, row.target
+        table.push_str(&line(row));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::markdown_table;
+
+    #[test]
+    fn a_markdown_table_pads_every_column_to_its_widest_cell_or_title() {
+        let table = markdown_table(
+            ["measurement (N=100)", "a", "target"],
+            &[["short", "wider", "x"], ["tiny", "b", "< 3 s"]],
+        );
+        assert_eq!(
+            table,
+            "| measurement (N=100) | a     | target |\n\
+             |---------------------|-------|--------|\n\
+             | short               | wider | x      |\n\
+             | tiny                | b     | < 3 s  |\n"
         );
     }
 }

@@ -241,7 +241,7 @@ nodes = { count = 1 }
                         assert!((1..=4).contains(&crash.nodes.count.expect("a count")));
                     }
                     Fault::RandomPauses(pauses) => {
-                        assert!((2.5 - 1e-9..=10.0 + 1e-9).contains(&pauses.per_agent_hour));
+                        assert!((2.5 - 1e-9..=10.0 + 1e-9).contains(&pauses.window.per_agent_hour));
                     }
                     _ => {}
                 }

@@ -255,10 +255,7 @@ fn json_line(at: u64, event: TraceEvent) -> String {
             incarnation,
             state,
         } => {
-            let state = MEMBER_STATES
-                .get(usize::from(state))
-                .copied()
-                .unwrap_or("?");
+            let state = name(&MEMBER_STATES, state);
             format!(
                 "{{\"t\":{t:.9},\"event\":\"member\",\"agent\":{agent},\"member\":{member},\"incarnation\":{incarnation},\"state\":\"{state}\"}}\n"
             )
@@ -272,13 +269,16 @@ fn json_line(at: u64, event: TraceEvent) -> String {
             )
         }
         TraceEvent::Action { agent, phase } => {
-            let phase = ACTION_PHASES
-                .get(usize::from(phase))
-                .copied()
-                .unwrap_or("?");
+            let phase = name(&ACTION_PHASES, phase);
             format!(
                 "{{\"t\":{t:.9},\"event\":\"action\",\"agent\":{agent},\"phase\":\"{phase}\"}}\n"
             )
         }
     }
+}
+
+/// The name a traced event's `code` stands for in `names`; `?` for a code
+/// out of range.
+fn name(names: &[&'static str], code: u8) -> &'static str {
+    names.get(usize::from(code)).copied().unwrap_or("?")
 }

@@ -229,44 +229,21 @@ pub fn run() -> anyhow::Result<()> {
     ] {
         rows.push(runs.row(format!("run health: {what}"), health));
     }
-    print_table(&rows);
+    let title = format!("measurement (N={AGENTS})");
+    let cells: Vec<[&str; 3]> = rows
+        .iter()
+        .map(|row| [row.measurement.as_str(), &row.fleetmesh, &row.foca])
+        .collect();
+    print!(
+        "{}",
+        super::markdown_table([&title, "fleetmesh", "foca"], &cells)
+    );
     print_parameters()?;
     eprintln!(
         "foca-race: {:.1} s wall in all",
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn print_table(rows: &[Row]) {
-    let width = |pick: fn(&Row) -> &str, title: &str| {
-        rows.iter()
-            .map(|row| pick(row).len())
-            .max()
-            .unwrap_or(0)
-            .max(title.len())
-    };
-    let w1 = width(|row| &row.measurement, "measurement");
-    let w2 = width(|row| &row.fleetmesh, "fleetmesh");
-    let w3 = width(|row| &row.foca, "foca");
-    println!(
-        "| {:w1$} | {:w2$} | {:w3$} |",
-        format!("measurement (N={AGENTS})"),
-        "fleetmesh",
-        "foca"
-    );
-    println!(
-        "|{}|{}|{}|",
-        "-".repeat(w1 + 2),
-        "-".repeat(w2 + 2),
-        "-".repeat(w3 + 2)
-    );
-    for row in rows {
-        println!(
-            "| {:w1$} | {:w2$} | {:w3$} |",
-            row.measurement, row.fleetmesh, row.foca
-        );
-    }
 }
 
 fn print_parameters() -> anyhow::Result<()> {

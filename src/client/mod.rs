@@ -164,15 +164,8 @@ impl Client {
 
     /// `GET path`, as JSON; an error naming the agent's reason otherwise.
     fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let (status, body) = self.call(path, None)?;
-        let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        if status != 200 {
-            bail!(
-                "the agent at {} answered {status} to {path}: {}",
-                self.at(),
-                value["error"].as_str().unwrap_or(body.trim())
-            );
-        }
+        let answer = self.call(path, None)?;
+        let value = self.taken(answer, |status| format!("answered {status} to {path}"))?;
         if value.is_null() {
             bail!(
                 "the agent at {} answered {path} with something that is not JSON: is this a fleetmesh agent's admin API?",
@@ -185,13 +178,25 @@ impl Client {
     /// `POST path` with `body`: the answer's JSON when taken, the agent's
     /// reason as the error when refused.
     fn post(&self, path: &str, body: String, what: &str) -> anyhow::Result<Value> {
-        let (status, text) = self.call(path, Some(body))?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let answer = self.call(path, Some(body))?;
+        self.taken(answer, |_| format!("refused {what}"))
+    }
+
+    /// The JSON of a `(status, body)` answer (null when it is not JSON);
+    /// unless the status is 200, an error saying what the agent did
+    /// (`refusal` of the status) and its reason.
+    fn taken(
+        &self,
+        (status, body): (u16, String),
+        refusal: impl FnOnce(u16) -> String,
+    ) -> anyhow::Result<Value> {
+        let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         if status != 200 {
             bail!(
-                "the agent at {} refused {what}: {}",
+                "the agent at {} {}: {}",
                 self.at(),
-                value["error"].as_str().unwrap_or(text.trim())
+                refusal(status),
+                value["error"].as_str().unwrap_or(body.trim())
             );
         }
         Ok(value)

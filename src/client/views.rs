@@ -3,176 +3,172 @@
 
 use super::table::{brief, cell, list, print_json, short, table, tags_cell, time_cell};
 use super::{Client, Target};
+use serde_json::Value;
+
+/// One list view of the admin API: where it is, and how it prints.
+struct View<'a> {
+    /// The admin API path to `GET`.
+    path: &'a str,
+    /// The answer's field holding the list.
+    key: &'a str,
+    /// The table's column titles.
+    titles: &'a [&'a str],
+    /// What to print instead of a table when the list is empty.
+    empty: &'a str,
+}
+
+impl View<'_> {
+    /// Prints the view: with `--json` the answer as it came, else its list
+    /// as a table, one `row` an item. Returns the items it printed as a
+    /// table (none after JSON or an empty list).
+    fn show(
+        &self,
+        target: &Target,
+        row: impl Fn(&Value) -> Vec<String>,
+    ) -> anyhow::Result<Vec<Value>> {
+        let answer = Client::new(&target.agent)?.get(self.path)?;
+        if target.json {
+            print_json(&answer)?;
+            return Ok(Vec::new());
+        }
+        let items = list(&answer, self.key);
+        if items.is_empty() {
+            println!("{}", self.empty);
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+        print!("{}", table(self.titles, &rows));
+        Ok(items.to_vec())
+    }
+}
 
 /// `fleetmesh members`.
 pub fn members(target: &Target) -> anyhow::Result<()> {
-    let answer = Client::new(&target.agent)?.get("/v1/members")?;
-    if target.json {
-        return print_json(&answer);
-    }
-    let rows: Vec<Vec<String>> = list(&answer, "members")
-        .iter()
-        .map(|member| {
-            let link = if member["self"] == true {
-                "self"
-            } else if member["connected"] == true {
-                "yes"
-            } else {
-                "no"
-            };
-            vec![
-                cell(&member["name"]),
-                cell(&member["id"]),
-                cell(&member["state"]),
-                cell(&member["incarnation"]),
-                tags_cell(&member["tags"]),
-                link.to_owned(),
-                list(member, "addrs")
-                    .iter()
-                    .map(cell)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(
-            &[
-                "NAME",
-                "ID",
-                "STATE",
-                "INCARNATION",
-                "TAGS",
-                "CONNECTED",
-                "ADDRESSES"
-            ],
-            &rows
-        )
-    );
+    let view = View {
+        path: "/v1/members",
+        key: "members",
+        titles: &[
+            "NAME",
+            "ID",
+            "STATE",
+            "INCARNATION",
+            "TAGS",
+            "CONNECTED",
+            "ADDRESSES",
+        ],
+        empty: "no members: the agent lists none, not even itself",
+    };
+    view.show(target, |member| {
+        let link = if member["self"] == true {
+            "self"
+        } else if member["connected"] == true {
+            "yes"
+        } else {
+            "no"
+        };
+        vec![
+            cell(&member["name"]),
+            cell(&member["id"]),
+            cell(&member["state"]),
+            cell(&member["incarnation"]),
+            tags_cell(&member["tags"]),
+            link.to_owned(),
+            list(member, "addrs")
+                .iter()
+                .map(cell)
+                .collect::<Vec<_>>()
+                .join(","),
+        ]
+    })?;
     Ok(())
 }
 
 /// `fleetmesh health`.
 pub fn health(target: &Target) -> anyhow::Result<()> {
-    let answer = Client::new(&target.agent)?.get("/v1/health")?;
-    if target.json {
-        return print_json(&answer);
-    }
-    let rows: Vec<Vec<String>> = list(&answer, "reports")
-        .iter()
-        .map(|report| {
-            vec![
-                cell(&report["name"]),
-                cell(&report["node"]),
-                cell(&report["check"]),
-                cell(&report["state"]),
-                time_cell(&report["at_millis"]),
-                brief(&report["detail"], 60),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        println!("no health reports: no released policy has checks for these nodes yet");
-        return Ok(());
-    }
-    print!(
-        "{}",
-        table(&["NODE", "ID", "CHECK", "STATE", "SINCE", "DETAIL"], &rows)
-    );
+    let view = View {
+        path: "/v1/health",
+        key: "reports",
+        titles: &["NODE", "ID", "CHECK", "STATE", "SINCE", "DETAIL"],
+        empty: "no health reports: no released policy has checks for these nodes yet",
+    };
+    view.show(target, |report| {
+        vec![
+            cell(&report["name"]),
+            cell(&report["node"]),
+            cell(&report["check"]),
+            cell(&report["state"]),
+            time_cell(&report["at_millis"]),
+            brief(&report["detail"], 60),
+        ]
+    })?;
     Ok(())
 }
 
 /// `fleetmesh leases`.
 pub fn leases(target: &Target) -> anyhow::Result<()> {
-    let answer = Client::new(&target.agent)?.get("/v1/leases")?;
-    if target.json {
-        return print_json(&answer);
-    }
-    let rows: Vec<Vec<String>> = list(&answer, "leases")
-        .iter()
-        .map(|lease| {
-            vec![
-                cell(&lease["scope"]),
-                cell(&lease["epoch"]),
-                cell(&lease["holder_name"]),
-                cell(&lease["holder_id"]),
-                time_cell(&lease["expires_at_millis"]),
-                if lease["held_here"] == true {
-                    "yes"
-                } else {
-                    "no"
-                }
-                .to_owned(),
-                cell(&lease["budget_in_use"]),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        println!("no leases: no rule has asked for a budget lease yet");
-        return Ok(());
-    }
-    print!(
-        "{}",
-        table(
-            &[
-                "SCOPE",
-                "EPOCH",
-                "HOLDER",
-                "HOLDER ID",
-                "EXPIRES",
-                "HELD HERE",
-                "BUDGET IN USE"
-            ],
-            &rows
-        )
-    );
+    let view = View {
+        path: "/v1/leases",
+        key: "leases",
+        titles: &[
+            "SCOPE",
+            "EPOCH",
+            "HOLDER",
+            "HOLDER ID",
+            "EXPIRES",
+            "HELD HERE",
+            "BUDGET IN USE",
+        ],
+        empty: "no leases: no rule has asked for a budget lease yet",
+    };
+    view.show(target, |lease| {
+        vec![
+            cell(&lease["scope"]),
+            cell(&lease["epoch"]),
+            cell(&lease["holder_name"]),
+            cell(&lease["holder_id"]),
+            time_cell(&lease["expires_at_millis"]),
+            if lease["held_here"] == true {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
+            cell(&lease["budget_in_use"]),
+        ]
+    })?;
     Ok(())
 }
 
 /// `fleetmesh remediations`.
 pub fn remediations(target: &Target) -> anyhow::Result<()> {
-    let answer = Client::new(&target.agent)?.get("/v1/remediations")?;
-    if target.json {
-        return print_json(&answer);
-    }
-    let all = list(&answer, "remediations");
-    if all.is_empty() {
-        println!("no remediations in the ledger");
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = all
-        .iter()
-        .map(|remediation| {
-            vec![
-                cell(&remediation["target_name"]),
-                cell(&remediation["rule"]),
-                brief(&remediation["incident"], 40),
-                cell(&remediation["status"]),
-                cell(&remediation["action"]),
-                time_cell(&remediation["last_at_millis"]),
-                short(&remediation["id"], 16),
-                brief(&remediation["detail"], 50),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(
-            &[
-                "TARGET",
-                "RULE",
-                "INCIDENT",
-                "STATUS",
-                "ACTION",
-                "LAST",
-                "APPROVE ID",
-                "DETAIL"
-            ],
-            &rows
-        )
-    );
-    let waiting = all
+    let view = View {
+        path: "/v1/remediations",
+        key: "remediations",
+        titles: &[
+            "TARGET",
+            "RULE",
+            "INCIDENT",
+            "STATUS",
+            "ACTION",
+            "LAST",
+            "APPROVE ID",
+            "DETAIL",
+        ],
+        empty: "no remediations in the ledger",
+    };
+    let shown = view.show(target, |remediation| {
+        vec![
+            cell(&remediation["target_name"]),
+            cell(&remediation["rule"]),
+            brief(&remediation["incident"], 40),
+            cell(&remediation["status"]),
+            cell(&remediation["action"]),
+            time_cell(&remediation["last_at_millis"]),
+            short(&remediation["id"], 16),
+            brief(&remediation["detail"], 50),
+        ]
+    })?;
+    let waiting = shown
         .iter()
         .filter(|remediation| remediation["id"].is_string())
         .count();

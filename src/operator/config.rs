@@ -477,11 +477,7 @@ pub fn release(args: &ReleaseArgs<'_>) -> anyhow::Result<()> {
             released + 1
         );
     }
-    let expires_millis = args
-        .expires
-        .map(files::parse_time)
-        .transpose()
-        .context("--expires")?;
+    let expires_millis = fleet::expires_millis(args.expires)?;
     let release = Release {
         doc: args.doc.to_owned(),
         version,

@@ -362,11 +362,7 @@ pub fn admit(args: &Admission<'_>) -> anyhow::Result<()> {
                 .with_context(|| format!("--tag {tag:?} is not key=value"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let expires_millis = args
-        .expires
-        .map(files::parse_time)
-        .transpose()
-        .context("--expires")?;
+    let expires_millis = expires_millis(args.expires)?;
     let body = CertBody {
         fleet: chain.fleet_id(),
         node_key,
@@ -388,4 +384,12 @@ pub fn admit(args: &Admission<'_>) -> anyhow::Result<()> {
         args.name
     );
     Ok(())
+}
+
+/// `--expires` (Unix milliseconds or RFC 3339) in Unix milliseconds.
+pub(super) fn expires_millis(expires: Option<&str>) -> anyhow::Result<Option<u64>> {
+    expires
+        .map(files::parse_time)
+        .transpose()
+        .context("--expires")
 }

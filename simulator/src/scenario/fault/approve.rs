@@ -74,13 +74,14 @@ impl Kind for ApproveFault {
 
     fn resolve(&self, resolution: &mut Resolution<'_>) {
         let targets = resolution.pick(&self.nodes);
-        let via = resolution.pick(&self.via);
         let approval = Approval {
             rule: self.rule.clone(),
             ttl: self.ttl,
             late_by: self.late_by,
         };
-        resolution.push(self.at, Action::Approve(Box::new(approval), targets, via));
+        resolution.hand(self.at, &self.via, |via| {
+            Action::Approve(Box::new(approval), targets, via)
+        });
     }
 
     fn period(&self, _end: f64) -> Period {

@@ -102,8 +102,7 @@ impl Kind for Attack {
             Some(key) => format!("attack holding {}'s config key", key.name()),
             None => "attack".into(),
         };
-        let (from, until) = (self.from.as_secs_f64(), self.until.as_secs_f64());
-        Period::new(from, until, "mark", label)
+        Period::window(self.from, self.until, "mark", label)
     }
 
     fn touches_config(&self) -> bool {

@@ -94,9 +94,10 @@ impl Kind for Config {
     }
 
     fn resolve(&self, resolution: &mut Resolution<'_>) {
-        let via = resolution.pick(&self.publication.via);
-        let action = Action::Publish(Box::new(self.publication.clone()), via);
-        resolution.push(self.at, action);
+        let publication = &self.publication;
+        resolution.hand(self.at, &publication.via, |via| {
+            Action::Publish(Box::new(publication.clone()), via)
+        });
     }
 
     fn period(&self, _end: f64) -> Period {

@@ -60,9 +60,9 @@ impl Kind for Equivocate {
     }
 
     fn resolve(&self, resolution: &mut Resolution<'_>) {
-        let via = resolution.pick(&self.via);
-        let action = Action::Equivocate(self.author, self.doc.clone(), via);
-        resolution.push(self.at, action);
+        resolution.hand(self.at, &self.via, |via| {
+            Action::Equivocate(self.author, self.doc.clone(), via)
+        });
     }
 
     fn period(&self, _end: f64) -> Period {

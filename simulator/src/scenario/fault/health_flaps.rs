@@ -4,11 +4,10 @@
 
 use crate::scenario::context::ScenarioError;
 use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
+use crate::scenario::fault::rate::RateWindow;
 use crate::scenario::fault::vary::Variation;
-use crate::scenario::fault::write;
 use crate::scenario::schedule::Action;
 use fleetmesh_node::crdt::health_limits::CHECKS_PER_NODE_MAX;
-use rand::RngExt;
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Table;
@@ -17,14 +16,10 @@ use toml::Table;
 /// check flips between unhealthy and healthy as a Poisson process.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HealthFlaps {
-    /// Window start.
-    pub from: Duration,
-    /// Window end.
-    pub until: Duration,
+    /// The window, and the flips per check per agent per hour.
+    pub window: RateWindow,
     /// Checks per agent.
     pub checks: u8,
-    /// Flips per check per agent per hour.
-    pub per_agent_hour: f64,
 }
 
 /// A `health-flaps` entry as serde reads it.
@@ -43,25 +38,20 @@ impl Parse for HealthFlaps {
     const CHAOS: bool = true;
 
     fn parse(file: &File, input: &Input<'_>) -> Result<HealthFlaps, ScenarioError> {
-        let (from, until) = input.window(file.from_s, file.until_s)?;
+        let window = input.window(file.from_s, file.until_s)?;
         if file.checks == 0 || usize::from(file.checks) > CHECKS_PER_NODE_MAX {
             return Err(input.invalid("checks", format!("must be 1 to {CHECKS_PER_NODE_MAX}")));
         }
-        if !(file.per_agent_hour.is_finite() && (0.0..=3600.0).contains(&file.per_agent_hour)) {
-            return Err(input.invalid("per_agent_hour", "must be 0 to 3600"));
-        }
         Ok(HealthFlaps {
-            from,
-            until,
+            window: RateWindow::new(input, window, file.per_agent_hour)?,
             checks: file.checks,
-            per_agent_hour: file.per_agent_hour,
         })
     }
 }
 
 impl Kind for HealthFlaps {
     fn start(&self) -> Duration {
-        self.from
+        self.window.from
     }
 
     fn resolve(&self, resolution: &mut Resolution<'_>) {
@@ -69,14 +59,14 @@ impl Kind for HealthFlaps {
             for check in 0..self.checks {
                 let healthy = true;
                 resolution.push(
-                    self.from,
+                    self.window.from,
                     Action::Health {
                         agent,
                         check,
                         healthy,
                     },
                 );
-                if self.per_agent_hour <= 0.0 {
+                if self.window.is_idle() {
                     continue;
                 }
                 self.flips(resolution, agent, check);
@@ -85,32 +75,26 @@ impl Kind for HealthFlaps {
     }
 
     fn vary(&mut self, variation: &Variation) {
-        (self.from, self.until) = variation.window(self.from, self.until);
-        self.per_agent_hour *= variation.factor;
+        self.window.vary(variation);
     }
 
     fn write_back(&self, entry: &mut Table) {
-        write::rate_window(entry, self.from, self.until, self.per_agent_hour);
+        self.window.write_back(entry);
     }
 
     fn period(&self, _end: f64) -> Period {
-        let (from, until) = (self.from.as_secs_f64(), self.until.as_secs_f64());
-        Period::new(from, until, "flaps", "health flaps")
+        let window = &self.window;
+        Period::window(window.from, window.until, "flaps", "health flaps")
     }
 }
 
 impl HealthFlaps {
     /// The flips of one agent's check after the window's start.
     fn flips(&self, resolution: &mut Resolution<'_>, agent: u32, check: u8) {
-        let mean_gap_s = 3600.0 / self.per_agent_hour;
-        let mut at = self.from.as_secs_f64();
+        let mut at = self.window.from.as_secs_f64();
         let mut healthy = true;
-        loop {
-            let uniform: f64 = resolution.rng.random();
-            at += -mean_gap_s * (1.0 - uniform).ln();
-            if at >= self.until.as_secs_f64() {
-                break;
-            }
+        while let Some(next) = self.window.next_after(resolution.rng, at) {
+            at = next;
             healthy = !healthy;
             let action = Action::Health {
                 agent,

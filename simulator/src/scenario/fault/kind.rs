@@ -139,6 +139,16 @@ impl Period {
         Period::new(at, at, "mark", label)
     }
 
+    /// A bar over the window `from`..`until`.
+    pub fn window(
+        from: Duration,
+        until: Duration,
+        class: &'static str,
+        label: impl Into<String>,
+    ) -> Period {
+        Period::new(from.as_secs_f64(), until.as_secs_f64(), class, label)
+    }
+
     /// From `start` until `stop` (not before `start`), or the run's `end`.
     pub fn until(
         start: Duration,
@@ -224,6 +234,21 @@ impl Input<'_> {
         value.map(|value| self.seconds(name, value)).transpose()
     }
 
+    /// Optional field `name` in seconds, which must be after `at` (the
+    /// entry's `at_s`).
+    pub fn optional_after(
+        &self,
+        at: Duration,
+        name: &str,
+        value: Option<f64>,
+    ) -> Result<Option<Duration>, ScenarioError> {
+        let time = self.optional_seconds(name, value)?;
+        if time.is_some_and(|time| time <= at) {
+            return Err(self.invalid(name, "must be after at_s"));
+        }
+        Ok(time)
+    }
+
     /// Node set `name`.
     pub(crate) fn nodes(&self, name: &str, file: &NodesFile) -> Result<Nodes, ScenarioError> {
         nodes(
@@ -271,5 +296,12 @@ impl Resolution<'_> {
     /// Schedules `action` at `at`.
     pub fn push(&mut self, at: Duration, action: Action) {
         self.schedule.push((at, action));
+    }
+
+    /// Schedules at `at` what an operator hands to the agents `via` names
+    /// (drawn from the `faults` stream now): `action` built for them.
+    pub fn hand(&mut self, at: Duration, via: &Nodes, action: impl FnOnce(Vec<u32>) -> Action) {
+        let via = self.pick(via);
+        self.push(at, action(via));
     }
 }

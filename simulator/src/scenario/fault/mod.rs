@@ -48,6 +48,7 @@ pub mod partition;
 pub mod pause;
 pub mod policy;
 pub mod random_pauses;
+pub mod rate;
 pub mod retag;
 pub mod revoke;
 pub mod rotate_root;
@@ -182,18 +183,10 @@ pub(crate) fn declared(
     fleet: &Fleet,
     link: LinkModel,
 ) -> Result<Declared, ScenarioError> {
+    let none = Declared::default();
     let mut declared = Declared::default();
-    for (index, entry) in files.iter().enumerate() {
-        if let FaultFile::Policy(file) = entry.get_ref() {
-            let none = Declared::default();
-            let input = Input {
-                context,
-                index,
-                span: entry.span(),
-                fleet,
-                link,
-                declared: &none,
-            };
+    for (entry, input) in inputs(context, files, fleet, link, &none) {
+        if let FaultFile::Policy(file) = entry {
             let (_, policy) = policy::Policy::read(file, &input)?;
             declared.add(&policy);
         }
@@ -211,7 +204,26 @@ pub(crate) fn faults(
     end: Duration,
 ) -> Result<Vec<Fault>, ScenarioError> {
     let mut faults = Vec::with_capacity(files.len());
-    for (index, entry) in files.iter().enumerate() {
+    for (entry, input) in inputs(context, files, fleet, link, declared) {
+        let fault = entry.parse(&input)?;
+        fault
+            .kind()
+            .fits(end)
+            .map_err(|misfit| refusal(context, input.index, input.span, misfit))?;
+        faults.push(fault);
+    }
+    Ok(faults)
+}
+
+/// Each entry of `files` with what its kind's parse is handed.
+fn inputs<'a>(
+    context: &'a Context<'a>,
+    files: &'a [Spanned<FaultFile>],
+    fleet: &'a Fleet,
+    link: LinkModel,
+    declared: &'a Declared,
+) -> impl Iterator<Item = (&'a FaultFile, Input<'a>)> {
+    files.iter().enumerate().map(move |(index, entry)| {
         let input = Input {
             context,
             index,
@@ -220,14 +232,8 @@ pub(crate) fn faults(
             link,
             declared,
         };
-        let fault = entry.get_ref().parse(&input)?;
-        fault
-            .kind()
-            .fits(end)
-            .map_err(|misfit| refusal(context, index, entry.span(), misfit))?;
-        faults.push(fault);
-    }
-    Ok(faults)
+        (entry.get_ref(), input)
+    })
 }
 
 /// Checks the names `faults` give against the rest of the scenario.

@@ -42,10 +42,7 @@ impl Parse for Network {
 
     fn parse(file: &File, input: &Input<'_>) -> Result<Network, ScenarioError> {
         let at = input.seconds("at_s", file.at_s)?;
-        let until = input.optional_seconds("until_s", file.until_s)?;
-        if until.is_some_and(|until| until <= at) {
-            return Err(input.invalid("until_s", "must be after at_s"));
-        }
+        let until = input.optional_after(at, "until_s", file.until_s)?;
         let model = link_model(
             input.context,
             input.span.clone(),
@@ -73,21 +70,14 @@ impl Kind for Network {
     }
 
     fn vary(&mut self, variation: &Variation) {
-        let start = variation.moved(self.at);
-        self.until = self
-            .until
-            .map(|until| variation.stretched(start, self.at, until));
-        self.at = start;
+        (self.at, self.until) = variation.span(self.at, self.until);
         self.model.loss = variation.probability(self.model.loss);
         self.model.duplicate = variation.probability(self.model.duplicate);
         self.model.reorder = variation.probability(self.model.reorder);
     }
 
     fn write_back(&self, entry: &mut Table) {
-        write::seconds(entry, "at_s", self.at);
-        if let Some(until) = self.until {
-            write::seconds(entry, "until_s", until);
-        }
+        write::span(entry, self.at, "until_s", self.until);
         write::loss(entry, &self.model);
     }
 

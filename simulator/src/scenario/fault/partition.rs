@@ -53,10 +53,7 @@ impl Parse for Partition {
 
     fn parse(file: &File, input: &Input<'_>) -> Result<Partition, ScenarioError> {
         let at = input.seconds("at_s", file.at_s)?;
-        let heal = input.optional_seconds("heal_s", file.heal_s)?;
-        if heal.is_some_and(|heal| heal <= at) {
-            return Err(input.invalid("heal_s", "must be after at_s"));
-        }
+        let heal = input.optional_after(at, "heal_s", file.heal_s)?;
         if file.groups.is_empty() || file.groups.len() > GROUPS_MAX {
             return Err(input.invalid(
                 "groups",
@@ -119,11 +116,7 @@ impl Kind for Partition {
     }
 
     fn vary(&mut self, variation: &Variation) {
-        let start = variation.moved(self.at);
-        self.heal = self
-            .heal
-            .map(|heal| variation.stretched(start, self.at, heal));
-        self.at = start;
+        (self.at, self.heal) = variation.span(self.at, self.heal);
         // Smaller named groups reshape the partition: the agents they
         // leave out join the remainder group.
         for group in &mut self.groups {
@@ -132,10 +125,7 @@ impl Kind for Partition {
     }
 
     fn write_back(&self, entry: &mut Table) {
-        write::seconds(entry, "at_s", self.at);
-        if let Some(heal) = self.heal {
-            write::seconds(entry, "heal_s", heal);
-        }
+        write::span(entry, self.at, "heal_s", self.heal);
         if let Some(Value::Array(files)) = entry.get_mut("groups") {
             for (file, nodes) in files.iter_mut().zip(&self.groups) {
                 write::nodes(file, nodes);

@@ -112,9 +112,10 @@ impl Kind for Policy {
     }
 
     fn resolve(&self, resolution: &mut Resolution<'_>) {
-        let via = resolution.pick(&self.publication.via);
-        let action = Action::Policy(Box::new(self.publication.clone()), via);
-        resolution.push(self.at, action);
+        let publication = &self.publication;
+        resolution.hand(self.at, &publication.via, |via| {
+            Action::Policy(Box::new(publication.clone()), via)
+        });
     }
 
     fn period(&self, _end: f64) -> Period {

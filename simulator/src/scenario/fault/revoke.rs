@@ -69,8 +69,7 @@ impl Kind for Revoke {
     }
 
     fn resolve(&self, resolution: &mut Resolution<'_>) {
-        let via = resolution.pick(&self.via);
-        resolution.push(self.at, Action::Trust(self.change, via));
+        resolution.hand(self.at, &self.via, |via| Action::Trust(self.change, via));
     }
 
     fn period(&self, _end: f64) -> Period {

@@ -46,8 +46,9 @@ impl Kind for RotateRoot {
     }
 
     fn resolve(&self, resolution: &mut Resolution<'_>) {
-        let via = resolution.pick(&self.via);
-        resolution.push(self.at, Action::Trust(TrustChange::RotateRoot, via));
+        resolution.hand(self.at, &self.via, |via| {
+            Action::Trust(TrustChange::RotateRoot, via)
+        });
     }
 
     fn period(&self, _end: f64) -> Period {

@@ -109,10 +109,7 @@ impl Parse for ServiceFault {
                 ));
             }
         };
-        let heal = input.optional_seconds("heal_s", file.heal_s)?;
-        if heal.is_some_and(|heal| heal <= at) {
-            return Err(input.invalid("heal_s", "must be after at_s"));
-        }
+        let heal = input.optional_after(at, "heal_s", file.heal_s)?;
         let expect_fixed_within =
             input.optional_seconds("expect_fixed_within_s", file.expect_fixed_within_s)?;
         if expect_fixed_within.is_some_and(|bound| bound.is_zero()) {

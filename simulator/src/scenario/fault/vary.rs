@@ -30,10 +30,12 @@ impl Variation {
         (start, self.moved(until).max(start))
     }
 
-    /// A later time `end_at` of a fault that moves from `old_start` to
-    /// `start`: the fault's length scaled by the factor.
-    pub fn stretched(&self, start: Duration, old_start: Duration, end_at: Duration) -> Duration {
-        start + end_at.saturating_sub(old_start).mul_f64(self.factor)
+    /// A fault from `at` until `end` (if it ends) moved by the shift, its
+    /// length scaled by the factor.
+    pub fn span(&self, at: Duration, end: Option<Duration>) -> (Duration, Option<Duration>) {
+        let start = self.moved(at);
+        let end = end.map(|end| start + end.saturating_sub(at).mul_f64(self.factor));
+        (start, end)
     }
 
     /// `nodes` with its count or fraction scaled by the factor (a count

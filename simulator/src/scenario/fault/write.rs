@@ -13,16 +13,17 @@ pub fn seconds(entry: &mut Table, field: &str, at: Duration) {
     entry.insert(field.into(), Value::Float(exact(at, 1.0)));
 }
 
+/// Writes a span: `at_s`, and `end_field` when it ends.
+pub fn span(entry: &mut Table, at: Duration, end_field: &str, end: Option<Duration>) {
+    seconds(entry, "at_s", at);
+    if let Some(end) = end {
+        seconds(entry, end_field, end);
+    }
+}
+
 /// Sets `field` to `duration` in milliseconds, exactly.
 pub fn millis(entry: &mut Table, field: &str, duration: Duration) {
     entry.insert(field.into(), Value::Float(exact(duration, 1000.0)));
-}
-
-/// Writes a window at a rate: `from_s`, `until_s` and `per_agent_hour`.
-pub fn rate_window(entry: &mut Table, from: Duration, until: Duration, per_agent_hour: f64) {
-    seconds(entry, "from_s", from);
-    seconds(entry, "until_s", until);
-    entry.insert("per_agent_hour".into(), Value::Float(per_agent_hour));
 }
 
 /// Writes what a variation changes of the entry's `nodes` set.
