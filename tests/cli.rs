@@ -1,9 +1,14 @@
 //! The operator CLI end to end: the built `fleetmesh` binary run on files
 //! in temporary directories, asserting on exit status and on what it says.
 
+/// The CLI runner the tests of running agents use too.
+#[allow(dead_code, reason = "each test file uses its own part of the helpers")]
+#[path = "common/command.rs"]
+mod command;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tempfile::TempDir;
 
@@ -24,41 +29,18 @@ impl Scratch {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_fleetmesh"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("the fleetmesh binary runs")
+        command::run(self.dir.path(), args)
     }
 
     /// Runs a command that must succeed; returns its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?} failed: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        command::ok(self.dir.path(), args)
     }
 
     /// Runs a command that must be refused (exit 1, no panic) with an error
     /// containing every one of `expected`; returns its stderr.
     fn refused(&self, args: &[&str], expected: &[&str]) -> String {
-        let output = self.run(args);
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{args:?} should be refused: {}{stderr}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-        for text in expected {
-            assert!(stderr.contains(text), "{args:?}: {stderr:?} lacks {text:?}");
-        }
-        stderr
+        command::refused(self.dir.path(), args, expected)
     }
 
     /// Makes a key file `name.key`; returns its public key in hex.
