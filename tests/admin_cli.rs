@@ -407,8 +407,8 @@ fn the_demo_heals_its_service_and_cleans_up() {
 /// agents go on answering and agree.
 #[test]
 fn config_changes_that_panic_automerge_are_refused_and_the_agents_live_on() {
+    use fleetmesh_crdt::SignedChange;
     use fleetmesh_crdt::config::hostile;
-    use fleetmesh_crdt::{Signature, SignedChange};
     use fleetmesh_runtime::formats::{self, CHANGE_FORMAT, ChangeJson};
     let (fleet, scratch, _) = running(2);
     let dir = scratch.path();
@@ -422,13 +422,7 @@ fn config_changes_that_panic_automerge_are_refused_and_the_agents_live_on() {
     };
     let unparsable = write(
         "unparsable.json",
-        &SignedChange {
-            doc: "app".into(),
-            trust_version: 1,
-            author: operator.public(),
-            change: hostile::parse_panic(&operator.public()),
-            signature: Signature::from_bytes([0; 64]),
-        },
+        &hostile::unparsable_change("app", 1, operator.public()),
     );
     refused(
         dir,

@@ -818,7 +818,7 @@ fn restarted_agent(now: Instant, durable: &fleetmesh_node::Durable) -> Agent {
 fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() {
     use fleetmesh_node::Entry;
     use fleetmesh_node::crdt::config::hostile;
-    use fleetmesh_node::crdt::{ConfigEntry, Replica, Signature, SignedChange};
+    use fleetmesh_node::crdt::{ConfigEntry, Replica, SignedChange};
     use fleetmesh_node::wire::StateMessage;
     let (operator, _) = &*FLEET;
     let mut harness = Mesh::new(4);
@@ -827,13 +827,7 @@ fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() 
     harness.publish(3, laptop.write(operator, &[("replicas", 3)], 1, None));
     harness.run_for(Duration::from_secs(3));
 
-    let unparsable = SignedChange {
-        doc: "app".into(),
-        trust_version: 1,
-        author: operator.public(),
-        change: hostile::parse_panic(&operator.public()),
-        signature: Signature::from_bytes([0; 64]),
-    };
+    let unparsable = hostile::unparsable_change("app", 1, operator.public());
     let entries = vec![Entry::Config(Box::new(ConfigEntry::Change(unparsable)))];
     let bytes = wire::encode(&Message::State(StateMessage::Entries { entries })).unwrap();
     let now = harness.now();
