@@ -611,32 +611,8 @@ impl LocalFleet {
     pub fn draft_release(&self, doc: &str, content: &str) -> anyhow::Result<Vec<PathBuf>> {
         let source = format!("{doc}.toml");
         fs::write(self.dir.join(&source), content).context("cannot write the document")?;
-        self.fleetmesh(&[
-            "config",
-            "draft",
-            "--trust",
-            "trust.json",
-            "--key",
-            OPERATOR_KEY,
-            "--doc",
-            doc,
-            "--from",
-            &source,
-            "--store",
-            "store",
-        ])?;
-        let released = self.fleetmesh(&[
-            "config",
-            "release",
-            "--trust",
-            "trust.json",
-            "--key",
-            OPERATOR_KEY,
-            "--doc",
-            doc,
-            "--store",
-            "store",
-        ])?;
+        self.config_as_operator("draft", doc, &["--from", &source])?;
+        let released = self.config_as_operator("release", doc, &[])?;
         let release = released
             .lines()
             .find_map(|line| line.strip_prefix("wrote release "))
@@ -655,6 +631,24 @@ impl LocalFleet {
         files.sort();
         files.push(release);
         Ok(files)
+    }
+
+    /// Runs `fleetmesh config <verb>` on document `doc` in the fleet's
+    /// store with the operator key, and `extra` arguments; returns stdout.
+    fn config_as_operator(&self, verb: &str, doc: &str, extra: &[&str]) -> anyhow::Result<String> {
+        let common = [
+            "config",
+            verb,
+            "--trust",
+            "trust.json",
+            "--key",
+            OPERATOR_KEY,
+            "--doc",
+            doc,
+            "--store",
+            "store",
+        ];
+        self.fleetmesh(&[&common[..], extra].concat())
     }
 
     /// Hands `files` (signed files, in order) to node `index` with
