@@ -19,21 +19,26 @@ impl Mesh {
     fn state(&self, observer: u64, member: u64) -> Option<MemberState> {
         (self.agent(observer).member(id(member))).map(|member| member.state())
     }
+
+    /// Asserts that each of nodes `0..count` believes each of them alive.
+    fn assert_all_alive(&self, count: u64) {
+        for observer in 0..count {
+            for member in 0..count {
+                assert_eq!(
+                    self.state(observer, member),
+                    Some(MemberState::Alive),
+                    "{observer} about {member}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
 fn joiners_learn_the_whole_fleet_and_everyone_learns_them() {
     let mut harness = Mesh::new(8);
     harness.run_for(Duration::from_secs(5));
-    for observer in 0..8 {
-        for member in 0..8 {
-            assert_eq!(
-                harness.state(observer, member),
-                Some(MemberState::Alive),
-                "{observer} about {member}"
-            );
-        }
-    }
+    harness.assert_all_alive(8);
 }
 
 #[test]
@@ -114,15 +119,7 @@ fn both_sides_of_a_long_partition_merge_again() {
         harness.resume(n);
     }
     harness.run_for(Duration::from_secs(60));
-    for observer in 0..6 {
-        for member in 0..6 {
-            assert_eq!(
-                harness.state(observer, member),
-                Some(MemberState::Alive),
-                "{observer} about {member}"
-            );
-        }
-    }
+    harness.assert_all_alive(6);
 }
 
 /// A member one peer cannot reach directly (its link is cut one way, or
