@@ -436,14 +436,8 @@ fn config_changes_that_panic_automerge_are_refused_and_the_agents_live_on() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("quarantined"), "{stderr}");
-    let panics = |index: usize| {
-        let (_, text) = fleet.get(index, "/metrics").expect("metrics");
-        text.lines()
-            .find_map(|line| line.strip_prefix("fleetmesh_state_automerge_panics_total "))
-            .and_then(|value| value.parse::<u64>().ok())
-            .expect("the panic counter")
-    };
-    assert!(panics(0) >= 1);
+    let panics = fleet.metric(0, "fleetmesh_state_automerge_panics_total");
+    assert!(panics.expect("the panic counter") >= 1);
     // The evidence reaches the other agent, which checks it itself.
     let key = operator.public().to_hex();
     wait_for(&fleet, "both agents quarantine the key", || {

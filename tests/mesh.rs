@@ -9,7 +9,6 @@ use std::fs;
 use std::process::Command;
 
 use common::{exec_check, loopback_fleet, rule, running, wait_for};
-use fleetmesh_runtime::local::LocalFleet;
 
 /// Agents in the test fleet.
 const AGENTS: usize = 5;
@@ -50,7 +49,7 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
     // A crash: the others declare it dead. It is killed once it saved a
     // replica snapshot holding the release (within one save interval).
     let victim = AGENTS - 1;
-    let saves = |index: usize| metric(&fleet, index, "fleetmesh_runtime_replicas_writes_total");
+    let saves = |index: usize| fleet.metric(index, "fleetmesh_runtime_replicas_writes_total");
     let saved = saves(victim).expect("the snapshot write counter");
     wait_for(
         &fleet,
@@ -133,16 +132,8 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
     assert_eq!(fleet.release(victim, "app"), Some(1));
     let releases = fleet.get_json(victim, "/v1/releases").expect("releases");
     assert_eq!(releases["releases"][0]["content"]["web"]["port"], 8080);
-    let loaded = metric(&fleet, victim, "fleetmesh_runtime_replicas_loaded_total");
+    let loaded = fleet.metric(victim, "fleetmesh_runtime_replicas_loaded_total");
     assert!(loaded.is_some_and(|loaded| loaded >= 3), "{loaded:?}");
-}
-
-/// The value of counter `name` in agent `index`'s `/metrics`.
-fn metric(fleet: &LocalFleet, index: usize, name: &str) -> Option<u64> {
-    let (_, text) = fleet.get(index, "/metrics")?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 #[test]

@@ -490,6 +490,19 @@ impl LocalFleet {
         }
     }
 
+    /// The value of metric `name` (one without labels) in node `index`'s
+    /// `/metrics`; `None` while nothing answers, the answer is not 200 or
+    /// the metric is not there.
+    pub fn metric(&self, index: usize, name: &str) -> Option<u64> {
+        match self.get(index, "/metrics")? {
+            (200, text) => text
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|value| value.trim().parse().ok()),
+            _ => None,
+        }
+    }
+
     /// Node `index`'s id, once its admin API answers.
     pub fn id(&self, index: usize) -> Option<String> {
         self.get_json(index, "/v1/agent")?["id"]
