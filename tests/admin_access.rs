@@ -110,14 +110,6 @@ fn assert_refused(output: &Output, expected: &[&str]) {
     }
 }
 
-/// The value of counter `name` in the agent's `/metrics`.
-fn metric(fleet: &LocalFleet, name: &str) -> Option<u64> {
-    let (_, text) = fleet.get(0, "/metrics")?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
-
 /// Whether the agent's process still runs.
 fn running(fleet: &LocalFleet) -> bool {
     fleet
@@ -232,7 +224,7 @@ fn on_tcp_a_request_needs_the_token_its_host_no_origin_and_json() {
     }
     assert!(running(&fleet), "{}", fleet.logs());
     assert_eq!(
-        metric(&fleet, "fleetmesh_runtime_admin_requests_refused_total"),
+        fleet.metric(0, "fleetmesh_runtime_admin_requests_refused_total"),
         Some(5)
     );
 }
@@ -405,12 +397,9 @@ fn idle_connections_past_the_cap_are_closed_and_the_agent_keeps_its_descriptors(
     })
     .unwrap_or_else(|error| panic!("{error}\n{}", fleet.logs()));
     assert_eq!(owner["members"].as_array().map(Vec::len), Some(1));
-    let refused = metric(&fleet, "fleetmesh_runtime_admin_connections_refused_total");
+    let refused = fleet.metric(0, "fleetmesh_runtime_admin_connections_refused_total");
     assert!(refused.is_some_and(|refused| refused > 0), "{refused:?}");
-    let timed_out = metric(
-        &fleet,
-        "fleetmesh_runtime_admin_connections_timed_out_total",
-    );
+    let timed_out = fleet.metric(0, "fleetmesh_runtime_admin_connections_timed_out_total");
     assert!(timed_out.is_some_and(|count| count > 0), "{timed_out:?}");
 
     // A release written to durable.json: the agent still writes its state.

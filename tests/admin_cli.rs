@@ -5,89 +5,17 @@
 //! end to end. Every wait is bounded in time and polls; every agent is
 //! killed when a test ends, pass or fail.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use fleetmesh_runtime::local::{self, LocalFleet, OPERATOR_KEY};
+use common::command::{json, ok, refused, run};
+use common::{exec_check, rule, running, wait_for};
+use fleetmesh_runtime::local::{self, OPERATOR_KEY};
 use serde_json::Value;
-use tempfile::TempDir;
-
-/// Longest any one wait may take.
-const WAIT: Duration = Duration::from_secs(90);
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetmesh"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the fleetmesh binary runs")
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let output = run(dir, args);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-/// Runs a command that must be refused (exit 1, no panic) with an error
-/// holding every one of `expected`; returns its stderr.
-fn refused(dir: &Path, args: &[&str], expected: &[&str]) -> String {
-    let output = run(dir, args);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{args:?} should be refused: {}{stderr}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    for text in expected {
-        assert!(stderr.contains(text), "{args:?}: {stderr:?} lacks {text:?}");
-    }
-    stderr
-}
-
-fn json(dir: &Path, args: &[&str]) -> Value {
-    let stdout = ok(dir, args);
-    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{args:?}: {error}: {stdout}"))
-}
-
-/// A started fleet of `count` agents that all see each other alive, its
-/// directory, and their ids.
-fn running_fleet(count: usize) -> (LocalFleet, TempDir, Vec<String>) {
-    let scratch = tempfile::tempdir().expect("temporary directory");
-    let mut fleet = LocalFleet::create(
-        Path::new(env!("CARGO_BIN_EXE_fleetmesh")),
-        scratch.path(),
-        count,
-    )
-    .expect("the fleet's files");
-    for index in 0..count {
-        fleet.start(index).expect("the agent starts");
-    }
-    let all: Vec<usize> = (0..count).collect();
-    let ids: Vec<String> = wait_for(&fleet, "every admin API answers", || {
-        all.iter().map(|&index| fleet.id(index)).collect()
-    });
-    wait_for(&fleet, "every agent sees every agent alive", || {
-        fleet.all_see_alive(&all, &ids).then_some(())
-    });
-    (fleet, scratch, ids)
-}
-
-/// Polls `done` until it returns `Some`, at most [`WAIT`]; panics with
-/// `what` and the agents' logs otherwise.
-fn wait_for<T>(fleet: &LocalFleet, what: &str, done: impl FnMut() -> Option<T>) -> T {
-    local::wait_for(what, WAIT, done).unwrap_or_else(|error| panic!("{error}\n{}", fleet.logs()))
-}
 
 /// The line of a table whose first column is `first`.
 fn row<'a>(table: &'a str, first: &str) -> &'a str {
@@ -101,28 +29,17 @@ fn row<'a>(table: &'a str, first: &str) -> &'a str {
 /// a rule whose one local step waits for an operator's approval (a window
 /// long enough for the test to give it), then records its environment and
 /// repairs.
-const GATED_POLICY: &str = r#"
-[checks.marker]
-kind = "exec"
-command = ["sh", "-c", "test ! -e broken"]
-select = "role=local"
-interval_ms = 200
-timeout_ms = 150
-fall = 2
-rise = 1
-
-[rules.marker-down]
-check = "marker"
-select = "role=local"
-max_unhealthy = 1
-steps = [
+fn gated_policy() -> String {
+    let steps = r#"steps = [
   { action = "repair", class = "local", timeout_ms = 60000, approval = true, command = ["sh", "-c", "echo $FLEETMESH_RULE > repaired; rm broken"] },
 ]
 "#;
+    exec_check("marker", "broken") + &rule("marker-down", "marker", steps)
+}
 
 #[test]
 fn members_health_config_and_an_approved_remediation_read_from_a_running_agent() {
-    let (fleet, scratch, ids) = running_fleet(2);
+    let (fleet, scratch, ids) = running(2);
     let dir = scratch.path();
     let admin = fleet.nodes[0].admin.endpoint.to_string();
     let at = ["--admin", admin.as_str()];
@@ -154,7 +71,7 @@ fn members_health_config_and_an_approved_remediation_read_from_a_running_agent()
     // policy to node 0; `config release`, `show` and `history` read it
     // back from node 1.
     fleet
-        .publish_release(0, "remediation", GATED_POLICY)
+        .publish_release(0, "remediation", &gated_policy())
         .expect("the policy is published");
     wait_for(&fleet, "both agents run the policy", || {
         (0..2)
@@ -304,7 +221,7 @@ fn members_health_config_and_an_approved_remediation_read_from_a_running_agent()
 
 #[test]
 fn a_disruptive_remediation_shows_its_budget_lease() {
-    let (fleet, scratch, ids) = running_fleet(1);
+    let (fleet, scratch, ids) = running(1);
     let dir = scratch.path();
     let admin = fleet.nodes[0].admin.endpoint.to_string();
     let key = fleet.get_json(0, "/v1/agent").expect("agent")["key"]
@@ -312,28 +229,15 @@ fn a_disruptive_remediation_shows_its_budget_lease() {
         .expect("its key")
         .to_owned();
     // The node is the rule's only voter: its own grant is the majority.
-    let policy = format!(
-        r#"
-[checks.marker]
-kind = "exec"
-command = ["sh", "-c", "test ! -e broken"]
-select = "role=local"
-interval_ms = 200
-timeout_ms = 150
-fall = 2
-rise = 1
-
-[rules.marker-down]
-check = "marker"
-select = "role=local"
-max_unhealthy = 1
-voters = ["{key}"]
+    let steps = format!(
+        r#"voters = ["{key}"]
 lease_ttl_ms = 60000
 steps = [
   {{ action = "reboot", class = "disruptive", timeout_ms = 5000, command = ["rm", "broken"] }},
 ]
 "#
     );
+    let policy = exec_check("marker", "broken") + &rule("marker-down", "marker", &steps);
     fleet
         .publish_release(0, "remediation", &policy)
         .expect("the policy is published");
@@ -365,7 +269,7 @@ steps = [
 
 #[test]
 fn a_stale_release_and_a_missing_agent_are_refused_with_what_to_do() {
-    let (fleet, scratch, _) = running_fleet(1);
+    let (fleet, scratch, _) = running(1);
     let dir = scratch.path();
     let admin = fleet.nodes[0].admin.endpoint.to_string();
     let first = fleet
@@ -437,7 +341,7 @@ fn a_stale_release_and_a_missing_agent_are_refused_with_what_to_do() {
 
 #[test]
 fn leave_stops_the_agent_and_the_fleet_sees_it_left() {
-    let (mut fleet, scratch, ids) = running_fleet(2);
+    let (mut fleet, scratch, ids) = running(2);
     let admin = fleet.nodes[1].admin.endpoint.to_string();
     let stdout = ok(scratch.path(), &["leave", "--admin", &admin]);
     assert!(
@@ -503,10 +407,10 @@ fn the_demo_heals_its_service_and_cleans_up() {
 /// agents go on answering and agree.
 #[test]
 fn config_changes_that_panic_automerge_are_refused_and_the_agents_live_on() {
+    use fleetmesh_crdt::SignedChange;
     use fleetmesh_crdt::config::hostile;
-    use fleetmesh_crdt::{Signature, SignedChange};
     use fleetmesh_runtime::formats::{self, CHANGE_FORMAT, ChangeJson};
-    let (fleet, scratch, _) = running_fleet(2);
+    let (fleet, scratch, _) = running(2);
     let dir = scratch.path();
     let admin = fleet.nodes[0].admin.endpoint.to_string();
     let operator = formats::load_key(&dir.join(OPERATOR_KEY)).expect("the operator key");
@@ -518,13 +422,7 @@ fn config_changes_that_panic_automerge_are_refused_and_the_agents_live_on() {
     };
     let unparsable = write(
         "unparsable.json",
-        &SignedChange {
-            doc: "app".into(),
-            trust_version: 1,
-            author: operator.public(),
-            change: hostile::parse_panic(&operator.public()),
-            signature: Signature::from_bytes([0; 64]),
-        },
+        &hostile::unparsable_change("app", 1, operator.public()),
     );
     refused(
         dir,
@@ -538,14 +436,8 @@ fn config_changes_that_panic_automerge_are_refused_and_the_agents_live_on() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("quarantined"), "{stderr}");
-    let panics = |index: usize| {
-        let (_, text) = fleet.get(index, "/metrics").expect("metrics");
-        text.lines()
-            .find_map(|line| line.strip_prefix("fleetmesh_state_automerge_panics_total "))
-            .and_then(|value| value.parse::<u64>().ok())
-            .expect("the panic counter")
-    };
-    assert!(panics(0) >= 1);
+    let panics = fleet.metric(0, "fleetmesh_state_automerge_panics_total");
+    assert!(panics.expect("the panic counter") >= 1);
     // The evidence reaches the other agent, which checks it itself.
     let key = operator.public().to_hex();
     wait_for(&fleet, "both agents quarantine the key", || {

@@ -1,9 +1,14 @@
 //! The operator CLI end to end: the built `fleetmesh` binary run on files
 //! in temporary directories, asserting on exit status and on what it says.
 
+/// The CLI runner the tests of running agents use too.
+#[allow(dead_code, reason = "each test file uses its own part of the helpers")]
+#[path = "common/command.rs"]
+mod command;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tempfile::TempDir;
 
@@ -24,41 +29,18 @@ impl Scratch {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_fleetmesh"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("the fleetmesh binary runs")
+        command::run(self.dir.path(), args)
     }
 
     /// Runs a command that must succeed; returns its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?} failed: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        command::ok(self.dir.path(), args)
     }
 
     /// Runs a command that must be refused (exit 1, no panic) with an error
     /// containing every one of `expected`; returns its stderr.
     fn refused(&self, args: &[&str], expected: &[&str]) -> String {
-        let output = self.run(args);
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{args:?} should be refused: {}{stderr}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-        for text in expected {
-            assert!(stderr.contains(text), "{args:?}: {stderr:?} lacks {text:?}");
-        }
-        stderr
+        command::refused(self.dir.path(), args, expected)
     }
 
     /// Makes a key file `name.key`; returns its public key in hex.
@@ -104,11 +86,7 @@ impl Fleet {
         scratch.keygen("root");
         let alice = scratch.keygen("alice");
         let bob = scratch.keygen("bob");
-        let stdout = scratch.ok(&[
-            "fleet",
-            "init",
-            "--name",
-            "prod",
+        let stdout = scratch.ok(&init(&[
             "--root-key",
             "root.key",
             "--key",
@@ -117,9 +95,7 @@ impl Fleet {
             &format!("{bob}=config"),
             "--config-threshold",
             "2",
-            "--out",
-            "trust.json",
-        ]);
+        ]));
         assert!(stdout.contains("version 1"), "{stdout}");
         scratch.write("app.toml", "[web]\nport = 8080\nhosts = [\"a\", \"b\"]\n");
         let stdout = scratch.ok(&draft("alice.key", "app.toml"));
@@ -208,6 +184,42 @@ fn verify(release: &str) -> [&str; 8] {
     ]
 }
 
+/// `fleet init` of fleet `prod` into `trust.json`, with `args` (its keys
+/// and thresholds).
+fn init<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    [
+        &["fleet", "init", "--name", "prod"][..],
+        args,
+        &["--out", "trust.json"],
+    ]
+    .concat()
+}
+
+/// `fleet update` of `trust.json` with `args`, written back to it.
+fn update<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    [
+        &["fleet", "update", "--trust", "trust.json"][..],
+        args,
+        &["--out", "trust.json"],
+    ]
+    .concat()
+}
+
+/// `config show` of `app` in `store`, with `extra` arguments.
+fn show<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let app = [
+        "config",
+        "show",
+        "--store",
+        "store",
+        "--trust",
+        "trust.json",
+        "--doc",
+        "app",
+    ];
+    [&app[..], extra].concat()
+}
+
 /// Replaces the first hex digit of the value of `field` in a JSON file
 /// (the first occurrence of `"field": {"key": "…"}` or `"field": "…"`).
 fn flip_after(path: &Path, marker: &str) {
@@ -265,20 +277,7 @@ fn keygen_to_admitted_node_and_released_config() {
         "{stdout}"
     );
 
-    let stdout = scratch.ok(&[
-        "config",
-        "show",
-        "--store",
-        "store",
-        "--trust",
-        "trust.json",
-        "--doc",
-        "app",
-        "--release",
-        &release,
-        "--format",
-        "json",
-    ]);
+    let stdout = scratch.ok(&show(&["--release", &release, "--format", "json"]));
     assert!(stdout.contains("\"port\": 8080"), "{stdout}");
 
     // A second draft on top of the first, then release 2 by default.
@@ -380,20 +379,9 @@ fn damaged_files_give_clear_errors() {
     let scratch = Scratch::new();
     scratch.keygen("root");
     scratch.write_key("broken.key", "{\"format\": \"fleetmesh-key\", \"vers");
-    let init = |key: &'static str| {
-        [
-            "fleet",
-            "init",
-            "--name",
-            "prod",
-            "--root-key",
-            key,
-            "--out",
-            "trust.json",
-        ]
-    };
+    let init_with = |key: &'static str| init(&["--root-key", key]);
     scratch.refused(
-        &init("broken.key"),
+        &init_with("broken.key"),
         &["is not a fleetmesh key", "invalid JSON"],
     );
     scratch.write_key(
@@ -401,7 +389,7 @@ fn damaged_files_give_clear_errors() {
         "{\"format\": \"fleetmesh-trust-chain\", \"version\": 1}",
     );
     scratch.refused(
-        &init("other.key"),
+        &init_with("other.key"),
         &["is not a fleetmesh key (expected \"format\": \"fleetmesh-key\""],
     );
     let good = scratch.read("root.key");
@@ -410,14 +398,17 @@ fn damaged_files_give_clear_errors() {
         &good.replace("\"version\": 1", "\"version\": 2"),
     );
     scratch.refused(
-        &init("future.key"),
+        &init_with("future.key"),
         &["has key format version 2, which this fleetmesh does not read"],
     );
     let seed_at = good.find("\"seed\": \"").expect("seed") + 9;
     let mut truncated = good.clone();
     truncated.replace_range(seed_at..seed_at + 3, "");
     scratch.write_key("truncated.key", &truncated);
-    scratch.refused(&init("truncated.key"), &["the seed is not whole hex bytes"]);
+    scratch.refused(
+        &init_with("truncated.key"),
+        &["the seed is not whole hex bytes"],
+    );
     let mut swapped = good.clone();
     let digit = if &good[seed_at..=seed_at] == "0" {
         "1"
@@ -427,10 +418,10 @@ fn damaged_files_give_clear_errors() {
     swapped.replace_range(seed_at..=seed_at, digit);
     scratch.write_key("swapped.key", &swapped);
     scratch.refused(
-        &init("swapped.key"),
+        &init_with("swapped.key"),
         &["the seed does not match the public key"],
     );
-    scratch.refused(&init("missing.key"), &["cannot read key file"]);
+    scratch.refused(&init_with("missing.key"), &["cannot read key file"]);
 }
 
 #[test]
@@ -459,23 +450,12 @@ fn key_files_are_private_and_never_overwritten_by_default() {
         .find_map(|line| line.strip_prefix("public key "))
         .expect("keygen prints the public key");
     let roles = format!("{public}=config");
-    let init = [
-        "fleet",
-        "init",
-        "--name",
-        "prod",
-        "--root-key",
-        "op.key",
-        "--key",
-        &roles,
-        "--out",
-        "trust.json",
-    ];
+    let init_op = init(&["--root-key", "op.key", "--key", &roles]);
     for loose in [0o640, 0o604] {
         fs::set_permissions(scratch.path("op.key"), fs::Permissions::from_mode(loose))
             .expect("chmod");
         scratch.refused(
-            &init,
+            &init_op,
             &[
                 &format!("key file op.key has mode {loose:o}, readable by others than its owner"),
                 "run `chmod 600 op.key`",
@@ -484,7 +464,7 @@ fn key_files_are_private_and_never_overwritten_by_default() {
     }
     assert!(!scratch.path("trust.json").exists());
     fs::set_permissions(scratch.path("op.key"), fs::Permissions::from_mode(0o600)).expect("chmod");
-    scratch.ok(&init);
+    scratch.ok(&init_op);
 }
 
 #[test]
@@ -493,41 +473,25 @@ fn a_rotated_out_root_can_no_longer_sign() {
     let old = scratch.keygen("old-root");
     let new = scratch.keygen("new-root");
     let config = scratch.keygen("config");
-    scratch.ok(&[
-        "fleet",
-        "init",
-        "--name",
-        "prod",
+    scratch.ok(&init(&[
         "--root-key",
         "old-root.key",
         "--key",
         &format!("{config}=config"),
-        "--out",
-        "trust.json",
-    ]);
+    ]));
     // Only the old root: the new root must sign the version naming it.
     scratch.refused(
-        &[
-            "fleet",
-            "update",
-            "--trust",
-            "trust.json",
+        &update(&[
             "--root-key",
             "old-root.key",
             "--add",
             &format!("{new}=root"),
             "--remove",
             &old,
-            "--out",
-            "trust.json",
-        ],
+        ]),
         &["trust version 2 needs 1 signatures by the new root keys"],
     );
-    let stdout = scratch.ok(&[
-        "fleet",
-        "update",
-        "--trust",
-        "trust.json",
+    let stdout = scratch.ok(&update(&[
         "--root-key",
         "old-root.key",
         "--root-key",
@@ -536,40 +500,21 @@ fn a_rotated_out_root_can_no_longer_sign() {
         &format!("{new}=root"),
         "--remove",
         &old,
-        "--out",
-        "trust.json",
-    ]);
+    ]));
     assert!(stdout.contains("version 2"), "{stdout}");
     scratch.refused(
-        &[
-            "fleet",
-            "update",
-            "--trust",
-            "trust.json",
-            "--root-key",
-            "old-root.key",
-            "--config-threshold",
-            "1",
-            "--out",
-            "trust.json",
-        ],
+        &update(&["--root-key", "old-root.key", "--config-threshold", "1"]),
         &[&format!(
             "key {}… is not a root key of trust version 2",
             &old[..16]
         )],
     );
-    let stdout = scratch.ok(&[
-        "fleet",
-        "update",
-        "--trust",
-        "trust.json",
+    let stdout = scratch.ok(&update(&[
         "--root-key",
         "new-root.key",
         "--config-threshold",
         "1",
-        "--out",
-        "trust.json",
-    ]);
+    ]));
     assert!(stdout.contains("version 3"), "{stdout}");
 }
 
@@ -577,20 +522,14 @@ fn a_rotated_out_root_can_no_longer_sign() {
 fn a_revoked_config_key_cannot_draft() {
     let fleet = Fleet::new();
     let scratch = &fleet.scratch;
-    scratch.ok(&[
-        "fleet",
-        "update",
-        "--trust",
-        "trust.json",
+    scratch.ok(&update(&[
         "--root-key",
         "root.key",
         "--revoke",
         &fleet.alice,
         "--add",
         &format!("{}=config", scratch.keygen("carol")),
-        "--out",
-        "trust.json",
-    ]);
+    ]));
     scratch.write("app.toml", "[web]\nport = 1\n");
     scratch.refused(
         &draft("alice.key", "app.toml"),
@@ -602,16 +541,7 @@ fn a_revoked_config_key_cannot_draft() {
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("warning: leaving out change"), "{stderr}");
-    let stdout = scratch.ok(&[
-        "config",
-        "show",
-        "--store",
-        "store",
-        "--trust",
-        "trust.json",
-        "--doc",
-        "app",
-    ]);
+    let stdout = scratch.ok(&show(&[]));
     assert!(
         stdout.contains("port = 1") && !stdout.contains("hosts"),
         "{stdout}"
@@ -624,21 +554,15 @@ fn roots_sign_a_pending_update_one_at_a_time() {
     scratch.keygen("root-1");
     scratch.keygen("root-2");
     let config = scratch.keygen("config");
-    scratch.ok(&[
-        "fleet",
-        "init",
-        "--name",
-        "prod",
+    scratch.ok(&init(&[
         "--root-key",
         "root-1.key",
         "--root-key",
         "root-2.key",
         "--key",
         &format!("{config}=config"),
-        "--out",
-        "trust.json",
-    ]);
-    let update = |pending: bool| {
+    ]));
+    let threshold_update = |pending: bool| {
         let mut args = vec![
             "fleet",
             "update",
@@ -657,14 +581,14 @@ fn roots_sign_a_pending_update_one_at_a_time() {
         args
     };
     scratch.refused(
-        &update(false),
+        &threshold_update(false),
         &[
             "trust version 2 needs 2 signatures by the current root keys",
             "has 1",
             "--pending",
         ],
     );
-    let stdout = scratch.ok(&update(true));
+    let stdout = scratch.ok(&threshold_update(true));
     assert!(stdout.contains("wrote pending trust version 2"), "{stdout}");
     assert!(!scratch.read("trust.json").contains("\"version\": 2"));
     let sign = [
@@ -709,16 +633,7 @@ fn damaged_chains_stores_and_past_expiries_are_refused() {
         &["a head is not whole hex bytes (63 digits, an odd number)"],
     );
     scratch.refused(
-        &[
-            "config",
-            "show",
-            "--store",
-            "store",
-            "--trust",
-            "trust.json",
-            "--doc",
-            "app",
-        ],
+        &show(&[]),
         &[
             "in store store holds bad data: a head is not whole hex bytes",
             "remove it or restore an intact copy",
@@ -895,22 +810,13 @@ fn a_failing_swarm_seed_shrinks_to_a_file_that_replays_it() {
 /// readable.
 #[test]
 fn a_store_holding_changes_that_panic_automerge_is_read_without_a_panic() {
+    use fleetmesh_crdt::SignedChange;
     use fleetmesh_crdt::config::hostile;
-    use fleetmesh_crdt::{Signature, SignedChange};
     use fleetmesh_runtime::files;
     use fleetmesh_runtime::formats::{self, CHANGE_FORMAT, ChangeJson};
     let fleet = Fleet::new();
     let scratch = &fleet.scratch;
-    let show = [
-        "config",
-        "show",
-        "--store",
-        "store",
-        "--trust",
-        "trust.json",
-        "--doc",
-        "app",
-    ];
+    let show = show(&[]);
     let bob = formats::load_key(&scratch.path("bob.key")).expect("bob's key");
     let write = |name: &str, change: &SignedChange| {
         let json = files::to_json(CHANGE_FORMAT, &ChangeJson::new(change)).expect("json");
@@ -926,13 +832,7 @@ fn a_store_holding_changes_that_panic_automerge_is_read_without_a_panic() {
     assert!(stderr.contains("quarantined"), "{stderr}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("8080"));
 
-    let unparsable = SignedChange {
-        doc: "app".into(),
-        trust_version: 1,
-        author: bob.public(),
-        change: hostile::parse_panic(&bob.public()),
-        signature: Signature::from_bytes([0; 64]),
-    };
+    let unparsable = hostile::unparsable_change("app", 1, bob.public());
     write("change-unparsable", &unparsable);
     scratch.refused(&show, &["change-unparsable.json", "refused before parsing"]);
 }

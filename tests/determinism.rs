@@ -9,12 +9,24 @@ fn hash(scenario: &Scenario, seed: u64) -> (String, u64) {
     (outcome.trace_hash, outcome.trace_events)
 }
 
+/// The scenario file at `path`.
+fn load(path: &str) -> Scenario {
+    Scenario::load(Path::new(path)).expect("scenario loads")
+}
+
+/// Asserts that `seed` gives `scenario` the same trace twice and that the
+/// next seed gives another.
+fn replays_exactly(scenario: &Scenario, seed: u64) {
+    let first = hash(scenario, seed);
+    assert_eq!(first, hash(scenario, seed), "one seed, two different runs");
+    assert_ne!(first.0, hash(scenario, seed + 1).0, "two seeds, one trace");
+}
+
 #[test]
 fn same_seed_same_trace_hash_other_seed_other_hash() {
     // One-way link: partition, heal, suspicion, refutation and anti-entropy
     // all happen, so most code paths feed the hash.
-    let scenario =
-        Scenario::load(Path::new("scenarios/one-way-link.toml")).expect("scenario loads");
+    let scenario = load("scenarios/one-way-link.toml");
     let first = hash(&scenario, 7);
     let again = hash(&scenario, 7);
     assert_eq!(
@@ -33,11 +45,7 @@ fn same_seed_same_trace_hash_other_seed_other_hash() {
 fn operators_and_an_attacker_replay_exactly() {
     // Config writes, releases, a revocation-free attack of every kind and
     // an expiring release: the operator and attacker streams feed the hash.
-    let scenario =
-        Scenario::load(Path::new("scenarios/attack-forgeries.toml")).expect("scenario loads");
-    let first = hash(&scenario, 3);
-    assert_eq!(first, hash(&scenario, 3), "one seed, two different runs");
-    assert_ne!(first.0, hash(&scenario, 4).0, "two seeds, one trace");
+    replays_exactly(&load("scenarios/attack-forgeries.toml"), 3);
 }
 
 #[test]
@@ -46,15 +54,13 @@ fn a_stolen_config_key_its_quarantine_and_floods_replay_exactly() {
     // the operators' laptops quarantine the stolen key, floods are built
     // once and answered from the verdict cache: none of it may depend on
     // anything but the seed.
-    let scenario =
-        Scenario::load(Path::new("scenarios/attack-automerge.toml")).expect("scenario loads");
+    let scenario = load("scenarios/attack-automerge.toml");
     assert_eq!(hash(&scenario, 2), hash(&scenario, 2), "one seed, two runs");
 }
 
 #[test]
 fn the_written_trace_matches_the_hashed_one() {
-    let scenario =
-        Scenario::load(Path::new("scenarios/rolling-leave.toml")).expect("scenario loads");
+    let scenario = load("scenarios/rolling-leave.toml");
     let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
     impl std::io::Write for Shared {
@@ -93,11 +99,7 @@ fn remediation_replays_exactly() {
     // Checks, local and disruptive actions, a budget lease that changes
     // hands twice and task results lost with crashed processes: the
     // service model feeds the hash through the actions it traces.
-    let scenario =
-        Scenario::load(Path::new("scenarios/remedy-holder-crash.toml")).expect("scenario loads");
-    let first = hash(&scenario, 5);
-    assert_eq!(first, hash(&scenario, 5), "one seed, two different runs");
-    assert_ne!(first.0, hash(&scenario, 6).0, "two seeds, one trace");
+    replays_exactly(&load("scenarios/remedy-holder-crash.toml"), 5);
 }
 
 #[test]

@@ -83,17 +83,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// One value of node 0's `/metrics`, if it answers.
-fn metric(fleet: &LocalFleet, name: &str) -> Option<u64> {
-    let (status, body) = fleet.get(0, "/metrics")?;
-    if status != 200 {
-        return None;
-    }
-    body.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
-
 /// The release node 0 runs for [`DOC`]: its version and content's value.
 fn running(fleet: &LocalFleet) -> Option<(u64, Option<i64>)> {
     let releases = fleet.get_json(0, "/v1/releases")?;
@@ -277,10 +266,12 @@ fn kill_loop(iterations: u64, limit: Duration, seed: u64) -> Summary {
                 fleet.logs()
             );
         }
-        summary.journals_cut +=
-            metric(&fleet, "fleetmesh_runtime_journal_damaged_total").unwrap_or(0);
-        summary.entries_replayed +=
-            metric(&fleet, "fleetmesh_runtime_journal_replayed_total").unwrap_or(0);
+        summary.journals_cut += fleet
+            .metric(0, "fleetmesh_runtime_journal_damaged_total")
+            .unwrap_or(0);
+        summary.entries_replayed += fleet
+            .metric(0, "fleetmesh_runtime_journal_replayed_total")
+            .unwrap_or(0);
     }
 
     if summary.refusals == 0 {

@@ -3,57 +3,20 @@
 //! APIs. Every wait is bounded in time and in polls; every agent is killed
 //! when the test ends, pass or fail.
 
+mod common;
+
 use std::fs;
 use std::process::Command;
-use std::time::Duration;
 
-use fleetmesh_runtime::local::{self, LocalFleet};
-use tempfile::TempDir;
+use common::{exec_check, loopback_fleet, rule, running, wait_for};
 
 /// Agents in the test fleet.
 const AGENTS: usize = 5;
-/// Longest any one wait may take.
-const WAIT: Duration = Duration::from_secs(90);
-
-/// A local fleet of `count` nodes and the directory holding it (removed
-/// when dropped, after the fleet's agents are killed).
-fn fleet(count: usize) -> (LocalFleet, TempDir) {
-    let scratch = tempfile::tempdir().expect("temporary directory");
-    let fleet = LocalFleet::create(
-        std::path::Path::new(env!("CARGO_BIN_EXE_fleetmesh")),
-        scratch.path(),
-        count,
-    )
-    .expect("the fleet's files");
-    (fleet, scratch)
-}
-
-/// Polls `done` until it returns `Some`, at most [`WAIT`]; panics with
-/// `what` and the agents' logs otherwise.
-fn wait_for<T>(fleet: &LocalFleet, what: &str, done: impl FnMut() -> Option<T>) -> T {
-    let start = std::time::Instant::now();
-    match local::wait_for(what, WAIT, done) {
-        Ok(value) => {
-            eprintln!("{what}: after {:.1}s", start.elapsed().as_secs_f64());
-            value
-        }
-        Err(error) => panic!("{error}\n{}", fleet.logs()),
-    }
-}
 
 #[test]
 fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
-    let (mut fleet, _scratch) = fleet(AGENTS);
-    for index in 0..AGENTS {
-        fleet.start(index).expect("the agent starts");
-    }
+    let (mut fleet, _scratch, ids) = running(AGENTS);
     let all: Vec<usize> = (0..AGENTS).collect();
-    let ids: Vec<String> = wait_for(&fleet, "every admin API answers", || {
-        all.iter().map(|&index| fleet.id(index)).collect()
-    });
-    wait_for(&fleet, "all 5 agents see all 5 alive", || {
-        fleet.all_see_alive(&all, &ids).then_some(())
-    });
     // The admin API serves the core's counters.
     let (status, metrics) = fleet.get(0, "/metrics").expect("metrics");
     assert_eq!(status, 200);
@@ -86,7 +49,7 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
     // A crash: the others declare it dead. It is killed once it saved a
     // replica snapshot holding the release (within one save interval).
     let victim = AGENTS - 1;
-    let saves = |index: usize| metric(&fleet, index, "fleetmesh_runtime_replicas_writes_total");
+    let saves = |index: usize| fleet.metric(index, "fleetmesh_runtime_replicas_writes_total");
     let saved = saves(victim).expect("the snapshot write counter");
     wait_for(
         &fleet,
@@ -169,56 +132,24 @@ fn five_agents_converge_detect_a_crash_and_take_a_restart_back() {
     assert_eq!(fleet.release(victim, "app"), Some(1));
     let releases = fleet.get_json(victim, "/v1/releases").expect("releases");
     assert_eq!(releases["releases"][0]["content"]["web"]["port"], 8080);
-    let loaded = metric(&fleet, victim, "fleetmesh_runtime_replicas_loaded_total");
+    let loaded = fleet.metric(victim, "fleetmesh_runtime_replicas_loaded_total");
     assert!(loaded.is_some_and(|loaded| loaded >= 3), "{loaded:?}");
-}
-
-/// The value of counter `name` in agent `index`'s `/metrics`.
-fn metric(fleet: &LocalFleet, index: usize, name: &str) -> Option<u64> {
-    let (_, text) = fleet.get(index, "/metrics")?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 #[test]
 fn a_released_policy_is_checked_and_remediated_by_the_agents_executors() {
-    let (mut fleet, _scratch) = fleet(2);
-    fleet.start(0).expect("the agent starts");
-    fleet.start(1).expect("the agent starts");
-    let ids: Vec<String> = wait_for(&fleet, "both admin APIs answer", || {
-        (0..2).map(|index| fleet.id(index)).collect()
-    });
-    wait_for(&fleet, "both agents see both alive", || {
-        fleet.all_see_alive(&[0, 1], &ids).then_some(())
-    });
+    let (fleet, _scratch, ids) = running(2);
     // An exec check that fails while `broken` exists in the node's
     // directory, and a local action that records its environment and
     // repairs it. `max_unhealthy = 1`: one of two nodes failing is not a
     // systemic fault here.
-    fleet
-        .publish_release(
-        0,
-        "remediation",
-        r#"
-[checks.marker]
-kind = "exec"
-command = ["sh", "-c", "test ! -e broken"]
-select = "role=local"
-interval_ms = 200
-timeout_ms = 150
-fall = 2
-rise = 1
-
-[rules.marker-down]
-check = "marker"
-select = "role=local"
-max_unhealthy = 1
-steps = [
+    let steps = r#"steps = [
   { action = "repair", class = "local", timeout_ms = 5000, command = ["sh", "-c", "echo $FLEETMESH_RULE $FLEETMESH_EPOCH $FLEETMESH_ACTION > repaired; rm broken"] },
 ]
-"#,
-    )
+"#;
+    let policy = exec_check("marker", "broken") + &rule("marker-down", "marker", steps);
+    fleet
+        .publish_release(0, "remediation", &policy)
         .expect("the policy is published");
     let health = |index: usize| fleet.health(index, &ids[0], "marker");
     wait_for(&fleet, "node 0 reports the check healthy", || {
@@ -282,7 +213,7 @@ fn a_bad_config_or_state_directory_is_refused_with_what_to_do() {
 #[test]
 fn sighup_reloads_the_log_level_and_never_stops_the_agent() {
     // Node 1 stays down: node 0 keeps dialing it, which it logs at debug.
-    let (mut fleet, _scratch) = fleet(2);
+    let (mut fleet, _scratch) = loopback_fleet(2);
     fleet.start(0).expect("the agent starts");
     let id = wait_for(&fleet, "the agent answers", || fleet.id(0));
     let dir = fleet.nodes[0].dir.clone();

@@ -21,8 +21,8 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{fleet_at, form, netns, wait_every, wait_for};
-use fleetmesh_runtime::local::{LocalFleet, TAG};
+use common::{exec_check, fleet_at, form, netns, rule, wait_every, wait_for};
+use fleetmesh_runtime::local::LocalFleet;
 use serde_json::Value;
 
 /// Agents, one per namespace.
@@ -48,40 +48,12 @@ const MINORITY_WATCH: Duration = Duration::from_secs(5);
 /// fault in this test.
 fn policy(voters: &[String]) -> String {
     let voters: Vec<String> = voters.iter().map(|key| format!("\"{key}\"")).collect();
-    let select = format!("{}={}", TAG.0, TAG.1);
-    format!(
-        r#"
-[checks.service]
-kind = "exec"
-command = ["sh", "-c", "test ! -e service-broken"]
-select = "{select}"
-interval_ms = 200
-timeout_ms = 150
-fall = 2
-rise = 1
-
-[checks.host]
-kind = "exec"
-command = ["sh", "-c", "test ! -e host-broken"]
-select = "{select}"
-interval_ms = 200
-timeout_ms = 150
-fall = 2
-rise = 1
-
-[rules.service-down]
-check = "service"
-select = "{select}"
-max_unhealthy = 1
-steps = [
-  {{ action = "restart", class = "local", timeout_ms = 5000, command = ["sh", "-c", "echo $FLEETMESH_EPOCH >> restarted; rm -f service-broken"] }},
+    let restart = r#"steps = [
+  { action = "restart", class = "local", timeout_ms = 5000, command = ["sh", "-c", "echo $FLEETMESH_EPOCH >> restarted; rm -f service-broken"] },
 ]
-
-[rules.host-down]
-check = "host"
-select = "{select}"
-max_unhealthy = 1
-max_concurrent = 1
+"#;
+    let reboot = format!(
+        r#"max_concurrent = 1
 voters = [{}]
 lease_ttl_ms = 10000
 steps = [
@@ -89,7 +61,14 @@ steps = [
 ]
 "#,
         voters.join(", "),
-    )
+    );
+    [
+        exec_check("service", "service-broken"),
+        exec_check("host", "host-broken"),
+        rule("service-down", "service", restart),
+        rule("host-down", "host", &reboot),
+    ]
+    .concat()
 }
 
 /// The epochs node `index`'s action appended to `file`; empty if it never

@@ -22,8 +22,7 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{fleet_at, form, netns, wait_every, wait_for};
-use fleetmesh_runtime::local::Placement;
+use common::{fleet_at, form, loopback_fleet, netns, wait_every, wait_for};
 
 /// Agents in each benchmark's fleet.
 const AGENTS: usize = 20;
@@ -77,10 +76,7 @@ fn runtime_targets() {
 
 /// The idle and release-spread rows, on one loopback fleet.
 fn loopback(rows: &mut Vec<Row>) {
-    let places = (0..AGENTS)
-        .map(|_| Placement::loopback().expect("free loopback ports"))
-        .collect();
-    let (mut fleet, _scratch) = fleet_at(places);
+    let (mut fleet, _scratch) = loopback_fleet(AGENTS);
     form(&mut fleet);
     std::thread::sleep(SETTLE);
 

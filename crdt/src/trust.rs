@@ -35,6 +35,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in order.
+    pub const ALL: [Role; 4] = [Role::Root, Role::Config, Role::Admit, Role::Approve];
+
     /// The role's name in files and on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -47,9 +50,7 @@ impl Role {
 
     /// Parses a role name.
     pub fn parse(text: &str) -> Option<Role> {
-        [Role::Root, Role::Config, Role::Admit, Role::Approve]
-            .into_iter()
-            .find(|role| role.name() == text)
+        Role::ALL.into_iter().find(|role| role.name() == text)
     }
 }
 
@@ -89,6 +90,21 @@ pub struct TrustDoc {
 }
 
 impl TrustDoc {
+    /// Version 1 of fleet `fleet` with operator `keys`: one root and one
+    /// config signature suffice, and nothing is revoked. For fleets whose
+    /// operators start small (tests, benchmarks); `fleet init` sets the
+    /// thresholds it is given.
+    pub fn genesis(fleet: &str, keys: BTreeMap<PublicKey, BTreeSet<Role>>) -> TrustDoc {
+        TrustDoc {
+            fleet: fleet.to_owned(),
+            version: 1,
+            keys,
+            root_threshold: 1,
+            config_threshold: 1,
+            revoked: BTreeSet::new(),
+        }
+    }
+
     /// The keys holding `role`.
     pub fn holders(&self, role: Role) -> impl Iterator<Item = &PublicKey> {
         self.keys

@@ -191,23 +191,20 @@ pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, EncodeError> {
 /// Decodes one entry [`encode_entry`] wrote, bounded like a message. The
 /// entry is not trusted: it is verified again as it is merged.
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
-    let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    if bytes.len() > MESSAGE_BYTES_MAX {
-        return Err(DecodeError::TooLarge(bytes.len()));
-    }
-    if version != PROTOCOL_VERSION {
-        return Err(DecodeError::UnknownVersion(version));
-    }
-    let (entry, read): (Entry, usize) = bincode::serde::decode_from_slice(body, BINCODE)
-        .map_err(|error| DecodeError::Malformed(error.to_string()))?;
-    if read != body.len() {
-        return Err(DecodeError::TrailingBytes(body.len() - read));
-    }
-    Ok(entry)
+    decode_versioned(bytes)
 }
 
 /// Decodes and validates one message.
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+    let message = decode_versioned(bytes)?;
+    validate(&message)?;
+    Ok(message)
+}
+
+/// Decodes what [`encode`] or [`encode_entry`] wrote: at most
+/// [`MESSAGE_BYTES_MAX`] bytes, this protocol version's byte, then one
+/// whole value and nothing after it.
+fn decode_versioned<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
     if bytes.len() > MESSAGE_BYTES_MAX {
         return Err(DecodeError::TooLarge(bytes.len()));
@@ -215,13 +212,12 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     if version != PROTOCOL_VERSION {
         return Err(DecodeError::UnknownVersion(version));
     }
-    let (message, read): (Message, usize) = bincode::serde::decode_from_slice(body, BINCODE)
+    let (value, read): (T, usize) = bincode::serde::decode_from_slice(body, BINCODE)
         .map_err(|error| DecodeError::Malformed(error.to_string()))?;
     if read != body.len() {
         return Err(DecodeError::TrailingBytes(body.len() - read));
     }
-    validate(&message)?;
-    Ok(message)
+    Ok(value)
 }
 
 fn validate(message: &Message) -> Result<(), DecodeError> {

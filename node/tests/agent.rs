@@ -19,21 +19,26 @@ impl Mesh {
     fn state(&self, observer: u64, member: u64) -> Option<MemberState> {
         (self.agent(observer).member(id(member))).map(|member| member.state())
     }
+
+    /// Asserts that each of nodes `0..count` believes each of them alive.
+    fn assert_all_alive(&self, count: u64) {
+        for observer in 0..count {
+            for member in 0..count {
+                assert_eq!(
+                    self.state(observer, member),
+                    Some(MemberState::Alive),
+                    "{observer} about {member}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
 fn joiners_learn_the_whole_fleet_and_everyone_learns_them() {
     let mut harness = Mesh::new(8);
     harness.run_for(Duration::from_secs(5));
-    for observer in 0..8 {
-        for member in 0..8 {
-            assert_eq!(
-                harness.state(observer, member),
-                Some(MemberState::Alive),
-                "{observer} about {member}"
-            );
-        }
-    }
+    harness.assert_all_alive(8);
 }
 
 #[test]
@@ -114,15 +119,7 @@ fn both_sides_of_a_long_partition_merge_again() {
         harness.resume(n);
     }
     harness.run_for(Duration::from_secs(60));
-    for observer in 0..6 {
-        for member in 0..6 {
-            assert_eq!(
-                harness.state(observer, member),
-                Some(MemberState::Alive),
-                "{observer} about {member}"
-            );
-        }
-    }
+    harness.assert_all_alive(6);
 }
 
 /// A member one peer cannot reach directly (its link is cut one way, or
@@ -818,7 +815,7 @@ fn restarted_agent(now: Instant, durable: &fleetmesh_node::Durable) -> Agent {
 fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() {
     use fleetmesh_node::Entry;
     use fleetmesh_node::crdt::config::hostile;
-    use fleetmesh_node::crdt::{ConfigEntry, Replica, Signature, SignedChange};
+    use fleetmesh_node::crdt::{ConfigEntry, Replica, SignedChange};
     use fleetmesh_node::wire::StateMessage;
     let (operator, _) = &*FLEET;
     let mut harness = Mesh::new(4);
@@ -827,13 +824,7 @@ fn config_changes_that_panic_automerge_stop_no_agent_and_every_replica_agrees() 
     harness.publish(3, laptop.write(operator, &[("replicas", 3)], 1, None));
     harness.run_for(Duration::from_secs(3));
 
-    let unparsable = SignedChange {
-        doc: "app".into(),
-        trust_version: 1,
-        author: operator.public(),
-        change: hostile::parse_panic(&operator.public()),
-        signature: Signature::from_bytes([0; 64]),
-    };
+    let unparsable = hostile::unparsable_change("app", 1, operator.public());
     let entries = vec![Entry::Config(Box::new(ConfigEntry::Change(unparsable)))];
     let bytes = wire::encode(&Message::State(StateMessage::Entries { entries })).unwrap();
     let now = harness.now();

@@ -240,19 +240,26 @@ fn step(action: &str, class: &str, timeout_ms: i64) -> Value {
     ])
 }
 
-/// A policy with one check `web` on the web nodes (1 s interval, 2 failures
-/// down, 1 pass up) and one rule `web-down` with `steps`; `extra` adds or
-/// replaces rule fields. Voters are the `voters` first nodes.
-fn policy(steps: Vec<Value>, voters: u64, extra: Vec<(&str, Value)>) -> Value {
-    let check = map(vec![
+/// The fields of check `web`: a TCP connect on the web nodes every
+/// second, down after 2 failures.
+fn web_check() -> Vec<(&'static str, Value)> {
+    vec![
         ("kind", text("tcp")),
         ("addr", text("127.0.0.1:8080")),
         ("select", text("role=web")),
         ("interval_ms", Value::Int(1_000)),
         ("timeout_ms", Value::Int(500)),
         ("fall", Value::Int(2)),
-        ("rise", Value::Int(1)),
-    ]);
+    ]
+}
+
+/// A policy with one check `web` on the web nodes (1 s interval, 2 failures
+/// down, 1 pass up) and one rule `web-down` with `steps`; `extra` adds or
+/// replaces rule fields. Voters are the `voters` first nodes.
+fn policy(steps: Vec<Value>, voters: u64, extra: Vec<(&str, Value)>) -> Value {
+    let mut check = web_check();
+    check.push(("rise", Value::Int(1)));
+    let check = map(check);
     let mut rule = BTreeMap::from([
         ("check".to_owned(), text("web")),
         ("select".to_owned(), text("role=web")),
@@ -278,10 +285,22 @@ fn policy(steps: Vec<Value>, voters: u64, extra: Vec<(&str, Value)>) -> Value {
     ])
 }
 
+/// A [`fleet`] of `count` agents, three of them voters, running a
+/// [`policy`] whose one step restarts locally within `timeout_ms`, with
+/// `extra` rule fields.
+fn restarting(count: u64, timeout_ms: i64, extra: Vec<(&str, Value)>) -> Mesh<Site> {
+    let mut harness = fleet(count, 3);
+    harness.release(&policy(
+        vec![step("restart", "local", timeout_ms)],
+        3,
+        extra,
+    ));
+    harness
+}
+
 #[test]
 fn a_crashed_service_is_restarted_by_its_own_node_and_the_fix_is_recorded() {
-    let mut harness = fleet(6, 3);
-    harness.release(&policy(vec![step("restart", "local", 5_000)], 3, vec![]));
+    let mut harness = restarting(6, 5_000, vec![]);
     harness.run_for(Duration::from_secs(3));
     assert!(harness.world.ran.is_empty(), "a healthy fleet runs nothing");
     harness.world.healthy.insert(4, false);
@@ -304,9 +323,8 @@ fn a_crashed_service_is_restarted_by_its_own_node_and_the_fix_is_recorded() {
 
 #[test]
 fn a_flapping_service_stops_at_the_limit_and_asks_for_a_human() {
-    let mut harness = fleet(5, 3);
     let limit = vec![("limit_count", Value::Int(2))];
-    harness.release(&policy(vec![step("restart", "local", 3_000)], 3, limit));
+    let mut harness = restarting(5, 3_000, limit);
     for _ in 0..5 {
         harness.world.healthy.insert(4, false);
         harness.run_for(Duration::from_secs(8));
@@ -443,12 +461,11 @@ fn the_budget_holds_concurrent_disruptive_steps_to_max_concurrent() {
 
 #[test]
 fn a_systemic_failure_is_recorded_and_nothing_runs() {
-    let mut harness = fleet(7, 3);
     // Failures detected at the same check round are only known to be
     // systemic once their reports have spread: `unhealthy_for` is that
     // wait.
     let wait = vec![("unhealthy_for_ms", Value::Int(2_000))];
-    harness.release(&policy(vec![step("restart", "local", 3_000)], 3, wait));
+    let mut harness = restarting(7, 3_000, wait);
     // 3 of the 4 web nodes: above max_unhealthy = 50%.
     for n in 3..6 {
         harness.world.healthy.insert(n, false);
@@ -467,9 +484,8 @@ fn a_systemic_failure_is_recorded_and_nothing_runs() {
 
 #[test]
 fn an_approval_gated_step_waits_and_an_expired_approval_denies_it() {
-    let mut harness = fleet(5, 3);
     let gated = vec![("require_approval", Value::Bool(true))];
-    harness.release(&policy(vec![step("restart", "local", 20_000)], 3, gated));
+    let mut harness = restarting(5, 20_000, gated);
     harness.world.healthy.insert(3, false);
     harness.run_for(Duration::from_secs(5));
     assert!(harness.world.ran.is_empty(), "waits for an approval");
@@ -492,9 +508,8 @@ fn an_approval_gated_step_waits_and_an_expired_approval_denies_it() {
 
 #[test]
 fn a_dry_run_records_the_intent_and_runs_nothing() {
-    let mut harness = fleet(5, 3);
     let dry = vec![("dry_run", Value::Bool(true))];
-    harness.release(&policy(vec![step("restart", "local", 2_000)], 3, dry));
+    let mut harness = restarting(5, 2_000, dry);
     harness.world.healthy.insert(4, false);
     harness.run_for(Duration::from_secs(6));
     assert!(harness.world.ran.is_empty());
@@ -505,20 +520,7 @@ fn a_dry_run_records_the_intent_and_runs_nothing() {
 #[test]
 fn a_reload_never_starts_an_action_for_a_failure_already_known() {
     let mut harness = fleet(5, 3);
-    let no_rule = map(vec![(
-        "checks",
-        map(vec![(
-            "web",
-            map(vec![
-                ("kind", text("tcp")),
-                ("addr", text("127.0.0.1:8080")),
-                ("select", text("role=web")),
-                ("interval_ms", Value::Int(1_000)),
-                ("timeout_ms", Value::Int(500)),
-                ("fall", Value::Int(2)),
-            ]),
-        )]),
-    )]);
+    let no_rule = map(vec![("checks", map(vec![("web", map(web_check()))]))]);
     harness.release(&no_rule);
     harness.world.healthy.insert(4, false);
     harness.run_for(Duration::from_secs(5));
@@ -644,9 +646,8 @@ fn an_intent_not_backed_by_the_scopes_lease_is_never_run() {
 
 #[test]
 fn the_limit_holds_across_a_restart_of_the_agent() {
-    let mut harness = fleet(5, 3);
     let limit = vec![("limit_count", Value::Int(1))];
-    harness.release(&policy(vec![step("restart", "local", 3_000)], 3, limit));
+    let mut harness = restarting(5, 3_000, limit);
     harness.world.healthy.insert(4, false);
     harness.run_for(Duration::from_secs(6));
     assert_eq!(harness.world.ran.len(), 1);

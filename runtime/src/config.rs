@@ -672,23 +672,37 @@ mod tests {
 
     #[test]
     fn mistakes_name_their_field() {
-        assert!(error("state_dir = \"s\"\nlisten_on = []").contains("listen_on"));
-        assert!(error("").contains("state_dir"));
-        assert!(error("state_dir = \"s\"\npreset = \"moon\"").contains("preset"));
-        assert!(error("state_dir = \"s\"\nmdns = \"yes\"").contains("mdns"));
-        assert!(error("state_dir = \"s\"\nbootstrap = [\"web-1:7946\"]").contains("bootstrap[0]"));
-        assert!(
-            error("state_dir = \"s\"\nlisten = [\"/ip4/1.2.3.4/tcp/80\"]").contains("listen[0]")
-        );
-        assert!(error("state_dir = \"s\"\nadmin = \"0.0.0.0:80\"").contains("loopback"));
-        assert!(error("state_dir = \"s\"\nadmin = \"admin.sock\"").contains("unix:PATH"));
-        assert!(error("state_dir = \"s\"\nadmin_token_file = \"t\"").contains("admin_token_file"));
-        assert!(error("state_dir = \"s\"\ntags = { \"bad key\" = \"x\" }").contains("tags"));
-        assert!(
-            error("state_dir = \"s\"\n[limits]\nqueue_bytes_max = 10").contains("queue_bytes_max")
-        );
-        assert!(error("state_dir = \"s\"\n[limits]\nfoo = 1").contains("foo"));
-        assert!(error("state_dir = \"s\"\nlog_level = \"[\"").contains("log_level"));
+        let cases = [
+            ("state_dir = \"s\"\nlisten_on = []", "listen_on"),
+            ("", "state_dir"),
+            ("state_dir = \"s\"\npreset = \"moon\"", "preset"),
+            ("state_dir = \"s\"\nmdns = \"yes\"", "mdns"),
+            (
+                "state_dir = \"s\"\nbootstrap = [\"web-1:7946\"]",
+                "bootstrap[0]",
+            ),
+            (
+                "state_dir = \"s\"\nlisten = [\"/ip4/1.2.3.4/tcp/80\"]",
+                "listen[0]",
+            ),
+            ("state_dir = \"s\"\nadmin = \"0.0.0.0:80\"", "loopback"),
+            ("state_dir = \"s\"\nadmin = \"admin.sock\"", "unix:PATH"),
+            (
+                "state_dir = \"s\"\nadmin_token_file = \"t\"",
+                "admin_token_file",
+            ),
+            ("state_dir = \"s\"\ntags = { \"bad key\" = \"x\" }", "tags"),
+            (
+                "state_dir = \"s\"\n[limits]\nqueue_bytes_max = 10",
+                "queue_bytes_max",
+            ),
+            ("state_dir = \"s\"\n[limits]\nfoo = 1", "foo"),
+            ("state_dir = \"s\"\nlog_level = \"[\"", "log_level"),
+        ];
+        for (text, field) in cases {
+            let error = error(text);
+            assert!(error.contains(field), "{text:?}: {error:?} lacks {field:?}");
+        }
     }
 
     fn limit_error(limit: &str) -> String {

@@ -268,6 +268,11 @@ mod tests {
         parts.iter().map(|part| (*part).to_owned()).collect()
     }
 
+    /// [`exec`] of `parts` with no added environment.
+    async fn exec_parts(parts: &[&str], timeout: Duration, output_max: usize) -> TaskResult {
+        exec(&command(parts), &[], timeout, output_max).await
+    }
+
     #[tokio::test]
     async fn exec_captures_exit_code_output_and_environment() {
         let ok = exec(
@@ -280,22 +285,10 @@ mod tests {
         assert!(ok.success);
         assert_eq!(ok.exit_code, Some(0));
         assert_eq!(ok.detail, "exit 0: out 7\nerr");
-        let failing = exec(
-            &command(&["sh", "-c", "exit 3"]),
-            &[],
-            Duration::from_secs(10),
-            64,
-        )
-        .await;
+        let failing = exec_parts(&["sh", "-c", "exit 3"], Duration::from_secs(10), 64).await;
         assert!(!failing.success);
         assert_eq!(failing.exit_code, Some(3));
-        let missing = exec(
-            &command(&["/nonexistent/check"]),
-            &[],
-            Duration::from_secs(1),
-            64,
-        )
-        .await;
+        let missing = exec_parts(&["/nonexistent/check"], Duration::from_secs(1), 64).await;
         assert!(!missing.success && missing.detail.contains("cannot run"));
         let empty = exec(&[], &[], Duration::from_secs(1), 64).await;
         assert!(!empty.success);
@@ -305,9 +298,8 @@ mod tests {
     async fn output_is_bounded_and_a_flood_does_not_block() {
         // 1 MiB of output, far over the pipe buffer: the executor must keep
         // reading or the command would never finish.
-        let result = exec(
-            &command(&["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x"]),
-            &[],
+        let result = exec_parts(
+            &["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x"],
             Duration::from_secs(10),
             100,
         )
@@ -322,13 +314,7 @@ mod tests {
         let marker = dir.path().join("child-survived");
         let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
         let started = std::time::Instant::now();
-        let result = exec(
-            &command(&["sh", "-c", &script]),
-            &[],
-            Duration::from_millis(200),
-            64,
-        )
-        .await;
+        let result = exec_parts(&["sh", "-c", &script], Duration::from_millis(200), 64).await;
         assert!(!result.success);
         assert_eq!(result.exit_code, None);
         assert!(result.detail.contains("timeout"), "{}", result.detail);

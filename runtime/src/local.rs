@@ -490,6 +490,19 @@ impl LocalFleet {
         }
     }
 
+    /// The value of metric `name` (one without labels) in node `index`'s
+    /// `/metrics`; `None` while nothing answers, the answer is not 200 or
+    /// the metric is not there.
+    pub fn metric(&self, index: usize, name: &str) -> Option<u64> {
+        match self.get(index, "/metrics")? {
+            (200, text) => text
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|value| value.trim().parse().ok()),
+            _ => None,
+        }
+    }
+
     /// Node `index`'s id, once its admin API answers.
     pub fn id(&self, index: usize) -> Option<String> {
         self.get_json(index, "/v1/agent")?["id"]
@@ -611,32 +624,8 @@ impl LocalFleet {
     pub fn draft_release(&self, doc: &str, content: &str) -> anyhow::Result<Vec<PathBuf>> {
         let source = format!("{doc}.toml");
         fs::write(self.dir.join(&source), content).context("cannot write the document")?;
-        self.fleetmesh(&[
-            "config",
-            "draft",
-            "--trust",
-            "trust.json",
-            "--key",
-            OPERATOR_KEY,
-            "--doc",
-            doc,
-            "--from",
-            &source,
-            "--store",
-            "store",
-        ])?;
-        let released = self.fleetmesh(&[
-            "config",
-            "release",
-            "--trust",
-            "trust.json",
-            "--key",
-            OPERATOR_KEY,
-            "--doc",
-            doc,
-            "--store",
-            "store",
-        ])?;
+        self.config_as_operator("draft", doc, &["--from", &source])?;
+        let released = self.config_as_operator("release", doc, &[])?;
         let release = released
             .lines()
             .find_map(|line| line.strip_prefix("wrote release "))
@@ -655,6 +644,24 @@ impl LocalFleet {
         files.sort();
         files.push(release);
         Ok(files)
+    }
+
+    /// Runs `fleetmesh config <verb>` on document `doc` in the fleet's
+    /// store with the operator key, and `extra` arguments; returns stdout.
+    fn config_as_operator(&self, verb: &str, doc: &str, extra: &[&str]) -> anyhow::Result<String> {
+        let common = [
+            "config",
+            verb,
+            "--trust",
+            "trust.json",
+            "--key",
+            OPERATOR_KEY,
+            "--doc",
+            doc,
+            "--store",
+            "store",
+        ];
+        self.fleetmesh(&[&common[..], extra].concat())
     }
 
     /// Hands `files` (signed files, in order) to node `index` with

@@ -566,17 +566,13 @@ mod tests {
     /// `certified` expiring at `expires_millis`, into `dir`.
     fn install(dir: &Path, node: &Keypair, certified: &Keypair, expires_millis: Option<u64>) {
         let root = Keypair::from_seed([1; 32]);
-        let doc = TrustDoc {
-            fleet: "test".into(),
-            version: 1,
-            keys: BTreeMap::from([(
+        let doc = TrustDoc::genesis(
+            "test",
+            BTreeMap::from([(
                 root.public(),
                 BTreeSet::from([Role::Root, Role::Config, Role::Admit]),
             )]),
-            root_threshold: 1,
-            config_threshold: 1,
-            revoked: BTreeSet::new(),
-        };
+        );
         let chain = TrustChain::new(SignedTrust::sign(doc, &[&root]), &Ed25519).expect("genesis");
         let cert = NodeCert::issue(
             CertBody {

@@ -572,17 +572,10 @@ mod tests {
     /// The test fleet's operator (every role) and its genesis.
     fn fleet() -> (Keypair, SignedTrust) {
         let operator = Keypair::from_seed([9; 32]);
-        let doc = TrustDoc {
-            fleet: "views".into(),
-            version: 1,
-            keys: BTreeMap::from([(
-                operator.public(),
-                BTreeSet::from([Role::Root, Role::Config, Role::Admit, Role::Approve]),
-            )]),
-            root_threshold: 1,
-            config_threshold: 1,
-            revoked: BTreeSet::new(),
-        };
+        let doc = TrustDoc::genesis(
+            "views",
+            BTreeMap::from([(operator.public(), BTreeSet::from(Role::ALL))]),
+        );
         let genesis = SignedTrust::sign(doc, &[&operator]);
         (operator, genesis)
     }

@@ -86,17 +86,13 @@ impl request_response::Codec for Raw {
 fn state_dir(dir: &Path) {
     let root = Keypair::from_seed([1; 32]);
     let node = Keypair::from_seed([2; 32]);
-    let doc = TrustDoc {
-        fleet: "hostile-test".into(),
-        version: 1,
-        keys: BTreeMap::from([(
+    let doc = TrustDoc::genesis(
+        "hostile-test",
+        BTreeMap::from([(
             root.public(),
             BTreeSet::from([Role::Root, Role::Config, Role::Admit]),
         )]),
-        root_threshold: 1,
-        config_threshold: 1,
-        revoked: BTreeSet::new(),
-    };
+    );
     let chain = TrustChain::new(SignedTrust::sign(doc, &[&root]), &Ed25519).expect("genesis");
     let cert = NodeCert::issue(
         CertBody {

@@ -1,15 +1,20 @@
-//! What the namespace test and the runtime benchmarks share: a
-//! [`LocalFleet`] (the library's, as `tests/mesh.rs` and `fleetmesh demo`
-//! use it) placed on loopback or, with [`netns`], each agent in a network
-//! namespace of its own; and bounded waits that fail with the agents' logs.
+//! What the tests of real agents share: a [`LocalFleet`] (the library's,
+//! as `fleetmesh demo` uses it) placed on loopback or, with [`netns`], each
+//! agent in a network namespace of its own; bounded waits that fail with
+//! the agents' logs; the checks their remediation policies run; and, in
+//! [`command`], the operator CLI run against them.
 
+/// The `fleetmesh` binary run as an operator runs it.
+#[allow(dead_code, reason = "each test file uses its own part of the helpers")]
+pub mod command;
 /// Network namespaces for partition tests.
+#[allow(dead_code, reason = "each test file uses its own part of the helpers")]
 pub mod netns;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fleetmesh_runtime::local::{self, LocalFleet, Placement};
+use fleetmesh_runtime::local::{self, LocalFleet, Placement, TAG};
 use tempfile::TempDir;
 
 /// Longest any one wait may take.
@@ -26,6 +31,25 @@ pub fn fleet_at(places: Vec<Placement>) -> (LocalFleet, TempDir) {
     )
     .expect("the fleet's files");
     (fleet, scratch)
+}
+
+/// A fleet of `count` nodes on loopback, and the directory holding its
+/// files (removed when dropped).
+#[allow(dead_code, reason = "each test file uses its own part of the helpers")]
+pub fn loopback_fleet(count: usize) -> (LocalFleet, TempDir) {
+    let places = (0..count)
+        .map(|_| Placement::loopback().expect("free loopback ports"))
+        .collect();
+    fleet_at(places)
+}
+
+/// A [`loopback_fleet`] of `count` agents, [`form`]ed: its directory and
+/// the agents' ids, by index.
+#[allow(dead_code, reason = "each test file uses its own part of the helpers")]
+pub fn running(count: usize) -> (LocalFleet, TempDir, Vec<String>) {
+    let (mut fleet, scratch) = loopback_fleet(count);
+    let ids = form(&mut fleet);
+    (fleet, scratch, ids)
 }
 
 /// Polls `done` every `poll` until it returns `Some`, at most [`WAIT`],
@@ -67,4 +91,41 @@ pub fn form(fleet: &mut LocalFleet) -> Vec<String> {
         fleet.all_see_alive(&all, &ids).then_some(())
     });
     ids
+}
+
+/// A policy's exec check `name` on every node of a [`LocalFleet`]: it
+/// fails while a file `marker` exists in the node's directory, is run
+/// every 200 ms and changes state after two failures or one success.
+#[allow(dead_code, reason = "each test file uses its own part of the helpers")]
+pub fn exec_check(name: &str, marker: &str) -> String {
+    format!(
+        r#"
+[checks.{name}]
+kind = "exec"
+command = ["sh", "-c", "test ! -e {marker}"]
+select = "{}={}"
+interval_ms = 200
+timeout_ms = 150
+fall = 2
+rise = 1
+"#,
+        TAG.0, TAG.1
+    )
+}
+
+/// A policy's rule `name` remediating `check` on every node of a
+/// [`LocalFleet`], one unhealthy node at most (the tests break one or two
+/// of several, which is not a systemic fault); `steps` holds the rest of
+/// its fields, its steps last.
+#[allow(dead_code, reason = "each test file uses its own part of the helpers")]
+pub fn rule(name: &str, check: &str, steps: &str) -> String {
+    format!(
+        r#"
+[rules.{name}]
+check = "{check}"
+select = "{}={}"
+max_unhealthy = 1
+{steps}"#,
+        TAG.0, TAG.1
+    )
 }

@@ -9,7 +9,8 @@
 //! does not check a change's header checksum, so rewriting the actor keeps
 //! them what they are.
 
-use crate::keys::PublicKey;
+use super::change::SignedChange;
+use crate::keys::{PublicKey, Signature};
 
 /// Parses in no automerge 0.12: an op counter past `u32::MAX` panics
 /// while the change is parsed (`types.rs:464`). fleetmesh's shape check
@@ -25,6 +26,19 @@ const APPLY_PANIC: &str = "856f4a830b9a10e0018401002000de1b002cfe7e189f3c3adee4b
 /// names the change hash, which only a parse yields.
 pub fn parse_panic(author: &PublicKey) -> Vec<u8> {
     crafted(PARSE_PANIC, author)
+}
+
+/// [`parse_panic`] as the config change of document `doc` under trust
+/// version `trust_version` that `author` would publish, with a zero
+/// signature: the one it could carry, since none can be made.
+pub fn unparsable_change(doc: &str, trust_version: u64, author: PublicKey) -> SignedChange {
+    SignedChange {
+        doc: doc.into(),
+        trust_version,
+        author,
+        change: parse_panic(&author),
+        signature: Signature::from_bytes([0; 64]),
+    }
 }
 
 /// Change bytes, written as `author`, that parse but make automerge 0.12

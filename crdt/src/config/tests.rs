@@ -354,13 +354,7 @@ fn a_change_automerge_panics_on_while_parsing_is_refused_before_it_and_harmless(
     let trust = chain();
     let ctx = ctx(&trust);
     let mut store = ConfigStore::new();
-    let change = SignedChange {
-        doc: "app".into(),
-        trust_version: 1,
-        author: key(100).public(),
-        change: hostile::parse_panic(&key(100).public()),
-        signature: crate::keys::Signature::from_bytes([0; 64]),
-    };
+    let change = hostile::unparsable_change("app", 1, key(100).public());
     assert_eq!(change.key(), None);
     let refused = store.merge(ConfigEntry::Change(change.clone()), &ctx);
     let Err(Rejected::Malformed(reason)) = refused else {

@@ -144,18 +144,12 @@ impl Remedy {
         if incident.step >= rule.steps.len() {
             incident.exhausted = true;
             cx.stats.ladders_exhausted += 1;
-            let key = IdempotencyKey {
-                rule: rule_name.to_owned(),
-                target: me,
-                incident: format!("{}#end", incident.name),
-            };
             let reason = format!(
                 "every step of the ladder ran and {} is still unhealthy",
                 incident.check
             );
-            out.push(Out::Publish(
-                cx.sign(key, RecordKind::NeedsHuman { reason }),
-            ));
+            let record = format!("{}#end", incident.name);
+            needs_human(cx, out, rule_name, me, record, reason);
             return;
         }
         if incident.phase != Phase::Waiting {
@@ -285,18 +279,12 @@ impl Remedy {
         }
         if recent >= rule.limit_count as usize {
             cx.stats.skipped_limit += 1;
-            let needs = IdempotencyKey {
-                rule: rule_name.to_owned(),
-                target: me,
-                incident: format!("limit@{}", cx.now_millis),
-            };
             let reason = format!(
                 "{recent} actions within {} s: stopped for this node until an operator approves this record",
                 rule.limit_window.as_secs()
             );
-            out.push(Out::Publish(
-                cx.sign(needs.clone(), RecordKind::NeedsHuman { reason }),
-            ));
+            let record = format!("limit@{}", cx.now_millis);
+            let needs = needs_human(cx, out, rule_name, me, record, reason);
             self.blocked.insert(rule_name.to_owned(), needs);
             return;
         }
@@ -377,6 +365,28 @@ enum Fence {
     },
     Wait,
     Refuse(Noted),
+}
+
+/// Publishes that rule `rule_name` needs an operator on this node (`me`),
+/// as the record of incident `record`, saying why; returns the record's key, which the
+/// operator's approval names.
+fn needs_human(
+    cx: &mut Cx<'_>,
+    out: &mut Vec<Out>,
+    rule_name: &str,
+    me: PublicKey,
+    record: String,
+    reason: String,
+) -> IdempotencyKey {
+    let key = IdempotencyKey {
+        rule: rule_name.to_owned(),
+        target: me,
+        incident: record,
+    };
+    out.push(Out::Publish(
+        cx.sign(key.clone(), RecordKind::NeedsHuman { reason }),
+    ));
+    key
 }
 
 /// Looks for an intent for `key` this node may run: planned by the holder

@@ -22,20 +22,13 @@ pub fn key(n: u64) -> Keypair {
     Keypair::from_seed(*blake3::hash(&n.to_le_bytes()).as_bytes())
 }
 
-/// The test fleet's operator (root, config and admit) and genesis.
+/// The test fleet's operator (every role) and genesis.
 pub static FLEET: LazyLock<(Keypair, SignedTrust)> = LazyLock::new(|| {
     let operator = key(u64::MAX);
-    let doc = TrustDoc {
-        fleet: "test".into(),
-        version: 1,
-        keys: BTreeMap::from([(
-            operator.public(),
-            BTreeSet::from([Role::Root, Role::Config, Role::Admit, Role::Approve]),
-        )]),
-        root_threshold: 1,
-        config_threshold: 1,
-        revoked: BTreeSet::new(),
-    };
+    let doc = TrustDoc::genesis(
+        "test",
+        BTreeMap::from([(operator.public(), BTreeSet::from(Role::ALL))]),
+    );
     let genesis = SignedTrust::sign(doc, &[&operator]);
     (operator, genesis)
 });
