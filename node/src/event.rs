@@ -50,6 +50,20 @@ pub enum Event {
         /// run a later release: the event says which one it was.
         digest: Digest,
     },
+    /// The release of the remediation policy document this agent moved to
+    /// holds a policy it refuses (it would not parse): the agent keeps the
+    /// policy it had. An older CLI let it through, or the document was
+    /// written by hand; `fleetmesh config draft` refuses it.
+    PolicyRefused {
+        /// The release version refused.
+        version: u64,
+        /// The release's digest.
+        digest: Digest,
+        /// The field refused, as a path (`checks.web.interval_ms`).
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A release this agent runs expired or turned void (`entered`), or a
     /// valid newer one ended that: in safe mode the agent starts no new
     /// disruptive action.

@@ -53,7 +53,7 @@ pub use members::{Member, MemberTable};
 pub use output::Output;
 pub use persist::{Durable, Persist};
 pub use remedy::policy::{
-    ActionClass, CheckKind, CheckSpec, POLICY_DOC, Policy, PolicyError, Selector,
+    ActionClass, CheckKind, CheckSpec, POLICY_DOC, Policy, PolicyError, PolicyRefusal, Selector,
 };
 pub use remedy::task::{Task, TaskId, TaskResult};
 pub use state::{Entry, Kind, Loaded, Replicas, StateBytes, StateStats};

@@ -11,7 +11,7 @@ use common::{FLEET, Laptop, key};
 use fleetmesh_node::ActionClass;
 use fleetmesh_node::Entry;
 use fleetmesh_node::crdt::{Hlc, IdempotencyKey, LedgerRecord, RecordKind, SignedRecord, Value};
-use fleetmesh_node::{Config, NodeMeta, POLICY_DOC, Policy, Task, TaskResult};
+use fleetmesh_node::{Config, Event, NodeMeta, POLICY_DOC, Policy, Task, TaskResult};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -841,4 +841,84 @@ fn an_action_result_after_its_timeout_is_ignored() {
         (1, 0),
         "{stats:?}"
     );
+}
+
+#[test]
+fn a_released_policy_agents_refuse_is_told_and_the_previous_one_keeps_running() {
+    let mut harness = fleet(4, 1);
+    let good = policy(vec![step("restart", "local", 5_000)], 1, vec![]);
+    harness.release(&good);
+    for (n, agent) in harness.agents() {
+        assert!(agent.policy_loaded(), "agent {n} runs the released policy");
+        assert!(
+            agent.policy_refused().is_none(),
+            "agent {n} refused nothing"
+        );
+    }
+    // Version 2: a step class no agent knows.
+    let bad = policy(vec![step("restart", "lokal", 5_000)], 1, vec![]);
+    let (operator, _) = &*FLEET;
+    let site = &mut harness.world;
+    site.version += 1;
+    let entries = site
+        .laptop
+        .write_doc(operator, POLICY_DOC, &bad, site.version, None);
+    harness.publish(0, entries);
+    harness.run_for(Duration::from_secs(2));
+    for (n, agent) in harness.agents() {
+        let running = agent.applied_release(POLICY_DOC).expect("a policy release");
+        assert_eq!(running.version, 2, "agent {n} moved to the release");
+        let refusal = agent.policy_refused().expect("the refusal is reported");
+        assert_eq!((refusal.version, refusal.digest), (2, running.digest));
+        assert_eq!(
+            refusal.reason(),
+            "rules.web-down.steps[0].class: must be \"local\" or \"disruptive\""
+        );
+        assert!(
+            !agent.policy_loaded(),
+            "agent {n} does not claim version 2's policy"
+        );
+        assert_eq!(
+            agent
+                .policy()
+                .map(|policy| policy.rules["web-down"].steps[0].class),
+            Some(ActionClass::Local),
+            "agent {n} keeps version 1's policy"
+        );
+        assert_eq!(agent.stats().remedy.policies_refused, 1);
+        let told: Vec<&Event> = harness
+            .node(n)
+            .events
+            .iter()
+            .filter(|event| matches!(event, Event::PolicyRefused { .. }))
+            .collect();
+        assert_eq!(
+            told,
+            [&Event::PolicyRefused {
+                version: 2,
+                digest: running.digest,
+                field: "rules.web-down.steps[0].class".to_owned(),
+                problem: "must be \"local\" or \"disruptive\"".to_owned(),
+            }],
+            "agent {n} tells its driver once"
+        );
+    }
+    // The old policy still remediates.
+    harness.world.healthy.insert(3, false);
+    harness.run_for(Duration::from_secs(6));
+    assert!(
+        harness
+            .world
+            .ran
+            .iter()
+            .any(|ran| ran.node == 3 && ran.action == "restart")
+    );
+    // A later good release clears the refusal.
+    harness.release(&good);
+    for (n, agent) in harness.agents() {
+        assert!(
+            agent.policy_loaded() && agent.policy_refused().is_none(),
+            "agent {n}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use fleetmesh_crdt::{
     Replica, SignedRecord, SignedRelease,
 };
 use fleetmesh_node::Entry;
-use fleetmesh_node::{Agent, Instant, Policy};
+use fleetmesh_node::{Agent, Instant, Policy, PolicyRefusal};
 use libp2p::{Multiaddr, PeerId};
 use serde_json::{Value, json};
 
@@ -171,7 +171,8 @@ pub fn info(agent: &Agent, now: Instant, local: &Local<'_>) -> Value {
         "addrs": me.map(|meta| meta.addrs.clone()).unwrap_or_default(),
         "listening": local.listening.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "safe_mode": agent.is_safe_mode(now),
-        "policy_loaded": agent.policy().is_some(),
+        "policy_loaded": agent.policy_loaded(),
+        "policy_refused": agent.policy_refused().map(PolicyRefusal::reason),
         "leaving": local.leaving,
         "uptime_millis": local.uptime_millis,
         "now_millis": local.now_millis,
@@ -262,6 +263,9 @@ pub fn releases(agent: &Agent) -> Value {
                 "digest": applied.digest.to_hex(),
                 "expires_millis": applied.expires_millis,
                 "void": applied.void,
+                "policy_refused": agent.policy_refused()
+                    .filter(|refused| refused.digest == applied.digest)
+                    .map(PolicyRefusal::reason),
                 "content": agent.released_config(&applied.doc)
                     .and_then(|value| serde_json::to_value(value).ok()),
             })
@@ -557,234 +561,4 @@ fn record_json(kind: &RecordKind) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use std::collections::{BTreeMap, BTreeSet};
-    use std::sync::Arc;
-
-    use fleetmesh_crdt::{
-        CertBody, Ed25519, Hlc, Keypair, LedgerRecord, NodeCert, NodeMeta, Role, SignedTrust,
-        TrustDoc,
-    };
-    use fleetmesh_node::{Config, Identity};
-
-    /// The test fleet's operator (every role) and its genesis.
-    fn fleet() -> (Keypair, SignedTrust) {
-        let operator = Keypair::from_seed([9; 32]);
-        let doc = TrustDoc::genesis(
-            "views",
-            BTreeMap::from([(operator.public(), BTreeSet::from(Role::ALL))]),
-        );
-        let genesis = SignedTrust::sign(doc, &[&operator]);
-        (operator, genesis)
-    }
-
-    /// A lone agent named `node-1` in the test fleet, at time 0.
-    fn agent() -> Agent {
-        let (operator, genesis) = fleet();
-        let keypair = Keypair::from_seed([1; 32]);
-        let body = CertBody {
-            fleet: genesis.digest(),
-            node_key: keypair.public(),
-            name: "node-1".into(),
-            tags: BTreeMap::new(),
-            expires_millis: None,
-            issuer: operator.public(),
-            trust_version: 1,
-        };
-        let identity = Identity {
-            keypair,
-            cert: NodeCert::issue(body, &operator),
-            genesis,
-        };
-        let meta = NodeMeta {
-            tags: BTreeMap::from([("zone".into(), "a".into())]),
-            addrs: Vec::new(),
-        };
-        Agent::new(
-            Config::lan(),
-            identity,
-            meta,
-            7,
-            Instant(0),
-            Arc::new(Ed25519),
-        )
-        .expect("a valid agent")
-    }
-
-    fn record(kind: RecordKind, at_millis: u64) -> SignedRecord {
-        let author = Keypair::from_seed([1; 32]);
-        let record = LedgerRecord {
-            key: IdempotencyKey {
-                rule: "restart-web".into(),
-                target: author.public(),
-                incident: "web down".into(),
-            },
-            kind,
-            author: author.public(),
-            at: Hlc {
-                millis: at_millis,
-                counter: 0,
-            },
-        };
-        SignedRecord::sign(record, &author)
-    }
-
-    fn intent() -> RecordKind {
-        RecordKind::Intent {
-            scope: "remediate:web".into(),
-            epoch: 3,
-            action: "restart".into(),
-            planner: Keypair::from_seed([1; 32]).public(),
-            dry_run: false,
-            deadline_millis: 10_000,
-        }
-    }
-
-    fn approval(expires_millis: u64) -> RecordKind {
-        RecordKind::Approval {
-            approver: fleet().0.public(),
-            expires_millis,
-            trust_version: 1,
-        }
-    }
-
-    /// The remediation `records` make at `now_millis`, with no policy
-    /// loaded.
-    fn remediation(records: &[SignedRecord], now_millis: u64) -> Remediation {
-        let key = records[0].record.key.clone();
-        let records: Vec<&SignedRecord> = records.iter().collect();
-        Remediation::of(&key, Some("node-1".into()), &records, now_millis, None)
-    }
-
-    #[test]
-    fn the_agent_view_shows_the_core_and_the_runtime_around_it() {
-        let agent = agent();
-        let peer = PeerId::random();
-        let listening: Vec<Multiaddr> = vec!["/ip4/127.0.0.1/udp/7000/quic-v1".parse().unwrap()];
-        let local = Local {
-            peer: &peer,
-            listening: &listening,
-            leaving: true,
-            uptime_millis: 1_500,
-            now_millis: 86_400_000,
-            state_dir: Path::new("/var/lib/fleetmesh"),
-        };
-        let info = info(&agent, Instant(0), &local);
-        assert_eq!(info["id"], agent.id().to_string());
-        assert_eq!(info["name"], "node-1");
-        assert_eq!(info["fleet_name"], "views");
-        assert_eq!(info["trust_version"], 1);
-        assert_eq!(info["tags"]["zone"], "a");
-        assert_eq!(info["peer"], peer.to_string());
-        assert_eq!(info["listening"][0], "/ip4/127.0.0.1/udp/7000/quic-v1");
-        assert_eq!(info["leaving"], true);
-        assert_eq!(info["policy_loaded"], false);
-        assert_eq!(info["now"], "1970-01-02T00:00:00.000Z");
-        assert_eq!(info["state_dir"], "/var/lib/fleetmesh");
-    }
-
-    #[test]
-    fn members_list_the_agent_itself_and_ask_who_is_connected() {
-        let agent = agent();
-        let me = agent.id();
-        let view = members(&agent, |node| node == me);
-        let listed = view["members"].as_array().expect("a list");
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0]["name"], "node-1");
-        assert_eq!(listed[0]["state"], "alive");
-        assert_eq!(listed[0]["self"], true);
-        assert_eq!(listed[0]["connected"], true);
-        assert_eq!(members(&agent, |_| false)["members"][0]["connected"], false);
-        assert_eq!(
-            member_counts(&agent),
-            [("alive", 1), ("suspect", 0), ("dead", 0), ("left", 0)]
-        );
-    }
-
-    #[test]
-    fn the_trust_view_is_a_chain_file_that_reads_back() {
-        let agent = agent();
-        let chain = trust(&agent).expect("the genesis writes out");
-        let read = formats::parse_chain(&chain.to_string()).expect("a chain file");
-        assert_eq!(read.head().doc.fleet, "views");
-        assert_eq!(read.head().doc.version, 1);
-    }
-
-    #[test]
-    fn a_fresh_agent_shows_empty_tables() {
-        let agent = agent();
-        assert_eq!(health(&agent), json!({ "reports": [] }));
-        assert_eq!(ledger(&agent), json!({ "records": [] }));
-        assert_eq!(leases(&agent, Instant(0)), json!({ "leases": [] }));
-        assert_eq!(remediations(&agent, 5), json!({ "remediations": [] }));
-        assert_eq!(
-            approvals(&agent, 5),
-            json!({ "approvals": [], "now_millis": 5 })
-        );
-        assert_eq!(
-            config_history(&agent),
-            json!({ "releases": [], "quarantined": [] })
-        );
-        assert!(budgets_in_use(&agent, Instant(0)).is_empty());
-        assert_eq!(
-            stale(&agent, &Entry::Ledger(Box::new(record(intent(), 1)))),
-            None
-        );
-    }
-
-    #[test]
-    fn an_intent_awaits_approval_until_an_unexpired_approval_answers_it() {
-        let planned = [record(intent(), 100)];
-        let waiting = remediation(&planned, 1_000);
-        // No policy loaded: the step may need an approval, so it is listed.
-        assert_eq!(waiting.status, "awaiting-approval");
-        assert_eq!(waiting.awaits_approval, Some(planned[0].digest()));
-        let json = waiting.json();
-        assert_eq!(json["id"], planned[0].digest().to_hex());
-        assert_eq!(json["action"], "restart");
-        assert_eq!(json["target_name"], "node-1");
-
-        let approved = [record(intent(), 100), record(approval(2_000), 200)];
-        let answered = remediation(&approved, 1_000);
-        assert_eq!(
-            (answered.status, answered.awaits_approval),
-            ("planned", None)
-        );
-        assert_eq!((answered.first_millis, answered.last_millis), (100, 200));
-        assert_eq!(
-            remediation(&approved, 2_000).status,
-            "awaiting-approval",
-            "an approval lapses at its expiry"
-        );
-    }
-
-    #[test]
-    fn a_remediation_takes_the_status_of_its_furthest_record() {
-        let outcome = RecordKind::Outcome {
-            success: false,
-            exit_code: Some(1),
-            detail: "exit 1".into(),
-        };
-        let records = [
-            record(intent(), 1),
-            record(RecordKind::Started { epoch: 3 }, 2),
-            record(outcome, 3),
-        ];
-        let failed = remediation(&records, 10);
-        assert_eq!(failed.status, "failed");
-        assert_eq!(failed.detail.as_deref(), Some("exit 1"));
-        assert_eq!(remediation(&records[..2], 10).status, "running");
-        let stuck = [record(
-            RecordKind::NeedsHuman {
-                reason: "flapping".into(),
-            },
-            1,
-        )];
-        let needs_human = remediation(&stuck, 10);
-        assert_eq!(needs_human.status, "needs-human");
-        assert_eq!(needs_human.awaits_approval, Some(stuck[0].digest()));
-        assert_eq!(record_json(&stuck[0].record.kind)["kind"], "needs-human");
-    }
-}
+mod tests;

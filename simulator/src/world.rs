@@ -625,6 +625,8 @@ impl World {
             Event::LeaseAcquired { .. } | Event::LeaseLost { .. } => {
                 self.lease_event(index, agent, &event)
             }
+            // The agent counts it (`policies_refused`), which reports read.
+            Event::PolicyRefused { .. } => {}
         }
     }
 

@@ -83,18 +83,22 @@ pub fn config_release(target: &Target, doc: Option<&str>) -> anyhow::Result<()> 
         .iter()
         .map(|release| {
             let state = if release["void"] == true {
-                "void"
+                "void".to_owned()
+            } else if let Some(reason) = release["policy_refused"].as_str() {
+                format!("policy refused: {reason}")
+            } else if release["content"].is_null() && !list(&answer, "quarantined").is_empty() {
+                "unreadable: a config key is quarantined (see docs/operations.md)".to_owned()
             } else if release["content"].is_null() {
-                "waiting for its changes"
+                "waiting for its changes".to_owned()
             } else {
-                "running"
+                "running".to_owned()
             };
             vec![
                 cell(&release["doc"]),
                 cell(&release["version"]),
                 short(&release["digest"], 16),
                 time_cell(&release["expires_millis"]),
-                state.to_owned(),
+                state,
             ]
         })
         .collect();
@@ -112,7 +116,7 @@ pub fn config_show(
     doc: Option<&str>,
     format: operator::Format,
 ) -> anyhow::Result<()> {
-    let (at, _, releases) = releases_of(target, doc)?;
+    let (at, answer, releases) = releases_of(target, doc)?;
     let release = match releases.as_slice() {
         [one] => one,
         [] => bail!(
@@ -132,8 +136,23 @@ pub fn config_show(
     }
     let content = release["content"].clone();
     if content.is_null() {
+        let quarantined = list(&answer, "quarantined");
+        if !quarantined.is_empty() {
+            // The changes were dropped, not delayed: publishing them again
+            // is refused, so only a new release can help.
+            bail!(
+                "the agent runs release {} of {} but cannot read it: it quarantines config key(s) {} for signing conflicting changes, and dropped every change they signed. Revoke the key(s) (`fleetmesh fleet update --revoke`), then draft and release the content with another config key: docs/operations.md, \"Equivocation and quarantine\", step by step",
+                cell(&release["version"]),
+                cell(&release["doc"]),
+                quarantined
+                    .iter()
+                    .map(|key| short(key, 16))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         bail!(
-            "the agent runs release {} of {} but does not hold all its changes yet (it is catching up, or they were never published): publish them with `fleetmesh config publish`",
+            "the agent runs release {} of {} but does not hold all its changes yet: it is catching up from its peers; wait, or publish the change files of the store the release was made from with `fleetmesh config publish`",
             cell(&release["version"]),
             cell(&release["doc"])
         );

@@ -18,7 +18,8 @@ use fleetmesh_runtime::formats::{
     self, CHANGE_FORMAT, ChangeJson, RELEASE_FORMAT, ReleaseJson, load_chain, short,
 };
 
-use super::fleet;
+use super::drafts::Drafts;
+use super::{fleet, lint};
 
 /// Runs `body` with a merge context for `chain`. Config merges consult the
 /// trust chain only; node admission (the `admitted` predicate) matters to
@@ -373,9 +374,13 @@ pub fn draft(args: &Draft<'_>) -> anyhow::Result<()> {
     let trust_version = chain.head().doc.version;
     fleet::require_role(&chain, &author.public(), Role::Config, trust_version)?;
     let content = read_content(args.from)?;
+    lint::check(args.doc, &content)
+        .with_context(|| format!("config file {}", args.from.display()))?;
     fs::create_dir_all(args.store)
         .with_context(|| format!("cannot create store directory {}", args.store.display()))?;
     let mut store = Store::load(args.store, &chain)?;
+    let mut drafts = Drafts::load(args.key, author.public())?;
+    drafts.check(args.doc, &store.changes, args.store)?;
     let authored = with_ctx(&chain, |ctx| {
         store
             .changes
@@ -414,6 +419,10 @@ pub fn draft(args: &Draft<'_>) -> anyhow::Result<()> {
             hint: "the store holds a file of that name it could not load: move it out",
         },
     )?;
+    // After the change file: a crash between the two leaves the journal
+    // one change behind, which this store (holding the change) still
+    // passes.
+    drafts.record(args.doc, hash, args.store)?;
     println!("wrote change {} (hash {hash})", path.display());
     let heads: Vec<String> = store
         .changes
@@ -461,6 +470,7 @@ pub fn release(args: &ReleaseArgs<'_>) -> anyhow::Result<()> {
             args.store.display()
         );
     }
+    lint::check(args.doc, &store.content(args.doc, &heads)?)?;
     let released = store.released(args.doc);
     let version = args.version.unwrap_or(released + 1);
     if version <= released {
@@ -645,6 +655,7 @@ pub fn verify(
     let content = store.content(&body.doc, &body.heads)?;
     println!("content:");
     print!("{}", render(&content, format)?);
+    lint::check(&body.doc, &content)?;
     println!("OK: the release reaches the config threshold");
     Ok(())
 }

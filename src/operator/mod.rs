@@ -6,8 +6,10 @@
 //! the other.
 
 pub mod config;
+mod drafts;
 mod fleet;
 mod keys;
+mod lint;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 
 use super::Agent;
 use super::effects::{By, Effect};
-use crate::remedy::policy::POLICY_DOC;
+use crate::remedy::policy::{POLICY_DOC, PolicyRefusal};
 use crate::remedy::{Cx as RemedyCx, Out as RemedyOut, Remedy};
 use crate::state::StateMessage;
 use crate::time::Instant;
@@ -41,6 +41,24 @@ impl Agent {
         result
     }
 
+    /// Whether the policy in force is the one of the release of
+    /// [`POLICY_DOC`] this agent runs: false while that release's content
+    /// is not all here, and when its policy was refused (the agent then
+    /// keeps an older one, see [`Agent::policy_refused`]).
+    pub fn policy_loaded(&self) -> bool {
+        let running = self.releases.applied().get(POLICY_DOC);
+        running.is_some_and(|applied| self.remedy.policy_from() == Some(applied.digest))
+    }
+
+    /// Why this agent refused the policy of the release of [`POLICY_DOC`]
+    /// it runs, if it did.
+    pub fn policy_refused(&self) -> Option<&PolicyRefusal> {
+        let running = self.releases.applied().get(POLICY_DOC)?;
+        self.remedy
+            .refused()
+            .filter(|refusal| refusal.digest == running.digest)
+    }
+
     pub(super) fn remedy_tick(&mut self, now: Instant) {
         self.remedy_dirty = false;
         if self.left {
@@ -55,11 +73,11 @@ impl Agent {
         let Some(applied) = self.releases.applied().get(POLICY_DOC) else {
             return;
         };
-        let digest = applied.digest;
+        let release = (applied.version, applied.digest);
         let Some(value) = self.released_config(POLICY_DOC) else {
             return;
         };
-        self.with_remedy(now, |remedy, cx, out| remedy.load(cx, digest, &value, out));
+        self.with_remedy(now, |remedy, cx, out| remedy.load(cx, release, &value, out));
         if let Some(policy) = self.remedy.policy() {
             let governed = policy
                 .rules
@@ -86,6 +104,7 @@ impl Agent {
                 }
                 RemedyOut::Release(scope) => self.defer(Effect::Release(scope)),
                 RemedyOut::Persist(persist) => self.outbox.persist(persist),
+                RemedyOut::Event(event) => self.push_event(event),
                 RemedyOut::Tell(to, entry) => {
                     let message = Message::State(StateMessage::Push {
                         entries: vec![entry],

@@ -29,6 +29,7 @@ pub(crate) mod policy;
 mod started;
 pub(crate) mod task;
 
+use crate::event::Event;
 use crate::members::MemberTable;
 use crate::persist::Persist;
 use crate::state::{Entry, Replicas};
@@ -39,7 +40,7 @@ use fleetmesh_crdt::{
     Digest, HealthState, HlcClock, IdempotencyKey, Keypair, Ledger, LedgerRecord, MemberState,
     NodeMeta, PublicKey, RecordKind, SignedRecord, Value,
 };
-use policy::{Policy, RuleSpec};
+use policy::{Policy, PolicyRefusal, RuleSpec};
 use started::StartedLog;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -163,6 +164,8 @@ pub(crate) enum Out {
     /// it (the scope's voters, an intent's target, its planner), besides
     /// gossiping it.
     Tell(Vec<PublicKey>, Entry),
+    /// Tell the driver (a refused policy).
+    Event(Event),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -252,8 +255,13 @@ struct Planned {
 #[derive(Default)]
 pub(crate) struct Remedy {
     policy: Option<Arc<Policy>>,
-    /// The release the policy came from.
-    loaded_from: Option<Digest>,
+    /// The release the policy in force came from.
+    policy_from: Option<Digest>,
+    /// The release whose policy was read last, loaded or refused: each is
+    /// read once.
+    read_from: Option<Digest>,
+    /// The last release whose policy was refused, until one loads.
+    refused: Option<PolicyRefusal>,
     checks: Checks,
     incidents: BTreeMap<String, Incident>,
     /// Rules stopped for this node until an operator approves the
@@ -279,6 +287,17 @@ impl Remedy {
     /// The policy in force, if any.
     pub(crate) fn policy(&self) -> Option<&Arc<Policy>> {
         self.policy.as_ref()
+    }
+
+    /// The release the policy in force came from.
+    pub(crate) fn policy_from(&self) -> Option<Digest> {
+        self.policy_from
+    }
+
+    /// The last release whose policy this node refused, unless a later
+    /// one loaded.
+    pub(crate) fn refused(&self) -> Option<&PolicyRefusal> {
+        self.refused.as_ref()
     }
 
     /// Disruptive intents in flight in `scope` as this node sees them.
@@ -312,30 +331,45 @@ impl Remedy {
         self.started.restore(started);
     }
 
-    /// Adopts the policy of release `digest` (`value` is the document's
-    /// content there). A document that does not parse is counted and
-    /// ignored. Nothing is started by a reload: incidents open only on a
-    /// later change of health, and new or changed checks start in grace.
+    /// Adopts the policy of release `version` with `digest` (`value` is
+    /// the document's content there). A document that does not parse is
+    /// counted, recorded and told as [`Event::PolicyRefused`]; the policy
+    /// in force stays. Nothing is started by a reload: incidents open only
+    /// on a later change of health, and new or changed checks start in
+    /// grace.
     pub(crate) fn load(
         &mut self,
         cx: &mut Cx<'_>,
-        digest: Digest,
+        (version, digest): (u64, Digest),
         value: &Value,
         out: &mut Vec<Out>,
     ) {
-        if self.loaded_from == Some(digest) {
+        if self.read_from == Some(digest) {
             return;
         }
-        self.loaded_from = Some(digest);
+        self.read_from = Some(digest);
         let policy = match Policy::parse(value) {
             Ok(policy) => Arc::new(policy),
-            Err(_) => {
+            Err(error) => {
                 cx.stats.policies_refused += 1;
+                out.push(Out::Event(Event::PolicyRefused {
+                    version,
+                    digest,
+                    field: error.field.clone(),
+                    problem: error.problem.clone(),
+                }));
+                self.refused = Some(PolicyRefusal {
+                    version,
+                    digest,
+                    error,
+                });
                 return;
             }
         };
         cx.stats.policies_loaded += 1;
         self.policy = Some(Arc::clone(&policy));
+        self.policy_from = Some(digest);
+        self.refused = None;
         self.reload_checks(cx);
         self.incidents.retain(|rule, incident| {
             policy

@@ -6,7 +6,7 @@
 //! that does not parse is refused as a whole, naming the field, and the
 //! agent keeps the policy it had.
 
-use fleetmesh_crdt::{NodeMeta, PublicKey, Value, lease_limits, ledger_limits};
+use fleetmesh_crdt::{Digest, NodeMeta, PublicKey, Value, lease_limits, ledger_limits};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -34,6 +34,26 @@ pub struct PolicyError {
     pub field: String,
     /// What is wrong with it.
     pub problem: String,
+}
+
+/// A released policy this agent refused: it keeps the policy it had, and
+/// says so (`/v1/agent`, `config release`) instead of reporting the
+/// release's policy as loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyRefusal {
+    /// The release of [`POLICY_DOC`] whose policy was refused.
+    pub version: u64,
+    /// That release's digest.
+    pub digest: Digest,
+    /// Why.
+    pub error: PolicyError,
+}
+
+impl PolicyRefusal {
+    /// `field: problem`, as the admin API and the CLI show it.
+    pub fn reason(&self) -> String {
+        format!("{}: {}", self.error.field, self.error.problem)
+    }
 }
 
 /// How a check is run; the runtime's executors read it, the simulator

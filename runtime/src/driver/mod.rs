@@ -522,6 +522,18 @@ impl Driver {
                     "safe mode: a release expired, turned void or is incomplete; no disruptive action starts"
                 )
             }
+            Event::PolicyRefused {
+                version,
+                digest,
+                field,
+                problem,
+            } => tracing::warn!(
+                version,
+                digest = %digest,
+                field,
+                problem,
+                "policy refused: this release's remediation policy does not parse, so the agent keeps the policy it had; fix the field, check it with `fleetmesh config draft`, and release again"
+            ),
             Event::SafeMode { entered: false } => tracing::info!("safe mode over"),
             Event::LeaseAcquired { scope, epoch } => {
                 tracing::info!(scope, epoch, "lease acquired")
