@@ -89,6 +89,9 @@ impl Remedy {
                             noted: BTreeSet::new(),
                             acted: false,
                             exhausted: false,
+                            rounds: 0,
+                            rerun: false,
+                            skipped_for_approval: None,
                         },
                     );
                 }
@@ -117,17 +120,26 @@ impl Remedy {
         let Some(incident) = self.incidents.get_mut(rule_name) else {
             return;
         };
-        if incident.exhausted || cx.now < incident.opened + rule.unhealthy_for {
+        if cx.now < incident.opened + rule.unhealthy_for {
             return;
+        }
+        if incident.exhausted {
+            // The incident is still open, so the check is still unhealthy:
+            // an operator's approval of its needs-human record runs the fix
+            // once more.
+            if cx.approval(&incident.end_key(rule_name, me)) != Approval::Valid {
+                return;
+            }
+            incident.rerun(rule.steps.len(), cx.now);
         }
         // Past the step's window with the check still unhealthy: climb.
         while let Some(step) = rule.steps.get(incident.step) {
-            let window_over = cx.now >= incident.since + step.timeout;
+            let window_over = cx.now >= incident.window_end(step);
             let climb = match incident.phase {
                 Phase::Done => window_over,
                 // An approval that never came skips the step; any other
                 // wait (cooldown, the budget, a partition) holds it.
-                Phase::Waiting => window_over && step.approval,
+                Phase::Waiting => window_over && incident.gated(step),
                 Phase::Running(_) => false,
             };
             if !climb {
@@ -136,23 +148,35 @@ impl Remedy {
             if incident.phase == Phase::Waiting {
                 cx.stats.skipped_no_approval += 1;
                 let key = incident.key(rule_name, me);
-                let reason = "no valid approval within the step's window".to_owned();
+                let reason = format!(
+                    "no valid approval within the step's approval window (approval_window_s = {})",
+                    step.approval_window.as_secs()
+                );
                 out.push(Out::Publish(cx.sign(key, RecordKind::Skipped { reason })));
+                if !incident.rerun {
+                    incident.skipped_for_approval = Some(incident.step);
+                }
             }
-            incident.next_step(cx.now);
+            incident.next_step(rule.steps.len(), cx.now);
         }
         if incident.step >= rule.steps.len() {
             incident.exhausted = true;
+            incident.rounds += 1;
             cx.stats.ladders_exhausted += 1;
-            let key = IdempotencyKey {
-                rule: rule_name.to_owned(),
-                target: me,
-                incident: format!("{}#end", incident.name),
+            let key = incident.end_key(rule_name, me);
+            let skipped = incident
+                .skipped_for_approval
+                .and_then(|at| rule.steps.get(at));
+            let reason = match skipped {
+                None => format!(
+                    "every step of the ladder ran and {} is still unhealthy",
+                    incident.check
+                ),
+                Some(skipped) => format!(
+                    "the ladder ran out and {} is still unhealthy; {} was skipped for want of an approval: approving this record runs it",
+                    incident.check, skipped.action
+                ),
             };
-            let reason = format!(
-                "every step of the ladder ran and {} is still unhealthy",
-                incident.check
-            );
             out.push(Out::Publish(
                 cx.sign(key, RecordKind::NeedsHuman { reason }),
             ));
@@ -163,6 +187,7 @@ impl Remedy {
         }
         let step = rule.steps[incident.step].clone();
         let key = incident.key(rule_name, me);
+        let gated = incident.gated(&step);
         if self.started.contains(&key) {
             // Started before a restart: never again for this incident.
             incident.phase = Phase::Done;
@@ -183,7 +208,7 @@ impl Remedy {
         let mut tell = Vec::new();
         let epoch = match step.class {
             ActionClass::Local => {
-                if rule.dry_run || step.approval {
+                if rule.dry_run || gated {
                     if incident.noted.insert(Noted::Intent) {
                         let kind = RecordKind::Intent {
                             scope: format!("local:{rule_name}"),
@@ -256,7 +281,7 @@ impl Remedy {
                 }
             }
         };
-        if step.approval {
+        if gated {
             match cx.approval(&key) {
                 Approval::Valid => {}
                 Approval::Expired => {

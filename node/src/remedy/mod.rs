@@ -39,7 +39,7 @@ use fleetmesh_crdt::{
     Digest, HealthState, HlcClock, IdempotencyKey, Keypair, Ledger, LedgerRecord, MemberState,
     NodeMeta, PublicKey, RecordKind, SignedRecord, Value,
 };
-use policy::{Policy, RuleSpec};
+use policy::{Policy, RuleSpec, Step};
 use started::StartedLog;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -211,12 +211,24 @@ struct Incident {
     noted: BTreeSet<Noted>,
     /// An action ran for it: a recovery counts as a fix.
     acted: bool,
-    /// The ladder ran out.
+    /// The ladder ran out and a `needs-human` record asks for an operator.
     exhausted: bool,
+    /// How many times the ladder ran out: names the current `needs-human`
+    /// record (`#end`, then `#end2`, ...).
+    rounds: u32,
+    /// The current step runs again because an operator approved the
+    /// `needs-human` record: it runs under that record's key, once.
+    rerun: bool,
+    /// The highest step skipped for want of an approval: what an approval
+    /// of the `needs-human` record runs (else the last step).
+    skipped_for_approval: Option<usize>,
 }
 
 impl Incident {
     fn key(&self, rule: &str, target: PublicKey) -> IdempotencyKey {
+        if self.rerun {
+            return self.end_key(rule, target);
+        }
         IdempotencyKey {
             rule: rule.to_owned(),
             target,
@@ -224,8 +236,60 @@ impl Incident {
         }
     }
 
-    fn next_step(&mut self, now: Instant) {
-        self.step += 1;
+    /// The key of the `needs-human` record of the ladder's latest run-out.
+    fn end_key(&self, rule: &str, target: PublicKey) -> IdempotencyKey {
+        let round = match self.rounds {
+            0 | 1 => String::new(),
+            round => round.to_string(),
+        };
+        IdempotencyKey {
+            rule: rule.to_owned(),
+            target,
+            incident: format!("{}#end{round}", self.name),
+        }
+    }
+
+    /// Whether the current step waits for an approval: its own, or, on a
+    /// rerun, the approval of the `needs-human` record.
+    fn gated(&self, step: &Step) -> bool {
+        step.approval || self.rerun
+    }
+
+    /// When the current step's window ends: a step waiting for an approval
+    /// gives up after its approval window; otherwise the step's timeout
+    /// bounds the action and then the recovery.
+    fn window_end(&self, step: &Step) -> Instant {
+        if self.phase == Phase::Waiting && self.gated(step) {
+            self.since + step.approval_window
+        } else {
+            self.since + step.timeout
+        }
+    }
+
+    /// Moves past the current step; a rerun goes straight back to the end
+    /// of the ladder.
+    fn next_step(&mut self, steps: usize, now: Instant) {
+        if self.rerun {
+            self.rerun = false;
+            self.step = steps;
+        } else {
+            self.step += 1;
+        }
+        self.since = now;
+        self.phase = Phase::Waiting;
+        self.noted.clear();
+    }
+
+    /// An operator approved the `needs-human` record of a ladder that ran
+    /// out (`steps` long): the step skipped for want of an approval, else
+    /// the last one, runs once more under the usual rails.
+    fn rerun(&mut self, steps: usize, now: Instant) {
+        self.exhausted = false;
+        self.rerun = true;
+        self.step = self
+            .skipped_for_approval
+            .take()
+            .unwrap_or(steps.saturating_sub(1));
         self.since = now;
         self.phase = Phase::Waiting;
         self.noted.clear();
@@ -485,7 +549,7 @@ impl Remedy {
                 continue;
             }
             if let Some(step) = spec.steps.get(incident.step) {
-                consider(incident.since + step.timeout);
+                consider(incident.window_end(step));
             }
             if incident.phase == Phase::Waiting {
                 // Cooldowns, approvals and intents are looked at again at
