@@ -549,6 +549,46 @@ fn a_step_whose_approval_window_passes_is_skipped_naming_the_window() {
 }
 
 #[test]
+fn a_step_waiting_for_an_approval_keeps_its_key_and_window_across_a_restart() {
+    let mut harness = fleet(5, 3);
+    harness.release(&gated_restart(60));
+    harness.world.healthy.insert(3, false);
+    harness.run_for(Duration::from_secs(8));
+    let waiting = |harness: &Mesh<Site>| -> BTreeSet<String> {
+        harness
+            .records(3)
+            .into_iter()
+            .filter(|(kind, _)| *kind == "intent")
+            .map(|(_, incident)| incident)
+            .collect()
+    };
+    let before = waiting(&harness);
+    assert_eq!(before.len(), 1, "{before:?}");
+    harness.crash(3);
+    harness.start(3);
+    harness.run_for(Duration::from_secs(10));
+    assert_eq!(
+        harness.agent(3).stats().remedy.incidents,
+        1,
+        "the restarted agent saw the failure again"
+    );
+    assert_eq!(
+        waiting(&harness),
+        before,
+        "the same step waits, under its key"
+    );
+    // An approval of what waited before the restart runs it.
+    harness.approve(3, "intent", Duration::from_secs(60));
+    harness.run_for(Duration::from_secs(3));
+    assert_eq!(harness.world.ran.len(), 1, "{:?}", harness.world.ran);
+    assert!(harness.world.healthy[&3]);
+    // The window ran from the first wait: 60 s after it, nothing is left
+    // to skip.
+    harness.run_for(Duration::from_secs(50));
+    assert_eq!(harness.count(3, "skipped"), 0, "{:?}", harness.reasons(3));
+}
+
+#[test]
 fn approving_an_exhausted_ladder_while_the_check_is_unhealthy_runs_the_fix_once() {
     let mut harness = fleet(7, 3);
     // The reboot does not help at first: the ladder runs out.

@@ -6,7 +6,7 @@
 //! never decides for another host.
 
 use super::checks::Transition;
-use super::policy::{ActionClass, Budget, Step};
+use super::policy::{ActionClass, Budget, RuleSpec, Step};
 use super::task::{Task, TaskId, TaskResult};
 use super::{Approval, Cx, Incident, Noted, Out, Phase, Remedy, Running};
 use crate::persist::Persist;
@@ -77,23 +77,21 @@ impl Remedy {
                         continue;
                     }
                     cx.stats.incidents += 1;
-                    self.incidents.insert(
-                        rule.name.clone(),
-                        Incident {
-                            check: transition.check.clone(),
-                            name: format!("{}@{}", transition.check, at.millis),
-                            opened: cx.now,
-                            step: 0,
-                            since: cx.now + rule.unhealthy_for,
-                            phase: Phase::Waiting,
-                            noted: BTreeSet::new(),
-                            acted: false,
-                            exhausted: false,
-                            rounds: 0,
-                            rerun: false,
-                            skipped_for_approval: None,
-                        },
-                    );
+                    let incident = waiting_before_restart(cx, rule).unwrap_or(Incident {
+                        check: transition.check.clone(),
+                        name: format!("{}@{}", transition.check, at.millis),
+                        opened: cx.now,
+                        step: 0,
+                        since: cx.now + rule.unhealthy_for,
+                        phase: Phase::Waiting,
+                        noted: BTreeSet::new(),
+                        acted: false,
+                        exhausted: false,
+                        rounds: 0,
+                        rerun: false,
+                        skipped_for_approval: None,
+                    });
+                    self.incidents.insert(rule.name.clone(), incident);
                 }
             }
             HealthState::Unhealthy | HealthState::Unknown => {}
@@ -391,6 +389,68 @@ impl Remedy {
             incident.phase = Phase::Done;
         }
     }
+}
+
+/// The incident this node left waiting for an approval when it stopped, if
+/// the failure it names is the one now seen again: the node's own latest
+/// report of the check (from before this transition) is the unhealthy one
+/// that opened it, and the ledger holds this node's intent (a local step)
+/// or request (a disruptive one) for an approval-gated step that neither
+/// started nor was skipped. The step goes on waiting under the same key, so
+/// an approval given before the restart still counts, and its window runs
+/// from when the wait began, not from the restart.
+fn waiting_before_restart(cx: &Cx<'_>, rule: &RuleSpec) -> Option<Incident> {
+    let me = cx.keypair.public();
+    let report = &cx.replicas.health().get(&me, &rule.check)?.report;
+    if report.state != HealthState::Unhealthy || report.cause.is_some() {
+        return None;
+    }
+    let name = format!("{}@{}", rule.check, report.at.millis);
+    let ledger = cx.replicas.ledger();
+    let (step, began_millis) = (0..rule.steps.len()).rev().find_map(|step| {
+        if !rule.steps[step].approval {
+            return None;
+        }
+        let key = IdempotencyKey {
+            rule: rule.name.clone(),
+            target: me,
+            incident: format!("{name}#{step}"),
+        };
+        let mut began = None;
+        for signed in ledger.records_for(&key) {
+            match signed.record.kind {
+                RecordKind::Started { .. } | RecordKind::Skipped { .. } => return None,
+                RecordKind::Intent { .. } | RecordKind::Request { .. }
+                    if signed.record.author == me =>
+                {
+                    began = Some(signed.record.at.millis);
+                }
+                _ => {}
+            }
+        }
+        Some((step, began?))
+    })?;
+    let ago = |millis: u64| {
+        let nanos = cx
+            .now_millis
+            .saturating_sub(millis)
+            .saturating_mul(1_000_000);
+        Instant(cx.now.0.saturating_sub(nanos))
+    };
+    Some(Incident {
+        check: rule.check.clone(),
+        name,
+        opened: ago(report.at.millis),
+        step,
+        since: ago(began_millis),
+        phase: Phase::Waiting,
+        noted: BTreeSet::new(),
+        acted: false,
+        exhausted: false,
+        rounds: 0,
+        rerun: false,
+        skipped_for_approval: None,
+    })
 }
 
 /// What the target makes of the intent for a disruptive step.
