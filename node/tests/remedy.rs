@@ -623,6 +623,7 @@ fn approving_an_exhausted_ladder_while_the_check_is_unhealthy_runs_the_fix_once(
     let ran = actions(&harness);
     assert_eq!(ran.len(), 3, "the last step ran once more: {ran:?}");
     assert_eq!(ran[2].0, "reboot");
+    assert_eq!(harness.agent(5).stats().remedy.reruns_approved, 1);
     assert!(ran[2].1 > 0, "under the holder's epoch: {ran:?}");
     assert!(harness.world.healthy[&5]);
     // Fenced like any other disruptive step: the holder's intent, under
@@ -665,6 +666,14 @@ fn approving_an_exhausted_ladder_after_the_check_recovered_runs_nothing() {
     assert_eq!(harness.world.ran.len(), 1, "{:?}", harness.world.ran);
     assert_eq!(harness.count(4, "approval"), 1, "the approval is recorded");
     assert_eq!(harness.count(4, "started"), 1);
+    // And answered: the ledger says nothing ran, under the record's key.
+    let reasons = harness.reasons(4);
+    let answered: Vec<&(String, String)> = reasons
+        .iter()
+        .filter(|(incident, reason)| incident.ends_with("#end") && reason.contains("nothing ran"))
+        .collect();
+    assert_eq!(answered.len(), 1, "{reasons:?}");
+    assert_eq!(harness.agent(4).stats().remedy.approvals_after_recovery, 1);
 }
 
 #[test]

@@ -382,7 +382,9 @@ impl Remediation {
             }
             _ => None,
         });
-        let detail = records.iter().find_map(|signed| match &signed.record.kind {
+        // The detail of the record that decides the status.
+        let mut detail = [outcome, skipped, needs_human].into_iter().flatten();
+        let detail = detail.find_map(|signed| match &signed.record.kind {
             RecordKind::Outcome { detail, .. } => Some(detail.clone()),
             RecordKind::Skipped { reason } | RecordKind::NeedsHuman { reason } => {
                 Some(reason.clone())
@@ -793,5 +795,13 @@ mod tests {
         assert_eq!(needs_human.status, "needs-human");
         assert_eq!(needs_human.awaits_approval, Some(stuck[0].digest()));
         assert_eq!(record_json(&stuck[0].record.kind)["kind"], "needs-human");
+        // Approved after the incident was over: the target's answer decides.
+        let skip = RecordKind::Skipped {
+            reason: "nothing ran".into(),
+        };
+        let late = [stuck[0].clone(), record(approval(20), 2), record(skip, 3)];
+        let answered = remediation(&late, 10);
+        assert_eq!(answered.status, "skipped");
+        assert_eq!(answered.detail.as_deref(), Some("nothing ran"));
     }
 }

@@ -8,7 +8,7 @@
 use super::checks::Transition;
 use super::policy::{ActionClass, Budget, RuleSpec, Step};
 use super::task::{Task, TaskId, TaskResult};
-use super::{Approval, Cx, Incident, Noted, Out, Phase, Remedy, Running};
+use super::{Approval, Cx, Incident, Noted, OVER_MAX, Out, Phase, Remedy, Running};
 use crate::persist::Persist;
 use crate::state::Entry;
 use crate::time::Instant;
@@ -16,7 +16,7 @@ use fleetmesh_crdt::{
     HealthReport, HealthState, IdempotencyKey, LeaseKind, PublicKey, RecordKind, SignedHealth,
     health_limits, ledger_limits,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 impl Remedy {
     pub(super) fn on_transition(
@@ -63,6 +63,14 @@ impl Remedy {
                     let Some(incident) = self.incidents.remove(&rule) else {
                         continue;
                     };
+                    if incident.exhausted {
+                        let key = incident.end_key(&rule, cx.keypair.public());
+                        self.over.push_back((key, incident.check.clone()));
+                        if self.over.len() > OVER_MAX {
+                            self.over.pop_front();
+                            cx.stats.index_dropped += 1;
+                        }
+                    }
                     if incident.acted {
                         let millis = duration_millis(cx.now, incident.opened);
                         cx.stats.fixes += 1;
@@ -128,6 +136,7 @@ impl Remedy {
             if cx.approval(&incident.end_key(rule_name, me)) != Approval::Valid {
                 return;
             }
+            cx.stats.reruns_approved += 1;
             incident.rerun(rule.steps.len(), cx.now);
         }
         // Past the step's window with the check still unhealthy: climb.
@@ -356,6 +365,23 @@ impl Remedy {
             epoch,
             step,
         }));
+    }
+
+    /// Answers each approval of a `needs-human` record whose incident is
+    /// over: nothing runs, and the ledger says so under the record's key.
+    pub(super) fn answer_late_approvals(&mut self, cx: &mut Cx<'_>, out: &mut Vec<Out>) {
+        let mut kept = VecDeque::with_capacity(self.over.len());
+        while let Some((key, check)) = self.over.pop_front() {
+            if cx.approval(&key) == Approval::None {
+                kept.push_back((key, check));
+                continue;
+            }
+            cx.stats.approvals_after_recovery += 1;
+            let reason =
+                format!("approved after {check} recovered: the incident is over and nothing ran");
+            out.push(Out::Publish(cx.sign(key, RecordKind::Skipped { reason })));
+        }
+        self.over = kept;
     }
 
     pub(super) fn finish_action(

@@ -41,7 +41,7 @@ use fleetmesh_crdt::{
 };
 use policy::{Policy, RuleSpec, Step};
 use started::StartedLog;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use task::{Task, TaskId, TaskResult};
@@ -54,6 +54,9 @@ pub(crate) const INDEX_MAX: usize = 4_096;
 /// A request whose incident opened longer ago than this is dropped from a
 /// voter's index (its target's reports stopped arriving).
 const REQUEST_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Most needs-human records of closed incidents this node remembers, to
+/// answer a late approval of one with a note that nothing ran.
+const OVER_MAX: usize = 64;
 /// How often a holder with pending requests looks at them again.
 const PLAN_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -323,6 +326,9 @@ pub(crate) struct Remedy {
     /// Rules stopped for this node until an operator approves the
     /// `needs-human` record with this key.
     blocked: BTreeMap<String, IdempotencyKey>,
+    /// The unanswered `needs-human` records of ladders whose incident has
+    /// since closed, with the check, oldest first (at most [`OVER_MAX`]).
+    over: VecDeque<(IdempotencyKey, String)>,
     running: BTreeMap<TaskId, Running>,
     started: StartedLog,
     /// Health changes of a check until this instant are the effect of the
@@ -359,7 +365,8 @@ impl Remedy {
     }
 
     /// Panics unless the indexes of requests and intents are within
-    /// [`INDEX_MAX`] and the log of starts is consistent: for the agent's
+    /// [`INDEX_MAX`], the closed needs-human records within [`OVER_MAX`],
+    /// and the log of starts is consistent: for the agent's
     /// `check_invariants`.
     pub(crate) fn check_invariants(&self) {
         assert!(
@@ -367,6 +374,11 @@ impl Remedy {
             "remedy: {} requests or {} intents indexed over {INDEX_MAX}",
             self.requests.len(),
             self.planned.len()
+        );
+        assert!(
+            self.over.len() <= OVER_MAX,
+            "remedy: {} closed needs-human records kept over {OVER_MAX}",
+            self.over.len()
         );
         self.started.check_invariants();
     }
@@ -495,6 +507,7 @@ impl Remedy {
         for rule in rules {
             self.advance(cx, &rule, out);
         }
+        self.answer_late_approvals(cx, out);
         self.plan(cx, out);
     }
 
