@@ -363,7 +363,7 @@ impl Remedy {
             check,
             timeout: step.timeout,
             epoch,
-            step,
+            step: Box::new(step),
         }));
     }
 
