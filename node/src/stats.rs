@@ -157,6 +157,12 @@ pub struct RemedyStats {
     pub budget_full: u64,
     /// Escalation ladders that ran out with the check still unhealthy.
     pub ladders_exhausted: u64,
+    /// Needs-human records of a ladder that ran out, approved while the
+    /// incident was open: the fix runs once more.
+    pub reruns_approved: u64,
+    /// Needs-human records approved after their incident was over: the
+    /// approval is answered with a note and nothing runs.
+    pub approvals_after_recovery: u64,
     /// Ledger records of interest dropped because an index was full.
     pub index_dropped: u64,
     /// Tasks dropped because the driver did not drain them.
@@ -192,6 +198,8 @@ impl AddAssign<&RemedyStats> for RemedyStats {
         self.refused_late += other.refused_late;
         self.budget_full += other.budget_full;
         self.ladders_exhausted += other.ladders_exhausted;
+        self.reruns_approved += other.reruns_approved;
+        self.approvals_after_recovery += other.approvals_after_recovery;
         self.index_dropped += other.index_dropped;
         self.tasks_dropped += other.tasks_dropped;
         self.publish_rejected += other.publish_rejected;

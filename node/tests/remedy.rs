@@ -160,6 +160,23 @@ impl Mesh<Site> {
             .collect()
     }
 
+    /// The reasons of the skipped and needs-human records about `node`,
+    /// as (incident, reason).
+    fn reasons(&self, node: u64) -> Vec<(String, String)> {
+        self.agent(0)
+            .replicas()
+            .ledger()
+            .iter()
+            .filter(|signed| signed.record.key.target == key(node).public())
+            .filter_map(|signed| match &signed.record.kind {
+                RecordKind::Skipped { reason } | RecordKind::NeedsHuman { reason } => {
+                    Some((signed.record.key.incident.clone(), reason.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     fn count(&self, node: u64, kind: &str) -> usize {
         self.records(node)
             .iter()
@@ -167,9 +184,9 @@ impl Mesh<Site> {
             .count()
     }
 
-    /// An operator's approval of every intent about `node`, lapsing `ttl`
-    /// from now.
-    fn approve(&mut self, node: u64, ttl: Duration) {
+    /// An operator's approval of every record of kind `awaiting` (as
+    /// [`kind_name`] names it) about `node`, lapsing `ttl` from now.
+    fn approve(&mut self, node: u64, awaiting: &str, ttl: Duration) {
         let (operator, _) = &*FLEET;
         let keys: BTreeSet<IdempotencyKey> = self
             .agent(0)
@@ -178,7 +195,7 @@ impl Mesh<Site> {
             .iter()
             .filter(|signed| {
                 signed.record.key.target == key(node).public()
-                    && matches!(signed.record.kind, RecordKind::Intent { .. })
+                    && kind_name(&signed.record.kind) == awaiting
             })
             .map(|signed| signed.record.key.clone())
             .collect();
@@ -334,37 +351,7 @@ fn a_flapping_service_stops_at_the_limit_and_asks_for_a_human() {
     assert_eq!(harness.count(4, "needs-human"), 1);
     assert!(!harness.world.healthy[&4]);
     // An operator who approves the needs-human record re-arms the rule.
-    let (operator, _) = &*FLEET;
-    let needs = harness
-        .agent(0)
-        .replicas()
-        .ledger()
-        .iter()
-        .find(|signed| matches!(signed.record.kind, RecordKind::NeedsHuman { .. }))
-        .unwrap()
-        .record
-        .key
-        .clone();
-    let now_millis = harness.now().0 / 1_000_000;
-    let approval = LedgerRecord {
-        key: needs,
-        kind: RecordKind::Approval {
-            approver: operator.public(),
-            expires_millis: now_millis + 60_000,
-            trust_version: 1,
-        },
-        author: operator.public(),
-        at: Hlc {
-            millis: now_millis,
-            counter: 0,
-        },
-    };
-    harness.publish(
-        0,
-        vec![Entry::Ledger(Box::new(SignedRecord::sign(
-            approval, operator,
-        )))],
-    );
+    harness.approve(4, "needs-human", Duration::from_secs(60));
     harness.run_for(Duration::from_secs(5));
     assert_eq!(
         harness.world.ran.iter().filter(|ran| ran.node == 4).count(),
@@ -495,15 +482,214 @@ fn an_approval_gated_step_waits_and_an_expired_approval_denies_it() {
         "what awaits approval is recorded"
     );
     // An approval that lapses before it reaches the node denies.
-    harness.approve(3, Duration::ZERO);
+    harness.approve(3, "intent", Duration::ZERO);
     harness.run_for(Duration::from_secs(2));
     assert!(harness.world.ran.is_empty());
     assert_eq!(harness.count(3, "skipped"), 1);
     // A valid one lets it run.
-    harness.approve(3, Duration::from_secs(30));
+    harness.approve(3, "intent", Duration::from_secs(30));
     harness.run_for(Duration::from_secs(2));
     assert_eq!(harness.world.ran.len(), 1);
     assert!(harness.world.healthy[&3]);
+}
+
+/// A gated step with `timeout_ms` 2 s and an approval window of 60 s.
+fn gated_restart(window_s: i64) -> Value {
+    let mut restart = step("restart", "local", 2_000);
+    if let Value::Map(fields) = &mut restart {
+        fields.insert("approval".into(), Value::Bool(true));
+        fields.insert("approval_window_s".into(), Value::Int(window_s));
+    }
+    policy(vec![restart], 3, vec![])
+}
+
+#[test]
+fn an_approval_after_the_action_timeout_but_within_the_window_starts_the_step() {
+    let mut harness = fleet(5, 3);
+    harness.release(&gated_restart(60));
+    harness.world.healthy.insert(3, false);
+    // Well past the step's 2 s timeout: the step still waits.
+    harness.run_for(Duration::from_secs(20));
+    assert!(harness.world.ran.is_empty(), "waits for an approval");
+    assert_eq!(harness.count(3, "skipped"), 0, "{:?}", harness.reasons(3));
+    harness.approve(3, "intent", Duration::from_secs(60));
+    harness.run_for(Duration::from_secs(3));
+    let ran: Vec<(u64, &str)> = harness
+        .world
+        .ran
+        .iter()
+        .map(|ran| (ran.node, ran.action.as_str()))
+        .collect();
+    assert_eq!(ran, [(3, "restart")]);
+    assert!(harness.world.healthy[&3]);
+}
+
+#[test]
+fn a_step_whose_approval_window_passes_is_skipped_naming_the_window() {
+    let mut harness = fleet(5, 3);
+    harness.release(&gated_restart(10));
+    harness.world.healthy.insert(3, false);
+    harness.run_for(Duration::from_secs(8));
+    assert_eq!(harness.count(3, "skipped"), 0, "still within the window");
+    harness.run_for(Duration::from_secs(6));
+    assert!(harness.world.ran.is_empty());
+    let reasons = harness.reasons(3);
+    let skipped: Vec<&(String, String)> = reasons
+        .iter()
+        .filter(|(incident, _)| incident.ends_with("#0"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{reasons:?}");
+    assert!(
+        skipped[0]
+            .1
+            .contains("approval window (approval_window_s = 10)"),
+        "{reasons:?}"
+    );
+    // The one-step ladder ran out; its needs-human record says what an
+    // approval of it would run.
+    let end: Vec<&(String, String)> = reasons
+        .iter()
+        .filter(|(incident, _)| incident.ends_with("#end"))
+        .collect();
+    assert_eq!(end.len(), 1, "{reasons:?}");
+    assert!(end[0].1.contains("restart was skipped"), "{reasons:?}");
+    // An approval of the skipped step's own intent comes too late.
+    harness.approve(3, "intent", Duration::from_secs(60));
+    harness.run_for(Duration::from_secs(5));
+    assert!(harness.world.ran.is_empty(), "{:?}", harness.world.ran);
+    // Approving the needs-human record runs the skipped step, once.
+    harness.approve(3, "needs-human", Duration::from_secs(60));
+    harness.run_for(Duration::from_secs(10));
+    assert_eq!(harness.world.ran.len(), 1, "{:?}", harness.world.ran);
+    assert!(harness.world.healthy[&3]);
+}
+
+#[test]
+fn a_step_waiting_for_an_approval_keeps_its_key_and_window_across_a_restart() {
+    let mut harness = fleet(5, 3);
+    harness.release(&gated_restart(60));
+    harness.world.healthy.insert(3, false);
+    harness.run_for(Duration::from_secs(8));
+    let waiting = |harness: &Mesh<Site>| -> BTreeSet<String> {
+        harness
+            .records(3)
+            .into_iter()
+            .filter(|(kind, _)| *kind == "intent")
+            .map(|(_, incident)| incident)
+            .collect()
+    };
+    let before = waiting(&harness);
+    assert_eq!(before.len(), 1, "{before:?}");
+    harness.crash(3);
+    harness.start(3);
+    harness.run_for(Duration::from_secs(10));
+    assert_eq!(
+        harness.agent(3).stats().remedy.incidents,
+        1,
+        "the restarted agent saw the failure again"
+    );
+    assert_eq!(
+        waiting(&harness),
+        before,
+        "the same step waits, under its key"
+    );
+    // An approval of what waited before the restart runs it.
+    harness.approve(3, "intent", Duration::from_secs(60));
+    harness.run_for(Duration::from_secs(3));
+    assert_eq!(harness.world.ran.len(), 1, "{:?}", harness.world.ran);
+    assert!(harness.world.healthy[&3]);
+    // The window ran from the first wait: 60 s after it, nothing is left
+    // to skip.
+    harness.run_for(Duration::from_secs(50));
+    assert_eq!(harness.count(3, "skipped"), 0, "{:?}", harness.reasons(3));
+}
+
+#[test]
+fn approving_an_exhausted_ladder_while_the_check_is_unhealthy_runs_the_fix_once() {
+    let mut harness = fleet(7, 3);
+    // The reboot does not help at first: the ladder runs out.
+    harness.world.fixes = BTreeSet::new();
+    let steps = vec![
+        step("restart", "local", 2_000),
+        step("reboot", "disruptive", 3_000),
+    ];
+    harness.release(&policy(steps, 3, vec![]));
+    harness.run_for(Duration::from_secs(3));
+    harness.world.healthy.insert(5, false);
+    harness.run_for(Duration::from_secs(20));
+    let actions = |harness: &Mesh<Site>| -> Vec<(String, u64)> {
+        harness
+            .world
+            .ran
+            .iter()
+            .map(|ran| (ran.action.clone(), ran.epoch))
+            .collect()
+    };
+    assert_eq!(actions(&harness).len(), 2, "{:?}", actions(&harness));
+    assert_eq!(harness.count(5, "needs-human"), 1);
+    let exhausted = harness.agent(5).stats().remedy.ladders_exhausted;
+    assert_eq!(exhausted, 1);
+    // Nothing more runs without an operator.
+    harness.run_for(Duration::from_secs(10));
+    assert_eq!(actions(&harness).len(), 2);
+    // The operator approves it; this time the reboot fixes the host.
+    harness.world.fixes = BTreeSet::from(["reboot".to_owned()]);
+    harness.approve(5, "needs-human", Duration::from_secs(120));
+    harness.run_for(Duration::from_secs(15));
+    let ran = actions(&harness);
+    assert_eq!(ran.len(), 3, "the last step ran once more: {ran:?}");
+    assert_eq!(ran[2].0, "reboot");
+    assert_eq!(harness.agent(5).stats().remedy.reruns_approved, 1);
+    assert!(ran[2].1 > 0, "under the holder's epoch: {ran:?}");
+    assert!(harness.world.healthy[&5]);
+    // Fenced like any other disruptive step: the holder's intent, under
+    // the needs-human record's key.
+    let records = harness.records(5);
+    let on_end = |kind: &str| {
+        records
+            .iter()
+            .filter(|(name, incident)| *name == kind && incident.ends_with("#end"))
+            .count()
+    };
+    assert_eq!(
+        (
+            on_end("request"),
+            on_end("intent"),
+            on_end("started"),
+            on_end("outcome")
+        ),
+        (1, 1, 1, 1),
+        "{records:?}"
+    );
+    harness.run_for(Duration::from_secs(20));
+    assert_eq!(actions(&harness).len(), 3, "once");
+}
+
+#[test]
+fn approving_an_exhausted_ladder_after_the_check_recovered_runs_nothing() {
+    let mut harness = fleet(5, 3);
+    harness.world.fixes = BTreeSet::new();
+    harness.release(&policy(vec![step("restart", "local", 2_000)], 3, vec![]));
+    harness.world.healthy.insert(4, false);
+    harness.run_for(Duration::from_secs(10));
+    assert_eq!(harness.world.ran.len(), 1);
+    assert_eq!(harness.count(4, "needs-human"), 1);
+    // The service comes back by itself: the incident is over.
+    harness.world.healthy.insert(4, true);
+    harness.run_for(Duration::from_secs(5));
+    harness.approve(4, "needs-human", Duration::from_secs(120));
+    harness.run_for(Duration::from_secs(15));
+    assert_eq!(harness.world.ran.len(), 1, "{:?}", harness.world.ran);
+    assert_eq!(harness.count(4, "approval"), 1, "the approval is recorded");
+    assert_eq!(harness.count(4, "started"), 1);
+    // And answered: the ledger says nothing ran, under the record's key.
+    let reasons = harness.reasons(4);
+    let answered: Vec<&(String, String)> = reasons
+        .iter()
+        .filter(|(incident, reason)| incident.ends_with("#end") && reason.contains("nothing ran"))
+        .collect();
+    assert_eq!(answered.len(), 1, "{reasons:?}");
+    assert_eq!(harness.agent(4).stats().remedy.approvals_after_recovery, 1);
 }
 
 #[test]
@@ -586,6 +772,68 @@ fn policies_that_would_act_on_everything_or_unsafely_are_refused_naming_the_fiel
         refused(vec![("escrow", escrow(slot.clone()))], reboot()),
         "rules.web-down.voters"
     );
+}
+
+#[test]
+fn the_approval_window_is_bounded_defaults_to_minutes_and_is_named_in_errors() {
+    let gated = vec![("require_approval", Value::Bool(true))];
+    let parsed =
+        Policy::parse(&policy(vec![step("restart", "local", 5_000)], 3, gated)).expect("valid");
+    let window = parsed.rules["web-down"].steps[0].approval_window;
+    assert_eq!(window, Duration::from_secs(15 * 60), "the default");
+    // A rule-level window is every gated step's default; a step may set
+    // its own.
+    let mut own = step("reboot", "disruptive", 3_000);
+    if let Value::Map(fields) = &mut own {
+        fields.insert("approval_window_s".into(), Value::Int(600));
+    }
+    let rule_window = vec![
+        ("require_approval", Value::Bool(true)),
+        ("approval_window_s", Value::Int(3_600)),
+    ];
+    let parsed = Policy::parse(&policy(
+        vec![step("restart", "local", 5_000), own],
+        3,
+        rule_window,
+    ))
+    .expect("valid");
+    let windows: Vec<u64> = parsed.rules["web-down"]
+        .steps
+        .iter()
+        .map(|step| step.approval_window.as_secs())
+        .collect();
+    assert_eq!(windows, [3_600, 600]);
+    let refused = |window: Value| {
+        let extra = vec![
+            ("require_approval", Value::Bool(true)),
+            ("approval_window_s", window),
+        ];
+        Policy::parse(&policy(vec![step("restart", "local", 5_000)], 3, extra)).unwrap_err()
+    };
+    for bad in [Value::Int(9), Value::Int(7 * 24 * 3600 + 1), text("15m")] {
+        let error = refused(bad);
+        assert_eq!(error.field, "rules.web-down.approval_window_s");
+        assert!(error.problem.contains("10..=604800"), "{error}");
+    }
+    assert!(
+        Policy::parse(&policy(
+            vec![step("restart", "local", 5_000)],
+            3,
+            vec![
+                ("require_approval", Value::Bool(true)),
+                ("approval_window_s", Value::Int(10)),
+            ],
+        ))
+        .is_ok(),
+        "the least window is taken"
+    );
+    // A window on a step that waits for no approval is a mistake.
+    let mut ungated = step("restart", "local", 5_000);
+    if let Value::Map(fields) = &mut ungated {
+        fields.insert("approval_window_s".into(), Value::Int(600));
+    }
+    let error = Policy::parse(&policy(vec![ungated], 3, vec![])).unwrap_err();
+    assert_eq!(error.field, "rules.web-down.steps[0].approval_window_s");
 }
 
 #[test]

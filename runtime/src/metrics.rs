@@ -279,6 +279,8 @@ fn remedy(registry: &mut Registry, stats: &RemedyStats) {
         refused_late: "Intents refused: could not finish by the deadline",
         budget_full: "Planning held back: the budget was in use",
         ladders_exhausted: "Escalation ladders that ran out",
+        reruns_approved: "Needs-human records approved while the incident was open: the fix ran again",
+        approvals_after_recovery: "Needs-human records approved after the incident was over: nothing ran",
         index_dropped: "Ledger records dropped from a full index",
         tasks_dropped: "Tasks dropped: the core's task queue was full",
         publish_rejected: "Own health reports or ledger records refused",

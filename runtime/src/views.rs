@@ -386,7 +386,9 @@ impl Remediation {
             }
             _ => None,
         });
-        let detail = records.iter().find_map(|signed| match &signed.record.kind {
+        // The detail of the record that decides the status.
+        let mut detail = [outcome, skipped, needs_human].into_iter().flatten();
+        let detail = detail.find_map(|signed| match &signed.record.kind {
             RecordKind::Outcome { detail, .. } => Some(detail.clone()),
             RecordKind::Skipped { reason } | RecordKind::NeedsHuman { reason } => {
                 Some(reason.clone())

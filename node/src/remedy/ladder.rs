@@ -6,9 +6,9 @@
 //! never decides for another host.
 
 use super::checks::Transition;
-use super::policy::{ActionClass, Budget, Step};
+use super::policy::{ActionClass, Budget, RuleSpec, Step};
 use super::task::{Task, TaskId, TaskResult};
-use super::{Approval, Cx, Incident, Noted, Out, Phase, Remedy, Running};
+use super::{Approval, Cx, Incident, Noted, OVER_MAX, Out, Phase, Remedy, Running};
 use crate::persist::Persist;
 use crate::state::Entry;
 use crate::time::Instant;
@@ -16,7 +16,7 @@ use fleetmesh_crdt::{
     HealthReport, HealthState, IdempotencyKey, LeaseKind, PublicKey, RecordKind, SignedHealth,
     health_limits, ledger_limits,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 impl Remedy {
     pub(super) fn on_transition(
@@ -63,6 +63,14 @@ impl Remedy {
                     let Some(incident) = self.incidents.remove(&rule) else {
                         continue;
                     };
+                    if incident.exhausted {
+                        let key = incident.end_key(&rule, cx.keypair.public());
+                        self.over.push_back((key, incident.check.clone()));
+                        if self.over.len() > OVER_MAX {
+                            self.over.pop_front();
+                            cx.stats.index_dropped += 1;
+                        }
+                    }
                     if incident.acted {
                         let millis = duration_millis(cx.now, incident.opened);
                         cx.stats.fixes += 1;
@@ -77,20 +85,21 @@ impl Remedy {
                         continue;
                     }
                     cx.stats.incidents += 1;
-                    self.incidents.insert(
-                        rule.name.clone(),
-                        Incident {
-                            check: transition.check.clone(),
-                            name: format!("{}@{}", transition.check, at.millis),
-                            opened: cx.now,
-                            step: 0,
-                            since: cx.now + rule.unhealthy_for,
-                            phase: Phase::Waiting,
-                            noted: BTreeSet::new(),
-                            acted: false,
-                            exhausted: false,
-                        },
-                    );
+                    let incident = waiting_before_restart(cx, rule).unwrap_or(Incident {
+                        check: transition.check.clone(),
+                        name: format!("{}@{}", transition.check, at.millis),
+                        opened: cx.now,
+                        step: 0,
+                        since: cx.now + rule.unhealthy_for,
+                        phase: Phase::Waiting,
+                        noted: BTreeSet::new(),
+                        acted: false,
+                        exhausted: false,
+                        rounds: 0,
+                        rerun: false,
+                        skipped_for_approval: None,
+                    });
+                    self.incidents.insert(rule.name.clone(), incident);
                 }
             }
             HealthState::Unhealthy | HealthState::Unknown => {}
@@ -117,17 +126,27 @@ impl Remedy {
         let Some(incident) = self.incidents.get_mut(rule_name) else {
             return;
         };
-        if incident.exhausted || cx.now < incident.opened + rule.unhealthy_for {
+        if cx.now < incident.opened + rule.unhealthy_for {
             return;
+        }
+        if incident.exhausted {
+            // The incident is still open, so the check is still unhealthy:
+            // an operator's approval of its needs-human record runs the fix
+            // once more.
+            if cx.approval(&incident.end_key(rule_name, me)) != Approval::Valid {
+                return;
+            }
+            cx.stats.reruns_approved += 1;
+            incident.rerun(rule.steps.len(), cx.now);
         }
         // Past the step's window with the check still unhealthy: climb.
         while let Some(step) = rule.steps.get(incident.step) {
-            let window_over = cx.now >= incident.since + step.timeout;
+            let window_over = cx.now >= incident.window_end(step);
             let climb = match incident.phase {
                 Phase::Done => window_over,
                 // An approval that never came skips the step; any other
                 // wait (cooldown, the budget, a partition) holds it.
-                Phase::Waiting => window_over && step.approval,
+                Phase::Waiting => window_over && incident.gated(step),
                 Phase::Running(_) => false,
             };
             if !climb {
@@ -136,20 +155,36 @@ impl Remedy {
             if incident.phase == Phase::Waiting {
                 cx.stats.skipped_no_approval += 1;
                 let key = incident.key(rule_name, me);
-                let reason = "no valid approval within the step's window".to_owned();
+                let reason = format!(
+                    "no valid approval within the step's approval window (approval_window_s = {})",
+                    step.approval_window.as_secs()
+                );
                 out.push(Out::Publish(cx.sign(key, RecordKind::Skipped { reason })));
+                if !incident.rerun {
+                    incident.skipped_for_approval = Some(incident.step);
+                }
             }
-            incident.next_step(cx.now);
+            incident.next_step(rule.steps.len(), cx.now);
         }
         if incident.step >= rule.steps.len() {
             incident.exhausted = true;
+            incident.rounds += 1;
             cx.stats.ladders_exhausted += 1;
-            let reason = format!(
-                "every step of the ladder ran and {} is still unhealthy",
-                incident.check
-            );
-            let record = format!("{}#end", incident.name);
-            needs_human(cx, out, rule_name, me, record, reason);
+            let key = incident.end_key(rule_name, me);
+            let skipped = incident
+                .skipped_for_approval
+                .and_then(|at| rule.steps.get(at));
+            let reason = match skipped {
+                None => format!(
+                    "every step of the ladder ran and {} is still unhealthy",
+                    incident.check
+                ),
+                Some(skipped) => format!(
+                    "the ladder ran out and {} is still unhealthy; {} was skipped for want of an approval: approving this record runs it",
+                    incident.check, skipped.action
+                ),
+            };
+            needs_human(cx, out, key, reason);
             return;
         }
         if incident.phase != Phase::Waiting {
@@ -157,6 +192,7 @@ impl Remedy {
         }
         let step = rule.steps[incident.step].clone();
         let key = incident.key(rule_name, me);
+        let gated = incident.gated(&step);
         if self.started.contains(&key) {
             // Started before a restart: never again for this incident.
             incident.phase = Phase::Done;
@@ -177,7 +213,7 @@ impl Remedy {
         let mut tell = Vec::new();
         let epoch = match step.class {
             ActionClass::Local => {
-                if rule.dry_run || step.approval {
+                if rule.dry_run || gated {
                     if incident.noted.insert(Noted::Intent) {
                         let kind = RecordKind::Intent {
                             scope: format!("local:{rule_name}"),
@@ -250,7 +286,7 @@ impl Remedy {
                 }
             }
         };
-        if step.approval {
+        if gated {
             match cx.approval(&key) {
                 Approval::Valid => {}
                 Approval::Expired => {
@@ -283,8 +319,12 @@ impl Remedy {
                 "{recent} actions within {} s: stopped for this node until an operator approves this record",
                 rule.limit_window.as_secs()
             );
-            let record = format!("limit@{}", cx.now_millis);
-            let needs = needs_human(cx, out, rule_name, me, record, reason);
+            let needs = IdempotencyKey {
+                rule: rule_name.to_owned(),
+                target: me,
+                incident: format!("limit@{}", cx.now_millis),
+            };
+            needs_human(cx, out, needs.clone(), reason);
             self.blocked.insert(rule_name.to_owned(), needs);
             return;
         }
@@ -319,8 +359,25 @@ impl Remedy {
             check,
             timeout: step.timeout,
             epoch,
-            step,
+            step: Box::new(step),
         }));
+    }
+
+    /// Answers each approval of a `needs-human` record whose incident is
+    /// over: nothing runs, and the ledger says so under the record's key.
+    pub(super) fn answer_late_approvals(&mut self, cx: &mut Cx<'_>, out: &mut Vec<Out>) {
+        let mut kept = VecDeque::with_capacity(self.over.len());
+        while let Some((key, check)) = self.over.pop_front() {
+            if cx.approval(&key) == Approval::None {
+                kept.push_back((key, check));
+                continue;
+            }
+            cx.stats.approvals_after_recovery += 1;
+            let reason =
+                format!("approved after {check} recovered: the incident is over and nothing ran");
+            out.push(Out::Publish(cx.sign(key, RecordKind::Skipped { reason })));
+        }
+        self.over = kept;
     }
 
     pub(super) fn finish_action(
@@ -356,6 +413,68 @@ impl Remedy {
     }
 }
 
+/// The incident this node left waiting for an approval when it stopped, if
+/// the failure it names is the one now seen again: the node's own latest
+/// report of the check (from before this transition) is the unhealthy one
+/// that opened it, and the ledger holds this node's intent (a local step)
+/// or request (a disruptive one) for an approval-gated step that neither
+/// started nor was skipped. The step goes on waiting under the same key, so
+/// an approval given before the restart still counts, and its window runs
+/// from when the wait began, not from the restart.
+fn waiting_before_restart(cx: &Cx<'_>, rule: &RuleSpec) -> Option<Incident> {
+    let me = cx.keypair.public();
+    let report = &cx.replicas.health().get(&me, &rule.check)?.report;
+    if report.state != HealthState::Unhealthy || report.cause.is_some() {
+        return None;
+    }
+    let name = format!("{}@{}", rule.check, report.at.millis);
+    let ledger = cx.replicas.ledger();
+    let (step, began_millis) = (0..rule.steps.len()).rev().find_map(|step| {
+        if !rule.steps[step].approval {
+            return None;
+        }
+        let key = IdempotencyKey {
+            rule: rule.name.clone(),
+            target: me,
+            incident: format!("{name}#{step}"),
+        };
+        let mut began = None;
+        for signed in ledger.records_for(&key) {
+            match signed.record.kind {
+                RecordKind::Started { .. } | RecordKind::Skipped { .. } => return None,
+                RecordKind::Intent { .. } | RecordKind::Request { .. }
+                    if signed.record.author == me =>
+                {
+                    began = Some(signed.record.at.millis);
+                }
+                _ => {}
+            }
+        }
+        Some((step, began?))
+    })?;
+    let ago = |millis: u64| {
+        let nanos = cx
+            .now_millis
+            .saturating_sub(millis)
+            .saturating_mul(1_000_000);
+        Instant(cx.now.0.saturating_sub(nanos))
+    };
+    Some(Incident {
+        check: rule.check.clone(),
+        name,
+        opened: ago(report.at.millis),
+        step,
+        since: ago(began_millis),
+        phase: Phase::Waiting,
+        noted: BTreeSet::new(),
+        acted: false,
+        exhausted: false,
+        rounds: 0,
+        rerun: false,
+        skipped_for_approval: None,
+    })
+}
+
 /// What the target makes of the intent for a disruptive step.
 enum Fence {
     Run {
@@ -367,26 +486,12 @@ enum Fence {
     Refuse(Noted),
 }
 
-/// Publishes that rule `rule_name` needs an operator on this node (`me`),
-/// as the record of incident `record`, saying why; returns the record's key, which the
-/// operator's approval names.
-fn needs_human(
-    cx: &mut Cx<'_>,
-    out: &mut Vec<Out>,
-    rule_name: &str,
-    me: PublicKey,
-    record: String,
-    reason: String,
-) -> IdempotencyKey {
-    let key = IdempotencyKey {
-        rule: rule_name.to_owned(),
-        target: me,
-        incident: record,
-    };
+/// Publishes that the rule of `key` needs an operator on this node, saying
+/// why; the operator's approval names `key`.
+fn needs_human(cx: &mut Cx<'_>, out: &mut Vec<Out>, key: IdempotencyKey, reason: String) {
     out.push(Out::Publish(
-        cx.sign(key.clone(), RecordKind::NeedsHuman { reason }),
+        cx.sign(key, RecordKind::NeedsHuman { reason }),
     ));
-    key
 }
 
 /// Looks for an intent for `key` this node may run: planned by the holder

@@ -40,9 +40,9 @@ use fleetmesh_crdt::{
     Digest, HealthState, HlcClock, IdempotencyKey, Keypair, Ledger, LedgerRecord, MemberState,
     NodeMeta, PublicKey, RecordKind, SignedRecord, Value,
 };
-use policy::{Policy, PolicyRefusal, RuleSpec};
+use policy::{Policy, PolicyRefusal, RuleSpec, Step};
 use started::StartedLog;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use task::{Task, TaskId, TaskResult};
@@ -55,6 +55,9 @@ pub(crate) const INDEX_MAX: usize = 4_096;
 /// A request whose incident opened longer ago than this is dropped from a
 /// voter's index (its target's reports stopped arriving).
 const REQUEST_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Most needs-human records of closed incidents this node remembers, to
+/// answer a late approval of one with a note that nothing ran.
+const OVER_MAX: usize = 64;
 /// How often a holder with pending requests looks at them again.
 const PLAN_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -214,12 +217,24 @@ struct Incident {
     noted: BTreeSet<Noted>,
     /// An action ran for it: a recovery counts as a fix.
     acted: bool,
-    /// The ladder ran out.
+    /// The ladder ran out and a `needs-human` record asks for an operator.
     exhausted: bool,
+    /// How many times the ladder ran out: names the current `needs-human`
+    /// record (`#end`, then `#end2`, ...).
+    rounds: u32,
+    /// The current step runs again because an operator approved the
+    /// `needs-human` record: it runs under that record's key, once.
+    rerun: bool,
+    /// The highest step skipped for want of an approval: what an approval
+    /// of the `needs-human` record runs (else the last step).
+    skipped_for_approval: Option<usize>,
 }
 
 impl Incident {
     fn key(&self, rule: &str, target: PublicKey) -> IdempotencyKey {
+        if self.rerun {
+            return self.end_key(rule, target);
+        }
         IdempotencyKey {
             rule: rule.to_owned(),
             target,
@@ -227,8 +242,60 @@ impl Incident {
         }
     }
 
-    fn next_step(&mut self, now: Instant) {
-        self.step += 1;
+    /// The key of the `needs-human` record of the ladder's latest run-out.
+    fn end_key(&self, rule: &str, target: PublicKey) -> IdempotencyKey {
+        let round = match self.rounds {
+            0 | 1 => String::new(),
+            round => round.to_string(),
+        };
+        IdempotencyKey {
+            rule: rule.to_owned(),
+            target,
+            incident: format!("{}#end{round}", self.name),
+        }
+    }
+
+    /// Whether the current step waits for an approval: its own, or, on a
+    /// rerun, the approval of the `needs-human` record.
+    fn gated(&self, step: &Step) -> bool {
+        step.approval || self.rerun
+    }
+
+    /// When the current step's window ends: a step waiting for an approval
+    /// gives up after its approval window; otherwise the step's timeout
+    /// bounds the action and then the recovery.
+    fn window_end(&self, step: &Step) -> Instant {
+        if self.phase == Phase::Waiting && self.gated(step) {
+            self.since + step.approval_window
+        } else {
+            self.since + step.timeout
+        }
+    }
+
+    /// Moves past the current step; a rerun goes straight back to the end
+    /// of the ladder.
+    fn next_step(&mut self, steps: usize, now: Instant) {
+        if self.rerun {
+            self.rerun = false;
+            self.step = steps;
+        } else {
+            self.step += 1;
+        }
+        self.since = now;
+        self.phase = Phase::Waiting;
+        self.noted.clear();
+    }
+
+    /// An operator approved the `needs-human` record of a ladder that ran
+    /// out (`steps` long): the step skipped for want of an approval, else
+    /// the last one, runs once more under the usual rails.
+    fn rerun(&mut self, steps: usize, now: Instant) {
+        self.exhausted = false;
+        self.rerun = true;
+        self.step = self
+            .skipped_for_approval
+            .take()
+            .unwrap_or(steps.saturating_sub(1));
         self.since = now;
         self.phase = Phase::Waiting;
         self.noted.clear();
@@ -267,6 +334,9 @@ pub(crate) struct Remedy {
     /// Rules stopped for this node until an operator approves the
     /// `needs-human` record with this key.
     blocked: BTreeMap<String, IdempotencyKey>,
+    /// The unanswered `needs-human` records of ladders whose incident has
+    /// since closed, with the check, oldest first (at most [`OVER_MAX`]).
+    over: VecDeque<(IdempotencyKey, String)>,
     running: BTreeMap<TaskId, Running>,
     started: StartedLog,
     /// Health changes of a check until this instant are the effect of the
@@ -314,7 +384,8 @@ impl Remedy {
     }
 
     /// Panics unless the indexes of requests and intents are within
-    /// [`INDEX_MAX`] and the log of starts is consistent: for the agent's
+    /// [`INDEX_MAX`], the closed needs-human records within [`OVER_MAX`],
+    /// and the log of starts is consistent: for the agent's
     /// `check_invariants`.
     pub(crate) fn check_invariants(&self) {
         assert!(
@@ -322,6 +393,11 @@ impl Remedy {
             "remedy: {} requests or {} intents indexed over {INDEX_MAX}",
             self.requests.len(),
             self.planned.len()
+        );
+        assert!(
+            self.over.len() <= OVER_MAX,
+            "remedy: {} closed needs-human records kept over {OVER_MAX}",
+            self.over.len()
         );
         self.started.check_invariants();
     }
@@ -465,6 +541,7 @@ impl Remedy {
         for rule in rules {
             self.advance(cx, &rule, out);
         }
+        self.answer_late_approvals(cx, out);
         self.plan(cx, out);
     }
 
@@ -519,7 +596,7 @@ impl Remedy {
                 continue;
             }
             if let Some(step) = spec.steps.get(incident.step) {
-                consider(incident.since + step.timeout);
+                consider(incident.window_end(step));
             }
             if incident.phase == Phase::Waiting {
                 // Cooldowns, approvals and intents are looked at again at

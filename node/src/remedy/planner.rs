@@ -6,7 +6,7 @@
 use super::policy::{ActionClass, RuleSpec, Step};
 use super::{Cx, INDEX_MAX, Out, Planned, REQUEST_MAX_AGE, Remedy};
 use crate::stats::RemedyStats;
-use fleetmesh_crdt::{HealthState, IdempotencyKey, RecordKind, SignedRecord};
+use fleetmesh_crdt::{HealthState, IdempotencyKey, Ledger, RecordKind, SignedRecord};
 use std::time::Duration;
 
 impl Remedy {
@@ -144,7 +144,7 @@ impl Remedy {
                 cx.stats.budget_full += 1;
                 continue;
             }
-            let Some(step) = step_of(rule, &key) else {
+            let Some(step) = step_of(rule, &key, cx.replicas.ledger()) else {
                 self.requests.remove(&key);
                 continue;
             };
@@ -209,9 +209,32 @@ fn standing(cx: &Cx<'_>, rule: &RuleSpec, key: &IdempotencyKey) -> Standing {
     }
 }
 
-/// The step a key names (`check@millis#step`).
-fn step_of<'a>(rule: &'a RuleSpec, key: &IdempotencyKey) -> Option<&'a Step> {
+/// The disruptive step a key names: `check@millis#step`, or, for a rerun
+/// an operator approved on a `needs-human` record (`check@millis#end`),
+/// the step the target's own request names.
+fn step_of<'a>(rule: &'a RuleSpec, key: &IdempotencyKey, ledger: &Ledger) -> Option<&'a Step> {
     let (_, step) = key.incident.rsplit_once('#')?;
-    let step = rule.steps.get(step.parse::<usize>().ok()?)?;
+    let step = match step.parse::<usize>() {
+        Ok(index) => rule.steps.get(index)?,
+        Err(_) => {
+            let requested =
+                ledger
+                    .records_for(key)
+                    .find_map(|signed| match &signed.record.kind {
+                        RecordKind::Request { action, .. }
+                            if signed.record.author == key.target =>
+                        {
+                            Some(action)
+                        }
+                        _ => None,
+                    })?;
+            // Only the intent's action name comes from the step, so two
+            // steps of one name are as good as each other.
+            rule.steps
+                .iter()
+                .rev()
+                .find(|step| step.action == *requested)?
+        }
+    };
     (step.class == ActionClass::Disruptive).then_some(step)
 }

@@ -25,6 +25,14 @@ const ARG_BYTES_MAX: usize = 1_024;
 pub(crate) const INTERVAL_MIN: Duration = Duration::from_millis(100);
 /// Longest interval, timeout, window or duration any field takes.
 pub(crate) const DURATION_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long an approval-gated step waits for an operator's approval unless
+/// the policy says otherwise: long enough for a paged human to acknowledge,
+/// read the record and run `fleetmesh approve`; short enough that an
+/// incident nobody answers moves on to the next step or to `needs-human`
+/// within the hour.
+pub(crate) const APPROVAL_WINDOW_DEFAULT: Duration = Duration::from_secs(15 * 60);
+/// Shortest approval window a policy may set: a human needs at least this.
+pub(crate) const APPROVAL_WINDOW_MIN: Duration = Duration::from_secs(10);
 
 /// Why a policy document was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +149,10 @@ pub struct Step {
     pub timeout: Duration,
     /// Wait for an operator's approval record before starting.
     pub approval: bool,
+    /// With `approval`: how long the step waits for one, from when it
+    /// became current, before it is skipped. Independent of `timeout`,
+    /// which bounds the action once it has started.
+    pub approval_window: Duration,
 }
 
 /// `key=value` pairs a node's tags must all carry. Never empty: a rule
@@ -517,12 +529,14 @@ fn parse_rule(name: &str, fields: &Fields<'_>) -> Result<RuleSpec, PolicyError> 
         "limit_count",
         "limit_window_ms",
         "require_approval",
+        "approval_window_s",
         "dry_run",
         "voters",
         "escrow",
         "lease_ttl_ms",
     ])?;
     let require_approval = fields.bool("require_approval")?.unwrap_or(false);
+    let approval_window = fields.approval_window()?.unwrap_or(APPROVAL_WINDOW_DEFAULT);
     let Some(Value::List(list)) = fields.get("steps") else {
         return Err(fields.error("steps", "a list of 1 or more steps is required"));
     };
@@ -532,7 +546,14 @@ fn parse_rule(name: &str, fields: &Fields<'_>) -> Result<RuleSpec, PolicyError> 
     let mut steps = Vec::with_capacity(list.len());
     for (index, value) in list.iter().enumerate() {
         let step = Fields::of(value, &format!("{}.steps[{index}]", fields.path))?;
-        step.only(&["action", "command", "class", "timeout_ms", "approval"])?;
+        step.only(&[
+            "action",
+            "command",
+            "class",
+            "timeout_ms",
+            "approval",
+            "approval_window_s",
+        ])?;
         let action = step.required_string("action")?;
         parse_name(&action, &format!("{}.action", step.path))?;
         let class = match step.string("class")?.as_deref() {
@@ -544,6 +565,14 @@ fn parse_rule(name: &str, fields: &Fields<'_>) -> Result<RuleSpec, PolicyError> 
             Some(_) => step.command("command")?,
             None => Vec::new(),
         };
+        let approval = step.bool("approval")?.unwrap_or(require_approval);
+        let own_window = step.approval_window()?;
+        if own_window.is_some() && !approval {
+            return Err(step.error(
+                "approval_window_s",
+                "applies only to a step that waits for an approval: set approval = true or remove it",
+            ));
+        }
         steps.push(Step {
             action,
             command,
@@ -551,7 +580,8 @@ fn parse_rule(name: &str, fields: &Fields<'_>) -> Result<RuleSpec, PolicyError> 
             timeout: step
                 .millis("timeout_ms", Duration::from_millis(1))?
                 .unwrap_or(Duration::from_secs(30)),
-            approval: step.bool("approval")?.unwrap_or(require_approval),
+            approval,
+            approval_window: own_window.unwrap_or(approval_window),
         });
     }
     let max_unhealthy = match fields.get("max_unhealthy") {
@@ -722,6 +752,16 @@ impl<'a> Fields<'a> {
         Ok(self
             .int(field, min_ms, max)?
             .map(|ms| Duration::from_millis(ms as u64)))
+    }
+
+    /// `approval_window_s`: whole seconds within the approval window's
+    /// bounds.
+    fn approval_window(&self) -> Result<Option<Duration>, PolicyError> {
+        let min = APPROVAL_WINDOW_MIN.as_secs() as i64;
+        let max = DURATION_MAX.as_secs() as i64;
+        Ok(self
+            .int("approval_window_s", min, max)?
+            .map(|secs| Duration::from_secs(secs as u64)))
     }
 
     fn selector(&self, field: &str) -> Result<Selector, PolicyError> {

@@ -32,8 +32,9 @@ pub enum Task {
         key: IdempotencyKey,
         /// The rule's check the action should fix.
         check: String,
-        /// The step: action name, command, class.
-        step: Step,
+        /// The step: action name, command, class (boxed: a step is much
+        /// larger than a check task).
+        step: Box<Step>,
         /// The fencing epoch it runs under (0 for a local action).
         epoch: u64,
         /// Longest it may run.

@@ -227,6 +227,14 @@ fn a_remediation_takes_the_status_of_its_furthest_record() {
     assert_eq!(needs_human.status, "needs-human");
     assert_eq!(needs_human.awaits_approval, Some(stuck[0].digest()));
     assert_eq!(record_json(&stuck[0].record.kind)["kind"], "needs-human");
+    // Approved after the incident was over: the target's answer decides.
+    let skip = RecordKind::Skipped {
+        reason: "nothing ran".into(),
+    };
+    let late = [stuck[0].clone(), record(approval(20), 2), record(skip, 3)];
+    let answered = remediation(&late, 10);
+    assert_eq!(answered.status, "skipped");
+    assert_eq!(answered.detail.as_deref(), Some("nothing ran"));
 }
 
 /// Hands `agent` a release, signed by the test operator, of the policy
