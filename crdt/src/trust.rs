@@ -32,6 +32,10 @@ pub enum Role {
     Admit,
     /// Approve risky remediations.
     Approve,
+    /// Pause all automation at once (an emergency stop). One signature is
+    /// enough by design: stopping is safe, resuming a release is not
+    /// cheaper than it was.
+    Stop,
 }
 
 impl Role {
@@ -42,14 +46,21 @@ impl Role {
             Role::Config => "config",
             Role::Admit => "admit",
             Role::Approve => "approve",
+            Role::Stop => "stop",
         }
     }
 
     /// Parses a role name.
     pub fn parse(text: &str) -> Option<Role> {
-        [Role::Root, Role::Config, Role::Admit, Role::Approve]
-            .into_iter()
-            .find(|role| role.name() == text)
+        [
+            Role::Root,
+            Role::Config,
+            Role::Admit,
+            Role::Approve,
+            Role::Stop,
+        ]
+        .into_iter()
+        .find(|role| role.name() == text)
     }
 }
 
@@ -434,7 +445,8 @@ pub(crate) mod tests {
     }
 
     /// A document naming `roots` as root keys (threshold 2 when there are at
-    /// least two) and key 100 as the single config and admit key.
+    /// least two), key 100 as the single config, admit and approve key, and
+    /// key 101 as the stop key unless it is revoked.
     pub(crate) fn doc(version: u64, roots: &[&Keypair], revoked: &[PublicKey]) -> TrustDoc {
         let mut keys = BTreeMap::new();
         for root in roots {
@@ -444,6 +456,9 @@ pub(crate) mod tests {
             key(100).public(),
             BTreeSet::from([Role::Config, Role::Admit, Role::Approve]),
         );
+        if !revoked.contains(&key(101).public()) {
+            keys.insert(key(101).public(), BTreeSet::from([Role::Stop]));
+        }
         TrustDoc {
             fleet: "test".into(),
             version,
