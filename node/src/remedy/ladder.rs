@@ -120,6 +120,22 @@ impl Remedy {
         if incident.exhausted || cx.now < incident.opened + rule.unhealthy_for {
             return;
         }
+        // An emergency stop freezes the ladder where it stands: nothing
+        // starts, no step is climbed past, and the step waiting to start
+        // records the skip once. The checks go on, and the ladder goes on
+        // by itself once the stop lapses or is lifted.
+        if let Some(stop) = cx.stop_for(cx.meta) {
+            if incident.phase == Phase::Waiting && incident.noted.insert(Noted::Stopped) {
+                cx.stats.skipped_stopped += 1;
+                let reason = format!(
+                    "emergency stop {:?} until {} ms: {}",
+                    stop.digest, stop.expires_millis, stop.reason
+                );
+                let key = incident.key(rule_name, me);
+                out.push(Out::Publish(cx.sign(key, RecordKind::Skipped { reason })));
+            }
+            return;
+        }
         // Past the step's window with the check still unhealthy: climb.
         while let Some(step) = rule.steps.get(incident.step) {
             let window_over = cx.now >= incident.since + step.timeout;
