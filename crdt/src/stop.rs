@@ -130,7 +130,6 @@ mod tests {
     use super::*;
     use crate::replica::{Rejected, Replica};
     use crate::testing::Fleet;
-    use crate::trust::Role;
     use crate::trust::tests::key;
 
     fn at(millis: u64) -> Hlc {

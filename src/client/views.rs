@@ -136,6 +136,26 @@ pub fn remediations(target: &Target) -> anyhow::Result<()> {
     if target.json {
         return print_json(&answer);
     }
+    for stop in list(&answer, "stops") {
+        let scope = match stop["selector"].as_object() {
+            Some(selector) if !selector.is_empty() => {
+                format!("agents with {}", tags_cell(&stop["selector"]))
+            }
+            _ => "every agent".to_owned(),
+        };
+        println!(
+            "EMERGENCY STOP {} ({}{}): no automation until {}: {}",
+            short(&stop["id"], 16),
+            scope,
+            if stop["applies"] == true {
+                ", this agent included"
+            } else {
+                ", not this agent"
+            },
+            cell(&stop["expires"]),
+            cell(&stop["reason"]),
+        );
+    }
     let all = list(&answer, "remediations");
     if all.is_empty() {
         println!("no remediations in the ledger");
