@@ -695,7 +695,10 @@ mod tests {
         assert_eq!(health(&agent), json!({ "reports": [] }));
         assert_eq!(ledger(&agent), json!({ "records": [] }));
         assert_eq!(leases(&agent, Instant(0)), json!({ "leases": [] }));
-        assert_eq!(remediations(&agent, 5), json!({ "stops": [], "remediations": [] }));
+        assert_eq!(
+            remediations(&agent, 5),
+            json!({ "stops": [], "remediations": [] })
+        );
         assert_eq!(
             approvals(&agent, 5),
             json!({ "approvals": [], "now_millis": 5 })
