@@ -205,6 +205,8 @@ pub struct World {
     tap: Option<Tap>,
     traffic: Traffic,
     violations: Vec<Violation>,
+    /// How the last emergency stop spreads.
+    stop_spread: stop::StopSpread,
     stop_on_violation: bool,
     events_processed: u64,
     leases: Vec<SimLease>,
@@ -293,6 +295,7 @@ impl World {
             tap: options.tap,
             traffic: Traffic::default(),
             violations: Vec::new(),
+            stop_spread: stop::StopSpread::default(),
             stop_on_violation: options.stop_on_violation,
             events_processed: 0,
             leases,
@@ -408,6 +411,13 @@ impl World {
         let before = self.watch_config.then(|| config_state(&agent));
         input(&mut agent, node.clock.local(self.now));
         self.drain(index, &mut agent);
+        if let Some(digest) = self.stop_spread.following()
+            && agent.replicas().ledger().get(&digest).is_some()
+        {
+            let nodes = &self.nodes;
+            let running = || nodes.iter().filter(|node| node.agent.is_some()).count() + 1;
+            self.stop_spread.holds(index, self.now, running);
+        }
         if let Some(before) = before
             && config_state(&agent) != before
         {

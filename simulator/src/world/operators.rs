@@ -22,6 +22,9 @@ impl World {
         let entry =
             self.operators
                 .stop(order.selector.clone(), order.lasting, wall_millis(self.now));
+        if let (Some(_), StateEntry::Ledger(signed)) = (order.lasting, &entry) {
+            self.stop_spread.issued(signed.digest(), self.now);
+        }
         self.hand(index, vec![entry]);
     }
 
