@@ -129,7 +129,7 @@ fn sign_statement(stopper: &Keypair, at: Hlc, what: &str, kind: RecordKind) -> S
 mod tests {
     use super::*;
     use crate::replica::{Rejected, Replica};
-    use crate::testing::Fleet;
+    use crate::testing::{Fleet, check_crdt_laws};
     use crate::trust::tests::key;
 
     fn at(millis: u64) -> Hlc {
@@ -270,5 +270,45 @@ mod tests {
         assert_eq!(ledger.len(), stop_limits::STOPS_MAX + 2);
         let oldest_stop = ledger.stop_records().next().unwrap().record.at.millis;
         assert_eq!(oldest_stop, 3, "the newest stops are kept");
+    }
+
+    #[test]
+    fn a_ledger_with_stops_and_a_full_bound_is_still_a_crdt() {
+        let fleet = Fleet::new(&[&key(20)]);
+        let target = key(20);
+        let ordinary = |n: u64| {
+            let record = LedgerRecord {
+                key: IdempotencyKey {
+                    rule: "r".into(),
+                    target: target.public(),
+                    incident: format!("i{n}"),
+                },
+                kind: RecordKind::NeedsHuman { reason: "x".into() },
+                author: target.public(),
+                at: at(n),
+            };
+            (SignedRecord::sign(record, &target), true)
+        };
+        let pool = vec![
+            ordinary(5),
+            (
+                sign_stop(&stopper(), zone("a"), at(1), 60_000, "x".into(), 1),
+                true,
+            ),
+            ordinary(6),
+            (sign_resume(&stopper(), BTreeMap::new(), at(2), 1), true),
+            ordinary(7),
+            (
+                sign_stop(&key(100), zone("a"), at(3), 60_000, "x".into(), 1),
+                false,
+            ),
+        ];
+        let ledger = check_crdt_laws(&fleet, &Ledger::with_max_records(2), &pool);
+        assert_eq!(
+            ledger.stop_records().count(),
+            2,
+            "old stops outlive newer records"
+        );
+        assert_eq!(ledger.len(), 4);
     }
 }
