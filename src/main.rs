@@ -106,6 +106,39 @@ enum Command {
         #[command(flatten)]
         agent: client::AgentArgs,
     },
+    /// Emergency stop: pauses all automation (local actions, disruptive
+    /// actions) on every agent, or on those `--select` names, until
+    /// `--for` has passed or `fleetmesh resume`. Signed with an operator
+    /// key holding the `stop` role (one signature is enough) and handed to
+    /// the agent, which rushes it to the fleet.
+    Stop {
+        /// `key=value[,key=value]`: stop only the agents with these tags.
+        #[arg(long, value_name = "TAGS")]
+        select: Option<String>,
+        /// How long the stop holds: 90s, 30m, 2h, 1d (at most 7 days).
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h", value_parser = client::parse_duration)]
+        lasting: std::time::Duration,
+        /// Why, for the operators who read `fleetmesh remediations`.
+        #[arg(long)]
+        reason: String,
+        /// The operator's key file; it must hold the `stop` role.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        agent: client::AgentArgs,
+    },
+    /// Lifts the emergency stops signed before now with the same
+    /// `--select` (every stop without it); automation goes on by itself.
+    Resume {
+        /// `key=value[,key=value]`: the selector of the stops to lift.
+        #[arg(long, value_name = "TAGS")]
+        select: Option<String>,
+        /// The operator's key file; it must hold the `stop` role.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        agent: client::AgentArgs,
+    },
     /// Asks a running agent to leave the fleet gracefully and stop (as
     /// SIGTERM does), and waits until it has stopped.
     Leave {
@@ -151,6 +184,28 @@ fn main() -> ExitCode {
                 key: &key,
                 valid_for,
             }));
+        }
+        Command::Stop {
+            select,
+            lasting,
+            reason,
+            key,
+            agent,
+        } => {
+            let args = client::Stop {
+                agent: &agent,
+                select: select.as_deref(),
+                key: &key,
+            };
+            return operator_result(client::stop(&args, lasting, &reason));
+        }
+        Command::Resume { select, key, agent } => {
+            let args = client::Stop {
+                agent: &agent,
+                select: select.as_deref(),
+                key: &key,
+            };
+            return operator_result(client::resume(&args));
         }
         Command::Leave { agent } => return operator_result(client::leave(&agent)),
         Command::Demo { nodes, keep } => {

@@ -1,5 +1,5 @@
 //! The CLI against running agents: `fleetmesh members`, `health`,
-//! `leases`, `remediations`, `approve`, `leave` and `config
+//! `leases`, `remediations`, `approve`, `stop`, `resume`, `leave` and `config
 //! publish|release|show|history` on real agent processes on loopback,
 //! asserting on the tables, the JSON and the errors; and `fleetmesh demo`
 //! end to end. Every wait is bounded in time and polls; every agent is
@@ -452,4 +452,89 @@ fn config_changes_that_panic_automerge_are_refused_and_the_agents_live_on() {
     for index in 0..2 {
         assert!(fleet.id(index).is_some(), "agent {index} answers");
     }
+}
+
+/// [`gated_policy`]'s check with a rule that repairs at once, no approval.
+fn ungated_policy() -> String {
+    let steps = r#"steps = [
+  { action = "repair", class = "local", timeout_ms = 5000, command = ["sh", "-c", "echo fixed > repaired; rm broken"] },
+]
+"#;
+    exec_check("marker", "broken") + &rule("marker-down", "marker", steps)
+}
+
+#[test]
+fn an_emergency_stop_reaches_another_agent_holds_its_repair_and_resume_lifts_it() {
+    let (fleet, scratch, _) = running(2);
+    let dir = scratch.path();
+    let admin = fleet.nodes[0].admin.endpoint.to_string();
+    let at = ["--admin", admin.as_str()];
+    let other = fleet.nodes[1].admin.endpoint.to_string();
+    let at_other = ["--admin", other.as_str()];
+    fleet
+        .publish_release(0, "remediation", &ungated_policy())
+        .expect("the policy is published");
+    wait_for(&fleet, "both agents run the policy", || {
+        (0..2)
+            .all(|index| fleet.release(index, "remediation") == Some(1))
+            .then_some(())
+    });
+    let metric = |index: usize, name: &str| fleet.metric(index, name);
+
+    // A key without the `stop` role is refused before anything is signed.
+    ok(dir, &["keygen", "--out", "stranger.key"]);
+    refused(
+        dir,
+        &[&["stop", "--reason", "x", "--key", "stranger.key"][..], &at].concat(),
+        &["lacks the `stop` role"],
+    );
+    // The operator's key stops every agent carrying role=local; node 0
+    // takes it, node 1 holds it soon after.
+    let said = ok(
+        dir,
+        &[
+            &["stop", "--select", "role=local", "--for", "10m"][..],
+            &["--reason", "bad push", "--key", OPERATOR_KEY],
+            &at,
+        ]
+        .concat(),
+    );
+    assert!(
+        said.starts_with("every automated action is stopped"),
+        "{said}"
+    );
+    wait_for(&fleet, "node 1 holds the stop", || {
+        (metric(1, "fleetmesh_stops_active") == Some(1)).then_some(())
+    });
+    let table = ok(dir, &[&["remediations"][..], &at_other].concat());
+    assert!(table.starts_with("EMERGENCY STOP"), "{table}");
+    assert!(table.contains("this agent included") && table.contains("bad push"));
+    let view = json(dir, &[&["remediations", "--json"][..], &at_other].concat());
+    assert_eq!(view["stops"][0]["selector"]["role"], "local", "{view}");
+
+    // Node 1's service breaks: the check sees it, the repair is held and
+    // the skip recorded.
+    fs::write(fleet.nodes[1].dir.join("broken"), "").expect("break the service");
+    wait_for(&fleet, "node 1 records the step held by the stop", || {
+        (metric(1, "fleetmesh_remedy_skipped_stopped_total") == Some(1)).then_some(())
+    });
+    let table = ok(dir, &[&["remediations"][..], &at_other].concat());
+    assert!(table.contains("emergency stop"), "{table}");
+    assert!(!fleet.nodes[1].dir.join("repaired").exists());
+
+    // Resume through node 0: node 1 repairs by itself.
+    let said = ok(
+        dir,
+        &[
+            &["resume", "--select", "role=local", "--key", OPERATOR_KEY][..],
+            &at,
+        ]
+        .concat(),
+    );
+    assert!(said.contains("are lifted"), "{said}");
+    wait_for(&fleet, "node 1 repairs once the stop is lifted", || {
+        fleet.nodes[1].dir.join("repaired").exists().then_some(())
+    });
+    assert_eq!(metric(1, "fleetmesh_stops_active"), Some(0));
+    assert!(metric(1, "fleetmesh_remedy_stops_received_total") >= Some(2));
 }

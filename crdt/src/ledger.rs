@@ -25,6 +25,21 @@ pub mod ledger_limits {
     pub const RECORDS_MAX: usize = 100_000;
 }
 
+/// Bounds on stop records.
+pub mod stop_limits {
+    /// Most stop and resume records a ledger keeps; past it the oldest by
+    /// (`at`, digest) are evicted (and counted), whatever ordinary records
+    /// do.
+    pub const STOPS_MAX: usize = 64;
+    /// Most `key=value` pairs in a stop's selector.
+    pub const SELECTOR_PAIRS_MAX: usize = 16;
+    /// Longest a stop may last from when it was signed: a stop is a
+    /// standing order, and an operator should look again within a week.
+    pub const STOP_FOR_MAX_MILLIS: u64 = 7 * 24 * 3_600_000;
+    /// The `rule` of every stop and resume record's ledger key.
+    pub const STOP_RULE: &str = "emergency-stop";
+}
+
 /// Names one remediation of one incident on one target: every record about
 /// it carries this key, and duplicate intents (say from two holders after a
 /// partition heals) collapse on it.
@@ -101,6 +116,30 @@ pub enum RecordKind {
         /// The trust version under which the approver holds `approve`.
         trust_version: u64,
     },
+    /// An operator pauses all automation on the agents whose tags carry
+    /// `selector` ([`crate::stop`]).
+    Stop {
+        /// The operator key holding `stop`, who must be the record's author.
+        stopper: PublicKey,
+        /// Tags an agent must carry to be stopped; empty: every agent.
+        selector: BTreeMap<String, String>,
+        /// When the stop lapses, in HLC milliseconds.
+        expires_millis: u64,
+        /// Why, for the operators who read `remediations`.
+        reason: String,
+        /// The trust version under which the stopper holds `stop`.
+        trust_version: u64,
+    },
+    /// An operator lifts the stops signed before this record whose
+    /// selector is `selector` (every stop when it is empty).
+    Resume {
+        /// The operator key holding `stop`, who must be the record's author.
+        stopper: PublicKey,
+        /// The selector of the stops it lifts; empty: every stop.
+        selector: BTreeMap<String, String>,
+        /// The trust version under which the stopper holds `stop`.
+        trust_version: u64,
+    },
 }
 
 impl RecordKind {
@@ -120,7 +159,8 @@ pub struct LedgerRecord {
     pub key: IdempotencyKey,
     /// What it states.
     pub kind: RecordKind,
-    /// The signer: an admitted node, or for an approval an operator key.
+    /// The signer: an admitted node, or for an approval, a stop or a
+    /// resume an operator key.
     pub author: PublicKey,
     /// When, on the author's HLC.
     pub at: Hlc,
@@ -156,11 +196,18 @@ impl SignedRecord {
 /// That is still a join-semilattice: the join of two states is the newest
 /// `max_records` of their union, and a record evicted once is older than
 /// `max_records` held ones and stays evicted, whatever arrives later.
+/// Stops and resumes are bounded the same way but apart
+/// ([`stop_limits::STOPS_MAX`]): the product of two such sets is a
+/// semilattice too, and a storm of ordinary records never evicts a stop.
 #[derive(Clone, Debug)]
 pub struct Ledger {
     records: BTreeMap<Digest, SignedRecord>,
     by_age: BTreeSet<(Hlc, Digest)>,
     by_key: BTreeMap<IdempotencyKey, BTreeSet<Digest>>,
+    /// The stop and resume records among `records`, by age.
+    stops: BTreeSet<(Hlc, Digest)>,
+    /// Stop and resume records evicted or refused at their bound.
+    stops_evicted: u64,
     max_records: usize,
 }
 
@@ -183,6 +230,8 @@ impl Ledger {
             records: BTreeMap::new(),
             by_age: BTreeSet::new(),
             by_key: BTreeMap::new(),
+            stops: BTreeSet::new(),
+            stops_evicted: 0,
             max_records,
         }
     }
@@ -232,6 +281,19 @@ impl Ledger {
             .filter_map(|(_, digest)| self.records.get(digest))
     }
 
+    /// The stop and resume records, oldest first.
+    pub fn stop_records(&self) -> impl Iterator<Item = &SignedRecord> {
+        self.stops
+            .iter()
+            .filter_map(|(_, digest)| self.records.get(digest))
+    }
+
+    /// Stop and resume records evicted, or refused as older than every one
+    /// held, at [`stop_limits::STOPS_MAX`].
+    pub fn stops_evicted(&self) -> u64 {
+        self.stops_evicted
+    }
+
     /// How many records are held.
     pub fn len(&self) -> usize {
         self.records.len()
@@ -242,11 +304,41 @@ impl Ledger {
         self.records.is_empty()
     }
 
+    /// Records held under the bound of stops (`stop`) or of the rest.
+    fn held(&self, stop: bool) -> usize {
+        if stop {
+            self.stops.len()
+        } else {
+            self.records.len() - self.stops.len()
+        }
+    }
+
+    fn bound(&self, stop: bool) -> usize {
+        if stop {
+            stop_limits::STOPS_MAX
+        } else {
+            self.max_records
+        }
+    }
+
+    /// The oldest record under the bound of stops (`stop`) or of the rest;
+    /// finding the latter skips at most [`stop_limits::STOPS_MAX`] stops.
+    fn oldest(&self, stop: bool) -> Option<(Hlc, Digest)> {
+        if stop {
+            return self.stops.first().copied();
+        }
+        self.by_age
+            .iter()
+            .find(|age| !self.stops.contains(age))
+            .copied()
+    }
+
     fn remove(&mut self, digest: &Digest) {
         let Some(signed) = self.records.remove(digest) else {
             return;
         };
         self.by_age.remove(&(signed.record.at, *digest));
+        self.stops.remove(&(signed.record.at, *digest));
         if let Some(digests) = self.by_key.get_mut(&signed.record.key) {
             digests.remove(digest);
             if digests.is_empty() {
@@ -254,6 +346,63 @@ impl Ledger {
             }
         }
     }
+}
+
+/// Whether a record is a stop or a resume: operator statements about all
+/// automation, bounded apart from the rest of the ledger.
+pub fn is_stop_record(kind: &RecordKind) -> bool {
+    matches!(kind, RecordKind::Stop { .. } | RecordKind::Resume { .. })
+}
+
+/// Checks a stop or resume record: signed by its `stopper`, who held
+/// `stop` under the trust version it names and is not revoked now, with a
+/// bounded selector and lifetime. Any other record passes untouched.
+fn admit_stop(record: &LedgerRecord, ctx: &Ctx<'_>) -> Result<(), Rejected> {
+    use stop_limits::*;
+    let (stopper, selector, trust_version) = match &record.kind {
+        RecordKind::Stop {
+            stopper,
+            selector,
+            expires_millis,
+            reason,
+            trust_version,
+        } => {
+            check_text("reason", reason, true, ledger_limits::TEXT_MAX)?;
+            if expires_millis.saturating_sub(record.at.millis) > STOP_FOR_MAX_MILLIS {
+                return Err(Rejected::Malformed(format!(
+                    "a stop lasts at most {} days",
+                    STOP_FOR_MAX_MILLIS / 86_400_000
+                )));
+            }
+            (stopper, selector, trust_version)
+        }
+        RecordKind::Resume {
+            stopper,
+            selector,
+            trust_version,
+        } => (stopper, selector, trust_version),
+        _ => return Ok(()),
+    };
+    if record.key.rule != STOP_RULE || record.key.target != *stopper || record.author != *stopper {
+        return Err(Rejected::Unauthorized(format!(
+            "a stop's stopper must be its author and its key's target, under rule {STOP_RULE}"
+        )));
+    }
+    if selector.len() > SELECTOR_PAIRS_MAX {
+        return Err(Rejected::Malformed(format!(
+            "a stop's selector has at most {SELECTOR_PAIRS_MAX} pairs"
+        )));
+    }
+    for (key, value) in selector {
+        check_text("selector key", key, true, ledger_limits::NAME_MAX)?;
+        check_text("selector value", value, true, ledger_limits::NAME_MAX)?;
+    }
+    if !ctx.trust.authorizes(stopper, Role::Stop, *trust_version) {
+        return Err(Rejected::Unauthorized(format!(
+            "{stopper:?} may not stop automation under trust version {trust_version}"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a record's text fields and who may have written it.
@@ -300,6 +449,7 @@ fn admit_record(record: &LedgerRecord, ctx: &Ctx<'_>) -> Result<(), Rejected> {
         RecordKind::Skipped { reason } | RecordKind::NeedsHuman { reason } => {
             check_text("reason", reason, false, TEXT_MAX)?;
         }
+        RecordKind::Stop { .. } | RecordKind::Resume { .. } => return admit_stop(record, ctx),
         RecordKind::Approval {
             approver,
             trust_version,
@@ -339,11 +489,13 @@ impl Verified for Ledger {
         if self.records.contains_key(&digest) {
             return Merge::Unchanged;
         }
+        let stop = is_stop_record(&signed.record.kind);
         // Older than everything held at the bound: it would be evicted at
         // once.
-        if self.records.len() >= self.max_records
-            && self.by_age.first().is_none_or(|oldest| age < *oldest)
+        if self.held(stop) >= self.bound(stop)
+            && self.oldest(stop).is_none_or(|oldest| age < oldest)
         {
+            self.stops_evicted += u64::from(stop);
             return Merge::Unchanged;
         }
         self.by_key
@@ -351,11 +503,15 @@ impl Verified for Ledger {
             .or_default()
             .insert(digest);
         self.by_age.insert(age);
+        if stop {
+            self.stops.insert(age);
+        }
         self.records.insert(digest, signed);
-        while self.records.len() > self.max_records {
-            let Some((_, oldest)) = self.by_age.first().copied() else {
+        while self.held(stop) > self.bound(stop) {
+            let Some((_, oldest)) = self.oldest(stop) else {
                 break;
             };
+            self.stops_evicted += u64::from(stop);
             self.remove(&oldest);
         }
         Merge::Changed {

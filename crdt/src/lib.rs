@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod membership;
 mod register;
 pub mod replica;
+pub mod stop;
 #[cfg(test)]
 mod testing;
 pub mod trust;
@@ -41,6 +42,10 @@ pub use lease::{
     Current, Grant, GrantBody, GrantDecision, GrantRequest, Lease, LeaseKind, LeaseTable, Refusal,
     SignedLease, Voter, VoterRecord, lease_limits,
 };
-pub use ledger::{IdempotencyKey, Ledger, LedgerRecord, RecordKind, SignedRecord, ledger_limits};
+pub use ledger::{
+    IdempotencyKey, Ledger, LedgerRecord, RecordKind, SignedRecord, is_stop_record, ledger_limits,
+    stop_limits,
+};
 pub use replica::{Ctx, Merge, Rejected, Replica};
+pub use stop::{ActiveStop, active_stops, sign_resume, sign_stop};
 pub use trust::{Role, SignedTrust, TrustChain, TrustDoc, TrustError, TrustInsert};

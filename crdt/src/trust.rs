@@ -32,11 +32,21 @@ pub enum Role {
     Admit,
     /// Approve risky remediations.
     Approve,
+    /// Pause all automation at once (an emergency stop). One signature is
+    /// enough by design: stopping is safe, resuming a release is not
+    /// cheaper than it was.
+    Stop,
 }
 
 impl Role {
     /// Every role, in order.
-    pub const ALL: [Role; 4] = [Role::Root, Role::Config, Role::Admit, Role::Approve];
+    pub const ALL: [Role; 5] = [
+        Role::Root,
+        Role::Config,
+        Role::Admit,
+        Role::Approve,
+        Role::Stop,
+    ];
 
     /// The role's name in files and on the command line.
     pub fn name(self) -> &'static str {
@@ -45,6 +55,7 @@ impl Role {
             Role::Config => "config",
             Role::Admit => "admit",
             Role::Approve => "approve",
+            Role::Stop => "stop",
         }
     }
 
@@ -450,7 +461,8 @@ pub(crate) mod tests {
     }
 
     /// A document naming `roots` as root keys (threshold 2 when there are at
-    /// least two) and key 100 as the single config and admit key.
+    /// least two), key 100 as the single config, admit and approve key, and
+    /// key 101 as the stop key unless it is revoked.
     pub(crate) fn doc(version: u64, roots: &[&Keypair], revoked: &[PublicKey]) -> TrustDoc {
         let mut keys = BTreeMap::new();
         for root in roots {
@@ -460,6 +472,9 @@ pub(crate) mod tests {
             key(100).public(),
             BTreeSet::from([Role::Config, Role::Admit, Role::Approve]),
         );
+        if !revoked.contains(&key(101).public()) {
+            keys.insert(key(101).public(), BTreeSet::from([Role::Stop]));
+        }
         TrustDoc {
             fleet: "test".into(),
             version,

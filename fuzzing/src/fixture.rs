@@ -81,7 +81,11 @@ impl Fixture {
         };
         let outcome = World::new(&scenario, options).run();
         let traffic = seen.take();
-        let fleet = Fleet::new(&Seeds::new(seed), &scenario.fleet.tags);
+        let fleet = Fleet::new(
+            &Seeds::new(seed),
+            &scenario.fleet.tags,
+            scenario.has_emergency_stop(),
+        );
         let entries = carried_entries(&traffic.messages);
         let trust = TrustChain::new(fleet.genesis.clone(), fleet.verifier.as_ref())
             .expect("the seed run's genesis verifies");

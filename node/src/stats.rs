@@ -169,6 +169,12 @@ pub struct RemedyStats {
     pub tasks_dropped: u64,
     /// Own health reports or ledger records the replicas refused.
     pub publish_rejected: u64,
+    /// Emergency stops and resumes this agent learnt and rushed on to
+    /// peers (the refused ones are in the state counters).
+    pub stops_received: u64,
+    /// Steps held back by an emergency stop that applies to this agent
+    /// (each step counted once; the planner's held requests are not).
+    pub skipped_stopped: u64,
 }
 
 impl AddAssign<&RemedyStats> for RemedyStats {
@@ -203,6 +209,8 @@ impl AddAssign<&RemedyStats> for RemedyStats {
         self.index_dropped += other.index_dropped;
         self.tasks_dropped += other.tasks_dropped;
         self.publish_rejected += other.publish_rejected;
+        self.stops_received += other.stops_received;
+        self.skipped_stopped += other.skipped_stopped;
     }
 }
 

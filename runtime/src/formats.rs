@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use fleetmesh_crdt::{
     CertBody, Ed25519, Hlc, IdempotencyKey, Keypair, LedgerRecord, NodeCert, PublicKey, RecordKind,
     Release, Role, SignedChange, SignedRecord, SignedRelease, SignedTrust, TrustChain, TrustDoc,
-    TrustError,
+    TrustError, stop_limits,
 };
 use serde::{Deserialize, Serialize};
 
@@ -473,6 +473,111 @@ impl ApprovalJson {
                 trust_version: self.trust_version,
             },
             author: approver,
+            at: Hlc {
+                millis: self.at_millis,
+                counter: self.at_counter,
+            },
+        };
+        Ok(SignedRecord {
+            record,
+            signature: files::parse_signature(&self.signature, "the signature")?,
+        })
+    }
+}
+
+/// The `format` of a stop file.
+pub const STOP_FORMAT: &str = "fleetmesh-stop";
+
+/// A stop file's body: an operator's signed emergency stop or resume
+/// (`kind`), as `fleetmesh stop` and `fleetmesh resume` make it. An agent
+/// verifies it like any ledger record: signed by `stopper`, who holds
+/// `stop` at `trust_version`.
+#[derive(Serialize, Deserialize)]
+pub struct StopJson {
+    kind: String,
+    stopper: String,
+    incident: String,
+    selector: BTreeMap<String, String>,
+    expires_millis: Option<u64>,
+    reason: Option<String>,
+    trust_version: u64,
+    at_millis: u64,
+    at_counter: u32,
+    signature: String,
+}
+
+impl StopJson {
+    /// The file form of `signed`; `None` when it is neither a stop nor a
+    /// resume.
+    pub fn new(signed: &SignedRecord) -> Option<StopJson> {
+        let record = &signed.record;
+        let (kind, stopper, selector, expires_millis, reason, trust_version) = match &record.kind {
+            RecordKind::Stop {
+                stopper,
+                selector,
+                expires_millis,
+                reason,
+                trust_version,
+            } => (
+                "stop",
+                stopper,
+                selector,
+                Some(*expires_millis),
+                Some(reason.clone()),
+                trust_version,
+            ),
+            RecordKind::Resume {
+                stopper,
+                selector,
+                trust_version,
+            } => ("resume", stopper, selector, None, None, trust_version),
+            _ => return None,
+        };
+        Some(StopJson {
+            kind: kind.to_owned(),
+            stopper: stopper.to_hex(),
+            incident: record.key.incident.clone(),
+            selector: selector.clone(),
+            expires_millis,
+            reason,
+            trust_version: *trust_version,
+            at_millis: record.at.millis,
+            at_counter: record.at.counter,
+            signature: files::signature_hex(&signed.signature),
+        })
+    }
+
+    /// The signed record the file states; its signature and the stopper's
+    /// role are checked where it is merged.
+    pub fn decode(&self) -> anyhow::Result<SignedRecord> {
+        let stopper = files::parse_key(&self.stopper, "the stopper")?;
+        let selector = self.selector.clone();
+        let trust_version = self.trust_version;
+        let kind = match (self.kind.as_str(), self.expires_millis, &self.reason) {
+            ("stop", Some(expires_millis), Some(reason)) => RecordKind::Stop {
+                stopper,
+                selector,
+                expires_millis,
+                reason: reason.clone(),
+                trust_version,
+            },
+            ("resume", None, None) => RecordKind::Resume {
+                stopper,
+                selector,
+                trust_version,
+            },
+            _ => bail!(
+                "is neither a stop (kind \"stop\" with expires_millis and reason) nor a resume (kind \"resume\" without them): write it again with `fleetmesh stop` or `fleetmesh resume`"
+            ),
+        };
+        let record = LedgerRecord {
+            key: IdempotencyKey {
+                rule: stop_limits::STOP_RULE.to_owned(),
+                target: stopper,
+                incident: self.incident.clone(),
+            },
+            kind,
+            author: stopper,
             at: Hlc {
                 millis: self.at_millis,
                 counter: self.at_counter,

@@ -33,6 +33,7 @@ pub mod local;
 pub mod metrics;
 pub mod peers;
 pub mod process;
+pub mod records;
 pub mod state;
 pub mod transport;
 pub mod views;

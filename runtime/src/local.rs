@@ -36,7 +36,7 @@ use crate::config::{ADMIN_SOCKET, ADMIN_TOKEN, Endpoint};
 pub const TAG: (&str, &str) = ("role", "local");
 
 /// The operator key file, in the fleet directory: roles root, config,
-/// admit and approve.
+/// admit, approve and stop.
 pub const OPERATOR_KEY: &str = "operator.key";
 
 /// Most agents one local fleet runs: loopback ports and a test machine's
@@ -242,7 +242,7 @@ impl LocalFleet {
             "--root-key",
             OPERATOR_KEY,
             "--key",
-            &format!("{operator}=config,admit,approve"),
+            &format!("{operator}=config,admit,approve,stop"),
             "--out",
             "trust.json",
         ])?;

@@ -146,6 +146,8 @@ pub struct Gauges {
     pub budget_in_use: Vec<(String, usize)>,
     /// Whether the agent is in safe mode.
     pub safe_mode: bool,
+    /// Emergency stops in force that apply to this agent.
+    pub stops_applying: usize,
     /// The agent's incarnation.
     pub incarnation: u64,
     /// The trust version the agent runs.
@@ -284,6 +286,8 @@ fn remedy(registry: &mut Registry, stats: &RemedyStats) {
         index_dropped: "Ledger records dropped from a full index",
         tasks_dropped: "Tasks dropped: the core's task queue was full",
         publish_rejected: "Own health reports or ledger records refused",
+        stops_received: "Emergency stops and resumes learnt and rushed on to peers",
+        skipped_stopped: "Remediation steps held back by an emergency stop",
     });
     gauge(
         registry,
@@ -305,6 +309,7 @@ fn state(registry: &mut Registry, stats: &StateStats) {
         fetches_refused: "Fetches not started: too many in flight",
         future_dated: "Replicated entries refused: dated too far ahead of this clock",
         automerge_panics: "Panics automerge raised on malformed config changes, caught and refused",
+        stops_refused: "Emergency stops or resumes refused: no stop role, revoked, or malformed",
     });
 }
 
@@ -442,6 +447,12 @@ pub fn render(
         "safe_mode",
         "1 while in safe mode",
         u64::from(gauges.safe_mode),
+    );
+    gauge(
+        &mut registry,
+        "stops_active",
+        "Emergency stops in force that apply to this agent (nothing is started while above 0)",
+        gauges.stops_applying as u64,
     );
     gauge(
         &mut registry,

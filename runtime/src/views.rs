@@ -8,7 +8,7 @@ use std::path::Path;
 
 use fleetmesh_crdt::{
     Digest, HealthState, IdempotencyKey, LeaseKind, MemberState, NodeId, PublicKey, RecordKind,
-    Replica, SignedRecord, SignedRelease,
+    Replica, SignedRecord, SignedRelease, is_stop_record,
 };
 use fleetmesh_node::Entry;
 use fleetmesh_node::{Agent, Instant, Policy, PolicyRefusal};
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::files;
 use crate::formats;
+use crate::records::{self, record_json};
 
 /// What `GET /v1/agent` shows besides the core's state: the runtime's own.
 #[derive(Clone, Copy, Debug)]
@@ -71,8 +72,10 @@ pub fn trust(agent: &Agent) -> Option<Value> {
 }
 
 /// `GET /v1/remediations`: the ledger grouped per remediation.
+/// The emergency stops in force come first (`stops`, [`records::stops`]).
 pub fn remediations(agent: &Agent, now_millis: u64) -> Value {
     json!({
+        "stops": records::stops(agent, now_millis),
         "remediations": remediations_of(agent, now_millis).iter().map(Remediation::json).collect::<Vec<_>>(),
     })
 }
@@ -81,7 +84,12 @@ pub fn remediations(agent: &Agent, now_millis: u64) -> Value {
 /// first.
 fn remediations_of(agent: &Agent, now_millis: u64) -> Vec<Remediation> {
     let mut grouped: BTreeMap<&IdempotencyKey, Vec<&SignedRecord>> = BTreeMap::new();
-    for signed in agent.replicas().ledger().iter() {
+    // Stops and resumes are about all automation, not one remediation.
+    let ledger = agent.replicas().ledger();
+    for signed in ledger
+        .iter()
+        .filter(|signed| !is_stop_record(&signed.record.kind))
+    {
         grouped.entry(&signed.record.key).or_default().push(signed);
     }
     let mut all: Vec<Remediation> = grouped
@@ -521,44 +529,6 @@ pub fn state_name(state: MemberState) -> &'static str {
         MemberState::Suspect => "suspect",
         MemberState::Dead => "dead",
         MemberState::Left => "left",
-    }
-}
-
-fn record_json(kind: &RecordKind) -> Value {
-    let key = |key: &PublicKey| key.to_hex();
-    match kind {
-        RecordKind::Intent {
-            scope,
-            epoch,
-            action,
-            planner,
-            dry_run,
-            deadline_millis,
-        } => json!({
-            "kind": "intent", "scope": scope, "epoch": epoch, "action": action,
-            "planner": key(planner), "dry_run": dry_run, "deadline_millis": deadline_millis,
-        }),
-        RecordKind::Request { scope, action } => {
-            json!({ "kind": "request", "scope": scope, "action": action })
-        }
-        RecordKind::Started { epoch } => json!({ "kind": "started", "epoch": epoch }),
-        RecordKind::Outcome {
-            success,
-            exit_code,
-            detail,
-        } => json!({
-            "kind": "outcome", "success": success, "exit_code": exit_code, "detail": detail,
-        }),
-        RecordKind::Skipped { reason } => json!({ "kind": "skipped", "reason": reason }),
-        RecordKind::NeedsHuman { reason } => json!({ "kind": "needs-human", "reason": reason }),
-        RecordKind::Approval {
-            approver,
-            expires_millis,
-            trust_version,
-        } => json!({
-            "kind": "approval", "approver": key(approver),
-            "expires_millis": expires_millis, "trust_version": trust_version,
-        }),
     }
 }
 

@@ -49,8 +49,11 @@ pub(crate) fn keypair(seeds: &Seeds, name: &str, index: u64) -> Keypair {
 }
 
 impl Fleet {
-    /// A fleet of `count` nodes, node `i` certified with `tags[i]`.
-    pub fn new(seeds: &Seeds, tags: &[BTreeMap<String, String>]) -> Fleet {
+    /// A fleet of `count` nodes, node `i` certified with `tags[i]`; the
+    /// operator key holds `stop` too when `stop` is set (only scenarios with
+    /// an emergency stop ask, so every other run's genesis, and trace,
+    /// stays as it was).
+    pub fn new(seeds: &Seeds, tags: &[BTreeMap<String, String>], stop: bool) -> Fleet {
         let root = keypair(seeds, "root-key", 0);
         let operator = keypair(seeds, "operator-key", 0);
         let operator_2 = keypair(seeds, "operator-key", 1);
@@ -59,10 +62,13 @@ impl Fleet {
             version: 1,
             keys: BTreeMap::from([
                 (root.public(), BTreeSet::from([Role::Root])),
-                (
-                    operator.public(),
-                    BTreeSet::from([Role::Config, Role::Admit, Role::Approve]),
-                ),
+                (operator.public(), {
+                    let mut roles = BTreeSet::from([Role::Config, Role::Admit, Role::Approve]);
+                    if stop {
+                        roles.insert(Role::Stop);
+                    }
+                    roles
+                }),
                 (operator_2.public(), BTreeSet::from([Role::Config])),
             ]),
             root_threshold: 1,

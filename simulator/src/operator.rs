@@ -12,12 +12,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fleetmesh_node::Entry;
 use fleetmesh_node::crdt::{
     ConfigEntry, ConfigStore, Ctx, Digest, Hlc, IdempotencyKey, Keypair, LedgerRecord, PublicKey,
     RecordKind, Release, Replica, Role, SignedChange, SignedRecord, SignedRelease, SignedTrust,
-    TrustChain, Value, Verifier,
+    TrustChain, Value, Verifier, sign_resume, sign_stop,
 };
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -442,6 +443,41 @@ impl Operators {
                 Entry::Ledger(Box::new(SignedRecord::sign(record, approver)))
             })
             .collect()
+    }
+}
+
+impl Operators {
+    /// An emergency stop of the agents `selector` names lasting `lasting`
+    /// (a resume of them when `None`), signed by the operator key (it
+    /// holds `stop` in scenarios with a stop) at `signed_millis`.
+    pub fn stop(
+        &self,
+        selector: BTreeMap<String, String>,
+        lasting: Option<Duration>,
+        signed_millis: u64,
+    ) -> Entry {
+        let stopper = &self.keys[&OperatorKey::Operator];
+        let trust_version = self.laptops[&OperatorKey::Operator]
+            .chain
+            .head()
+            .doc
+            .version;
+        let at = Hlc {
+            millis: signed_millis,
+            counter: 0,
+        };
+        let signed = match lasting {
+            Some(lasting) => sign_stop(
+                stopper,
+                selector,
+                at,
+                lasting.as_millis() as u64,
+                "simulated emergency stop".to_owned(),
+                trust_version,
+            ),
+            None => sign_resume(stopper, selector, at, trust_version),
+        };
+        Entry::Ledger(Box::new(signed))
     }
 }
 

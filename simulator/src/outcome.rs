@@ -134,6 +134,8 @@ pub struct Outcome {
     pub spread_times: Vec<u64>,
     /// Time for each release to reach every running agent.
     pub release_times: Vec<u64>,
+    /// Time for each emergency stop to reach every running agent.
+    pub stop_times: Vec<u64>,
     /// The replicated state the lowest-numbered running agent holds at the
     /// end (running agents converge on one state); `None` when none runs.
     pub state_bytes: Option<StateBytes>,

@@ -108,6 +108,14 @@ fn default_seed() -> u64 {
 // --- loading -----------------------------------------------------------------
 
 impl Scenario {
+    /// Whether an operator issues an emergency stop in this scenario (its
+    /// operator key then holds `stop`).
+    pub fn has_emergency_stop(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|fault| matches!(fault, Fault::EmergencyStop(_)))
+    }
+
     /// Reads and validates the scenario file at `path`.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let name = path.display().to_string();

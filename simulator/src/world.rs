@@ -17,6 +17,7 @@ use crate::checkers::convergence::Convergence;
 use crate::checkers::detection::Detection;
 use crate::checkers::false_death::FalseDeath;
 use crate::checkers::spread::Spread;
+use crate::checkers::stop;
 use crate::checkers::{Kind, Violation};
 use crate::clock::Clock;
 use crate::event::{REAPED, TraceEvent};
@@ -34,7 +35,8 @@ use crate::scenario::schedule::{Action, Schedule};
 use crate::timeline::Timeline;
 use crate::trace::{Trace, Watch};
 use fleetmesh_node::{
-    Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Output, Stats, TaskId,
+    Agent, Config, Durable, Event, Liveness, MemberState, NodeId, NodeMeta, Output, Stats, Task,
+    TaskId,
 };
 use fleetmesh_node::{Kind as StateKind, StateStats};
 use rand_chacha::ChaCha8Rng;
@@ -203,6 +205,8 @@ pub struct World {
     tap: Option<Tap>,
     traffic: Traffic,
     violations: Vec<Violation>,
+    /// How the last emergency stop spreads.
+    stop_spread: stop::StopSpread,
     stop_on_violation: bool,
     events_processed: u64,
     leases: Vec<SimLease>,
@@ -239,7 +243,7 @@ impl World {
                 ..Node::default()
             })
             .collect();
-        let fleet = Fleet::new(&seeds, &scenario.fleet.tags);
+        let fleet = Fleet::new(&seeds, &scenario.fleet.tags, scenario.has_emergency_stop());
         let operators = Operators::new(&fleet, &seeds);
         let watch_config = scenario
             .faults
@@ -291,6 +295,7 @@ impl World {
             tap: options.tap,
             traffic: Traffic::default(),
             violations: Vec::new(),
+            stop_spread: stop::StopSpread::default(),
             stop_on_violation: options.stop_on_violation,
             events_processed: 0,
             leases,
@@ -406,6 +411,13 @@ impl World {
         let before = self.watch_config.then(|| config_state(&agent));
         input(&mut agent, node.clock.local(self.now));
         self.drain(index, &mut agent);
+        if let Some(digest) = self.stop_spread.following()
+            && agent.replicas().ledger().get(&digest).is_some()
+        {
+            let nodes = &self.nodes;
+            let running = || nodes.iter().filter(|node| node.agent.is_some()).count() + 1;
+            self.stop_spread.holds(index, self.now, running);
+        }
         if let Some(before) = before
             && config_state(&agent) != before
         {
@@ -445,7 +457,17 @@ impl World {
                 Output::Persist(persist) => self.nodes[index as usize].durable.apply(persist),
                 Output::Transmit(transmit) => self.send(index, transmit.to, transmit.bytes),
                 Output::Event(event) => self.observe(index, agent, event),
-                Output::Task(task) => self.take_task(index, task),
+                Output::Task(task) => {
+                    if matches!(task, Task::Action { .. }) {
+                        let node = &self.nodes[index as usize];
+                        let local_millis = node.clock.local(self.now).0 / 1_000_000;
+                        let ledger = agent.replicas().ledger();
+                        let violation =
+                            stop::started(index, ledger, &node.meta, local_millis, self.now);
+                        self.violations.extend(violation);
+                    }
+                    self.take_task(index, task)
+                }
                 Output::Timeout(deadline) => {
                     self.schedule_wake(index, deadline);
                     return;

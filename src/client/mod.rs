@@ -1,6 +1,6 @@
 //! The commands that talk to a running agent through its admin API
 //! (`fleetmesh members`, `health`, `leases`, `remediations`, `approve`,
-//! `leave`, and `config publish|release|show|history` without `--store`).
+//! `stop`, `resume`, `leave`, and `config publish|release|show|history` without `--store`).
 //!
 //! Each prints a table by default and, with `--json`, the admin API's
 //! JSON as it came (for one `--doc`, that document's entry), so scripts
@@ -15,11 +15,13 @@
 
 mod approve;
 mod config;
+mod stop;
 mod table;
 mod views;
 
 pub use approve::{Approve, approve, parse_duration};
 pub use config::{config_history, config_release, config_show, publish};
+pub use stop::{Stop, resume, stop};
 pub use views::{health, leases, members, remediations};
 
 use std::path::{Path, PathBuf};

@@ -31,14 +31,20 @@ impl View<'_> {
             print_json(&answer)?;
             return Ok(Vec::new());
         }
-        let items = list(&answer, self.key);
+        Ok(self.print(&answer, row))
+    }
+
+    /// Prints the table of the items of `answer` (or the empty message);
+    /// returns the items.
+    fn print(&self, answer: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Value> {
+        let items = list(answer, self.key);
         if items.is_empty() {
             println!("{}", self.empty);
-            return Ok(Vec::new());
+            return Vec::new();
         }
         let rows: Vec<Vec<String>> = items.iter().map(row).collect();
         print!("{}", table(self.titles, &rows));
-        Ok(items.to_vec())
+        items.to_vec()
     }
 }
 
@@ -156,7 +162,12 @@ pub fn remediations(target: &Target) -> anyhow::Result<()> {
         ],
         empty: "no remediations in the ledger",
     };
-    let shown = view.show(target, |remediation| {
+    let answer = Client::new(&target.agent)?.get(view.path)?;
+    if target.json {
+        return print_json(&answer);
+    }
+    print_stops(&answer);
+    let shown = view.print(&answer, |remediation| {
         vec![
             cell(&remediation["target_name"]),
             cell(&remediation["rule"]),
@@ -167,7 +178,7 @@ pub fn remediations(target: &Target) -> anyhow::Result<()> {
             short(&remediation["id"], 16),
             brief(&remediation["detail"], 50),
         ]
-    })?;
+    });
     let waiting = shown
         .iter()
         .filter(|remediation| remediation["id"].is_string())
@@ -178,4 +189,29 @@ pub fn remediations(target: &Target) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints the emergency stops in force that `answer` (the agent's
+/// `/v1/remediations`) lists, ahead of everything else.
+fn print_stops(answer: &Value) {
+    for stop in list(answer, "stops") {
+        let scope = match stop["selector"].as_object() {
+            Some(selector) if !selector.is_empty() => {
+                format!("agents with {}", tags_cell(&stop["selector"]))
+            }
+            _ => "every agent".to_owned(),
+        };
+        println!(
+            "EMERGENCY STOP {} ({}{}): no automation until {}: {}",
+            short(&stop["id"], 16),
+            scope,
+            if stop["applies"] == true {
+                ", this agent included"
+            } else {
+                ", not this agent"
+            },
+            cell(&stop["expires"]),
+            cell(&stop["reason"]),
+        );
+    }
 }

@@ -31,7 +31,8 @@ pub enum FleetCommand {
         /// becomes a root.
         #[arg(long = "root-key", value_name = "FILE", required = true)]
         root_keys: Vec<PathBuf>,
-        /// An operator key and its roles (root, config, admit, approve);
+        /// An operator key and its roles (root, config, admit, approve,
+        /// stop);
         /// repeatable.
         #[arg(long = "key", value_name = "PUBHEX=ROLE,ROLE")]
         keys: Vec<String>,

@@ -9,7 +9,7 @@ use crate::state::StateMessage;
 use crate::state::{Entry, Kind, Merged, cert_key};
 use crate::time::Instant;
 use crate::wire::Message;
-use fleetmesh_crdt::{Liveness, MemberState, NodeCert, NodeId};
+use fleetmesh_crdt::{Liveness, MemberState, NodeCert, NodeId, is_stop_record};
 use std::collections::BTreeMap;
 
 /// Most peers remembered as recently introduced to (see
@@ -176,11 +176,16 @@ impl Agent {
         if effects.config_changed {
             self.advance_releases(now);
         }
+        let mut stops = Vec::new();
         for digest in &effects.records {
             if let Some(signed) = self.replicas.ledger().get(digest) {
                 self.remedy.index(signed, &mut self.stats.remedy);
+                if is_stop_record(&signed.record.kind) {
+                    stops.push(Entry::Ledger(Box::new(signed.clone())));
+                }
             }
         }
+        self.rush(stops);
         self.remedy_dirty |= effects.remedy_changed;
     }
 

@@ -3,6 +3,8 @@
 
 use super::{Agent, MESSAGE_OVERHEAD_BYTES, Timer};
 use crate::encoding::encoded_len;
+use crate::limits::STOP_RUSH_FANOUT;
+use crate::state::{Entry, StateMessage};
 use crate::time::Instant;
 use crate::wire::{Message, Update};
 use fleetmesh_crdt::NodeId;
@@ -25,6 +27,24 @@ impl Agent {
             if let Some(push) = self.replicas.next_push(budget, limit as u32) {
                 self.send(peer, &Message::State(push));
             }
+        }
+    }
+
+    /// Sends emergency stops (and resumes) this agent just learnt straight
+    /// to [`STOP_RUSH_FANOUT`] random peers, ahead of the push queue and
+    /// anti-entropy, which also carry them: each agent does so once per
+    /// record, so a stop floods the fleet in a few network hops.
+    pub(super) fn rush(&mut self, stops: Vec<Entry>) {
+        if stops.is_empty() {
+            return;
+        }
+        self.stats.remedy.stops_received += stops.len() as u64;
+        let message = Message::State(StateMessage::Push {
+            entries: stops,
+            announces: Vec::new(),
+        });
+        for peer in self.random_up_members(STOP_RUSH_FANOUT, &[]) {
+            self.send(peer, &message);
         }
     }
 

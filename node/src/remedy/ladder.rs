@@ -129,6 +129,22 @@ impl Remedy {
         if cx.now < incident.opened + rule.unhealthy_for {
             return;
         }
+        // An emergency stop freezes the ladder where it stands: nothing
+        // starts, no step is climbed past, and the step waiting to start
+        // records the skip once. The checks go on, and the ladder goes on
+        // by itself once the stop lapses or is lifted.
+        if let Some(stop) = cx.stop_for(cx.meta) {
+            if incident.phase == Phase::Waiting && incident.noted.insert(Noted::Stopped) {
+                cx.stats.skipped_stopped += 1;
+                let reason = format!(
+                    "emergency stop {:?} until {} ms: {}",
+                    stop.digest, stop.expires_millis, stop.reason
+                );
+                let key = incident.key(rule_name, me);
+                out.push(Out::Publish(cx.sign(key, RecordKind::Skipped { reason })));
+            }
+            return;
+        }
         if incident.exhausted {
             // The incident is still open, so the check is still unhealthy:
             // an operator's approval of its needs-human record runs the fix

@@ -37,8 +37,8 @@ use crate::stats::RemedyStats;
 use crate::time::Instant;
 use checks::Checks;
 use fleetmesh_crdt::{
-    Digest, HealthState, HlcClock, IdempotencyKey, Keypair, Ledger, LedgerRecord, MemberState,
-    NodeMeta, PublicKey, RecordKind, SignedRecord, Value,
+    ActiveStop, Digest, HealthState, HlcClock, IdempotencyKey, Keypair, Ledger, LedgerRecord,
+    MemberState, NodeMeta, PublicKey, RecordKind, SignedRecord, Value, active_stops,
 };
 use policy::{Policy, PolicyRefusal, RuleSpec, Step};
 use started::StartedLog;
@@ -144,6 +144,14 @@ impl Cx<'_> {
     fn has_outcome(&self, key: &IdempotencyKey) -> bool {
         has_outcome(self.replicas.ledger(), key)
     }
+
+    /// The oldest emergency stop in force that applies to a node with
+    /// `meta`, if any.
+    fn stop_for(&self, meta: &NodeMeta) -> Option<ActiveStop> {
+        active_stops(self.replicas.ledger(), self.now_millis)
+            .into_iter()
+            .find(|stop| stop.applies_to(meta))
+    }
 }
 
 /// What the agent must do on behalf of the remediation logic, in order.
@@ -202,6 +210,7 @@ enum Noted {
     Requested,
     Intent,
     NoSlot,
+    Stopped,
 }
 
 /// A rule's open incident on this node.

@@ -6,7 +6,7 @@
 use super::policy::{ActionClass, RuleSpec, Step};
 use super::{Cx, INDEX_MAX, Out, Planned, REQUEST_MAX_AGE, Remedy};
 use crate::stats::RemedyStats;
-use fleetmesh_crdt::{HealthState, IdempotencyKey, Ledger, RecordKind, SignedRecord};
+use fleetmesh_crdt::{HealthState, IdempotencyKey, Ledger, NodeMeta, RecordKind, SignedRecord};
 use std::time::Duration;
 
 impl Remedy {
@@ -51,7 +51,9 @@ impl Remedy {
             | RecordKind::Outcome { .. }
             | RecordKind::Skipped { .. }
             | RecordKind::NeedsHuman { .. }
-            | RecordKind::Approval { .. } => {}
+            | RecordKind::Approval { .. }
+            | RecordKind::Stop { .. }
+            | RecordKind::Resume { .. } => {}
         }
     }
 
@@ -117,6 +119,16 @@ impl Remedy {
                 continue;
             }
             if !cx.alive(&key.target) {
+                continue;
+            }
+            // An emergency stop on the target: its request waits, unplanned
+            // (the target would refuse to start it anyway).
+            let unknown = NodeMeta::default();
+            let target_meta = cx.members.meta(key.target.node_id());
+            if cx
+                .stop_for(target_meta.map_or(&unknown, |meta| &**meta))
+                .is_some()
+            {
                 continue;
             }
             if cx.systemic(rule) {

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use fleetmesh_crdt::{
     ConfigEntry, Ctx, Digest, HealthTable, LeaseTable, Ledger, Merge, PublicKey, Rejected, Replica,
+    is_stop_record,
 };
 
 use super::trust;
@@ -62,6 +63,7 @@ impl Replicas {
             self.stats.count(&refused);
             return (refused, Merged::default());
         }
+        let stop = matches!(&entry, Entry::Ledger(signed) if is_stop_record(&signed.record.kind));
         let mut effects = Merged::default();
         // A release held back for a newer trust version is journaled and
         // kept aside as it came: it is in no collection to read back from.
@@ -112,6 +114,9 @@ impl Replicas {
             ),
         };
         self.stats.count(&result);
+        if stop && result.is_err() {
+            self.stats.stops_refused += 1;
+        }
         if let Ok(merge @ Merge::Changed { key, .. }) = &result {
             self.fetching.remove(&(kind, *key));
             // A trust change can revoke config authors and release signers.

@@ -198,6 +198,10 @@ pub struct StateStats {
     /// config store's guard caught; each such change was refused and its
     /// document rebuilt without it.
     pub automerge_panics: u64,
+    /// Emergency stops and resumes refused (signed by a key without the
+    /// `stop` role, a revoked one, or malformed); counted in the refusals
+    /// above too.
+    pub stops_refused: u64,
 }
 
 /// Sums counters, e.g. over the agents of a simulated fleet.
@@ -213,6 +217,7 @@ impl std::ops::AddAssign<&StateStats> for StateStats {
         self.fetches_refused += other.fetches_refused;
         self.future_dated += other.future_dated;
         self.automerge_panics += other.automerge_panics;
+        self.stops_refused += other.stops_refused;
     }
 }
 

@@ -7,6 +7,8 @@
 pub mod links;
 #[allow(dead_code, reason = "each test file uses its own part of the harness")]
 pub mod mesh;
+#[allow(dead_code, reason = "each test file uses its own part of the harness")]
+pub mod site;
 
 use fleetmesh_node::Entry;
 use fleetmesh_node::crdt::{
@@ -22,12 +24,25 @@ pub fn key(n: u64) -> Keypair {
     Keypair::from_seed(*blake3::hash(&n.to_le_bytes()).as_bytes())
 }
 
-/// The test fleet's operator (every role) and genesis.
+/// The test fleet's stop key: it holds `stop` and nothing else.
+#[allow(dead_code, reason = "each test file uses its own part of the fleet")]
+pub fn stopper() -> Keypair {
+    key(u64::MAX - 1)
+}
+
+/// The test fleet's operator (root, config, admit and approve, not stop)
+/// and genesis.
 pub static FLEET: LazyLock<(Keypair, SignedTrust)> = LazyLock::new(|| {
     let operator = key(u64::MAX);
     let doc = TrustDoc::genesis(
         "test",
-        BTreeMap::from([(operator.public(), BTreeSet::from(Role::ALL))]),
+        BTreeMap::from([
+            (
+                operator.public(),
+                BTreeSet::from([Role::Root, Role::Config, Role::Admit, Role::Approve]),
+            ),
+            (stopper().public(), BTreeSet::from([Role::Stop])),
+        ]),
     );
     let genesis = SignedTrust::sign(doc, &[&operator]);
     (operator, genesis)

@@ -13,6 +13,7 @@ use crate::admin::{self, Answer, Query};
 use crate::files;
 use crate::formats;
 use crate::metrics::{self, Gauges};
+use crate::records;
 use crate::views;
 
 impl Driver {
@@ -152,6 +153,7 @@ impl Driver {
                 .unwrap_or(usize::MAX),
             budget_in_use: views::budgets_in_use(&self.agent, now),
             safe_mode: self.agent.is_safe_mode(now),
+            stops_applying: records::stops_applying(&self.agent, self.clock.now_millis()),
             incarnation: u64::from(self.agent.incarnation()),
             trust_version: self.agent.replicas().trust().head().doc.version,
             releases: self
@@ -193,6 +195,11 @@ pub fn entries_of(text: &str) -> anyhow::Result<Vec<Entry>> {
                 files::parse_json(text, formats::APPROVAL_FORMAT, "approval")?;
             Ok(vec![Entry::Ledger(Box::new(json.decode()?))])
         }
+        Some(formats::STOP_FORMAT) => {
+            let json: formats::StopJson =
+                files::parse_json(text, formats::STOP_FORMAT, "stop or resume")?;
+            Ok(vec![Entry::Ledger(Box::new(json.decode()?))])
+        }
         Some(formats::RELEASE_FORMAT) => {
             let json: formats::ReleaseJson =
                 files::parse_json(text, formats::RELEASE_FORMAT, "config release")?;
@@ -200,7 +207,7 @@ pub fn entries_of(text: &str) -> anyhow::Result<Vec<Entry>> {
             Ok(vec![Entry::Release(Box::new(release))])
         }
         _ => anyhow::bail!(
-            "is not a trust chain, config change, config release or approval file (by its \"format\" field); publish the files `fleetmesh fleet`, `fleetmesh config` and `fleetmesh approve` write"
+            "is not a trust chain, config change, config release, approval, or stop file (by its \"format\" field); publish the files `fleetmesh fleet`, `fleetmesh config`, `fleetmesh approve` and `fleetmesh stop` write"
         ),
     }
 }

@@ -159,7 +159,10 @@ fn a_fresh_agent_shows_empty_tables() {
     assert_eq!(health(&agent), json!({ "reports": [] }));
     assert_eq!(ledger(&agent), json!({ "records": [] }));
     assert_eq!(leases(&agent, Instant(0)), json!({ "leases": [] }));
-    assert_eq!(remediations(&agent, 5), json!({ "remediations": [] }));
+    assert_eq!(
+        remediations(&agent, 5),
+        json!({ "stops": [], "remediations": [] })
+    );
     assert_eq!(
         approvals(&agent, 5),
         json!({ "approvals": [], "now_millis": 5 })

@@ -11,6 +11,7 @@ pub mod false_death;
 pub mod lease;
 pub mod remedy;
 pub mod spread;
+pub mod stop;
 
 use std::fmt;
 

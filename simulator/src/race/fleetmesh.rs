@@ -40,7 +40,11 @@ impl Implementation for Fleetmesh {
     fn new(scenario: &Scenario, seeds: &Seeds) -> Fleetmesh {
         Fleetmesh {
             config: scenario.config.clone(),
-            fleet: Arc::new(Fleet::new(seeds, &scenario.fleet.tags)),
+            fleet: Arc::new(Fleet::new(
+                seeds,
+                &scenario.fleet.tags,
+                scenario.has_emergency_stop(),
+            )),
             tags: scenario.fleet.tags.clone(),
         }
     }

@@ -270,6 +270,7 @@ fn fault(action: Action) -> Result<Fault, &'static str> {
         Action::Policy(..) => Err("policy"),
         Action::Service { .. } => Err("service"),
         Action::Approve(..) => Err("approve"),
+        Action::EmergencyStop(..) => Err("emergency-stop"),
     }
 }
 

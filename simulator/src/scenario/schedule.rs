@@ -90,6 +90,19 @@ pub enum Action {
     /// An operator approves the pending remediations of the fault's rule
     /// on `targets`, reading the ledger of one running agent of `via`.
     Approve(Box<Approval>, Vec<u32>, Vec<u32>),
+    /// An operator's emergency stop (or resume) handed to one running
+    /// agent of the list.
+    EmergencyStop(Box<StopOrder>, Vec<u32>),
+}
+
+/// What an operator's emergency stop says, from an `emergency-stop` fault.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StopOrder {
+    /// Tags an agent must carry to be stopped; empty: every agent.
+    pub selector: std::collections::BTreeMap<String, String>,
+    /// How long the stop lasts from its signature; `None`: a resume that
+    /// lifts the stops with this selector.
+    pub lasting: Option<Duration>,
 }
 
 /// What an operator's approvals say, from an `approve` fault.
@@ -119,6 +132,7 @@ impl Action {
             | Action::Policy(..)
             | Action::Service { .. }
             | Action::Approve(..)
+            | Action::EmergencyStop(..)
             | Action::Attack { .. } => false,
             _ => true,
         }
@@ -247,6 +261,7 @@ impl Action {
             Action::Service { failing: true, .. } => 19,
             Action::Service { failing: false, .. } => 20,
             Action::Approve(..) => 21,
+            Action::EmergencyStop(..) => 22,
         }
     }
 }

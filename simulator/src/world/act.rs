@@ -129,6 +129,7 @@ impl World {
                 failing,
             } => self.service_turn(fault, &nodes, failing),
             Action::Approve(fault, targets, via) => self.approve(&fault, &targets, &via),
+            Action::EmergencyStop(order, via) => self.emergency_stop(&order, &via),
         }
         self.convergence.refresh(self.now);
     }
@@ -194,6 +195,6 @@ fn reach(action: &Action) -> Option<Reach> {
         | Action::Trust(..)
         | Action::CrashHolder(..)
         | Action::Policy(..) => Reach::Fleet,
-        Action::Equivocate(..) | Action::Approve(..) => return None,
+        Action::Equivocate(..) | Action::Approve(..) | Action::EmergencyStop(..) => return None,
     })
 }

@@ -54,6 +54,7 @@ impl World {
             detect_bound: Duration::from_nanos(self.detection.bound()),
             spread_times: self.spread.times().to_vec(),
             release_times: self.config_checks.reach_times().to_vec(),
+            stop_times: self.stop_spread.times().to_vec(),
             state_bytes,
             false_dead_incidents: self.false_death.incidents(),
             false_dead_declarations: self.false_death.declarations(),

@@ -6,11 +6,28 @@ use super::{Node, What, World};
 use crate::checkers::config::Awaited;
 use crate::clock::wall_millis;
 use crate::scenario::operators::{OperatorKey, Publication, TrustChange};
+use crate::scenario::schedule::StopOrder;
 use fleetmesh_node::Entry as StateEntry;
 use fleetmesh_node::crdt::HealthState;
 use rand::RngExt;
 
 impl World {
+    /// An operator's emergency stop (or resume), handed to one running
+    /// agent of `via`, signed on the operators' clock now.
+    pub(super) fn emergency_stop(&mut self, order: &StopOrder, via: &[u32]) {
+        let Some(index) = self.pick_running(via) else {
+            self.traffic.publications_lost += 1;
+            return;
+        };
+        let entry =
+            self.operators
+                .stop(order.selector.clone(), order.lasting, wall_millis(self.now));
+        if let (Some(_), StateEntry::Ledger(signed)) = (order.lasting, &entry) {
+            self.stop_spread.issued(signed.digest(), self.now);
+        }
+        self.hand(index, vec![entry]);
+    }
+
     /// One running agent of `via`, drawn at random; `None` when none runs.
     pub(super) fn pick_running(&mut self, via: &[u32]) -> Option<u32> {
         let running: Vec<u32> = via

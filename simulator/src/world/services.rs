@@ -461,7 +461,10 @@ impl World {
                 RecordKind::Started { .. } | RecordKind::Outcome { .. } => {
                     started.insert(key.clone());
                 }
-                RecordKind::Skipped { .. } | RecordKind::Approval { .. } => {}
+                RecordKind::Skipped { .. }
+                | RecordKind::Approval { .. }
+                | RecordKind::Stop { .. }
+                | RecordKind::Resume { .. } => {}
             }
         }
         let keys: Vec<IdempotencyKey> = pending.difference(&started).cloned().collect();

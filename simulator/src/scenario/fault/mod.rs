@@ -39,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod crash;
 pub mod crash_holder;
+pub mod emergency_stop;
 pub mod equivocate;
 pub mod health_flaps;
 pub mod kind;
@@ -163,6 +164,8 @@ registry! {
     Service(service::ServiceFault) = "service";
     /// An operator approves pending remediations.
     Approve(approve::ApproveFault) = "approve";
+    /// An operator stops all automation (and may lift the stop).
+    EmergencyStop(emergency_stop::EmergencyStop) = "emergency-stop";
 }
 
 impl Fault {
