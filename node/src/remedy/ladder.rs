@@ -16,7 +16,7 @@ use fleetmesh_crdt::{
     HealthReport, HealthState, IdempotencyKey, LeaseKind, PublicKey, RecordKind, SignedHealth,
     health_limits, ledger_limits,
 };
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 impl Remedy {
     pub(super) fn on_transition(
@@ -85,19 +85,14 @@ impl Remedy {
                         continue;
                     }
                     cx.stats.incidents += 1;
-                    let incident = waiting_before_restart(cx, rule).unwrap_or(Incident {
-                        check: transition.check.clone(),
-                        name: format!("{}@{}", transition.check, at.millis),
-                        opened: cx.now,
-                        step: 0,
-                        since: cx.now + rule.unhealthy_for,
-                        phase: Phase::Waiting,
-                        noted: BTreeSet::new(),
-                        acted: false,
-                        exhausted: false,
-                        rounds: 0,
-                        rerun: false,
-                        skipped_for_approval: None,
+                    let incident = waiting_before_restart(cx, rule).unwrap_or_else(|| {
+                        Incident::waiting(
+                            transition.check.clone(),
+                            format!("{}@{}", transition.check, at.millis),
+                            cx.now,
+                            0,
+                            cx.now + rule.unhealthy_for,
+                        )
                     });
                     self.incidents.insert(rule.name.clone(), incident);
                 }
@@ -475,20 +470,13 @@ fn waiting_before_restart(cx: &Cx<'_>, rule: &RuleSpec) -> Option<Incident> {
             .saturating_mul(1_000_000);
         Instant(cx.now.0.saturating_sub(nanos))
     };
-    Some(Incident {
-        check: rule.check.clone(),
+    Some(Incident::waiting(
+        rule.check.clone(),
         name,
-        opened: ago(report.at.millis),
+        ago(report.at.millis),
         step,
-        since: ago(began_millis),
-        phase: Phase::Waiting,
-        noted: BTreeSet::new(),
-        acted: false,
-        exhausted: false,
-        rounds: 0,
-        rerun: false,
-        skipped_for_approval: None,
-    })
+        ago(began_millis),
+    ))
 }
 
 /// What the target makes of the intent for a disruptive step.

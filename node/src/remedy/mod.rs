@@ -240,6 +240,25 @@ struct Incident {
 }
 
 impl Incident {
+    /// An incident of `check` named `name`, opened at `opened`, waiting at
+    /// `step` since `since`: nothing has run for it yet.
+    fn waiting(check: String, name: String, opened: Instant, step: usize, since: Instant) -> Self {
+        Incident {
+            check,
+            name,
+            opened,
+            step,
+            since,
+            phase: Phase::Waiting,
+            noted: BTreeSet::new(),
+            acted: false,
+            exhausted: false,
+            rounds: 0,
+            rerun: false,
+            skipped_for_approval: None,
+        }
+    }
+
     fn key(&self, rule: &str, target: PublicKey) -> IdempotencyKey {
         if self.rerun {
             return self.end_key(rule, target);
