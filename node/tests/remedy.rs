@@ -23,12 +23,7 @@ fn a_crashed_service_is_restarted_by_its_own_node_and_the_fix_is_recorded() {
     assert!(harness.world.ran.is_empty(), "a healthy fleet runs nothing");
     harness.world.healthy.insert(4, false);
     harness.run_for(Duration::from_secs(6));
-    let ran: Vec<(u64, &str)> = harness
-        .world
-        .ran
-        .iter()
-        .map(|ran| (ran.node, ran.action.as_str()))
-        .collect();
+    let ran = harness.ran_actions();
     assert_eq!(ran, [(4, "restart")]);
     assert!(harness.world.healthy[&4]);
     assert_eq!(harness.count(4, "started"), 1);
@@ -215,12 +210,7 @@ fn an_approval_after_the_action_timeout_but_within_the_window_starts_the_step() 
     assert_eq!(harness.count(3, "skipped"), 0, "{:?}", harness.reasons(3));
     harness.approve(3, "intent", Duration::from_secs(60));
     harness.run_for(Duration::from_secs(3));
-    let ran: Vec<(u64, &str)> = harness
-        .world
-        .ran
-        .iter()
-        .map(|ran| (ran.node, ran.action.as_str()))
-        .collect();
+    let ran = harness.ran_actions();
     assert_eq!(ran, [(3, "restart")]);
     assert!(harness.world.healthy[&3]);
 }

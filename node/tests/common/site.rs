@@ -164,6 +164,15 @@ impl Mesh<Site> {
             .count()
     }
 
+    /// The actions that ran, as (node, action), in the order they started.
+    pub fn ran_actions(&self) -> Vec<(u64, &str)> {
+        self.world
+            .ran
+            .iter()
+            .map(|ran| (ran.node, ran.action.as_str()))
+            .collect()
+    }
+
     /// The reasons of the skipped and needs-human records about `node`,
     /// as (incident, reason).
     pub fn reasons(&self, node: u64) -> Vec<(String, String)> {
