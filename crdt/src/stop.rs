@@ -156,6 +156,22 @@ mod tests {
         fleet.with_ctx(0, |ctx| ledger.merge(signed, ctx).map(|_| ()))
     }
 
+    /// An ordinary record by `target`: a needs-human of incident `i{n}`,
+    /// at `millis`.
+    fn needs_human(target: &Keypair, n: u64, millis: u64) -> SignedRecord {
+        let record = LedgerRecord {
+            key: IdempotencyKey {
+                rule: "r".into(),
+                target: target.public(),
+                incident: format!("i{n}"),
+            },
+            kind: RecordKind::NeedsHuman { reason: "x".into() },
+            author: target.public(),
+            at: at(millis),
+        };
+        SignedRecord::sign(record, target)
+    }
+
     #[test]
     fn only_an_unrevoked_stop_key_may_stop_and_its_stop_holds_until_expiry_or_resume() {
         let fleet = Fleet::new(&[&key(20)]);
@@ -254,17 +270,8 @@ mod tests {
         // Ordinary records, all newer, fill their own bound only.
         let target = key(20);
         for n in 0..5 {
-            let record = LedgerRecord {
-                key: IdempotencyKey {
-                    rule: "r".into(),
-                    target: target.public(),
-                    incident: format!("i{n}"),
-                },
-                kind: RecordKind::NeedsHuman { reason: "x".into() },
-                author: target.public(),
-                at: at(10_000 + n),
-            };
-            merge(&fleet, &mut ledger, SignedRecord::sign(record, &target)).unwrap();
+            let record = needs_human(&target, n, 10_000 + n);
+            merge(&fleet, &mut ledger, record).unwrap();
         }
         assert_eq!(ledger.stop_records().count(), stop_limits::STOPS_MAX);
         assert_eq!(ledger.len(), stop_limits::STOPS_MAX + 2);
@@ -276,19 +283,7 @@ mod tests {
     fn a_ledger_with_stops_and_a_full_bound_is_still_a_crdt() {
         let fleet = Fleet::new(&[&key(20)]);
         let target = key(20);
-        let ordinary = |n: u64| {
-            let record = LedgerRecord {
-                key: IdempotencyKey {
-                    rule: "r".into(),
-                    target: target.public(),
-                    incident: format!("i{n}"),
-                },
-                kind: RecordKind::NeedsHuman { reason: "x".into() },
-                author: target.public(),
-                at: at(n),
-            };
-            (SignedRecord::sign(record, &target), true)
-        };
+        let ordinary = |n: u64| (needs_human(&target, n, n), true);
         let pool = vec![
             ordinary(5),
             (
