@@ -160,6 +160,18 @@ fn assert_ok(output: &Output) -> String {
     stdout
 }
 
+/// `config show` of document `app` in the store `store`.
+const SHOW_APP: [&str; 8] = [
+    "config",
+    "show",
+    "--store",
+    "store",
+    "--trust",
+    "trust.json",
+    "--doc",
+    "app",
+];
+
 const CHECK_OK: &str = "[checks.web]\nkind = \"tcp\"\naddr = \"127.0.0.1:8080\"\nselect = \"role=web\"\ninterval_ms = 1000\n";
 const RULE_OK: &str = "[rules.web-down]\ncheck = \"web\"\nselect = \"role=web\"\nsteps = [{ action = \"restart\", class = \"local\" }]\n";
 
@@ -257,16 +269,7 @@ fn drafting_in_a_copied_store_is_refused_before_signing_and_the_original_still_d
     // Following the message: copy the changes in, then draft.
     fleet.copy_store("copy", "store");
     assert_ok(&fleet.draft("alice.key", "app", "app.toml", "store"));
-    let shown = fleet.ok(&[
-        "config",
-        "show",
-        "--store",
-        "store",
-        "--trust",
-        "trust.json",
-        "--doc",
-        "app",
-    ]);
+    let shown = fleet.ok(&SHOW_APP);
     assert!(
         shown.contains("port = 3") && !shown.contains("quarantined"),
         "{shown}"
@@ -306,19 +309,7 @@ fn a_key_quarantined_by_an_old_cli_is_recovered_as_the_operations_guide_says() {
     // Both changes meet (as on every agent): the key equivocated, and
     // every change it signed is dropped, the released ones too.
     fleet.copy_store("copy", "store");
-    fleet.refused(
-        &[
-            "config",
-            "show",
-            "--store",
-            "store",
-            "--trust",
-            "trust.json",
-            "--doc",
-            "app",
-        ],
-        &["its author is quarantined", "no changes"],
-    );
+    fleet.refused(&SHOW_APP, &["its author is quarantined", "no changes"]);
     fleet.refused(
         &[
             "config",
