@@ -49,6 +49,11 @@ impl CertTable {
         self.certs.get(&id).map(|held| &held.cert)
     }
 
+    /// Every certificate held, valid or not, by node id.
+    pub fn iter(&self) -> impl Iterator<Item = &NodeCert> {
+        self.certs.values().map(|held| &held.cert)
+    }
+
     /// Whether `id` holds a certificate valid at `now_millis`.
     pub fn admits(&self, id: NodeId, now_millis: u64) -> bool {
         self.certs.get(&id).is_some_and(|held| {

@@ -40,6 +40,25 @@ pub mod stop_limits {
     pub const STOP_RULE: &str = "emergency-stop";
 }
 
+/// Bounds on rollout attestations.
+pub mod attest_limits {
+    /// The `rule` of every attestation's ledger key; its incident is
+    /// `<doc>@<version>` of the release attested.
+    pub const ROLLOUT_RULE: &str = "rollout";
+
+    use super::IdempotencyKey;
+    use crate::keys::PublicKey;
+
+    /// The key of `host`'s attestations about release `version` of `doc`.
+    pub fn attestation_key(host: PublicKey, doc: &str, version: u64) -> IdempotencyKey {
+        IdempotencyKey {
+            rule: ROLLOUT_RULE.to_owned(),
+            target: host,
+            incident: format!("{doc}@{version}"),
+        }
+    }
+}
+
 /// Names one remediation of one incident on one target: every record about
 /// it carries this key, and duplicate intents (say from two holders after a
 /// partition heals) collapse on it.
@@ -129,6 +148,25 @@ pub enum RecordKind {
         reason: String,
         /// The trust version under which the stopper holds `stop`.
         trust_version: u64,
+    },
+    /// A host of a staged rollout states how the release ran on it
+    /// ([`crate::config::rollout`]): the evidence later waves open on, and
+    /// the evidence that halts the rollout and reverts it.
+    Attest {
+        /// The digest of the release attested.
+        release: crate::keys::Digest,
+        /// The host's wave in the release's plan.
+        wave: u32,
+        /// How many hosts the author counts in its wave: an agent holding
+        /// fewer certificates counts at least these, so it opens no wave
+        /// early for not knowing the fleet.
+        wave_hosts: u32,
+        /// The host ran the release through its bake with the gate's checks
+        /// healthy (true), or it failed the gate (false).
+        passed: bool,
+        /// For a failure, why: the checks that failed, safe mode or
+        /// needs-human.
+        reason: String,
     },
     /// An operator lifts the stops signed before this record whose
     /// selector is `selector` (every stop when it is empty).
@@ -450,6 +488,18 @@ fn admit_record(record: &LedgerRecord, ctx: &Ctx<'_>) -> Result<(), Rejected> {
             check_text("reason", reason, false, TEXT_MAX)?;
         }
         RecordKind::Stop { .. } | RecordKind::Resume { .. } => return admit_stop(record, ctx),
+        RecordKind::Attest { reason, .. } => {
+            check_text("reason", reason, false, TEXT_MAX)?;
+            if record.key.rule != attest_limits::ROLLOUT_RULE {
+                return Err(Rejected::Malformed(format!(
+                    "an attestation's rule must be {}",
+                    attest_limits::ROLLOUT_RULE
+                )));
+            }
+            if record.key.target != record.author {
+                return not_author("target");
+            }
+        }
         RecordKind::Approval {
             approver,
             trust_version,
@@ -737,5 +787,64 @@ mod tests {
                 .intent_epoch(),
             Some(1)
         );
+    }
+}
+
+#[cfg(test)]
+mod attest_tests {
+    use super::*;
+    use crate::testing::Fleet;
+    use crate::trust::tests::key;
+
+    fn attest(author: &Keypair, target: PublicKey, rule: &str) -> SignedRecord {
+        let mut key = attest_limits::attestation_key(target, "app", 2);
+        key.rule = rule.to_owned();
+        let record = LedgerRecord {
+            key,
+            kind: RecordKind::Attest {
+                release: Digest([3; 32]),
+                wave: 0,
+                wave_hosts: 10,
+                passed: false,
+                reason: "unhealthy: web".into(),
+            },
+            author: author.public(),
+            at: Hlc {
+                millis: 5,
+                counter: 0,
+            },
+        };
+        SignedRecord::sign(record, author)
+    }
+
+    #[test]
+    fn only_a_host_attests_about_itself_under_the_rollout_rule() {
+        let host = key(40);
+        let other = key(41);
+        let fleet = Fleet::new(&[&host, &other]);
+        let mut ledger = Ledger::new();
+        fleet.with_ctx(0, |ctx| {
+            let own = attest(&host, host.public(), attest_limits::ROLLOUT_RULE);
+            assert!(ledger.merge(own, ctx).is_ok());
+            let forged = attest(&other, host.public(), attest_limits::ROLLOUT_RULE);
+            assert!(matches!(
+                ledger.merge(forged, ctx),
+                Err(Rejected::Unauthorized(_))
+            ));
+            let misfiled = attest(&host, host.public(), "restart-web");
+            assert!(matches!(
+                ledger.merge(misfiled, ctx),
+                Err(Rejected::Malformed(_))
+            ));
+        });
+        assert_eq!(ledger.len(), 1);
+        let stranger = key(42);
+        fleet.with_ctx(0, |ctx| {
+            let unadmitted = attest(&stranger, stranger.public(), attest_limits::ROLLOUT_RULE);
+            assert!(
+                ledger.merge(unadmitted, ctx).is_err(),
+                "authors are admitted nodes"
+            );
+        });
     }
 }

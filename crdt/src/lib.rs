@@ -43,8 +43,8 @@ pub use lease::{
     SignedLease, Voter, VoterRecord, lease_limits,
 };
 pub use ledger::{
-    IdempotencyKey, Ledger, LedgerRecord, RecordKind, SignedRecord, is_stop_record, ledger_limits,
-    stop_limits,
+    IdempotencyKey, Ledger, LedgerRecord, RecordKind, SignedRecord, attest_limits, is_stop_record,
+    ledger_limits, stop_limits,
 };
 pub use replica::{Ctx, Merge, Rejected, Replica};
 pub use stop::{ActiveStop, active_stops, sign_resume, sign_stop};

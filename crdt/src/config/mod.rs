@@ -12,6 +12,7 @@ mod document;
 mod guard;
 pub mod hostile;
 mod release;
+pub mod rollout;
 mod shape;
 mod store;
 mod value;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::limits;
+use super::rollout::Rollout;
 use crate::keys::{Digest, Keypair, PublicKey, Signature, SignatureCheck, domain};
 use crate::replica::{Ctx, Merge, Rejected, Replica};
 use crate::trust::Role;
@@ -28,6 +29,9 @@ pub struct Release {
     pub expires_millis: Option<u64>,
     /// The trust version whose config threshold signs the release.
     pub trust_version: u64,
+    /// The waves the release reaches the fleet in, if it is staged; a
+    /// release without reaches every agent at once.
+    pub rollout: Option<Rollout>,
 }
 
 impl Release {
@@ -57,6 +61,11 @@ impl Release {
                 "release versions start at 1; at most {} heads, sorted and distinct",
                 limits::RELEASE_HEADS_MAX
             )));
+        }
+        if let Some(rollout) = &self.rollout {
+            rollout
+                .check_shape(self.version)
+                .map_err(|error| Rejected::Malformed(error.to_string()))?;
         }
         Ok(())
     }
@@ -179,6 +188,11 @@ pub struct AppliedRelease {
     /// that ran a compromised key's release before it heard of the
     /// revocation is not wedged at that version.
     pub void: bool,
+    /// The release's rollout failed its gate, and the agent went back to
+    /// the predecessor the release names: the digest of the release whose
+    /// content it runs instead. The version stays, so rollback protection
+    /// still refuses the failed release and everything before it.
+    pub reverted_to: Option<Digest>,
 }
 
 impl AppliedRelease {
@@ -194,6 +208,34 @@ impl AppliedRelease {
             void: true,
             ..self.clone()
         }
+    }
+
+    /// The digest of the release whose content runs: the predecessor after
+    /// a revert, else the release itself.
+    pub fn content_digest(&self) -> Digest {
+        self.reverted_to.unwrap_or(self.digest)
+    }
+
+    /// The record of going back from this release to `predecessor`, the
+    /// version its rollout plan names, because the plan's gate failed. It
+    /// keeps the version (nothing up to it is accepted again) and takes the
+    /// predecessor's expiry with its content.
+    pub fn revert(&self, predecessor: &SignedRelease) -> Result<AppliedRelease, ReleaseError> {
+        let body = &predecessor.release;
+        if body.doc != self.doc {
+            return Err(ReleaseError::OtherDocument(body.doc.clone()));
+        }
+        if body.version >= self.version {
+            return Err(ReleaseError::Rollback {
+                applied: self.version,
+                offered: body.version,
+            });
+        }
+        Ok(AppliedRelease {
+            expires_millis: body.expires_millis,
+            reverted_to: Some(body.digest()),
+            ..self.clone()
+        })
     }
 
     /// The record of moving from `current` (none on a fresh install) to
@@ -228,6 +270,7 @@ impl AppliedRelease {
             digest: body.digest(),
             expires_millis: body.expires_millis,
             void: false,
+            reverted_to: None,
         })
     }
 }
@@ -371,6 +414,12 @@ impl ReleaseLog {
             }
         };
         candidates.values().next()
+    }
+
+    /// The release of `doc` at `version` that agents run: the lowest
+    /// digest among its candidates, as [`ReleaseLog::next`] picks.
+    pub fn at(&self, doc: &str, version: u64) -> Option<&SignedRelease> {
+        self.docs.get(doc)?.get(&version)?.values().next()
     }
 
     /// The release an agent running `current` should move to next: as

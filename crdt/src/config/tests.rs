@@ -635,6 +635,7 @@ fn releases_for_a_newer_trust_version_wait_by_signer_and_strangers_share_a_small
     let mut log = ReleaseLog::new();
     let future = |version: u64, signers: &[u8]| {
         let mut release = SignedRelease::new(Release {
+            rollout: None,
             doc: "app".into(),
             version,
             heads: vec![Digest([7; 32])],
@@ -690,6 +691,7 @@ fn releases_for_a_newer_trust_version_wait_by_signer_and_strangers_share_a_small
 
 fn release(version: u64, signers: &[u8]) -> SignedRelease {
     let mut signed = SignedRelease::new(Release {
+        rollout: None,
         doc: "app".into(),
         version,
         heads: vec![Digest([version as u8; 32])],
