@@ -50,6 +50,31 @@ pub enum Event {
         /// run a later release: the event says which one it was.
         digest: Digest,
     },
+    /// A staged release's gate failed and this agent went back to the
+    /// predecessor the release names (or, not running it yet, never will).
+    ReleaseReverted {
+        /// The document.
+        doc: String,
+        /// The release whose rollout failed.
+        version: u64,
+        /// The version whose content runs now.
+        to_version: u64,
+        /// Whether this agent ran the failed release (false: it skipped it).
+        ran: bool,
+    },
+    /// This host signed how a staged release ran on it.
+    RolloutAttested {
+        /// The document.
+        doc: String,
+        /// The release.
+        version: u64,
+        /// This host's wave.
+        wave: u32,
+        /// Passed its bake (true) or failed the gate.
+        passed: bool,
+        /// For a failure, why.
+        reason: String,
+    },
     /// The release of the remediation policy document this agent moved to
     /// holds a policy it refuses (it would not parse): the agent keeps the
     /// policy it had. An older CLI let it through, or the document was

@@ -41,7 +41,7 @@ mod suspicion;
 mod time;
 pub mod wire;
 
-pub use agent::Agent;
+pub use agent::{Agent, RolloutView, WaveView};
 pub use config::{Config, ConfigError, VerifyBudget};
 pub use coverage::{PROBES, Probe};
 pub use error::{AgentError, LeaseError};
@@ -57,5 +57,5 @@ pub use remedy::policy::{
 };
 pub use remedy::task::{Task, TaskId, TaskResult};
 pub use state::{Entry, Kind, Loaded, Replicas, StateBytes, StateStats};
-pub use stats::{LeaseStats, RemedyStats, Stats};
+pub use stats::{LeaseStats, RemedyStats, RolloutStats, Stats};
 pub use time::Instant;

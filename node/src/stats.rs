@@ -98,6 +98,48 @@ pub struct Stats {
     pub leases: LeaseStats,
     /// Checks and remediation.
     pub remedy: RemedyStats,
+    /// Staged rollouts.
+    pub rollout: RolloutStats,
+}
+
+/// Counters of staged rollouts (`docs/rollouts.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RolloutStats {
+    /// Times this agent found the next release staged and its own wave not
+    /// open yet, so it stayed on the release it runs.
+    pub waits: u64,
+    /// Staged releases this agent skipped because their gate had failed
+    /// before it ran them: recorded as reverted without running.
+    pub halted: u64,
+    /// Attestations signed that this host passed its bake.
+    pub attested_passed: u64,
+    /// Attestations signed that this host failed the gate.
+    pub attested_failed: u64,
+    /// Times this agent went back to a release's predecessor after the
+    /// release's gate failed.
+    pub reverted: u64,
+    /// Reverts held back because the predecessor or its content was not
+    /// here yet (retried).
+    pub revert_blocked: u64,
+    /// Times the attestations about a release were gathered from the
+    /// ledger: once per staged release, again only if the index dropped
+    /// it.
+    pub evidence_rebuilt: u64,
+    /// Own attestations the ledger refused.
+    pub publish_rejected: u64,
+}
+
+impl AddAssign<&RolloutStats> for RolloutStats {
+    fn add_assign(&mut self, other: &RolloutStats) {
+        self.waits += other.waits;
+        self.halted += other.halted;
+        self.attested_passed += other.attested_passed;
+        self.attested_failed += other.attested_failed;
+        self.reverted += other.reverted;
+        self.revert_blocked += other.revert_blocked;
+        self.evidence_rebuilt += other.evidence_rebuilt;
+        self.publish_rejected += other.publish_rejected;
+    }
 }
 
 /// Counters of checks and remediation (`docs/remediation.md`).
@@ -320,5 +362,6 @@ impl AddAssign<&Stats> for Stats {
         self.releases_voided += other.releases_voided;
         self.leases += &other.leases;
         self.remedy += &other.remedy;
+        self.rollout += &other.rollout;
     }
 }

@@ -9,7 +9,7 @@ use crate::state::StateMessage;
 use crate::state::{Entry, Kind, Merged, cert_key};
 use crate::time::Instant;
 use crate::wire::Message;
-use fleetmesh_crdt::{Liveness, MemberState, NodeCert, NodeId, is_stop_record};
+use fleetmesh_crdt::{Liveness, MemberState, NodeCert, NodeId, RecordKind, is_stop_record};
 use std::collections::BTreeMap;
 
 /// Most peers remembered as recently introduced to (see
@@ -147,6 +147,9 @@ impl Agent {
     }
 
     pub(super) fn apply_state_effects(&mut self, now: Instant, effects: Merged) {
+        if effects.trust_changed || !effects.admitted.is_empty() {
+            self.rollouts.forget_waves();
+        }
         for entry in effects.journal {
             if !self.outbox.journal(entry) {
                 self.stats.journal_dropped += 1;
@@ -176,17 +179,24 @@ impl Agent {
         if effects.config_changed {
             self.advance_releases(now);
         }
-        let mut stops = Vec::new();
+        let mut urgent = Vec::new();
+        let mut rollouts_changed = false;
+        let me = self.keypair.public();
         for digest in &effects.records {
             if let Some(signed) = self.replicas.ledger().get(digest) {
                 self.remedy.index(signed, &mut self.stats.remedy);
-                if is_stop_record(&signed.record.kind) {
-                    stops.push(Entry::Ledger(Box::new(signed.clone())));
+                rollouts_changed |= self.rollouts.note(signed, &me);
+                if is_urgent(&signed.record.kind) {
+                    urgent.push(Entry::Ledger(Box::new(signed.clone())));
                 }
             }
         }
-        self.rush(stops);
+        self.rush(urgent);
         self.remedy_dirty |= effects.remedy_changed;
+        if rollouts_changed {
+            self.advance_releases(now);
+            self.rollout_tick(now);
+        }
     }
 
     /// Declares dead every member whose certificate no longer holds (its key
@@ -209,6 +219,13 @@ impl Agent {
             }
         }
     }
+}
+
+/// Whether a record is rushed to peers ahead of ordinary gossip: an
+/// emergency stop or resume, or a rollout's failed gate, which reverts
+/// hosts and halts the rollout everywhere it reaches.
+fn is_urgent(kind: &RecordKind) -> bool {
+    is_stop_record(kind) || matches!(kind, RecordKind::Attest { passed: false, .. })
 }
 
 #[cfg(test)]

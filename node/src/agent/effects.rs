@@ -50,6 +50,7 @@ impl Agent {
                     match by {
                         By::Leases => self.stats.leases.publish_rejected += 1,
                         By::Remedy => self.stats.remedy.publish_rejected += 1,
+                        By::Rollout => self.stats.rollout.publish_rejected += 1,
                     }
                 }
             }
@@ -112,6 +113,8 @@ pub(super) enum By {
     Leases,
     /// Remediation (ledger records, health reports of checks).
     Remedy,
+    /// Staged rollouts (attestations).
+    Rollout,
 }
 
 /// The queue of work and whether a step is already running it.

@@ -28,6 +28,7 @@ impl Agent {
         self.admission.check_invariants();
         self.prober.check_invariants(self.config.relayed_probes_max);
         self.exchanges.check_invariants();
+        self.rollouts.check_invariants();
         // The table's record of this agent is the one it announces.
         let own = self
             .members

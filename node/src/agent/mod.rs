@@ -13,6 +13,9 @@ mod outbox;
 mod probe;
 mod releases;
 mod remedy;
+mod rollouts;
+
+pub use rollouts::{RolloutView, WaveView};
 
 use effects::Effects;
 use outbox::Outbox;
@@ -46,6 +49,7 @@ use probe::Prober;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use releases::Releases;
+use rollouts::Rollouts;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +112,7 @@ pub struct Agent {
     hlc: HlcClock,
     replicas: Replicas,
     releases: Releases,
+    rollouts: Rollouts,
     admission: Admission,
     incarnation: Incarnation,
     meta: Arc<NodeMeta>,
@@ -209,6 +214,7 @@ impl Agent {
             hlc,
             replicas,
             releases: Releases::default(),
+            rollouts: Rollouts::default(),
             admission: Admission::default(),
             incarnation: 0,
             meta: Arc::new(meta),
@@ -305,7 +311,7 @@ impl Agent {
             .applied()
             .get(doc)
             .filter(|applied| !applied.void)?;
-        let release = self.replicas.releases().entry(&applied.digest)?;
+        let release = self.replicas.releases().entry(&applied.content_digest())?;
         self.replicas.config().value_at(doc, &release.release.heads)
     }
 
@@ -511,6 +517,8 @@ impl Agent {
         }
         self.with_remedy(now, |remedy, cx, out| remedy.result(cx, id, result, out));
         self.remedy_tick(now);
+        // A check's result may decide this host's attestation.
+        self.rollout_tick(now);
     }
 
     /// Runs every timer due at `now`.
@@ -531,6 +539,7 @@ impl Agent {
         self.reap(now);
         self.lease_timeout(now);
         self.remedy_tick(now);
+        self.rollout_tick(now);
         for timer in TIMERS {
             if self.timers.get(&timer).is_none_or(|&at| at > now) {
                 continue;
@@ -614,6 +623,7 @@ impl Agent {
         consider(self.leases.next_deadline().filter(|_| !self.left));
         consider(self.remedy.next_deadline().filter(|_| !self.left));
         consider(self.prober.next_deadline());
+        consider(self.rollouts.next_deadline().filter(|_| !self.left));
         next
     }
 

@@ -147,6 +147,7 @@ mod tests {
 
     fn release(doc: &str) -> Persist {
         Persist::Release(AppliedRelease {
+            reverted_to: None,
             doc: doc.into(),
             version: 1,
             digest: Digest::default(),

@@ -3,6 +3,7 @@
 //! while a release it runs is expired or void.
 
 use super::Agent;
+use super::rollouts::Gate;
 use crate::event::Event;
 use crate::persist::Persist;
 use crate::time::Instant;
@@ -55,6 +56,23 @@ impl Releases {
         Ok(applied)
     }
 
+    /// Goes back from the staged release run for `doc` to `predecessor`
+    /// (its gate failed): the record to persist, or why not.
+    pub(super) fn revert(
+        &mut self,
+        doc: &str,
+        predecessor: &SignedRelease,
+    ) -> Result<AppliedRelease, ReleaseError> {
+        let applied = self
+            .applied
+            .get(doc)
+            .ok_or_else(|| ReleaseError::OtherDocument(doc.to_owned()))?
+            .revert(predecessor)?;
+        self.running.insert(doc.to_owned(), predecessor.clone());
+        self.applied.insert(doc.to_owned(), applied.clone());
+        Ok(applied)
+    }
+
     /// Marks void the release run of `doc` (a signer was revoked): the
     /// record to persist, if one was run.
     pub(super) fn void(&mut self, doc: &str) -> Option<AppliedRelease> {
@@ -77,7 +95,7 @@ impl Releases {
         let Some(applied) = self.applied.get(doc).filter(|applied| !applied.void) else {
             return;
         };
-        if let Some(release) = lookup(&applied.digest) {
+        if let Some(release) = lookup(&applied.content_digest()) {
             self.running.insert(doc.to_owned(), release);
         }
     }
@@ -88,7 +106,8 @@ impl Releases {
     }
 
     /// Asserts that each record is filed under its document, and that a
-    /// signed release run is the one its record names, never a void one.
+    /// signed release run is the one its record names (its predecessor
+    /// after a revert), never a void one.
     pub(super) fn check_invariants(&self) {
         for (doc, applied) in &self.applied {
             assert_eq!(&applied.doc, doc, "release filed under another document");
@@ -100,7 +119,7 @@ impl Releases {
                 .expect("a release runs only with its record");
             assert!(!applied.void, "a void release still runs");
             assert_eq!(
-                applied.digest,
+                applied.content_digest(),
                 release.release.digest(),
                 "the release run is not the one recorded"
             );
@@ -145,13 +164,29 @@ impl Agent {
             self.releases.find_running(&doc, |digest| log.entry(digest));
             for _ in 0..RELEASE_VERSIONS_MAX {
                 let current = self.releases.applied().get(&doc);
+                let fresh = current.is_none();
                 let Some(next) = self.replicas.releases().next_after(&doc, current) else {
                     break;
                 };
                 if !self.replicas.config().has_all(&doc, &next.release.heads) {
                     break;
                 }
-                let Ok(applied) = self.releases.advance(&next.clone(), now_millis) else {
+                let next = next.clone();
+                let next = match self.rollout_gate(now, &next) {
+                    Gate::Unstaged | Gate::Open => next,
+                    Gate::Halted => {
+                        if !self.skip_halted(&doc, &next, now_millis) {
+                            break;
+                        }
+                        continue;
+                    }
+                    // A fresh agent runs the predecessor meanwhile.
+                    Gate::Waiting => match self.predecessor(&next) {
+                        Some(predecessor) if fresh => predecessor,
+                        _ => break,
+                    },
+                };
+                let Ok(applied) = self.releases.advance(&next, now_millis) else {
                     self.stats.releases_refused += 1;
                     break;
                 };
@@ -166,6 +201,36 @@ impl Agent {
         }
         self.update_safe_mode(now);
         self.refresh_policy(now);
+    }
+
+    /// Records the staged release `next`, whose gate failed before this
+    /// agent ran it, as reverted to its predecessor without running it, so
+    /// later releases can follow; whether it could (the predecessor is
+    /// here).
+    fn skip_halted(&mut self, doc: &str, next: &SignedRelease, now_millis: u64) -> bool {
+        let Some(predecessor) = self.predecessor(next) else {
+            self.stats.rollout.revert_blocked += 1;
+            return false;
+        };
+        let Ok(applied) = self.releases.advance(next, now_millis) else {
+            self.stats.releases_refused += 1;
+            return false;
+        };
+        let Ok(reverted) = self.releases.revert(doc, &predecessor) else {
+            // Advanced but not reverted cannot happen: the predecessor is
+            // older by construction. Keep the record true all the same.
+            self.outbox.persist(Persist::Release(applied));
+            return false;
+        };
+        self.stats.rollout.halted += 1;
+        self.outbox.persist(Persist::Release(reverted.clone()));
+        self.push_event(Event::ReleaseReverted {
+            doc: doc.to_owned(),
+            version: reverted.version,
+            to_version: predecessor.release.version,
+            ran: false,
+        });
+        true
     }
 
     /// Announces entering or leaving safe mode.
@@ -187,6 +252,7 @@ mod tests {
 
     fn release(version: u64, expires_millis: Option<u64>) -> SignedRelease {
         SignedRelease::new(Release {
+            rollout: None,
             doc: "app".to_owned(),
             version,
             heads: Vec::new(),
@@ -245,6 +311,44 @@ mod tests {
         voided.restore(BTreeMap::from([("app".to_owned(), record.voided())]));
         voided.find_running("app", |_| Some(signed.clone()));
         assert!(voided.running().is_empty(), "a void record runs nothing");
+    }
+
+    #[test]
+    fn a_revert_runs_the_predecessor_and_still_refuses_the_failed_version() {
+        let mut releases = Releases::default();
+        releases.advance(&release(1, None), 0).unwrap();
+        let failed = release(2, Some(99));
+        releases.advance(&failed, 0).unwrap();
+        let back = releases.revert("app", &release(1, None)).unwrap();
+        assert_eq!(back.version, 2, "the version stays");
+        assert_eq!(back.digest, failed.release.digest());
+        assert_eq!(back.content_digest(), release(1, None).release.digest());
+        assert_eq!(back.expires_millis, None, "the predecessor's expiry");
+        assert_eq!(releases.running()["app"], release(1, None));
+        releases.check_invariants();
+        assert!(releases.advance(&failed, 0).is_err(), "never again");
+        assert!(
+            releases.revert("app", &release(3, None)).is_err(),
+            "not forward"
+        );
+        assert!(releases.revert("other", &release(1, None)).is_err());
+        releases.advance(&release(3, None), 0).unwrap();
+        assert_eq!(releases.applied()["app"].reverted_to, None, "moved on");
+        releases.check_invariants();
+    }
+
+    #[test]
+    fn a_restored_revert_finds_the_predecessor() {
+        let mut source = Releases::default();
+        source.advance(&release(2, None), 0).unwrap();
+        let record = source.revert("app", &release(1, None)).unwrap();
+        let mut releases = Releases::default();
+        releases.restore(BTreeMap::from([("app".to_owned(), record)]));
+        releases.find_running("app", |digest| {
+            (*digest == release(1, None).release.digest()).then(|| release(1, None))
+        });
+        assert_eq!(releases.running()["app"], release(1, None));
+        releases.check_invariants();
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl Agent {
     /// keeps an older one, see [`Agent::policy_refused`]).
     pub fn policy_loaded(&self) -> bool {
         let running = self.releases.applied().get(POLICY_DOC);
-        running.is_some_and(|applied| self.remedy.policy_from() == Some(applied.digest))
+        running.is_some_and(|applied| self.remedy.policy_from() == Some(applied.content_digest()))
     }
 
     /// Why this agent refused the policy of the release of [`POLICY_DOC`]
@@ -56,7 +56,7 @@ impl Agent {
         let running = self.releases.applied().get(POLICY_DOC)?;
         self.remedy
             .refused()
-            .filter(|refusal| refusal.digest == running.digest)
+            .filter(|refusal| refusal.digest == running.content_digest())
     }
 
     pub(super) fn remedy_tick(&mut self, now: Instant) {
@@ -73,7 +73,7 @@ impl Agent {
         let Some(applied) = self.releases.applied().get(POLICY_DOC) else {
             return;
         };
-        let release = (applied.version, applied.digest);
+        let release = (applied.version, applied.content_digest());
         let Some(value) = self.released_config(POLICY_DOC) else {
             return;
         };

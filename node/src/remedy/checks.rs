@@ -19,6 +19,8 @@ struct CheckState {
     state: HealthState,
     /// Failures before this do not count.
     grace_until: Instant,
+    /// When the last result came in, if one did.
+    last_result: Option<Instant>,
 }
 
 /// A check's health changed.
@@ -55,6 +57,7 @@ impl Checks {
                     passes: 0,
                     state: HealthState::Unknown,
                     grace_until: now + spec.grace,
+                    last_result: None,
                     spec,
                 },
             };
@@ -112,6 +115,13 @@ impl Checks {
         Some(state.record(now, success, detail))
     }
 
+    /// The health of the check named `name` on this node and when its last
+    /// result came in; `None` when this node does not run it.
+    pub(crate) fn health(&self, name: &str) -> Option<(HealthState, Option<Instant>)> {
+        let state = self.checks.get(name)?;
+        Some((state.state, state.last_result))
+    }
+
     /// The next instant a check is due or times out.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.checks
@@ -126,6 +136,7 @@ impl Checks {
 
 impl CheckState {
     fn record(&mut self, now: Instant, success: bool, detail: &str) -> Option<Transition> {
+        self.last_result = Some(now);
         let next = if success {
             self.fails = 0;
             self.passes = self.passes.saturating_add(1);

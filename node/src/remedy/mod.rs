@@ -387,6 +387,12 @@ impl Remedy {
         self.policy.as_ref()
     }
 
+    /// The health of check `name` on this node and when its last result
+    /// came in; `None` when this node does not run it.
+    pub(crate) fn check_health(&self, name: &str) -> Option<(HealthState, Option<Instant>)> {
+        self.checks.health(name)
+    }
+
     /// The release the policy in force came from.
     pub(crate) fn policy_from(&self) -> Option<Digest> {
         self.policy_from

@@ -53,7 +53,8 @@ impl Remedy {
             | RecordKind::NeedsHuman { .. }
             | RecordKind::Approval { .. }
             | RecordKind::Stop { .. }
-            | RecordKind::Resume { .. } => {}
+            | RecordKind::Resume { .. }
+            | RecordKind::Attest { .. } => {}
         }
     }
 

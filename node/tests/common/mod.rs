@@ -142,6 +142,7 @@ impl Laptop {
         let mut heads = self.store.heads(doc);
         heads.sort_unstable();
         let mut release = SignedRelease::new(Release {
+            rollout: None,
             doc: doc.into(),
             version,
             heads,

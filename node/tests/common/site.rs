@@ -241,6 +241,7 @@ pub fn kind_name(kind: &RecordKind) -> &'static str {
         RecordKind::Approval { .. } => "approval",
         RecordKind::Stop { .. } => "stop",
         RecordKind::Resume { .. } => "resume",
+        RecordKind::Attest { .. } => "attest",
     }
 }
 
