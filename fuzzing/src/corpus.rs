@@ -232,6 +232,8 @@ fn operator_flows(fixture: &Fixture) -> Vec<Entry> {
         release: true,
         expires_after: None,
         via: Nodes::default(),
+        rollout: None,
+        breaks: Vec::new(),
     };
     let mut entries = operators
         .publish(&publication, now_millis)
@@ -420,6 +422,7 @@ fn release_seeds(fixture: &Fixture) -> Vec<Vec<u8>> {
         .map(|release| (both, release.clone()))
         .collect();
     let applied = AppliedRelease {
+        reverted_to: None,
         doc: first.doc.clone(),
         version: first.version,
         digest: first.digest(),

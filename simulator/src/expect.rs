@@ -3,7 +3,7 @@
 
 use crate::checkers::Kind;
 use crate::outcome::{Outcome, quantile_s};
-use crate::scenario::expect::Expect;
+use crate::scenario::expect::{Expect, RolloutExpect};
 use crate::scenario::services::RemedyExpect;
 
 /// How a run ended, from best to worst; each has its own exit code so that
@@ -81,6 +81,54 @@ pub fn unmet(expect: &Expect, outcome: &Outcome) -> Vec<String> {
         ));
     }
     unmet.extend(remedy_unmet(&expect.remedy, outcome));
+    unmet.extend(rollout_unmet(&expect.rollout, outcome));
+    unmet
+}
+
+/// The unmet rollout expectations.
+fn rollout_unmet(expect: &RolloutExpect, outcome: &Outcome) -> Vec<String> {
+    let mut unmet = Vec::new();
+    for release in &outcome.rollouts.releases {
+        let name = &release.name;
+        if let Some(max) = expect.ran_max
+            && release.ran as u64 > max
+        {
+            unmet.push(format!(
+                "{} hosts ran {name}, expected at most {max}",
+                release.ran
+            ));
+        }
+        if let Some(bound) = expect.complete_within
+            && !release.failed
+        {
+            match release.complete_s {
+                Some(seconds) if seconds <= bound.as_secs_f64() => {}
+                Some(seconds) => unmet.push(format!(
+                    "{name} reached every running agent after {seconds:.2}s, expected within {:.2}s",
+                    bound.as_secs_f64()
+                )),
+                None => unmet.push(format!("{name} never reached every running agent")),
+            }
+        }
+        if let Some(bound) = expect.reverted_within
+            && release.failed
+        {
+            if release.revert_s.len() < release.ran {
+                unmet.push(format!(
+                    "{} of the {} hosts that ran {name} reverted",
+                    release.revert_s.len(),
+                    release.ran
+                ));
+            }
+            let slowest = release.revert_s.iter().copied().fold(0.0, f64::max);
+            if slowest > bound.as_secs_f64() {
+                unmet.push(format!(
+                    "a host went back from {name} {slowest:.2}s after the first failure, expected within {:.2}s",
+                    bound.as_secs_f64()
+                ));
+            }
+        }
+    }
     unmet
 }
 

@@ -77,6 +77,9 @@ pub struct Truth {
     pub revoked: BTreeMap<PublicKey, u64>,
     /// The newest trust version.
     pub trust_version: u64,
+    /// Releases whose content breaks checks on every host that runs it,
+    /// with those checks.
+    pub breaking: BTreeMap<Digest, Vec<String>>,
 }
 
 /// The operators of one simulated fleet.
@@ -202,7 +205,14 @@ impl Operators {
                 .latest_release
                 .get(&publication.doc)
                 .map_or(1, |version| version + 1);
+            let rollout = publication
+                .rollout
+                .as_ref()
+                .map(|spec| spec.plan(version))
+                .transpose()
+                .map_err(|error| error.to_string())?;
             let mut release = SignedRelease::new(Release {
+                rollout,
                 doc: publication.doc.clone(),
                 version,
                 heads,
@@ -221,6 +231,11 @@ impl Operators {
                 self.truth
                     .legit_releases
                     .insert(digest, (publication.doc.clone(), version));
+                if !publication.breaks.is_empty() {
+                    self.truth
+                        .breaking
+                        .insert(digest, publication.breaks.clone());
+                }
                 self.truth
                     .latest_release
                     .insert(publication.doc.clone(), version);

@@ -1,6 +1,7 @@
 //! What a run reports: the figures, the violations, the trace hash.
 
 use crate::checkers::Violation;
+use crate::checkers::rollout::RolloutOutcome;
 use crate::fingerprint::Step;
 use crate::network::DropReason;
 use fleetmesh_node::Stats;
@@ -136,6 +137,8 @@ pub struct Outcome {
     pub release_times: Vec<u64>,
     /// Time for each emergency stop to reach every running agent.
     pub stop_times: Vec<u64>,
+    /// What the run's staged rollouts came to.
+    pub rollouts: RolloutOutcome,
     /// The replicated state the lowest-numbered running agent holds at the
     /// end (running agents converge on one state); `None` when none runs.
     pub state_bytes: Option<StateBytes>,
@@ -305,6 +308,43 @@ impl fmt::Display for Outcome {
                 self.stats.releases_applied,
                 self.stats.releases_refused,
                 self.traffic.safe_mode_entered
+            )?;
+        }
+        let rollout = &self.stats.rollout;
+        for release in &self.rollouts.releases {
+            let reverts = release
+                .revert_s
+                .iter()
+                .map(|&seconds| (seconds * 1e9) as u64)
+                .collect::<Vec<u64>>();
+            writeln!(
+                f,
+                "  rollout        {}: wave 0 has {} hosts, {} ran it; {}",
+                release.name,
+                release.first_wave,
+                release.ran,
+                match (release.failed, release.complete_s) {
+                    (true, _) => format!(
+                        "gate failed, {} reverted (failure to revert: {})",
+                        reverts.len(),
+                        times(&reverts)
+                    ),
+                    (false, Some(seconds)) => {
+                        format!("reached every running agent {seconds:.2}s after release")
+                    }
+                    (false, None) => "still rolling out at the end".to_owned(),
+                }
+            )?;
+        }
+        if rollout.attested_passed + rollout.attested_failed > 0 {
+            writeln!(
+                f,
+                "  attestations   {} passed, {} failed; {} waits for a wave, {} skipped after a failed gate, {} reverts held back",
+                rollout.attested_passed,
+                rollout.attested_failed,
+                rollout.waits,
+                rollout.halted,
+                rollout.revert_blocked
             )?;
         }
         if self.traffic.attacks > 0 {

@@ -16,6 +16,7 @@ use crate::checkers::config::{AgentConfig, ConfigChecks};
 use crate::checkers::convergence::Convergence;
 use crate::checkers::detection::Detection;
 use crate::checkers::false_death::FalseDeath;
+use crate::checkers::rollout::RolloutCheck;
 use crate::checkers::spread::Spread;
 use crate::checkers::stop;
 use crate::checkers::{Kind, Violation};
@@ -207,6 +208,8 @@ pub struct World {
     violations: Vec<Violation>,
     /// How the last emergency stop spreads.
     stop_spread: stop::StopSpread,
+    /// Staged rollouts' checker.
+    rollouts: RolloutCheck,
     stop_on_violation: bool,
     events_processed: u64,
     leases: Vec<SimLease>,
@@ -296,6 +299,7 @@ impl World {
             traffic: Traffic::default(),
             violations: Vec::new(),
             stop_spread: stop::StopSpread::default(),
+            rollouts: RolloutCheck::default(),
             stop_on_violation: options.stop_on_violation,
             events_processed: 0,
             leases,
@@ -443,6 +447,7 @@ impl World {
         self.nodes[index as usize].agent = Some(agent);
         if std::mem::take(&mut self.release_moved) {
             self.note_reach();
+            self.note_rollouts_reach();
         }
     }
 
@@ -627,6 +632,16 @@ impl World {
                         version: u32::try_from(version).unwrap_or(u32::MAX),
                     },
                 );
+                let node = &self.nodes[index as usize];
+                let local_millis = node.clock.local(self.now).0 / 1_000_000;
+                let violations = self.rollouts.applied(
+                    self.now,
+                    index,
+                    digest,
+                    agent.replicas().ledger(),
+                    (&node.meta, local_millis),
+                );
+                self.violations.extend(violations);
                 let trust_version = agent.replicas().trust().head().doc.version;
                 if let Some(violation) = self.config_checks.release_applied(
                     self.now,
@@ -649,6 +664,23 @@ impl World {
             }
             // The agent counts it (`policies_refused`), which reports read.
             Event::PolicyRefused { .. } => {}
+            Event::ReleaseReverted {
+                doc, version, ran, ..
+            } => {
+                if ran {
+                    self.rollouts.reverted(self.now, index, (&doc, version));
+                }
+                self.release_moved = true;
+            }
+            Event::RolloutAttested {
+                doc,
+                version,
+                wave,
+                passed,
+                ..
+            } => self
+                .rollouts
+                .attested(self.now, index, (&doc, version), wave, passed),
         }
     }
 

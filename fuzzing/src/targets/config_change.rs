@@ -244,6 +244,7 @@ impl State {
 /// does.
 fn release(fixture: &Fixture, store: &ConfigStore, doc: &str, heads: &[Digest]) {
     let mut signed = SignedRelease::new(Release {
+        rollout: None,
         doc: doc.to_owned(),
         version: 1,
         heads: heads.to_vec(),

@@ -10,6 +10,7 @@ pub mod detection;
 pub mod false_death;
 pub mod lease;
 pub mod remedy;
+pub mod rollout;
 pub mod spread;
 pub mod stop;
 

@@ -216,6 +216,7 @@ impl Operators {
     fn forged_release(&self, attempt: u32) -> Option<SignedRelease> {
         let version = self.truth.latest_release.get("fleet").copied().unwrap_or(0);
         Some(SignedRelease::new(Release {
+            rollout: None,
             doc: "fleet".into(),
             version: version + 1 + u64::from(attempt % 3),
             heads: vec![nonce_digest(attempt)],

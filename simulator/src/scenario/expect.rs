@@ -39,6 +39,21 @@ pub struct Expect {
     pub automerge_panics_min: Option<u64>,
     /// What remediation must have done.
     pub remedy: RemedyExpect,
+    /// What staged rollouts must have done.
+    pub rollout: RolloutExpect,
+}
+
+/// Bounds on a run's staged rollouts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RolloutExpect {
+    /// Most hosts that ever ran any one staged release.
+    pub ran_max: Option<u64>,
+    /// A staged release whose gates passed reaches every running agent
+    /// within this bound of its publication.
+    pub complete_within: Option<Duration>,
+    /// A staged release whose gate failed: every host that ran it went
+    /// back within this bound of the first failure.
+    pub reverted_within: Option<Duration>,
 }
 
 /// The `[expect]` table as serde reads it.
@@ -62,6 +77,9 @@ pub(crate) struct ExpectFile {
     approval_expired_min: Option<u64>,
     #[serde(default)]
     local_only: Vec<LocalOnlyFile>,
+    rollout_ran_max: Option<u64>,
+    rollout_complete_within_s: Option<f64>,
+    rollout_reverted_within_s: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +122,17 @@ pub(crate) fn expect(
         lease_held_within: bound("lease_held_within_s", expect.lease_held_within_s)?,
         automerge_panics_min: expect.automerge_panics_min,
         remedy: remedy(context, span.clone(), expect, fleet)?,
+        rollout: RolloutExpect {
+            ran_max: expect.rollout_ran_max,
+            complete_within: bound(
+                "rollout_complete_within_s",
+                expect.rollout_complete_within_s,
+            )?,
+            reverted_within: bound(
+                "rollout_reverted_within_s",
+                expect.rollout_reverted_within_s,
+            )?,
+        },
     })
 }
 

@@ -6,6 +6,7 @@
 
 use crate::scenario::context::{Context, ScenarioError};
 use crate::scenario::fleet::Nodes;
+use fleetmesh_node::crdt::config::rollout::RolloutSpec;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -62,6 +63,11 @@ pub struct Publication {
     pub expires_after: Option<Duration>,
     /// Agents it may be handed to (one running agent is picked).
     pub via: Nodes,
+    /// The release's staged rollout, if any.
+    pub rollout: Option<RolloutSpec>,
+    /// Checks whose modelled service fails on every host that runs this
+    /// release's content: a bad release, for rollout experiments.
+    pub breaks: Vec<String>,
 }
 
 /// A change of the trust document.

@@ -11,6 +11,17 @@ use std::time::Duration;
 
 impl World {
     pub(super) fn finish(mut self, wall: Duration) -> Outcome {
+        let running: Vec<_> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, node)| {
+                let agent = node.agent.as_ref()?;
+                Some((index as u32, agent.applied_releases().clone()))
+            })
+            .collect();
+        let stuck = self.rollouts.finish(self.now.min(self.end), &running);
+        self.violations.extend(stuck);
         let leases = self.finish_leases();
         let remedy = self.finish_remedy();
         let mut stats = Stats::default();
@@ -55,6 +66,7 @@ impl World {
             spread_times: self.spread.times().to_vec(),
             release_times: self.config_checks.reach_times().to_vec(),
             stop_times: self.stop_spread.times().to_vec(),
+            rollouts: self.rollouts.outcome(),
             state_bytes,
             false_dead_incidents: self.false_death.incidents(),
             false_dead_declarations: self.false_death.declarations(),

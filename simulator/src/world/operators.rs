@@ -74,12 +74,33 @@ impl World {
             .latest_release
             .get(&publication.doc)
             .copied();
-        let legit = entries.iter().any(|entry| match entry {
-            StateEntry::Release(release) => Some(release.release.version) == released,
-            _ => false,
+        let legit = entries.iter().find_map(|entry| match entry {
+            StateEntry::Release(release) if Some(release.release.version) == released => {
+                Some(release.release.clone())
+            }
+            _ => None,
         });
         self.hand(index, entries);
-        if legit && let Some(version) = released {
+        if let Some(release) = &legit
+            && let Some(plan) = &release.rollout
+        {
+            // A staged release reaches only the waves whose gates pass:
+            // the rollout checker follows it instead of the spread check.
+            let hosts: Vec<_> = (0..self.fleet.len())
+                .map(|index| self.fleet.identity(index).cert.body)
+                .collect();
+            self.rollouts.published(
+                self.now,
+                release.digest(),
+                (&release.doc, release.version),
+                plan,
+                hosts.iter().map(|body| (body.node_key, &body.tags)),
+            );
+            return true;
+        }
+        if legit.is_some()
+            && let Some(version) = released
+        {
             let awaited = Awaited::Release {
                 doc: publication.doc.clone(),
                 version,
@@ -196,6 +217,31 @@ impl World {
         self.config_checks.note_reach(self.now, |awaited| {
             running.iter().all(|&index| has(nodes, index, awaited))
         });
+    }
+
+    /// Notes the staged releases every running agent now runs.
+    pub(super) fn note_rollouts_reach(&mut self) {
+        let running: Vec<u32> = self.running_agents().collect();
+        let reached: Vec<_> = self
+            .rollouts
+            .incomplete()
+            .filter(|(digest, doc)| {
+                running.iter().all(|&index| {
+                    self.nodes[index as usize]
+                        .agent
+                        .as_ref()
+                        .is_some_and(|agent| {
+                            agent
+                                .applied_release(doc)
+                                .is_some_and(|applied| applied.content_digest() == **digest)
+                        })
+                })
+            })
+            .map(|(digest, _)| *digest)
+            .collect();
+        for digest in reached {
+            self.rollouts.reached_all(self.now, digest);
+        }
     }
 
     pub(super) fn check_publications(&mut self) {

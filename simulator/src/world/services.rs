@@ -240,13 +240,33 @@ impl World {
             self.remedy.outcome.results_lost += 1;
             return;
         }
-        let success = self.remedy.healthy(index, check);
+        let success = self.remedy.healthy(index, check) && !self.broken_by_release(index, check);
         let result = TaskResult {
             success,
             exit_code: Some(if success { 0 } else { 1 }),
             detail: if success { "ok" } else { "failing" }.to_owned(),
         };
         self.task_result(index, id, result);
+    }
+
+    /// Whether agent `index` runs a release whose content breaks `check`
+    /// (a scenario's bad release).
+    fn broken_by_release(&self, index: u32, check: &str) -> bool {
+        let breaking = &self.operators.truth().breaking;
+        if breaking.is_empty() {
+            return false;
+        }
+        self.nodes[index as usize]
+            .agent
+            .as_ref()
+            .is_some_and(|agent| {
+                agent.applied_releases().values().any(|applied| {
+                    !applied.void
+                        && breaking
+                            .get(&applied.content_digest())
+                            .is_some_and(|checks| checks.iter().any(|broken| broken == check))
+                })
+            })
     }
 
     /// An action ends on its host.
@@ -464,7 +484,8 @@ impl World {
                 RecordKind::Skipped { .. }
                 | RecordKind::Approval { .. }
                 | RecordKind::Stop { .. }
-                | RecordKind::Resume { .. } => {}
+                | RecordKind::Resume { .. }
+                | RecordKind::Attest { .. } => {}
             }
         }
         let keys: Vec<IdempotencyKey> = pending.difference(&started).cloned().collect();

@@ -7,6 +7,7 @@ use crate::scenario::fault::kind::{Input, Kind, Parse, Period, Resolution};
 use crate::scenario::fleet::NodesFile;
 use crate::scenario::operators::{Content, Publication, default_author, default_doc};
 use crate::scenario::schedule::Action;
+use fleetmesh_node::crdt::config::rollout::RolloutSpec;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -39,6 +40,11 @@ pub struct File {
     expires_after_s: Option<f64>,
     #[serde(default)]
     via: NodesFile,
+    /// The release's staged rollout, as operators write it.
+    rollout: Option<RolloutSpec>,
+    /// Checks that fail on every host running this release.
+    #[serde(default)]
+    breaks: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -74,6 +80,21 @@ impl Parse for Config {
             }
         };
         let expires_after = input.optional_seconds("expires_after_s", file.expires_after_s)?;
+        if let Some(spec) = &file.rollout {
+            if !file.release {
+                return Err(input.invalid("rollout", "a rollout needs release = true"));
+            }
+            // The version is known only when the release is made; the
+            // plan's own shape is checked now.
+            spec.plan(spec.revert_to.saturating_add(1))
+                .map_err(|error| input.invalid("rollout", error.to_string()))?;
+        }
+        for check in &file.breaks {
+            input
+                .declared
+                .check(check)
+                .map_err(|message| input.invalid("breaks", message))?;
+        }
         Ok(Config {
             at: input.seconds("at_s", file.at_s)?,
             publication: Publication {
@@ -83,6 +104,8 @@ impl Parse for Config {
                 release: file.release,
                 expires_after,
                 via: input.nodes("via", &file.via)?,
+                rollout: file.rollout.clone(),
+                breaks: file.breaks.clone(),
             },
         })
     }

@@ -100,6 +100,8 @@ impl Policy {
                 release: true,
                 expires_after,
                 via: input.nodes("via", &file.via)?,
+                rollout: None,
+                breaks: Vec::new(),
             },
         };
         Ok((fault, policy))
