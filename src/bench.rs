@@ -10,6 +10,7 @@ use fleetmesh_simulator::{Outcome, RunOptions, Scenario};
 use std::fmt::Write;
 
 mod race;
+mod rollout;
 
 const SEED: u64 = 1;
 
@@ -26,7 +27,7 @@ type Benchmark = fn(&mut Vec<Row>, bool) -> anyhow::Result<()>;
 
 /// Every benchmark of the table by name, in the order they run (and their
 /// rows print).
-const BENCHMARKS: [(&str, Benchmark); 11] = [
+const BENCHMARKS: [(&str, Benchmark); 12] = [
     ("speed", speed),
     ("spread", spread),
     ("detect", |rows, _| detect(rows)),
@@ -38,6 +39,7 @@ const BENCHMARKS: [(&str, Benchmark); 11] = [
     ("lease-health-traffic", |rows, _| lease_health_traffic(rows)),
     ("remediation", |rows, _| remediation(rows)),
     ("emergency-stop", |rows, _| emergency_stop(rows)),
+    ("rollouts", |rows, _| rollout::rollouts(rows)),
 ];
 
 /// The benchmark with its own table, run after the others.

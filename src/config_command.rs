@@ -13,9 +13,56 @@ use crate::client::{self, PublishArgs, Target};
 use crate::operator::Format;
 use crate::operator::config;
 
+/// `fleetmesh config rollout ...`
+#[derive(Subcommand)]
+pub enum RolloutCommand {
+    /// Where the staged rollout of a document stands, as the agent sees
+    /// it: each wave's hosts, passes and failures, and the bake left here.
+    Status {
+        /// The document id.
+        doc: String,
+        /// Redraw every second until the rollout ends (on a terminal).
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
 /// `fleetmesh config ...`
 #[derive(Subcommand)]
 pub enum ConfigCommand {
+    /// Staged rollouts (docs/rollouts.md).
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
+    /// Releases the content of an earlier release again, as the next
+    /// version: going back is a release like any other, signed by one
+    /// config key here and by the rest with `config sign`.
+    Revert {
+        /// The trust chain file.
+        #[arg(long, value_name = "CHAIN")]
+        trust: PathBuf,
+        /// The signer's `config` key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The document id.
+        #[arg(long, value_name = "ID")]
+        doc: String,
+        /// The store directory holding the release to go back to.
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// The version whose content is released again.
+        #[arg(long, value_name = "VERSION")]
+        to: u64,
+        /// Expiry: RFC 3339 (2027-01-31T12:00:00Z) or Unix milliseconds.
+        #[arg(long, value_name = "TIME")]
+        expires: Option<String>,
+        /// The release file; inside the store by default.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Turns a TOML or JSON file into one signed change on top of what the
     /// store directory holds, written into it.
     Draft {
@@ -62,6 +109,11 @@ pub enum ConfigCommand {
         /// release looks for the previous one.
         #[arg(long, value_name = "FILE", requires = "store")]
         out: Option<PathBuf>,
+        /// Stage the release in waves: a TOML file with a `[rollout]`
+        /// table (docs/rollouts.md). Without it every agent runs the
+        /// release as soon as it holds it.
+        #[arg(long, value_name = "PLAN.toml", requires = "store")]
+        rollout: Option<PathBuf>,
         #[command(flatten)]
         target: Target,
     },
@@ -156,6 +208,7 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
             version,
             expires,
             out,
+            rollout,
             ..
         } => config::release(&config::ReleaseArgs {
             trust: &trust,
@@ -165,7 +218,31 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
             version,
             expires: expires.as_deref(),
             out: out.as_deref(),
+            rollout: rollout.as_deref(),
+            content_of: None,
         }),
+        ConfigCommand::Revert {
+            trust,
+            key,
+            doc,
+            store,
+            to,
+            expires,
+            out,
+        } => config::release(&config::ReleaseArgs {
+            trust: &trust,
+            key: &key,
+            doc: &doc,
+            store: &store,
+            version: None,
+            expires: expires.as_deref(),
+            out: out.as_deref(),
+            rollout: None,
+            content_of: Some(to),
+        }),
+        ConfigCommand::Rollout {
+            command: RolloutCommand::Status { doc, watch, target },
+        } => client::rollout_status(&target, &doc, watch),
         // Without --store (clap makes --store bring --trust, --key and
         // --doc along): what the agent runs.
         ConfigCommand::Release { doc, target, .. } => {

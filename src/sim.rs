@@ -113,7 +113,7 @@ pub enum SimCommand {
     Bench {
         /// Which benchmarks: all, or one of speed, spread, detect, config-merge,
         /// false-dead, traffic, release-spread, state-memory,
-        /// lease-health-traffic, remediation, emergency-stop, foca-race (fleetmesh's
+        /// lease-health-traffic, remediation, emergency-stop, rollouts, foca-race (fleetmesh's
         /// membership against the foca crate's, in one table).
         #[arg(long, default_value = "all")]
         only: String,

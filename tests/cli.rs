@@ -836,3 +836,91 @@ fn a_store_holding_changes_that_panic_automerge_is_read_without_a_panic() {
     write("change-unparsable", &unparsable);
     scratch.refused(&show, &["change-unparsable.json", "refused before parsing"]);
 }
+
+#[test]
+fn a_staged_release_carries_its_plan_and_a_revert_releases_old_content_again() {
+    let fleet = Fleet::new();
+    let scratch = &fleet.scratch;
+    let first = fleet.release(&[]);
+    fleet.sign(&first, "bob.key");
+    scratch.write("app.toml", "[web]\nport = 9090\nhosts = [\"a\"]\n");
+    scratch.ok(&draft("alice.key", "app.toml"));
+    scratch.write(
+        "plan.toml",
+        "[rollout]\nrevert_to = 1\ngate = { checks = [\"web\"], max_unhealthy = 0.1 }\n\
+         [[rollout.wave]]\nselect = \"role=canary\"\nfraction = 0.05\nbake_s = 30\n\
+         [[rollout.wave]]\nfraction = 1.0\nbake_s = 0\n",
+    );
+    let staged = fleet.release(&["--rollout", "plan.toml"]);
+    let text = fs::read_to_string(scratch.path(&staged)).expect("release file");
+    assert!(text.contains("\"revert_to\": 1"), "{text}");
+    assert!(text.contains("role=canary"), "{text}");
+    fleet.sign(&staged, "bob.key");
+    let stdout = scratch.ok(&verify(&staged));
+    assert!(stdout.contains("OK"), "{stdout}");
+    // A plan agents would refuse is refused here, naming the field.
+    scratch.write(
+        "bad.toml",
+        "[rollout]\nrevert_to = 1\n[[rollout.wave]]\nfraction = 1.5\n",
+    );
+    scratch.refused(
+        &release_by_alice(&["--rollout", "bad.toml"]),
+        &[
+            "bad.toml: agents would refuse this plan",
+            "wave 0: fraction",
+        ],
+    );
+    scratch.write(
+        "forward.toml",
+        "[rollout]\nrevert_to = 9\n[[rollout.wave]]\nfraction = 1.0\n",
+    );
+    scratch.refused(
+        &release_by_alice(&["--rollout", "forward.toml"]),
+        &["revert_to must name an earlier version"],
+    );
+    // Going back: version 3 carries version 1's heads.
+    let stdout = scratch.ok(&[
+        "config",
+        "revert",
+        "--trust",
+        "trust.json",
+        "--key",
+        "alice.key",
+        "--doc",
+        "app",
+        "--store",
+        "store",
+        "--to",
+        "1",
+    ]);
+    let reverted = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("wrote release "))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("revert prints its file");
+    let heads = |path: &str| {
+        let text = fs::read_to_string(scratch.path(path)).expect("read");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+        (json["release"].clone(), json["heads"].clone())
+    };
+    let (version, reverted_heads) = heads(reverted);
+    assert_eq!(version, 3);
+    assert_eq!(reverted_heads, heads(&first).1, "the content of version 1");
+    scratch.refused(
+        &[
+            "config",
+            "revert",
+            "--trust",
+            "trust.json",
+            "--key",
+            "alice.key",
+            "--doc",
+            "app",
+            "--store",
+            "store",
+            "--to",
+            "7",
+        ],
+        &["holds no complete release 7 of document app"],
+    );
+}

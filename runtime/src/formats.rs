@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use fleetmesh_crdt::config::rollout::RolloutSpec;
 use fleetmesh_crdt::{
     CertBody, Ed25519, Hlc, IdempotencyKey, Keypair, LedgerRecord, NodeCert, PublicKey, RecordKind,
     Release, Role, SignedChange, SignedRecord, SignedRelease, SignedTrust, TrustChain, TrustDoc,
@@ -365,6 +366,9 @@ pub struct ReleaseJson {
     heads: Vec<String>,
     expires_millis: Option<u64>,
     trust_version: u64,
+    /// The staged rollout, if any, in the operators' form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rollout: Option<RolloutSpec>,
     digest: String,
     signatures: BTreeMap<String, String>,
 }
@@ -379,6 +383,7 @@ impl ReleaseJson {
             heads: release.heads.iter().map(|head| head.to_hex()).collect(),
             expires_millis: release.expires_millis,
             trust_version: release.trust_version,
+            rollout: release.rollout.as_ref().map(RolloutSpec::of),
             digest: release.digest().to_hex(),
             signatures: files::signatures_hex(&signed.signatures),
         }
@@ -387,7 +392,13 @@ impl ReleaseJson {
     /// The signed release the file states, its digest checked; its
     /// signatures are checked where it is merged.
     pub fn decode(&self) -> anyhow::Result<SignedRelease> {
+        let rollout = self
+            .rollout
+            .as_ref()
+            .map(|spec| spec.plan(self.release))
+            .transpose()?;
         let release = Release {
+            rollout,
             doc: self.doc.clone(),
             version: self.release,
             heads: self

@@ -9,7 +9,7 @@
 
 use fleetmesh_node::StateStats;
 use fleetmesh_node::Stats;
-use fleetmesh_node::{LeaseStats, RemedyStats};
+use fleetmesh_node::{LeaseStats, RemedyStats, RolloutStats};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -232,6 +232,20 @@ fn core(registry: &mut Registry, stats: &Stats) {
     });
     leases(registry, &stats.leases);
     remedy(registry, &stats.remedy);
+    rollout(registry, &stats.rollout);
+}
+
+fn rollout(registry: &mut Registry, stats: &RolloutStats) {
+    counters!(registry, "rollout_", stats, {
+        waits: "Staged releases this agent waited for: its wave was not open yet",
+        halted: "Staged releases skipped: their gate failed before this agent ran them",
+        attested_passed: "Attestations signed that this host passed its bake",
+        attested_failed: "Attestations signed that this host failed a rollout gate",
+        reverted: "Times this agent went back to a release's predecessor after its gate failed",
+        revert_blocked: "Reverts held back: the predecessor or its content was not here yet",
+        evidence_rebuilt: "Times the attestations about a release were gathered from the ledger",
+        publish_rejected: "Own attestations the ledger refused",
+    });
 }
 
 fn leases(registry: &mut Registry, stats: &LeaseStats) {

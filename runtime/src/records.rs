@@ -102,5 +102,15 @@ pub(crate) fn record_json(kind: &RecordKind) -> Value {
             "kind": "resume", "stopper": key(stopper), "selector": selector,
             "trust_version": trust_version,
         }),
+        RecordKind::Attest {
+            release,
+            wave,
+            wave_hosts,
+            passed,
+            reason,
+        } => json!({
+            "kind": "attest", "release": release.to_hex(), "wave": wave,
+            "wave_hosts": wave_hosts, "passed": passed, "reason": reason,
+        }),
     }
 }

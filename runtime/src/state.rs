@@ -74,6 +74,11 @@ struct ReleaseJson {
     digest: String,
     expires_millis: Option<u64>,
     void: bool,
+    /// The predecessor run after a failed rollout, in hex. Left out when
+    /// absent, so the checksum of a file written before rollouts existed
+    /// still holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reverted_to: Option<String>,
 }
 
 /// One remediation started, with when (HLC milliseconds).
@@ -128,6 +133,7 @@ impl DurableBody {
                         digest: applied.digest.to_hex(),
                         expires_millis: applied.expires_millis,
                         void: applied.void,
+                        reverted_to: applied.reverted_to.map(|digest| digest.to_hex()),
                     };
                     (doc.clone(), json)
                 })
@@ -157,7 +163,12 @@ impl DurableBody {
             durable.voter_records.insert(scope, record);
         }
         for (doc, json) in self.releases {
+            let reverted_to = json
+                .reverted_to
+                .map(|hex| files::parse_digest(&hex, "a reverted release's predecessor"))
+                .transpose()?;
             let applied = AppliedRelease {
+                reverted_to,
                 doc: doc.clone(),
                 version: json.version,
                 digest: files::parse_digest(&json.digest, "a release's digest")?,
@@ -490,6 +501,7 @@ mod tests {
         durable.releases.insert(
             "web".into(),
             AppliedRelease {
+                reverted_to: None,
                 doc: "web".into(),
                 version: 4,
                 digest: Digest([4; 32]),

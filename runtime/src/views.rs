@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use fleetmesh_crdt::config::rollout::Verdict;
 use fleetmesh_crdt::{
     Digest, HealthState, IdempotencyKey, LeaseKind, MemberState, NodeId, PublicKey, RecordKind,
     Replica, SignedRecord, SignedRelease, is_stop_record,
 };
 use fleetmesh_node::Entry;
-use fleetmesh_node::{Agent, Instant, Policy, PolicyRefusal};
+use fleetmesh_node::{Agent, Instant, Policy, PolicyRefusal, RolloutView};
 use libp2p::{Multiaddr, PeerId};
 use serde_json::{Value, json};
 
@@ -259,18 +260,28 @@ pub fn health(agent: &Agent) -> Value {
     json!({ "reports": reports })
 }
 
-/// `GET /v1/releases`: the release run per document, with its content.
-pub fn releases(agent: &Agent) -> Value {
+/// `GET /v1/releases`: the release run per document, with its content and,
+/// for a staged release it runs or waits for, where the rollout stands.
+pub fn releases(agent: &Agent, now: Instant) -> Value {
     let releases: Vec<Value> = agent
         .applied_releases()
         .values()
         .map(|applied| {
+            let reverted_to = applied.reverted_to.and_then(|digest| {
+                agent
+                    .replicas()
+                    .releases()
+                    .entry(&digest)
+                    .map(|release| release.release.version)
+            });
             json!({
                 "doc": applied.doc,
                 "version": applied.version,
                 "digest": applied.digest.to_hex(),
                 "expires_millis": applied.expires_millis,
                 "void": applied.void,
+                "reverted_to": reverted_to,
+                "rollout": agent.rollout_view(now, &applied.doc).map(|view| rollout(&view)),
                 "policy_refused": agent.policy_refused()
                     .filter(|refused| refused.digest == applied.digest)
                     .map(PolicyRefusal::reason),
@@ -280,6 +291,40 @@ pub fn releases(agent: &Agent) -> Value {
         })
         .collect();
     json!({ "releases": releases, "quarantined": quarantined(agent) })
+}
+
+/// A rollout as `GET /v1/releases` shows it.
+fn rollout(view: &RolloutView) -> Value {
+    let waves: Vec<Value> = view
+        .waves
+        .iter()
+        .enumerate()
+        .map(|(index, wave)| {
+            json!({
+                "wave": index,
+                "hosts": wave.tally.hosts,
+                "passed": wave.tally.passed,
+                "failed": wave.tally.failed,
+                "verdict": match wave.verdict {
+                    Verdict::Passed => "passed",
+                    Verdict::Failed => "failed",
+                    Verdict::Pending if index < view.progress.open => "open",
+                    Verdict::Pending => "waiting",
+                },
+                "bake_millis": wave.bake_millis,
+            })
+        })
+        .collect();
+    json!({
+        "version": view.version,
+        "digest": view.digest.to_hex(),
+        "revert_to": view.revert_to,
+        "open_waves": view.progress.open,
+        "failed_wave": view.progress.failed,
+        "own_wave": view.own_wave,
+        "bake_left_millis": view.bake_left_millis,
+        "waves": waves,
+    })
 }
 
 /// `GET /v1/leases`: the lease table, with who backs each lease and

@@ -15,12 +15,14 @@
 
 mod approve;
 mod config;
+mod rollout;
 mod stop;
 mod table;
 mod views;
 
 pub use approve::{Approve, approve, parse_duration};
 pub use config::{config_history, config_release, config_show, publish};
+pub use rollout::rollout_status;
 pub use stop::{Stop, resume, stop};
 pub use views::{health, leases, members, remediations};
 

@@ -18,6 +18,8 @@ use fleetmesh_runtime::formats::{
     self, CHANGE_FORMAT, ChangeJson, RELEASE_FORMAT, ReleaseJson, load_chain, short,
 };
 
+use fleetmesh_crdt::config::rollout::{Rollout, RolloutSpec};
+
 use super::drafts::Drafts;
 use super::{fleet, lint};
 
@@ -164,6 +166,26 @@ impl Store {
             .map(|(_, release, _)| release.release.version)
             .max()
             .unwrap_or(0)
+    }
+
+    /// The heads of the complete release `version` of `doc` in the store.
+    fn release_heads(
+        &self,
+        doc: &str,
+        version: u64,
+    ) -> anyhow::Result<Vec<fleetmesh_crdt::Digest>> {
+        self.releases
+            .iter()
+            .find(|(_, release, complete)| {
+                *complete && release.release.doc == doc && release.release.version == version
+            })
+            .map(|(_, release, _)| release.release.heads.clone())
+            .with_context(|| {
+                format!(
+                    "store {} holds no complete release {version} of document {doc}: copy its release file in (signed by the config threshold), or name a version it holds",
+                    self.dir.display()
+                )
+            })
     }
 
     /// The content of `doc` at `heads`, or an error saying what is missing.
@@ -451,6 +473,34 @@ pub struct ReleaseArgs<'a> {
     /// The release file; inside the store by default, where later
     /// releases look for it.
     pub out: Option<&'a Path>,
+    /// A TOML file with the release's `[rollout]` plan.
+    pub rollout: Option<&'a Path>,
+    /// Release the heads of this earlier version instead of the current
+    /// ones (`config revert`).
+    pub content_of: Option<u64>,
+}
+
+/// A rollout plan file: one `[rollout]` table.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    rollout: RolloutSpec,
+}
+
+/// Reads the rollout plan in `path` for a release of `version`, refused
+/// (naming the field) where agents would refuse the release.
+fn read_plan(path: &Path, version: u64) -> anyhow::Result<Rollout> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the rollout plan {}", path.display()))?;
+    let file: PlanFile = toml::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a rollout plan (a [rollout] table)",
+            path.display()
+        )
+    })?;
+    file.rollout
+        .plan(version)
+        .with_context(|| format!("{}: agents would refuse this plan", path.display()))
 }
 
 /// `fleetmesh config release`: a release of the document's current heads,
@@ -461,7 +511,10 @@ pub fn release(args: &ReleaseArgs<'_>) -> anyhow::Result<()> {
     let trust_version = chain.head().doc.version;
     fleet::require_role(&chain, &signer.public(), Role::Config, trust_version)?;
     let store = Store::load(args.store, &chain)?;
-    let mut heads = store.changes.heads(args.doc);
+    let mut heads = match args.content_of {
+        Some(version) => store.release_heads(args.doc, version)?,
+        None => store.changes.heads(args.doc),
+    };
     heads.sort();
     if heads.is_empty() {
         bail!(
@@ -488,7 +541,12 @@ pub fn release(args: &ReleaseArgs<'_>) -> anyhow::Result<()> {
         );
     }
     let expires_millis = fleet::expires_millis(args.expires)?;
+    let rollout = args
+        .rollout
+        .map(|path| read_plan(path, version))
+        .transpose()?;
     let release = Release {
+        rollout,
         doc: args.doc.to_owned(),
         version,
         heads,

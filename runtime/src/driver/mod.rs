@@ -539,6 +539,42 @@ impl Driver {
                 tracing::info!(scope, epoch, "lease acquired")
             }
             Event::LeaseLost { scope, epoch } => tracing::info!(scope, epoch, "lease lost"),
+            Event::ReleaseReverted {
+                doc,
+                version,
+                to_version,
+                ran: true,
+            } => tracing::warn!(
+                doc,
+                version,
+                to_version,
+                "rollout gate failed: went back to the release's predecessor; see `fleetmesh config rollout status`"
+            ),
+            Event::ReleaseReverted {
+                doc,
+                version,
+                to_version,
+                ran: false,
+            } => tracing::info!(
+                doc,
+                version,
+                to_version,
+                "rollout gate failed before this host ran the release: skipped it, running the predecessor"
+            ),
+            Event::RolloutAttested {
+                doc,
+                version,
+                wave,
+                passed,
+                reason,
+            } => tracing::info!(
+                doc,
+                version,
+                wave,
+                passed,
+                reason,
+                "rollout attestation signed"
+            ),
         }
     }
 

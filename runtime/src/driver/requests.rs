@@ -29,7 +29,7 @@ impl Driver {
                 self.peers.is_connected(node)
             })),
             Query::Health => Answer::Json(views::health(&self.agent)),
-            Query::Releases => Answer::Json(views::releases(&self.agent)),
+            Query::Releases => Answer::Json(views::releases(&self.agent, self.clock.now())),
             Query::Leases => Answer::Json(views::leases(&self.agent, self.clock.now())),
             Query::Ledger => Answer::Json(views::ledger(&self.agent)),
             Query::Remediations => {

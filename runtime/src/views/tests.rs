@@ -260,6 +260,7 @@ fn release_policy(agent: &mut Agent, content: &ConfigValue) {
         .expect("the change is made")
         .expect("the content is new");
     let mut release = SignedRelease::new(Release {
+        rollout: None,
         doc: POLICY_DOC.into(),
         version: 1,
         heads: store.heads(POLICY_DOC),
@@ -308,8 +309,12 @@ fn the_agent_view_says_why_a_released_policy_was_refused_and_never_calls_it_load
         info["policy_refused"],
         "checks.web.interval_ms: an integer in 100..=604800000"
     );
-    let releases = releases(&agent);
+    let releases = releases(&agent, Instant(0));
     assert_eq!(releases["releases"][0]["doc"], "remediation");
+    assert!(
+        releases["releases"][0]["rollout"].is_null(),
+        "an unstaged release has no rollout"
+    );
     assert_eq!(
         releases["releases"][0]["policy_refused"],
         info["policy_refused"]
