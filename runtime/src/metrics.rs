@@ -381,7 +381,11 @@ fn build_info(registry: &mut Registry) {
             ),
         ])
         .set(1);
-    registry.register("build_info", "The agent's version and wire protocol version", family);
+    registry.register(
+        "build_info",
+        "The agent's version and wire protocol version",
+        family,
+    );
 }
 
 /// The Prometheus text exposition of everything, prefixed `fleetmesh_`.
@@ -543,7 +547,10 @@ mod tests {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
-        assert!(!text.contains("_total_total"), "a doubled suffix in:\n{text}");
+        assert!(
+            !text.contains("_total_total"),
+            "a doubled suffix in:\n{text}"
+        );
         let version = env!("CARGO_PKG_VERSION");
         let protocol = fleetmesh_node::wire::PROTOCOL_VERSION;
         let build =
