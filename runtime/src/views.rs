@@ -199,7 +199,7 @@ fn key_of(agent: &Agent, node: NodeId) -> Option<String> {
 }
 
 /// The name in `node`'s certificate, if this agent holds it.
-fn name_of(agent: &Agent, node: NodeId) -> Option<String> {
+pub(crate) fn name_of(agent: &Agent, node: NodeId) -> Option<String> {
     agent
         .replicas()
         .certs()
