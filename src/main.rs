@@ -7,6 +7,7 @@ mod demo;
 mod logging;
 mod memory;
 mod operator;
+mod pipe;
 mod sim;
 mod sweep;
 
@@ -161,6 +162,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Agent { .. } | Command::Demo { .. }) {
+        pipe::end_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Sim { command } => sim::command(command),
         Command::Keygen { out, force } => return operator_result(operator::keygen(&out, force)),
