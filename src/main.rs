@@ -70,23 +70,29 @@ enum Command {
     /// Hands signed files to a running agent: the same as `config
     /// publish` (kept for trust chains, which are not config).
     Publish(client::PublishArgs),
-    /// The members a running agent knows, with their state.
+    /// The members a running agent knows, with their state; rows sorted
+    /// by name, then id.
     Members {
         #[command(flatten)]
         target: client::Target,
     },
-    /// The health reports a running agent holds, for every node and check.
+    /// The health reports a running agent holds, for every node and check;
+    /// rows sorted by node name, then id and check.
     Health {
         #[command(flatten)]
         target: client::Target,
     },
-    /// The lease table a running agent holds.
+    /// The lease table a running agent holds; rows sorted by scope. EXPIRES
+    /// is when the last published claim runs out ("renewed (held here)"
+    /// on the holder once it has: renewals are republished every few
+    /// minutes).
     Leases {
         #[command(flatten)]
         target: client::Target,
     },
     /// The remediations in a running agent's ledger, one line each, and
-    /// the ids of those waiting for an approval.
+    /// the ids of those waiting for an approval; rows sorted by target
+    /// name, then rule and incident.
     Remediations {
         #[command(flatten)]
         target: client::Target,
