@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod config_command;
 mod demo;
+mod interrupt;
 mod logging;
 mod memory;
 mod operator;
@@ -155,6 +156,8 @@ enum Command {
     /// A mesh of real agents on this host, for a first look: starts them
     /// on loopback with a throwaway fleet, releases a policy, breaks a demo
     /// service on one node, shows it remediated, and stops them all.
+    /// Ctrl-C stops the agents and removes the directory first (exit
+    /// status 130).
     Demo {
         /// Agents to start (2 to 16).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=16))]
@@ -163,6 +166,11 @@ enum Command {
         /// instead of removing it.
         #[arg(long)]
         keep: bool,
+        /// Keep the mesh up after the demo, until Enter, Ctrl-C or an
+        /// hour, to poke it with `fleetmesh members --admin SOCKET` (the
+        /// demo prints the commands).
+        #[arg(long)]
+        hold: bool,
     },
 }
 
@@ -218,8 +226,9 @@ fn main() -> ExitCode {
             return operator_result(client::resume(&args));
         }
         Command::Leave { agent } => return operator_result(client::leave(&agent)),
-        Command::Demo { nodes, keep } => {
-            return operator_result(demo::run(usize::from(nodes), keep));
+        Command::Demo { nodes, keep, hold } => {
+            return demo::run(usize::from(nodes), keep, hold)
+                .unwrap_or_else(|error| operator_result(Err(error)));
         }
     };
     result.unwrap_or_else(|error| {
