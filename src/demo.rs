@@ -4,18 +4,29 @@
 //! policy with one check and one rule, breaks the demo service on one
 //! node, and prints each stage as it happens: the mesh forms, the config
 //! reaches every agent, the check fails, the remediation runs, the check
-//! is healthy again. Then it stops every agent (SIGTERM, a wait, a kill
-//! past it) and removes its temporary directory.
+//! is healthy again. With `--hold` the mesh then stays up until Enter or a
+//! signal, for the newcomer to poke with the CLI. Then it stops every
+//! agent (SIGTERM, a wait, a kill past it) and removes its temporary
+//! directory, which holds the fleet's keys.
 //!
 //! Every stage has a deadline; one missed stops the demo with what did
-//! not happen and the agents' last log lines, exit status 1.
+//! not happen and the agents' last log lines, exit status 1. SIGINT
+//! (Ctrl-C), SIGTERM or SIGHUP, to the demo or to its process group, stop
+//! it the same way at once, exit status 128 + the signal's number. The
+//! agents die with the demo even when it is killed with SIGKILL (they get
+//! SIGKILL as it ends); only then is the directory left behind.
 
 use std::fs;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fleetmesh_runtime::local::{self, LocalFleet, Stopped};
 use serde_json::Value;
+
+use crate::interrupt;
 
 /// The demo service is up while this file exists in a node's directory.
 const SERVICE_FILE: &str = "service-up";
@@ -59,23 +70,73 @@ const CHECK_HEALS: Duration = Duration::from_secs(20);
 /// How long agents get to leave and exit after SIGTERM (their leave
 /// takes 2 s).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest `--hold` keeps the mesh up without Enter or a signal.
+const HOLD_MAX: Duration = Duration::from_secs(3600);
 
-/// Runs the demo with `nodes` agents; keeps the temporary directory if
-/// `keep`.
-pub fn run(nodes: usize, keep: bool) -> anyhow::Result<()> {
+/// The demo stopped because a stop signal came (its number).
+#[derive(Debug)]
+struct Interrupted(libc::c_int);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "interrupted by {}", interrupt::name(self.0))
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// An error when a stop signal has come.
+fn check_interrupt() -> anyhow::Result<()> {
+    match interrupt::received() {
+        Some(signal) => Err(Interrupted(signal).into()),
+        None => Ok(()),
+    }
+}
+
+/// [`local::wait_for`], ending early with [`Interrupted`] on a signal.
+fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    mut done: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let waited = local::wait_for(what, within, || match interrupt::received() {
+        Some(signal) => Some(Err(Interrupted(signal))),
+        None => done().map(Ok),
+    })?;
+    Ok(waited?)
+}
+
+/// Prints a line for the newcomer; a closed standard output loses the
+/// line but not the demo, which still stops its agents and cleans up.
+fn print(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// Runs the demo with `nodes` agents; keeps the mesh up after the stages
+/// if `hold`, and the temporary directory if `keep`. The exit status: 0,
+/// or 128 + the number of the signal that stopped it.
+pub fn run(nodes: usize, keep: bool, hold: bool) -> anyhow::Result<ExitCode> {
+    interrupt::watch()?;
     let scratch = tempfile::Builder::new()
         .prefix("fleetmesh-demo-")
         .tempdir()
         .context("cannot make a temporary directory")?;
     let binary = std::env::current_exe().context("cannot find the fleetmesh binary itself")?;
     let start = Instant::now();
-    let say = |line: &str| println!("[{:5.1}s] {line}", start.elapsed().as_secs_f64());
-    let mut fleet = LocalFleet::create(&binary, scratch.path(), nodes)?;
+    let say = |line: &str| print(&format!("[{:5.1}s] {line}", start.elapsed().as_secs_f64()));
+    let mut fleet = match LocalFleet::create(&binary, scratch.path(), nodes) {
+        Ok(fleet) => fleet,
+        // A signal to the process group ends the commands making the files.
+        Err(error) => return interrupted_status().ok_or(error),
+    };
     say(&format!(
         "made a throwaway fleet of {nodes} nodes in {} (operator key, trust chain, certificates)",
         scratch.path().display()
     ));
-    let result = stages(&mut fleet, &say);
+    let result = stages(&mut fleet, &say).and_then(|()| {
+        say("done: the mesh healed its own service");
+        if hold { hold_up(&fleet, &say) } else { Ok(()) }
+    });
     let stopped = fleet.stop_all(STOP_TIMEOUT);
     let killed = stopped
         .iter()
@@ -95,14 +156,67 @@ pub fn run(nodes: usize, keep: bool) -> anyhow::Result<()> {
     if keep {
         let kept = scratch.keep();
         say(&format!("kept {}", kept.display()));
+    } else {
+        scratch
+            .close()
+            .context("cannot remove the demo's temporary directory")?;
+    }
+    // A signal to the whole process group also reaches the agents and the
+    // commands the demo runs: whatever failed then, the signal is the cause.
+    if let Some(status) = interrupted_status() {
+        return Ok(status);
     }
     match result {
-        Ok(()) => {
-            say("done: the mesh healed its own service");
-            Ok(())
-        }
+        Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => Err(error.context(format!("the demo stopped\n{logs}"))),
     }
+}
+
+/// After a stop signal: says so, and gives the exit status 128 + its
+/// number, as a shell reports a command the signal ended.
+fn interrupted_status() -> Option<ExitCode> {
+    let signal = interrupt::received()?;
+    print(&format!("{}: stopped", Interrupted(signal)));
+    Some(ExitCode::from(128 + u8::try_from(signal).unwrap_or(0)))
+}
+
+/// `--hold`: says how to reach the mesh, and waits for Enter, a stop
+/// signal, or [`HOLD_MAX`].
+fn hold_up(fleet: &LocalFleet, say: &dyn Fn(&str)) -> anyhow::Result<()> {
+    let admin = &fleet.nodes[0].admin.endpoint;
+    say(&format!(
+        "the mesh stays up until you press Enter or Ctrl-C (at most {} min); from another terminal:",
+        HOLD_MAX.as_secs() / 60
+    ));
+    for command in ["members", "health", "remediations", "leases"] {
+        print(&format!("    fleetmesh {command} --admin {admin}"));
+    }
+    print(&format!(
+        "    (any node's socket: {}/node-N/admin.sock; its log: node-N/agent.log)",
+        fleet.dir().display()
+    ));
+    let (enter_to, enter) = mpsc::channel();
+    // Blocks on standard input; ends with the process. End of input (no
+    // terminal) is not Enter: then only a signal or the bound ends the hold.
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        if std::io::stdin()
+            .read_line(&mut line)
+            .is_ok_and(|read| read > 0)
+        {
+            let _ = enter_to.send(());
+        }
+    });
+    let polls = HOLD_MAX.as_millis() / local::POLL.as_millis();
+    for _ in 0..polls {
+        check_interrupt()?;
+        if enter.try_recv().is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(local::POLL);
+    }
+    say(&format!("held {} min: stopping", HOLD_MAX.as_secs() / 60));
+    Ok(())
 }
 
 /// The demo's stages, in order; the first that misses its deadline ends
@@ -120,11 +234,10 @@ fn stages(fleet: &mut LocalFleet, say: &dyn Fn(&str)) -> anyhow::Result<()> {
         "started {count} agents on loopback (admin API of node-0: {})",
         fleet.nodes[0].admin.endpoint
     ));
-    let ids: Vec<String> =
-        local::wait_for("every agent's admin API answering", MESH_FORMS, || {
-            all.iter().map(|&index| fleet.id(index)).collect()
-        })?;
-    local::wait_for(
+    let ids: Vec<String> = wait_for("every agent's admin API answering", MESH_FORMS, || {
+        all.iter().map(|&index| fleet.id(index)).collect()
+    })?;
+    wait_for(
         &format!("every agent seeing all {count} alive"),
         MESH_FORMS,
         || fleet.all_see_alive(&all, &ids).then_some(()),
@@ -137,7 +250,7 @@ fn stages(fleet: &mut LocalFleet, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     say(&format!(
         "released the policy (check `{CHECK}`, rule `{RULE}`) and published it to node-0"
     ));
-    local::wait_for(
+    wait_for(
         "the policy release reaching every agent",
         CONFIG_SPREADS,
         || {
@@ -147,7 +260,7 @@ fn stages(fleet: &mut LocalFleet, say: &dyn Fn(&str)) -> anyhow::Result<()> {
         },
     )?;
     say(&format!("every agent runs release 1 of `{POLICY_DOC}`"));
-    local::wait_for("every node reporting the check healthy", CHECK_RUNS, || {
+    wait_for("every node reporting the check healthy", CHECK_RUNS, || {
         ids.iter()
             .all(|id| fleet.health(0, id, CHECK).as_deref() == Some("healthy"))
             .then_some(())
@@ -164,12 +277,12 @@ fn stages(fleet: &mut LocalFleet, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     ));
     // The node's own view first: it knows before anyone else. A ledger
     // outcome means the failure came and went between two looks.
-    local::wait_for(&format!("{name}'s check failing"), CHECK_FAILS, || {
+    wait_for(&format!("{name}'s check failing"), CHECK_FAILS, || {
         let unhealthy = fleet.health(victim, &ids[victim], CHECK).as_deref() == Some("unhealthy");
         (unhealthy || outcome(fleet, victim, &ids[victim]).is_some()).then_some(())
     })?;
     say(&format!("{name}: check `{CHECK}` is unhealthy"));
-    let record = local::wait_for(
+    let record = wait_for(
         &format!("the remediation's outcome on {name} reaching node-0"),
         REMEDIATION_RUNS,
         || outcome(fleet, 0, &ids[victim]),
@@ -183,7 +296,7 @@ fn stages(fleet: &mut LocalFleet, say: &dyn Fn(&str)) -> anyhow::Result<()> {
         },
         record["record"]["exit_code"]
     ));
-    local::wait_for(
+    wait_for(
         &format!("{name}'s check healthy again, as node-0 sees it"),
         CHECK_HEALS,
         || (fleet.health(0, &ids[victim], CHECK).as_deref() == Some("healthy")).then_some(()),

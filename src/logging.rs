@@ -1,7 +1,10 @@
 //! The agent's logs: lines on standard error, human or JSON, filtered by
 //! the config's `log_level`, which SIGHUP reloads from the config file
-//! without a restart.
+//! without a restart. Colours only on a terminal, and not even there when
+//! `NO_COLOR` is set (<https://no-color.org>): a file or the journal gets
+//! plain text.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -24,8 +27,17 @@ pub fn init(path: &Path, config: &AgentConfig) -> anyhow::Result<LogLevel> {
         .context("log_level (checked when the config was loaded)")?;
     let (filter, handle) = reload::Layer::new(filter);
     let json = config.log_format == LogFormat::Json;
-    let human = (!json).then(|| fmt::layer().with_writer(std::io::stderr));
-    let json = json.then(|| fmt::layer().json().with_writer(std::io::stderr));
+    let human = (!json).then(|| {
+        fmt::layer()
+            .with_ansi(colours())
+            .with_writer(std::io::stderr)
+    });
+    let json = json.then(|| {
+        fmt::layer()
+            .json()
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+    });
     tracing_subscriber::registry()
         .with(filter)
         .with(human)
@@ -37,6 +49,13 @@ pub fn init(path: &Path, config: &AgentConfig) -> anyhow::Result<LogLevel> {
         config: path.to_owned(),
         level: config.log_level.clone(),
     })
+}
+
+/// Whether log lines may carry colour codes: only when standard error is
+/// a terminal and `NO_COLOR` is unset or empty.
+fn colours() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 impl LogLevel {

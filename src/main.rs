@@ -4,9 +4,11 @@ mod bench;
 mod client;
 mod config_command;
 mod demo;
+mod interrupt;
 mod logging;
 mod memory;
 mod operator;
+mod pipe;
 mod sim;
 mod sweep;
 
@@ -69,23 +71,29 @@ enum Command {
     /// Hands signed files to a running agent: the same as `config
     /// publish` (kept for trust chains, which are not config).
     Publish(client::PublishArgs),
-    /// The members a running agent knows, with their state.
+    /// The members a running agent knows, with their state; rows sorted
+    /// by name, then id.
     Members {
         #[command(flatten)]
         target: client::Target,
     },
-    /// The health reports a running agent holds, for every node and check.
+    /// The health reports a running agent holds, for every node and check;
+    /// rows sorted by node name, then id and check.
     Health {
         #[command(flatten)]
         target: client::Target,
     },
-    /// The lease table a running agent holds.
+    /// The lease table a running agent holds; rows sorted by scope. EXPIRES
+    /// is when the last published claim runs out ("renewed (held here)"
+    /// on the holder once it has: renewals are republished every few
+    /// minutes).
     Leases {
         #[command(flatten)]
         target: client::Target,
     },
     /// The remediations in a running agent's ledger, one line each, and
-    /// the ids of those waiting for an approval.
+    /// the ids of those waiting for an approval; rows sorted by target
+    /// name, then rule and incident.
     Remediations {
         #[command(flatten)]
         target: client::Target,
@@ -148,6 +156,8 @@ enum Command {
     /// A mesh of real agents on this host, for a first look: starts them
     /// on loopback with a throwaway fleet, releases a policy, breaks a demo
     /// service on one node, shows it remediated, and stops them all.
+    /// Ctrl-C stops the agents and removes the directory first (exit
+    /// status 130).
     Demo {
         /// Agents to start (2 to 16).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=16))]
@@ -156,11 +166,19 @@ enum Command {
         /// instead of removing it.
         #[arg(long)]
         keep: bool,
+        /// Keep the mesh up after the demo, until Enter, Ctrl-C or an
+        /// hour, to poke it with `fleetmesh members --admin SOCKET` (the
+        /// demo prints the commands).
+        #[arg(long)]
+        hold: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Agent { .. } | Command::Demo { .. }) {
+        pipe::end_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Sim { command } => sim::command(command),
         Command::Keygen { out, force } => return operator_result(operator::keygen(&out, force)),
@@ -208,8 +226,9 @@ fn main() -> ExitCode {
             return operator_result(client::resume(&args));
         }
         Command::Leave { agent } => return operator_result(client::leave(&agent)),
-        Command::Demo { nodes, keep } => {
-            return operator_result(demo::run(usize::from(nodes), keep));
+        Command::Demo { nodes, keep, hold } => {
+            return demo::run(usize::from(nodes), keep, hold)
+                .unwrap_or_else(|error| operator_result(Err(error)));
         }
     };
     result.unwrap_or_else(|error| {

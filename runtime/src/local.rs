@@ -11,7 +11,8 @@
 //! running in its own node directory (checks and actions run there) and
 //! logging JSON lines to `agent.log` in it. Dropping the fleet kills every
 //! agent still running; [`LocalFleet::stop_all`] stops them the polite way
-//! first.
+//! first; and an agent gets SIGKILL when the thread that started it ends,
+//! even by SIGKILL, so none outlives its fleet.
 //!
 //! [`LocalFleet::create_at`] places each node elsewhere: its own listen
 //! address, its admin API on TCP with a token if asked, and a command
@@ -367,16 +368,16 @@ impl LocalFleet {
             .append(true)
             .open(node.dir.join("agent.log"))
             .context("cannot open an agent's log file")?;
-        let child = node
-            .command(&binary)
+        let mut command = node.command(&binary);
+        command
             .args(["agent", "--config"])
             .arg(node.dir.join("agent.toml"))
             .current_dir(&node.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start an agent")?;
+            .stderr(log);
+        die_with_this_thread(&mut command);
+        let child = command.spawn().context("cannot start an agent")?;
         node.child = Some(child);
         Ok(())
     }
@@ -689,6 +690,32 @@ impl LocalFleet {
             }
         }
         all
+    }
+}
+
+/// Makes the process `command` starts get SIGKILL when the thread that
+/// starts it ends (`PR_SET_PDEATHSIG`; the agents of a local fleet are
+/// started and dropped by one thread), so that no agent outlives a
+/// `fleetmesh demo` or a test killed with SIGKILL, which run no drop. A
+/// parent gone before the child set this is caught too: the child then
+/// exits before it runs anything.
+fn die_with_this_thread(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid(2) touches no memory.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: between fork and exec the closure makes only the
+    // async-signal-safe system calls prctl(2) and getppid(2), and
+    // allocates nothing (the error is a raw OS error).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 

@@ -282,7 +282,6 @@ fn remedy(registry: &mut Registry, stats: &RemedyStats) {
         successes: "Actions that succeeded",
         failures: "Actions that failed or timed out",
         fixes: "Incidents fixed after an action",
-        fix_millis_total: "Milliseconds from incident to fix, summed over fixes",
         intents_planned: "Intents planned as budget lease holder",
         dry_runs: "Dry runs recorded instead of actions",
         skipped_systemic: "Remediations skipped: more than max_unhealthy unhealthy",
@@ -303,6 +302,14 @@ fn remedy(registry: &mut Registry, stats: &RemedyStats) {
         stops_received: "Emergency stops and resumes learnt and rushed on to peers",
         skipped_stopped: "Remediation steps held back by an emergency stop",
     });
+    // The field already ends in `_total`, which the encoder adds to every
+    // counter: named by hand so that it is there once.
+    counter(
+        registry,
+        "remedy_fix_millis",
+        "Milliseconds from incident to fix, summed over fixes",
+        stats.fix_millis_total,
+    );
     gauge(
         registry,
         "remedy_fix_millis_max",
@@ -374,6 +381,27 @@ fn runtime(registry: &mut Registry, stats: &RuntimeStats) {
     });
 }
 
+/// `build_info`: always 1, its labels the agent's version and the wire
+/// protocol version it speaks, so dashboards can show which agents run
+/// what during an upgrade.
+fn build_info(registry: &mut Registry) {
+    let family = Family::<Vec<(String, String)>, Gauge>::default();
+    family
+        .get_or_create(&vec![
+            ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+            (
+                "protocol".to_owned(),
+                fleetmesh_node::wire::PROTOCOL_VERSION.to_string(),
+            ),
+        ])
+        .set(1);
+    registry.register(
+        "build_info",
+        "The agent's version and wire protocol version",
+        family,
+    );
+}
+
 /// The Prometheus text exposition of everything, prefixed `fleetmesh_`.
 pub fn render(
     stats: &Stats,
@@ -382,6 +410,7 @@ pub fn render(
     gauges: &Gauges,
 ) -> String {
     let mut registry = Registry::with_prefix("fleetmesh");
+    build_info(&mut registry);
     core(&mut registry, stats);
     state(&mut registry, state_stats);
     runtime(&mut registry, runtime_stats);
@@ -498,6 +527,7 @@ mod tests {
             ..Stats::default()
         };
         stats.remedy.attempts = 3;
+        stats.remedy.fix_millis_total = 1500;
         stats.leases.acquired = 1;
         let runtime = RuntimeStats {
             transmits_dropped_queue_full: 5,
@@ -518,6 +548,7 @@ mod tests {
             "fleetmesh_messages_sent_total 12",
             "fleetmesh_decode_errors_total 2",
             "fleetmesh_remedy_attempts_total 3",
+            "fleetmesh_remedy_fix_millis_total 1500",
             "fleetmesh_lease_acquired_total 1",
             "fleetmesh_runtime_transmits_dropped_queue_full_total 5",
             "fleetmesh_state_automerge_panics_total 7",
@@ -530,5 +561,14 @@ mod tests {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+        assert!(
+            !text.contains("_total_total"),
+            "a doubled suffix in:\n{text}"
+        );
+        let version = env!("CARGO_PKG_VERSION");
+        let protocol = fleetmesh_node::wire::PROTOCOL_VERSION;
+        let build =
+            format!("fleetmesh_build_info{{version=\"{version}\",protocol=\"{protocol}\"}} 1");
+        assert!(text.contains(&build), "{build:?} missing from:\n{text}");
     }
 }

@@ -200,7 +200,7 @@ fn key_of(agent: &Agent, node: NodeId) -> Option<String> {
 }
 
 /// The name in `node`'s certificate, if this agent holds it.
-fn name_of(agent: &Agent, node: NodeId) -> Option<String> {
+pub(crate) fn name_of(agent: &Agent, node: NodeId) -> Option<String> {
     agent
         .replicas()
         .certs()
@@ -330,6 +330,9 @@ fn rollout(view: &RolloutView) -> Value {
 /// `GET /v1/leases`: the lease table, with who backs each lease and
 /// whether this agent holds it at `now`.
 pub fn leases(agent: &Agent, now: Instant) -> Value {
+    // The runtime's instants are nanoseconds since the Unix epoch, the
+    // lease stamps HLC milliseconds of the same clock (`crate::clock`).
+    let now_millis = now.0 / 1_000_000;
     let leases: Vec<Value> = agent
         .replicas()
         .leases()
@@ -358,6 +361,9 @@ pub fn leases(agent: &Agent, now: Instant) -> Value {
                 "holder_name": name_of(agent, lease.holder.node_id()),
                 "granted_at_millis": lease.granted_at.millis,
                 "expires_at_millis": lease.expires_at_millis(),
+                // The claim the table holds is the holder's last published
+                // one: renewals between publications are not in it.
+                "claim_expired": lease.expires_at_millis() <= now_millis,
                 "held_here": agent.holds(now, &lease.scope) == Some(lease.epoch),
                 "budget_in_use": agent.budget_in_use(now, &lease.scope),
             })

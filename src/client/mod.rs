@@ -35,6 +35,7 @@ use fleetmesh_runtime::config::Endpoint;
 use fleetmesh_runtime::{AgentConfig, admin};
 use serde_json::Value;
 
+use crate::pipe::PipeErrors;
 use table::cell;
 
 /// The agent config the CLI reads, when it exists and none is named.
@@ -163,6 +164,9 @@ impl Client {
     }
 
     fn call(&self, path: &str, body: Option<String>) -> anyhow::Result<(u16, String)> {
+        // An agent closing the connection early is an error to report,
+        // not a signal to end the command on.
+        let _pipe_errors = PipeErrors::returned();
         self.runtime.block_on(admin::call(&self.target, path, body))
     }
 

@@ -1,7 +1,7 @@
 //! The read-only views of a running agent: `fleetmesh members`, `health`,
 //! `leases` and `remediations`.
 
-use super::table::{brief, cell, list, print_json, short, table, tags_cell, time_cell};
+use super::table::{brief, cell, list, print_json, short, sort_rows, table, tags_cell, time_cell};
 use super::{Client, Target};
 use serde_json::Value;
 
@@ -19,7 +19,8 @@ struct View<'a> {
 
 impl View<'_> {
     /// Prints the view: with `--json` the answer as it came, else its list
-    /// as a table, one `row` an item. Returns the items it printed as a
+    /// as a table, one `row` an item, rows sorted by their cells from the
+    /// left. Returns the items it printed as a
     /// table (none after JSON or an empty list).
     fn show(
         &self,
@@ -42,7 +43,8 @@ impl View<'_> {
             println!("{}", self.empty);
             return Vec::new();
         }
-        let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+        let mut rows: Vec<Vec<String>> = items.iter().map(row).collect();
+        sort_rows(&mut rows);
         print!("{}", table(self.titles, &rows));
         items.to_vec()
     }
@@ -132,7 +134,7 @@ pub fn leases(target: &Target) -> anyhow::Result<()> {
             cell(&lease["epoch"]),
             cell(&lease["holder_name"]),
             cell(&lease["holder_id"]),
-            time_cell(&lease["expires_at_millis"]),
+            expires_cell(lease),
             if lease["held_here"] == true {
                 "yes"
             } else {
@@ -143,6 +145,21 @@ pub fn leases(target: &Target) -> anyhow::Result<()> {
         ]
     })?;
     Ok(())
+}
+
+/// A lease's EXPIRES: when its last published claim runs out. A holder
+/// renews every third of the ttl but republishes the renewed lease only
+/// every few minutes (`lease_publish_interval`), so between two
+/// publications the claim every agent holds has run out while the lease
+/// holds: the holder itself says so; any other agent marks the time as the
+/// last one published.
+fn expires_cell(lease: &Value) -> String {
+    let at = time_cell(&lease["expires_at_millis"]);
+    match (lease["claim_expired"] == true, lease["held_here"] == true) {
+        (false, _) => at,
+        (true, true) => "renewed (held here)".to_owned(),
+        (true, false) => format!("{at} (last published)"),
+    }
 }
 
 /// `fleetmesh remediations`.
@@ -212,6 +229,25 @@ fn print_stops(answer: &Value) {
             },
             cell(&stop["expires"]),
             cell(&stop["reason"]),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_renewed_lease_does_not_show_its_old_claim_as_its_expiry() {
+        let claim = 1_800_000_000_000_u64;
+        let time = time_cell(&json!(claim));
+        let lease = |expired: bool, here: bool| json!({ "expires_at_millis": claim, "claim_expired": expired, "held_here": here });
+        assert_eq!(expires_cell(&lease(false, true)), time);
+        assert_eq!(expires_cell(&lease(true, true)), "renewed (held here)");
+        assert_eq!(
+            expires_cell(&lease(true, false)),
+            format!("{time} (last published)")
         );
     }
 }

@@ -14,9 +14,11 @@
 //! The loop and the drain live here; the driver's other work is split by
 //! what it touches: the replica snapshot, journal replay and trust file
 //! ([`replicas`]), the swarm's events, sends and admission ([`network`],
-//! with per-peer bookkeeping in [`crate::peers`]), and admin API requests
-//! ([`requests`], answered from [`crate::views`]).
+//! with per-peer bookkeeping in [`crate::peers`]), admin API requests
+//! ([`requests`], answered from [`crate::views`]), and the core's events
+//! as log lines ([`events`]).
 
+mod events;
 mod network;
 mod replicas;
 mod requests;
@@ -28,8 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use fleetmesh_crdt::{Digest, Ed25519, MemberState, NodeId, NodeMeta};
-use fleetmesh_node::{Agent, Durable, Event, Instant, Output, Task, TaskId, TaskResult};
+use fleetmesh_crdt::{Digest, Ed25519, NodeId, NodeMeta};
+use fleetmesh_node::{Agent, Durable, Instant, Output, Task, TaskId, TaskResult};
 use fleetmesh_node::{Entry, Kind};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
@@ -48,7 +50,6 @@ use crate::metrics::RuntimeStats;
 use crate::peers::Peers;
 use crate::state::{REPLICAS_SAVE_INTERVAL, StateDir};
 use crate::transport::{self, IDLE_CONNECTION_TIMEOUT, Mesh, MeshEvent, WireCounters};
-use crate::views::state_name;
 
 /// How long a leaving agent keeps running, so its `Left` reaches the fleet
 /// (a couple of gossip rounds and their acknowledgements).
@@ -144,6 +145,9 @@ struct Driver {
     admitted: Admitted,
     started_at: tokio::time::Instant,
     leaving: Option<tokio::time::Instant>,
+    /// True until the first drain has run: what the core reports while it
+    /// takes back its saved state is summed up once, after it.
+    starting: bool,
 }
 
 /// Runs the agent of `config` until `shutdown` completes, then leaves the
@@ -257,6 +261,7 @@ pub async fn run(
         admitted,
         started_at: tokio::time::Instant::now(),
         leaving: None,
+        starting: true,
         config,
     };
     for addr in driver.config.listen.clone() {
@@ -291,6 +296,7 @@ pub async fn run(
     driver.replay_journal(replayed);
     driver.dial_bootstrap();
     let mut timeout = driver.drain()?;
+    driver.started();
     if let Some(started) = started {
         let _ = started.send(Started {
             id: driver.agent.id(),
@@ -482,99 +488,6 @@ impl Driver {
     fn acknowledge(&mut self) {
         for (reply, answer) in self.acknowledgements.drain(..) {
             let _ = reply.send(answer);
-        }
-    }
-
-    fn on_event(&mut self, event: Event) {
-        match event {
-            Event::MemberChanged {
-                id,
-                previous,
-                current,
-            } => {
-                let state = state_name(current.state);
-                match current.state {
-                    MemberState::Alive => {
-                        tracing::debug!(member = %id, incarnation = current.incarnation, state, "member changed")
-                    }
-                    MemberState::Suspect | MemberState::Dead | MemberState::Left => {
-                        tracing::info!(
-                            member = %id,
-                            incarnation = current.incarnation,
-                            state,
-                            previous = previous.map(|previous| state_name(previous.state)),
-                            "member changed"
-                        )
-                    }
-                }
-            }
-            Event::MemberReaped { id } => tracing::debug!(member = %id, "member forgotten"),
-            Event::Refuted { incarnation } => {
-                tracing::info!(incarnation, "refuted a claim about this agent")
-            }
-            Event::ReleaseApplied {
-                doc,
-                version,
-                digest,
-            } => tracing::info!(doc, version, digest = %digest, "release applied"),
-            Event::SafeMode { entered: true } => {
-                tracing::warn!(
-                    "safe mode: a release expired, turned void or is incomplete; no disruptive action starts"
-                )
-            }
-            Event::PolicyRefused {
-                version,
-                digest,
-                field,
-                problem,
-            } => tracing::warn!(
-                version,
-                digest = %digest,
-                field,
-                problem,
-                "policy refused: this release's remediation policy does not parse, so the agent keeps the policy it had; fix the field, check it with `fleetmesh config draft`, and release again"
-            ),
-            Event::SafeMode { entered: false } => tracing::info!("safe mode over"),
-            Event::LeaseAcquired { scope, epoch } => {
-                tracing::info!(scope, epoch, "lease acquired")
-            }
-            Event::LeaseLost { scope, epoch } => tracing::info!(scope, epoch, "lease lost"),
-            Event::ReleaseReverted {
-                doc,
-                version,
-                to_version,
-                ran: true,
-            } => tracing::warn!(
-                doc,
-                version,
-                to_version,
-                "rollout gate failed: went back to the release's predecessor; see `fleetmesh config rollout status`"
-            ),
-            Event::ReleaseReverted {
-                doc,
-                version,
-                to_version,
-                ran: false,
-            } => tracing::info!(
-                doc,
-                version,
-                to_version,
-                "rollout gate failed before this host ran the release: skipped it, running the predecessor"
-            ),
-            Event::RolloutAttested {
-                doc,
-                version,
-                wave,
-                passed,
-                reason,
-            } => tracing::info!(
-                doc,
-                version,
-                wave,
-                passed,
-                reason,
-                "rollout attestation signed"
-            ),
         }
     }
 

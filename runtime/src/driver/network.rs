@@ -166,7 +166,12 @@ impl Driver {
                 self.bootstrap_pending
                     .retain(|pending| without_peer(pending) != remote);
                 if self.bootstrap_pending.len() < before {
-                    tracing::info!(node = %node, addr = %remote, "bootstrap peer answered");
+                    tracing::info!(
+                        member = self.member_name(node).as_deref(),
+                        id = %node,
+                        addr = %remote,
+                        "bootstrap peer answered"
+                    );
                     self.add_seed(peer_id, remote);
                 }
             }
@@ -211,7 +216,15 @@ impl Driver {
                 tracing::debug!(error = ?error, "dial failed");
             }
             SwarmEvent::ListenerError { error, .. } => {
-                tracing::warn!(%error, "a listener failed");
+                // Not the listener failing (that is `ListenerClosed`): most
+                // often one incoming connection refused before it existed,
+                // a QUIC Initial packet that does not decrypt ("authentication
+                // failed": a stale or duplicated packet of a dial already
+                // answered or forgotten, common when a partition heals and
+                // both sides dial at once). The dialer retries. INFO, not
+                // WARN: it needs no one unless it never stops.
+                self.stats.incoming_connection_errors += 1;
+                tracing::info!(%error, "a listener refused one incoming packet or connection attempt; it goes on listening (at a heal: stale QUIC packets, expected)");
             }
             _ => {}
         }
