@@ -92,6 +92,7 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         "agent_config" => agent_config_seeds(),
         "scenario" => scenario_seeds(),
         "admin_body" => admin_body_seeds(fixture),
+        "rollout_plan" => rollout_plan_seeds(),
         _ => Vec::new(),
     };
     distinct(seeds)
@@ -466,6 +467,30 @@ fn release_seeds(fixture: &Fixture) -> Vec<Vec<u8>> {
     seeds
 }
 
+/// The plan of `docs/rollouts.md` and the rollouts of two scenarios, each
+/// for a release of version 7 (the first byte).
+fn rollout_plan_seeds() -> Vec<Vec<u8>> {
+    let guide = include_str!("../../docs/rollouts.md");
+    let mut plans = toml_blocks(guide);
+    for scenario in [
+        include_str!("../../scenarios/bad-release.toml"),
+        include_str!("../../scenarios/rollout-partition.toml"),
+    ] {
+        if let Some(start) = scenario.find("[faults.rollout]") {
+            let rest = &scenario[start..];
+            let end = rest
+                .find("\n[[faults]]")
+                .or_else(|| rest.find("\n[expect]"))
+                .unwrap_or(rest.len());
+            plans.push(rest[..end].replace("faults.rollout", "rollout"));
+        }
+    }
+    plans
+        .into_iter()
+        .map(|plan| [&[7u8][..], plan.as_bytes()].concat())
+        .collect()
+}
+
 /// The TOML examples of `docs/operations.md`, a config setting every
 /// field and a demo agent's.
 fn agent_config_seeds() -> Vec<Vec<u8>> {
@@ -585,6 +610,18 @@ fn unhex(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rollout_plan_seeds_are_plans_the_cli_accepts() {
+        let seeds = rollout_plan_seeds();
+        assert_eq!(seeds.len(), 3, "the guide's plan and two scenarios'");
+        for seed in seeds {
+            let text = std::str::from_utf8(&seed[1..]).expect("text");
+            if let Err(error) = fleetmesh_runtime::formats::parse_plan(text, 7) {
+                panic!("{error:#}\n{text}");
+            }
+        }
+    }
 
     #[test]
     fn a_repro_change_takes_the_operator_as_actor() {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use fleetmesh_crdt::config::rollout::RolloutSpec;
+use fleetmesh_crdt::config::rollout::{Rollout, RolloutSpec};
 use fleetmesh_crdt::{
     CertBody, Ed25519, Hlc, IdempotencyKey, Keypair, LedgerRecord, NodeCert, PublicKey, RecordKind,
     Release, Role, SignedChange, SignedRecord, SignedRelease, SignedTrust, TrustChain, TrustDoc,
@@ -358,6 +358,23 @@ impl ChangeJson {
 
 /// A release file's body. `release` is the release number (the envelope's
 /// `version` is the file format's); `digest` is what signers sign, shown so
+/// A rollout plan file: one `[rollout]` table (docs/rollouts.md).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    rollout: RolloutSpec,
+}
+
+/// Parses a rollout plan file for a release of `version`: refused, naming
+/// the field, where agents would refuse the release.
+pub fn parse_plan(text: &str, version: u64) -> anyhow::Result<Rollout> {
+    let file: PlanFile =
+        toml::from_str(text).context("not a rollout plan (one [rollout] table)")?;
+    file.rollout
+        .plan(version)
+        .context("agents would refuse this plan")
+}
+
 /// operators can compare releases by eye, and checked on load.
 #[derive(Serialize, Deserialize)]
 pub struct ReleaseJson {

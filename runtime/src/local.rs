@@ -267,6 +267,10 @@ impl LocalFleet {
                 &name,
                 "--tag",
                 &format!("{}={}", TAG.0, TAG.1),
+                // Names the host in its certificate, so a rollout wave
+                // (which selects over certificate tags) can pick it.
+                "--tag",
+                &format!("host={name}"),
                 "--out",
                 &format!("{name}/node.cert.json"),
             ])?;
@@ -623,10 +627,29 @@ impl LocalFleet {
     /// an agent needs to take it: the store's changes, then the new
     /// release (last).
     pub fn draft_release(&self, doc: &str, content: &str) -> anyhow::Result<Vec<PathBuf>> {
+        self.draft_staged_release(doc, content, None)
+    }
+
+    /// [`LocalFleet::draft_release`], staged by the rollout plan `plan`
+    /// (a `[rollout]` table in TOML) when one is given.
+    pub fn draft_staged_release(
+        &self,
+        doc: &str,
+        content: &str,
+        plan: Option<&str>,
+    ) -> anyhow::Result<Vec<PathBuf>> {
         let source = format!("{doc}.toml");
         fs::write(self.dir.join(&source), content).context("cannot write the document")?;
         self.config_as_operator("draft", doc, &["--from", &source])?;
-        let released = self.config_as_operator("release", doc, &[])?;
+        let plan_file = format!("{doc}.plan.toml");
+        let staged = match plan {
+            Some(plan) => {
+                fs::write(self.dir.join(&plan_file), plan).context("cannot write the plan")?;
+                vec!["--rollout", plan_file.as_str()]
+            }
+            None => Vec::new(),
+        };
+        let released = self.config_as_operator("release", doc, &staged)?;
         let release = released
             .lines()
             .find_map(|line| line.strip_prefix("wrote release "))

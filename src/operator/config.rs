@@ -18,7 +18,7 @@ use fleetmesh_runtime::formats::{
     self, CHANGE_FORMAT, ChangeJson, RELEASE_FORMAT, ReleaseJson, load_chain, short,
 };
 
-use fleetmesh_crdt::config::rollout::{Rollout, RolloutSpec};
+use fleetmesh_crdt::config::rollout::Rollout;
 
 use super::drafts::Drafts;
 use super::{fleet, lint};
@@ -480,27 +480,12 @@ pub struct ReleaseArgs<'a> {
     pub content_of: Option<u64>,
 }
 
-/// A rollout plan file: one `[rollout]` table.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlanFile {
-    rollout: RolloutSpec,
-}
-
 /// Reads the rollout plan in `path` for a release of `version`, refused
 /// (naming the field) where agents would refuse the release.
 fn read_plan(path: &Path, version: u64) -> anyhow::Result<Rollout> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the rollout plan {}", path.display()))?;
-    let file: PlanFile = toml::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a rollout plan (a [rollout] table)",
-            path.display()
-        )
-    })?;
-    file.rollout
-        .plan(version)
-        .with_context(|| format!("{}: agents would refuse this plan", path.display()))
+    formats::parse_plan(&text, version).with_context(|| path.display().to_string())
 }
 
 /// `fleetmesh config release`: a release of the document's current heads,

@@ -3,6 +3,7 @@
 
 use fleetmesh_runtime::AgentConfig;
 use fleetmesh_runtime::driver::entries_of;
+use fleetmesh_runtime::formats;
 use fleetmesh_simulator::Scenario;
 
 use crate::fixture::fixture;
@@ -28,6 +29,26 @@ pub fn scenario(data: &[u8]) {
         return;
     };
     let _ = Scenario::parse("fuzz.toml", text);
+}
+
+/// Parses `data` as a rollout plan file ([`formats::parse_plan`], given to
+/// `fleetmesh config release --rollout`) for a release of a version the
+/// input's first byte picks. Checks that no text panics the parser or the
+/// plan's checks, and that a plan accepted for a version passes the same
+/// checks agents make on a release carrying it.
+pub fn rollout_plan(data: &[u8]) {
+    let Some((&version, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    if let Ok(plan) = formats::parse_plan(text, u64::from(version)) {
+        assert!(
+            plan.check_shape(u64::from(version)).is_ok(),
+            "a plan the CLI accepts is one agents accept"
+        );
+    }
 }
 
 /// Reads `data` as a `POST /v1/publish` body ([`entries_of`]: a trust
