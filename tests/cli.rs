@@ -109,17 +109,7 @@ impl Fleet {
 
     /// Releases `app` signed by alice; returns the release file's path.
     fn release(&self, extra: &[&str]) -> String {
-        let stdout = self.scratch.ok(&release_by_alice(extra));
-        assert!(
-            stdout.contains("signatures: 1 of the 2 required"),
-            "{stdout}"
-        );
-        let path = stdout
-            .lines()
-            .find_map(|line| line.strip_prefix("wrote release "))
-            .and_then(|rest| rest.split(' ').next())
-            .expect("release prints its file");
-        path.to_owned()
+        release_file(&self.scratch.ok(&release_by_alice(extra)))
     }
 
     fn sign(&self, release: &str, key: &str) -> String {
@@ -150,6 +140,39 @@ fn draft<'a>(key: &'a str, from: &'a str) -> [&'a str; 12] {
         from,
         "--store",
         "store",
+    ]
+}
+
+/// The release file a `config release` or `config revert` by one of two
+/// required signers wrote, from its output.
+fn release_file(stdout: &str) -> String {
+    assert!(
+        stdout.contains("signatures: 1 of the 2 required"),
+        "{stdout}"
+    );
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("wrote release "))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("a release prints its file")
+        .to_owned()
+}
+
+/// `config revert` of `app` to version `to`, signed by alice.
+fn revert_by_alice(to: &str) -> [&str; 12] {
+    [
+        "config",
+        "revert",
+        "--trust",
+        "trust.json",
+        "--key",
+        "alice.key",
+        "--doc",
+        "app",
+        "--store",
+        "store",
+        "--to",
+        to,
     ]
 }
 
@@ -879,48 +902,17 @@ fn a_staged_release_carries_its_plan_and_a_revert_releases_old_content_again() {
         &["revert_to must name an earlier version"],
     );
     // Going back: version 3 carries version 1's heads.
-    let stdout = scratch.ok(&[
-        "config",
-        "revert",
-        "--trust",
-        "trust.json",
-        "--key",
-        "alice.key",
-        "--doc",
-        "app",
-        "--store",
-        "store",
-        "--to",
-        "1",
-    ]);
-    let reverted = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("wrote release "))
-        .and_then(|rest| rest.split(' ').next())
-        .expect("revert prints its file");
+    let reverted = release_file(&scratch.ok(&revert_by_alice("1")));
     let heads = |path: &str| {
         let text = fs::read_to_string(scratch.path(path)).expect("read");
         let json: serde_json::Value = serde_json::from_str(&text).expect("json");
         (json["release"].clone(), json["heads"].clone())
     };
-    let (version, reverted_heads) = heads(reverted);
+    let (version, reverted_heads) = heads(&reverted);
     assert_eq!(version, 3);
     assert_eq!(reverted_heads, heads(&first).1, "the content of version 1");
     scratch.refused(
-        &[
-            "config",
-            "revert",
-            "--trust",
-            "trust.json",
-            "--key",
-            "alice.key",
-            "--doc",
-            "app",
-            "--store",
-            "store",
-            "--to",
-            "7",
-        ],
+        &revert_by_alice("7"),
         &["holds no complete release 7 of document app"],
     );
 }

@@ -103,6 +103,13 @@ fn remediation_replays_exactly() {
 }
 
 #[test]
+fn a_staged_rollout_cut_by_a_partition_replays_exactly() {
+    // Waves opened by attestations, ranks drawn from the release digest
+    // and a partition in the middle of a bake.
+    replays_exactly(&load("scenarios/rollout-partition.toml"), 3);
+}
+
+#[test]
 fn the_determinism_check_agrees_on_a_seed_and_names_where_schedules_part() {
     use fleetmesh_simulator::check_determinism;
     use fleetmesh_simulator::fingerprint::{STEP_KINDS, first_divergence};

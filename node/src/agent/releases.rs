@@ -174,8 +174,10 @@ impl Agent {
                 let next = next.clone();
                 let next = match self.rollout_gate(now, &next) {
                     Gate::Unstaged | Gate::Open => next,
+                    // Recorded as reverted without running it, so later
+                    // releases can follow.
                     Gate::Halted => {
-                        if !self.skip_halted(&doc, &next, now_millis) {
+                        if !self.go_back(&doc, &next, false, now_millis) {
                             break;
                         }
                         continue;
@@ -201,36 +203,6 @@ impl Agent {
         }
         self.update_safe_mode(now);
         self.refresh_policy(now);
-    }
-
-    /// Records the staged release `next`, whose gate failed before this
-    /// agent ran it, as reverted to its predecessor without running it, so
-    /// later releases can follow; whether it could (the predecessor is
-    /// here).
-    fn skip_halted(&mut self, doc: &str, next: &SignedRelease, now_millis: u64) -> bool {
-        let Some(predecessor) = self.predecessor(next) else {
-            self.stats.rollout.revert_blocked += 1;
-            return false;
-        };
-        let Ok(applied) = self.releases.advance(next, now_millis) else {
-            self.stats.releases_refused += 1;
-            return false;
-        };
-        let Ok(reverted) = self.releases.revert(doc, &predecessor) else {
-            // Advanced but not reverted cannot happen: the predecessor is
-            // older by construction. Keep the record true all the same.
-            self.outbox.persist(Persist::Release(applied));
-            return false;
-        };
-        self.stats.rollout.halted += 1;
-        self.outbox.persist(Persist::Release(reverted.clone()));
-        self.push_event(Event::ReleaseReverted {
-            doc: doc.to_owned(),
-            version: reverted.version,
-            to_version: predecessor.release.version,
-            ran: false,
-        });
-        true
     }
 
     /// Announces entering or leaving safe mode.

@@ -364,26 +364,45 @@ impl Agent {
             .then(|| predecessor.clone())
     }
 
-    /// Goes back from the staged release run for `doc` to its predecessor:
-    /// its gate failed. Retried at the next tick while the predecessor is
-    /// not here.
-    fn revert(&mut self, doc: &str, release: &SignedRelease) {
+    /// Goes back from the staged release `release` of `doc` to its
+    /// predecessor: its gate failed. `ran`: this agent runs it; else it
+    /// records it as reverted without ever running it, so that later
+    /// releases can follow. Whether it could; while the predecessor is not
+    /// here it is retried (at the next tick, or the next release move).
+    pub(super) fn go_back(
+        &mut self,
+        doc: &str,
+        release: &SignedRelease,
+        ran: bool,
+        now_millis: u64,
+    ) -> bool {
         let Some(predecessor) = self.predecessor(release) else {
             self.stats.rollout.revert_blocked += 1;
-            return;
+            return false;
         };
+        if !ran && self.releases.advance(release, now_millis).is_err() {
+            self.stats.releases_refused += 1;
+            return false;
+        }
+        // The predecessor is older than the release by the plan's shape,
+        // so this refuses nothing `advance` took.
         let Ok(reverted) = self.releases.revert(doc, &predecessor) else {
             self.stats.rollout.revert_blocked += 1;
-            return;
+            return false;
         };
-        self.stats.rollout.reverted += 1;
+        if ran {
+            self.stats.rollout.reverted += 1;
+        } else {
+            self.stats.rollout.halted += 1;
+        }
         self.outbox.persist(Persist::Release(reverted.clone()));
         self.push_event(Event::ReleaseReverted {
             doc: doc.to_owned(),
             version: reverted.version,
             to_version: predecessor.release.version,
-            ran: true,
+            ran,
         });
+        true
     }
 
     /// Reverts what failed, and attests about the staged releases this
@@ -418,8 +437,8 @@ impl Agent {
                 continue;
             };
             if progress.failed.is_some() {
-                self.revert(doc, release);
-                reverted = true;
+                let now_millis = self.now_millis(now);
+                reverted |= self.go_back(doc, release, true, now_millis);
                 continue;
             }
             if !self.rollouts.baking.contains_key(doc) {
