@@ -158,29 +158,12 @@ fn release_file(stdout: &str) -> String {
         .to_owned()
 }
 
-/// `config revert` of `app` to version `to`, signed by alice.
-fn revert_by_alice(to: &str) -> [&str; 12] {
-    [
-        "config",
-        "revert",
-        "--trust",
-        "trust.json",
-        "--key",
-        "alice.key",
-        "--doc",
-        "app",
-        "--store",
-        "store",
-        "--to",
-        to,
-    ]
-}
-
-/// `config release` of `app` signed by alice, with `extra` arguments.
-fn release_by_alice<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+/// `config VERB` of `app` in `store`, signed by alice, with `extra`
+/// arguments.
+fn by_alice<'a>(verb: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "config",
-        "release",
+        verb,
         "--trust",
         "trust.json",
         "--key",
@@ -192,6 +175,16 @@ fn release_by_alice<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     ];
     args.extend(extra);
     args
+}
+
+/// `config revert` of `app` to version `to`, signed by alice.
+fn revert_by_alice(to: &str) -> Vec<&str> {
+    by_alice("revert", &["--to", to])
+}
+
+/// `config release` of `app` signed by alice, with `extra` arguments.
+fn release_by_alice<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    by_alice("release", extra)
 }
 
 fn verify(release: &str) -> [&str; 8] {

@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod membership;
 mod register;
 pub mod replica;
+pub mod selector;
 pub mod stop;
 #[cfg(test)]
 mod testing;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use fleetmesh_crdt::{Hlc, Role, SignedRecord, sign_resume, sign_stop, stop_limits};
+use fleetmesh_crdt::{Hlc, Role, SignedRecord, selector, sign_resume, sign_stop, stop_limits};
 use fleetmesh_runtime::{files, formats};
 
 use super::{AgentArgs, Client};
@@ -123,18 +123,14 @@ fn publish(
     Ok((now_millis, expires))
 }
 
-/// Parses `key=value[,key=value]` as the agents' tags are matched.
+/// Parses `key=value[,key=value]` as the agents' tags are matched; an
+/// empty selector is refused (leave `--select` out to stop every agent).
 fn parse_selector(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut selector = BTreeMap::new();
-    for pair in text.split(',').map(str::trim) {
-        let Some((key, value)) = pair.split_once('=') else {
-            bail!("--select: `{pair}` is not key=value (leave --select out to stop every agent)");
-        };
-        let (key, value) = (key.trim(), value.trim());
-        if key.is_empty() || value.is_empty() {
-            bail!("--select: `{pair}` names no key or no value");
-        }
-        selector.insert(key.to_owned(), value.to_owned());
+    let selector = selector::parse_selector(text).map_err(|problem| {
+        anyhow::anyhow!("--select: {problem} (leave --select out to stop every agent)")
+    })?;
+    if selector.is_empty() {
+        bail!("--select: `{text}` names no key=value (leave --select out to stop every agent)");
     }
     if selector.len() > stop_limits::SELECTOR_PAIRS_MAX {
         bail!(

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{Digest, PublicKey};
+use crate::selector::parse_selector;
 
 /// Bounds on a rollout plan.
 pub mod rollout_limits {
@@ -252,26 +253,6 @@ fn ppm(field: &str, fraction: f64) -> Result<u32, PlanError> {
     Ok((fraction * f64::from(PPM)).round() as u32)
 }
 
-/// Parses `key=value[,key=value]`; empty text selects every host.
-pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, PlanError> {
-    let mut selector = BTreeMap::new();
-    for pair in text
-        .split(',')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-    {
-        let Some((key, value)) = pair.split_once('=') else {
-            return refuse(format!("selector term `{pair}` is not key=value"));
-        };
-        let (key, value) = (key.trim(), value.trim());
-        if key.is_empty() || value.is_empty() {
-            return refuse(format!("selector term `{pair}` names no key or no value"));
-        }
-        selector.insert(key.to_owned(), value.to_owned());
-    }
-    Ok(selector)
-}
-
 impl RolloutSpec {
     /// The plan for a release of `version`, refused (naming the field) where
     /// agents would refuse the release.
@@ -290,7 +271,7 @@ impl RolloutSpec {
                 }
                 Ok(Wave {
                     select: parse_selector(&wave.select)
-                        .map_err(|error| PlanError(format!("wave {index}: {}", error.0)))?,
+                        .map_err(|error| PlanError(format!("wave {index}: {error}")))?,
                     fraction_ppm: ppm(&format!("wave {index}: fraction"), wave.fraction)?,
                     bake_millis: (bake * 1_000.0).round() as u64,
                 })

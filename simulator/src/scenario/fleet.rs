@@ -174,21 +174,7 @@ pub(crate) fn fleet(
     })
 }
 
-/// Parses `key=value[,key=value]` selectors.
-pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut selector = BTreeMap::new();
-    for pair in text
-        .split(',')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-    {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("selector term {pair:?} is not key=value"))?;
-        selector.insert(key.trim().to_string(), value.trim().to_string());
-    }
-    Ok(selector)
-}
+pub use fleetmesh_node::crdt::selector::parse_selector;
 
 /// Validates the node set `file`, named `field` in errors, against `fleet`.
 pub(crate) fn nodes(
