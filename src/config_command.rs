@@ -7,11 +7,25 @@
 
 use std::path::PathBuf;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use crate::client::{self, PublishArgs, Target};
 use crate::operator::Format;
 use crate::operator::config;
+
+/// Who signs what about which document, for the commands that sign.
+#[derive(Args)]
+pub struct DocSigner {
+    /// The trust chain file.
+    #[arg(long, value_name = "CHAIN")]
+    trust: PathBuf,
+    /// The signer's `config` key file.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The document id.
+    #[arg(long, value_name = "ID")]
+    doc: String,
+}
 
 /// `fleetmesh config rollout ...`
 #[derive(Subcommand)]
@@ -41,15 +55,8 @@ pub enum ConfigCommand {
     /// version: going back is a release like any other, signed by one
     /// config key here and by the rest with `config sign`.
     Revert {
-        /// The trust chain file.
-        #[arg(long, value_name = "CHAIN")]
-        trust: PathBuf,
-        /// The signer's `config` key file.
-        #[arg(long, value_name = "FILE")]
-        key: PathBuf,
-        /// The document id.
-        #[arg(long, value_name = "ID")]
-        doc: String,
+        #[command(flatten)]
+        signer: DocSigner,
         /// The store directory holding the release to go back to.
         #[arg(long, value_name = "DIR")]
         store: PathBuf,
@@ -66,15 +73,8 @@ pub enum ConfigCommand {
     /// Turns a TOML or JSON file into one signed change on top of what the
     /// store directory holds, written into it.
     Draft {
-        /// The trust chain file.
-        #[arg(long, value_name = "CHAIN")]
-        trust: PathBuf,
-        /// The author's `config` key file.
-        #[arg(long, value_name = "FILE")]
-        key: PathBuf,
-        /// The document id.
-        #[arg(long, value_name = "ID")]
-        doc: String,
+        #[command(flatten)]
+        signer: DocSigner,
         /// The new content (FILE.toml or FILE.json).
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
@@ -188,15 +188,13 @@ pub enum ConfigCommand {
 pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
     match command {
         ConfigCommand::Draft {
-            trust,
-            key,
-            doc,
+            signer,
             from,
             store,
         } => config::draft(&config::Draft {
-            trust: &trust,
-            key: &key,
-            doc: &doc,
+            trust: &signer.trust,
+            key: &signer.key,
+            doc: &signer.doc,
             from: &from,
             store: &store,
         }),
@@ -222,17 +220,15 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
             content_of: None,
         }),
         ConfigCommand::Revert {
-            trust,
-            key,
-            doc,
+            signer,
             store,
             to,
             expires,
             out,
         } => config::release(&config::ReleaseArgs {
-            trust: &trust,
-            key: &key,
-            doc: &doc,
+            trust: &signer.trust,
+            key: &signer.key,
+            doc: &signer.doc,
             store: &store,
             version: None,
             expires: expires.as_deref(),
