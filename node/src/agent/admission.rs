@@ -150,6 +150,9 @@ impl Agent {
         if effects.trust_changed || !effects.admitted.is_empty() {
             self.rollouts.forget_waves();
         }
+        if effects.config_changed {
+            self.rollouts.touch();
+        }
         for entry in effects.journal {
             if !self.outbox.journal(entry) {
                 self.stats.journal_dropped += 1;

@@ -572,6 +572,9 @@ impl Agent {
                     // trust changes.
                     self.expel_unadmitted(now);
                     self.budgets.forget_full(now);
+                    if self.rollouts.take_waiting() {
+                        self.advance_releases(now);
+                    }
                     self.reconnect(now);
                     self.members.shrink_slack();
                     self.timers

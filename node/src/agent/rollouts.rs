@@ -117,6 +117,13 @@ pub(super) struct Rollouts {
     needs_human_millis: Option<u64>,
     /// Staged releases this agent waited for, counted once each.
     waited: VecDeque<Digest>,
+    /// The evidence, the certificates or the config changed since the
+    /// staged releases run were last weighed.
+    dirty: bool,
+    /// The last look at the releases found one this agent's wave waits
+    /// for. A stop that lapses by itself brings no record, so the reconnect
+    /// timer looks again while this holds.
+    waiting: bool,
 }
 
 impl Rollouts {
@@ -136,6 +143,7 @@ impl Rollouts {
                 if let Some(words) = self.evidence.get_mut(release) {
                     add_word(words, record.author, *wave, *wave_hosts, *passed);
                 }
+                self.dirty = true;
                 true
             }
             RecordKind::NeedsHuman { .. } if record.key.target == *me => {
@@ -143,7 +151,10 @@ impl Rollouts {
                 self.needs_human_millis = Some(self.needs_human_millis.map_or(at, |m| m.max(at)));
                 false
             }
-            RecordKind::Stop { .. } | RecordKind::Resume { .. } => true,
+            RecordKind::Stop { .. } | RecordKind::Resume { .. } => {
+                self.dirty = true;
+                true
+            }
             _ => false,
         }
     }
@@ -151,6 +162,24 @@ impl Rollouts {
     /// Certificates changed: the waves must be assigned again.
     pub(super) fn forget_waves(&mut self) {
         self.assignments.clear();
+        self.dirty = true;
+    }
+
+    /// Config changed: a revert waiting for its predecessor's content may
+    /// go ahead.
+    pub(super) fn touch(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Whether a staged release waits for this agent's wave (or a stop),
+    /// as of the last look; clears it, since each look sets it again.
+    pub(super) fn take_waiting(&mut self) -> bool {
+        std::mem::take(&mut self.waiting)
+    }
+
+    /// Whether the staged releases run must be weighed again; clears it.
+    fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
     }
 
     /// When a bake ends next.
@@ -341,6 +370,7 @@ impl Agent {
         if self.rollouts.first_wait(release.release.digest()) {
             self.stats.rollout.waits += 1;
         }
+        self.rollouts.waiting = true;
         Gate::Waiting
     }
 
@@ -412,7 +442,8 @@ impl Agent {
         if self.left {
             return;
         }
-        let staged: Vec<(String, SignedRelease)> = self
+        // The staged releases run (not reverted), by document.
+        let staged: Vec<(String, Digest)> = self
             .releases
             .running()
             .iter()
@@ -424,27 +455,35 @@ impl Agent {
                         .get(*doc)
                         .is_some_and(|applied| applied.reverted_to.is_none())
             })
-            .map(|(doc, release)| (doc.clone(), release.clone()))
+            .map(|(doc, release)| (doc.clone(), release.release.digest()))
             .collect();
-        let mut reverted = false;
         self.rollouts.baking.retain(|doc, baking| {
             staged
                 .iter()
-                .any(|(run, release)| run == doc && release.release.digest() == baking.release)
+                .any(|(run, digest)| run == doc && *digest == baking.release)
         });
-        for (doc, release) in &staged {
-            let Some((progress, wave, wave_hosts)) = self.rollout_state(release) else {
-                continue;
-            };
-            if progress.failed.is_some() {
-                let now_millis = self.now_millis(now);
-                reverted |= self.go_back(doc, release, true, now_millis);
-                continue;
+        // The evidence is weighed again only when it may have changed, not
+        // at every tick of a rollout long finished.
+        let weigh = self.rollouts.take_dirty();
+        let mut reverted = false;
+        for (doc, _) in &staged {
+            if weigh || !self.rollouts.baking.contains_key(doc) {
+                let Some(release) = self.releases.running().get(doc).cloned() else {
+                    continue;
+                };
+                let Some((progress, wave, wave_hosts)) = self.rollout_state(&release) else {
+                    continue;
+                };
+                if progress.failed.is_some() {
+                    let now_millis = self.now_millis(now);
+                    reverted |= self.go_back(doc, &release, true, now_millis);
+                    continue;
+                }
+                if !self.rollouts.baking.contains_key(doc) {
+                    self.start_bake(now, doc, &release, wave, wave_hosts);
+                }
             }
-            if !self.rollouts.baking.contains_key(doc) {
-                self.start_bake(now, doc, release, wave, wave_hosts);
-            }
-            self.judge_bake(now, doc, release);
+            self.judge_bake(now, doc);
         }
         if reverted {
             self.rollouts.baking.retain(|doc, _| {
@@ -496,8 +535,13 @@ impl Agent {
 
     /// Signs this host's attestation about the release it bakes for `doc`
     /// once there is something to say.
-    fn judge_bake(&mut self, now: Instant, doc: &str, release: &SignedRelease) {
-        let Some(plan) = &release.release.rollout else {
+    fn judge_bake(&mut self, now: Instant, doc: &str) {
+        let Some(plan) = self
+            .releases
+            .running()
+            .get(doc)
+            .and_then(|release| release.release.rollout.clone())
+        else {
             return;
         };
         let Some(baking) = self
@@ -509,9 +553,9 @@ impl Agent {
         else {
             return;
         };
-        let verdict = match self.gate_failure(now, plan, &baking) {
+        let verdict = match self.gate_failure(now, &plan, &baking) {
             Some(reason) => Some((false, reason)),
-            None if now >= baking.until && self.gate_passed(plan, &baking) => {
+            None if now >= baking.until && self.gate_passed(&plan, &baking) => {
                 Some((true, String::new()))
             }
             None => None,
