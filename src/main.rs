@@ -11,6 +11,7 @@ mod operator;
 mod pipe;
 mod sim;
 mod sweep;
+mod validate;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -49,6 +50,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Key files: `key show` prints a key file's public key and node id.
+    Key {
+        #[command(subcommand)]
+        command: operator::KeyCommand,
+    },
+    /// Checks agent config files and scenario files as the agent and the
+    /// simulator would, without starting anything; prints `FILE: OK` or
+    /// the error naming the field. Exit status 1 when any file fails.
+    Validate(validate::ValidateArgs),
     /// The fleet's trust chain and node certificates, as local files.
     Fleet {
         #[command(subcommand)]
@@ -182,6 +192,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim { command } => sim::command(command),
         Command::Keygen { out, force } => return operator_result(operator::keygen(&out, force)),
+        Command::Key { command } => return operator_result(operator::key(command)),
+        Command::Validate(args) => return validate::run(&args),
         Command::Fleet { command } => return operator_result(operator::fleet(command)),
         Command::Config { command } => return operator_result(config_command::run(command)),
         Command::Agent { config } => return operator_result(agent(&config)),
