@@ -538,6 +538,14 @@ fn an_emergency_stop_reaches_another_agent_holds_its_repair_and_resume_lifts_it(
     assert!(table.contains("this agent included") && table.contains("bad push"));
     let view = json(dir, &[&["remediations", "--json"][..], &at_other].concat());
     assert_eq!(view["stops"][0]["selector"]["role"], "local", "{view}");
+    // `info` sums it up with the release the agent runs.
+    let info = ok(dir, &[&["info"][..], &at_other].concat());
+    assert!(
+        row(&info, "emergency").contains("1 applying here"),
+        "{info}"
+    );
+    assert!(row(&info, "releases").contains("remediation v1"), "{info}");
+    assert!(row(&info, "policy").contains("loaded"), "{info}");
 
     // Node 1's service breaks: the check sees it, the repair is held and
     // the skip recorded.
