@@ -6,14 +6,16 @@ mod config_command;
 mod demo;
 mod interrupt;
 mod logging;
+mod manual;
 mod memory;
 mod operator;
 mod pipe;
 mod sim;
 mod sweep;
+mod validate;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use sim::SimCommand;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,6 +51,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Key files: `key show` prints a key file's public key and node id.
+    Key {
+        #[command(subcommand)]
+        command: operator::KeyCommand,
+    },
+    /// Checks agent config files and scenario files as the agent and the
+    /// simulator would, without starting anything; prints `FILE: OK` or
+    /// the error naming the field. Exit status 1 when any file fails.
+    Validate(validate::ValidateArgs),
     /// The fleet's trust chain and node certificates, as local files.
     Fleet {
         #[command(subcommand)]
@@ -71,12 +82,17 @@ enum Command {
     /// Hands signed files to a running agent: the same as `config
     /// publish` (kept for trust chains, which are not config).
     Publish(client::PublishArgs),
-    /// The members a running agent knows, with their state; rows sorted
-    /// by name, then id.
-    Members {
+    /// A running agent in a few lines: name, id, version and protocol,
+    /// fleet, members by state, the releases it runs, its policy (loaded
+    /// or refused), safe mode, emergency stops applying to it, uptime.
+    Info {
         #[command(flatten)]
         target: client::Target,
     },
+    /// The members a running agent knows, with their state; rows sorted
+    /// by name, then id. `--tag` and `--state` filter them (the JSON too);
+    /// `--detailed` adds incarnation, tags and addresses.
+    Members(client::MembersArgs),
     /// The health reports a running agent holds, for every node and check;
     /// rows sorted by node name, then id and check.
     Health {
@@ -153,6 +169,21 @@ enum Command {
         #[command(flatten)]
         agent: client::AgentArgs,
     },
+    /// Prints a shell completion script, generated from these commands:
+    /// `fleetmesh completions bash > /etc/bash_completion.d/fleetmesh`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::aot::Shell,
+    },
+    /// Writes one man page per command and subcommand (`fleetmesh.1`,
+    /// `fleetmesh-members.1`, ...), generated from these commands.
+    Man {
+        /// The directory to write them into (created if needed), e.g.
+        /// /usr/local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// A mesh of real agents on this host, for a first look: starts them
     /// on loopback with a throwaway fleet, releases a policy, breaks a demo
     /// service on one node, shows it remediated, and stops them all.
@@ -182,11 +213,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim { command } => sim::command(command),
         Command::Keygen { out, force } => return operator_result(operator::keygen(&out, force)),
+        Command::Key { command } => return operator_result(operator::key(command)),
+        Command::Validate(args) => return validate::run(&args),
         Command::Fleet { command } => return operator_result(operator::fleet(command)),
         Command::Config { command } => return operator_result(config_command::run(command)),
         Command::Agent { config } => return operator_result(agent(&config)),
         Command::Publish(args) => return operator_result(client::publish(&args)),
-        Command::Members { target } => return operator_result(client::members(&target)),
+        Command::Info { target } => return operator_result(client::info(&target)),
+        Command::Members(args) => return operator_result(client::members(&args)),
         Command::Health { target } => return operator_result(client::health(&target)),
         Command::Leases { target } => return operator_result(client::leases(&target)),
         Command::Remediations { target } => return operator_result(client::remediations(&target)),
@@ -226,6 +260,11 @@ fn main() -> ExitCode {
             return operator_result(client::resume(&args));
         }
         Command::Leave { agent } => return operator_result(client::leave(&agent)),
+        Command::Completions { shell } => {
+            manual::completions(shell, Cli::command());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { out } => return operator_result(manual::man(&out, Cli::command())),
         Command::Demo { nodes, keep, hold } => {
             return demo::run(usize::from(nodes), keep, hold)
                 .unwrap_or_else(|error| operator_result(Err(error)));

@@ -1,4 +1,4 @@
-//! The CLI against running agents: `fleetmesh members`, `health`,
+//! The CLI against running agents: `fleetmesh info`, `members`, `health`,
 //! `leases`, `remediations`, `approve`, `stop`, `resume`, `leave` and `config
 //! publish|release|show|history` on real agent processes on loopback,
 //! asserting on the tables, the JSON and the errors; and `fleetmesh demo`
@@ -46,13 +46,40 @@ fn members_health_config_and_an_approved_remediation_read_from_a_running_agent()
 
     // Members: a table with both nodes, the agent itself marked; the
     // JSON is the admin API's.
-    let table = ok(dir, &[&["members"][..], &at].concat());
+    let table = ok(dir, &[&["members", "--detailed"][..], &at].concat());
     assert!(table.starts_with("NAME"), "{table}");
     let first = row(&table, "node-0");
     assert!(first.contains(&ids[0]), "{table}");
     assert!(first.contains("alive") && first.contains("self"), "{table}");
     assert!(first.contains("role=local"), "{table}");
     assert!(row(&table, "node-1").contains("alive"), "{table}");
+    let short = ok(dir, &[&["members"][..], &at].concat());
+    assert!(!short.contains("role=local"), "{short}");
+    assert!(row(&short, "node-1").contains("alive"), "{short}");
+
+    // Filters: on the table and on the JSON alike.
+    let none = ok(dir, &[&["members", "--tag", "role=web"][..], &at].concat());
+    assert_eq!(none.trim(), "no members match the filters");
+    let count = |filters: &[&str]| {
+        json(dir, &[&["members", "--json"][..], filters, &at].concat())["members"]
+            .as_array()
+            .map(Vec::len)
+    };
+    assert_eq!(count(&["--state", "alive", "--tag", "role=local"]), Some(2));
+    assert_eq!(count(&["--state", "dead"]), Some(0));
+    assert_eq!(count(&["--tag", "role=web"]), Some(0));
+
+    // Info: the agent summed up; its JSON is /v1/agent's.
+    let info = ok(dir, &[&["info"][..], &at].concat());
+    assert!(row(&info, "name").contains("node-0"), "{info}");
+    assert!(
+        row(&info, "members").contains("2 alive, 0 suspect, 0 dead, 0 left"),
+        "{info}"
+    );
+    assert!(row(&info, "releases").contains("none"), "{info}");
+    let agent = json(dir, &[&["info", "--json"][..], &at].concat());
+    assert_eq!(agent["id"], ids[0].as_str(), "{agent}");
+    assert_eq!(agent["members"]["alive"], 2, "{agent}");
     let members = json(dir, &[&["members", "--json"][..], &at].concat());
     let names: Vec<&str> = members["members"]
         .as_array()
@@ -511,6 +538,14 @@ fn an_emergency_stop_reaches_another_agent_holds_its_repair_and_resume_lifts_it(
     assert!(table.contains("this agent included") && table.contains("bad push"));
     let view = json(dir, &[&["remediations", "--json"][..], &at_other].concat());
     assert_eq!(view["stops"][0]["selector"]["role"], "local", "{view}");
+    // `info` sums it up with the release the agent runs.
+    let info = ok(dir, &[&["info"][..], &at_other].concat());
+    assert!(
+        row(&info, "emergency").contains("1 applying here"),
+        "{info}"
+    );
+    assert!(row(&info, "releases").contains("remediation v1"), "{info}");
+    assert!(row(&info, "policy").contains("loaded"), "{info}");
 
     // Node 1's service breaks: the check sees it, the repair is held and
     // the skip recorded.

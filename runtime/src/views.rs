@@ -162,8 +162,9 @@ fn quarantined(agent: &Agent) -> Vec<String> {
         .collect()
 }
 
-/// `GET /v1/agent`: who this agent is, its fleet and trust version, its
-/// addresses, safe mode, uptime and clock.
+/// `GET /v1/agent`: who this agent is, its version and wire protocol, its
+/// fleet and trust version, its addresses, members by state, the releases
+/// it runs, safe mode and stops, uptime and clock (`fleetmesh info`).
 pub fn info(agent: &Agent, now: Instant, local: &Local<'_>) -> Value {
     let trust = agent.replicas().trust();
     let me = agent.members().meta(agent.id());
@@ -182,6 +183,15 @@ pub fn info(agent: &Agent, now: Instant, local: &Local<'_>) -> Value {
         "safe_mode": agent.is_safe_mode(now),
         "policy_loaded": agent.policy_loaded(),
         "policy_refused": agent.policy_refused().map(PolicyRefusal::reason),
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": fleetmesh_node::wire::PROTOCOL_VERSION,
+        "members": member_counts(agent).into_iter().collect::<BTreeMap<_, _>>(),
+        "releases": agent
+            .applied_releases()
+            .iter()
+            .map(|(doc, applied)| (doc.clone(), applied.version))
+            .collect::<BTreeMap<_, _>>(),
+        "stops_applying": records::stops_applying(agent, local.now_millis),
         "leaving": local.leaving,
         "uptime_millis": local.uptime_millis,
         "now_millis": local.now_millis,

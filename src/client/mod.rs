@@ -1,5 +1,5 @@
 //! The commands that talk to a running agent through its admin API
-//! (`fleetmesh members`, `health`, `leases`, `remediations`, `approve`,
+//! (`fleetmesh info`, `members`, `health`, `leases`, `remediations`, `approve`,
 //! `stop`, `resume`, `leave`, and `config publish|release|show|history` without `--store`).
 //!
 //! Each prints a table by default and, with `--json`, the admin API's
@@ -15,6 +15,8 @@
 
 mod approve;
 mod config;
+mod info;
+mod members;
 mod rollout;
 mod stop;
 mod table;
@@ -22,9 +24,11 @@ mod views;
 
 pub use approve::{Approve, approve, parse_duration};
 pub use config::{config_history, config_release, config_show, publish};
+pub use info::info;
+pub use members::{MembersArgs, members};
 pub use rollout::rollout_status;
 pub use stop::{Stop, resume, stop};
-pub use views::{health, leases, members, remediations};
+pub use views::{health, leases, remediations};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

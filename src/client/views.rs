@@ -1,20 +1,20 @@
-//! The read-only views of a running agent: `fleetmesh members`, `health`,
-//! `leases` and `remediations`.
+//! The read-only views of a running agent: `fleetmesh health`, `leases`
+//! and `remediations`, and the [`View`] `members` prints with too.
 
 use super::table::{brief, cell, list, print_json, short, sort_rows, table, tags_cell, time_cell};
 use super::{Client, Target};
 use serde_json::Value;
 
 /// One list view of the admin API: where it is, and how it prints.
-struct View<'a> {
+pub(super) struct View<'a> {
     /// The admin API path to `GET`.
-    path: &'a str,
+    pub(super) path: &'a str,
     /// The answer's field holding the list.
-    key: &'a str,
+    pub(super) key: &'a str,
     /// The table's column titles.
-    titles: &'a [&'a str],
+    pub(super) titles: &'a [&'a str],
     /// What to print instead of a table when the list is empty.
-    empty: &'a str,
+    pub(super) empty: &'a str,
 }
 
 impl View<'_> {
@@ -37,7 +37,7 @@ impl View<'_> {
 
     /// Prints the table of the items of `answer` (or the empty message);
     /// returns the items.
-    fn print(&self, answer: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Value> {
+    pub(super) fn print(&self, answer: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Value> {
         let items = list(answer, self.key);
         if items.is_empty() {
             println!("{}", self.empty);
@@ -48,47 +48,6 @@ impl View<'_> {
         print!("{}", table(self.titles, &rows));
         items.to_vec()
     }
-}
-
-/// `fleetmesh members`.
-pub fn members(target: &Target) -> anyhow::Result<()> {
-    let view = View {
-        path: "/v1/members",
-        key: "members",
-        titles: &[
-            "NAME",
-            "ID",
-            "STATE",
-            "INCARNATION",
-            "TAGS",
-            "CONNECTED",
-            "ADDRESSES",
-        ],
-        empty: "no members: the agent lists none, not even itself",
-    };
-    view.show(target, |member| {
-        let link = if member["self"] == true {
-            "self"
-        } else if member["connected"] == true {
-            "yes"
-        } else {
-            "no"
-        };
-        vec![
-            cell(&member["name"]),
-            cell(&member["id"]),
-            cell(&member["state"]),
-            cell(&member["incarnation"]),
-            tags_cell(&member["tags"]),
-            link.to_owned(),
-            list(member, "addrs")
-                .iter()
-                .map(cell)
-                .collect::<Vec<_>>()
-                .join(","),
-        ]
-    })?;
-    Ok(())
 }
 
 /// `fleetmesh health`.

@@ -137,6 +137,29 @@ pub fn keygen(out: &std::path::Path, force: bool) -> anyhow::Result<()> {
     keys::keygen(out, force)
 }
 
+/// `fleetmesh key ...`
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Prints the public key (hex) and node id of a key file, never its
+    /// secret. A key file others than its owner may read is refused, as
+    /// everywhere a key is loaded.
+    Show {
+        /// The key file (`fleetmesh keygen --out FILE`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Print JSON (`public_key`, `node_id`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `fleetmesh key` command.
+pub fn key(command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Show { key, json } => keys::show(&key, json),
+    }
+}
+
 /// Runs a `fleetmesh fleet` command.
 pub fn fleet(command: FleetCommand) -> anyhow::Result<()> {
     match command {

@@ -122,6 +122,12 @@ fn the_agent_view_shows_the_core_and_the_runtime_around_it() {
     assert_eq!(info["listening"][0], "/ip4/127.0.0.1/udp/7000/quic-v1");
     assert_eq!(info["leaving"], true);
     assert_eq!(info["policy_loaded"], false);
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["protocol"], fleetmesh_node::wire::PROTOCOL_VERSION);
+    assert_eq!(info["members"]["alive"], 1);
+    assert_eq!(info["members"]["dead"], 0);
+    assert_eq!(info["releases"], serde_json::json!({}));
+    assert_eq!(info["stops_applying"], 0);
     assert_eq!(info["now"], "1970-01-02T00:00:00.000Z");
     assert_eq!(info["state_dir"], "/var/lib/fleetmesh");
 }
