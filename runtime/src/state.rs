@@ -545,6 +545,25 @@ mod tests {
     }
 
     #[test]
+    fn a_reverted_release_round_trips_and_older_files_keep_their_checksum() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let state = StateDir::open(dir.path()).expect("open");
+        // Written as before rollouts existed: no `reverted_to` anywhere,
+        // and the checksum over what is there still holds.
+        state.save_durable(&durable()).expect("save");
+        let text = fs::read_to_string(state.durable_path()).expect("read");
+        assert!(!text.contains("reverted_to"), "{text}");
+        assert_eq!(state.load_durable().expect("load"), Some(durable()));
+        let mut reverted = durable();
+        let web = reverted.releases.get_mut("web").expect("web");
+        web.reverted_to = Some(Digest([3; 32]));
+        state.save_durable(&reverted).expect("save");
+        let text = fs::read_to_string(state.durable_path()).expect("read");
+        assert!(text.contains(&"03".repeat(32)), "{text}");
+        assert_eq!(state.load_durable().expect("load"), Some(reverted));
+    }
+
+    #[test]
     fn a_torn_or_altered_snapshot_is_detected_and_set_aside() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let state = StateDir::open(dir.path()).expect("open");
