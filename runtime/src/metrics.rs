@@ -148,6 +148,9 @@ pub struct Gauges {
     pub safe_mode: bool,
     /// Emergency stops in force that apply to this agent.
     pub stops_applying: usize,
+    /// Stop and resume records the ledger evicted or refused at its bound
+    /// of 64 (a count since start).
+    pub stops_evicted: u64,
     /// The agent's incarnation.
     pub incarnation: u64,
     /// The trust version the agent runs.
@@ -497,6 +500,12 @@ pub fn render(
         "Emergency stops in force that apply to this agent (nothing is started while above 0)",
         gauges.stops_applying as u64,
     );
+    counter(
+        &mut registry,
+        "stops_evicted",
+        "Emergency stop and resume records the ledger evicted or refused at its bound of 64",
+        gauges.stops_evicted,
+    );
     gauge(
         &mut registry,
         "incarnation",
@@ -529,6 +538,7 @@ mod tests {
         stats.remedy.attempts = 3;
         stats.remedy.fix_millis_total = 1500;
         stats.leases.acquired = 1;
+        stats.rollout.reverted = 2;
         let runtime = RuntimeStats {
             transmits_dropped_queue_full: 5,
             ..RuntimeStats::default()
@@ -537,6 +547,7 @@ mod tests {
             members: vec![("alive", 4), ("dead", 1)],
             budget_in_use: vec![("remediate:web".into(), 1)],
             outbound_bytes: 99,
+            stops_evicted: 4,
             ..Gauges::default()
         };
         let state = StateStats {
@@ -550,6 +561,8 @@ mod tests {
             "fleetmesh_remedy_attempts_total 3",
             "fleetmesh_remedy_fix_millis_total 1500",
             "fleetmesh_lease_acquired_total 1",
+            "fleetmesh_rollout_reverted_total 2",
+            "fleetmesh_stops_evicted_total 4",
             "fleetmesh_runtime_transmits_dropped_queue_full_total 5",
             "fleetmesh_state_automerge_panics_total 7",
             "fleetmesh_members{state=\"alive\"} 4",

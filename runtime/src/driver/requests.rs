@@ -154,6 +154,7 @@ impl Driver {
             budget_in_use: views::budgets_in_use(&self.agent, now),
             safe_mode: self.agent.is_safe_mode(now),
             stops_applying: records::stops_applying(&self.agent, self.clock.now_millis()),
+            stops_evicted: self.agent.replicas().ledger().stops_evicted(),
             incarnation: u64::from(self.agent.incarnation()),
             trust_version: self.agent.replicas().trust().head().doc.version,
             releases: self
