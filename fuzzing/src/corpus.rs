@@ -93,6 +93,7 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         "scenario" => scenario_seeds(),
         "admin_body" => admin_body_seeds(fixture),
         "rollout_plan" => rollout_plan_seeds(),
+        "drafts_journal" => drafts_journal_seeds(),
         _ => Vec::new(),
     };
     distinct(seeds)
@@ -467,6 +468,34 @@ fn release_seeds(fixture: &Fixture) -> Vec<Vec<u8>> {
     seeds
 }
 
+/// Draft journals of the key `drafts_journal` reads: empty, one document,
+/// two (one stored at a path with spaces and non-ASCII letters).
+fn drafts_journal_seeds() -> Vec<Vec<u8>> {
+    use fleetmesh_runtime::formats::{DRAFTS_FORMAT, Drafted, DraftsJson};
+    let drafted = |byte: u8, store: &str| Drafted {
+        change: fleetmesh_node::crdt::Digest([byte; 32]).to_hex(),
+        store: store.to_owned(),
+    };
+    let author = crate::targets::texts::drafts_author().to_hex();
+    [
+        BTreeMap::new(),
+        BTreeMap::from([("app".to_owned(), drafted(1, "/srv/fleet/store"))]),
+        BTreeMap::from([
+            ("app".to_owned(), drafted(2, "/srv/fleet/store")),
+            ("remediation".to_owned(), drafted(3, "/home/opé/my store")),
+        ]),
+    ]
+    .into_iter()
+    .map(|docs| {
+        let journal = DraftsJson {
+            author: author.clone(),
+            docs,
+        };
+        files::to_json(DRAFTS_FORMAT, &journal).expect("a journal encodes")
+    })
+    .collect()
+}
+
 /// The plan of `docs/rollouts.md` and the rollouts of two scenarios, each
 /// for a release of version 7 (the first byte).
 fn rollout_plan_seeds() -> Vec<Vec<u8>> {
@@ -610,6 +639,30 @@ fn unhex(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_drafts_journal_seeds_are_journals_the_cli_accepts() {
+        let author = crate::targets::texts::drafts_author();
+        let seeds = drafts_journal_seeds();
+        assert_eq!(seeds.len(), 3);
+        for seed in seeds {
+            let text = std::str::from_utf8(&seed).expect("text");
+            let journal = fleetmesh_runtime::formats::DraftsJson::parse(text, &author)
+                .unwrap_or_else(|error| panic!("{error:#}\n{text}"));
+            assert_eq!(journal.author, author.to_hex());
+        }
+        let other = fleetmesh_node::crdt::Keypair::from_seed([8; 32]).public();
+        let text = String::from_utf8(drafts_journal_seeds().remove(1)).expect("text");
+        assert!(fleetmesh_runtime::formats::DraftsJson::parse(&text, &other).is_err());
+        let broken = text.replace(&"01".repeat(32), "not a hash");
+        assert!(
+            fleetmesh_runtime::formats::DraftsJson::parse(
+                &broken,
+                &crate::targets::texts::drafts_author()
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn the_rollout_plan_seeds_are_plans_the_cli_accepts() {

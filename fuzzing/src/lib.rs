@@ -21,7 +21,7 @@ pub use targets::config_change::config_change;
 pub use targets::entries_verify::entries_verify;
 pub use targets::release_apply::release_apply;
 pub use targets::snapshot_decode::snapshot_decode;
-pub use targets::texts::{admin_body, agent_config, rollout_plan, scenario};
+pub use targets::texts::{admin_body, agent_config, drafts_journal, rollout_plan, scenario};
 pub use targets::wire_decode::wire_decode;
 
 /// A fuzz target.
@@ -37,7 +37,7 @@ pub struct Target {
 }
 
 /// Every target.
-pub const TARGETS: [Target; 9] = [
+pub const TARGETS: [Target; 10] = [
     Target {
         name: "wire_decode",
         run: wire_decode,
@@ -81,6 +81,11 @@ pub const TARGETS: [Target; 9] = [
     Target {
         name: "rollout_plan",
         run: rollout_plan,
+        smoke_inputs: 100_000,
+    },
+    Target {
+        name: "drafts_journal",
+        run: drafts_journal,
         smoke_inputs: 100_000,
     },
 ];

@@ -440,6 +440,51 @@ impl ReleaseJson {
     }
 }
 
+/// The `format` of a config key's draft journal (`KEY.drafts.json`).
+pub const DRAFTS_FORMAT: &str = "fleetmesh-config-drafts";
+
+/// The last change a config key drafted in one document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drafted {
+    /// The change's hash, hex.
+    pub change: String,
+    /// The store directory it was written to (absolute when it could be
+    /// resolved).
+    pub store: String,
+}
+
+/// A config key's draft journal as its file holds it (`config draft`
+/// keeps it next to the key file; docs/operations.md, "Equivocation and
+/// quarantine").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DraftsJson {
+    /// The key the journal belongs to, hex.
+    pub author: String,
+    /// By document id.
+    pub docs: BTreeMap<String, Drafted>,
+}
+
+impl DraftsJson {
+    /// Parses a journal file's text for the key `author`: refused when it
+    /// is not a journal, belongs to another key, or names a change that is
+    /// not a hash.
+    pub fn parse(text: &str, author: &PublicKey) -> anyhow::Result<DraftsJson> {
+        let json: DraftsJson = files::parse_json(text, DRAFTS_FORMAT, "draft journal")?;
+        if json.author != author.to_hex() {
+            bail!(
+                "belongs to key {}, not to {}: it was copied next to the wrong key file; put it back beside its key",
+                json.author,
+                short(author)
+            );
+        }
+        for (doc, drafted) in &json.docs {
+            files::parse_digest(&drafted.change, "change hash")
+                .with_context(|| format!("names no change hash for document {doc}"))?;
+        }
+        Ok(json)
+    }
+}
+
 /// The `format` of an approval file.
 pub const APPROVAL_FORMAT: &str = "fleetmesh-approval";
 

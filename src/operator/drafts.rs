@@ -19,32 +19,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use fleetmesh_crdt::{ConfigStore, Digest, PublicKey};
 use fleetmesh_runtime::files::{self, Existing, Mode};
-use fleetmesh_runtime::formats::short;
-use serde::{Deserialize, Serialize};
+use fleetmesh_runtime::formats::{DRAFTS_FORMAT, Drafted, DraftsJson, short};
 
-/// The journal file's `format`.
-const DRAFTS_FORMAT: &str = "fleetmesh-config-drafts";
 /// Largest journal read: one short entry per document is far below it.
 const DRAFTS_BYTES_MAX: u64 = 4 << 20;
-
-/// The last change a key drafted in one document.
-#[derive(Serialize, Deserialize)]
-struct Drafted {
-    /// The change's hash, hex.
-    change: String,
-    /// The store directory it was written to (absolute when it could be
-    /// resolved).
-    store: String,
-}
-
-/// What the journal file holds.
-#[derive(Serialize, Deserialize)]
-struct DraftsJson {
-    /// The key the journal belongs to, hex.
-    author: String,
-    /// By document id.
-    docs: BTreeMap<String, Drafted>,
-}
 
 /// A key's draft journal, as loaded.
 pub(super) struct Drafts {
@@ -76,15 +54,10 @@ impl Drafts {
                 path.display()
             );
         }
-        let json: DraftsJson = files::read_json(&path, DRAFTS_FORMAT, "draft journal")?;
-        if json.author != author.to_hex() {
-            bail!(
-                "draft journal {} belongs to key {}, not to {}: it was copied next to the wrong key file; put it back beside its key",
-                path.display(),
-                json.author,
-                short(&author)
-            );
-        }
+        let text = fs::read_to_string(&path)
+            .map_err(|error| files::io_failure("cannot read", &path, &error))?;
+        let json = DraftsJson::parse(&text, &author)
+            .map_err(|error| anyhow::anyhow!("draft journal {} {error:#}", path.display()))?;
         Ok(Drafts {
             path,
             author,

@@ -3,7 +3,7 @@
 
 use fleetmesh_runtime::AgentConfig;
 use fleetmesh_runtime::driver::entries_of;
-use fleetmesh_runtime::formats;
+use fleetmesh_runtime::formats::{self, DraftsJson};
 use fleetmesh_simulator::Scenario;
 
 use crate::fixture::fixture;
@@ -48,6 +48,31 @@ pub fn rollout_plan(data: &[u8]) {
             plan.check_shape(u64::from(version)).is_ok(),
             "a plan the CLI accepts is one agents accept"
         );
+    }
+}
+
+/// The key whose draft journals [`drafts_journal`] reads.
+pub fn drafts_author() -> fleetmesh_node::crdt::PublicKey {
+    fleetmesh_node::crdt::Keypair::from_seed([7; 32]).public()
+}
+
+/// Parses `data` as a config key's draft journal (`KEY.drafts.json`,
+/// [`DraftsJson::parse`]) for the key [`drafts_author`]. Checks that no
+/// text panics the parser, and that a journal it accepts names a change
+/// hash for every document and belongs to that key.
+pub fn drafts_journal(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let author = drafts_author();
+    if let Ok(journal) = DraftsJson::parse(text, &author) {
+        assert_eq!(journal.author, author.to_hex(), "another key's journal");
+        for drafted in journal.docs.values() {
+            assert!(
+                fleetmesh_runtime::files::parse_digest(&drafted.change, "change").is_ok(),
+                "a journal naming no change hash"
+            );
+        }
     }
 }
 
