@@ -269,11 +269,13 @@ impl RolloutCheck {
     }
 
     /// The staged releases not yet run by every running agent, for the
-    /// world to ask about.
+    /// world to ask about; a release whose gate failed never will be.
     pub fn incomplete(&self) -> impl Iterator<Item = (&Digest, &str)> {
         self.staged
             .iter()
-            .filter(|(digest, _)| !self.complete.contains_key(*digest))
+            .filter(|(digest, staged)| {
+                !self.complete.contains_key(*digest) && !staged.failed_anywhere()
+            })
             .map(|(digest, staged)| (digest, staged.doc.as_str()))
     }
 
