@@ -485,6 +485,27 @@ impl DraftsJson {
     }
 }
 
+/// The signed ledger record an operator's file (an approval, a stop)
+/// states: `kind` about `key`, by `author` at (`millis`, `counter`), with
+/// the hex `signature`, which is checked where the record is merged.
+fn operator_record(
+    key: IdempotencyKey,
+    kind: RecordKind,
+    author: PublicKey,
+    (millis, counter): (u64, u32),
+    signature: &str,
+) -> anyhow::Result<SignedRecord> {
+    Ok(SignedRecord {
+        record: LedgerRecord {
+            key,
+            kind,
+            author,
+            at: Hlc { millis, counter },
+        },
+        signature: files::parse_signature(signature, "the signature")?,
+    })
+}
+
 /// The `format` of an approval file.
 pub const APPROVAL_FORMAT: &str = "fleetmesh-approval";
 
@@ -534,27 +555,23 @@ impl ApprovalJson {
     /// approver's role are checked where it is merged.
     pub fn decode(&self) -> anyhow::Result<SignedRecord> {
         let approver = files::parse_key(&self.approver, "the approver")?;
-        let record = LedgerRecord {
-            key: IdempotencyKey {
-                rule: self.rule.clone(),
-                target: files::parse_key(&self.target, "the target")?,
-                incident: self.incident.clone(),
-            },
-            kind: RecordKind::Approval {
-                approver,
-                expires_millis: self.expires_millis,
-                trust_version: self.trust_version,
-            },
-            author: approver,
-            at: Hlc {
-                millis: self.at_millis,
-                counter: self.at_counter,
-            },
+        let key = IdempotencyKey {
+            rule: self.rule.clone(),
+            target: files::parse_key(&self.target, "the target")?,
+            incident: self.incident.clone(),
         };
-        Ok(SignedRecord {
-            record,
-            signature: files::parse_signature(&self.signature, "the signature")?,
-        })
+        let kind = RecordKind::Approval {
+            approver,
+            expires_millis: self.expires_millis,
+            trust_version: self.trust_version,
+        };
+        operator_record(
+            key,
+            kind,
+            approver,
+            (self.at_millis, self.at_counter),
+            &self.signature,
+        )
     }
 }
 
@@ -643,23 +660,18 @@ impl StopJson {
                 "is neither a stop (kind \"stop\" with expires_millis and reason) nor a resume (kind \"resume\" without them): write it again with `fleetmesh stop` or `fleetmesh resume`"
             ),
         };
-        let record = LedgerRecord {
-            key: IdempotencyKey {
-                rule: stop_limits::STOP_RULE.to_owned(),
-                target: stopper,
-                incident: self.incident.clone(),
-            },
-            kind,
-            author: stopper,
-            at: Hlc {
-                millis: self.at_millis,
-                counter: self.at_counter,
-            },
+        let key = IdempotencyKey {
+            rule: stop_limits::STOP_RULE.to_owned(),
+            target: stopper,
+            incident: self.incident.clone(),
         };
-        Ok(SignedRecord {
-            record,
-            signature: files::parse_signature(&self.signature, "the signature")?,
-        })
+        operator_record(
+            key,
+            kind,
+            stopper,
+            (self.at_millis, self.at_counter),
+            &self.signature,
+        )
     }
 }
 

@@ -434,12 +434,7 @@ impl Operators {
         signed_millis: u64,
         expires_millis: u64,
     ) -> Vec<Entry> {
-        let approver = &self.keys[&OperatorKey::Operator];
-        let trust_version = self.laptops[&OperatorKey::Operator]
-            .chain
-            .head()
-            .doc
-            .version;
+        let (approver, trust_version) = self.operator_signer();
         keys.into_iter()
             .map(|key| {
                 let record = LedgerRecord {
@@ -462,6 +457,17 @@ impl Operators {
 }
 
 impl Operators {
+    /// The operator key, which signs approvals and stops in scenarios, and
+    /// the trust version its laptop runs.
+    fn operator_signer(&self) -> (&Keypair, u64) {
+        let version = self.laptops[&OperatorKey::Operator]
+            .chain
+            .head()
+            .doc
+            .version;
+        (&self.keys[&OperatorKey::Operator], version)
+    }
+
     /// An emergency stop of the agents `selector` names lasting `lasting`
     /// (a resume of them when `None`), signed by the operator key (it
     /// holds `stop` in scenarios with a stop) at `signed_millis`.
@@ -471,12 +477,7 @@ impl Operators {
         lasting: Option<Duration>,
         signed_millis: u64,
     ) -> Entry {
-        let stopper = &self.keys[&OperatorKey::Operator];
-        let trust_version = self.laptops[&OperatorKey::Operator]
-            .chain
-            .head()
-            .doc
-            .version;
+        let (stopper, trust_version) = self.operator_signer();
         let at = Hlc {
             millis: signed_millis,
             counter: 0,

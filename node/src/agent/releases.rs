@@ -182,9 +182,18 @@ impl Agent {
                         }
                         continue;
                     }
-                    // A fresh agent runs the predecessor meanwhile.
+                    // A fresh agent runs the predecessor meanwhile, when
+                    // that one's own rollout (if staged) lets it.
                     Gate::Waiting => match self.predecessor(&next) {
-                        Some(predecessor) if fresh => predecessor,
+                        Some(predecessor)
+                            if fresh
+                                && matches!(
+                                    self.rollout_gate(now, &predecessor),
+                                    Gate::Unstaged | Gate::Open
+                                ) =>
+                        {
+                            predecessor
+                        }
                         _ => break,
                     },
                 };

@@ -442,20 +442,22 @@ impl Agent {
         if self.left {
             return;
         }
-        // The staged releases run (not reverted), by document.
+        // The staged releases run (not reverted), by document, with their
+        // digests as recorded (the signed release run is the one recorded,
+        // `Releases::check_invariants`): nothing is encoded or hashed per
+        // tick.
         let staged: Vec<(String, Digest)> = self
             .releases
             .running()
             .iter()
-            .filter(|(doc, release)| {
-                release.release.rollout.is_some()
-                    && self
-                        .releases
-                        .applied()
-                        .get(*doc)
-                        .is_some_and(|applied| applied.reverted_to.is_none())
+            .filter(|(_, release)| release.release.rollout.is_some())
+            .filter_map(|(doc, _)| {
+                let applied = self.releases.applied().get(doc)?;
+                applied
+                    .reverted_to
+                    .is_none()
+                    .then(|| (doc.clone(), applied.digest))
             })
-            .map(|(doc, release)| (doc.clone(), release.release.digest()))
             .collect();
         self.rollouts.baking.retain(|doc, baking| {
             staged
@@ -536,20 +538,22 @@ impl Agent {
     /// Signs this host's attestation about the release it bakes for `doc`
     /// once there is something to say.
     fn judge_bake(&mut self, now: Instant, doc: &str) {
-        let Some(plan) = self
-            .releases
-            .running()
-            .get(doc)
-            .and_then(|release| release.release.rollout.clone())
-        else {
-            return;
-        };
+        // Checked first: a bake attested (every bake, soon after it ends)
+        // costs a tick nothing.
         let Some(baking) = self
             .rollouts
             .baking
             .get(doc)
             .filter(|baking| !baking.attested)
             .cloned()
+        else {
+            return;
+        };
+        let Some(plan) = self
+            .releases
+            .running()
+            .get(doc)
+            .and_then(|release| release.release.rollout.clone())
         else {
             return;
         };
